@@ -1,0 +1,153 @@
+"""Long work as a Dash background callback: run, progress, cancel, rows, CSV.
+
+A page puts ``job_panel(prefix)`` in its layout and calls ``register_job`` once at
+import. The job itself is an engine generator that yields one result row (a dict)
+at a time. Every row is stored in the RunStore the moment it arrives (so a cancel
+or a crash keeps it) and streamed to the browser through the progress output, so
+rows appear as they finish. Pages draw their figures from the ``rows`` store:
+
+    ids = job_ids("paradox")
+    @callback(Output("paradox-plot", "figure"), Input(ids.rows, "data"))
+    def draw(rows): ...
+
+``plan`` receives the State values and returns a ``JobPlan``; raising ValueError
+(for bad input) shows the message and stores nothing.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
+
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from components.tables import csv_payload
+from engine.store import RunStore
+
+
+@dataclass
+class JobPlan:
+    """What a job will do: rows to produce, how many, and what to record."""
+
+    rows: Iterable[dict]
+    total: int
+    params: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+def job_ids(prefix: str) -> SimpleNamespace:
+    names = ("run", "cancel", "progress", "status", "rows", "result", "csv", "csv_download", "panel")
+    return SimpleNamespace(**{n: f"{prefix}-job-{n.replace('_', '-')}" for n in names})
+
+
+def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> html.Div:
+    """Run / Cancel buttons, a progress bar with text, and a CSV download of the rows."""
+    ids = job_ids(prefix)
+    return html.Div([
+        html.Div([
+            html.Button(run_label, id=ids.run, className="btn btn-primary", n_clicks=0),
+            html.Button("Cancel", id=ids.cancel, className="btn btn-secondary", disabled=True,
+                        n_clicks=0),
+            html.Button("Download CSV", id=ids.csv, className="btn btn-secondary"),
+            dcc.Download(id=ids.csv_download),
+        ], className="job-buttons"),
+        html.Div([
+            html.Progress(id=ids.progress, value="0", max="1", className="job-progress"),
+            html.Span("idle", id=ids.status, className="job-status"),
+        ], className="job-progress-row"),
+        html.P(note, className="section-note") if note else None,
+        dcc.Store(id=ids.rows, data=[]),
+        dcc.Store(id=ids.result, data=None),
+    ], className="job-panel", id=ids.panel)
+
+
+def _status_text(done: int, total: int, started: float) -> str:
+    return f"running: {done} / {total} rows, {time.time() - started:.1f} s"
+
+
+def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan], kind: str,
+                 filename: str | None = None, interval_ms: int = 250) -> None:
+    """Wire the panel of ``prefix`` to ``plan`` (called with the State values)."""
+    ids = job_ids(prefix)
+    filename = filename or f"{kind}.csv"
+
+    @callback(
+        Output(ids.result, "data"),
+        Input(ids.run, "n_clicks"),
+        *states,
+        background=True,
+        running=[(Output(ids.run, "disabled"), True, False),
+                 (Output(ids.cancel, "disabled"), False, True)],
+        cancel=[Input(ids.cancel, "n_clicks")],
+        progress=[Output(ids.progress, "value"), Output(ids.progress, "max"),
+                  Output(ids.status, "children"), Output(ids.rows, "data")],
+        interval=interval_ms,
+        prevent_initial_call=True,
+    )
+    def _run(set_progress, n_clicks, *values):
+        if not n_clicks:
+            return no_update
+        started = time.time()
+        try:
+            job = plan(*values)
+        except ValueError as exc:
+            return {"status": "error", "error": str(exc), "rows": [], "run_id": None}
+        set_progress(("0", str(max(job.total, 1)), "starting...", []))
+        store = RunStore()
+        run_id = store.create_run(kind, params=job.params, meta=job.meta)
+        rows: list[dict] = []
+        try:
+            for row in job.rows:
+                rows.append(row)
+                store.append(run_id, row)
+                set_progress((str(len(rows)), str(max(job.total, 1)),
+                              _status_text(len(rows), job.total, started), rows))
+        except Exception as exc:  # a failing job keeps its finished rows
+            store.finish(run_id, "error", error=str(exc))
+            traceback.print_exc()
+            return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
+                    "run_id": run_id, "total": job.total}
+        store.finish(run_id, "done")
+        return {"status": "done", "rows": rows, "run_id": run_id, "total": job.total,
+                "seconds": round(time.time() - started, 2)}
+
+    # Dash may drop the last progress update; the result sets the final state too.
+    @callback(
+        Output(ids.progress, "value", allow_duplicate=True),
+        Output(ids.progress, "max", allow_duplicate=True),
+        Output(ids.status, "children", allow_duplicate=True),
+        Output(ids.rows, "data", allow_duplicate=True),
+        Input(ids.result, "data"),
+        prevent_initial_call=True,
+    )
+    def _finished(result):
+        if not result:
+            return no_update, no_update, no_update, no_update
+        rows = result.get("rows", [])
+        if result["status"] == "error":
+            done = len(rows)
+            text = f"error: {result['error']}" + (f" ({done} rows kept)" if done else "")
+            return str(done), str(max(result.get("total", done), 1)), text, rows
+        total = max(result.get("total", len(rows)), 1)
+        text = f"done: {len(rows)} rows in {result.get('seconds', 0)} s (run {result['run_id']})"
+        return str(total), str(total), text, rows
+
+    @callback(
+        Output(ids.status, "children", allow_duplicate=True),
+        Input(ids.cancel, "n_clicks"),
+        State(ids.rows, "data"),
+        prevent_initial_call=True,
+    )
+    def _cancelled(n_clicks, rows):
+        if not n_clicks:
+            return no_update
+        return f"cancelled: {len(rows or [])} finished rows kept (stored, see Runs)"
+
+    @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
+              State(ids.rows, "data"), prevent_initial_call=True)
+    def _csv(_clicks, rows):
+        if not rows:
+            return no_update
+        return csv_payload(rows, filename)

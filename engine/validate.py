@@ -1,0 +1,57 @@
+"""Checks at the engine boundary. Every message reads "expected ... got ..."."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def _fail(what: str, expected: str, got: Any) -> None:
+    raise ValueError(f"{what}: expected {expected}, got {got!r}")
+
+
+def check_int(what: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """Return ``value`` as an int in [lo, hi]; raise ValueError otherwise."""
+    if isinstance(value, bool) or value is None:
+        _fail(what, _range_text("an integer", lo, hi), value)
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        _fail(what, _range_text("an integer", lo, hi), value)
+    if as_float != as_float or as_float != int(as_float):
+        _fail(what, _range_text("an integer", lo, hi), value)
+    out = int(as_float)
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        _fail(what, _range_text("an integer", lo, hi), value)
+    return out
+
+
+def check_float(what: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    """Return ``value`` as a finite float in [lo, hi]; raise ValueError otherwise."""
+    if isinstance(value, bool) or value is None:
+        _fail(what, _range_text("a number", lo, hi), value)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        _fail(what, _range_text("a number", lo, hi), value)
+    if out != out or out in (float("inf"), float("-inf")):
+        _fail(what, _range_text("a finite number", lo, hi), value)
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        _fail(what, _range_text("a number", lo, hi), value)
+    return out
+
+
+def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``; raise ValueError otherwise."""
+    options = list(choices)
+    if value not in options:
+        _fail(what, "one of " + ", ".join(map(str, options)), value)
+    return value
+
+
+def _range_text(kind: str, lo: Any, hi: Any) -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} in [{lo}, {hi}]"
+    if lo is not None:
+        return f"{kind} >= {lo}"
+    if hi is not None:
+        return f"{kind} <= {hi}"
+    return kind

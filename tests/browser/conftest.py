@@ -1,0 +1,112 @@
+"""Real-browser fixtures: the app as a subprocess, headless Chromium via Playwright.
+
+One app server for the whole session (own cache folder, own process group, killed
+at teardown with everything it forked); a fresh browser context per test that
+collects console errors. Chromium comes from Debian (/usr/bin/chromium); see
+shared/TESTING.md for the flags.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("SPARSITY_LAB_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", "--disable-quic"]
+SHOTS = Path(os.environ.get("SPARSITY_LAB_SHOTS", ROOT / ".cache" / "screenshots"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(cache: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = dict(os.environ, SPARSITY_LAB_CACHE=str(cache), PYTHONUNBUFFERED="1",
+               SPARSITY_LAB_FORCE_CPU="1", **(extra_env or {}))
+    log = open(cache / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("app exited early:\n" + (cache / "server.log").read_text())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    stop_app(proc)
+    raise RuntimeError("app did not answer in 60 s:\n" + (cache / "server.log").read_text())
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("lab-cache")
+    proc, url = start_app(cache)
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A page at 1280 x 900 that fails the test on console errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.console_errors = errors
+    yield pg
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        pg.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
+    except Exception:
+        pass
+    context.close()
+    assert not errors, f"browser console errors: {errors}"
+
+
+def wait_for_text(page, selector: str, text: str, timeout: float = 30_000) -> None:
+    """Wait until the element's text contains ``text``."""
+    page.wait_for_function(
+        "([sel, txt]) => { const e = document.querySelector(sel); return e && e.innerText.includes(txt); }",
+        arg=[selector, text], timeout=timeout)

@@ -1,0 +1,43 @@
+import pandas as pd
+import pytest
+
+from engine.store import RunStore, neutralise_formulas, to_csv_text
+
+
+def test_rows_persist_across_store_instances(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run("demo", params={"n": 4})
+    for i in range(3):
+        store.append(run_id, {"i": i, "x": i * 0.5})
+    store.close()
+    again = RunStore(tmp_path)
+    assert again.meta(run_id)["status"] == "running"
+    assert again.frame(run_id)["i"].tolist() == [0, 1, 2]
+    again.finish(run_id, "done")
+    assert again.list_runs()[0]["status"] == "done"
+
+
+def test_delete_and_unknown_run(tmp_path):
+    store = RunStore(tmp_path)
+    a = store.create_run("a")
+    b = store.create_run("b")
+    store.append(a, {"v": 1})
+    store.delete(a)
+    assert [r["run_id"] for r in store.list_runs()] == [b]
+    with pytest.raises(KeyError, match="expected a stored run"):
+        store.rows(a)
+
+
+def test_bad_status_is_refused(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run("a")
+    with pytest.raises(ValueError, match="expected one of"):
+        store.finish(run_id, "exploded")
+
+
+def test_csv_export_neutralises_formulas_but_not_numbers():
+    frame = pd.DataFrame({"name": ["=1+1", "+cmd", "@x", "plain", "-2"], "v": [-1.5, 2, 3, 4, 5]})
+    safe = neutralise_formulas(frame)
+    assert safe["name"].tolist() == ["'=1+1", "'+cmd", "'@x", "plain", "'-2"]
+    assert safe["v"].tolist() == [-1.5, 2, 3, 4, 5]
+    assert to_csv_text(frame).splitlines()[1].startswith("'=1+1")

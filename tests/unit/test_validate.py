@@ -1,0 +1,25 @@
+import pytest
+
+from engine.validate import check_choice, check_float, check_int
+
+BAD_INTS = [(None, 0, 5), ("x", 0, 5), (2.5, 0, 5), (9, 0, 5), (-1, 0, 5), (True, 0, 5),
+            (float("nan"), 0, 5)]
+
+
+@pytest.mark.parametrize("value,lo,hi", BAD_INTS)
+def test_check_int_rejects_with_expected_got(value, lo, hi):
+    with pytest.raises(ValueError, match=r"size: expected an integer in \[0, 5\], got"):
+        check_int("size", value, lo, hi)
+
+
+def test_check_int_accepts_integral_values():
+    assert check_int("size", "4", 0, 5) == 4
+    assert check_int("size", 3.0, 0, 5) == 3
+
+
+def test_check_float_and_choice():
+    assert check_float("p", "0.5", 0, 1) == 0.5
+    with pytest.raises(ValueError, match="finite"):
+        check_float("p", float("inf"))
+    with pytest.raises(ValueError, match="expected one of a, b, got 'c'"):
+        check_choice("mode", "c", ["a", "b"])
