@@ -17,6 +17,7 @@ import os
 import dash
 from dash import Dash, dcc, html
 
+from components.layout import page_order
 from engine.device import describe_device
 from engine.store import cache_dir
 
@@ -31,7 +32,7 @@ def make_background_manager():
 
 def navbar() -> html.Nav:
     """Links to every registered page, in the pages' ``order``."""
-    pages = sorted(dash.page_registry.values(), key=lambda p: (p.get("order", 99), p["path"]))
+    pages = sorted(dash.page_registry.values(), key=page_order)
     links = [dcc.Link(p["name"], href=p["relative_path"], className="nav-link") for p in pages]
     return html.Nav([
         dcc.Link("Sparsity Lab", href="/", className="brand"),

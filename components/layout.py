@@ -59,3 +59,9 @@ def stat(label: str, value: Any, id: str | None = None) -> html.Div:
     kwargs = {"id": id} if id else {}
     return html.Div([html.Div(value, className="stat-value", **kwargs),
                      html.Div(label, className="stat-label")], className="stat")
+
+
+def page_order(page: dict) -> tuple:
+    """Sort key for dash.page_registry entries: ``order`` (unset last), then path."""
+    order = page.get("order")
+    return (99 if order is None else order, page["path"])

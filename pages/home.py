@@ -2,7 +2,7 @@
 import dash
 from dash import html
 
-from components.layout import card, page_header, section
+from components.layout import card, page_header, page_order, section
 from engine.device import describe_device, package_version
 from engine.store import RunStore
 
@@ -39,7 +39,7 @@ def _recent_runs() -> html.Div:
 
 def layout(**_kwargs):
     pages = sorted((p for p in dash.page_registry.values() if p["path"] != "/"),
-                   key=lambda p: p.get("order", 99))
+                   key=page_order)
     cards = [card(p["name"], p.get("description") or "", href=p["relative_path"]) for p in pages]
     return html.Div([
         page_header(
