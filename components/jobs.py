@@ -11,7 +11,9 @@ rows appear as they finish. Pages draw their figures from the ``rows`` store:
     def draw(rows): ...
 
 ``plan`` receives the State values and returns a ``JobPlan``; raising ValueError
-(for bad input) shows the message and stores nothing.
+(for bad input) shows the message and stores nothing. Jobs wait for one of
+``SPARSITY_LAB_MAX_JOBS`` slots per host (default 1: timings are not disturbed by a
+second job) and show "queued" meanwhile.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from typing import Any, Callable, Iterable
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from components.tables import csv_payload
-from engine.store import RunStore
+from engine.jobslots import JobSlots, max_jobs_from_env
+from engine.store import RunStore, cache_dir
 
 
 @dataclass
@@ -94,22 +97,30 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
             job = plan(*values)
         except ValueError as exc:
             return {"status": "error", "error": str(exc), "rows": [], "run_id": None}
-        set_progress(("0", str(max(job.total, 1)), "starting...", []))
-        store = RunStore()
-        run_id = store.create_run(kind, params=job.params, meta=job.meta)
-        rows: list[dict] = []
-        try:
-            for row in job.rows:
-                rows.append(row)
-                store.append(run_id, row)
-                set_progress((str(len(rows)), str(max(job.total, 1)),
-                              _status_text(len(rows), job.total, started), rows))
-        except Exception as exc:  # a failing job keeps its finished rows
-            store.finish(run_id, "error", error=str(exc))
-            traceback.print_exc()
-            return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
-                    "run_id": run_id, "total": job.total}
-        store.finish(run_id, "done")
+        total = str(max(job.total, 1))
+
+        def queued(waited: float) -> None:
+            set_progress(("0", total, f"queued: waiting for a free job slot ({waited:.0f} s)", []))
+
+        slots = JobSlots(cache_dir() / "slots", max_jobs_from_env())
+        with slots.hold(on_wait=queued, poll_s=0.5):
+            started = time.time()
+            set_progress(("0", total, "starting...", []))
+            store = RunStore()
+            run_id = store.create_run(kind, params=job.params, meta=job.meta)
+            rows: list[dict] = []
+            try:
+                for row in job.rows:
+                    rows.append(row)
+                    store.append(run_id, row)
+                    set_progress((str(len(rows)), total,
+                                  _status_text(len(rows), job.total, started), rows))
+            except Exception as exc:  # a failing job keeps its finished rows
+                store.finish(run_id, "error", error=str(exc))
+                traceback.print_exc()
+                return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
+                        "run_id": run_id, "total": job.total}
+            store.finish(run_id, "done")
         return {"status": "done", "rows": rows, "run_id": run_id, "total": job.total,
                 "seconds": round(time.time() - started, 2)}
 
