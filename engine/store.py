@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 CACHE_ENV = "SPARSITY_LAB_CACHE"
+REDIS_URL_ENV = "SPARSITY_LAB_REDIS_URL"
 DEFAULT_CACHE = Path(".cache") / "sparsity-lab"
 RUN_STATUSES = ("running", "done", "cancelled", "error", "imported")
 # Spreadsheet programs run cells that start with these as formulas.
@@ -37,7 +38,20 @@ def cache_dir() -> Path:
 
 
 class RunStore:
-    """Runs and their rows in ``<folder>/runs`` (a diskcache)."""
+    """Runs and their rows in ``<folder>/runs`` (a diskcache).
+
+    ``RunStore()`` with no folder gives the Redis store instead when
+    ``SPARSITY_LAB_REDIS_URL`` is set (engine/store_redis.py), so Celery workers on
+    other hosts share the runs.
+    """
+
+    def __new__(cls, folder: str | Path | None = None):
+        url = os.environ.get(REDIS_URL_ENV)
+        if folder is None and url and cls is RunStore:
+            from engine.store_redis import RedisRunStore
+
+            return RedisRunStore(url)
+        return super().__new__(cls)
 
     def __init__(self, folder: str | Path | None = None):
         import diskcache
