@@ -55,3 +55,28 @@ def _range_text(kind: str, lo: Any, hi: Any) -> str:
     if hi is not None:
         return f"{kind} <= {hi}"
     return kind
+
+
+MEMORY_BUDGET_ENV = "SPARSITY_LAB_MEMORY_BUDGET_MB"
+DEFAULT_MEMORY_BUDGET_MB = 4096
+
+
+def memory_budget_bytes() -> int:
+    """What one request may allocate: $SPARSITY_LAB_MEMORY_BUDGET_MB (default 4096 MB)."""
+    import os
+
+    raw = os.environ.get(MEMORY_BUDGET_ENV, "")
+    if not raw:
+        return DEFAULT_MEMORY_BUDGET_MB * 2**20
+    mb = check_float(MEMORY_BUDGET_ENV, raw, lo=1)
+    return int(mb * 2**20)
+
+
+def check_budget(what: str, nbytes: float) -> int:
+    """Refuse, before allocating, work whose estimated footprint exceeds the budget."""
+    budget = memory_budget_bytes()
+    if nbytes > budget:
+        raise ValueError(
+            f"{what}: expected at most {budget / 2**20:.0f} MB of memory "
+            f"(the lab's budget, {MEMORY_BUDGET_ENV}), got an estimated {nbytes / 2**20:.0f} MB")
+    return int(nbytes)

@@ -23,3 +23,15 @@ def test_check_float_and_choice():
         check_float("p", float("inf"))
     with pytest.raises(ValueError, match="expected one of a, b, got 'c'"):
         check_choice("mode", "c", ["a", "b"])
+
+
+def test_memory_budget_refuses_before_allocation(monkeypatch):
+    from engine.validate import check_budget
+
+    monkeypatch.setenv("SPARSITY_LAB_MEMORY_BUDGET_MB", "10")
+    assert check_budget("matrix", 5 * 2**20) == 5 * 2**20
+    with pytest.raises(ValueError, match=r"matrix: expected at most 10 MB .* got an estimated 800 MB"):
+        check_budget("matrix", 800 * 2**20)
+    monkeypatch.setenv("SPARSITY_LAB_MEMORY_BUDGET_MB", "lots")
+    with pytest.raises(ValueError, match="expected a number"):
+        check_budget("matrix", 1)
