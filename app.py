@@ -81,6 +81,19 @@ def show_callback_error(exc: Exception):
     return None
 
 
+def answer_unexpected_error(exc: Exception):
+    """No traceback page: a malformed callback request gets a 400 saying so."""
+    from flask import jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return exc
+    log.warning("request to %s failed: %s: %s", request.path, type(exc).__name__, exc)
+    if request.path.endswith("_dash-update-component"):
+        return jsonify(error=f"malformed callback request ({type(exc).__name__}: {exc})"[:300]), 400
+    return jsonify(error="internal error; the server log has the details"), 500
+
+
 def add_security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
@@ -118,6 +131,7 @@ def create_app(celery_app=None) -> Dash:
         html.Main(dash.page_container, className="content"),
     ])
     app.server.after_request(add_security_headers)
+    app.server.register_error_handler(Exception, answer_unexpected_error)
     return app
 
 

@@ -33,3 +33,17 @@ def test_diskcache_manager_without_redis(monkeypatch):
     monkeypatch.delenv("SPARSITY_LAB_REDIS_URL", raising=False)
     assert lab.make_celery() is None
     assert type(lab.make_background_manager(None)).__name__ == "DiskcacheManager"
+
+
+MALFORMED = [b"not json", b"{}", b'{"output": "x.y"}',
+             b'{"output": "lab-error.hidden", "outputs": {"id": "lab-error", "property": "hidden"},'
+             b' "inputs": [], "changedPropIds": []}']
+
+
+def test_malformed_callback_requests_get_a_400_not_a_traceback():
+    client = lab.server.test_client()
+    for body in MALFORMED:
+        resp = client.post("/_dash-update-component", data=body, content_type="application/json")
+        assert resp.status_code == 400, body
+        assert b"Traceback" not in resp.data
+    assert client.get("/").status_code == 200
