@@ -8,16 +8,11 @@ shared/TESTING.md for the flags.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.apphelpers import start_app, stop_app  # noqa: F401  (tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SPARSITY_LAB_CHROMIUM", "/usr/bin/chromium")
@@ -25,45 +20,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run", "--disable-quic"]
 SHOTS = Path(os.environ.get("SPARSITY_LAB_SHOTS", ROOT / ".cache" / "screenshots"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(cache: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = dict(os.environ, SPARSITY_LAB_CACHE=str(cache), PYTHONUNBUFFERED="1",
-               SPARSITY_LAB_FORCE_CPU="1", **(extra_env or {}))
-    log = open(cache / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("app exited early:\n" + (cache / "server.log").read_text())
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop_app(proc)
-    raise RuntimeError("app did not answer in 60 s:\n" + (cache / "server.log").read_text())
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="session")

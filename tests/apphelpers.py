@@ -1,0 +1,70 @@
+"""Start and stop the real app as a subprocess (own cache folder, own process group)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen | None, log: Path, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited early:\n" + log.read_text())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {seconds} s:\n" + log.read_text())
+
+
+def start_app(cache: Path, extra_env: dict | None = None,
+              command: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Run ``python app.py --port N`` (or ``command`` with {port}) until it answers 200."""
+    port = free_port()
+    env = dict(os.environ, SPARSITY_LAB_CACHE=str(cache), PYTHONUNBUFFERED="1",
+               SPARSITY_LAB_FORCE_CPU="1", **(extra_env or {}))
+    log_path = cache / f"server-{port}.log"
+    log = open(log_path, "w")
+    cmd = [c.format(port=port) for c in command] if command else \
+        [sys.executable, "app.py", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url, proc, log_path)
+    except RuntimeError:
+        stop_process(proc)
+        raise
+    return proc, url
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group (jobs forked by the app die too), then SIGKILL."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
+stop_app = stop_process
