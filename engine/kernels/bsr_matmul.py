@@ -1,0 +1,473 @@
+"""lab-bsr: the lab's own block-sparse x dense matrix product (Triton), with a
+plain-torch reference beside it.
+
+    Y[m, k] = A[m, n] @ B[n, k]
+
+A is block-sparse (BSR) with square blocks of 16, 32, 64 or 128; B and Y are
+dense and row-major. Inputs fp16 or bf16, accumulation in fp32, output in the
+input dtype.
+
+* ``BsrMatrix``: the container (``crow`` [R + 1], ``col`` [nnz], ``values``
+  [nnz, b, b], ``shape`` (m, n), ``block`` b), with ``from_dense``,
+  ``from_torch``, ``random``, ``to_dense`` and ``to_torch``. It also holds the
+  launch order of the block rows (longest first), computed once per matrix.
+* ``bsr_matmul_reference(a, b)``: the slow, obvious product in torch (gather the
+  rows of B each stored block touches, multiply in fp32, add into its block row).
+* ``bsr_matmul(a, b, config=None)``: the Triton kernel. Tiles are tuned per
+  (block, k, dtype, stored blocks per row) on first use unless ``config`` is given.
+* ``support_reason(a, b)``: "" when lab-bsr can run these inputs, else
+  "unsupported: expected ..." (used by the backend registry).
+
+The kernel runs on CUDA; on a CPU it runs only under Triton's interpreter
+(``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+BLOCK_SIZES = (16, 32, 64, 128)
+DTYPES = (torch.float16, torch.bfloat16)
+NAME = "lab-bsr"
+
+
+# ----------------------------------------------------------------------------- container
+@dataclass(frozen=True, eq=False)
+class BsrMatrix:
+    """Block-sparse rows: block row i holds stored blocks crow[i] .. crow[i+1]-1,
+    block t sits at block column col[t] and holds values[t] ([b, b]).
+
+    shape = (m, n) with m and n multiples of ``block``; R = m // b block rows."""
+
+    crow: torch.Tensor  # int32 [R + 1]
+    col: torch.Tensor  # int32 [nnz]
+    values: torch.Tensor  # [nnz, b, b]
+    shape: tuple[int, int]
+    block: int
+    order: torch.Tensor = field(default=None)  # int32 [R]: block rows, longest first
+
+    def __post_init__(self) -> None:
+        if self.order is None:
+            lengths = (self.crow[1:] - self.crow[:-1]).to(torch.int64)
+            order = torch.argsort(-lengths, stable=True).to(torch.int32)
+            object.__setattr__(self, "order", order)
+
+    # -- facts
+    @property
+    def nnz_blocks(self) -> int:
+        return int(self.col.numel())
+
+    @property
+    def block_rows(self) -> int:
+        return self.shape[0] // self.block
+
+    @property
+    def block_cols(self) -> int:
+        return self.shape[1] // self.block
+
+    @property
+    def density(self) -> float:
+        total = self.block_rows * self.block_cols
+        return self.nnz_blocks / total if total else 0.0
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def row_lengths(self) -> torch.Tensor:
+        """Stored blocks per block row, int64 [R]."""
+        return (self.crow[1:] - self.crow[:-1]).to(torch.int64)
+
+    def to(self, device=None, dtype=None) -> "BsrMatrix":
+        return BsrMatrix(self.crow.to(device), self.col.to(device),
+                         self.values.to(device=device, dtype=dtype), self.shape, self.block,
+                         self.order.to(device))
+
+    # -- conversions
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor, block: int, keep: torch.Tensor | None = None
+                   ) -> "BsrMatrix":
+        """Store the blocks of ``dense`` [m, n] that hold any nonzero, or exactly the
+        blocks where ``keep`` [m/b, n/b] (bool) is True (stored zeros allowed)."""
+        _check_block(block)
+        if dense.dim() != 2:
+            raise ValueError(f"dense: expected a 2-D tensor, got shape {tuple(dense.shape)}")
+        m, n = dense.shape
+        if m % block or n % block:
+            raise ValueError(f"dense: expected a shape divisible by the block {block}, "
+                             f"got {(m, n)}")
+        r, c = m // block, n // block
+        tiles = dense.reshape(r, block, c, block).permute(0, 2, 1, 3)  # [R, C, b, b]
+        if keep is None:
+            keep = tiles.ne(0).any(dim=3).any(dim=2)
+        elif tuple(keep.shape) != (r, c):
+            raise ValueError(f"keep: expected shape {(r, c)}, got {tuple(keep.shape)}")
+        keep = keep.to(device=dense.device, dtype=torch.bool)
+        rows, cols = keep.nonzero(as_tuple=True)  # row-major order
+        values = tiles[rows, cols].contiguous()
+        counts = torch.bincount(rows, minlength=r)
+        crow = torch.zeros(r + 1, dtype=torch.int64, device=dense.device)
+        crow[1:] = torch.cumsum(counts, 0)
+        return cls(crow.to(torch.int32), cols.to(torch.int32), values, (m, n), block)
+
+    @classmethod
+    def from_torch(cls, t: torch.Tensor) -> "BsrMatrix":
+        """From a torch ``sparse_bsr`` tensor with square blocks."""
+        if t.layout != torch.sparse_bsr:
+            raise ValueError(f"a: expected a torch.sparse_bsr tensor, got layout {t.layout}")
+        values = t.values()
+        if values.dim() != 3 or values.shape[1] != values.shape[2]:
+            raise ValueError(f"a: expected square blocks, got blocks {tuple(values.shape[1:])}")
+        block = int(values.shape[1])
+        return cls(t.crow_indices().to(torch.int32), t.col_indices().to(torch.int32),
+                   values.contiguous(), tuple(int(s) for s in t.shape), block)
+
+    def to_torch(self) -> torch.Tensor:
+        """As a torch ``sparse_bsr`` tensor (int64 indices)."""
+        return torch.sparse_bsr_tensor(self.crow.to(torch.int64), self.col.to(torch.int64),
+                                       self.values, size=self.shape)
+
+    def to_dense(self) -> torch.Tensor:
+        """The dense [m, n] matrix (zeros where no block is stored)."""
+        b = self.block
+        r, c = self.block_rows, self.block_cols
+        out = torch.zeros(r, c, b, b, dtype=self.values.dtype, device=self.values.device)
+        if self.nnz_blocks:
+            rows = torch.repeat_interleave(torch.arange(r, device=self.crow.device),
+                                           self.row_lengths())
+            out[rows.long(), self.col.long()] = self.values
+        return out.permute(0, 2, 1, 3).reshape(self.shape)
+
+    @classmethod
+    def random(cls, m: int, n: int, block: int, density: float, *, dtype=torch.float16,
+               device="cpu", seed: int = 0, empty_rows: tuple[int, ...] = ()) -> "BsrMatrix":
+        """A random BSR matrix: exactly round(density * blocks) blocks (at most as many as
+        the rows not in ``empty_rows`` hold), placed uniformly at random outside the
+        ``empty_rows``, with N(0, 1/n) values."""
+        _check_block(block)
+        if m % block or n % block:
+            raise ValueError(f"shape: expected multiples of the block {block}, got {(m, n)}")
+        if not 0.0 <= density <= 1.0:
+            raise ValueError(f"density: expected a number in [0, 1], got {density!r}")
+        gen = torch.Generator().manual_seed(seed)
+        r, c = m // block, n // block
+        allowed = torch.ones(r, c, dtype=torch.bool)
+        for i in empty_rows:
+            allowed[i] = False
+        slots = allowed.reshape(-1).nonzero().reshape(-1)
+        count = min(int(round(density * r * c)), int(slots.numel()))
+        keep = torch.zeros(r * c, dtype=torch.bool)
+        keep[slots[torch.randperm(slots.numel(), generator=gen)[:count]]] = True
+        keep = keep.reshape(r, c)
+        k = int(keep.sum())
+        values = torch.randn(k, block, block, generator=gen) / math.sqrt(max(n, 1))
+        rows, cols = keep.nonzero(as_tuple=True)
+        crow = torch.zeros(r + 1, dtype=torch.int64)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=r), 0)
+        mat = cls(crow.to(torch.int32), cols.to(torch.int32), values.to(dtype), (m, n), block)
+        return mat.to(device)
+
+
+def as_bsr(a: Any) -> BsrMatrix:
+    """A ``BsrMatrix`` from a ``BsrMatrix`` or a torch sparse_bsr tensor."""
+    if isinstance(a, BsrMatrix):
+        return a
+    if isinstance(a, torch.Tensor) and a.layout == torch.sparse_bsr:
+        return BsrMatrix.from_torch(a)
+    raise ValueError(f"a: expected a BsrMatrix or a torch.sparse_bsr tensor, got {type(a).__name__}"
+                     + (f" with layout {a.layout}" if isinstance(a, torch.Tensor) else ""))
+
+
+def _check_block(block: Any) -> None:
+    if block not in BLOCK_SIZES:
+        raise ValueError(f"block: expected square blocks of 16, 32, 64 or 128, got {block!r}")
+
+
+# ----------------------------------------------------------------------------- reference
+def bsr_matmul_reference(a: Any, b: torch.Tensor) -> torch.Tensor:
+    """Y = A @ B the slow, obvious way: for each stored block, take the rows of B its
+    block column covers, multiply in fp32, add into its block row. Returns Y [m, k]
+    in B's dtype (fp32 accumulation, rounded once at the end)."""
+    a = as_bsr(a)
+    _check_shapes(a, b)
+    bsz = a.block
+    m, k = a.shape[0], b.shape[1]
+    acc = torch.zeros(a.block_rows, bsz, k, dtype=torch.float32, device=b.device)
+    if a.nnz_blocks:
+        rows = torch.repeat_interleave(torch.arange(a.block_rows, device=a.crow.device),
+                                       a.row_lengths()).to(b.device)
+        b_blocks = b.reshape(a.block_cols, bsz, k).float()[a.col.long().to(b.device)]
+        prod = torch.bmm(a.values.float().to(b.device), b_blocks)  # [nnz, b, k]
+        acc.index_add_(0, rows.long(), prod)
+    return acc.reshape(m, k).to(b.dtype)
+
+
+def _check_shapes(a: BsrMatrix, b: torch.Tensor) -> None:
+    if not isinstance(b, torch.Tensor) or b.dim() != 2:
+        raise ValueError(f"b: expected a 2-D dense tensor, got "
+                         f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
+    if b.layout != torch.strided:
+        raise ValueError(f"b: expected a dense (strided) tensor, got layout {b.layout}")
+    if b.shape[0] != a.shape[1]:
+        raise ValueError(f"b: expected {a.shape[1]} rows to match A {a.shape}, "
+                         f"got {tuple(b.shape)}")
+
+
+# ----------------------------------------------------------------------------- support
+def interpreting() -> bool:
+    """True when Triton's CPU interpreter is switched on (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def triton_status() -> str:
+    """"" when triton imports here, else the reason it does not."""
+    from engine.kernels import _bsr_triton as kern
+    return "" if kern.AVAILABLE else f"triton not importable: {kern.IMPORT_ERROR}"
+
+
+def support_reason(a: Any, b: torch.Tensor | None = None) -> str:
+    """"" if lab-bsr runs these inputs, else "unsupported: expected ..." (no CUDA init:
+    only the tensors' own device and dtype are read)."""
+    try:
+        a = as_bsr(a)
+    except ValueError as exc:
+        return f"unsupported: {exc}"
+    if a.block not in BLOCK_SIZES:
+        return f"unsupported: expected square blocks of 16, 32, 64 or 128, got {a.block}"
+    if a.dtype not in DTYPES:
+        return f"unsupported: expected fp16 or bf16 values, got {a.dtype}"
+    if b is not None:
+        if b.dtype != a.dtype:
+            return f"unsupported: expected B in the dtype of A ({a.dtype}), got {b.dtype}"
+        if b.dim() != 2 or b.shape[0] != a.shape[1]:
+            return f"unsupported: expected B with {a.shape[1]} rows, got {tuple(b.shape)}"
+    dev = a.device
+    if dev.type != "cuda" and not interpreting():
+        return f"unsupported: expected CUDA tensors (Triton GPU kernel), got {dev.type}"
+    if b is not None and b.device != dev:
+        return f"unsupported: expected A and B on one device, got {dev} and {b.device}"
+    why = triton_status()
+    if why:
+        return f"unsupported: {why}"
+    return ""
+
+
+# ----------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class Config:
+    """One way to launch the kernel. kind "ptr" (pointer loads; any GROUP, TRANS) or
+    "tma" (tensor-memory-accelerator descriptors; GROUP 1, no TRANS, CUDA only)."""
+
+    block_n: int = 128
+    group: int = 1
+    trans: bool = False
+    num_warps: int = 4
+    num_stages: int = 3
+    kind: str = "ptr"
+
+    def label(self) -> str:
+        return (f"{self.kind} n{self.block_n} g{self.group} {'T' if self.trans else 'N'} "
+                f"w{self.num_warps} s{self.num_stages}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_label(cls, label: str) -> "Config":
+        """Inverse of ``label()``: "ptr n128 g1 N w4 s3" -> Config."""
+        parts = label.split()
+        if len(parts) != 6 or parts[0] not in ("ptr", "tma") or parts[4][0] != "w":
+            raise ValueError(f"config: expected a label like 'ptr n128 g1 N w4 s3', got {label!r}")
+        return cls(block_n=int(parts[1][1:]), group=int(parts[2][1:]), trans=parts[3] == "T",
+                   num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
+
+
+def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
+    """The configurations the tuner tries for one block size (k limits BLOCK_N)."""
+    bn_max = max(16, min(512, 1 << max(4, (k - 1).bit_length())))
+    out: list[Config] = []
+
+    def add(**kw):
+        c = Config(**kw)
+        if c.block_n <= (min(bn_max, 256) if c.kind == "tma" else bn_max) and c not in out:
+            out.append(c)
+
+    if block == 16:
+        for bn in (64, 128, 256):
+            for g in (4, 8):
+                add(block_n=bn, group=g, trans=True, num_warps=4, num_stages=3)
+        add(block_n=128, group=8, trans=True, num_warps=8, num_stages=3)
+        add(block_n=128, group=4, trans=True, num_warps=4, num_stages=4)
+        add(block_n=128, group=4, trans=False, num_warps=4, num_stages=3)
+    elif block == 32:
+        for bn in (64, 128, 256):
+            for g in (2, 4):
+                add(block_n=bn, group=g, trans=True, num_warps=4, num_stages=3)
+        add(block_n=128, group=2, trans=True, num_warps=8, num_stages=4)
+        add(block_n=128, group=2, trans=False, num_warps=4, num_stages=3)
+        add(block_n=256, group=2, trans=False, num_warps=8, num_stages=3)
+    elif block == 64:
+        for bn in (64, 128, 256):
+            for w, s in ((4, 3), (4, 4), (8, 3)):
+                add(block_n=bn, group=1, trans=False, num_warps=w, num_stages=s)
+        add(block_n=128, group=1, trans=True, num_warps=4, num_stages=3)
+        add(block_n=256, group=1, trans=True, num_warps=8, num_stages=3)
+        add(block_n=128, group=2, trans=False, num_warps=4, num_stages=3)
+        add(block_n=512, group=1, trans=False, num_warps=8, num_stages=2)
+        add(block_n=512, group=1, trans=False, num_warps=8, num_stages=3)
+        if tma:
+            for bn, w, s in ((128, 4, 3), (128, 4, 4), (256, 8, 3), (256, 4, 3)):
+                add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
+    else:  # 128
+        for bn in (64, 128, 256):
+            for w, s in ((4, 3), (8, 3), (8, 2)):
+                add(block_n=bn, group=1, trans=False, num_warps=w, num_stages=s)
+        if tma:
+            for bn, w, s in ((64, 4, 3), (128, 8, 3), (128, 4, 2)):
+                add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
+    return out
+
+
+DEFAULT_CONFIG = {16: Config(128, 4, True), 32: Config(128, 2, True),
+                  64: Config(128, 1, False), 128: Config(64, 1, False)}
+
+_TUNED: dict[tuple, Config] = {}
+TUNE_LOG: list[dict] = []  # one row per (key, config) timed: what the tuner saw
+
+
+def _tune_key(a: BsrMatrix, b: torch.Tensor) -> tuple:
+    per_row = a.nnz_blocks / max(a.block_rows, 1)
+    bucket = int(round(math.log2(per_row))) if per_row >= 1 else -1
+    return (a.block, int(b.shape[1]), str(a.dtype), bucket, a.block_rows >= 64)
+
+
+# ----------------------------------------------------------------------------- launch
+_INTERPRETED: dict[str, Any] = {}
+
+
+def _kernel(name: str):
+    """The jitted kernel, or its interpreted twin when TRITON_INTERPRET=1 was set after
+    the kernels module had already been imported (e.g. by another test)."""
+    from engine.kernels import _bsr_triton as kern
+
+    fn = getattr(kern, name)
+    if interpreting():
+        from triton.runtime.interpreter import InterpretedFunction
+        if not isinstance(fn, InterpretedFunction):
+            if name not in _INTERPRETED:
+                _INTERPRETED[name] = InterpretedFunction(fn.fn)
+            fn = _INTERPRETED[name]
+    return fn
+
+
+def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config) -> None:
+    k = int(b.shape[1])
+    n_tiles = triton_cdiv(k, cfg.block_n)
+    grid = (a.block_rows * n_tiles,)
+    upcast = interpreting() and b.dtype == torch.bfloat16  # CPU interpreter only
+    if cfg.kind == "tma":
+        from triton.tools.tensor_descriptor import TensorDescriptor
+        bsz = a.block
+        vals2d = a.values.view(a.nnz_blocks * bsz, bsz)
+        a_desc = TensorDescriptor.from_tensor(vals2d, [bsz, bsz])
+        b_desc = TensorDescriptor.from_tensor(b, [bsz, cfg.block_n])
+        y_desc = TensorDescriptor.from_tensor(out, [bsz, cfg.block_n])
+        _kernel("bsr_mm_tma_kernel")[grid](
+            a.crow, a.col, a.order, a_desc, b_desc, y_desc, n_tiles,
+            BLK=bsz, BLOCK_N=cfg.block_n, UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        return
+    _kernel("bsr_mm_kernel")[grid](
+        a.crow, a.col, a.values, b, out, a.order, k, n_tiles,
+        BLK=a.block, GROUP=cfg.group, BLOCK_N=cfg.block_n, TRANS=cfg.trans,
+        EVEN_N=(k % cfg.block_n == 0), UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def triton_cdiv(x: int, y: int) -> int:
+    return -(-x // y)
+
+
+def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
+    if cfg.kind == "tma":
+        return ((a.device.type == "cuda" or interpreting()) and a.nnz_blocks > 0
+                and b.shape[1] % 8 == 0 and cfg.group == 1 and not cfg.trans)
+    return True
+
+
+def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
+         warmup_ms: float = 5.0, rep_ms: float = 25.0) -> Config:
+    """Time every candidate on these inputs (median over repeats, CUDA events via
+    triton.testing.do_bench) and remember the fastest for this shape's key.
+    A candidate that fails to compile or run is logged and skipped."""
+    import triton.testing
+
+    key = _tune_key(a, b)
+    out = torch.empty(a.shape[0], b.shape[1], dtype=b.dtype, device=b.device)
+    best, best_ms = None, float("inf")
+    for cfg in configs or candidate_configs(a.block, int(b.shape[1])):
+        if not _config_ok(a, b, cfg):
+            continue
+        try:
+            ms = triton.testing.do_bench(lambda: _launch(a, b, out, cfg), warmup=warmup_ms,
+                                         rep=rep_ms, return_mode="median")
+            err = ""
+        except Exception as exc:  # a config the compiler or the chip refuses
+            ms, err = float("nan"), f"{type(exc).__name__}: {str(exc)[:200]}"
+        TUNE_LOG.append({"key": str(key), **cfg.as_dict(), "ms": ms, "error": err})
+        if ms == ms and ms < best_ms:
+            best, best_ms = cfg, ms
+    if best is None:
+        raise RuntimeError(f"lab-bsr: no configuration ran for key {key}")
+    _TUNED[key] = best
+    return best
+
+
+def chosen_config(a: Any, b: torch.Tensor) -> Config | None:
+    """The tuned configuration for these inputs, if tuned already."""
+    return _TUNED.get(_tune_key(as_bsr(a), b))
+
+
+def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
+               autotune: bool = True, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Y = A @ B with lab-bsr. a: BsrMatrix or torch sparse_bsr [m, n]; b: dense [n, k]
+    in A's dtype (fp16 or bf16). Returns Y [m, k] in that dtype (fp32 accumulation).
+
+    config: launch exactly this ``Config``; otherwise the tuned one for this key
+    (tuned on first use on CUDA when ``autotune``), else ``DEFAULT_CONFIG``."""
+    a = as_bsr(a)
+    _check_shapes(a, b)
+    why = support_reason(a, b)
+    if why:
+        raise ValueError(f"lab-bsr: {why}")
+    b = b.contiguous()
+    m, k = a.shape[0], int(b.shape[1])
+    if out is None:
+        out = torch.empty(m, k, dtype=b.dtype, device=b.device)
+    elif tuple(out.shape) != (m, k) or out.dtype != b.dtype or not out.is_contiguous():
+        raise ValueError(f"out: expected a contiguous {b.dtype} tensor of shape {(m, k)}, "
+                         f"got {out.dtype} {tuple(out.shape)}")
+    if m == 0 or k == 0:
+        return out
+    if a.nnz_blocks == 0:
+        return out.zero_()
+    cfg = config
+    if cfg is None:
+        key = _tune_key(a, b)
+        cfg = _TUNED.get(key)
+        if cfg is None:
+            if autotune and a.device.type == "cuda" and not interpreting():
+                cfg = tune(a, b)
+            else:
+                cfg = DEFAULT_CONFIG[a.block]
+    if not _config_ok(a, b, cfg):
+        raise ValueError(f"config: expected a configuration valid for these inputs, got "
+                         f"{cfg.label()}")
+    _launch(a, b, out, cfg)
+    return out
