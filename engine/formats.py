@@ -405,6 +405,7 @@ def estimate_bytes(rows: int, cols: int, k: int, density: float, dtype: str, fmt
 # Add your module's import path here; it should call register_backend at import.
 OPTIONAL_BACKEND_MODULES: tuple[str, ...] = (
     "engine.kernels.bsr_matmul",   # "lab-bsr": the project's Triton BSR kernel
+    "engine.semistructured",       # "torch-2:4": NVIDIA 2:4 via to_sparse_semi_structured
 )
 OPTIONAL_BACKEND_ERRORS: dict[str, str] = {}
 
@@ -418,3 +419,5 @@ def _load_optional_backends() -> None:
 
 
 _load_optional_backends()
+
+from engine.pruning import prune_mask  # noqa: E402,F401  (magnitude pruning to a pattern)

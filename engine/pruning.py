@@ -1,0 +1,414 @@
+"""Magnitude pruning to a sparsity pattern, and what each pattern costs in accuracy.
+
+Three patterns, all by magnitude (keep the largest ``|w|``):
+
+* ``"unstructured"``: keep the ``round((1 - s) * size)`` largest entries anywhere.
+* ``"block"``: tile the matrix into ``block x block`` tiles (edge tiles may be
+  smaller) and keep whole tiles with the largest mean ``|w|``; the sparsity is the
+  one asked to within one tile.
+* ``"nm"`` (N:M, e.g. 2:4): in every group of ``m`` consecutive entries along the
+  last dimension keep exactly the ``n`` largest. The sparsity is fixed at ``1 - n/m``.
+
+Weights of more than two dimensions (conv kernels ``(out, in, kh, kw)``) are pruned
+as the matrix ``(out, in * kh * kw)``, the way a GEMM sees them. ``prune_mask``
+accepts numpy arrays and torch tensors and returns a boolean mask of the same kind
+and shape (True = kept). ``prune_mask_reference`` is the slow loop beside it.
+
+    mask = prune_mask(w, "block", 0.75, block=16)     # w: (256, 256) -> bool (256, 256)
+    mask = prune_mask(w, "2:4", None)                 # same as pattern="nm", n=2, m=4
+
+``accuracy_rows`` measures the accuracy cost: a small MLP and a small CNN trained
+on scikit-learn's digits, pruned to each pattern at matched sparsity and
+fine-tuned with the mask held, one result row per (model, pattern, sparsity).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from engine.validate import check_choice, check_float, check_int
+
+PATTERNS = ("unstructured", "block", "nm")
+NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}
+BLOCK_SIZES = (1, 4, 8, 16, 32, 64, 128)
+
+
+# --------------------------------------------------------------------------- masks
+
+@dataclass(frozen=True)
+class PatternSpec:
+    """A validated pattern: ``kind`` in PATTERNS plus its parameters."""
+
+    kind: str
+    sparsity: float
+    block: int | None = None
+    n: int | None = None
+    m: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "unstructured":
+            return "unstructured"
+        if self.kind == "block":
+            return f"block {self.block}x{self.block}"
+        return f"{self.n}:{self.m}"
+
+
+def pattern_spec(pattern: str, sparsity: float | None, block: int | None = None,
+                 n: int | None = None, m: int | None = None) -> PatternSpec:
+    """Check and normalise the arguments of ``prune_mask`` (raises "expected ... got ...")."""
+    if isinstance(pattern, str) and pattern in NM_PRESETS:
+        n, m = NM_PRESETS[pattern]
+        pattern = "nm"
+    check_choice("pattern", pattern, PATTERNS + tuple(NM_PRESETS))
+    if pattern == "nm":
+        m = check_int("m", m, 1, 64)
+        n = check_int("n", n, 1, m)
+        fixed = 1.0 - n / m
+        if sparsity is not None:
+            s = check_float("sparsity", sparsity, 0.0, 1.0)
+            if abs(s - fixed) > 1e-9:
+                raise ValueError(f"sparsity: expected {fixed:g} for {n}:{m} (the pattern fixes "
+                                 f"it) or None, got {sparsity!r}")
+        return PatternSpec("nm", fixed, n=n, m=m)
+    s = check_float("sparsity", sparsity, 0.0, 1.0)
+    if pattern == "block":
+        return PatternSpec("block", s, block=check_int("block", block, 1, 4096))
+    return PatternSpec("unstructured", s)
+
+
+def _as_matrix(weight: Any) -> tuple[np.ndarray, tuple[int, ...], str]:
+    """Magnitudes as a float64 (rows, cols) matrix, the original shape, and its kind."""
+    kind = "numpy"
+    if type(weight).__module__.startswith("torch"):
+        kind = "torch"
+        arr = weight.detach().abs().to("cpu").double().numpy()
+    else:
+        arr = np.abs(np.asarray(weight, dtype=np.float64))
+    shape = tuple(arr.shape)
+    if arr.ndim == 0 or arr.size == 0:
+        raise ValueError(f"weight: expected a non-empty array of 1 or more dimensions, got shape {shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("weight: expected finite values, got NaN or inf")
+    mat = arr.reshape(1, -1) if arr.ndim == 1 else arr.reshape(shape[0], -1)
+    return mat, shape, kind
+
+
+def _back(mask: np.ndarray, shape: tuple[int, ...], kind: str, like: Any):
+    mask = mask.reshape(shape)
+    if kind == "torch":
+        import torch
+
+        return torch.from_numpy(mask).to(like.device)
+    return mask
+
+
+def _keep_count(size: int, sparsity: float) -> int:
+    return int(round((1.0 - sparsity) * size))
+
+
+def _top_k_flat(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the k largest scores (ties go to the lower index)."""
+    keep = np.zeros(scores.size, dtype=bool)
+    if k > 0:
+        order = np.argsort(-scores.ravel(), kind="stable")
+        keep[order[:k]] = True
+    return keep.reshape(scores.shape)
+
+
+def _block_scores(mat: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |w| per b x b tile and the tile sizes, both (ceil(rows/b), ceil(cols/b))."""
+    rows, cols = mat.shape
+    br, bc = -(-rows // b), -(-cols // b)
+    padded = np.zeros((br * b, bc * b))
+    padded[:rows, :cols] = mat
+    sums = padded.reshape(br, b, bc, b).sum(axis=(1, 3))
+    ones = np.zeros_like(padded)
+    ones[:rows, :cols] = 1.0
+    sizes = ones.reshape(br, b, bc, b).sum(axis=(1, 3))
+    return sums / sizes, sizes
+
+
+def _blocks_to_keep(scores: np.ndarray, sizes: np.ndarray, target: int) -> np.ndarray:
+    """Tiles in order of score, as many as bring the kept count closest to ``target``."""
+    order = np.argsort(-scores.ravel(), kind="stable")
+    kept = np.concatenate([[0.0], np.cumsum(sizes.ravel()[order])])
+    count = int(np.argmin(np.abs(kept - target)))  # first (smallest) count on ties
+    keep = np.zeros(scores.size, dtype=bool)
+    keep[order[:count]] = True
+    return keep.reshape(scores.shape)
+
+
+def prune_mask(weight: Any, pattern: str, sparsity: float | None, block: int | None = None,
+               n: int | None = None, m: int | None = None):
+    """Boolean keep-mask of ``weight`` pruned by magnitude to ``pattern``.
+
+    weight: numpy array or torch tensor, shape (rows, cols) or (out, ...) seen as
+    (out, prod(rest)); 1-D is one row. pattern: "unstructured", "block" (needs
+    ``block``), "nm" (needs ``n`` and ``m``), or a preset "2:4", "1:4", "4:8".
+    sparsity: fraction of zeros in [0, 1]; for N:M it must be None or ``1 - n/m``.
+    Returns a bool mask of weight's shape and kind (True = kept).
+    """
+    spec = pattern_spec(pattern, sparsity, block, n, m)
+    mat, shape, kind = _as_matrix(weight)
+    rows, cols = mat.shape
+    if spec.kind == "unstructured":
+        mask = _top_k_flat(mat, _keep_count(mat.size, spec.sparsity))
+    elif spec.kind == "block":
+        b = spec.block
+        scores, sizes = _block_scores(mat, b)
+        tiles = _blocks_to_keep(scores, sizes, _keep_count(mat.size, spec.sparsity))
+        mask = np.repeat(np.repeat(tiles, b, axis=0), b, axis=1)[:rows, :cols]
+    else:
+        if cols % spec.m:
+            raise ValueError(f"weight: expected the last dimension (as a matrix, {cols}) to be "
+                             f"divisible by m={spec.m} for {spec.n}:{spec.m}, got shape {shape}")
+        groups = mat.reshape(rows, cols // spec.m, spec.m)
+        # stable argsort of -|w| within each group: ties go to the lower index
+        order = np.argsort(-groups, axis=-1, kind="stable")[..., :spec.n]
+        mask = np.zeros_like(groups, dtype=bool)
+        np.put_along_axis(mask, order, True, axis=-1)
+        mask = mask.reshape(rows, cols)
+    return _back(mask, shape, kind, weight)
+
+
+def prune_mask_reference(weight: Any, pattern: str, sparsity: float | None,
+                         block: int | None = None, n: int | None = None, m: int | None = None):
+    """Slow loop version of ``prune_mask`` (numpy in, numpy out); tests hold them equal."""
+    spec = pattern_spec(pattern, sparsity, block, n, m)
+    mat, shape, _ = _as_matrix(weight)
+    rows, cols = mat.shape
+    mask = np.zeros((rows, cols), dtype=bool)
+    if spec.kind == "unstructured":
+        k = _keep_count(mat.size, spec.sparsity)
+        items = sorted(((-mat[i, j], i * cols + j) for i in range(rows) for j in range(cols)))
+        for _, flat in items[:k]:
+            mask[flat // cols, flat % cols] = True
+    elif spec.kind == "block":
+        b = spec.block
+        tiles = []
+        for ti, r0 in enumerate(range(0, rows, b)):
+            for tj, c0 in enumerate(range(0, cols, b)):
+                tile = mat[r0:r0 + b, c0:c0 + b]
+                tiles.append((-tile.mean(), len(tiles), r0, c0, tile.size))
+        tiles.sort()
+        target = _keep_count(mat.size, spec.sparsity)
+        best, best_err, total = 0, abs(target), 0
+        for count, t in enumerate(tiles, start=1):
+            total += t[4]
+            if abs(total - target) < best_err:
+                best, best_err = count, abs(total - target)
+        for _, _, r0, c0, _ in tiles[:best]:
+            mask[r0:r0 + b, c0:c0 + b] = True
+    else:
+        if cols % spec.m:
+            raise ValueError(f"weight: expected the last dimension divisible by m={spec.m}, "
+                             f"got shape {shape}")
+        for i in range(rows):
+            for g in range(0, cols, spec.m):
+                group = sorted((-mat[i, g + j], j) for j in range(spec.m))
+                for _, j in group[:spec.n]:
+                    mask[i, g + j] = True
+    return mask.reshape(shape)
+
+
+# ------------------------------------------------------------------ constraint checks
+
+def _np_mask(mask: Any) -> np.ndarray:
+    if type(mask).__module__.startswith("torch"):
+        mask = mask.detach().to("cpu").numpy()
+    mask = np.asarray(mask, dtype=bool)
+    return mask.reshape(1, -1) if mask.ndim == 1 else mask.reshape(mask.shape[0], -1)
+
+
+def mask_sparsity(mask: Any) -> float:
+    """Fraction of zeros (False) in ``mask``."""
+    m = _np_mask(mask)
+    return float(1.0 - m.mean())
+
+
+def nm_violations(mask: Any, n: int, m: int) -> int:
+    """How many groups of ``m`` along the last dimension do not hold exactly ``n`` kept entries."""
+    mat = _np_mask(mask)
+    if mat.shape[1] % m:
+        raise ValueError(f"mask: expected the last dimension divisible by {m}, got {mat.shape}")
+    counts = mat.reshape(mat.shape[0], -1, m).sum(axis=-1)
+    return int((counts != n).sum())
+
+
+def block_violations(mask: Any, block: int) -> int:
+    """How many ``block x block`` tiles are partly kept (neither all True nor all False)."""
+    mat = _np_mask(mask).astype(np.float64)
+    sums, sizes = _block_scores(mat, block)
+    return int(((sums > 0) & (sums < 1)).sum())
+
+
+def density_grid(mask: Any, max_cells: int = 128) -> tuple[np.ndarray, int]:
+    """Mask aggregated for drawing: fraction kept per ``f x f`` cell, at most ``max_cells`` a side.
+
+    mask: (rows, cols). Returns (grid, f) with grid (ceil(rows/f), ceil(cols/f)) in [0, 1];
+    f = 1 (the mask itself as 0/1) when it already fits.
+    """
+    mat = _np_mask(mask).astype(np.float64)
+    max_cells = check_int("max_cells", max_cells, 1)
+    f = max(1, -(-max(mat.shape) // max_cells))
+    if f == 1:
+        return mat, 1
+    grid, _ = _block_scores(mat, f)  # mean of 0/1 over each cell = fraction kept
+    return grid, f
+
+
+# ------------------------------------------------------------------ accuracy experiment
+
+ACCURACY_MODELS = ("mlp", "cnn")
+# (pattern, sparsity, block, n, m): the matched-sparsity grid of the issue.
+DEFAULT_ACCURACY_GRID: tuple[tuple, ...] = tuple(
+    [("unstructured", s, None, None, None) for s in (0.5, 0.75, 0.9)]
+    + [("block", s, b, None, None) for b in (4, 16) for s in (0.5, 0.75, 0.9)]
+    + [("nm", None, None, 2, 4), ("nm", None, None, 1, 4)]
+)
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
+    """scikit-learn's 8x8 digits (bundled, no download), scaled to [0, 1], stratified split.
+
+    Returns x_train (N, 64) float32, y_train (N,), x_test, y_test.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+
+
+def build_model(name: str):
+    """A small torch model for 8x8 digits; input (batch, 64), output logits (batch, 10).
+
+    mlp: 64 -> 128 -> 64 -> 10. cnn: conv 1->16 3x3, conv 16->32 3x3, pool 2, fc 512 -> 64 -> 10.
+    """
+    import torch.nn as nn
+
+    check_choice("model", name, ACCURACY_MODELS)
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                             nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def prunable_weights(model) -> list:
+    """The weights pruning touches: every Linear/Conv2d except the first conv and the classifier.
+
+    The first conv (9 inputs per filter) and the last layer are left dense, as is usual
+    (and 9 is not a multiple of 4, so N:M could not apply there anyway).
+    """
+    import torch.nn as nn
+
+    layers = [mod for mod in model.modules() if isinstance(mod, (nn.Linear, nn.Conv2d))]
+    layers = layers[:-1]
+    if layers and isinstance(layers[0], nn.Conv2d):
+        layers = layers[1:]
+    return [mod.weight for mod in layers]
+
+
+def _train(model, x, y, epochs: int, lr: float, seed: int, masks=None, batch: int = 64) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    weights = prunable_weights(model) if masks else []
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for start in range(0, x.shape[0], batch):
+            idx = perm[start:start + batch]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+            if masks:  # hold the pattern: pruned weights stay exactly zero
+                with torch.no_grad():
+                    for w, mk in zip(weights, masks):
+                        w.mul_(mk)
+
+
+def _accuracy(model, x, y) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return float((model(x).argmax(dim=1) == y).float().mean())
+
+
+def accuracy_plan_size(models: Sequence[str], grid: Sequence[tuple]) -> int:
+    """Rows ``accuracy_rows`` will yield: one dense row plus one per grid entry, per model."""
+    return len(models) * (1 + len(grid))
+
+
+def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple] = DEFAULT_ACCURACY_GRID,
+                  epochs: int = 15, finetune_epochs: int = 3, lr: float = 3e-3,
+                  seed: int = 0, threads: int | None = 1) -> Iterator[dict]:
+    """Train, prune to each pattern at matched sparsity, fine-tune; yield one row each.
+
+    For every model: a "dense" row, then per (pattern, sparsity, block, n, m) in
+    ``grid`` a row with the accuracy right after pruning, after ``finetune_epochs``
+    with the mask held, and the drop against dense in percentage points. Runs on the
+    CPU (the models are tiny) with ``threads`` torch threads (one by default: on a
+    shared machine more threads are slower). Deterministic for a given seed.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(check_int("threads", threads, 1, 256))
+    for name in models:
+        check_choice("model", name, ACCURACY_MODELS)
+    epochs = check_int("epochs", epochs, 1, 200)
+    finetune_epochs = check_int("finetune_epochs", finetune_epochs, 0, 100)
+    specs = [pattern_spec(p, s, b, n, m) for p, s, b, n, m in grid]
+
+    x_tr, x_te, y_tr, y_te = load_digits_split(seed)
+    x_tr, x_te = torch.from_numpy(x_tr), torch.from_numpy(x_te)
+    y_tr, y_te = torch.from_numpy(y_tr), torch.from_numpy(y_te)
+    for name in models:
+        torch.manual_seed(seed)
+        dense = build_model(name)
+        t0 = time.perf_counter()
+        _train(dense, x_tr, y_tr, epochs, lr, seed)
+        dense_acc = _accuracy(dense, x_te, y_te)
+        n_prunable = sum(w.numel() for w in prunable_weights(dense))
+        yield {"model": name, "pattern": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
+               "acc_dense": dense_acc, "acc_pruned": dense_acc, "acc_finetuned": dense_acc,
+               "drop_pts": 0.0, "prunable_weights": n_prunable, "epochs": epochs,
+               "finetune_epochs": 0, "seconds": round(time.perf_counter() - t0, 3)}
+        state = {k: v.clone() for k, v in dense.state_dict().items()}
+        for spec in specs:
+            t0 = time.perf_counter()
+            model = build_model(name)
+            model.load_state_dict(state)
+            weights = prunable_weights(model)
+            masks = []
+            with torch.no_grad():
+                for w in weights:
+                    mk = prune_mask(w, spec.kind, None if spec.kind == "nm" else spec.sparsity,
+                                    block=spec.block, n=spec.n, m=spec.m).to(w.dtype)
+                    w.mul_(mk)
+                    masks.append(mk)
+            kept = sum(float(mk.sum()) for mk in masks)
+            acc_pruned = _accuracy(model, x_te, y_te)
+            _train(model, x_tr, y_tr, finetune_epochs, lr / 3, seed + 1, masks=masks)
+            acc_ft = _accuracy(model, x_te, y_te)
+            yield {"model": name, "pattern": spec.label, "target_sparsity": round(spec.sparsity, 4),
+                   "sparsity": round(1.0 - kept / n_prunable, 4),
+                   "acc_dense": dense_acc, "acc_pruned": acc_pruned, "acc_finetuned": acc_ft,
+                   "drop_pts": round(100.0 * (dense_acc - acc_ft), 2),
+                   "prunable_weights": n_prunable, "epochs": epochs,
+                   "finetune_epochs": finetune_epochs,
+                   "seconds": round(time.perf_counter() - t0, 3)}
