@@ -1,0 +1,1231 @@
+"""Structured matrices: low-rank, butterfly, Monarch, circulant, Toeplitz (and the
+magnitude-pruned sparse matrix they are compared against).
+
+Every family answers the same questions:
+
+    op = LowRank.fit(A, rank=8)      # best approximation of A (n, n) in the family
+    op.apply(x)                      # fast path, x: (n,) or (batch, n) -> (batch, m)
+    op.apply_reference(x)            # slow, obviously-correct path (loops / explicit factors)
+    op.to_dense()                    # (m, n) numpy array
+    op.n_params, op.flops(batch)     # stored numbers; floating-point operations
+    op.torch_apply(device, dtype)    # a closure x -> y on torch tensors (for timing)
+
+Conventions: x holds one vector per row, so ``apply(x) == x @ to_dense().T``.
+FLOPs count a multiply-add as 2; an FFT of length n as 5 n log2 n (complex) or
+2.5 n log2 n (real input). Parameters may be complex (the DFT target is complex).
+
+The module also builds the targets of the /structured-matrices page (``make_target``),
+the Pareto data (``pareto_rows``: relative error against parameter count for every
+family and for magnitude-pruned sparse at the same count) and the timing sweep
+(``timing_sweep``: a generator of rows, apply time vs dense vs sparse, any batch).
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from engine.validate import check_choice, check_float, check_int
+
+FAMILIES = ("lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse")
+FAMILY_LABELS = {
+    "dense": "Dense",
+    "lowrank": "Low-rank",
+    "monarch": "Monarch",
+    "butterfly": "Butterfly",
+    "circulant": "Circulant (FFT)",
+    "toeplitz": "Toeplitz (FFT)",
+    "sparse": "Sparse (magnitude-pruned)",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def _is_pow2(n: int) -> bool:
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def _as_batch(x: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+    """x: (n,) or (batch, n) -> ((batch, n), was_vector)."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+        vec = True
+    elif x.ndim == 2:
+        vec = False
+    else:
+        raise ValueError(f"x: expected shape (n,) or (batch, n) with n={n}, got {x.shape}")
+    if x.shape[1] != n:
+        raise ValueError(f"x: expected last dimension {n}, got {x.shape}")
+    return x, vec
+
+
+def _square(A: np.ndarray, what: str = "A") -> np.ndarray:
+    A = np.asarray(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
+        raise ValueError(f"{what}: expected a square (n, n) matrix with n >= 2, got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        raise ValueError(f"{what}: expected finite entries, got NaN or inf")
+    return A
+
+
+def relative_error(A: np.ndarray, B: np.ndarray) -> float:
+    """||A - B||_F / ||A||_F (0 when both are zero)."""
+    den = float(np.linalg.norm(A))
+    num = float(np.linalg.norm(np.asarray(A) - np.asarray(B)))
+    return num / den if den > 0 else num
+
+
+def _fmt(k: int) -> str:
+    return f"{k:,}"
+
+
+def bit_reversal(n: int) -> np.ndarray:
+    """The bit-reversal permutation of range(n) (n a power of 2)."""
+    if not _is_pow2(n):
+        raise ValueError(f"n: expected a power of 2, got {n}")
+    bits = int(math.log2(n))
+    idx = np.arange(n)
+    out = np.zeros(n, dtype=np.int64)
+    for b in range(bits):
+        out |= ((idx >> b) & 1) << (bits - 1 - b)
+    return out
+
+
+def fft_flops(n: int, real: bool) -> float:
+    """The usual count for one FFT of length n: 5 n log2 n (complex), half for real input."""
+    f = 5.0 * n * math.log2(max(n, 2))
+    return f / 2 if real else f
+
+
+@contextmanager
+def _few_threads(k: int = 1):
+    """Run small dense algebra on ``k`` threads (restored after).
+
+    Fits here are many small SVDs and tiny tensor ops: on a shared machine a full
+    BLAS thread pool per call oversubscribes the cores and runs tens of times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(k)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            yield
+        else:
+            with threadpool_limits(limits=k):
+                yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+            "float64": torch.float64}[dtype]
+
+
+# ------------------------------------------------------------------------ the families
+class StructuredMatrix:
+    """Base class: shape, parameter count, FLOPs, to_dense and the two apply paths."""
+
+    family = "base"
+    shape: tuple[int, int]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply_reference(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def n_params(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def flops(self, batch: int = 1) -> float:
+        """Floating-point operations for ``batch`` vectors (multiply-add = 2)."""
+        return 2.0 * self.n_params * batch
+
+    @property
+    def config(self) -> str:
+        return ""
+
+    def to_dense(self) -> np.ndarray:
+        """The (m, n) matrix, built by applying the fast path to the identity."""
+        m, n = self.shape
+        return self.apply(np.eye(n, dtype=self.dtype)).T.copy()
+
+    @property
+    def dtype(self):
+        return np.float64
+
+    def storage_bytes(self, itemsize: int = 4) -> int:
+        """Bytes to store the operator (values only; no indices for structured families)."""
+        return self.n_params * itemsize
+
+    def torch_apply(self, device: str = "cpu", dtype: str = "float32") -> Callable:
+        raise NotImplementedError(f"{type(self).__name__} has no torch path")
+
+    def __repr__(self) -> str:
+        m, n = self.shape
+        cfg = f", {self.config}" if self.config else ""
+        share = 100.0 * self.n_params / (m * n)
+        return (f"{type(self).__name__}({m}x{n}{cfg}, params={_fmt(self.n_params)} "
+                f"({share:.3g}% of dense), flops/vector={_fmt(int(self.flops(1)))})")
+
+
+class LowRank(StructuredMatrix):
+    """A = U V^T with U: (m, r), V: (n, r). Apply as U (V^T x): 2 r (m + n) FLOPs per vector."""
+
+    family = "lowrank"
+
+    def __init__(self, U: np.ndarray, V: np.ndarray):
+        U, V = np.asarray(U), np.asarray(V)
+        if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1]:
+            raise ValueError(f"U, V: expected (m, r) and (n, r), got {U.shape} and {V.shape}")
+        self.U, self.V = U, V
+        self.shape = (U.shape[0], V.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def config(self) -> str:
+        return f"r={self.rank}"
+
+    @property
+    def dtype(self):
+        return np.result_type(self.U, self.V)
+
+    @property
+    def n_params(self) -> int:
+        return self.U.size + self.V.size
+
+    @classmethod
+    def fit(cls, A: np.ndarray, rank: int) -> "LowRank":
+        """Truncated SVD (the best rank-r approximation, Eckart-Young)."""
+        A = np.asarray(A)
+        if A.ndim != 2:
+            raise ValueError(f"A: expected a 2-D matrix, got shape {A.shape}")
+        rank = check_int("rank", rank, 1, min(A.shape))
+        u, s, vh = np.linalg.svd(A, full_matrices=False)
+        return cls(u[:, :rank] * s[:rank], vh[:rank].T)
+
+    @classmethod
+    def random(cls, n: int, rank: int, seed: int = 0) -> "LowRank":
+        rng = np.random.default_rng(seed)
+        return cls(rng.standard_normal((n, rank)) / math.sqrt(rank),
+                   rng.standard_normal((n, rank)) / math.sqrt(n))
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        y = (x @ self.V) @ self.U.T
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        # A sum of rank-one terms: y = sum_k U[:, k] (V[:, k] . x).
+        x, vec = _as_batch(x, self.shape[1])
+        y = np.zeros((x.shape[0], self.shape[0]), dtype=np.result_type(x, self.dtype))
+        for k in range(self.rank):
+            y += np.outer(x @ self.V[:, k], self.U[:, k])
+        return y[0] if vec else y
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        V = torch.as_tensor(np.ascontiguousarray(self.V.real), dtype=dt, device=device)
+        UT = torch.as_tensor(np.ascontiguousarray(self.U.real.T), dtype=dt, device=device)
+        return lambda x: (x @ V) @ UT
+
+
+class Monarch(StructuredMatrix):
+    """M = L P R: two block-diagonal factors and a fixed 'transpose' permutation.
+
+    n = b q with q a multiple of b. R: (b, q, q), block k acts on x[k q:(k+1) q];
+    the permutation reads the intermediate u as a (b, q) array and flattens its
+    transpose; L: (b, q, q), block beta acts on the permuted entries [beta q:(beta+1) q].
+    With b = q = sqrt(n) this is the square Monarch of Dao et al. (2022). Parameters
+    2 n q = 2 n^2 / b.
+    """
+
+    family = "monarch"
+
+    def __init__(self, L: np.ndarray, R: np.ndarray):
+        L, R = np.asarray(L), np.asarray(R)
+        if L.ndim != 3 or L.shape != R.shape or L.shape[1] != L.shape[2]:
+            raise ValueError(f"L, R: expected two (b, q, q) arrays, got {L.shape} and {R.shape}")
+        b, q, _ = L.shape
+        if q % b:
+            raise ValueError(f"Monarch blocks: expected block size q a multiple of b, got b={b}, q={q}")
+        self.L, self.R = L, R
+        self.b, self.q = b, q
+        self.shape = (b * q, b * q)
+
+    @staticmethod
+    def check_blocks(n: int, nblocks: int) -> None:
+        if nblocks < 1 or n % nblocks or (n // nblocks) % nblocks:
+            raise ValueError(f"nblocks: expected b with b^2 dividing n={n}, got {nblocks}")
+
+    @staticmethod
+    def valid_blocks(n: int) -> list[int]:
+        """Numbers of blocks b >= 2 with b^2 dividing n."""
+        return [b for b in range(2, int(math.isqrt(n)) + 1) if n % (b * b) == 0]
+
+    @property
+    def config(self) -> str:
+        return f"{self.b} blocks of {self.q}"
+
+    @property
+    def dtype(self):
+        return np.result_type(self.L, self.R)
+
+    @property
+    def n_params(self) -> int:
+        return self.L.size + self.R.size
+
+    def permutation(self) -> np.ndarray:
+        """perm with w = u[perm]: w[j b + k] = u[k q + j]."""
+        j, k = np.divmod(np.arange(self.b * self.q), self.b)
+        return k * self.q + j
+
+    @classmethod
+    def fit(cls, A: np.ndarray, nblocks: int) -> "Monarch":
+        """Block-wise low-rank projection (Dao et al. 2022), optimal in Frobenius norm.
+
+        Entry (beta, s), (k, i) of M equals sum_jj L[beta, s, jj b + k] R[k, beta c + jj, i]
+        (c = q / b), so each (q, q) slice A[beta, :, k, :] is a product of rank c whose
+        factors belong to that slice alone: its truncated SVD is the best choice.
+        With b = q (square Monarch) every slice is rank one.
+        """
+        A = _square(A)
+        n = A.shape[0]
+        cls.check_blocks(n, nblocks)
+        b = nblocks
+        q = n // b
+        c = q // b
+        T = A.reshape(b, q, b, q).transpose(0, 2, 1, 3)  # (beta, k, s, i)
+        u, s, vh = np.linalg.svd(T, full_matrices=False)
+        root = np.sqrt(s[..., :c])
+        left = u[..., :, :c] * root[..., None, :]  # (beta, k, q, c)
+        right = vh[..., :c, :] * root[..., :, None]  # (beta, k, c, q)
+        dt = np.result_type(A, np.float64)
+        L = np.zeros((b, q, q), dtype=dt)
+        R = np.zeros((b, q, q), dtype=dt)
+        for k in range(b):
+            # columns jj b + k of L[beta]; rows beta c .. beta c + c of R[k]
+            L[:, :, k::b] = left[:, k]
+            R[k] = right[:, k].reshape(b * c, q)
+        return cls(L, R)
+
+    @classmethod
+    def random(cls, n: int, nblocks: int, seed: int = 0) -> "Monarch":
+        cls.check_blocks(n, nblocks)
+        rng = np.random.default_rng(seed)
+        q = n // nblocks
+        return cls(rng.standard_normal((nblocks, q, q)) / math.sqrt(q),
+                   rng.standard_normal((nblocks, q, q)) / math.sqrt(q))
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        B, b, q = x.shape[0], self.b, self.q
+        u = np.einsum("zki,kji->zkj", x.reshape(B, b, q), self.R)
+        w = u.transpose(0, 2, 1).reshape(B, b, q)
+        y = np.einsum("zbt,bst->zbs", w, self.L).reshape(B, b * q)
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        # Block by block, with the permutation as an explicit index array.
+        x, vec = _as_batch(x, self.shape[1])
+        b, q = self.b, self.q
+        perm = self.permutation()
+        out = np.zeros((x.shape[0], self.shape[0]), dtype=np.result_type(x, self.dtype))
+        for z in range(x.shape[0]):
+            u = np.concatenate([self.R[k] @ x[z, k * q:(k + 1) * q] for k in range(b)])
+            w = u[perm]
+            out[z] = np.concatenate([self.L[k] @ w[k * q:(k + 1) * q] for k in range(b)])
+        return out[0] if vec else out
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        RT = torch.as_tensor(np.ascontiguousarray(self.R.real.transpose(0, 2, 1)), dtype=dt, device=device)
+        LT = torch.as_tensor(np.ascontiguousarray(self.L.real.transpose(0, 2, 1)), dtype=dt, device=device)
+        b, q, n = self.b, self.q, self.shape[0]
+
+        def run(x):
+            B = x.shape[0]
+            u = torch.bmm(x.view(B, b, q).transpose(0, 1), RT)  # (b, B, q)
+            w = u.permute(1, 2, 0).reshape(B, b, q).transpose(0, 1)  # (b, B, q)
+            return torch.bmm(w, LT).transpose(0, 1).reshape(B, n)
+
+        return run
+
+
+class Butterfly(StructuredMatrix):
+    """B = T_(n/2) ... T_2 T_1 P: log2 n factors of 2x2 blocks and an input permutation.
+
+    twiddle: (log2 n, n/2, 2, 2). Factor l (stride s = 2^l, applied l-th) mixes the
+    pairs (g 2s + t, g 2s + s + t) with the 2x2 block twiddle[l].reshape(n/(2s), s, 2, 2)[g, t].
+    perm: (n,) with (P x) = x[perm]; the DFT needs the bit reversal, Hadamard none.
+    Parameters 2 n log2 n, FLOPs 4 n log2 n per vector.
+    """
+
+    family = "butterfly"
+
+    def __init__(self, twiddle: np.ndarray, perm: np.ndarray | None = None):
+        twiddle = np.asarray(twiddle)
+        if twiddle.ndim != 4 or twiddle.shape[2:] != (2, 2):
+            raise ValueError(f"twiddle: expected (log2 n, n/2, 2, 2), got {twiddle.shape}")
+        n = 2 * twiddle.shape[1]
+        if not _is_pow2(n) or twiddle.shape[0] != int(math.log2(n)):
+            raise ValueError(f"twiddle: expected (log2 n, n/2, 2, 2) with n a power of 2, got {twiddle.shape}")
+        self.twiddle = twiddle
+        self.perm = np.arange(n) if perm is None else np.asarray(perm, dtype=np.int64)
+        if sorted(self.perm.tolist()) != list(range(n)):
+            raise ValueError(f"perm: expected a permutation of range({n}), got {perm!r}")
+        self.shape = (n, n)
+        self.levels = twiddle.shape[0]
+
+    @property
+    def config(self) -> str:
+        bitrev = np.array_equal(self.perm, bit_reversal(self.shape[0]))
+        ident = np.array_equal(self.perm, np.arange(self.shape[0]))
+        p = "bit-reversal" if bitrev and not ident else ("identity" if ident else "custom")
+        return f"{self.levels} factors, input permutation {p}"
+
+    @property
+    def dtype(self):
+        return self.twiddle.dtype
+
+    @property
+    def n_params(self) -> int:
+        return self.twiddle.size
+
+    def _level(self, l: int) -> np.ndarray:
+        s = 2 ** l
+        return self.twiddle[l].reshape(self.shape[0] // (2 * s), s, 2, 2)
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        B, n = x.shape[0], self.shape[0]
+        y = x[:, self.perm]
+        for l in range(self.levels):
+            s = 2 ** l
+            y = np.einsum("zgbt,gtab->zgat", y.reshape(B, n // (2 * s), 2, s), self._level(l))
+            y = y.reshape(B, n)
+        return y[0] if vec else y
+
+    def factors(self) -> list[np.ndarray]:
+        """The explicit (n, n) factors [P, T_1, T_2, ...] built entry by entry."""
+        n = self.shape[0]
+        P = np.zeros((n, n), dtype=self.dtype)
+        P[np.arange(n), self.perm] = 1
+        out = [P]
+        for l in range(self.levels):
+            s = 2 ** l
+            T = np.zeros((n, n), dtype=self.dtype)
+            W = self._level(l)
+            for g in range(n // (2 * s)):
+                for t in range(s):
+                    rows = (g * 2 * s + t, g * 2 * s + s + t)
+                    for a in range(2):
+                        for b in range(2):
+                            T[rows[a], rows[b]] = W[g, t, a, b]
+            out.append(T)
+        return out
+
+    def apply_reference(self, x):
+        # The product of explicit sparse factors, one after another.
+        x, vec = _as_batch(x, self.shape[1])
+        y = x.T.astype(np.result_type(x, self.dtype))
+        for F in self.factors():
+            y = F @ y
+        return y.T[0] if vec else y.T
+
+    @classmethod
+    def dft(cls, n: int, normalized: bool = True) -> "Butterfly":
+        """Cooley-Tukey: F_n = [[I, W], [I, -W]] diag(F_n/2, F_n/2) (even/odd split)."""
+        if not _is_pow2(n) or n < 2:
+            raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
+        levels = int(math.log2(n))
+        tw = np.zeros((levels, n // 2, 2, 2), dtype=np.complex128)
+        scale = 1 / math.sqrt(2) if normalized else 1.0
+        for l in range(levels):
+            s = 2 ** l
+            w = np.exp(-2j * np.pi * np.arange(s) / (2 * s))
+            blk = np.empty((s, 2, 2), dtype=np.complex128)
+            blk[:, 0, 0], blk[:, 0, 1], blk[:, 1, 0], blk[:, 1, 1] = 1, w, 1, -w
+            tw[l] = np.tile(blk * scale, (n // (2 * s), 1, 1))
+        return cls(tw, bit_reversal(n))
+
+    @classmethod
+    def hadamard(cls, n: int, normalized: bool = True) -> "Butterfly":
+        """Sylvester: H_n = [[I, I], [I, -I]] diag(H_n/2, H_n/2)."""
+        if not _is_pow2(n) or n < 2:
+            raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
+        levels = int(math.log2(n))
+        blk = np.array([[1.0, 1.0], [1.0, -1.0]]) * (1 / math.sqrt(2) if normalized else 1.0)
+        return cls(np.tile(blk, (levels, n // 2, 1, 1)), None)
+
+    @classmethod
+    def random(cls, n: int, seed: int = 0) -> "Butterfly":
+        if not _is_pow2(n) or n < 2:
+            raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
+        rng = np.random.default_rng(seed)
+        levels = int(math.log2(n))
+        return cls(rng.standard_normal((levels, n // 2, 2, 2)) / math.sqrt(2), None)
+
+    @classmethod
+    def project(cls, A: np.ndarray, perm: np.ndarray | None = None) -> "Butterfly":
+        """Hierarchical rank-one projection, outermost factor first (exact if A is a butterfly).
+
+        With M = A P^T, the top factor splits M into 2x2 blocks M_ab = D_ab R_b (D diagonal),
+        so rows t and s + t of column half b form a rank-one (2, s) matrix: its leading
+        singular pair gives the twiddles and the row t of R_b. Recurse into every R_b.
+        """
+        A = _square(A)
+        n = A.shape[0]
+        if not _is_pow2(n):
+            raise ValueError(f"A: expected n a power of 2 for a butterfly, got {n}")
+        perm = np.arange(n) if perm is None else np.asarray(perm)
+        levels = int(math.log2(n))
+        dt = np.result_type(A, np.float64)
+        tw = np.zeros((levels, n // 2, 2, 2), dtype=dt)
+        G = A[:, perm][None]  # (groups, 2s, 2s)
+        for l in range(levels - 1, 0, -1):
+            s = 2 ** l
+            ng = G.shape[0]
+            S = G.reshape(ng, 2, s, 2, s).transpose(0, 2, 3, 1, 4)  # (g, t, b, a, col)
+            u, sv, vh = np.linalg.svd(S, full_matrices=False)
+            root = np.sqrt(sv[..., 0])
+            w = u[..., :, 0] * root[..., None]  # (g, t, b, a)
+            tw[l] = w.transpose(0, 1, 3, 2).reshape(n // 2, 2, 2)
+            rows = vh[..., 0, :] * root[..., None]  # (g, t, b, col)
+            G = rows.transpose(0, 2, 1, 3).reshape(2 * ng, s, s)
+        tw[0] = G.reshape(n // 2, 2, 2)
+        return cls(tw, perm)
+
+    @classmethod
+    def fit(cls, A: np.ndarray, steps: int = 100, lr: float = 0.01, seed: int = 0,
+            tol: float = 1e-9) -> "Butterfly":
+        """Best of the hierarchical projections (identity and bit-reversal input
+        permutations), then refined by gradient descent (Adam on the twiddles) unless
+        it is already exact. Exact for the DFT and Hadamard matrices."""
+        A = _square(A)
+        n = A.shape[0]
+        if not _is_pow2(n):
+            raise ValueError(f"A: expected n a power of 2 for a butterfly, got {n}")
+        steps = check_int("steps", steps, 0, 100_000)
+        candidates = [cls.project(A, p) for p in (None, bit_reversal(n))]
+        best = min(candidates, key=lambda op: relative_error(A, op.to_dense()))
+        if steps == 0 or relative_error(A, best.to_dense()) < tol:
+            return best
+        return best._refine(A, steps, lr, seed)
+
+    def _refine(self, A: np.ndarray, steps: int, lr: float, seed: int) -> "Butterfly":
+        import torch
+
+        torch.manual_seed(seed)
+        cplx = np.iscomplexobj(A) or np.iscomplexobj(self.twiddle)
+        # single precision is plenty for a descent that stops at a few digits
+        dt = torch.complex64 if cplx else torch.float32
+        n = self.shape[0]
+        target = torch.as_tensor(A[:, self.perm], dtype=dt)  # fit B = A P^T
+        tw = torch.tensor(self.twiddle, dtype=dt, requires_grad=True)
+        opt = torch.optim.Adam([tw], lr=lr)
+        norm2 = float((target.abs() ** 2).sum()) or 1.0
+
+        def dense(t):
+            y = torch.eye(n, dtype=dt)
+            for l in range(self.levels):
+                s = 2 ** l
+                W = t[l].reshape(n // (2 * s), s, 2, 2)
+                v = y.view(n, n // (2 * s), 2, s)
+                x0, x1 = v[:, :, 0], v[:, :, 1]
+                y = torch.stack((W[..., 0, 0] * x0 + W[..., 0, 1] * x1,
+                                 W[..., 1, 0] * x0 + W[..., 1, 1] * x1), dim=2).reshape(n, n)
+            return y.T
+
+        best_loss, best_tw = float("inf"), self.twiddle
+        with _few_threads():
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = ((dense(tw) - target).abs() ** 2).sum() / norm2
+                value = float(loss.detach())
+                if value < best_loss:
+                    best_loss = value
+                    best_tw = tw.detach().numpy().astype(self.twiddle.dtype if not cplx else np.complex128)
+                loss.backward()
+                opt.step()
+        return Butterfly(best_tw, self.perm)
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        n = self.shape[0]
+        levels = []
+        for l in range(self.levels):
+            s = 2 ** l
+            W = torch.as_tensor(np.ascontiguousarray(self._level(l).real), dtype=dt, device=device)
+            levels.append((s, W[..., 0, 0], W[..., 0, 1], W[..., 1, 0], W[..., 1, 1]))
+        perm = torch.as_tensor(self.perm, device=device)
+        identity = np.array_equal(self.perm, np.arange(n))
+
+        def run(x):
+            B = x.shape[0]
+            y = x if identity else x[:, perm]
+            for s, w00, w01, w10, w11 in levels:
+                v = y.view(B, n // (2 * s), 2, s)
+                x0, x1 = v[:, :, 0], v[:, :, 1]
+                y = torch.stack((w00 * x0 + w01 * x1, w10 * x0 + w11 * x1), dim=2).view(B, n)
+            return y
+
+        return run
+
+
+class Circulant(StructuredMatrix):
+    """C[i, j] = c[(i - j) mod n]; C x = ifft(fft(c) * fft(x)). n parameters."""
+
+    family = "circulant"
+
+    def __init__(self, c: np.ndarray):
+        c = np.asarray(c)
+        if c.ndim != 1 or c.size < 2:
+            raise ValueError(f"c: expected a first column of shape (n,) with n >= 2, got {c.shape}")
+        self.c = c
+        self.shape = (c.size, c.size)
+
+    @property
+    def dtype(self):
+        return self.c.dtype
+
+    @property
+    def n_params(self) -> int:
+        return self.c.size
+
+    def flops(self, batch: int = 1) -> float:
+        n = self.shape[0]
+        real = not np.iscomplexobj(self.c)
+        # forward FFT of x, inverse FFT, pointwise complex product (6 flops each)
+        return batch * (2 * fft_flops(n, real) + 6 * (n // 2 + 1 if real else n))
+
+    @classmethod
+    def fit(cls, A: np.ndarray) -> "Circulant":
+        """Average of each wrapped diagonal: the closest circulant in Frobenius norm."""
+        A = _square(A)
+        n = A.shape[0]
+        i = np.arange(n)
+        return cls(np.array([A[i, (i - d) % n].mean() for d in range(n)]))
+
+    @classmethod
+    def random(cls, n: int, seed: int = 0) -> "Circulant":
+        return cls(np.random.default_rng(seed).standard_normal(n) / math.sqrt(n))
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        n = self.shape[0]
+        if np.iscomplexobj(x) or np.iscomplexobj(self.c):
+            y = np.fft.ifft(np.fft.fft(x, axis=-1) * np.fft.fft(self.c), axis=-1)
+        else:
+            y = np.fft.irfft(np.fft.rfft(x, axis=-1) * np.fft.rfft(self.c), n=n, axis=-1)
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        # y[i] = sum_d c[d] x[i - d]: a sum of shifted copies, no FFT.
+        x, vec = _as_batch(x, self.shape[1])
+        y = np.zeros(x.shape, dtype=np.result_type(x, self.c))
+        for d in range(self.shape[0]):
+            y += self.c[d] * np.roll(x, d, axis=1)
+        return y[0] if vec else y
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        n = self.shape[0]
+        cf = torch.fft.rfft(torch.as_tensor(self.c.real, dtype=dt, device=device))
+        return lambda x: torch.fft.irfft(torch.fft.rfft(x, dim=-1) * cf, n=n, dim=-1)
+
+
+class Toeplitz(StructuredMatrix):
+    """T[i, j] = t[i - j + n - 1], t: (2n - 1,). Applied through a circulant of size 2n."""
+
+    family = "toeplitz"
+
+    def __init__(self, t: np.ndarray):
+        t = np.asarray(t)
+        if t.ndim != 1 or t.size < 3 or t.size % 2 == 0:
+            raise ValueError(f"t: expected diagonals of shape (2n - 1,) with n >= 2, got {t.shape}")
+        self.t = t
+        n = (t.size + 1) // 2
+        self.shape = (n, n)
+
+    @property
+    def dtype(self):
+        return self.t.dtype
+
+    @property
+    def n_params(self) -> int:
+        return self.t.size
+
+    def flops(self, batch: int = 1) -> float:
+        n2 = 2 * self.shape[0]
+        real = not np.iscomplexobj(self.t)
+        return batch * (2 * fft_flops(n2, real) + 6 * (n2 // 2 + 1 if real else n2))
+
+    def embedding(self) -> np.ndarray:
+        """First column (2n,) of the circulant whose top-left (n, n) block is T."""
+        n = self.shape[0]
+        t = self.t
+        return np.concatenate([t[n - 1:], np.zeros(1, dtype=t.dtype), t[:n - 1]])
+
+    @classmethod
+    def fit(cls, A: np.ndarray) -> "Toeplitz":
+        """Average of each diagonal: the closest Toeplitz matrix in Frobenius norm."""
+        A = _square(A)
+        n = A.shape[0]
+        return cls(np.array([np.diagonal(A, offset=-k).mean() for k in range(-(n - 1), n)]))
+
+    @classmethod
+    def random(cls, n: int, seed: int = 0) -> "Toeplitz":
+        return cls(np.random.default_rng(seed).standard_normal(2 * n - 1) / math.sqrt(n))
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        n = self.shape[0]
+        y = Circulant(self.embedding()).apply(np.concatenate([x, np.zeros_like(x)], axis=1))[:, :n]
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        n = self.shape[0]
+        y = np.zeros(x.shape, dtype=np.result_type(x, self.t))
+        for k in range(-(n - 1), n):  # diagonal i - j = k
+            coef = self.t[k + n - 1]
+            if k >= 0:
+                y[:, k:] += coef * x[:, :n - k]
+            else:
+                y[:, :n + k] += coef * x[:, -k:]
+        return y[0] if vec else y
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        n = self.shape[0]
+        cf = torch.fft.rfft(torch.as_tensor(self.embedding().real, dtype=dt, device=device))
+        return lambda x: torch.fft.irfft(torch.fft.rfft(x, n=2 * n, dim=-1) * cf, n=2 * n, dim=-1)[:, :n]
+
+
+class MagnitudeSparse(StructuredMatrix):
+    """The k entries of A largest in magnitude, stored as CSR (values + column indices + row pointers)."""
+
+    family = "sparse"
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]):
+        self.rows, self.cols, self.vals = np.asarray(rows), np.asarray(cols), np.asarray(vals)
+        self.shape = tuple(shape)
+
+    @property
+    def config(self) -> str:
+        return f"density {self.vals.size / (self.shape[0] * self.shape[1]):.3g}"
+
+    @property
+    def dtype(self):
+        return self.vals.dtype
+
+    @property
+    def n_params(self) -> int:
+        return self.vals.size
+
+    def storage_bytes(self, itemsize: int = 4) -> int:
+        # values, int32 column indices, int32 row pointers
+        return self.vals.size * (itemsize + 4) + 4 * (self.shape[0] + 1)
+
+    @classmethod
+    def fit(cls, A: np.ndarray, nnz: int) -> "MagnitudeSparse":
+        A = np.asarray(A)
+        if A.ndim != 2:
+            raise ValueError(f"A: expected a 2-D matrix, got shape {A.shape}")
+        nnz = check_int("nnz", nnz, 0, A.size)
+        flat = np.abs(A).ravel()
+        keep = np.argpartition(-flat, nnz - 1)[:nnz] if 0 < nnz < A.size else np.arange(nnz)
+        keep = np.sort(keep)
+        rows, cols = np.divmod(keep, A.shape[1])
+        return cls(rows, cols, A.ravel()[keep], A.shape)
+
+    @classmethod
+    def random(cls, n: int, nnz: int, seed: int = 0) -> "MagnitudeSparse":
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(n * n, size=nnz, replace=False))
+        rows, cols = np.divmod(keep, n)
+        return cls(rows, cols, rng.standard_normal(nnz) / math.sqrt(max(nnz / n, 1)), (n, n))
+
+    def csr(self):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.vals, (self.rows, self.cols)), shape=self.shape)
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        y = (self.csr() @ x.T).T
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        y = np.zeros((x.shape[0], self.shape[0]), dtype=np.result_type(x, self.vals))
+        for r, c, v in zip(self.rows, self.cols, self.vals):
+            y[:, r] += v * x[:, c]
+        return y[0] if vec else y
+
+    def to_dense(self):
+        D = np.zeros(self.shape, dtype=self.vals.dtype)
+        D[self.rows, self.cols] = self.vals
+        return D
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        dt = _torch_dtype(dtype)
+        csr = self.csr()
+        W = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int32),
+                                    torch.as_tensor(csr.indices, dtype=torch.int32),
+                                    torch.as_tensor(csr.data.real), size=self.shape)
+        W = W.to(device=device, dtype=dt)
+        return lambda x: torch.sparse.mm(W, x.T).T
+
+
+class Dense(StructuredMatrix):
+    """The plain (m, n) matrix, the baseline of every comparison."""
+
+    family = "dense"
+
+    def __init__(self, W: np.ndarray):
+        self.W = np.asarray(W)
+        self.shape = self.W.shape
+
+    @property
+    def dtype(self):
+        return self.W.dtype
+
+    @property
+    def n_params(self) -> int:
+        return self.W.size
+
+    @classmethod
+    def random(cls, n: int, seed: int = 0) -> "Dense":
+        return cls(np.random.default_rng(seed).standard_normal((n, n)) / math.sqrt(n))
+
+    def apply(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        y = x @ self.W.T
+        return y[0] if vec else y
+
+    def apply_reference(self, x):
+        x, vec = _as_batch(x, self.shape[1])
+        y = np.array([[sum(self.W[i, j] * row[j] for j in range(self.shape[1]))
+                       for i in range(self.shape[0])] for row in x])
+        return y[0] if vec else y
+
+    def to_dense(self):
+        return self.W.copy()
+
+    def torch_apply(self, device="cpu", dtype="float32"):
+        import torch
+
+        WT = torch.as_tensor(np.ascontiguousarray(self.W.real.T), dtype=_torch_dtype(dtype), device=device)
+        return lambda x: x @ WT
+
+
+# ---------------------------------------------------------------------------- targets
+TARGETS = {
+    "gaussian": "Random Gaussian",
+    "kernel": "Smooth kernel (Gaussian RBF on a grid)",
+    "dft": "DFT (unitary, complex)",
+    "conv": "Convolution matrix (3x3 conv on a sqrt(n) x sqrt(n) image)",
+    "digits": "Trained weight (digits MLP, hidden n x n layer)",
+}
+SIZES = (64, 128, 256, 512)
+
+
+def dft_matrix(n: int, normalized: bool = True) -> np.ndarray:
+    """F[j, k] = exp(-2 pi i j k / n) (/ sqrt n): (n, n) complex."""
+    j = np.arange(n)
+    F = np.exp(-2j * np.pi * np.outer(j, j) / n)
+    return F / math.sqrt(n) if normalized else F
+
+
+def hadamard_matrix(n: int) -> np.ndarray:
+    """Sylvester Hadamard matrix / sqrt(n): (n, n)."""
+    if not _is_pow2(n):
+        raise ValueError(f"n: expected a power of 2, got {n}")
+    i = np.arange(n)
+    parity = np.vectorize(lambda v: bin(v).count("1") & 1)(np.bitwise_and.outer(i, i))
+    return (1 - 2 * parity) / math.sqrt(n)
+
+
+def gaussian_matrix(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, n)) / math.sqrt(n)
+
+
+def kernel_matrix(n: int, length_scale: float = 0.1) -> np.ndarray:
+    """K[i, j] = exp(-(x_i - x_j)^2 / (2 l^2)) on n equispaced points of [0, 1].
+
+    Stationary on a uniform grid, so exactly Toeplitz, and numerically low-rank."""
+    x = np.linspace(0.0, 1.0, n)
+    return np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * length_scale ** 2))
+
+
+def conv_matrix(n: int, seed: int = 0) -> np.ndarray:
+    """A 3x3 convolution (zero padding 1) on a sqrt(n) x sqrt(n) one-channel image, as the
+    (n, n) matrix that engine.lowering builds."""
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"conv target: expected n a perfect square (image side^2), got {n}")
+    try:
+        from engine import lowering
+    except ImportError as exc:
+        raise ValueError(f"conv target: expected engine.lowering (conv2d_as_sparse), got {exc}") from exc
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(1, 1, 3, 3, generator=g)
+    M = lowering.conv2d_as_sparse(weight, (side, side), padding=1)
+    M = M.to_dense() if hasattr(M, "to_dense") else M
+    M = M.toarray() if hasattr(M, "toarray") else M
+    return np.asarray(M, dtype=np.float64).reshape(n, n)
+
+
+@dataclass(frozen=True)
+class DigitsWeight:
+    weight: np.ndarray  # (n, n) hidden-to-hidden weight
+    test_accuracy: float
+    seconds: float
+    cached: bool
+
+
+def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epochs: int = 60) -> DigitsWeight:
+    """Train a 64-n-n-10 MLP on scikit-learn's digits (bundled, no download) and return
+    its hidden (n, n) weight; cached as .npz in ``folder`` (default: the lab's cache)."""
+    n = check_int("n", n, 8, 4096)
+    if folder is None:
+        from engine.store import cache_dir
+
+        folder = cache_dir() / "structured"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"digits_mlp_n{n}_seed{seed}_e{epochs}.npz"
+    if path.exists():
+        z = np.load(path)
+        return DigitsWeight(z["weight"], float(z["acc"]), float(z["seconds"]), True)
+    import torch
+    from sklearn.datasets import load_digits
+
+    started = time.time()
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(X))
+    X, y = X[order] / 16.0, y[order]
+    cut = int(0.8 * len(X))
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, n), torch.nn.ReLU(), torch.nn.Linear(n, n),
+                                torch.nn.ReLU(), torch.nn.Linear(n, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    Xt = torch.as_tensor(X[:cut], dtype=torch.float32)
+    yt = torch.as_tensor(y[:cut])
+    for _ in range(epochs):
+        perm = torch.randperm(cut)
+        for k in range(0, cut, 128):
+            idx = perm[k:k + 128]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        pred = model(torch.as_tensor(X[cut:], dtype=torch.float32)).argmax(1).numpy()
+    acc = float((pred == y[cut:]).mean())
+    W = model[2].weight.detach().numpy().astype(np.float64)
+    seconds = time.time() - started
+    np.savez(path, weight=W, acc=acc, seconds=seconds)
+    return DigitsWeight(W, acc, seconds, False)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    label: str
+    matrix: np.ndarray
+    note: str
+
+
+def make_target(name: str, n: int, seed: int = 0, folder: str | Path | None = None) -> Target:
+    """The (n, n) target matrix ``name`` (one of TARGETS)."""
+    check_choice("target", name, TARGETS)
+    n = check_int("n", n, 4, 4096)
+    if name == "gaussian":
+        return Target(name, TARGETS[name], gaussian_matrix(n, seed), "i.i.d. N(0, 1/n) entries")
+    if name == "kernel":
+        return Target(name, TARGETS[name], kernel_matrix(n), "length scale 0.1 on n equispaced points")
+    if name == "dft":
+        return Target(name, TARGETS[name], dft_matrix(n), "complex: heatmaps show the real part")
+    if name == "conv":
+        return Target(name, TARGETS[name], conv_matrix(n, seed),
+                      f"3x3 kernel, zero padding 1, {math.isqrt(n)}x{math.isqrt(n)} image, from engine.lowering")
+    d = digits_weight(n, seed, folder)
+    how = "loaded from cache" if d.cached else f"trained in {d.seconds:.1f} s"
+    return Target(name, TARGETS[name], d.weight, f"64-{n}-{n}-10 MLP, test accuracy {d.test_accuracy:.1%}, {how}")
+
+
+# ----------------------------------------------------------------------- Pareto data
+def lowrank_ranks(n: int) -> list[int]:
+    return [r for r in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if r <= n // 2]
+
+
+def fit_family(A: np.ndarray, family: str, budget: int | None = None, *, rank: int | None = None,
+               nblocks: int | None = None, butterfly_steps: int = 100) -> StructuredMatrix | None:
+    """The best operator of ``family`` for A within ``budget`` parameters (None: no
+    configuration of the family fits the budget). rank / nblocks pick a configuration."""
+    check_choice("family", family, FAMILIES)
+    A = _square(A)
+    n = A.shape[0]
+    if family == "lowrank":
+        if rank is None:
+            rank = min(int(budget // (2 * n)), n) if budget is not None else 1
+            if rank < 1:
+                return None
+        return LowRank.fit(A, rank)
+    if family == "monarch":
+        if nblocks is None:
+            ok = [b for b in Monarch.valid_blocks(n) if budget is None or 2 * n * n // b <= budget]
+            if not ok:
+                return None
+            nblocks = min(ok)
+        return Monarch.fit(A, nblocks)
+    if family == "sparse":
+        k = n * n if budget is None else min(int(budget), n * n)
+        return MagnitudeSparse.fit(A, k)
+    fixed = {"butterfly": 2 * n * int(math.log2(n)) if _is_pow2(n) else None,
+             "circulant": n, "toeplitz": 2 * n - 1}[family]
+    if fixed is None or (budget is not None and fixed > budget):
+        return None
+    if family == "butterfly":
+        return Butterfly.fit(A, steps=butterfly_steps)
+    return Circulant.fit(A) if family == "circulant" else Toeplitz.fit(A)
+
+
+def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
+                butterfly_steps: int = 100) -> list[dict]:
+    """Relative Frobenius error against parameter count: every configuration of every
+    family, and magnitude-pruned sparse at each of those counts.
+
+    Returns rows {family, label, config, params, share_of_dense, flops_per_vector, rel_error}.
+    ``butterfly``: an already fitted butterfly for A (fitting it is the slow part).
+    """
+    A = _square(A)
+    n = A.shape[0]
+    with _few_threads():
+        u, s, vh = np.linalg.svd(A)  # once, for every rank
+        ops: list[StructuredMatrix] = [LowRank(u[:, :r] * s[:r], vh[:r].T) for r in lowrank_ranks(n)]
+        ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
+        if _is_pow2(n):
+            ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
+        ops += [Circulant.fit(A), Toeplitz.fit(A)]
+        rows = [_row(A, op) for op in ops]
+        for count in sorted({r["params"] for r in rows}):
+            rows.append(_row(A, MagnitudeSparse.fit(A, min(count, n * n))))
+    return rows
+
+
+def _row(A: np.ndarray, op: StructuredMatrix) -> dict:
+    n = A.shape[0]
+    return {"family": op.family, "label": FAMILY_LABELS[op.family], "config": op.config,
+            "params": int(op.n_params), "share_of_dense": op.n_params / (n * n),
+            "flops_per_vector": float(op.flops(1)), "rel_error": relative_error(A, op.to_dense())}
+
+
+# ----------------------------------------------------------------------- timing sweep
+@dataclass(frozen=True)
+class SweepSpec:
+    """What the timing sweep measures: every family at size n vs dense and sparse."""
+
+    n: int = 8192
+    batches: tuple[int, ...] = (1, 16, 256, 4096)
+    dtypes: tuple[str, ...] = ("float32", "float16")
+    rank: int = 32
+    monarch_blocks: int = 64
+    min_run_time: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("n", self.n, 16, 65536)
+        if not _is_pow2(self.n):
+            raise ValueError(f"n: expected a power of 2 (butterfly, Monarch), got {self.n}")
+        if not self.batches:
+            raise ValueError("batches: expected at least one batch size, got none")
+        for b in self.batches:
+            check_int("batch", b, 1, 65536)
+        for d in self.dtypes:
+            check_choice("dtype", d, ("float32", "float16", "bfloat16"))
+        check_int("rank", self.rank, 1, self.n)
+        Monarch.check_blocks(self.n, self.monarch_blocks)
+        check_float("min_run_time", self.min_run_time, 0.001, 10)
+
+    def operators(self) -> list[tuple[str, StructuredMatrix]]:
+        """(name, operator) with random values: time depends on the structure, not on the values."""
+        n, s = self.n, self.seed
+        low = LowRank.random(n, self.rank, s)
+        mon = Monarch.random(n, self.monarch_blocks, s)
+        return [
+            ("dense", Dense.random(n, s)),
+            ("lowrank", low),
+            ("monarch", mon),
+            ("butterfly", Butterfly.random(n, s)),
+            ("circulant", Circulant.random(n, s)),
+            ("toeplitz", Toeplitz.random(n, s)),
+            ("sparse@lowrank", MagnitudeSparse.random(n, low.n_params, s)),
+            ("sparse@monarch", MagnitudeSparse.random(n, mon.n_params, s)),
+        ]
+
+    @property
+    def total(self) -> int:
+        return len(self.batches) * len(self.dtypes) * 8
+
+
+def default_timer(fn: Callable, x, min_run_time: float) -> dict:
+    """Median and IQR of fn(x) with torch.utils.benchmark (warm-up and CUDA sync included)."""
+    from torch.utils import benchmark
+
+    fn(x)  # warm-up (allocations, cuFFT plans)
+    m = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}).blocked_autorange(min_run_time=min_run_time)
+    return {"median_s": float(m.median), "iqr_s": float(m.iqr), "runs": len(m.times),
+            "method": "torch.utils.benchmark blocked_autorange"}
+
+
+def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
+                 timer: Callable | None = None) -> Iterator[dict]:
+    """Yield one row per (dtype, batch, operator): apply time vs dense at equal batch.
+
+    Rows: family, label, config, n, batch, dtype, device, params, flops, theoretical_speedup
+    (dense FLOPs / FLOPs), median_s, iqr_s, noisy (IQR/median > 0.1), speedup_vs_dense
+    (same dtype), speedup_vs_dense_fp32, efficiency (speedup / theoretical), status
+    ("ok" or "unavailable: <reason>").
+    """
+    import torch
+
+    timer = timer or default_timer
+    ops = spec.operators()
+    dense_t: dict[tuple[str, int], float] = {}
+    dtypes = sorted(spec.dtypes, key=lambda d: d != "float32")  # fp32 first: others compare to it
+    for dtype in dtypes:
+        closures: dict[str, Callable | str] = {}
+        for name, op in ops:
+            try:
+                closures[name] = op.torch_apply(device, dtype)
+            except Exception as exc:  # e.g. sparse half on CPU
+                closures[name] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        for batch in spec.batches:
+            g = torch.Generator(device="cpu").manual_seed(spec.seed + batch)
+            x = torch.randn(batch, spec.n, generator=g).to(device=device, dtype=_torch_dtype(dtype))
+            dense_flops = 2.0 * spec.n * spec.n * batch
+            for name, op in ops:
+                family = op.family
+                row = {"family": family, "name": name, "label": FAMILY_LABELS[family], "config": op.config,
+                       "n": spec.n, "batch": batch, "dtype": dtype, "device": device,
+                       "device_name": device_name, "params": int(op.n_params),
+                       "storage_bytes": int(op.storage_bytes(2 if dtype != "float32" else 4)),
+                       "flops": float(op.flops(batch)),
+                       "theoretical_speedup": dense_flops / float(op.flops(batch)),
+                       "median_s": None, "iqr_s": None, "noisy": None, "speedup_vs_dense": None,
+                       "speedup_vs_dense_fp32": None, "efficiency": None, "status": "ok",
+                       "torch": torch.__version__}
+                fn = closures[name]
+                if isinstance(fn, str):
+                    row["status"] = fn
+                    yield row
+                    continue
+                try:
+                    with torch.no_grad():
+                        t = timer(fn, x, spec.min_run_time)
+                except Exception as exc:
+                    row["status"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                    yield row
+                    continue
+                med = t["median_s"]
+                row.update(median_s=med, iqr_s=t["iqr_s"], noisy=bool(t["iqr_s"] > 0.1 * med),
+                           method=t.get("method", ""))
+                if name == "dense":
+                    dense_t[(dtype, batch)] = med
+                if (dtype, batch) in dense_t:
+                    row["speedup_vs_dense"] = dense_t[(dtype, batch)] / med
+                    row["efficiency"] = row["speedup_vs_dense"] / row["theoretical_speedup"]
+                if ("float32", batch) in dense_t:
+                    row["speedup_vs_dense_fp32"] = dense_t[("float32", batch)] / med
+                yield row
+            del x
+
+
+# ------------------------------------------------ the chapter's table and decision guide
+CHAPTER_TABLE = [
+    # (row, family key in the sweep or None, storage, multiply cost, hardware efficiency)
+    ("Dense", "dense", "n^2", "O(n^2)", "100% (baseline)"),
+    ("Random 90% sparse", None, "~0.2 n^2", "O(0.1 n^2) theory", "20-30% of theoretical"),
+    ("Random sparse, same params as low-rank", "sparse@lowrank", "-", "-", "-"),
+    ("Random sparse, same params as Monarch", "sparse@monarch", "-", "-", "-"),
+    ("Block sparse (50%)", None, "0.5 n^2", "O(0.5 n^2)", "70-80% of theoretical"),
+    ("2:4 structured", None, "0.5 n^2", "O(0.5 n^2)", "100% (hardware support)"),
+    ("Low-rank (r=32)", "lowrank", "64 n", "O(64 n)", "100% (dense GEMMs)"),
+    ("Butterfly", "butterfly", "O(n log n)", "O(n log n)", "~80% (structured sparse)"),
+    ("Monarch", "monarch", "O(n sqrt n)", "O(n sqrt n)", "~90% (block GEMMs)"),
+    ("Circulant (FFT)", "circulant", "n", "O(n log n)", "-"),
+    ("Toeplitz (FFT)", "toeplitz", "2n - 1", "O(n log n)", "-"),
+]
+
+DECISION_GUIDE = [
+    ("Natural sparsity (pruned nets)", "2:4 structured sparsity", "/structured-sparsity"),
+    ("Conditional compute", "MoE (dynamic sparsity)", "/moe"),
+    ("Compressing large weights", "Low-rank (LoRA, SVD)", "/structured-matrices"),
+    ("Replacing dense layers", "Monarch or butterfly", "/structured-matrices"),
+    ("Convolution-like operations", "Circulant (FFT)", "/isomorphism"),
+    ("Long-range dependencies", "Structured attention (not sparse)", "/attention"),
+]
+
+
+def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str | None = None) -> list[dict]:
+    """The chapter's comparison table with measured numbers from sweep rows at one
+    (batch, dtype) (default: the largest batch, float16 when measured)."""
+    if not rows:
+        return []
+    dtypes = {r["dtype"] for r in rows}
+    dtype = dtype or ("float16" if "float16" in dtypes else sorted(dtypes)[0])
+    batch = batch or max(r["batch"] for r in rows if r["dtype"] == dtype)
+    by_name = {r["name"]: r for r in rows if r["dtype"] == dtype and r["batch"] == batch}
+    out = []
+    for label, key, storage, cost, eff in CHAPTER_TABLE:
+        r = by_name.get(key) if key else None
+        row = {"matrix type": label, "chapter: storage": storage, "chapter: multiply cost": cost,
+               "chapter: hardware efficiency": eff}
+        if key is None:
+            row.update({"measured: params": None, "measured: FLOPs": None, "measured: time (ms)": None,
+                        "measured: speedup vs dense": None, "measured: FLOP ratio": None,
+                        "measured: efficiency": None, "measured: status": "not measured on this page"})
+        elif r is None:
+            row.update({"measured: status": "no row in this sweep"})
+        else:
+            row.update({"measured: params": r["params"], "measured: FLOPs": r["flops"],
+                        "measured: time (ms)": None if r["median_s"] is None else 1e3 * r["median_s"],
+                        "measured: speedup vs dense": r["speedup_vs_dense"],
+                        "measured: FLOP ratio": r["theoretical_speedup"],
+                        "measured: efficiency": r["efficiency"], "measured: status": r["status"]})
+        row["at"] = f"n={by_name['dense']['n'] if 'dense' in by_name else '?'}, batch={batch}, {dtype}"
+        out.append(row)
+    return out
