@@ -673,3 +673,38 @@ def spec_dict(spec) -> dict:
 
 def now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def layer_params(d_model: int, d_ff: int, experts: int, k: int, gated: bool = False) -> dict:
+    """Total vs active parameters of one MoE FFN layer (router included, biases not)."""
+    check_int("model width", d_model, 1, 1 << 20)
+    check_int("FFN width", d_ff, 1, 1 << 22)
+    check_int("experts", experts, 1, 4096)
+    check_int("top-k", k, 1, experts)
+    per_expert = (3 if gated else 2) * d_model * d_ff
+    router = d_model * experts
+    total, active = experts * per_expert + router, k * per_expert + router
+    return {"config": f"one layer: d={d_model}, h={d_ff}, E={experts}, k={k}", "total": total,
+            "active": active, "active_fraction": active / total, "per_expert": per_expert,
+            "router": router, "bytes_bf16_total": 2 * total, "bytes_bf16_active": 2 * active}
+
+
+def load_reference_sweep(root) -> tuple[list[dict], str] | None:
+    """The newest committed ``moe_timing.csv`` under ``root`` (benchmarks/results), as rows
+    and a label naming its device and date; None when there is none."""
+    import pandas as pd
+    from pathlib import Path
+
+    paths = sorted(Path(root).glob("**/moe_timing.csv"), key=lambda p: p.stat().st_mtime)
+    if not paths:
+        return None
+    df = pd.read_csv(paths[-1])
+    need = {"batch", "variant", "status", "time_ms", "ratio_vs_dense_1x", "device"}
+    if not need <= set(df.columns):
+        raise ValueError(f"{paths[-1]}: expected columns {sorted(need)}, got {sorted(df.columns)}")
+    device = str(df["device"].iloc[0]) if len(df) else "unknown device"
+    date = str(df["date_utc"].iloc[0])[:10] if "date_utc" in df and len(df) else "undated"
+    dtype = str(df["dtype"].iloc[0]) if "dtype" in df and len(df) else ""
+    d = int(df["d_model"].iloc[0]) if "d_model" in df and len(df) else 0
+    label = f"{device}, {dtype}, d={d}, {date}"
+    return df.to_dict("records"), label

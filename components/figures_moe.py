@@ -1,0 +1,207 @@
+"""Figures for /moe: routing heatmap, expert load, trained router, timing sweep.
+
+Each function takes plain data (arrays, lists of row dicts) and returns a go.Figure;
+no engine calls here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
+          "moe_grouped": "#c53030", "moe_loop": "#1f8a4c"}
+LABELS = {"dense_1x": "dense FFN, width h (one expert)",
+          "dense_active": "dense, equal active params (k*h)",
+          "dense_total": "dense, equal total params (E*h)",
+          "moe_grouped": "MoE, grouped GEMM", "moe_loop": "MoE, one GEMM per expert"}
+
+
+def _base(fig: go.Figure, height: int = 360, **layout) -> go.Figure:
+    title = layout.pop("title", None)
+    top = 80 if title else 40
+    if title:
+        layout["title"] = dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top",
+                               font=dict(size=14))
+    legend = layout.pop("legend", dict(orientation="h", yanchor="bottom", y=1.01, x=0))
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=top, b=50), template="plotly_white",
+                      legend=legend, **layout)
+    return fig
+
+
+def empty(text: str, height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#5b6475"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base(fig, height)
+
+
+def routing_heatmap(weights: np.ndarray, keep_weights: np.ndarray) -> go.Figure:
+    """weights: (T, E) routed weight per token and expert; keep_weights: same after drops.
+
+    Dropped assignments (routed but over capacity) are drawn as -1 in grey.
+    """
+    tokens, experts = weights.shape
+    z = keep_weights.copy()
+    z[(weights > 0) & (keep_weights == 0)] = -1.0
+    colorscale = [[0.0, "#9aa3b2"], [0.4999, "#9aa3b2"], [0.5, "#ffffff"], [1.0, "#2f6fdb"]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"E{e}" for e in range(experts)], y=list(range(tokens)), zmin=-1, zmax=1,
+        colorscale=colorscale, colorbar=dict(title="weight", tickvals=[-1, 0, 0.5, 1],
+                                             ticktext=["dropped", "0", "0.5", "1"]),
+        hovertemplate="token %{y}, %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(title="expert")
+    fig.update_yaxes(title="token (arrival order)", autorange="reversed")
+    return _base(fig, 420, title="Routing weights, token x expert (grey: dropped over capacity)")
+
+
+def load_bars(rows: list[dict], capacity: int | None, fair: float) -> go.Figure:
+    """Per-expert kept load and dropped assignments, with the capacity and the fair share."""
+    df = pd.DataFrame(rows)
+    x = [f"E{e}" for e in df["expert"]]
+    fig = go.Figure()
+    fig.add_bar(x=x, y=df["load"], name="kept", marker_color="#2f6fdb")
+    fig.add_bar(x=x, y=df["dropped"], name="dropped", marker_color="#c53030")
+    if capacity is not None:
+        fig.add_hline(y=capacity, line=dict(color="#1d2330", dash="dash"),
+                      annotation_text=f"capacity {capacity}", annotation_position="top left")
+    fig.add_hline(y=fair, line=dict(color="#1f8a4c", dash="dot"),
+                  annotation_text=f"fair share {fair:.1f}", annotation_position="bottom right")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="expert")
+    fig.update_yaxes(title="assignments (tokens x choices)")
+    return _base(fig, 420, title="Expert load against capacity")
+
+
+def utilisation_bars(rows: list[dict]) -> go.Figure:
+    df = pd.DataFrame(rows)
+    colors = ["#c53030" if u == 0 else "#2f6fdb" for u in df["utilisation"]]
+    fig = go.Figure(go.Bar(x=[f"E{e}" for e in df["expert"]], y=df["utilisation"],
+                           marker_color=colors, name="utilisation"))
+    fig.add_hline(y=1.0, line=dict(color="#1f8a4c", dash="dot"), annotation_text="even")
+    fig.update_xaxes(title="expert")
+    fig.update_yaxes(title="load / fair share (0 = dead)")
+    return _base(fig, 300, title="Utilisation per expert", showlegend=False)
+
+
+def train_curves(rows: list[dict]) -> go.Figure:
+    df = pd.DataFrame([r for r in rows if r.get("kind") == "epoch"])
+    if df.empty:
+        return empty("Train the router to see accuracy and balance per epoch.")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "balancing loss (alpha=1)"))
+    for i, (variant, part) in enumerate(df.groupby("variant", sort=False)):
+        color = ["#c53030", "#2f6fdb"][i % 2]
+        fig.add_scatter(x=part["epoch"], y=part["test_accuracy"], name=variant, mode="lines+markers",
+                        line=dict(color=color), row=1, col=1)
+        fig.add_scatter(x=part["epoch"], y=part["balance_loss"], name=variant, mode="lines+markers",
+                        line=dict(color=color), showlegend=False, row=1, col=2)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="accuracy (fraction)", row=1, col=1)
+    fig.update_yaxes(title="E * sum f_i P_i (1 = even)", row=1, col=2)
+    return _base(fig, 380, legend=dict(orientation="h", x=0, y=-0.2, yanchor="top"))
+
+
+def train_load(rows: list[dict]) -> go.Figure:
+    """Share of test-set assignments per expert: first and last epoch, per variant."""
+    df = pd.DataFrame([r for r in rows if r.get("kind") == "epoch"])
+    if df.empty:
+        return empty("Expert load appears here after training.")
+    cols = sorted((c for c in df.columns if c.startswith("load_e")), key=lambda c: int(c[6:]))
+    fig = go.Figure()
+    palette = {0: ("#f0a3a3", "#c53030"), 1: ("#a9c4f2", "#2f6fdb")}
+    for i, (variant, part) in enumerate(df.groupby("variant", sort=False)):
+        first, last = part.iloc[0], part.iloc[-1]
+        light, dark = palette[i % 2]
+        fig.add_bar(x=[c[5:].upper() for c in cols], y=[first[c] for c in cols],
+                    name=f"{variant}: epoch {int(first['epoch'])}", marker_color=light)
+        fig.add_bar(x=[c[5:].upper() for c in cols], y=[last[c] for c in cols],
+                    name=f"{variant}: epoch {int(last['epoch'])}", marker_color=dark)
+    fig.add_hline(y=1 / len(cols), line=dict(color="#1f8a4c", dash="dot"), annotation_text="even")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title="expert")
+    fig.update_yaxes(title="share of test assignments")
+    return _base(fig, 360)
+
+
+def specialisation(rows: list[dict]) -> go.Figure:
+    df = pd.DataFrame([r for r in rows if r.get("kind") == "specialisation"])
+    if df.empty:
+        return empty("Expert x class specialisation appears here after training.")
+    variants = list(dict.fromkeys(df["variant"]))
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, horizontal_spacing=0.16)
+    classes = [f"class_{c}" for c in range(10)]
+    for i, v in enumerate(variants, start=1):
+        part = df[df["variant"] == v].sort_values("expert")
+        fig.add_heatmap(z=part[classes].to_numpy(), x=[str(c) for c in range(10)],
+                        y=[f"E{int(e)}" for e in part["expert"]], zmin=0, zmax=1,
+                        colorscale="Blues", showscale=(i == len(variants)),
+                        colorbar=dict(title="share"),
+                        hovertemplate="digit %{x}, %{y}: %{z:.2f}<extra></extra>", row=1, col=i)
+        fig.update_xaxes(title="digit class", row=1, col=i)
+        fig.update_yaxes(title="expert (top-1 choice)", autorange="reversed", row=1, col=i)
+    return _base(fig, 400, title="First-choice expert per digit (share of its test images)")
+
+
+def _sweep_frame(rows: list[dict], source: str) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty or "status" not in df:
+        return pd.DataFrame()
+    df = df[df["status"] == "ok"].copy()
+    df["source"] = source
+    return df
+
+
+def sweep_time(local: list[dict], reference: list[dict] | None = None,
+               ref_label: str = "reference") -> go.Figure:
+    """Time per forward vs batch (log-log), local solid, reference dashed."""
+    frames = [_sweep_frame(local, "this run")]
+    if reference:
+        frames.append(_sweep_frame(reference, ref_label))
+    df = pd.concat([f for f in frames if not f.empty]) if any(not f.empty for f in frames) else None
+    if df is None:
+        return empty("Run the sweep (or commit a GPU reference CSV) to see timings.")
+    fig = go.Figure()
+    for (source, variant), part in df.groupby(["source", "variant"], sort=False):
+        fig.add_scatter(x=part["batch"], y=part["time_ms"], mode="lines+markers",
+                        name=f"{LABELS.get(variant, variant)} [{source}]",
+                        line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
+    fig.update_xaxes(title="batch (tokens)", type="log")
+    fig.update_yaxes(title="time per forward (ms)", type="log")
+    return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
+
+
+def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
+                ref_label: str = "reference", k: int = 2) -> go.Figure:
+    """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k."""
+    frames = [_sweep_frame(local, "this run")]
+    if reference:
+        frames.append(_sweep_frame(reference, ref_label))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty("Ratios appear after a sweep.")
+    df = pd.concat(frames)
+    fig = go.Figure()
+    for (source, variant), part in df.groupby(["source", "variant"], sort=False):
+        if variant == "dense_1x":
+            continue
+        fig.add_scatter(x=part["batch"], y=part["ratio_vs_dense_1x"], mode="lines+markers",
+                        name=f"{LABELS.get(variant, variant)} [{source}]",
+                        line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
+    fig.add_hline(y=k, line=dict(color="#1d2330", dash="dot"), annotation_text=f"ideal MoE = k = {k}")
+    fig.update_xaxes(title="batch (tokens)", type="log")
+    fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
+    return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
+
+
+def params_bars(rows: list[dict]) -> go.Figure:
+    df = pd.DataFrame(rows)
+    fig = go.Figure()
+    fig.add_bar(x=df["config"], y=df["total"] / 1e9, name="total (held in memory)", marker_color="#b7791f")
+    fig.add_bar(x=df["config"], y=df["active"] / 1e9, name="active per token", marker_color="#2f6fdb")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title="model")
+    fig.update_yaxes(title="parameters (billions)")
+    return _base(fig, 320)

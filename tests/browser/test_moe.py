@@ -1,0 +1,87 @@
+"""The /moe page in a real browser: sliders move load, drops and loss; tiny jobs run."""
+import io
+
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def _stat(page, name: str) -> str:
+    return page.inner_text(f"#moe-stat-{name}")
+
+
+def _slider_key(page, slider_id: str, key: str) -> None:
+    page.focus(f"#{slider_id} [role=slider]")
+    page.keyboard.press(key)
+
+
+def test_moe_sliders_change_capacity_drops_and_loss(app_server, page):
+    page.goto(app_server + "/moe")
+    page.wait_for_selector("#moe-stat-dropped")
+    wait_for_text(page, "#moe-stat-dropped", "of 128")  # 64 tokens x top-2
+    assert _stat(page, "capacity") == "20"  # ceil(64 / 8 * 1.25) * 2
+    balance_before = float(_stat(page, "balance"))
+
+    # smallest capacity factor: capacity ceil(64 / 8 * 0.25) * 2 = 4, most assignments drop
+    _slider_key(page, "moe-cf", "Home")
+    wait_for_text(page, "#moe-stat-capacity", "4")
+    dropped = int(_stat(page, "dropped").split(" of ")[0])
+    assert dropped >= 128 - 8 * 4  # at most E * capacity assignments are kept
+
+    # dropless: nothing dropped, capacity none
+    page.click("#moe-dropless input")
+    wait_for_text(page, "#moe-stat-capacity", "none")
+    assert _stat(page, "dropped").startswith("0 of 128")
+
+    # full skew toward expert 0: the balancing loss rises above its unskewed value
+    _slider_key(page, "moe-skew", "End")
+    page.wait_for_function(
+        "b => parseFloat(document.querySelector('#moe-stat-balance').innerText) > b + 0.3",
+        arg=balance_before, timeout=20_000)
+
+    # the per-expert table downloads as CSV, one row per expert
+    with page.expect_download() as dl:
+        page.click("#moe-experts-csv-button")
+    frame = pd.read_csv(dl.value.path())
+    assert len(frame) == 8
+    assert {"expert", "load", "dropped", "utilisation"} <= set(frame.columns)
+    assert frame["dropped"].sum() == 0
+
+
+def test_moe_train_router_tiny_job(app_server, page):
+    page.goto(app_server + "/moe")
+    page.wait_for_selector("#moe-train-job-run")
+    page.fill("#moe-train-experts", "4")
+    page.fill("#moe-train-epochs", "1")
+    page.click("#moe-train-job-run")
+    wait_for_text(page, "#moe-train-job-status", "done", timeout=60_000)
+    wait_for_text(page, "#moe-train-summary", "balancing alpha=0.1")
+    assert page.locator("#moe-train-summary-list li").count() == 2
+    with page.expect_download() as dl:
+        page.click("#moe-train-job-csv")
+    frame = pd.read_csv(io.StringIO(open(dl.value.path()).read()))
+    assert set(frame["kind"]) == {"epoch", "specialisation", "summary"}
+    assert len(frame) == 2 * (1 + 4 + 1)
+    assert page.locator("#moe-train-spec .heatmaplayer").count() >= 1
+
+
+def test_moe_timing_sweep_tiny_job(app_server, page):
+    page.goto(app_server + "/moe")
+    page.wait_for_selector("#moe-sweep-job-run")
+    page.fill("#moe-sweep-d", "32")
+    page.fill("#moe-sweep-max", "8")
+    page.click("#moe-sweep-job-run")
+    wait_for_text(page, "#moe-sweep-job-status", "done", timeout=60_000)
+    wait_for_text(page, "#moe-sweep-summary", "one dense FFN")
+    # 4 batches (1, 2, 4, 8) x 5 variants, drawn as lines
+    assert page.locator("#moe-sweep-time .scatterlayer .trace").count() >= 3
+    with page.expect_download() as dl:
+        page.click("#moe-sweep-job-csv")
+    frame = pd.read_csv(dl.value.path())
+    assert len(frame) == 20
+    assert sorted(frame["batch"].unique()) == [1, 2, 4, 8]
+    ok = frame[frame["status"] == "ok"]
+    assert (ok["time_ms"] > 0).all()
