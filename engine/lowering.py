@@ -577,66 +577,112 @@ def _time(fn, sync, repeats: int, warmup: int = 2) -> dict:
     return {"median_s": med, "iqr_s": iqr, "noisy": bool(iqr / med > 0.1) if med > 0 else False}
 
 
-def time_conv_native_vs_matrix(channels: int, image: int, batch: int, kernel: int = 3,
-                               padding: int = 1, stride: int = 1, device: Any = "cpu",
-                               repeats: int = 5, seed: int = 0) -> dict:
-    """Time F.conv2d against the CSR matrix times the flattened batch, same device.
+def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: Any = 1,
+                    padding: Any = 0, dilation: Any = 1, device: Any = "cpu", repeats: int = 5,
+                    seed: int = 0, x: Any = None) -> dict:
+    """Time F.conv2d against the CSR matrix times the flattened batch, on one device.
 
-    Square image and kernel, C_in = C_out = channels, float32. Returns one row:
-    shapes, nnz, median/IQR of both, the ratio matrix/native and max |diff|.
+    weight: (C_out, C_in, kh, kw), float32. x: (batch, C_in, H, W) or None (random).
+    The matrix side includes the reshapes/transposes it needs: (M @ X^T)^T with X the
+    batch as rows. Returns a row: nnz, build time, median/IQR of both, the ratio
+    matrix/native and max |native - matrix|.
     """
     import torch
     import torch.nn.functional as F
 
-    c = check_int("channels", channels, 1, 512)
-    n = check_int("image", image, 1, 1024)
     b = check_int("batch", batch, 1, 4096)
+    reps = check_int("repeats", repeats, 1, 1000)
     dev = torch.device(device)
-    gen = torch.Generator().manual_seed(seed)
-    weight = torch.randn(c, c, kernel, kernel, generator=gen) / math.sqrt(c * kernel * kernel)
-    x = torch.randn(b, c, n, n, generator=gen)
+    wt = torch.as_tensor(_as_numpy(weight, "weight"), dtype=torch.float32)
+    h, w = _pair("input_hw", tuple(input_hw), 1)
+    if x is None:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(b, wt.shape[1], h, w, generator=gen)
+    x = torch.as_tensor(x, dtype=torch.float32)
     t0 = time.perf_counter()
-    m = conv2d_as_sparse(weight, (n, n), stride=stride, padding=padding)
+    m = conv2d_as_sparse(wt, (h, w), stride=stride, padding=padding, dilation=dilation)
     build_s = time.perf_counter() - t0
     mt = torch_csr(m, dev)
-    weight, x = weight.to(dev), x.to(dev)
+    wt, x = wt.to(dev), x.to(dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    s_, p_, d_ = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
 
     def native():
-        return F.conv2d(x, weight, stride=stride, padding=padding)
+        return F.conv2d(x, wt, stride=s_, padding=p_, dilation=d_)
 
     def matrix():
         return (mt @ x.reshape(b, -1).T).T
 
     with torch.no_grad():
-        tn = _time(native, sync, repeats)
-        tm = _time(matrix, sync, repeats)
+        tn = _time(native, sync, reps)
+        tm = _time(matrix, sync, reps)
         diff = float((native().reshape(b, -1) - matrix()).abs().max())
     return {
-        "channels": c, "image": n, "batch": b, "kernel": kernel, "padding": padding,
-        "stride": stride, "device": str(dev.type), "dtype": "float32",
+        "c_out": int(wt.shape[0]), "c_in": int(wt.shape[1]), "kernel": f"{wt.shape[2]}x{wt.shape[3]}",
+        "image": f"{h}x{w}", "batch": b, "stride": str(s_), "padding": str(p_), "dilation": str(d_),
+        "device": dev.type, "dtype": "float32",
         "rows": m.shape[0], "cols": m.shape[1], "nnz": int(m.nnz),
         "density": m.nnz / (m.shape[0] * m.shape[1]), "build_s": build_s,
         "native_median_s": tn["median_s"], "native_iqr_s": tn["iqr_s"],
         "matrix_median_s": tm["median_s"], "matrix_iqr_s": tm["iqr_s"],
         "matrix_over_native": tm["median_s"] / tn["median_s"] if tn["median_s"] > 0 else float("nan"),
-        "noisy": tn["noisy"] or tm["noisy"], "max_abs_diff": diff,
-        "torch": torch.__version__, "method": "median of repeats after warm-up, synchronised",
+        "noisy": tn["noisy"] or tm["noisy"], "max_abs_diff": diff, "repeats": reps,
+        "torch": torch.__version__, "method": "median of repeats after 2 warm-ups, synchronised",
     }
 
 
+def time_conv_native_vs_matrix(channels: int, image: int, batch: int, kernel: int = 3,
+                               padding: int = 1, stride: int = 1, device: Any = "cpu",
+                               repeats: int = 5, seed: int = 0) -> dict:
+    """``time_conv_layer`` for C_in = C_out = channels, a square image and kernel."""
+    c = check_int("channels", channels, 1, 512)
+    n = check_int("image", image, 1, 1024)
+    k = check_int("kernel", kernel, 1, 15)
+    gen = torch_generator(seed)
+    import torch
+
+    weight = torch.randn(c, c, k, k, generator=gen) / math.sqrt(c * k * k)
+    row = time_conv_layer(weight, (n, n), batch, stride=stride, padding=padding, device=device,
+                          repeats=repeats, seed=seed)
+    row["channels"] = c
+    return row
+
+
+def time_callables(fns: dict, repeats: int = 5, warmup: int = 2) -> dict:
+    """Median / IQR seconds of each zero-argument callable (CPU, no synchronisation)."""
+    reps = check_int("repeats", repeats, 1, 1000)
+    return {name: _time(fn, lambda: None, reps, warmup) for name, fn in fns.items()}
+
+
+def torch_generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
+
+
 def conv_timing_sweep(channels: Sequence[int], images: Sequence[int], batches: Sequence[int],
-                      device: Any = "cpu", repeats: int = 5, max_nnz: float = 4e8) -> Iterator[dict]:
-    """Yield one timing row per (channels, image, batch); skipped sizes say why."""
+                      device: Any = "auto", repeats: int = 5, max_nnz: float = 4e8) -> Iterator[dict]:
+    """Yield one timing row per (channels, image, batch); skipped sizes say why.
+
+    device: "auto", "cpu" or "cuda"; resolved lazily through engine.device.job_device
+    when the first row is asked for (so a job process, never the web server, does it).
+    """
+    from engine.device import job_device, runtime_device_name
+
+    dev = None
     for c in channels:
         for n in images:
             nnz = c * c * 9 * n * n
             for b in batches:
                 if nnz > max_nnz:
-                    yield {"channels": c, "image": n, "batch": b, "device": str(device),
+                    yield {"channels": c, "image": f"{n}x{n}", "batch": b, "device": str(device),
                            "status": f"skipped: matrix would hold {nnz:.3g} nonzeros"}
                     continue
-                row = time_conv_native_vs_matrix(c, n, b, device=device, repeats=repeats)
+                if dev is None:
+                    dev = job_device(device)
+                    name = runtime_device_name(dev)
+                row = time_conv_native_vs_matrix(c, n, b, device=dev, repeats=repeats)
+                row["device_name"] = name
                 row["status"] = "ok"
                 yield row
 
@@ -666,3 +712,55 @@ def spy_grid(m: Any, max_cells: int = 512) -> dict:
     col_edges = -(-np.arange(gc + 1) * n_cols // gc)
     return {"z": np.where(count > 0, z, np.nan), "count": count, "row_edges": row_edges,
             "col_edges": col_edges, "aggregated": gr < n_rows or gc < n_cols}
+
+
+# --------------------------------------------------------------------------- inputs and export
+
+
+def sample_image(source: str = "digit", size: int = 8, channels: int = 1, index: int = 0,
+                 seed: int = 0) -> np.ndarray:
+    """An input image (channels, size, size) in [0, 1].
+
+    source: "digit" (scikit-learn's handwritten digit ``index``, 8x8, resized bilinearly,
+    copied into every channel) or "random" (uniform noise from ``seed``).
+    """
+    from engine.validate import check_choice
+
+    check_choice("image source", source, ("digit", "random"))
+    n = check_int("image size", size, 1, 512)
+    c = check_int("channels", channels, 1, 512)
+    if source == "random":
+        return np.random.default_rng(seed).random((c, n, n))
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    i = check_int("digit index", index, 0, len(images) - 1)
+    img = images[i] / 16.0
+    if n != 8:
+        import torch
+        import torch.nn.functional as F
+
+        img = F.interpolate(torch.as_tensor(img)[None, None], size=(n, n), mode="bilinear",
+                            align_corners=False)[0, 0].numpy()
+    return np.repeat(img[None], c, axis=0)
+
+
+def random_conv_weight(c_out: int, c_in: int, kh: int, kw: int, seed: int = 0) -> np.ndarray:
+    """(C_out, C_in, kh, kw) weights with torch's default conv scale (uniform ±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(c_in * kh * kw)
+    return np.random.default_rng(seed).uniform(-bound, bound, (c_out, c_in, kh, kw))
+
+
+def matrix_market_text(m: Any, comment: str = "", max_nnz: int = 2_000_000) -> str:
+    """The matrix in Matrix Market coordinate format (text); refuses very large matrices."""
+    import io
+
+    from scipy.io import mmwrite
+
+    m = sp.coo_matrix(m)
+    if m.nnz > max_nnz:
+        raise ValueError(f"matrix download: expected at most {max_nnz} nonzeros, got {m.nnz}; "
+                         "reduce channels or image size")
+    buf = io.BytesIO()
+    mmwrite(buf, m, comment=comment)
+    return buf.getvalue().decode("ascii")

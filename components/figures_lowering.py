@@ -1,0 +1,134 @@
+"""Figures for the /isomorphism page: spy plots, receptive fields, outputs, timings."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MARGIN = dict(l=60, r=20, t=40, b=50)
+
+
+def empty_figure(text: str, height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=height, xaxis_visible=False, yaxis_visible=False, margin=MARGIN)
+    return fig
+
+
+def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = "output row",
+               col_label: str = "input column", height: int = 440) -> go.Figure:
+    """Heatmap of a sparse matrix aggregated by ``engine.lowering.spy_grid``.
+
+    Each cell is placed at its first row and column; its colour is the mean of the
+    stored values in it (blank where nothing is stored). Hover: row, column, value,
+    and for aggregated cells the rows/columns covered and the count of entries.
+    """
+    z, count = grid["z"], grid["count"]
+    re, ce = grid["row_edges"], grid["col_edges"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (z / np.where(count > 0, count, 1)).astype(np.float32)
+    mean[count == 0] = np.nan
+    if grid["aggregated"]:
+        custom = np.stack([np.broadcast_to((re[1:] - 1)[:, None], z.shape),
+                           np.broadcast_to((ce[1:] - 1)[None, :], z.shape),
+                           count], axis=-1).astype(np.float32)
+        hover = (f"{row_label}s %{{y}}-%{{customdata[0]}}<br>{col_label}s %{{x}}-%{{customdata[1]}}"
+                 "<br>mean value %{z:.4g}<br>entries %{customdata[2]}<extra></extra>")
+    else:
+        custom = None
+        hover = f"{row_label} %{{y}}<br>{col_label} %{{x}}<br>value %{{z:.4g}}<extra></extra>"
+    finite = np.abs(mean[np.isfinite(mean)])
+    bound = float(finite.max()) if finite.size else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=mean, x=ce[:-1], y=re[:-1], customdata=custom, hovertemplate=hover,
+        colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+        colorbar=dict(title="value", thickness=12)))
+    fig.update_yaxes(autorange="reversed", title=f"{row_label} (of {shape[0]})")
+    fig.update_xaxes(title=f"{col_label} (of {shape[1]})", side="bottom")
+    note = " (aggregated into %dx%d cells)" % z.shape if grid["aggregated"] else ""
+    fig.update_layout(title=dict(text=title + note, font_size=14), height=height, margin=MARGIN,
+                      plot_bgcolor="#ffffff")
+    return fig
+
+
+def field_figure(image: np.ndarray, field: np.ndarray | None, title: str, height: int = 340) -> go.Figure:
+    """The input image (grey) with the pixels one output row reads lit in red."""
+    n_h, n_w = image.shape
+    fig = go.Figure(go.Heatmap(z=image, colorscale="Greys", reversescale=False, showscale=False,
+                               hovertemplate="input y %{y}, x %{x}<br>pixel %{z:.3f}<extra></extra>"))
+    if field is not None and field.max() > 0:
+        lit = np.where(field > 0, field, np.nan)
+        fig.add_trace(go.Heatmap(z=lit, colorscale=[[0, "rgba(220,40,40,0.55)"], [1, "rgba(220,40,40,0.85)"]],
+                                 showscale=False, name="receptive field",
+                                 hovertemplate="read by the row: y %{y}, x %{x}<br>"
+                                               "taps %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="input y (pixel)", scaleanchor="x", constrain="domain")
+    fig.update_xaxes(title="input x (pixel)", constrain="domain")
+    fig.update_layout(title=dict(text=title, font_size=14), height=height, margin=MARGIN)
+    return fig
+
+
+def outputs_figure(native: np.ndarray, matrix: np.ndarray, title_left: str = "native torch layer",
+                   title_right: str = "sparse matrix × flattened input", height: int = 340,
+                   unit: str = "pixel", x_title: str | None = None, y_title: str | None = None) -> go.Figure:
+    """Two (H, W) maps side by side, shared colour scale, and their max |difference| in the title."""
+    lo, hi = float(min(native.min(), matrix.min())), float(max(native.max(), matrix.max()))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(title_left, title_right),
+                        horizontal_spacing=0.12)
+    for i, arr in enumerate((native, matrix), start=1):
+        fig.add_trace(go.Heatmap(z=arr, zmin=lo, zmax=hi, colorscale="Viridis", showscale=(i == 2),
+                                 colorbar=dict(title="output", thickness=12),
+                                 hovertemplate="y %{y}, x %{x}<br>%{z:.5g}<extra></extra>"), 1, i)
+        fig.update_yaxes(autorange="reversed", title_text=y_title or f"output y ({unit})", row=1, col=i)
+        fig.update_xaxes(title_text=x_title or f"output x ({unit})", row=1, col=i)
+    fig.update_layout(height=height, margin=MARGIN)
+    return fig
+
+
+def lines_figure(x: list, series: dict[str, list], x_title: str, y_title: str, title: str,
+                 log_y: bool = False, height: int = 320) -> go.Figure:
+    fig = go.Figure()
+    for name, ys in series.items():
+        fig.add_trace(go.Scatter(x=x, y=ys, mode="lines+markers", name=name))
+    fig.update_layout(title=dict(text=title, font_size=14), height=height, margin=MARGIN,
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
+    return fig
+
+
+def support_figure(support: np.ndarray, title: str, height: int = 320) -> go.Figure:
+    """(T_j, T_k) counts of tensor nonzeros for one output token: which token pairs can interact."""
+    fig = go.Figure(go.Heatmap(z=support, colorscale="Blues", colorbar=dict(title="nonzeros"),
+                               hovertemplate="token of j %{y}, token of k %{x}<br>"
+                                             "nonzeros %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="token of index j", dtick=1)
+    fig.update_xaxes(title="token of index k", dtick=1)
+    fig.update_layout(title=dict(text=title, font_size=14), height=height, margin=MARGIN)
+    return fig
+
+
+def timing_figure(frames: dict[str, pd.DataFrame], height: int = 380) -> go.Figure:
+    """matrix time / native time against channels, one line per (source, image, batch)."""
+    fig = go.Figure()
+    for label, frame in frames.items():
+        if frame is None or frame.empty or "matrix_over_native" not in frame:
+            continue
+        ok = frame[frame.get("status", "ok") == "ok"] if "status" in frame else frame
+        for (image, batch), grp in ok.groupby(["image", "batch"], sort=True):
+            grp = grp.sort_values("channels")
+            fig.add_trace(go.Scatter(
+                x=grp["channels"], y=grp["matrix_over_native"], mode="lines+markers",
+                name=f"{label}: {image}, batch {batch}",
+                line=dict(dash="dot" if label.startswith("reference") else "solid")))
+    fig.add_hline(y=1.0, line_dash="dash", line_color="#888",
+                  annotation_text="equal time", annotation_position="top left")
+    fig.update_layout(title=dict(text="Sparse matrix time / native conv time (lower is better for the matrix)",
+                                 font_size=14), height=height, margin=MARGIN,
+                      legend=dict(font_size=11))
+    fig.update_xaxes(title="channels (C_in = C_out)", type="log")
+    fig.update_yaxes(title="time ratio matrix / native (×)", type="log")
+    if not fig.data:
+        return empty_figure("no timing rows yet: run the sweep or load the reference CSV", height)
+    return fig
