@@ -412,3 +412,43 @@ def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple]
                    "prunable_weights": n_prunable, "epochs": epochs,
                    "finetune_epochs": finetune_epochs,
                    "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# ------------------------------------------------------------------ one matrix, three patterns
+
+def random_weight(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A (rows, cols) float64 matrix of standard normal weights (the page's sample matrix)."""
+    rows = check_int("rows", rows, 1, 8192)
+    cols = check_int("cols", cols, 1, 8192)
+    return np.random.default_rng(check_int("seed", seed, 0)).standard_normal((rows, cols))
+
+
+def compare_patterns(weight: np.ndarray, sparsity: float, block: int,
+                     nm: str = "2:4") -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Prune one matrix as unstructured, block and N:M; masks by label and a row per pattern.
+
+    weight: (rows, cols). Rows: pattern, sparsity asked, sparsity achieved, kept entries,
+    fraction of sum(w^2) kept (how much of the matrix survives), constraint violations.
+    """
+    check_choice("N:M pattern", nm, NM_PRESETS)
+    n, m = NM_PRESETS[nm]
+    specs = [pattern_spec("unstructured", sparsity), pattern_spec("block", sparsity, block),
+             pattern_spec("nm", None, n=n, m=m)]
+    energy = float((np.asarray(weight, dtype=np.float64) ** 2).sum()) or 1.0
+    masks: dict[str, np.ndarray] = {}
+    rows = []
+    for spec in specs:
+        mask = prune_mask(weight, spec.kind, None if spec.kind == "nm" else spec.sparsity,
+                          block=spec.block, n=spec.n, m=spec.m)
+        masks[spec.label] = mask
+        if spec.kind == "block":
+            violations = block_violations(mask, spec.block)
+        elif spec.kind == "nm":
+            violations = nm_violations(mask, spec.n, spec.m)
+        else:
+            violations = 0
+        rows.append({"pattern": spec.label, "sparsity_asked": round(spec.sparsity, 4),
+                     "sparsity": round(mask_sparsity(mask), 4), "kept": int(mask.sum()),
+                     "energy_kept": round(float((np.asarray(weight)[mask] ** 2).sum()) / energy, 4),
+                     "violations": violations})
+    return masks, rows

@@ -1,0 +1,238 @@
+"""Figures of the /structured-sparsity page: pattern heatmaps, timing and accuracy plots.
+
+Every function takes plain data (numpy arrays, DataFrames or rows) and returns a
+plotly Figure; nothing here computes or measures.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.pruning import density_grid
+
+FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
+PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
+           "#5c7cfa", "#495057", "#a61e4d"]
+OK = ("ok", "reused")
+
+
+def empty_figure(text: str, height: int = 320) -> go.Figure:
+    """A blank figure with a centred message (nothing measured yet, or unavailable)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=14, color="#5b6475"))
+    fig.update_layout(height=height, font=FONT, xaxis=dict(visible=False),
+                      yaxis=dict(visible=False), margin=dict(l=20, r=20, t=30, b=20),
+                      plot_bgcolor="white")
+    return fig
+
+
+def pattern_heatmaps(weight: np.ndarray, masks: Mapping[str, np.ndarray],
+                     rows: list[dict], max_cells: int = 128) -> go.Figure:
+    """The same (rows, cols) matrix pruned by each pattern, side by side.
+
+    Small matrices show the kept |w| (0 where pruned); larger ones are aggregated to at
+    most ``max_cells`` a side and show the fraction kept per cell.
+    """
+    labels = list(masks)
+    info = {r["pattern"]: r for r in rows}
+    titles = [f"{lab}: {100 * info[lab]['sparsity']:.1f} % zeros" for lab in labels]
+    fig = make_subplots(rows=1, cols=len(labels), subplot_titles=titles, horizontal_spacing=0.04)
+    factor = 1
+    for i, lab in enumerate(labels, start=1):
+        grid, factor = density_grid(masks[lab], max_cells)
+        if factor == 1:
+            z = np.abs(weight) * masks[lab]
+            cbar = "|w| kept"
+            zmax = float(np.abs(weight).max()) or 1.0
+        else:
+            z, cbar, zmax = grid, f"fraction kept per {factor}x{factor} cell", 1.0
+        fig.add_trace(go.Heatmap(
+            z=z, zmin=0, zmax=zmax, colorscale="Blues", showscale=(i == len(labels)),
+            colorbar=dict(title=dict(text=cbar, side="right"), thickness=12),
+            hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra>" + lab + "</extra>"), row=1, col=i)
+        fig.update_xaxes(title_text="column" + (f" / {factor}" if factor > 1 else ""),
+                         showgrid=False, row=1, col=i)
+        fig.update_yaxes(autorange="reversed", showgrid=False, scaleanchor=f"x{i if i > 1 else ''}",
+                         title_text=("row" + (f" / {factor}" if factor > 1 else "")) if i == 1 else None,
+                         row=1, col=i)
+    fig.update_layout(height=420, font=FONT, margin=dict(l=50, r=30, t=50, b=50),
+                      plot_bgcolor="white")
+    return fig
+
+
+def _series_label(row: pd.Series) -> str:
+    if row["backend"] in ("torch-bsr", "lab-bsr") or str(row.get("format", "")) == "bsr":
+        return f"{row['backend']} b{int(row['block'])}"
+    return f"{row['backend']} (blocks of {int(row['block'])})"
+
+
+def _sources(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["source"])) if "source" in frame else ["this run"]
+
+
+def speedup_figure(frame: pd.DataFrame) -> go.Figure:
+    """Speedup over dense against sparsity for each backend and block size (block part).
+
+    frame: sweep rows (+ optional "source" column: one panel per source, side by side).
+    The dashed line is the theoretical 1 / density; 1.0 is break-even.
+    """
+    ok = _ok(frame, part="block")
+    if ok.empty:
+        return empty_figure("No block-sparse timings yet: run the sweep (or pick a reference).")
+    sources = _sources(ok)
+    fig = make_subplots(rows=1, cols=len(sources), subplot_titles=sources, shared_yaxes=True,
+                        horizontal_spacing=0.06)
+    colors: dict[str, str] = {}
+    for c, src in enumerate(sources, start=1):
+        part = ok[ok["source"] == src] if "source" in ok else ok
+        part = part[part["backend"] != "torch-dense"]
+        part = part.assign(series=part.apply(_series_label, axis=1))
+        for series, g in part.groupby("series", sort=True):
+            g = g.groupby("sparsity", as_index=False)["speedup"].median()
+            color = colors.setdefault(series, PALETTE[len(colors) % len(PALETTE)])
+            fig.add_trace(go.Scatter(x=g["sparsity"], y=g["speedup"], mode="lines+markers",
+                                     name=series, legendgroup=series, showlegend=series not in
+                                     [t.name for t in fig.data], line=dict(color=color)),
+                          row=1, col=c)
+        s = np.linspace(float(ok["sparsity"].min()), float(ok["sparsity"].max()), 40)
+        fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
+                                 legendgroup="theory", showlegend=(c == 1),
+                                 line=dict(color="#868e96", dash="dash")), row=1, col=c)
+        fig.add_hline(y=1.0, line=dict(color="#c53030", width=1), row=1, col=c)
+        fig.update_xaxes(title_text="sparsity (fraction of zeros)", row=1, col=c)
+    fig.update_yaxes(type="log", title_text="speedup over dense (x, log)", row=1, col=1)
+    fig.update_layout(height=440, font=FONT, margin=dict(l=60, r=20, t=40, b=50),
+                      legend=dict(orientation="v", x=1.02, y=1), plot_bgcolor="white")
+    return fig
+
+
+def efficiency_figure(frame: pd.DataFrame) -> go.Figure:
+    """Share of the theoretical speedup achieved (speedup x density) per block size, block backends."""
+    ok = _ok(frame, part="block")
+    ok = ok[ok["backend"] != "torch-dense"] if not ok.empty else ok
+    if ok.empty:
+        return empty_figure("No timings yet.")
+    ok = ok.assign(efficiency=pd.to_numeric(ok["speedup"]) / pd.to_numeric(ok["theoretical"]))
+    if "source" not in ok:
+        ok = ok.assign(source="this run")
+    sources = _sources(ok)
+    fig = go.Figure()
+    for i, ((src, backend), g) in enumerate(ok.groupby(["source", "backend"], sort=True)):
+        g = g.groupby("block", as_index=False)["efficiency"].median().sort_values("block")
+        name = backend if len(sources) == 1 else f"{backend} ({src})"
+        fig.add_trace(go.Bar(x=[str(int(b)) for b in g["block"]], y=100 * g["efficiency"], name=name,
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="block %{x}: %{y:.1f} %<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", height=380, font=FONT, plot_bgcolor="white",
+                      margin=dict(l=60, r=20, t=30, b=50),
+                      xaxis=dict(title="block size b (b x b tiles)", type="category"),
+                      yaxis=dict(title="speedup / theoretical (%), median over sparsities"))
+    return fig
+
+
+def break_even_figure(be: pd.DataFrame) -> go.Figure:
+    """Break-even sparsity per block size and backend; backends never faster are listed, not drawn."""
+    if be is None or be.empty:
+        return empty_figure("No break-even yet: run the sweep.")
+    be = be.copy()
+    if "source" not in be:
+        be["source"] = "this run"
+    sources = list(dict.fromkeys(be["source"]))
+    fig = go.Figure()
+    never = []
+    for i, ((src, backend), g) in enumerate(be.groupby(["source", "backend"], sort=True)):
+        name = backend if len(sources) == 1 else f"{backend} ({src})"
+        drawn = g[np.isfinite(pd.to_numeric(g["break_even"], errors="coerce"))]
+        never += [f"{name} b{int(b)}" for b in g.loc[~g.index.isin(drawn.index), "block"]]
+        if drawn.empty:
+            continue
+        fig.add_trace(go.Scatter(x=[str(int(b)) for b in drawn["block"]], y=drawn["break_even"],
+                                 mode="markers+lines", name=name, marker=dict(size=10),
+                                 line=dict(color=PALETTE[i % len(PALETTE)]),
+                                 hovertemplate="block %{x}: break-even at %{y:.3f}<extra>" + name
+                                 + "</extra>"))
+    title = ""
+    if never:
+        shown = ", ".join(never[:6]) + (" ..." if len(never) > 6 else "")
+        title = f"never faster than dense in the range measured: {shown}"
+    fig.update_layout(height=380, font=FONT, plot_bgcolor="white",
+                      margin=dict(l=60, r=20, t=50, b=50),
+                      title=dict(text=title, font=dict(size=12, color="#5b6475")),
+                      xaxis=dict(title="block size b (b x b tiles)", type="category"),
+                      yaxis=dict(title="break-even sparsity (fraction of zeros)", range=[0, 1]))
+    if not fig.data:
+        fig.add_annotation(text="No backend reached dense speed in the range measured.",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+    return fig
+
+
+def nm_figure(frame: pd.DataFrame) -> go.Figure:
+    """2:4 against dense: time per matrix size (dense and 2:4 bars), unavailable rows as text."""
+    part = frame[frame["part"] == "2:4"] if "part" in frame and len(frame) else pd.DataFrame()
+    if part.empty:
+        return empty_figure("No 2:4 timings yet.")
+    ok = part[part["status"].isin(OK)]
+    fig = go.Figure()
+    if "source" not in part:
+        part = part.assign(source="this run")
+        ok = ok.assign(source="this run")
+    for i, ((src, backend), g) in enumerate(ok.groupby(["source", "backend"], sort=True)):
+        g = g.sort_values("rows")
+        fig.add_trace(go.Bar(x=[f"n={int(r)}" for r in g["rows"]], y=1e3 * g["median_s"].astype(float),
+                             name=f"{backend} ({src})", marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="%{x}: %{y:.3g} ms<extra></extra>"))
+    bad = part[~part["status"].isin(OK)]
+    notes = sorted(set(f"{r.backend}: {r.message}" for r in bad.itertuples()))
+    fig.update_layout(barmode="group", height=360, font=FONT, plot_bgcolor="white",
+                      margin=dict(l=60, r=20, t=50, b=50),
+                      title=dict(text="<br>".join(notes[:3]), font=dict(size=12, color="#7f1d1d")),
+                      xaxis=dict(title="matrix n (n x n @ n x k)"),
+                      yaxis=dict(title="median time per product (ms)"))
+    return fig
+
+
+def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
+    """Accuracy drop after fine-tuning (percentage points) per pattern, one bar per model."""
+    if frame is None or frame.empty:
+        return empty_figure("No accuracy rows yet: run the accuracy job.")
+    rows = frame[frame["pattern"] != "dense"]
+    if rows.empty:
+        return empty_figure("Only the dense models so far.")
+    fig = go.Figure()
+    for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
+        labels = [f"{p} @ {100 * s:.0f} %" for p, s in zip(g["pattern"], g["target_sparsity"])]
+        fig.add_trace(go.Bar(x=labels, y=g["drop_pts"], name=model.upper(),
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             customdata=np.stack([100 * g["acc_finetuned"], 100 * g["acc_pruned"]], axis=1),
+                             hovertemplate="%{x}: drop %{y:.2f} pts (fine-tuned %{customdata[0]:.1f} %, "
+                                           "right after pruning %{customdata[1]:.1f} %)<extra>"
+                                           + model + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#495057", width=1))
+    fig.update_layout(barmode="group", height=400, font=FONT, plot_bgcolor="white",
+                      margin=dict(l=60, r=20, t=30, b=90),
+                      xaxis=dict(title="pattern @ sparsity", tickangle=-30),
+                      yaxis=dict(title="accuracy drop vs dense (percentage points)"))
+    return fig
+
+
+def _ok(frame: pd.DataFrame, part: str | None = None) -> pd.DataFrame:
+    if frame is None or len(frame) == 0 or "status" not in frame:
+        return pd.DataFrame()
+    ok = frame[frame["status"].isin(OK)]
+    if part and "part" in ok:
+        ok = ok[ok["part"] == part]
+    ok = ok.copy()
+    for col in ("speedup", "sparsity", "theoretical", "median_s", "block"):
+        if col in ok:
+            ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    return ok[np.isfinite(ok["speedup"])] if "speedup" in ok else ok
+
+
+def fmt_pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"

@@ -1,0 +1,379 @@
+"""/structured-sparsity: block sparsity, 2:4, and what each pattern costs in accuracy."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html
+
+from components.figures_sparsity import (accuracy_figure, break_even_figure, efficiency_figure,
+                                         nm_figure, pattern_heatmaps, speedup_figure)
+from components.jobs import JobPlan, job_ids, job_panel, register_job
+from components.layout import (controls_row, error_message, labelled, message, page_header,
+                               section)
+from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.device import describe_device
+from engine.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, accuracy_plan_size,
+                            accuracy_rows, compare_patterns, random_weight)
+from engine.structured_sweep import StructuredSweepConfig, break_even_by_block, structured_sweep
+from engine.validate import check_choice, check_int
+
+dash.register_page(__name__, path="/structured-sparsity", name="Structured sparsity", order=6,
+                   description="Block sparsity and 2:4: the same matrix pruned three ways, the "
+                               "timing of each against dense, and the accuracy each costs.")
+
+P = "ss"
+TIME = f"{P}-time"
+ACC = f"{P}-acc"
+TIME_IDS = job_ids(TIME)
+ACC_IDS = job_ids(ACC)
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+SIZES = (64, 128, 256, 512, 1024, 2048)
+SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+SWEEP_SPARSITIES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99)
+ACC_PATTERNS = {"unstructured": ("unstructured", None), "block 4x4": ("block", 4),
+                "block 16x16": ("block", 16), "2:4": ("nm", (2, 4)), "1:4": ("nm", (1, 4)),
+                "4:8": ("nm", (4, 8))}
+# The chapter's accuracy table (ResNet-50), shown as the chapter's, never as ours.
+CHAPTER_ACCURACY = [
+    {"pattern": "unstructured", "sparsity": "90 %", "accuracy drop (ResNet-50)": "1-2 %"},
+    {"pattern": "block 16x16", "sparsity": "75 %", "accuracy drop (ResNet-50)": "1-2 %"},
+    {"pattern": "block 64x64", "sparsity": "50 %", "accuracy drop (ResNet-50)": "1-2 %"},
+    {"pattern": "2:4", "sparsity": "50 %", "accuracy drop (ResNet-50)": "< 1 %"},
+]
+TIME_STATES = [State(f"{P}-t-size", "value"), State(f"{P}-t-k", "value"),
+               State(f"{P}-t-dtype", "value"), State(f"{P}-t-blocks", "value"),
+               State(f"{P}-t-sparsities", "value"), State(f"{P}-t-nm", "value"),
+               State(f"{P}-t-repeats", "value")]
+ACC_STATES = [State(f"{P}-a-models", "value"), State(f"{P}-a-patterns", "value"),
+              State(f"{P}-a-sparsities", "value"), State(f"{P}-a-epochs", "value"),
+              State(f"{P}-a-finetune", "value")]
+
+
+# --------------------------------------------------------------------------- jobs
+
+def build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
+                       device: str = "cpu") -> StructuredSweepConfig:
+    """Widget values -> a validated StructuredSweepConfig (ValueError "expected ... got ...")."""
+    size = check_choice("matrix size", check_int("matrix size", size, 8, 16384), SWEEP_SIZES)
+    if not blocks and not nm:
+        raise ValueError("blocks: expected at least one block size or 2:4 ticked, got none")
+    if blocks and not sparsities:
+        raise ValueError("sparsities: expected at least one sparsity ticked, got none")
+    blocks = tuple(sorted(check_int("block", b, 1, 128) for b in blocks or ()))
+    for b in blocks:
+        if b > size:
+            raise ValueError(f"block: expected a block size at most the matrix size {size}, got {b}")
+    return StructuredSweepConfig(
+        size=size, k=check_int("k", k, 1, 8192), sparsities=tuple(sorted(float(s) for s in sparsities or (0.5,))),
+        blocks=blocks, dtype=dtype, device=device, repeats=check_int("repeats", repeats, 1, 200),
+        nm_sizes=(size,) if nm else ())
+
+
+def timing_plan(size, k, dtype, blocks, sparsities, nm, repeats) -> JobPlan:
+    """Runs inside the background job (so it may look at the GPU)."""
+    from engine.device import job_device, runtime_device_name
+
+    dev = job_device("auto")
+    config = build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats, device=dev.type)
+    name = runtime_device_name(dev)
+    params = {"size": config.size, "k": config.k, "dtype": config.dtype, "blocks": list(config.blocks),
+              "sparsities": list(config.sparsities), "nm_sizes": list(config.nm_sizes),
+              "repeats": config.repeats}
+    return JobPlan(rows=structured_sweep(config, device_name=name), total=config.total,
+                   params=params, meta={"device_name": name, "pid": os.getpid()})
+
+
+def accuracy_grid(patterns, sparsities) -> list[tuple]:
+    """Picked patterns x sparsities -> (pattern, sparsity, block, n, m); N:M keep their own sparsity."""
+    if not patterns:
+        raise ValueError("patterns: expected at least one pattern ticked, got none")
+    grid = []
+    for label in patterns:
+        kind, arg = ACC_PATTERNS[check_choice("pattern", label, ACC_PATTERNS)]
+        if kind == "nm":
+            grid.append(("nm", None, None, *arg))
+            continue
+        if not sparsities:
+            raise ValueError("sparsities: expected at least one sparsity ticked, got none")
+        grid += [(kind, float(s), arg, None, None) for s in sorted(sparsities)]
+    return grid
+
+
+def accuracy_plan(models, patterns, sparsities, epochs, finetune) -> JobPlan:
+    if not models:
+        raise ValueError("models: expected MLP and/or CNN ticked, got none")
+    models = tuple(check_choice("model", m, ACCURACY_MODELS) for m in models)
+    grid = accuracy_grid(patterns, sparsities)
+    epochs = check_int("epochs", epochs, 1, 100)
+    finetune = check_int("fine-tune epochs", finetune, 0, 50)
+    rows = accuracy_rows(models=models, grid=grid, epochs=epochs, finetune_epochs=finetune)
+    return JobPlan(rows=rows, total=accuracy_plan_size(models, grid),
+                   params={"models": list(models), "grid": [list(g) for g in grid],
+                           "epochs": epochs, "finetune_epochs": finetune})
+
+
+register_job(TIME, TIME_STATES, timing_plan, kind="structured", filename="structured_timing.csv")
+register_job(ACC, ACC_STATES, accuracy_plan, kind="structured-accuracy",
+             filename="structured_accuracy.csv")
+
+
+# --------------------------------------------------------------------------- layout
+
+def _num(id_: str, value, lo, hi) -> dcc.Input:
+    return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=1, debounce=True,
+                     style={"width": "7em"})
+
+
+def _checklist(id_: str, options, value) -> dcc.Checklist:
+    return dcc.Checklist(id=id_, inline=True, value=list(value),
+                         options=[{"label": f" {lab} ", "value": v} for lab, v in options])
+
+
+def _pattern_section() -> html.Section:
+    marks = {i: str(b) for i, b in enumerate(BLOCK_SIZES)}
+    return section(
+        "One matrix, three patterns",
+        controls_row(
+            labelled("Sparsity (fraction of zeros)",
+                     dcc.Slider(id=f"{P}-sparsity", min=0.0, max=0.99, step=0.01, value=0.75,
+                                marks={v: f"{v:g}" for v in (0, 0.25, 0.5, 0.75, 0.9)},
+                                tooltip={"placement": "bottom", "always_visible": False}),
+                     help="for unstructured and block; N:M fixes its own"),
+            labelled("Block size b (b x b)",
+                     dcc.Slider(id=f"{P}-block", min=0, max=len(BLOCK_SIZES) - 1, step=1, value=3,
+                                marks=marks)),
+            labelled("N:M pattern",
+                     dcc.RadioItems(id=f"{P}-nm", value="2:4", inline=True,
+                                    options=[{"label": f" {k} ", "value": k} for k in NM_PRESETS])),
+            labelled("Matrix (n x n, normal weights)",
+                     dcc.Dropdown(id=f"{P}-size", value=256, clearable=False,
+                                  options=[{"label": f"{s} x {s}", "value": s} for s in SIZES])),
+        ),
+        html.Div(id=f"{P}-pattern-msg"),
+        dcc.Graph(id=f"{P}-heatmaps", config={"displaylogo": False}),
+        data_table(f"{P}-pattern-table", []),
+        csv_download(f"{P}-pattern-csv"),
+        note="The same random matrix, pruned by magnitude: unstructured keeps the largest entries "
+             "anywhere; block keeps whole b x b tiles with the largest mean |w|; N:M keeps the n "
+             "largest of every m consecutive entries in a row. 'energy kept' is the share of "
+             "sum(w^2) that survives: a first hint at what each constraint costs.")
+
+
+def _timing_section() -> html.Section:
+    dev = describe_device()
+    gpu = dev.kind == "cuda"
+    return section(
+        "Timing: block sizes and 2:4 against dense",
+        controls_row(
+            labelled("Matrix n (A is n x n)",
+                     dcc.Dropdown(id=f"{P}-t-size", value=4096 if gpu else 256, clearable=False,
+                                  options=[{"label": str(s), "value": s} for s in SWEEP_SIZES])),
+            labelled("k (columns of B)", _num(f"{P}-t-k", 512 if gpu else 64, 1, 8192)),
+            labelled("dtype", dcc.Dropdown(id=f"{P}-t-dtype", clearable=False,
+                                           value="float16" if gpu else "float32",
+                                           options=["float32", "float16", "bfloat16"])),
+            labelled("Repeats", _num(f"{P}-t-repeats", 10, 1, 200)),
+        ),
+        controls_row(
+            labelled("Block sizes", _checklist(f"{P}-t-blocks", [(str(b), b) for b in BLOCK_SIZES],
+                                               (16, 32, 64) if gpu else (4, 16, 32))),
+            labelled("Sparsities", _checklist(f"{P}-t-sparsities",
+                                              [(f"{s:g}", s) for s in SWEEP_SPARSITIES],
+                                              (0.5, 0.75, 0.9, 0.95))),
+            labelled("2:4", _checklist(f"{P}-t-nm", [("dense vs 2:4 at n", "on")], ["on"]),
+                     help="NVIDIA sparse tensor cores: fp16/bf16, sm80+"),
+        ),
+        job_panel(TIME, run_label="Run timing sweep",
+                  note=f"Runs on {dev.label}. Each block size gets its own block-sparse matrix "
+                       "(whole b x b tiles zero) at each sparsity; every registered backend is "
+                       "timed on it, dense first. Backends this device cannot run are listed "
+                       "as unsupported, never drawn."),
+        controls_row(labelled("Reference run (committed GPU CSV)",
+                              dcc.Dropdown(id=f"{P}-ref", options=[], value=None,
+                                           placeholder="none", style={"minWidth": "24em"}))),
+        html.Div(id=f"{P}-ref-note"),
+        dcc.Graph(id=f"{P}-speedup", config={"displaylogo": False}),
+        html.Div([
+            html.Div([html.H3("Share of the theoretical speedup, per block size"),
+                      dcc.Graph(id=f"{P}-efficiency", config={"displaylogo": False})]),
+            html.Div([html.H3("Break-even sparsity (time = dense time)"),
+                      dcc.Graph(id=f"{P}-breakeven-plot", config={"displaylogo": False})]),
+        ], className="two-col"),
+        html.Div([
+            html.Div([html.H3("Break-even table"), data_table(f"{P}-breakeven", []),
+                      csv_download(f"{P}-breakeven-csv")]),
+            html.Div([html.H3("2:4 against dense"), dcc.Graph(id=f"{P}-nm-plot",
+                                                               config={"displaylogo": False})]),
+        ], className="two-col"),
+        html.H3("All timing rows"),
+        data_table(f"{P}-time-table", [], page_size=8),
+        csv_download(f"{P}-time-csv"),
+        note="Speedup = dense time / format time on the same device in the same run; "
+             "theoretical = 1/density. The chapter says block sparsity reaches about 80 % of the "
+             "theoretical speedup (random sparsity about 20 %) and that 2:4 runs fp16 tensor cores "
+             "at twice the dense rate (624 vs 312 TFLOPS on the A100): check both here.")
+
+
+def _accuracy_section() -> html.Section:
+    return section(
+        "What each pattern costs in accuracy",
+        controls_row(
+            labelled("Models", _checklist(f"{P}-a-models", [("MLP", "mlp"), ("CNN", "cnn")],
+                                          ACCURACY_MODELS)),
+            labelled("Patterns", _checklist(f"{P}-a-patterns", [(k, k) for k in ACC_PATTERNS],
+                                            ("unstructured", "block 4x4", "block 16x16", "2:4"))),
+            labelled("Sparsities (unstructured, block)",
+                     _checklist(f"{P}-a-sparsities", [("50 %", 0.5), ("75 %", 0.75), ("90 %", 0.9)],
+                                (0.5, 0.75, 0.9))),
+            labelled("Training epochs", _num(f"{P}-a-epochs", 15, 1, 100)),
+            labelled("Fine-tune epochs", _num(f"{P}-a-finetune", 3, 0, 50)),
+        ),
+        job_panel(ACC, run_label="Run accuracy job",
+                  note="Trains each model on scikit-learn's 8x8 digits (1347 train, 450 test "
+                       "images), prunes its hidden layers by magnitude to each pattern, fine-tunes "
+                       "with the mask held, and measures test accuracy. Runs on the CPU "
+                       "(tiny models); about a minute with the defaults."),
+        html.Div([
+            html.Div([html.H3("Ours: accuracy drop after fine-tuning"),
+                      dcc.Graph(id=f"{P}-acc-plot", config={"displaylogo": False}),
+                      data_table(f"{P}-acc-table", []), csv_download(f"{P}-acc-csv")]),
+            html.Div([html.H3("The chapter's table (ResNet-50, as the chapter reports it)"),
+                      data_table(f"{P}-chapter", CHAPTER_ACCURACY),
+                      csv_download(f"{P}-chapter-csv"),
+                      html.P("These are the chapter's figures for ResNet-50 on ImageNet, not "
+                             "measured here. Ours are small models on a small data set: the "
+                             "ordering of the patterns is what to compare, not the sizes.",
+                             className="section-note")]),
+        ], className="two-col"),
+        note="Drop = dense accuracy - fine-tuned accuracy, in percentage points (negative: the "
+             "pruned model did better on this test split).")
+
+
+def layout(**_kwargs):
+    return html.Div([
+        page_header(
+            "Structured sparsity",
+            "Random zeros are hard for hardware to skip; zeros in a known shape are not. Prune "
+            "the same matrix as unstructured, block and N:M and see where the zeros go; time "
+            "each shape against dense on this device; and measure what each shape costs a "
+            "trained model in accuracy.",
+            seed="the sparsity chapter, section 10.3 (block sparsity, NVIDIA 2:4, the accuracy "
+                 "trade-off)"),
+        _pattern_section(),
+        _timing_section(),
+        _accuracy_section(),
+    ])
+
+
+for _id, _source, _name in (
+        ("pattern", f"{P}-pattern-table", "structured_patterns.csv"),
+        ("breakeven", f"{P}-breakeven", "structured_break_even.csv"),
+        ("time", f"{P}-time-table", "structured_timing_rows.csv"),
+        ("acc", f"{P}-acc-table", "structured_accuracy.csv"),
+        ("chapter", f"{P}-chapter", "structured_chapter_accuracy.csv")):
+    register_csv_download(f"{P}-{_id}-csv", (_source, "data"), _name)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+@callback(Output(f"{P}-heatmaps", "figure"), Output(f"{P}-pattern-table", "data"),
+          Output(f"{P}-pattern-table", "columns"), Output(f"{P}-pattern-msg", "children"),
+          Input(f"{P}-sparsity", "value"), Input(f"{P}-block", "value"), Input(f"{P}-nm", "value"),
+          Input(f"{P}-size", "value"))
+def draw_patterns(sparsity, block_index, nm, size):
+    """Sliders -> the same matrix pruned three ways, and a row per pattern."""
+    try:
+        block = BLOCK_SIZES[check_int("block size", block_index, 0, len(BLOCK_SIZES) - 1)]
+        size = check_choice("matrix size", size, SIZES)
+        weight = random_weight(size, size, seed=0)
+        masks, rows = compare_patterns(weight, sparsity, block, nm)
+    except ValueError as exc:
+        return dash.no_update, [], [], error_message(exc)
+    frame = pd.DataFrame(rows)
+    return pattern_heatmaps(weight, masks, rows), rows, table_columns(frame), None
+
+
+@callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))
+def reference_options(_id):
+    """Committed GPU CSVs of this sweep under benchmarks/results/ (read on demand)."""
+    files = sorted(RESULTS.rglob("*structured_sparsity*.csv"), reverse=True) if RESULTS.exists() else []
+    opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
+    return opts, (opts[0]["value"] if opts else None)
+
+
+def load_reference_rows(path: str) -> tuple[pd.DataFrame, str]:
+    """A committed reference CSV (only under benchmarks/results/) and its device label."""
+    from engine.bench.reference import load_reference, reference_label
+
+    frame = load_reference(path, root=RESULTS)
+    return frame, reference_label(frame, path)
+
+
+def timing_frame(rows, ref_path) -> tuple[pd.DataFrame, object]:
+    """Local rows (+ reference rows) with a "source" column naming the device."""
+    local = pd.DataFrame(rows or [])
+    parts, note = [], None
+    if len(local):
+        name = str(local["device_name"].dropna().iloc[0]) if local["device_name"].notna().any() else "?"
+        parts.append(local.assign(source=f"this run: {name.replace('NVIDIA ', '')}"))
+    if ref_path:
+        try:
+            ref, label = load_reference_rows(ref_path)
+            parts.append(ref.assign(source=f"reference: {label}"))
+            note = message(f"Reference: {label}, from benchmarks/results/"
+                           f"{Path(ref_path).relative_to(RESULTS)} ({len(ref)} rows, measured by "
+                           "benchmarks/gpu_structured_sparsity.py; see docs/structured-sparsity.md).",
+                           "info")
+        except (ValueError, OSError, KeyError) as exc:
+            note = error_message(exc)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return frame, note
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Table rows with NaN/inf as empty cells (JSON has no NaN)."""
+    if not len(frame):
+        return []
+    clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
+    return clean.where(clean.notna(), None).to_dict("records")
+
+
+TIME_TABLE_COLUMNS = ["source", "part", "backend", "block", "sparsity", "density", "dtype", "rows",
+                      "k", "status", "median_s", "iqr_s", "speedup", "theoretical", "efficiency",
+                      "noisy", "message"]
+
+
+@callback(Output(f"{P}-speedup", "figure"), Output(f"{P}-efficiency", "figure"),
+          Output(f"{P}-breakeven-plot", "figure"), Output(f"{P}-nm-plot", "figure"),
+          Output(f"{P}-breakeven", "data"), Output(f"{P}-breakeven", "columns"),
+          Output(f"{P}-time-table", "data"), Output(f"{P}-time-table", "columns"),
+          Output(f"{P}-ref-note", "children"),
+          Input(TIME_IDS.rows, "data"), Input(f"{P}-ref", "value"))
+def draw_timing(rows, ref_path):
+    """Timing rows (+ an optional reference CSV) -> speedup, efficiency, break-even, 2:4, tables."""
+    frame, note = timing_frame(rows, ref_path)
+    be = pd.DataFrame()
+    if len(frame):
+        be = pd.concat([break_even_by_block(g).assign(source=src)
+                        for src, g in frame.groupby("source", sort=False)], ignore_index=True)
+    table = frame[[c for c in TIME_TABLE_COLUMNS if c in frame]] if len(frame) else frame
+    be_table = be[["source", "block", "backend", "dtype", "rows", "k", "break_even", "note"]] \
+        if len(be) else be
+    return (speedup_figure(frame), efficiency_figure(frame), break_even_figure(be), nm_figure(frame),
+            records(be_table), table_columns(be_table), records(table), table_columns(table), note)
+
+
+ACC_TABLE_COLUMNS = ["model", "pattern", "target_sparsity", "sparsity", "acc_dense", "acc_pruned",
+                     "acc_finetuned", "drop_pts", "epochs", "finetune_epochs", "seconds"]
+
+
+@callback(Output(f"{P}-acc-plot", "figure"), Output(f"{P}-acc-table", "data"),
+          Output(f"{P}-acc-table", "columns"), Input(ACC_IDS.rows, "data"))
+def draw_accuracy(rows):
+    """Accuracy rows -> the drop per pattern and model, and the table."""
+    frame = pd.DataFrame(rows or [])
+    table = frame[[c for c in ACC_TABLE_COLUMNS if c in frame]] if len(frame) else frame
+    return accuracy_figure(frame), records(table), table_columns(table)

@@ -1,0 +1,110 @@
+"""/structured-sparsity callbacks called as plain functions."""
+import dash
+import pandas as pd
+import pytest
+
+if not dash.page_registry or "pages.structured_sparsity" not in dash.page_registry:
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+
+import pages.structured_sparsity as ss  # noqa: E402
+
+# (sparsity, block slider index, nm, size): what the sliders send
+PATTERN_CASES = [(0.75, 3, "2:4", 256), (0.5, 0, "1:4", 64), (0.9, 6, "4:8", 128),
+                 (0.0, 2, "2:4", 2048)]
+BAD_SWEEPS = [
+    ((100, 8, "float32", [8], [0.5], ["on"], 2), "matrix size: expected one of"),
+    ((64, 8, "float32", [], [0.5], [], 2), "expected at least one block size or 2:4"),
+    ((64, 8, "float32", [128], [0.5], [], 2), "expected a block size at most the matrix size 64"),
+    ((64, 8, "float32", [8], [], [], 2), "sparsities: expected at least one"),
+]
+
+
+@pytest.mark.parametrize("sparsity,block_index,nm,size", PATTERN_CASES)
+def test_patterns_update_with_the_sliders(sparsity, block_index, nm, size):
+    fig, data, columns, msg = ss.draw_patterns(sparsity, block_index, nm, size)
+    assert msg is None and len(fig.data) == 3
+    by = {r["pattern"]: r for r in data}
+    block = ss.BLOCK_SIZES[block_index]
+    assert set(by) == {"unstructured", f"block {block}x{block}", nm}
+    assert by["unstructured"]["sparsity"] == pytest.approx(sparsity, abs=1e-4)
+    n, m = map(int, nm.split(":"))
+    assert by[nm]["sparsity"] == pytest.approx(1 - n / m)
+    assert all(r["violations"] == 0 for r in data)
+    assert max(max(len(row) for row in trace.z) for trace in fig.data) <= 128  # aggregated
+    assert {c["id"] for c in columns} >= {"pattern", "sparsity", "energy_kept"}
+
+
+def test_pattern_error_is_a_message_not_a_traceback():
+    fig, data, _cols, msg = ss.draw_patterns(0.5, 3, "3:4", 64)
+    assert data == [] and "expected one of" in str(msg)
+
+
+@pytest.mark.parametrize("args,message", BAD_SWEEPS)
+def test_bad_sweep_inputs_say_expected_got(args, message):
+    with pytest.raises(ValueError, match=message):
+        ss.build_sweep_config(*args)
+
+
+def test_timing_rows_draw_figures_and_tables():
+    plan = ss.timing_plan(64, 8, "float32", [8, 16], [0.5, 0.9], ["on"], 2)
+    rows = list(plan.rows)
+    assert len(rows) == plan.total
+    figs_and_tables = ss.draw_timing(rows, None)
+    speedup, eff, be_fig, nm_fig, be_rows, _be_cols, table, _cols, note = figs_and_tables
+    assert note is None
+    assert speedup.data and eff.data and nm_fig.data
+    assert speedup.layout.xaxis.title.text and speedup.layout.yaxis.title.text
+    assert {r["block"] for r in be_rows} == {8, 16}
+    nm = [r for r in table if r["backend"] == "torch-2:4"]
+    assert nm and nm[0]["status"] == "unsupported" and "needs an NVIDIA GPU (sm80+)" in nm[0]["message"]
+    assert nm[0]["median_s"] is None  # never drawn as a number
+
+
+def test_reference_csv_is_drawn_beside_the_local_run(tmp_path, monkeypatch):
+    plan = ss.timing_plan(64, 8, "float32", [8], [0.5, 0.9], [], 1)
+    rows = list(plan.rows)
+    ref = pd.DataFrame(rows).assign(device_name="NVIDIA H100 80GB HBM3")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    path = folder / "gpu_structured_sparsity.csv"
+    ref.to_csv(path, index=False)
+    monkeypatch.setattr(ss, "RESULTS", folder)
+    options, value = ss.reference_options(None)
+    assert value == str(path) and options[0]["label"] == "gpu_structured_sparsity.csv"
+    speedup, *_rest, note = ss.draw_timing(rows, value)
+    titles = [a.text for a in speedup.layout.annotations]
+    assert any("reference: H100" in t for t in titles) and any("this run" in t for t in titles)
+    assert "H100" in str(note)
+
+
+def test_reference_outside_results_is_refused(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("a\n1\n")
+    *_rest, note = ss.draw_timing([], str(bad))
+    assert "expected a file under" in str(note)
+
+
+def test_accuracy_plan_and_drawing():
+    plan = ss.accuracy_plan(["mlp"], ["unstructured", "2:4"], [0.75], 2, 1)
+    assert plan.total == 3
+    rows = list(plan.rows)
+    fig, data, columns = ss.draw_accuracy(rows)
+    assert [r["pattern"] for r in data] == ["dense", "unstructured", "2:4"]
+    assert fig.layout.yaxis.title.text.startswith("accuracy drop")
+    assert len(fig.data) == 1 and list(fig.data[0].x) == ["unstructured @ 75 %", "2:4 @ 50 %"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (([], ["2:4"], [0.5], 2, 1), "models: expected"),
+    ((["mlp"], [], [0.5], 2, 1), "patterns: expected"),
+    ((["mlp"], ["unstructured"], [], 2, 1), "sparsities: expected"),
+    ((["mlp"], ["2:4"], [], 0, 1), r"epochs: expected an integer in \[1, 100\]"),
+])
+def test_accuracy_inputs_rejected(args, message):
+    with pytest.raises(ValueError, match=message):
+        ss.accuracy_plan(*args)
+
+
+def test_chapter_table_is_labelled_as_the_chapters():
+    assert {r["pattern"] for r in ss.CHAPTER_ACCURACY} >= {"unstructured", "block 16x16", "2:4"}
+    assert all("ResNet-50" in k for r in ss.CHAPTER_ACCURACY for k in r if "drop" in k)
