@@ -579,13 +579,14 @@ def _time(fn, sync, repeats: int, warmup: int = 2) -> dict:
 
 def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: Any = 1,
                     padding: Any = 0, dilation: Any = 1, device: Any = "cpu", repeats: int = 5,
-                    seed: int = 0, x: Any = None) -> dict:
+                    seed: int = 0, x: Any = None, prebuilt: tuple | None = None) -> dict:
     """Time F.conv2d against the CSR matrix times the flattened batch, on one device.
 
     weight: (C_out, C_in, kh, kw), float32. x: (batch, C_in, H, W) or None (random).
     The matrix side includes the reshapes/transposes it needs: (M @ X^T)^T with X the
     batch as rows. Returns a row: nnz, build time, median/IQR of both, the ratio
-    matrix/native and max |native - matrix|.
+    matrix/native and max |native - matrix|. ``prebuilt``: (scipy matrix, torch CSR on
+    device, build seconds) from an earlier call with the same layer, to skip the build.
     """
     import torch
     import torch.nn.functional as F
@@ -599,10 +600,9 @@ def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: An
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(b, wt.shape[1], h, w, generator=gen)
     x = torch.as_tensor(x, dtype=torch.float32)
-    t0 = time.perf_counter()
-    m = conv2d_as_sparse(wt, (h, w), stride=stride, padding=padding, dilation=dilation)
-    build_s = time.perf_counter() - t0
-    mt = torch_csr(m, dev)
+    if prebuilt is None:
+        prebuilt = build_conv_matrix(wt, (h, w), stride, padding, dilation, dev)
+    m, mt, build_s = prebuilt
     wt, x = wt.to(dev), x.to(dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     s_, p_, d_ = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
@@ -631,21 +631,38 @@ def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: An
     }
 
 
-def time_conv_native_vs_matrix(channels: int, image: int, batch: int, kernel: int = 3,
+def build_conv_matrix(weight: Any, input_hw: Sequence[int], stride: Any = 1, padding: Any = 0,
+                      dilation: Any = 1, device: Any = "cpu") -> tuple:
+    """(scipy CSR, torch CSR float32 on device, seconds to build both)."""
+    t0 = time.perf_counter()
+    m = conv2d_as_sparse(weight, input_hw, stride=stride, padding=padding, dilation=dilation)
+    mt = torch_csr(m, device)
+    return m, mt, time.perf_counter() - t0
+
+
+def time_conv_native_vs_matrix(channels: int, image: int, batch: int | Sequence[int], kernel: int = 3,
                                padding: int = 1, stride: int = 1, device: Any = "cpu",
-                               repeats: int = 5, seed: int = 0) -> dict:
-    """``time_conv_layer`` for C_in = C_out = channels, a square image and kernel."""
+                               repeats: int = 5, seed: int = 0) -> dict | list[dict]:
+    """``time_conv_layer`` for C_in = C_out = channels, a square image and kernel.
+
+    batch: one batch size (returns a row) or several (returns a row each; the matrix
+    is built once).
+    """
+    import torch
+
     c = check_int("channels", channels, 1, 512)
     n = check_int("image", image, 1, 1024)
     k = check_int("kernel", kernel, 1, 15)
-    gen = torch_generator(seed)
-    import torch
-
-    weight = torch.randn(c, c, k, k, generator=gen) / math.sqrt(c * k * k)
-    row = time_conv_layer(weight, (n, n), batch, stride=stride, padding=padding, device=device,
-                          repeats=repeats, seed=seed)
-    row["channels"] = c
-    return row
+    weight = torch.randn(c, c, k, k, generator=torch_generator(seed)) / math.sqrt(c * k * k)
+    batches = [batch] if isinstance(batch, int) else list(batch)
+    pre = build_conv_matrix(weight, (n, n), stride, padding, 1, torch.device(device))
+    rows = []
+    for b in batches:
+        row = time_conv_layer(weight, (n, n), b, stride=stride, padding=padding, device=device,
+                              repeats=repeats, seed=seed, prebuilt=pre)
+        row["channels"] = c
+        rows.append(row)
+    return rows[0] if isinstance(batch, int) else rows
 
 
 def time_callables(fns: dict, repeats: int = 5, warmup: int = 2) -> dict:
@@ -669,22 +686,28 @@ def conv_timing_sweep(channels: Sequence[int], images: Sequence[int], batches: S
     """
     from engine.device import job_device, runtime_device_name
 
-    dev = None
+    dev = name = None
     for c in channels:
         for n in images:
             nnz = c * c * 9 * n * n
-            for b in batches:
-                if nnz > max_nnz:
+            if nnz > max_nnz:
+                for b in batches:
                     yield {"channels": c, "image": f"{n}x{n}", "batch": b, "device": str(device),
                            "status": f"skipped: matrix would hold {nnz:.3g} nonzeros"}
-                    continue
-                if dev is None:
-                    dev = job_device(device)
-                    name = runtime_device_name(dev)
-                row = time_conv_native_vs_matrix(c, n, b, device=dev, repeats=repeats)
-                row["device_name"] = name
-                row["status"] = "ok"
+                continue
+            if dev is None:
+                dev = job_device(device)
+                name = runtime_device_name(dev)
+            import torch
+
+            weight = torch.randn(c, c, 3, 3, generator=torch_generator(0)) / math.sqrt(c * 9)
+            pre = build_conv_matrix(weight, (n, n), 1, 1, 1, dev)
+            for b in batches:
+                row = time_conv_layer(weight, (n, n), b, padding=1, device=dev, repeats=repeats,
+                                      prebuilt=pre)
+                row.update(channels=c, device_name=name, status="ok")
                 yield row
+            del pre
 
 
 def sweep_size(channels: Sequence[int], images: Sequence[int], batches: Sequence[int]) -> int:
