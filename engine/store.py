@@ -25,7 +25,7 @@ import pandas as pd
 CACHE_ENV = "SPARSITY_LAB_CACHE"
 REDIS_URL_ENV = "SPARSITY_LAB_REDIS_URL"
 DEFAULT_CACHE = Path(".cache") / "sparsity-lab"
-RUN_STATUSES = ("running", "done", "cancelled", "error", "imported")
+RUN_STATUSES = ("running", "done", "cancelled", "error", "imported", "incomplete")
 # Spreadsheet programs run cells that start with these as formulas.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -160,3 +160,180 @@ def to_csv_text(rows: pd.DataFrame | Iterable[dict]) -> str:
     buf = io.StringIO()
     neutralise_formulas(frame).to_csv(buf, index=False)
     return buf.getvalue()
+
+
+# -- additions for the benchmark pages (issue #4): lookup, dead jobs, CSV import ----
+IMPORT_MAX_BYTES = 5 * 2**20
+IMPORT_MAX_ROWS = 100_000
+# Text cells starting with these are refused on import (a negative number is data).
+IMPORT_FORMULA_PREFIXES = ("=", "+", "@", "\t", "\r")
+
+
+def find_stored_row(store: "RunStore", key: str, device_name: str | None = None,
+                    kind: str | None = None, key_column: str = "spec_key") -> dict | None:
+    """The newest stored row whose ``key_column`` equals ``key`` (status "ok" only).
+
+    device_name, when given, must match the row's ``device_name`` too; ``kind``
+    limits the search to runs of that kind. Scans runs newest first.
+    """
+    for record in store.list_runs(kind):
+        for row in reversed(store.rows(record["run_id"])):
+            if row.get(key_column) != key or row.get("status") not in ("ok", None):
+                continue
+            if device_name is not None and row.get("device_name") != device_name:
+                continue
+            return {**row, "source_run": record["run_id"]}
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, TypeError):
+        return True
+    return True
+
+
+def mark_dead_runs(store: "RunStore", host: str | None = None) -> list[str]:
+    """Mark "running" runs whose job process (meta ``pid`` on ``host``) is gone as "incomplete".
+
+    A job records its pid and host in the run's metadata; if the process no longer
+    exists on this host (cancelled, killed, crashed), the run keeps its finished
+    rows and is marked incomplete. Returns the ids marked.
+    """
+    host = host or os.uname().nodename
+    marked = []
+    for record in store.list_runs():
+        if record.get("status") != "running" or "pid" not in record:
+            continue
+        if record.get("host", host) != host or _pid_alive(record["pid"]):
+            continue
+        store.finish(record["run_id"], "incomplete",
+                     note="the job stopped before finishing (cancelled or crashed); finished rows kept")
+        marked.append(record["run_id"])
+    return marked
+
+
+def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MAX_BYTES,
+                    ok_required: Iterable[str] = (), status_column: str = "status") -> pd.DataFrame:
+    """Parse and check an imported CSV; return a typed frame or raise ValueError listing problems.
+
+    columns: name -> (type, required) with type "str", "int", "float" or "bool".
+    Checks: size limit, parses as CSV, required columns present, numbers parse as
+    numbers, required numbers not empty, ``ok_required`` columns not empty on rows
+    whose status is "ok", no text cell that a spreadsheet would run as a formula.
+    """
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise ValueError(f"file size: expected at most {max_bytes // 2**20} MB, got {len(text) / 2**20:.1f} MB")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"encoding: expected UTF-8 text, got undecodable bytes ({exc.reason})") from None
+    if len(text.encode("utf-8")) > max_bytes:
+        raise ValueError(f"file size: expected at most {max_bytes // 2**20} MB, got {len(text.encode()) / 2**20:.1f} MB")
+    if not text.strip():
+        raise ValueError("file: expected CSV text with a header row, got an empty file")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several parser errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"file: expected a CSV table, got unparseable text ({first})") from None
+    if len(frame) == 0:
+        raise ValueError("rows: expected at least one data row, got none")
+    if len(frame) > IMPORT_MAX_ROWS:
+        raise ValueError(f"rows: expected at most {IMPORT_MAX_ROWS}, got {len(frame)}")
+    problems: list[str] = []
+    missing = [c for c, (_t, req) in columns.items() if req and c not in frame.columns]
+    if missing:
+        problems.append("columns: expected " + ", ".join(missing) + f", got a file without them")
+    out = pd.DataFrame(index=frame.index)
+    for col in frame.columns:
+        raw = frame[col]
+        kind, required = columns.get(col, ("str", False))
+        if kind in ("int", "float"):
+            blank = raw.str.strip().isin(["", "nan", "NaN"])
+            num = pd.to_numeric(raw.where(~blank, None), errors="coerce")
+            bad = num.isna() & ~blank
+            if bad.any():
+                i = int(bad.idxmax())
+                problems.append(f"column {col}: expected numbers, got {raw[i]!r} on data row {i + 1}"
+                                + (f" and {int(bad.sum()) - 1} more" if bad.sum() > 1 else ""))
+            if required and blank.any():
+                i = int(blank.idxmax())
+                problems.append(f"column {col}: expected a number on every row, got an empty value "
+                                f"on data row {i + 1}")
+            if kind == "int" and num.notna().any():
+                frac = num.notna() & (num != num.round())
+                if frac.any():
+                    i = int(frac.idxmax())
+                    problems.append(f"column {col}: expected whole numbers, got {raw[i]!r} on data row {i + 1}")
+            out[col] = num
+        elif kind == "bool":
+            low = raw.str.strip().str.lower()
+            bad = ~low.isin(["true", "false", "1", "0", "", "yes", "no"])
+            if bad.any():
+                i = int(bad.idxmax())
+                problems.append(f"column {col}: expected true/false, got {raw[i]!r} on data row {i + 1}")
+            out[col] = low.isin(["true", "1", "yes"])
+        else:
+            if required:
+                blank = raw.str.strip() == ""
+                if blank.any():
+                    i = int(blank.idxmax())
+                    problems.append(f"column {col}: expected text on every row, got an empty value on data row {i + 1}")
+            formula = raw.str.startswith(IMPORT_FORMULA_PREFIXES) | raw.str.match(r"^-[^0-9.\s]")
+            if formula.any():
+                i = int(formula.idxmax())
+                problems.append(f"column {col}: expected plain text, got a spreadsheet formula "
+                                f"{raw[i][:40]!r} on data row {i + 1}")
+            out[col] = raw.map(lambda v: v[1:] if v[:2] in ("'=", "'+", "'-", "'@") else v)
+    if status_column in out.columns:
+        ok = out[status_column].isin(["ok", "reused"])
+        for col in ok_required:
+            if col in out.columns:
+                empty = ok & out[col].isna()
+                if empty.any():
+                    i = int(empty.idxmax())
+                    problems.append(f"column {col}: expected a number on rows with status ok, "
+                                    f"got an empty value (NaN) on data row {i + 1}")
+    if problems:
+        raise ValueError("; ".join(problems[:6]) + (f"; and {len(problems) - 6} more problems" if len(problems) > 6 else ""))
+    return out
+
+
+def import_csv(store: "RunStore", text: str | bytes, kind: str, columns: dict,
+               filename: str = "", ok_required: Iterable[str] = (),
+               max_bytes: int = IMPORT_MAX_BYTES) -> str:
+    """Validate ``text`` (see validate_import) and store it as a new run of ``kind``.
+
+    Everything is checked before anything is stored: a bad file raises ValueError
+    and leaves the store unchanged. Returns the new run id (status "imported").
+    """
+    frame = validate_import(text, columns, max_bytes=max_bytes, ok_required=ok_required)
+    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+            for r in frame.to_dict("records")]
+    devices = sorted({str(r.get("device_name")) for r in rows if r.get("device_name")})
+    run_id = store.create_run(kind, params={"source": "import", "filename": filename},
+                              meta={"device_name": ", ".join(devices)[:200]})
+    for row in rows:
+        store.append(run_id, row)
+    store.finish(run_id, "imported")
+    return run_id
+
+
+def stored_rows_by_key(store: "RunStore", device_name: str | None = None, kind: str | None = None,
+                       key_column: str = "spec_key") -> dict:
+    """{key: newest stored "ok" row} over all runs (of ``kind``), for re-runs to offer."""
+    found: dict = {}
+    for record in reversed(store.list_runs(kind)):  # oldest first, newer rows overwrite
+        for row in store.rows(record["run_id"]):
+            key = row.get(key_column)
+            if key is None or row.get("status") not in ("ok", None):
+                continue
+            if device_name is not None and row.get("device_name") != device_name:
+                continue
+            found[key] = {**row, "source_run": record["run_id"]}
+    return found

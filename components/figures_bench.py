@@ -1,0 +1,262 @@
+"""Figures for /paradox and /runs: speedup, efficiency and bandwidth against sparsity.
+
+Every function takes a pandas DataFrame of benchmark rows (engine/bench/schema.py)
+and returns a plotly Figure; they never compute timings, only draw them.
+The x axis is 1 / density (= the theoretical speedup) on a log scale, labelled with
+the sparsity, so 50 %, 90 %, 99 %, 99.9 % are evenly spread.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
+          "torch-bsr": "#2ca02c", "scipy-csr": "#9467bd", "lab-bsr": "#d62728",
+          "torch-2:4": "#8c564b"}
+EXTRA = ["#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+CHAPTER = pd.DataFrame({"sparsity": [0.5, 0.9, 0.95, 0.99], "theoretical": [2.0, 10.0, 20.0, 100.0],
+                        "chapter_actual": [1.1, 1.8, 2.3, 3.5]})
+
+
+def color_of(backend: str) -> str:
+    if backend in COLORS:
+        return COLORS[backend]
+    return EXTRA[sum(map(ord, backend)) % len(EXTRA)]
+
+
+def _ok(frame: pd.DataFrame | None) -> pd.DataFrame:
+    if frame is None or len(frame) == 0 or "status" not in frame:
+        return pd.DataFrame()
+    out = frame[frame["status"].isin(["ok", "reused"])].copy()
+    for col in ("sparsity", "speedup", "efficiency", "gbs", "peak_gbs", "median_s", "density"):
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
+    return out
+
+
+def _x(sparsity) -> np.ndarray:
+    s = np.asarray(sparsity, dtype=float)
+    return 1.0 / np.clip(1.0 - s, 1e-6, None)
+
+
+def _sparsity_axis(fig: go.Figure, sparsities) -> None:
+    ticks = sorted({float(s) for s in sparsities if s is not None and not math.isnan(float(s))})
+    fig.update_xaxes(type="log", title_text="sparsity (fraction of zeros; log scale of 1/density)",
+                     tickvals=list(_x(ticks)), ticktext=[f"{100 * s:.4g}%" for s in ticks])
+
+
+def empty_figure(text: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": "#666"})
+    fig.update_layout(height=360, xaxis={"visible": False}, yaxis={"visible": False},
+                      margin={"l": 40, "r": 20, "t": 40, "b": 40}, template="plotly_white")
+    return fig
+
+
+def _base(title: str, ytitle: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title={"text": title, "font": {"size": 15}}, template="plotly_white",
+                      height=420, margin={"l": 70, "r": 20, "t": 50, "b": 60},
+                      legend={"font": {"size": 11}, "orientation": "v"})
+    fig.update_yaxes(type="log", title_text=ytitle)
+    return fig
+
+
+def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbol: str, fig: go.Figure,
+            skip_dense: bool = True) -> None:
+    for backend, g in frame.groupby("backend", sort=False):
+        if skip_dense and backend == "torch-dense":
+            continue
+        g = g.groupby("sparsity", as_index=False)[value].median().sort_values("sparsity")
+        g = g[np.isfinite(g[value]) & (g[value] > 0)]
+        if g.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=_x(g["sparsity"]), y=g[value], mode="lines+markers", name=f"{label}{backend}",
+            line={"color": color_of(backend), "dash": dash or "solid"},
+            marker={"symbol": symbol, "size": 8},
+            customdata=g["sparsity"], hovertemplate="sparsity %{customdata:.4g}<br>%{y:.3g}<extra>%{fullData.name}</extra>"))
+
+
+def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
+                   breakeven: pd.DataFrame | None = None, ref_label: str = "reference") -> go.Figure:
+    """Measured speedup t_dense / t_backend vs theoretical 1/density, log-log; break-even marked."""
+    loc, ref = _ok(local), _ok(reference)
+    if loc.empty and ref.empty:
+        return empty_figure("No measured rows yet: run a sweep (or pick a reference run).")
+    fig = _base("Measured vs theoretical speedup", "speedup over dense (x, log scale)")
+    sp = pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty])
+    xs = _x(np.linspace(sp.min(), sp.max(), 50))
+    fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="theoretical 1/density",
+                             line={"color": "#999", "dash": "dash"}))
+    fig.add_hline(y=1.0, line={"color": "#c00", "width": 1, "dash": "dot"},
+                  annotation_text="break-even (speedup 1)", annotation_position="bottom right")
+    if not loc.empty:
+        _series(loc, "speedup", "", None, "circle", fig)
+    if not ref.empty:
+        _series(ref, "speedup", f"{ref_label}: ", "dot", "diamond-open", fig)
+    if breakeven is not None and len(breakeven):
+        for _, r in breakeven.iterrows():
+            be = r.get("break_even")
+            if be is None or not np.isfinite(be):
+                continue
+            fig.add_vline(x=float(_x(be)), line={"color": color_of(r["backend"]), "width": 1, "dash": "dot"})
+            fig.add_trace(go.Scatter(x=[float(_x(be))], y=[1.0], mode="markers",
+                                     marker={"symbol": "x", "size": 12, "color": color_of(r["backend"])},
+                                     name=f"break-even {r['backend']} ({100 * be:.3g}%)"))
+    _sparsity_axis(fig, sp)
+    return fig
+
+
+def efficiency_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
+                      ref_label: str = "reference") -> go.Figure:
+    """Efficiency = measured speedup / theoretical speedup (1 = all of the skipped work saved)."""
+    loc, ref = _ok(local), _ok(reference)
+    if loc.empty and ref.empty:
+        return empty_figure("No measured rows yet.")
+    fig = _base("Efficiency: measured / theoretical speedup", "efficiency (fraction, log scale)")
+    if not loc.empty:
+        _series(loc, "efficiency", "", None, "circle", fig)
+    if not ref.empty:
+        _series(ref, "efficiency", f"{ref_label}: ", "dot", "diamond-open", fig)
+    _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
+    return fig
+
+
+def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
+                     ref_label: str = "reference") -> go.Figure:
+    """Achieved GB/s under the minimum-traffic model, with the device's peak when known."""
+    loc, ref = _ok(local), _ok(reference)
+    if loc.empty and ref.empty:
+        return empty_figure("No measured rows yet.")
+    fig = _base("Achieved memory bandwidth (minimum-traffic model)", "GB/s (log scale)")
+    if not loc.empty:
+        _series(loc, "gbs", "", None, "circle", fig, skip_dense=False)
+    if not ref.empty:
+        _series(ref, "gbs", f"{ref_label}: ", "dot", "diamond-open", fig, skip_dense=False)
+    for d, label in ((loc, "this device"), (ref, ref_label)):
+        if not d.empty and "peak_gbs" in d and np.isfinite(d["peak_gbs"]).any():
+            peak = float(d["peak_gbs"].dropna().iloc[0])
+            fig.add_hline(y=peak, line={"color": "#000", "dash": "dash", "width": 1},
+                          annotation_text=f"peak {peak:.0f} GB/s ({label})", annotation_position="top left")
+    _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
+    return fig
+
+
+def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
+                   series: str | None = "backend") -> go.Figure:
+    """Two (or more) runs in one plot: y against x, a line per (run, series)."""
+    frames = [(label, f) for label, f in frames if f is not None and len(f)]
+    if not frames:
+        return empty_figure("Open a run to plot it.")
+    if x == "sparsity":
+        return compare_figure_sparsity(frames, y, series)
+    fig = go.Figure()
+    dashes = ["solid", "dot", "dash", "longdash"]
+    symbols = ["circle", "diamond-open", "square", "triangle-up"]
+    for i, (label, f) in enumerate(frames):
+        f = f.copy()
+        if "status" in f:
+            f = f[f["status"].isin(["ok", "reused"]) | ~f["status"].isin(["unsupported", "refused", "error"])]
+        if x not in f or y not in f:
+            continue
+        f[y] = pd.to_numeric(f[y], errors="coerce")
+        xs = pd.to_numeric(f[x], errors="coerce")
+        if xs.notna().all():
+            f[x] = xs
+        groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
+        for name, g in groups:
+            g = g.groupby(x, as_index=False)[y].median().sort_values(x).dropna()
+            if g.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=g[x], y=g[y], mode="lines+markers", name=f"{label}: {name}" if name != "" else label,
+                line={"dash": dashes[i % len(dashes)], "color": color_of(str(name)) if name != "" else None},
+                marker={"symbol": symbols[i % len(symbols)], "size": 8}))
+    if not fig.data:
+        return empty_figure(f"No numeric values of {y} against {x} in these runs.")
+    fig.update_layout(title={"text": f"{y} against {x}", "font": {"size": 15}}, template="plotly_white",
+                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+    fig.update_xaxes(title_text=axis_title(x))
+    fig.update_yaxes(title_text=axis_title(y))
+    if y in LOG_COLUMNS:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
+    """compare_figure with sparsity on the 1/density log axis."""
+    fig = go.Figure()
+    dashes = ["solid", "dot", "dash", "longdash"]
+    symbols = ["circle", "diamond-open", "square", "triangle-up"]
+    all_s = []
+    for i, (label, f) in enumerate(frames):
+        f = _ok(f) if "status" in f else f.copy()
+        if y not in f or "sparsity" not in f or f.empty:
+            continue
+        f[y] = pd.to_numeric(f[y], errors="coerce")
+        groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
+        for name, g in groups:
+            g = g.groupby("sparsity", as_index=False)[y].median().sort_values("sparsity").dropna()
+            g = g[g[y] > 0] if y in LOG_COLUMNS else g
+            if g.empty:
+                continue
+            all_s.extend(g["sparsity"].tolist())
+            fig.add_trace(go.Scatter(
+                x=_x(g["sparsity"]), y=g[y], mode="lines+markers",
+                name=f"{label}: {name}" if name != "" else label,
+                line={"dash": dashes[i % len(dashes)], "color": color_of(str(name)) if name != "" else None},
+                marker={"symbol": symbols[i % len(symbols)], "size": 8}))
+    if not fig.data:
+        return empty_figure(f"No numeric values of {y} in these runs.")
+    fig.update_layout(title={"text": f"{y} against sparsity", "font": {"size": 15}}, template="plotly_white",
+                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+    fig.update_yaxes(title_text=axis_title(y), type="log" if y in LOG_COLUMNS else "linear")
+    _sparsity_axis(fig, all_s)
+    return fig
+
+
+LOG_COLUMNS = {"speedup", "median_s", "iqr_s", "gflops", "gbs", "efficiency", "prepare_s", "theoretical"}
+UNITS = {"speedup": "speedup over dense (x)", "median_s": "median time (s)", "iqr_s": "IQR of time (s)",
+         "gflops": "useful GFLOP/s", "gbs": "GB/s (minimum-traffic model)", "efficiency": "efficiency (fraction)",
+         "prepare_s": "conversion time (s)", "theoretical": "theoretical speedup (x)",
+         "pct_peak_bw": "% of peak bandwidth", "sparsity": "sparsity (fraction of zeros)",
+         "rows": "rows (m)", "k": "k (columns of B)", "density": "density (fraction of non-zeros)"}
+
+
+def axis_title(col: str) -> str:
+    return UNITS.get(col, col)
+
+
+def measured_vs_chapter(local: pd.DataFrame | None) -> pd.DataFrame:
+    """The chapter's table beside the measured speedups at the same sparsities (NaN: not measured)."""
+    out = CHAPTER.rename(columns={"theoretical": "theoretical (1/density)",
+                                  "chapter_actual": "chapter's actual"}).copy()
+    loc = _ok(local)
+    if not loc.empty:
+        for backend, g in loc.groupby("backend", sort=False):
+            if backend == "torch-dense":
+                continue
+            med = g.groupby("sparsity")["speedup"].median()
+            out[f"measured {backend}"] = [float(med[s]) if s in med.index else float("nan")
+                                          for s in CHAPTER["sparsity"]]
+    out["sparsity"] = [f"{100 * s:g}%" for s in CHAPTER["sparsity"]]
+    return out
+
+
+def measured_table(local: pd.DataFrame | None) -> pd.DataFrame:
+    """Speedup per sparsity (rows) and backend (columns), with theoretical, for every sparsity measured."""
+    loc = _ok(local)
+    if loc.empty:
+        return pd.DataFrame()
+    piv = loc.pivot_table(index="sparsity", columns="backend", values="speedup", aggfunc="median")
+    piv = piv.drop(columns=[c for c in piv.columns if c == "torch-dense"])
+    piv.insert(0, "theoretical (1/density)", loc.groupby("sparsity")["theoretical"].median())
+    piv = piv.reset_index()
+    piv["sparsity"] = [f"{100 * s:.4g}%" for s in piv["sparsity"]]
+    piv.columns = [str(c) if c in ("sparsity", "theoretical (1/density)") else f"measured {c}" for c in piv.columns]
+    return piv

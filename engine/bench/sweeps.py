@@ -1,0 +1,342 @@
+"""Sweeps: generators that yield one finished row (a dict) at a time.
+
+    config = ParadoxConfig(sizes=(512,), sparsities=(0.5, 0.9, 0.99), ops=("spmv",))
+    for row in paradox_sweep(config):   # runs on config.device
+        print(row["backend"], row["speedup"])
+
+The same generator feeds the CLI (``python -m engine.bench paradox``), the
+/paradox page (through components.jobs.register_job) and the tests. Each matrix
+is generated once per (size, dtype, op, sparsity) and every backend is measured on
+it, dense first, so speedup = t_dense / t_backend is always "same device, same
+run". A backend that cannot run a spec yields an "unsupported" row, a spec that
+would not fit in memory a "refused" row (nothing allocated), and an out-of-memory
+or other failure an "error" row; the sweep then goes on.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from engine.bench.schema import PARADOX_COLUMNS
+from engine.bench.spec import BenchmarkSpec
+from engine.bench.timer import measure, measure_once
+from engine.formats import (DTYPE_BYTES, OPS, backend_names, estimate_bytes, generate_matrix,
+                            get_backend, torch_dtype, unsupported_reason)
+from engine.validate import check_choice, check_float, check_int
+
+DENSE = "torch-dense"
+DEFAULT_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
+DEFAULT_BACKENDS = ("torch-dense", "torch-csr", "torch-coo", "torch-bsr")
+
+# Peak memory bandwidth (GB/s, vendor figures) by a substring of the device name.
+PEAK_GBS = {
+    "H100 80GB HBM3": 3350.0, "H100 NVL": 3900.0, "H100 PCIe": 2000.0, "H100": 3350.0,
+    "H200": 4800.0, "GH200": 4000.0, "A100-SXM4-80GB": 2039.0, "A100 80GB PCIe": 1935.0,
+    "A100": 1555.0, "L40S": 864.0, "L4": 300.0, "A10G": 600.0, "T4": 320.0, "V100": 900.0,
+    "RTX 4090": 1008.0, "RTX 3090": 936.0,
+}
+
+
+def peak_bandwidth_gbs(device_name: str) -> float:
+    """Vendor peak memory bandwidth for a GPU name, NaN when unknown (e.g. CPUs)."""
+    for key in sorted(PEAK_GBS, key=len, reverse=True):
+        if key in device_name:
+            return PEAK_GBS[key]
+    return float("nan")
+
+
+@dataclass(frozen=True)
+class ParadoxConfig:
+    """What a paradox sweep measures; validated on construction."""
+
+    sizes: tuple[int, ...] = (512,)
+    sparsities: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    dtypes: tuple[str, ...] = ("float32",)
+    ops: tuple[str, ...] = ("spmv", "spmm")
+    k: int = 64
+    pattern: str = "uniform"
+    block: int = 16
+    repeats: int = 20
+    device: str = "cpu"
+    seed: int = 0
+    memory_budget_bytes: int | None = None  # None: the device's free memory only
+    max_seconds_per_spec: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise ValueError("sizes: expected at least one size, got none")
+        if not self.sparsities:
+            raise ValueError("sparsities: expected at least one sparsity, got none")
+        if not self.backends:
+            raise ValueError("backends: expected at least one backend, got none")
+        for s in self.sizes:
+            check_int("size", s, lo=1, hi=65536)
+        for s in self.sparsities:
+            check_float("sparsity", s, lo=0.0, hi=0.99999)
+        for op in self.ops:
+            check_choice("op", op, OPS)
+        check_int("k", self.k, lo=1, hi=65536)
+        check_int("repeats", self.repeats, lo=1, hi=1000)
+
+    def specs(self) -> list[BenchmarkSpec]:
+        """Every spec, in the order the sweep measures them (dense first per matrix)."""
+        names = [DENSE] + [b for b in self.backends if b != DENSE]
+        out = []
+        for size in self.sizes:
+            for dtype in self.dtypes:
+                for op in self.ops:
+                    for s in sorted(self.sparsities):
+                        for b in names:
+                            out.append(BenchmarkSpec.make(
+                                op, b, size, s, k=self.k, pattern=self.pattern, block=self.block,
+                                dtype=dtype, device=self.device, repeats=self.repeats,
+                                seed=self.seed))
+        return out
+
+    @property
+    def total(self) -> int:
+        return len(self.specs())
+
+
+def versions() -> dict:
+    from engine.device import package_version
+
+    return {"torch_version": package_version("torch"), "scipy_version": package_version("scipy")}
+
+
+def traffic_bytes(spec: BenchmarkSpec, nnz: float, prepared_bytes: float) -> float:
+    """Minimum-traffic model: read A (as stored) and x once, write y once."""
+    el = DTYPE_BYTES[spec.dtype]
+    m, n = spec.shape
+    return float(prepared_bytes + n * spec.k * el + m * spec.k * el)
+
+
+def flops(spec: BenchmarkSpec, nnz: float) -> float:
+    """Useful flops: 2 per stored non-zero per column of x (zeros skipped)."""
+    return 2.0 * nnz * spec.k
+
+
+def base_row(spec: BenchmarkSpec, device_name: str, vers: dict) -> dict:
+    row = {c: None for c in PARADOX_COLUMNS}
+    row.update({"sweep": "paradox", "spec_key": spec.key, **spec.as_dict(),
+                "device_name": device_name, **vers,
+                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "noisy": False, "message": ""})
+    return row
+
+
+def free_bytes(device: str) -> int:
+    """Memory a new allocation may use now (GPU: free device memory; CPU: available RAM)."""
+    if device == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def memory_refusal(spec: BenchmarkSpec, available: int, budget: int | None = None) -> str | None:
+    """None when ``spec`` fits; else "memory: expected ... got ..." (checked before allocating)."""
+    m, n = spec.shape
+    need = estimate_bytes(m, n, spec.k, 1.0 - spec.sparsity, spec.dtype, spec.format, spec.block)
+    limit = int(available * 0.8)
+    where = f"80% of the free memory on {spec.device}"
+    if budget is not None and budget < limit:
+        limit, where = int(budget), "the memory budget"
+    if need > limit:
+        return (f"memory: expected at most {limit / 2**20:.0f} MB ({where}), got an estimated "
+                f"{need / 2**20:.0f} MB for {spec.label}")
+    return None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return "OutOfMemory" in name or "out of memory" in str(exc).lower()
+
+
+def measure_spec(spec: BenchmarkSpec, a, x, dense_median: float | None, device_name: str,
+                 vers: dict, nnz: float) -> dict:
+    """Measure one backend on prepared inputs a (m, n) dense and x (n,) or (n, k)."""
+    import torch
+
+    row = base_row(spec, device_name, vers)
+    row["nnz"] = float(nnz)
+    row["density"] = float(nnz) / (spec.shape[0] * spec.shape[1])
+    reason = unsupported_reason(spec.backend, spec)
+    if reason:
+        row.update(status="unsupported", message=reason)
+        return row
+    backend = get_backend(spec.backend)
+    prepared = None
+    try:
+        row["prepare_s"] = measure_once(lambda: backend.prepare(a, spec), spec.device, repeats=1)
+        prepared = backend.prepare(a, spec)
+        rhs = backend.prepare_rhs(x)
+        timing = measure(lambda: backend.matmul(prepared, rhs), repeats=spec.repeats,
+                         device=spec.device, max_total_s=10.0)
+        stored = backend.nbytes(prepared)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row, the sweep goes on
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if _is_oom(exc):
+            row.update(status="error", message=f"out of memory: {text[:300]}")
+        elif "not implemented" in text.lower() or "not supported" in text.lower():
+            row.update(status="unsupported", message=f"unsupported: {text[:300]}")
+        else:
+            row.update(status="error", message=f"{type(exc).__name__}: {text[:300]}")
+        return row
+    finally:
+        del prepared
+        if spec.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    base = timing.median_s if spec.backend == DENSE else dense_median
+    derive(row, timing.median_s, base, stored)
+    row.update(status="ok", method=f"{timing.method} (number={timing.number_per_run})",
+               median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs,
+               noisy=timing.noisy)
+    return row
+
+
+def derive(row: dict, median_s: float, dense_median: float | None, stored_bytes: float) -> dict:
+    """Fill speedup, theoretical, efficiency, GFLOP/s, GB/s and % of peak in ``row``."""
+    density = row["density"] or 0.0
+    row["dense_median_s"] = dense_median
+    row["theoretical"] = (1.0 / density) if density > 0 else float("inf")
+    row["speedup"] = (dense_median / median_s) if dense_median and median_s > 0 else float("nan")
+    row["efficiency"] = (row["speedup"] / row["theoretical"]
+                         if math.isfinite(row["theoretical"]) and row["theoretical"] > 0 else float("nan"))
+    spec_k = row["k"]
+    row["gflops"] = 2.0 * row["nnz"] * spec_k / median_s / 1e9 if median_s > 0 else float("nan")
+    el = DTYPE_BYTES[row["dtype"]]
+    moved = stored_bytes + row["cols"] * spec_k * el + row["rows"] * spec_k * el
+    row["bytes_moved"] = float(moved)
+    row["gbs"] = moved / median_s / 1e9 if median_s > 0 else float("nan")
+    row["peak_gbs"] = peak_bandwidth_gbs(row["device_name"] or "")
+    row["pct_peak_bw"] = (100.0 * row["gbs"] / row["peak_gbs"]
+                          if math.isfinite(row["peak_gbs"]) else float("nan"))
+    return row
+
+
+def paradox_sweep(config: ParadoxConfig, device_name: str | None = None,
+                  reuse: Callable[[BenchmarkSpec], dict | None] | None = None,
+                  free_memory: Callable[[str], int] = free_bytes) -> Iterator[dict]:
+    """Yield one row per spec of ``config`` (see the module docstring).
+
+    reuse(spec) may return a stored row for a spec (then it is yielded with status
+    "reused" kept from the store and nothing is measured for it).
+    """
+    import torch
+
+    from engine.device import job_device, runtime_device_name
+
+    dev = job_device(config.device)
+    if dev.type != config.device:
+        raise ValueError(f"device: expected {config.device}, got {dev.type}")
+    name = device_name or runtime_device_name(dev)
+    vers = versions()
+    specs = config.specs()
+    groups: dict[tuple, list[BenchmarkSpec]] = {}
+    for spec in specs:
+        groups.setdefault((spec.shape, spec.dtype, spec.op, spec.sparsity), []).append(spec)
+    for (_shape, _dtype, _op, _s), group in groups.items():
+        first = group[0]
+        stored = {s: reuse(s) for s in group} if reuse else {}
+        if stored and all(stored.values()):
+            for s in group:
+                yield {**stored[s], "status": "reused"} if stored[s].get("status") == "ok" else stored[s]
+            continue
+        refusal = memory_refusal(first.with_backend("torch-coo"), free_memory(config.device),
+                                 config.memory_budget_bytes)
+        if refusal:
+            for s in group:
+                row = base_row(s, name, vers)
+                row.update(status="refused", message=refusal)
+                yield row
+            continue
+        a = x = None
+        try:
+            m, n = first.shape
+            a = generate_matrix(first.pattern, m, n, first.sparsity, block=first.block,
+                                seed=first.seed, device=config.device, dtype=first.dtype)
+            nnz = float((a != 0).sum().item())
+            gen = torch.Generator(device=config.device).manual_seed(first.seed + 2)
+            shape_x = (n,) if first.op == "spmv" else (n, first.k)
+            x = torch.randn(*shape_x, generator=gen, device=config.device,
+                            dtype=torch.float32).to(torch_dtype(first.dtype))
+        except Exception as exc:  # noqa: BLE001
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = ("out of memory: " if _is_oom(exc) else "") + text[:300]
+            for s in group:
+                row = base_row(s, name, vers)
+                row.update(status="error", message=msg)
+                yield row
+            a = x = None
+            if config.device == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        dense_median = None
+        for spec in group:
+            if stored.get(spec):
+                yield {**stored[spec], "status": "reused"}
+                continue
+            row = measure_spec(spec, a, x, dense_median, name, vers, nnz)
+            if spec.backend == DENSE and row["status"] == "ok":
+                dense_median = row["median_s"]
+            yield row
+        del a, x
+        if config.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def break_even(frame, dense: str = DENSE):
+    """Sparsity where each backend's speedup crosses 1 (interpolated), per group.
+
+    frame: rows of a sweep (pandas DataFrame). Returns a DataFrame with columns
+    backend, op, dtype, device_name, rows, k, break_even (NaN when the speedup never
+    reaches 1 in the range measured), note.
+    Interpolation is linear in log10(1 - sparsity) against log10(speedup).
+    """
+    import pandas as pd
+
+    cols = ["backend", "op", "dtype", "device_name", "rows", "k", "break_even", "note"]
+    if frame is None or len(frame) == 0 or "speedup" not in frame:
+        return pd.DataFrame(columns=cols)
+    ok = frame[(frame["status"].isin(["ok", "reused"])) & (frame["backend"] != dense)].copy()
+    ok["speedup"] = pd.to_numeric(ok["speedup"], errors="coerce")
+    ok["sparsity"] = pd.to_numeric(ok["sparsity"], errors="coerce")
+    ok = ok[np.isfinite(ok["speedup"]) & (ok["speedup"] > 0)]
+    out = []
+    for keys, g in ok.groupby(["backend", "op", "dtype", "device_name", "rows", "k"], sort=True):
+        g = g.groupby("sparsity", as_index=False)["speedup"].median().sort_values("sparsity")
+        s = g["sparsity"].to_numpy(float)
+        y = np.log10(g["speedup"].to_numpy(float))
+        value, note = float("nan"), "never faster than dense in the range measured"
+        if len(s) and y[0] >= 0:
+            value, note = float(s[0]), f"already faster than dense at the lowest sparsity ({s[0]:g})"
+        else:
+            for i in range(1, len(s)):
+                if y[i - 1] < 0 <= y[i]:
+                    u0, u1 = math.log10(max(1 - s[i - 1], 1e-12)), math.log10(max(1 - s[i], 1e-12))
+                    t = -y[i - 1] / (y[i] - y[i - 1])
+                    value = 1 - 10 ** (u0 + t * (u1 - u0))
+                    note = f"between {s[i - 1]:g} and {s[i]:g}"
+                    break
+        out.append(dict(zip(cols[:6], keys), break_even=value, note=note))
+    return pd.DataFrame(out, columns=cols)
+
+
+def summary_table(frame):
+    """Speedups per sparsity (rows) and backend (columns) for the chosen group; a pivot."""
+    import pandas as pd
+
+    if frame is None or len(frame) == 0:
+        return pd.DataFrame()
+    ok = frame[frame["status"].isin(["ok", "reused"])]
+    if ok.empty:
+        return pd.DataFrame()
+    return ok.pivot_table(index="sparsity", columns="backend", values="speedup", aggfunc="median")

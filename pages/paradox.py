@@ -1,0 +1,241 @@
+"""/paradox: 90 % zeros, shouldn't we be 10x faster? Measure it on this device."""
+from __future__ import annotations
+
+import os
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html
+
+from components.figures_bench import (bandwidth_figure, efficiency_figure, measured_table,
+                                      measured_vs_chapter, speedup_figure)
+from components.jobs import JobPlan, job_ids, job_panel, register_job
+from components.layout import (controls_row, error_message, labelled, message, page_header,
+                               section)
+from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.bench.reference import (RESULTS, load_reference, parse_float_list, reference_files,
+                                    reference_label)
+from engine.bench.sweeps import ParadoxConfig, break_even, paradox_sweep
+from engine.device import describe_device
+from engine.formats import DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, get_backend
+from engine.store import RunStore, stored_rows_by_key
+from engine.validate import check_int, memory_budget_bytes
+
+dash.register_page(__name__, path="/paradox", name="Sparsity paradox", order=5,
+                   description="Theoretical vs measured speedup of sparse formats against dense, "
+                               "on this device, with break-even sparsity.")
+
+P = "paradox"
+IDS = job_ids(P)
+DEFAULT_SPARSITIES = "0.5, 0.9, 0.95, 0.99"
+DEFAULT_BACKENDS = ["torch-dense", "torch-csr", "torch-coo", "torch-bsr", "scipy-csr"]
+STATES = [State(f"{P}-size", "value"), State(f"{P}-k", "value"), State(f"{P}-dtype", "value"),
+          State(f"{P}-pattern", "value"), State(f"{P}-block", "value"),
+          State(f"{P}-sparsities", "value"), State(f"{P}-backends", "value"),
+          State(f"{P}-ops", "value"), State(f"{P}-repeats", "value"), State(f"{P}-reuse", "value")]
+
+
+def _num(id_: str, value, lo, hi, step=1) -> dcc.Input:
+    return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=step, debounce=True,
+                     style={"width": "7em"})
+
+
+def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
+                 device: str = "cpu") -> ParadoxConfig:
+    """Widget values -> a validated ParadoxConfig (ValueError "expected ... got ...")."""
+    size = check_int("size", size, lo=16, hi=16384)
+    if not backends:
+        raise ValueError("backends: expected at least one backend ticked, got none")
+    if not ops:
+        raise ValueError("ops: expected SpMV and/or SpMM ticked, got none")
+    return ParadoxConfig(
+        sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, 0.0, 0.9999),
+        backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops),
+        k=check_int("k", k, lo=1, hi=4096), pattern=pattern,
+        block=check_int("block", block, lo=1, hi=512),
+        repeats=check_int("repeats", repeats, lo=1, hi=200), device=device,
+        memory_budget_bytes=memory_budget_bytes())
+
+
+def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reuse) -> JobPlan:
+    """Runs inside the background job (so it may look at the GPU)."""
+    from engine.device import job_device, runtime_device_name
+
+    dev = job_device("auto")
+    config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
+                          device=dev.type)
+    name = runtime_device_name(dev)
+    stored = stored_rows_by_key(RunStore(), device_name=name, kind=P) if reuse else {}
+    rows = paradox_sweep(config, device_name=name, reuse=(lambda s: stored.get(s.key)) if reuse else None)
+    params = {"size": config.sizes[0], "k": config.k, "dtype": dtype, "pattern": pattern,
+              "block": config.block, "sparsities": list(config.sparsities),
+              "backends": list(config.backends), "ops": list(config.ops), "repeats": config.repeats}
+    return JobPlan(rows=rows, total=config.total, params=params,
+                   meta={"device_name": name, "pid": os.getpid(), "host": os.uname().nodename})
+
+
+register_job(P, STATES, plan, kind=P, filename="paradox_rows.csv")
+
+
+def _controls() -> html.Div:
+    dev = describe_device()
+    names = backend_names()
+    return html.Div([
+        controls_row(
+            labelled("Matrix size n (n x n)", _num(f"{P}-size", 512, 16, 16384)),
+            labelled("k (columns of B, SpMM)", _num(f"{P}-k", 64, 1, 4096)),
+            labelled("dtype", dcc.Dropdown(id=f"{P}-dtype", options=list(DTYPES), value="float32",
+                                           clearable=False, style={"width": "9em"})),
+            labelled("Pattern", dcc.Dropdown(id=f"{P}-pattern", value="uniform", clearable=False,
+                                             options=[{"label": v, "value": k} for k, v in PATTERN_LABELS.items()],
+                                             style={"width": "15em"})),
+            labelled("Block (BSR, block pattern)", _num(f"{P}-block", 16, 1, 512)),
+            labelled("Repeats", _num(f"{P}-repeats", 10, 1, 200)),
+        ),
+        controls_row(
+            labelled("Sparsities (fractions of zeros)",
+                     dcc.Input(id=f"{P}-sparsities", type="text", value=DEFAULT_SPARSITIES,
+                               debounce=True, style={"width": "18em"}),
+                     help="comma-separated, e.g. 0.5, 0.9, 0.99, 0.999"),
+            labelled("Ops", dcc.Checklist(id=f"{P}-ops", value=["spmv", "spmm"], inline=True,
+                                          options=[{"label": " SpMV (A x) ", "value": "spmv"},
+                                                   {"label": " SpMM (A B) ", "value": "spmm"}])),
+            labelled("Backends", dcc.Checklist(id=f"{P}-backends", inline=True,
+                                               value=[b for b in DEFAULT_BACKENDS if b in names],
+                                               options=[{"label": f" {b} ", "value": b} for b in names])),
+            labelled("Stored rows", dcc.Checklist(id=f"{P}-reuse", value=[], options=[
+                {"label": " reuse rows already measured on this device", "value": "reuse"}])),
+        ),
+        html.Div(id=f"{P}-notes"),
+        job_panel(P, run_label="Run sweep",
+                  note=f"Runs on {dev.label}. Dense is always measured first on the same matrix, "
+                       "so every speedup compares like with like."),
+    ])
+
+
+def layout(**_kwargs):
+    return html.Div([
+        page_header(
+            "The sparsity paradox",
+            "A matrix that is 90 % zeros needs 10 % of the multiply-adds, so in theory it "
+            "should run 10 times faster. Measure what you actually get: the same matrix is "
+            "multiplied dense and in sparse formats (COO, CSR, BSR), and the measured speedup "
+            "is drawn against the theoretical 1/density.",
+            seed="the sparsity chapter, sections 10.1-10.2 (the sparsity paradox; why hardware hates random sparsity)"),
+        section("Sweep", _controls(),
+                note="Each finished row is stored at once: cancel keeps what finished; see Runs."),
+        section("Speedup", controls_row(
+            labelled("Plot op", dcc.RadioItems(id=f"{P}-plot-op", value="spmv", inline=True,
+                                                options=[{"label": " SpMV ", "value": "spmv"},
+                                                         {"label": " SpMM ", "value": "spmm"}])),
+            labelled("Reference run (committed)", dcc.Dropdown(id=f"{P}-ref", options=[], value=None,
+                                                                placeholder="none", style={"width": "28em"})),
+        ), html.Div(id=f"{P}-ref-note"),
+            dcc.Graph(id=f"{P}-speedup", config={"displaylogo": False}),
+            note="Solid lines: this device. Dotted lines with open diamonds: the reference run. "
+                 "Grey dashed: theoretical 1/density. Red dotted: speedup 1 (break-even)."),
+        html.Div([
+            section("Efficiency", dcc.Graph(id=f"{P}-efficiency", config={"displaylogo": False}),
+                    note="Measured speedup divided by the theoretical one: 1 would mean every "
+                         "skipped multiply turned into saved time."),
+            section("Bandwidth", dcc.Graph(id=f"{P}-bandwidth", config={"displaylogo": False}),
+                    note="Bytes of A as stored, plus x and y, over the median time: the least "
+                         "traffic the multiply needs. Dashed: the GPU's peak when known."),
+        ], className="two-col"),
+        html.Div([
+            section("The chapter's table beside this device",
+                    data_table(f"{P}-chapter", measured_vs_chapter(None)),
+                    csv_download(f"{P}-chapter-csv"),
+                    note="'theoretical' and 'chapter's actual' are the chapter's figures (it does "
+                         "not name the device); 'measured' columns are this device's medians for "
+                         "the plotted op and the sweep's dtype."),
+            section("Break-even sparsity", data_table(f"{P}-breakeven", []),
+                    csv_download(f"{P}-breakeven-csv"),
+                    note="Sparsity where a format's time equals dense time, interpolated between "
+                         "the two measured sparsities around it."),
+        ], className="two-col"),
+        section("Measured speedups", data_table(f"{P}-measured", []), csv_download(f"{P}-measured-csv")),
+        section("All rows", data_table(f"{P}-rows-table", [], page_size=10),
+                csv_download(f"{P}-rows-csv"),
+                note="Every row with its spec, device, versions, timing method, median, IQR, "
+                     "conversion time and derived columns; 'noisy' marks IQR/median > 0.1. "
+                     "Unsupported combinations are listed with their reason, never drawn."),
+    ])
+
+
+for _id, _name in (("chapter", "paradox_chapter_vs_measured.csv"), ("breakeven", "paradox_break_even.csv"),
+                   ("measured", "paradox_measured_speedups.csv"), ("rows-table", "paradox_rows.csv")):
+    register_csv_download(f"{P}-{_id}-csv", (f"{P}-{_id}", "data"), _name)
+
+
+@callback(Output(f"{P}-notes", "children"),
+          Input(f"{P}-dtype", "value"), Input(f"{P}-backends", "value"), Input(f"{P}-ops", "value"),
+          Input(f"{P}-size", "value"), Input(f"{P}-block", "value"), Input(f"{P}-sparsities", "value"),
+          Input(f"{P}-k", "value"), Input(f"{P}-pattern", "value"), Input(f"{P}-repeats", "value"))
+def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
+    """Which ticked backends this device cannot run (and why), and how many rows are stored."""
+    dev = describe_device()
+    try:
+        config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
+                              device=dev.kind)
+    except ValueError as exc:
+        return error_message(exc)
+    out = []
+    for name in config.backends:
+        reason = get_backend(name).supports(SimpleSpec(device=dev.kind, dtype=dtype, op=config.ops[0],
+                                                       shape=(config.sizes[0],) * 2, block=config.block))
+        if reason:
+            out.append(message(f"{name}: unavailable: {reason.removeprefix('unsupported: ')}", "warn"))
+    device_name = dev.name if dev.kind == "cuda" else "CPU: " + dev.name
+    stored = stored_rows_by_key(RunStore(), device_name=device_name, kind=P)
+    have = sum(spec.key in stored for spec in config.specs())
+    if have:
+        out.append(message(f"{have} of {config.total} rows of this sweep are already stored for this "
+                           "device; tick 'reuse rows' to show them without measuring again.", "info"))
+    return out
+
+
+@callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))
+def reference_options(_id):
+    files = reference_files()
+    opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
+    return opts, (opts[0]["value"] if opts else None)
+
+
+@callback(Output(f"{P}-speedup", "figure"), Output(f"{P}-efficiency", "figure"),
+          Output(f"{P}-bandwidth", "figure"), Output(f"{P}-chapter", "data"),
+          Output(f"{P}-chapter", "columns"), Output(f"{P}-breakeven", "data"),
+          Output(f"{P}-breakeven", "columns"), Output(f"{P}-measured", "data"),
+          Output(f"{P}-measured", "columns"), Output(f"{P}-rows-table", "data"),
+          Output(f"{P}-rows-table", "columns"), Output(f"{P}-ref-note", "children"),
+          Input(IDS.rows, "data"), Input(f"{P}-plot-op", "value"), Input(f"{P}-ref", "value"))
+def draw(rows, op, ref_path):
+    """Rows of the current sweep (+ an optional reference CSV) -> figures and tables."""
+    frame = pd.DataFrame(rows or [])
+    local = frame[frame["op"] == op] if len(frame) else frame
+    reference, label, note = None, "reference", None
+    if ref_path:
+        try:
+            reference = load_reference(ref_path)
+            label = reference_label(reference, ref_path)
+            dtype = local["dtype"].iloc[0] if len(local) else "float32"
+            reference = reference[(reference["op"] == op) & (reference["dtype"] == dtype)]
+            note = message(f"Reference: {label}, {dtype} {op}, from {os.path.basename(ref_path)} "
+                           f"({len(reference)} rows; measured by the GPU script, see docs/paradox.md).", "info")
+        except (ValueError, OSError, KeyError) as exc:
+            reference, note = None, error_message(exc)
+    be = break_even(local)
+    tables = [measured_vs_chapter(local), be, measured_table(local), frame]
+    out = [speedup_figure(local, reference, be, label), efficiency_figure(local, reference, label),
+           bandwidth_figure(local, reference, label)]
+    for t in tables:
+        out += [records(t), table_columns(t)]
+    return (*out, note)
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Table rows with NaN/inf as empty cells (JSON has no NaN)."""
+    if not len(frame):
+        return []
+    clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
+    return clean.where(clean.notna(), None).to_dict("records")

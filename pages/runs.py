@@ -1,0 +1,242 @@
+"""/runs: every stored run; open one, compare two, delete, export and import CSV."""
+from __future__ import annotations
+
+import base64
+import io
+import binascii
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+
+from components.figures_bench import compare_figure
+from components.layout import controls_row, labelled, message, page_header, section
+from components.tables import csv_payload, data_table, table_columns
+from engine.bench.schema import OK_REQUIRED, SCHEMAS
+from engine.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
+
+dash.register_page(__name__, path="/runs", name="Runs", order=10,
+                   description="Every stored sweep: open, compare two runs in one plot, "
+                               "delete, export and import CSV.")
+
+P = "runs"
+RUN_COLUMNS = ["created", "kind", "device", "status", "rows", "run_id"]
+
+
+def run_table_rows(store: RunStore) -> list[dict]:
+    """One dict per stored run, newest first (marks runs whose job died as incomplete)."""
+    mark_dead_runs(store)
+    out = []
+    for r in store.list_runs():
+        params = r.get("params") or {}
+        out.append({"created": r.get("created", ""), "kind": r.get("kind", ""),
+                    "device": r.get("device_name") or params.get("device_name") or "",
+                    "status": r.get("status", ""), "rows": r.get("n_rows", 0),
+                    "run_id": r["run_id"]})
+    return out
+
+
+def run_label(meta: dict) -> str:
+    dev = (meta.get("device_name") or "").replace("NVIDIA ", "")
+    return f"{meta.get('created', '')} {meta.get('kind', '')} {dev} ({meta.get('n_rows', 0)} rows, {meta.get('status', '')})"
+
+
+def decode_upload(contents: str) -> bytes:
+    """dcc.Upload contents ("data:<type>;base64,<data>") -> bytes; ValueError otherwise."""
+    if not contents or "," not in contents:
+        raise ValueError("file: expected an uploaded CSV, got nothing")
+    header, data = contents.split(",", 1)
+    if ";base64" not in header:
+        raise ValueError(f"file: expected base64 upload data, got {header[:40]!r}")
+    if len(data) * 3 // 4 > IMPORT_MAX_BYTES:
+        raise ValueError(f"file size: expected at most {IMPORT_MAX_BYTES // 2**20} MB, "
+                         f"got {len(data) * 3 / 4 / 2**20:.1f} MB")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("file: expected base64 upload data, got undecodable bytes") from None
+
+
+def import_upload(store: RunStore, raw: bytes, filename: str) -> str:
+    """Validate and store an uploaded CSV as a run of the kind its 'sweep' column names."""
+    name = filename or "upload.csv"
+    if not name.lower().endswith(".csv"):
+        raise ValueError(f"file name: expected a .csv file, got {name!r}")
+    head = raw[:4096].decode("utf-8-sig", errors="replace").splitlines()
+    header = head[0].split(",") if head else []
+    if "sweep" not in [h.strip().strip('"') for h in header]:
+        raise ValueError("columns: expected a 'sweep' column naming the kind of run "
+                         f"(one of {', '.join(SCHEMAS)}), got the columns {', '.join(header[:8])[:120]}")
+    frame = pd.read_csv(io.BytesIO(raw[:1_000_000]), usecols=["sweep"], dtype=str, nrows=1000) \
+        if raw else pd.DataFrame()
+    kinds = sorted(set(frame["sweep"].dropna())) if len(frame) else []
+    if len(kinds) != 1 or kinds[0] not in SCHEMAS:
+        raise ValueError(f"column sweep: expected one of {', '.join(SCHEMAS)} on every row, "
+                         f"got {', '.join(kinds) or 'nothing'}")
+    return import_csv(store, raw, kinds[0], SCHEMAS[kinds[0]], filename=name,
+                      ok_required=OK_REQUIRED)
+
+
+def layout(**_kwargs):
+    return html.Div([
+        page_header("Runs",
+                    "Every sweep the lab has stored, from any page, the CLI or an import: open one "
+                    "to see its rows, compare two in one plot (this CPU against a GPU reference, "
+                    "say), export it as CSV, delete it, or import a CSV made elsewhere."),
+        dcc.Store(id=f"{P}-version", data=0),
+        dcc.Store(id=f"{P}-select", data=None),
+        section("Stored runs", controls_row(
+            html.Button("Refresh", id=f"{P}-refresh", className="btn btn-secondary", n_clicks=0),
+            dcc.Upload(html.Button("Import CSV", className="btn btn-primary"), id=f"{P}-upload",
+                       accept=".csv,text/csv", max_size=IMPORT_MAX_BYTES, multiple=False),
+        ), html.Div(id=f"{P}-msg"),
+            data_table(f"{P}-table", pd.DataFrame(columns=RUN_COLUMNS), page_size=10),
+            note="A run still marked 'running' whose job is gone (cancelled or crashed) is shown "
+                 "as 'incomplete' and keeps every finished row. Imports are checked (columns, "
+                 "types, empty numbers, size, spreadsheet formulas); a bad file stores nothing."),
+        section("Open and compare", controls_row(
+            labelled("Run", dcc.Dropdown(id=f"{P}-open", options=[], placeholder="choose a run",
+                                         style={"width": "30em"})),
+            labelled("Compare with", dcc.Dropdown(id=f"{P}-compare", options=[], placeholder="(none)",
+                                                  style={"width": "30em"})),
+        ), controls_row(
+            labelled("x", dcc.Dropdown(id=f"{P}-x", options=["sparsity"], value="sparsity", clearable=False,
+                                       style={"width": "12em"})),
+            labelled("y", dcc.Dropdown(id=f"{P}-y", options=["speedup"], value="speedup", clearable=False,
+                                       style={"width": "12em"})),
+            labelled("Filter op", dcc.Dropdown(id=f"{P}-op", options=[], value=None, placeholder="all",
+                                               style={"width": "10em"})),
+            labelled("Filter dtype", dcc.Dropdown(id=f"{P}-dtype", options=[], value=None,
+                                                  placeholder="all", style={"width": "10em"})),
+            html.Div([
+                html.Button("Export CSV", id=f"{P}-export", className="btn btn-secondary", n_clicks=0),
+                dcc.Download(id=f"{P}-download"),
+                html.Button("Delete run", id=f"{P}-delete", className="btn btn-secondary", n_clicks=0),
+                dcc.ConfirmDialog(id=f"{P}-confirm", message="Delete this run and all its rows?"),
+            ], className="control"),
+        ), html.Div(id=f"{P}-facts"),
+            dcc.Graph(id=f"{P}-plot", config={"displaylogo": False}),
+            data_table(f"{P}-rows", [], page_size=10)),
+    ])
+
+
+@callback(Output(f"{P}-table", "data"), Output(f"{P}-table", "columns"),
+          Output(f"{P}-open", "options"), Output(f"{P}-compare", "options"),
+          Output(f"{P}-open", "value"),
+          Input(f"{P}-version", "data"), Input(f"{P}-refresh", "n_clicks"),
+          State(f"{P}-select", "data"), State(f"{P}-open", "value"))
+def list_runs(_version, _clicks, select, current):
+    """The run table and the run choices; after an import or delete, open what it says."""
+    store = RunStore()
+    rows = run_table_rows(store)
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    opts = [{"label": run_label(m), "value": m["run_id"]} for m in store.list_runs()]
+    ids = {o["value"] for o in opts}
+    value = select if select in ids else (current if current in ids else None)
+    return frame.to_dict("records"), table_columns(frame), opts, opts, value
+
+
+@callback(Output(f"{P}-confirm", "displayed"), Input(f"{P}-delete", "n_clicks"),
+          State(f"{P}-open", "value"), prevent_initial_call=True)
+def ask_delete(clicks, run_id):
+    return bool(clicks and run_id)
+
+
+@callback(Output(f"{P}-msg", "children"), Output(f"{P}-version", "data"),
+          Output(f"{P}-select", "data"),
+          Input(f"{P}-upload", "contents"), Input(f"{P}-confirm", "submit_n_clicks"),
+          State(f"{P}-upload", "filename"), State(f"{P}-open", "value"), State(f"{P}-version", "data"),
+          prevent_initial_call=True)
+def change_store(contents, _confirmed, filename, open_id, version):
+    """Import an uploaded CSV, or delete the opened run (after the confirm dialog)."""
+    store = RunStore()
+    version = (version or 0) + 1
+    if _trigger() == f"{P}-upload":
+        if not contents:
+            return no_update, no_update, no_update
+        try:
+            run_id = import_upload(store, decode_upload(contents), filename)
+        except ValueError as exc:
+            return message(f"Import rejected, nothing stored: {exc}", "error"), version, no_update
+        n = store.meta(run_id)["n_rows"]
+        return message(f"Imported {n} rows from {filename} as run {run_id}.", "ok"), version, run_id
+    if not open_id:
+        return message("Choose a run to delete first.", "warn"), no_update, no_update
+    try:
+        store.delete(open_id)
+    except KeyError as exc:
+        return message(str(exc), "error"), version, None
+    return message(f"Deleted run {open_id}.", "ok"), version, None
+
+
+def _trigger():
+    """Id of the input that fired the running callback (a function so tests can replace it)."""
+    return ctx.triggered_id
+
+
+def _filtered(frame: pd.DataFrame, op, dtype) -> pd.DataFrame:
+    if op and "op" in frame:
+        frame = frame[frame["op"] == op]
+    if dtype and "dtype" in frame:
+        frame = frame[frame["dtype"] == dtype]
+    return frame
+
+
+@callback(Output(f"{P}-facts", "children"), Output(f"{P}-plot", "figure"),
+          Output(f"{P}-rows", "data"), Output(f"{P}-rows", "columns"),
+          Output(f"{P}-x", "options"), Output(f"{P}-y", "options"),
+          Output(f"{P}-op", "options"), Output(f"{P}-dtype", "options"),
+          Input(f"{P}-open", "value"), Input(f"{P}-compare", "value"), Input(f"{P}-x", "value"),
+          Input(f"{P}-y", "value"), Input(f"{P}-op", "value"), Input(f"{P}-dtype", "value"),
+          Input(f"{P}-version", "data"))
+def show(run_id, other_id, x, y, op, dtype, _version):
+    """The opened run's facts, rows and a plot (with the compared run in the same plot)."""
+    store = RunStore()
+    frames = []
+    for rid in (run_id, other_id):
+        if not rid:
+            continue
+        try:
+            meta = store.meta(rid)
+        except KeyError:
+            continue
+        frames.append((meta, store.frame(rid)))
+    if not frames:
+        empty = compare_figure([], x or "sparsity", y or "speedup")
+        keep = [v for v in (x, y) if v]
+        return message("Choose a run above to open it.", "info"), empty, [], [], [x] if x else keep, \
+            [y] if y else keep, [], []
+    meta0, frame0 = frames[0]
+    both = pd.concat([f for _, f in frames], ignore_index=True)
+    numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
+               and c not in ("seed",)]
+    labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]" for m, _ in frames]
+    fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
+                         x or "sparsity", y or "speedup")
+    facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (
+        ("run", meta0["run_id"]), ("kind", meta0["kind"]), ("status", meta0["status"]),
+        ("created", meta0.get("created", "")), ("finished", meta0.get("finished", "")),
+        ("device", meta0.get("device_name", "")), ("rows", meta0["n_rows"]),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in (meta0.get("params") or {}).items())[:300]),
+    )], className="facts")
+    shown = _filtered(frame0, op, dtype)
+    clean = shown.replace([float("inf"), float("-inf")], None).astype(object)
+    clean = clean.where(clean.notna(), None)
+    ops = sorted(both["op"].dropna().unique()) if "op" in both else []
+    dtypes = sorted(both["dtype"].dropna().unique()) if "dtype" in both else []
+    xs = numeric + [v for v in (x,) if v and v not in numeric]
+    ys = numeric + [v for v in (y,) if v and v not in numeric]
+    return (facts, fig, clean.to_dict("records"), table_columns(shown), xs, ys, ops, dtypes)
+
+
+@callback(Output(f"{P}-download", "data"), Input(f"{P}-export", "n_clicks"),
+          State(f"{P}-open", "value"), prevent_initial_call=True)
+def export(_clicks, run_id):
+    if not run_id:
+        return no_update
+    store = RunStore()
+    try:
+        frame = store.frame(run_id)
+    except KeyError:
+        return no_update
+    return csv_payload(frame, f"run_{run_id}.csv")

@@ -1,0 +1,45 @@
+"""/paradox in a real browser: a tiny sweep end to end, plots, CSV download."""
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def _fill(page, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Enter")
+
+
+def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
+    page.goto(app_server + "/paradox")
+    page.wait_for_selector("#paradox-job-run")
+    _fill(page, "#paradox-size", "64")
+    _fill(page, "#paradox-sparsities", "0.5, 0.95")
+    _fill(page, "#paradox-repeats", "2")
+    page.click("#paradox-job-run")
+    wait_for_text(page, "#paradox-job-status", "done", timeout=60_000)
+    # 1 size x 1 dtype x 2 ops x 2 sparsities x 5 backends
+    wait_for_text(page, "#paradox-job-status", "20 rows")
+    page.wait_for_selector("#paradox-speedup .scatterlayer .trace")
+    legend = page.eval_on_selector("#paradox-speedup .legend", "e => e.textContent")
+    assert "torch-csr" in legend and "theoretical" in legend
+    assert "chapter" in page.inner_text("#paradox-chapter").lower()
+    with page.expect_download() as dl:
+        page.click("#paradox-job-csv")
+    path = tmp_path / "rows.csv"
+    dl.value.save_as(path)
+    frame = pd.read_csv(path)
+    assert len(frame) == 20
+    assert set(frame["backend"]) >= {"torch-dense", "torch-csr", "torch-coo", "torch-bsr", "scipy-csr"}
+    ok = frame[frame["status"] == "ok"]
+    assert (ok["median_s"] > 0).all() and ok["device_name"].str.startswith("CPU").all()
+    assert (ok.loc[ok["backend"] == "torch-dense", "speedup"] == 1.0).all()
+
+
+def test_bad_input_shows_message(app_server, page):
+    page.goto(app_server + "/paradox")
+    page.wait_for_selector("#paradox-job-run")
+    _fill(page, "#paradox-sparsities", "0.5, lots")
+    wait_for_text(page, "#paradox-notes", "expected numbers")

@@ -1,0 +1,48 @@
+"""/runs in a real browser: import a CSV, open it, plot it; a bad file is rejected."""
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def _rows(n_sparsities=2):
+    from tests.unit.test_bench_store import sample_rows
+
+    return sample_rows(n_sparsities)
+
+
+def test_import_csv_open_and_plot(app_server, page, tmp_path):
+    from engine.store import to_csv_text
+
+    good = tmp_path / "h100_paradox.csv"
+    good.write_text(to_csv_text(_rows()))
+    page.goto(app_server + "/runs")
+    page.wait_for_selector("#runs-table")
+    page.set_input_files("#runs-upload input[type=file]", str(good))
+    wait_for_text(page, "#runs-msg", "Imported 4 rows")
+    wait_for_text(page, "#runs-table", "imported")
+    page.wait_for_selector("#runs-plot .scatterlayer .trace")
+    assert "speedup" in page.eval_on_selector("#runs-plot .main-svg", "e => e.textContent")
+    with page.expect_download() as dl:
+        page.click("#runs-export")
+    path = tmp_path / "back.csv"
+    dl.value.save_as(path)
+    back = pd.read_csv(path)
+    assert len(back) == 4 and set(back["backend"]) == {"torch-dense", "torch-csr"}
+
+
+def test_bad_csv_rejected_and_nothing_stored(app_server, page, tmp_path):
+    bad = tmp_path / "bad.csv"
+    frame = pd.DataFrame(_rows())
+    frame.loc[1, "median_s"] = "fast"
+    frame.to_csv(bad, index=False)
+    page.goto(app_server + "/runs")
+    page.wait_for_selector("#runs-table")
+    before = page.inner_text("#runs-table")
+    page.set_input_files("#runs-upload input[type=file]", str(bad))
+    wait_for_text(page, "#runs-msg", "Import rejected")
+    assert "median_s" in page.inner_text("#runs-msg")
+    assert "bad.csv" not in page.inner_text("#runs-table")
+    assert page.inner_text("#runs-table").count("imported") == before.count("imported")

@@ -1,0 +1,74 @@
+"""/runs callbacks called as plain functions."""
+from __future__ import annotations
+
+import base64
+
+import dash
+import pytest
+
+if not dash.page_registry or "pages.runs" not in dash.page_registry:
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+from pages import runs  # noqa: E402
+
+from engine.store import RunStore, to_csv_text  # noqa: E402
+from tests.unit.test_bench_store import sample_rows  # noqa: E402
+
+
+def _upload(text: str) -> str:
+    return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    return RunStore(tmp_path)
+
+
+# (file text, file name, expected words)
+BAD_UPLOADS = [
+    ("a,b\n1,2\n", "x.csv", "expected a 'sweep' column"),
+    (to_csv_text(sample_rows()).replace("paradox,", "other,"), "x.csv", "column sweep: expected"),
+    (to_csv_text(sample_rows()), "x.txt", "expected a .csv file"),
+]
+
+
+def test_import_then_list_open_compare_export(store, monkeypatch):
+    monkeypatch.setattr(runs, "_trigger", lambda: "runs-upload")
+    msg, version, opened = runs.change_store(_upload(to_csv_text(sample_rows())), None, "h100.csv", None, 0)
+    assert runs.list_runs(version, 0, opened, None)[4] == opened
+    assert "Imported 4 rows" in str(msg.children) and version == 1 and opened
+    data, _cols, opts, _, _v = runs.list_runs(version, 0, None, None)
+    assert data[0]["status"] == "imported" and "H100" in data[0]["device"] and opts[0]["value"] == opened
+    second = store.create_run("paradox", meta={"device_name": "CPU: test"})
+    for r in sample_rows():
+        store.append(second, dict(r, device_name="CPU: test", speedup=r["speedup"] / 2))
+    store.finish(second, "done")
+    facts, fig, rows, _c, xs, ys, ops, dtypes = runs.show(opened, second, "sparsity", "speedup", None, None, 1)
+    assert len(rows) == 4 and "speedup" in ys and ops == ["spmv"]
+    assert len({t.name.split(":")[0] for t in fig.data}) == 2  # both runs in one plot
+    assert fig.layout.yaxis.type == "log"
+    payload = runs.export(1, opened)
+    assert payload["filename"] == f"run_{opened}.csv" and "torch-csr" in payload["content"]
+
+
+@pytest.mark.parametrize("text,name,words", BAD_UPLOADS)
+def test_bad_upload_rejected_nothing_stored(store, monkeypatch, text, name, words):
+    monkeypatch.setattr(runs, "_trigger", lambda: "runs-upload")
+    msg, _v, opened = runs.change_store(_upload(text), None, name, None, 0)
+    assert "Import rejected" in str(msg.children) and words in str(msg.children)
+    assert store.list_runs() == [] and opened is dash.no_update
+
+
+def test_delete_after_confirm(store, monkeypatch):
+    run_id = store.create_run("paradox")
+    assert runs.ask_delete(1, run_id) is True and runs.ask_delete(1, None) is False
+    monkeypatch.setattr(runs, "_trigger", lambda: "runs-confirm")
+    msg, _v, opened = runs.change_store(None, 1, None, run_id, 3)
+    assert "Deleted" in str(msg.children) and opened is None and store.list_runs() == []
+
+
+def test_decode_upload_rejects_garbage():
+    with pytest.raises(ValueError, match="expected base64"):
+        runs.decode_upload("data:text/csv;base64,@@@")
+    with pytest.raises(ValueError, match="expected an uploaded CSV"):
+        runs.decode_upload("")
