@@ -853,7 +853,7 @@ TARGETS = {
     "gaussian": "Random Gaussian",
     "kernel": "Smooth kernel (Gaussian RBF on a grid)",
     "dft": "DFT (unitary, complex)",
-    "conv": "Convolution matrix (3x3 conv on a sqrt(n) x sqrt(n) image)",
+    "conv": "Convolution matrix (3x3 conv on an image of n pixels)",
     "digits": "Trained weight (digits MLP, hidden n x n layer)",
 }
 SIZES = (64, 128, 256, 512)
@@ -888,11 +888,9 @@ def kernel_matrix(n: int, length_scale: float = 0.1) -> np.ndarray:
 
 
 def conv_matrix(n: int, seed: int = 0) -> np.ndarray:
-    """A 3x3 convolution (zero padding 1) on a sqrt(n) x sqrt(n) one-channel image, as the
-    (n, n) matrix that engine.lowering builds."""
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f"conv target: expected n a perfect square (image side^2), got {n}")
+    """A 3x3 convolution (zero padding 1) on an h x w one-channel image (h w = n, h the
+    largest power of 2 with h <= w), as the (n, n) matrix that engine.lowering builds."""
+    h, w = conv_image_shape(n)
     try:
         from engine import lowering
     except ImportError as exc:
@@ -901,10 +899,18 @@ def conv_matrix(n: int, seed: int = 0) -> np.ndarray:
 
     g = torch.Generator().manual_seed(seed)
     weight = torch.randn(1, 1, 3, 3, generator=g)
-    M = lowering.conv2d_as_sparse(weight, (side, side), padding=1)
-    M = M.to_dense() if hasattr(M, "to_dense") else M
-    M = M.toarray() if hasattr(M, "toarray") else M
-    return np.asarray(M, dtype=np.float64).reshape(n, n)
+    M = lowering.conv2d_as_sparse(weight.numpy(), (h, w), padding=1)
+    return np.asarray(M.toarray(), dtype=np.float64)
+
+
+def conv_image_shape(n: int) -> tuple[int, int]:
+    """(h, w) with h w = n: h the largest power of 2 with h^2 <= n (n = 128 -> 8 x 16)."""
+    h = 1
+    while (2 * h) ** 2 <= n and n % (2 * h) == 0:
+        h *= 2
+    if n % h:
+        raise ValueError(f"conv target: expected n with a power-of-2 factor, got {n}")
+    return h, n // h
 
 
 @dataclass(frozen=True)
@@ -979,8 +985,9 @@ def make_target(name: str, n: int, seed: int = 0, folder: str | Path | None = No
     if name == "dft":
         return Target(name, TARGETS[name], dft_matrix(n), "complex: heatmaps show the real part")
     if name == "conv":
+        h, w = conv_image_shape(n)
         return Target(name, TARGETS[name], conv_matrix(n, seed),
-                      f"3x3 kernel, zero padding 1, {math.isqrt(n)}x{math.isqrt(n)} image, from engine.lowering")
+                      f"3x3 kernel, zero padding 1, {h}x{w} image, built by engine.lowering.conv2d_as_sparse")
     d = digits_weight(n, seed, folder)
     how = "loaded from cache" if d.cached else f"trained in {d.seconds:.1f} s"
     return Target(name, TARGETS[name], d.weight, f"64-{n}-{n}-10 MLP, test accuracy {d.test_accuracy:.1%}, {how}")
@@ -1063,7 +1070,8 @@ class SweepSpec:
     dtypes: tuple[str, ...] = ("float32", "float16")
     rank: int = 32
     monarch_blocks: int = 64
-    min_run_time: float = 0.2
+    repeats: int = 15
+    max_total_s: float = 2.0
     seed: int = 0
 
     def __post_init__(self):
@@ -1078,7 +1086,8 @@ class SweepSpec:
             check_choice("dtype", d, ("float32", "float16", "bfloat16"))
         check_int("rank", self.rank, 1, self.n)
         Monarch.check_blocks(self.n, self.monarch_blocks)
-        check_float("min_run_time", self.min_run_time, 0.001, 10)
+        check_int("repeats", self.repeats, 1, 1000)
+        check_float("max_total_s", self.max_total_s, 0.001, 60)
 
     def operators(self) -> list[tuple[str, StructuredMatrix]]:
         """(name, operator) with random values: time depends on the structure, not on the values."""
@@ -1101,14 +1110,13 @@ class SweepSpec:
         return len(self.batches) * len(self.dtypes) * 8
 
 
-def default_timer(fn: Callable, x, min_run_time: float) -> dict:
-    """Median and IQR of fn(x) with torch.utils.benchmark (warm-up and CUDA sync included)."""
-    from torch.utils import benchmark
+def default_timer(call: Callable[[], object], device: str, spec: SweepSpec) -> dict:
+    """Median and IQR of call() with the lab's timer (engine.bench.timer: warm-up, CUDA
+    synchronisation, torch.utils.benchmark)."""
+    from engine.bench.timer import measure
 
-    fn(x)  # warm-up (allocations, cuFFT plans)
-    m = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}).blocked_autorange(min_run_time=min_run_time)
-    return {"median_s": float(m.median), "iqr_s": float(m.iqr), "runs": len(m.times),
-            "method": "torch.utils.benchmark blocked_autorange"}
+    t = measure(call, repeats=spec.repeats, device=device, max_total_s=spec.max_total_s)
+    return {"median_s": t.median_s, "iqr_s": t.iqr_s, "runs": t.runs, "method": t.method}
 
 
 def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
@@ -1155,7 +1163,7 @@ def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
                     continue
                 try:
                     with torch.no_grad():
-                        t = timer(fn, x, spec.min_run_time)
+                        t = timer(lambda: fn(x), device, spec)
                 except Exception as exc:
                     row["status"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
                     yield row
@@ -1202,13 +1210,16 @@ DECISION_GUIDE = [
 
 def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str | None = None) -> list[dict]:
     """The chapter's comparison table with measured numbers from sweep rows at one
-    (batch, dtype) (default: the largest batch, float16 when measured)."""
+    (batch, dtype) (default: the largest batch; float16 on a GPU, float32 elsewhere)."""
     if not rows:
         return []
     dtypes = {r["dtype"] for r in rows}
-    dtype = dtype or ("float16" if "float16" in dtypes else sorted(dtypes)[0])
+    on_gpu = any(str(r.get("device", "")).startswith("cuda") for r in rows)
+    dtype = dtype or ("float16" if on_gpu and "float16" in dtypes else
+                      "float32" if "float32" in dtypes else sorted(dtypes)[0])
     batch = batch or max(r["batch"] for r in rows if r["dtype"] == dtype)
     by_name = {r["name"]: r for r in rows if r["dtype"] == dtype and r["batch"] == batch}
+    n_of = by_name["dense"]["n"] if "dense" in by_name else "?"
     out = []
     for label, key, storage, cost, eff in CHAPTER_TABLE:
         r = by_name.get(key) if key else None
@@ -1226,6 +1237,78 @@ def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str 
                         "measured: speedup vs dense": r["speedup_vs_dense"],
                         "measured: FLOP ratio": r["theoretical_speedup"],
                         "measured: efficiency": r["efficiency"], "measured: status": r["status"]})
-        row["at"] = f"n={by_name['dense']['n'] if 'dense' in by_name else '?'}, batch={batch}, {dtype}"
+        row["at"] = f"n={n_of}, batch={batch}, {dtype}"
         out.append(row)
+    return out
+
+
+def fits_at_budget(A: np.ndarray, budget: int, butterfly: StructuredMatrix | None = None) -> list[dict]:
+    """Each family's best operator within ``budget`` parameters.
+
+    Returns [{family, label, op (or None), config, params, rel_error, note}] in FAMILIES order;
+    op is None (with a note giving the smallest size) when the family cannot fit.
+    """
+    A = _square(A)
+    n = A.shape[0]
+    budget = check_int("budget", budget, 1, n * n)
+    out = []
+    with _few_threads():
+        for fam in FAMILIES:
+            if fam == "butterfly" and butterfly is not None:
+                op = butterfly if butterfly.n_params <= budget else None
+            else:
+                op = fit_family(A, fam, budget)
+            row = {"family": fam, "label": FAMILY_LABELS[fam], "op": op}
+            if op is None:
+                row.update(config="", params=None, rel_error=None,
+                           note=f"over budget: needs at least {_fmt(smallest_params(fam, n))} parameters")
+            else:
+                row.update(config=op.config, params=int(op.n_params), rel_error=relative_error(A, op.to_dense()),
+                           note="")
+            out.append(row)
+    return out
+
+
+def smallest_params(family: str, n: int) -> int:
+    """The fewest parameters any configuration of ``family`` stores at size n."""
+    check_choice("family", family, FAMILIES)
+    if family == "lowrank":
+        return 2 * n
+    if family == "monarch":
+        blocks = Monarch.valid_blocks(n)
+        return 2 * n * n // max(blocks) if blocks else n * n
+    if family == "butterfly":
+        return 2 * n * int(math.log2(n)) if _is_pow2(n) else n * n
+    return {"circulant": n, "toeplitz": 2 * n - 1, "sparse": 1}[family]
+
+
+# The issue's reference figures (H200, this month; n = 8192, batch 4096, fp16).
+ISSUE_REFERENCE = [
+    # (what, sweep name, dtype, compare-to, reference speedup, reference FLOP ratio)
+    ("Low-rank r=32 vs dense", "lowrank", "float16", "same dtype", 15.3, 128.0),
+    ("Monarch, 64 blocks (naive) vs dense", "monarch", "float16", "same dtype", 2.7, 32.0),
+    ("Circulant by FFT vs dense fp32", "circulant", "float32", "dense float32", 28.0, None),
+    ("Circulant by FFT (fp16) vs dense fp32", "circulant", "float16", "dense float32", None, None),
+]
+
+
+def reference_comparison(rows: Sequence[dict], n: int = 8192, batch: int = 4096) -> list[dict]:
+    """The issue's reference speedups beside the lab's own from sweep ``rows`` at (n, batch)."""
+    out = []
+    for what, name, dtype, against, ref, ref_flops in ISSUE_REFERENCE:
+        r = next((r for r in rows if r.get("name") == name and r.get("dtype") == dtype
+                  and int(r.get("n", 0)) == n and int(r.get("batch", 0)) == batch), None)
+        lab = None
+        status = f"no row at n={n}, batch={batch}, {dtype}"
+        if r is not None:
+            key = "speedup_vs_dense" if against == "same dtype" else "speedup_vs_dense_fp32"
+            lab = r.get(key)
+            lab = None if lab is None or (isinstance(lab, float) and math.isnan(lab)) else float(lab)
+            status = r.get("status", "ok") if lab is not None else (r.get("status") or "not measured")
+        out.append({"comparison": what, "dtype": dtype, "against": against,
+                    "issue reference speedup (H200)": ref, "issue reference FLOP ratio": ref_flops,
+                    "lab speedup": lab,
+                    "lab FLOP ratio": None if r is None else r.get("theoretical_speedup"),
+                    "lab device": None if r is None else (r.get("device_name") or r.get("device")),
+                    "status": status})
     return out

@@ -1,0 +1,142 @@
+"""Figures of the /structured-matrices page: Pareto plot, heatmaps, timing sweep."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.structured import FAMILY_LABELS
+
+COLORS = {
+    "dense": "#1d2330", "lowrank": "#2f6fdb", "monarch": "#1f8a4c", "butterfly": "#b7791f",
+    "circulant": "#8e44ad", "toeplitz": "#d35400", "sparse": "#c53030",
+}
+SYMBOLS = {"lowrank": "circle", "monarch": "square", "butterfly": "diamond", "circulant": "star",
+           "toeplitz": "triangle-up", "sparse": "x"}
+HEATMAP_PIXELS = 128  # larger matrices are shown as block means
+FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=13)
+
+
+def _base(fig: go.Figure, height: int) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=50), font=FONT,
+                      plot_bgcolor="#ffffff", paper_bgcolor="#ffffff",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig
+
+
+def empty_figure(text: str, height: int = 360) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#5b6475"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base(fig, height)
+
+
+def pareto_figure(rows: Sequence[dict], budget: int | None, n: int) -> go.Figure:
+    """Relative error against parameter count, one trace per family; the budget as a line."""
+    if not rows:
+        return empty_figure("no data")
+    fig = go.Figure()
+    for fam in ("lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse"):
+        pts = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["params"])
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r["params"] for r in pts], y=[r["rel_error"] for r in pts],
+            mode="lines+markers" if len(pts) > 1 else "markers", name=FAMILY_LABELS[fam],
+            marker=dict(symbol=SYMBOLS[fam], size=9 if fam != "sparse" else 8, color=COLORS[fam]),
+            line=dict(color=COLORS[fam], dash="dot" if fam == "sparse" else "solid"),
+            customdata=[[r["config"], r["flops_per_vector"]] for r in pts],
+            hovertemplate="%{fullData.name} %{customdata[0]}<br>params %{x:,}<br>"
+                          "rel. error %{y:.4f}<br>FLOPs/vector %{customdata[1]:,.0f}<extra></extra>"))
+    if budget:
+        fig.add_vline(x=budget, line=dict(color="#5b6475", dash="dash"),
+                      annotation_text=f"budget {budget:,}", annotation_position="top left")
+    fig.add_vline(x=n * n, line=dict(color="#dfe3ea"), annotation_text="dense n²",
+                  annotation_position="bottom left")
+    fig.update_xaxes(type="log", title="parameters stored (count, log scale)", gridcolor="#eef0f4")
+    fig.update_yaxes(title="relative error ‖A − Â‖F / ‖A‖F", rangemode="tozero", gridcolor="#eef0f4")
+    return _base(fig, 420)
+
+
+def _shrink(M: np.ndarray, pixels: int = HEATMAP_PIXELS) -> np.ndarray:
+    """Real part, block means down to at most ``pixels`` per side."""
+    R = np.real(np.asarray(M))
+    n = R.shape[0]
+    if n <= pixels or n % pixels:
+        return R
+    f = n // pixels
+    return R.reshape(pixels, f, pixels, f).mean(axis=(1, 3))
+
+
+def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4) -> go.Figure:
+    """One heatmap per (title, matrix); matrices share one symmetric colour scale.
+
+    A panel with no matrix (over budget) is left empty with its title saying why."""
+    if not panels:
+        return empty_figure("no data")
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
+                        horizontal_spacing=0.03, vertical_spacing=0.09)
+    mats = [_shrink(M) for _, M in panels if M is not None]
+    lim = max((float(np.max(np.abs(M))) for M in mats), default=1.0) or 1.0
+    # the target sets the scale when it is the first panel, so errors are comparable
+    if panels[0][1] is not None:
+        lim = float(np.max(np.abs(_shrink(panels[0][1])))) or lim
+    for k, (title, M) in enumerate(panels):
+        r, c = divmod(k, cols)
+        if M is None:
+            fig.add_trace(go.Heatmap(z=[[None]], showscale=False), row=r + 1, col=c + 1)
+        else:
+            Z = _shrink(M)
+            fig.add_trace(go.Heatmap(z=Z, zmin=-lim, zmax=lim, colorscale="RdBu_r", showscale=(k == 0),
+                                     colorbar=dict(title="value", len=0.8, thickness=12),
+                                     hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{k + 1 if k else ''}", row=r + 1, col=c + 1,
+                         showticklabels=False)
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+    fig.update_annotations(font_size=12)
+    return _base(fig, 270 * rows + 40).update_layout(margin=dict(l=20, r=20, t=50, b=20))
+
+
+def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
+    """Apply time and speedup vs dense against batch, one line per operator (log-log)."""
+    pts = [r for r in rows if r.get("dtype") == dtype and r.get("median_s") is not None]
+    if not pts:
+        return empty_figure(f"no measured {dtype} rows yet: run the sweep or pick a reference", 420)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("apply time per call", "speedup vs dense (same dtype)"),
+                        horizontal_spacing=0.1)
+    names = []
+    for r in pts:
+        if r["name"] not in names:
+            names.append(r["name"])
+    for name in names:
+        sel = sorted((r for r in pts if r["name"] == name), key=lambda r: r["batch"])
+        fam = sel[0]["family"]
+        label = FAMILY_LABELS[fam] + (f" {sel[0]['config']}" if fam in ("lowrank", "monarch") else "")
+        if name.startswith("sparse@"):
+            label = f"Sparse, params of {FAMILY_LABELS[name.split('@')[1]].lower()}"
+        style = dict(color=COLORS[fam], dash="dot" if name == "sparse@monarch" else "solid")
+        fig.add_trace(go.Scatter(x=[r["batch"] for r in sel], y=[1e3 * r["median_s"] for r in sel],
+                                 mode="lines+markers", name=label, legendgroup=name, line=style,
+                                 hovertemplate=label + "<br>batch %{x}<br>%{y:.4g} ms<extra></extra>"),
+                      row=1, col=1)
+        sp = [r for r in sel if r.get("speedup_vs_dense") is not None]
+        fig.add_trace(go.Scatter(x=[r["batch"] for r in sp], y=[r["speedup_vs_dense"] for r in sp],
+                                 mode="lines+markers", name=label, legendgroup=name, line=style,
+                                 showlegend=False,
+                                 hovertemplate=label + "<br>batch %{x}<br>%{y:.3g}x<extra></extra>"),
+                      row=1, col=2)
+    fig.add_hline(y=1, line=dict(color="#5b6475", dash="dash"), row=1, col=2)
+    fig.update_xaxes(type="log", title="batch (vectors per call, log scale)", gridcolor="#eef0f4")
+    fig.update_yaxes(type="log", title="median time (ms, log scale)", gridcolor="#eef0f4", row=1, col=1)
+    fig.update_yaxes(type="log", title="speedup (dense time / time, log scale)", gridcolor="#eef0f4",
+                     row=1, col=2)
+    fig = _base(fig, 460)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(b=120))
+    return fig

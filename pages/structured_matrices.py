@@ -1,0 +1,322 @@
+"""/structured-matrices: when structure beats sparsity (the chapter's section 10.6)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import dash
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html
+
+from components import figures_structured as figs
+from components.jobs import JobPlan, job_ids, job_panel, register_job
+from components.layout import (controls_row, error_message, labelled, message, page_header,
+                               section, stat)
+from components.tables import csv_download, data_table, register_csv_download
+from engine import structured as st
+from engine.validate import check_choice, check_int
+
+dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
+                   description="Low-rank, butterfly, Monarch, circulant and Toeplitz against "
+                               "magnitude-pruned sparse at equal parameters: error and speed.")
+
+P = "sm"
+SWEEP = f"{P}-sweep"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+THIS_RUN = "this-run"
+BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
+SWEEP_SIZES = (256, 1024, 4096, 8192)
+
+
+# ------------------------------------------------------------------------ helpers
+@lru_cache(maxsize=12)
+def _analysis(target: str, n: int) -> tuple[st.Target, st.StructuredMatrix, tuple]:
+    """Target, its fitted butterfly (the slow fit) and the Pareto rows, memoised per
+    (target, n): moving the budget slider must not refit the butterfly."""
+    tg = st.make_target(target, n)
+    bfly = st.Butterfly.fit(tg.matrix)
+    rows = st.pareto_rows(tg.matrix, butterfly=bfly)
+    return tg, bfly, tuple(rows)
+
+
+def budget_params(n: int, exponent: int) -> int:
+    """Budget slider value k -> n^2 / 2^k parameters."""
+    return max(1, (n * n) >> exponent)
+
+
+def reference_files() -> list[Path]:
+    """Committed GPU sweeps of this page under benchmarks/results/."""
+    if not RESULTS.exists():
+        return []
+    return sorted(RESULTS.rglob("structured_timing*.csv"))
+
+
+def load_reference(path: str) -> list[dict]:
+    """Rows of a committed sweep CSV (only files under benchmarks/results/)."""
+    p = Path(path).resolve()
+    if RESULTS.resolve() not in p.parents or p.suffix != ".csv" or not p.exists():
+        raise ValueError(f"reference: expected a CSV under benchmarks/results, got {path!r}")
+    frame = pd.read_csv(p)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict("records")
+
+
+def _source_label(path: Path) -> str:
+    try:
+        frame = pd.read_csv(path, usecols=["device_name", "device"], nrows=1)
+        dev = frame.iloc[0]["device_name"] or frame.iloc[0]["device"]
+    except Exception:  # a file without those columns still gets listed by name
+        dev = "unknown device"
+    return f"reference: {path.relative_to(RESULTS)} ({dev})"
+
+
+# ------------------------------------------------------------------------- layout
+def _slider(id: str, lo: int, hi: int, value: int, marks: dict) -> dcc.Slider:
+    return dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=1, value=value, marks=marks,
+                      updatemode="mouseup", allow_direct_input=False)
+
+
+def _analysis_controls() -> html.Div:
+    return controls_row(
+        labelled("Target matrix", dcc.Dropdown(
+            id=f"{P}-target", value="kernel", clearable=False,
+            options=[{"label": v, "value": k} for k, v in st.TARGETS.items()])),
+        labelled("Size n", dcc.Dropdown(id=f"{P}-size", value=256, clearable=False,
+                                        options=[{"label": f"{n} x {n}", "value": n} for n in st.SIZES]),
+                 help="n x n; powers of 2 (butterfly)"),
+        labelled("Parameter budget (share of dense n²)",
+                 _slider("budget", 1, 8, 3, {k: f"1/{2 ** k}" for k in range(1, 9)}),
+                 help="each family's best configuration within the budget"),
+    )
+
+
+def _sweep_controls() -> html.Div:
+    return controls_row(
+        labelled("Size n", dcc.Dropdown(id=f"{SWEEP}-n", value=1024, clearable=False,
+                                        options=[{"label": f"{n} x {n}", "value": n} for n in SWEEP_SIZES])),
+        labelled("Batches", dcc.Dropdown(id=f"{SWEEP}-batches", value=[1, 16, 256], multi=True,
+                                         options=[{"label": str(b), "value": b} for b in BATCHES])),
+        labelled("dtypes", dcc.Checklist(id=f"{SWEEP}-dtypes", value=["float32"], inline=True,
+                                         options=["float32", "float16"]),
+                 help="float16 FFT and sparse need a GPU"),
+        labelled("Low-rank r", dcc.Input(id=f"{SWEEP}-rank", type="number", value=32, min=1, max=1024)),
+        labelled("Monarch blocks", dcc.Input(id=f"{SWEEP}-blocks", type="number", value=16, min=2, max=128),
+                 help="b with b² dividing n (64 at n = 8192)"),
+    )
+
+
+def _decision_guide() -> html.Div:
+    head = html.Tr([html.Th("Problem"), html.Th("Best approach (the chapter)"), html.Th("Shown on")])
+    body = [html.Tr([html.Td(p), html.Td(a), html.Td(dcc.Link(href, href=href))])
+            for p, a, href in st.DECISION_GUIDE]
+    rows = [{"problem": p, "approach": a, "page": h} for p, a, h in st.DECISION_GUIDE]
+    return html.Div([html.Table([head, *body], className="facts", id=f"{P}-guide"),
+                     dcc.Store(id=f"{P}-guide-rows", data=rows),
+                     csv_download(f"{P}-guide-csv")])
+
+
+def layout(**_kwargs):
+    refs = reference_files()
+    sources = [{"label": "this session's run", "value": THIS_RUN}]
+    sources += [{"label": _source_label(p), "value": str(p)} for p in refs]
+    return html.Div([
+        page_header(
+            "Structured matrices: when structure beats sparsity",
+            "Zeros scattered at random give the hardware nothing to predict. A dense matrix with "
+            "structure (a product of thin factors, of block-diagonal factors, of 2x2 butterflies, "
+            "or a shift-invariant one applied by FFT) can store as few numbers and multiply with "
+            "regular, fast kernels. Pick a target, move the parameter budget, and compare each "
+            "family's error with magnitude-pruned sparsity at the same count; then time them.",
+            seed="the sparsity chapter, section 10.6 (From Sparsity to Structure) and its decision guide",
+        ),
+        section("Target and budget", _analysis_controls(),
+                dcc.Loading(html.Div(id=f"{P}-target-info"), type="dot"),
+                note="Every family is fitted to the target: truncated SVD (low-rank), block-wise "
+                     "low-rank projection (Monarch, Dao et al. 2022), hierarchical rank-one "
+                     "projection refined by gradient descent (butterfly), diagonal averaging "
+                     "(circulant, Toeplitz), largest magnitudes (sparse)."),
+        html.Div([
+            section("Error against parameter count",
+                    dcc.Loading(dcc.Graph(id=f"{P}-pareto", config={"displaylogo": False}), type="dot"),
+                    dcc.Store(id=f"{P}-pareto-rows", data=[]),
+                    csv_download(f"{P}-pareto-csv", "Download Pareto CSV"),
+                    note="Each point is one configuration; sparse keeps the same number of "
+                         "values as a structured point (its indices are extra storage)."),
+            section("At the budget", html.Div(id=f"{P}-budget-table"),
+                    csv_download(f"{P}-budget-csv", "Download CSV"),
+                    note="The best configuration of each family within the budget."),
+        ], className="two-col"),
+        section("Target and approximations",
+                dcc.Loading(dcc.Graph(id=f"{P}-heatmaps", config={"displaylogo": False}), type="dot"),
+                note="Entries on one colour scale (the target's); complex targets show the real "
+                     "part; matrices above 128 x 128 are drawn as block means."),
+        section("Timing sweep: apply time vs dense and sparse at equal parameters",
+                _sweep_controls(),
+                job_panel(SWEEP, "Run timing sweep",
+                          note="Runs as a background job on the GPU when there is one, else the "
+                               "CPU. Random values of each structure: time depends on the "
+                               "structure, not on the values. Sparse is a random pattern with "
+                               "the parameter count of low-rank or Monarch."),
+                controls_row(
+                    labelled("Show", dcc.Dropdown(id=f"{P}-source", value=THIS_RUN, clearable=False,
+                                                  options=sources),
+                             help="a committed GPU reference CSV, or the run above"),
+                    labelled("dtype", dcc.RadioItems(id=f"{P}-show-dtype", value="float32", inline=True,
+                                                     options=["float32", "float16"])),
+                ),
+                html.Div(id=f"{P}-timing-msg"),
+                dcc.Graph(id=f"{P}-timing", config={"displaylogo": False}),
+                dcc.Store(id=f"{P}-timing-rows", data=[])),
+        section("The chapter's comparison table, measured",
+                html.Div(id=f"{P}-compare"),
+                csv_download(f"{P}-compare-csv", "Download CSV"),
+                note="Columns headed 'chapter' are the chapter's estimates; 'measured' columns come "
+                     "from the sweep shown above at its largest batch. Efficiency = measured "
+                     "speedup / FLOP ratio."),
+        section("The issue's reference figures beside the lab's",
+                html.Div(id=f"{P}-reference"),
+                csv_download(f"{P}-reference-csv", "Download CSV"),
+                note="The issue reports, for an H200 at n = 8192, batch 4096: low-rank r = 32 "
+                     "15.3x faster than dense in fp16 (128x by FLOPs), a naive Monarch with 64 "
+                     "blocks 2.7x (32x by FLOPs), circulant by FFT 28x faster than dense fp32."),
+        section("When to use each approach (the chapter's decision guide)", _decision_guide()),
+    ])
+
+
+# ---------------------------------------------------------------------- callbacks
+@callback(
+    Output(f"{P}-target-info", "children"),
+    Output(f"{P}-pareto", "figure"),
+    Output(f"{P}-pareto-rows", "data"),
+    Output(f"{P}-budget-table", "children"),
+    Output(f"{P}-heatmaps", "figure"),
+    Input(f"{P}-target", "value"),
+    Input(f"{P}-size", "value"),
+    Input(f"{P}-budget", "value"),
+)
+def update_analysis(target, size, budget_exp):
+    try:
+        target = check_choice("target", target, st.TARGETS)
+        n = check_choice("size", size, st.SIZES)
+        k = check_int("budget", budget_exp, 1, 8)
+        tg, bfly, rows = _analysis(target, n)
+        budget = budget_params(n, k)
+        fits = st.fits_at_budget(tg.matrix, budget, butterfly=bfly)
+    except ValueError as exc:
+        empty = figs.empty_figure(str(exc))
+        return error_message(exc), empty, [], None, empty
+    info = html.Div([
+        stat("target", tg.label, id=f"{P}-target-label"),
+        stat("size", f"{n} x {n}"),
+        stat("budget (parameters)", f"{budget:,}", id=f"{P}-budget-value"),
+        html.P(tg.note, className="section-note"),
+    ])
+    table_rows = [{"family": f["label"], "configuration": f["config"] or "-", "params": f["params"],
+                   "share of dense": None if f["params"] is None else f["params"] / (n * n),
+                   "relative error": f["rel_error"], "note": f["note"]} for f in fits]
+    panels = [(f"target: {tg.label.split(' (')[0]}", tg.matrix)]
+    panels += [(f"{f['label'].split(' (')[0]}" + (f" ({f['rel_error']:.3f})" if f["op"] else " (over budget)"),
+                f["op"].to_dense() if f["op"] else None) for f in fits]
+    panels.append(("error of the best family", _best_error(tg.matrix, fits)))
+    return (info, figs.pareto_figure(rows, budget, n), list(rows),
+            data_table(f"{P}-budget-data", table_rows, page_size=8), figs.heatmap_grid(panels))
+
+
+def _best_error(A, fits):
+    ok = [f for f in fits if f["op"] is not None]
+    if not ok:
+        return None
+    best = min(ok, key=lambda f: f["rel_error"])
+    return A - best["op"].to_dense()
+
+
+def _sweep_spec(n, batches, dtypes, rank, blocks) -> st.SweepSpec:
+    n = check_choice("size n", n, SWEEP_SIZES)
+    if not isinstance(batches, list) or not batches:
+        raise ValueError(f"batches: expected at least one of {BATCHES}, got {batches!r}")
+    batches = tuple(sorted({check_choice("batch", b, BATCHES) for b in batches}))
+    if not isinstance(dtypes, list) or not dtypes:
+        raise ValueError(f"dtypes: expected float32 and/or float16, got {dtypes!r}")
+    dtypes = tuple(check_choice("dtype", d, ("float32", "float16")) for d in dtypes)
+    rank = check_int("rank", rank, 1, n // 2)
+    blocks = check_int("Monarch blocks", blocks, 2, 256)
+    return st.SweepSpec(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
+                        repeats=15, max_total_s=1.0)
+
+
+def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
+    """Check the widgets and describe the job (runs inside the background job)."""
+    spec = _sweep_spec(n, batches, dtypes, rank, blocks)
+
+    def rows():
+        from engine.device import job_device, runtime_device_name
+
+        dev = job_device()
+        yield from st.timing_sweep(spec, str(dev), runtime_device_name(dev))
+
+    return JobPlan(rows=rows(), total=spec.total,
+                   params={"n": spec.n, "batches": list(spec.batches), "dtypes": list(spec.dtypes),
+                           "rank": spec.rank, "monarch_blocks": spec.monarch_blocks},
+                   meta={"page": "/structured-matrices"})
+
+
+register_job(SWEEP, [State(f"{SWEEP}-n", "value"), State(f"{SWEEP}-batches", "value"),
+                     State(f"{SWEEP}-dtypes", "value"), State(f"{SWEEP}-rank", "value"),
+                     State(f"{SWEEP}-blocks", "value")],
+             plan_sweep, kind="structured-timing", filename="structured_timing.csv")
+
+
+@callback(
+    Output(f"{P}-timing", "figure"),
+    Output(f"{P}-timing-rows", "data"),
+    Output(f"{P}-timing-msg", "children"),
+    Output(f"{P}-compare", "children"),
+    Output(f"{P}-reference", "children"),
+    Input(job_ids(SWEEP).rows, "data"),
+    Input(f"{P}-source", "value"),
+    Input(f"{P}-show-dtype", "value"),
+)
+def update_timing(run_rows, source, dtype):
+    try:
+        dtype = check_choice("dtype", dtype, ("float32", "float16"))
+        if source == THIS_RUN:
+            rows = [r for r in (run_rows or []) if isinstance(r, dict)]
+            label = "this session's run"
+        else:
+            rows = load_reference(str(source))
+            label = f"reference {Path(str(source)).name}"
+    except (ValueError, OSError) as exc:
+        empty = figs.empty_figure(str(exc))
+        return empty, [], error_message(exc), None, None
+    notes = []
+    if rows:
+        devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
+        notes.append(message(f"Showing {label}: {len(rows)} rows on {', '.join(devs)}.", "info"))
+        bad = sorted({f"{r['label']} ({r['dtype']}): {r['status']}" for r in rows
+                      if str(r.get("status", "ok")) != "ok"})
+        if bad:
+            notes.append(message(["Not measured here:", html.Ul([html.Li(b) for b in bad])], "warn"))
+    else:
+        notes.append(message("No sweep rows yet: run the sweep above, or pick a committed reference.",
+                             "info"))
+    compare = st.comparison_table(rows, dtype=dtype) if rows else []
+    ref = st.reference_comparison(rows, *_reference_point(rows)) if rows else st.reference_comparison([])
+    return (figs.timing_figure(rows, dtype), rows, notes,
+            data_table(f"{P}-compare-data", compare, page_size=12) if compare else
+            html.P("No sweep rows yet.", className="section-note"),
+            data_table(f"{P}-reference-data", ref, page_size=6))
+
+
+def _reference_point(rows) -> tuple[int, int]:
+    """(n, batch) to compare with the issue: 8192 x 4096 when measured, else the largest."""
+    ns = [int(r["n"]) for r in rows]
+    n = 8192 if 8192 in ns else max(ns)
+    batch = max(int(r["batch"]) for r in rows if int(r["n"]) == n)
+    return n, batch
+
+
+register_csv_download(f"{P}-pareto-csv", (f"{P}-pareto-rows", "data"), "structured_pareto.csv")
+register_csv_download(f"{P}-budget-csv", (f"{P}-budget-data", "data"), "structured_at_budget.csv")
+register_csv_download(f"{P}-compare-csv", (f"{P}-compare-data", "data"), "structured_comparison.csv")
+register_csv_download(f"{P}-reference-csv", (f"{P}-reference-data", "data"), "structured_reference.csv")
+register_csv_download(f"{P}-guide-csv", (f"{P}-guide-rows", "data"), "structured_decision_guide.csv")

@@ -1,0 +1,72 @@
+"""/structured-matrices in a real browser: target, budget, Pareto, heatmaps, sweep, CSVs."""
+import io
+
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def _pick(page, dropdown_id: str, option_text: str) -> None:
+    page.click(f"#{dropdown_id}")
+    page.get_by_role("option", name=option_text, exact=True).click()
+
+
+def _download_csv(page, button_id: str) -> pd.DataFrame:
+    with page.expect_download() as dl:
+        page.click(f"#{button_id}")
+    return pd.read_csv(io.StringIO(open(dl.value.path(), encoding="utf-8").read()))
+
+
+def _trace_names(page, graph_id: str) -> list[str]:
+    return page.evaluate(
+        "id => (document.getElementById(id).querySelector('.js-plotly-plot').data || [])"
+        ".map(t => t.name)", graph_id)
+
+
+def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
+    page.goto(app_server + "/structured-matrices")
+    wait_for_text(page, "#sm-target-label", "Smooth kernel", timeout=60_000)
+    page.wait_for_function("() => { const g = document.querySelector('#sm-pareto .js-plotly-plot');"
+                           " return g && g.data && g.data.length >= 6; }", timeout=60_000)
+    assert "Butterfly" in _trace_names(page, "sm-pareto")
+    wait_for_text(page, "#sm-budget-value", "8,192")  # 256^2 / 8
+
+    # the DFT: the butterfly recovers it exactly, low-rank cannot
+    _pick(page, "sm-target", "DFT (unitary, complex)")
+    wait_for_text(page, "#sm-target-label", "DFT", timeout=60_000)
+    pareto = _download_csv(page, "sm-pareto-csv-button")
+    bfly = pareto[pareto.family == "butterfly"].iloc[0]
+    assert bfly.rel_error < 1e-6
+    assert pareto[pareto.family == "lowrank"].rel_error.min() > 0.5
+    assert set(pareto.family) == {"lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse"}
+
+    # a larger budget: the budget line, the table and the heatmaps follow
+    page.focus("#sm-budget [role=slider]")
+    page.keyboard.press("Home")  # the smallest exponent: 1/2 of n^2
+    wait_for_text(page, "#sm-budget-value", "32,768")
+    budget = _download_csv(page, "sm-budget-csv-button")
+    assert (budget.params.dropna() <= 32768).all()
+    assert "r=64" in set(budget.configuration)
+    heat_titles = page.evaluate(
+        "() => document.querySelector('#sm-heatmaps .js-plotly-plot').layout.annotations.map(a => a.text)")
+    assert any(t.startswith("target") for t in heat_titles) and len(heat_titles) == 8
+
+    # a tiny timing sweep as a background job
+    _pick(page, "sm-sweep-n", "256 x 256")
+    page.click("#sm-sweep-job-run")
+    wait_for_text(page, "#sm-sweep-job-status", "done", timeout=90_000)
+    page.wait_for_function("() => { const g = document.querySelector('#sm-timing .js-plotly-plot');"
+                           " return g && g.data && g.data.length >= 10; }", timeout=30_000)
+    rows = _download_csv(page, "sm-sweep-job-csv")
+    assert len(rows) == 3 * 8  # 3 batches x 8 operators, float32
+    assert set(rows.name) >= {"dense", "lowrank", "monarch", "butterfly", "circulant", "sparse@lowrank"}
+    assert (rows[rows.status == "ok"].median_s > 0).all()
+    compare = _download_csv(page, "sm-compare-csv-button")
+    assert "chapter: hardware efficiency" in compare.columns
+    assert compare.loc[compare["matrix type"] == "Low-rank (r=32)", "measured: time (ms)"].iloc[0] > 0
+    # the decision guide links to the lab's pages
+    hrefs = page.eval_on_selector_all("#sm-guide a", "els => els.map(e => e.getAttribute('href'))")
+    assert {"/structured-sparsity", "/moe", "/attention", "/structured-matrices", "/isomorphism"} <= set(hrefs)
