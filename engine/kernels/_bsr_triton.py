@@ -5,10 +5,17 @@ Y = A @ B with A block-sparse (BSR: ``crow`` [R + 1], ``col`` [nnz], ``values``
 
 One program owns one block row of A (BLK rows of Y) and one tile of BLOCK_N
 columns of Y; it walks the stored blocks of its row and accumulates in fp32.
-Programs are launched in the order given by ``order`` (block rows sorted by
-stored-block count, longest first), so that the GPU's block scheduler starts the
-long rows first and fills the tail with short ones (a greedy longest-first
-schedule; empty rows only write zeros).
+Programs are launched in the order given by ``sched`` (int32 [R, 4]: block row,
+first stored block, end, 0; rows sorted by stored-block count, longest first), so
+that the GPU's block scheduler starts the long rows first and fills the tail with
+short ones (a greedy longest-first schedule; empty rows only write zeros). One
+record per work item means a program reads its row, start and end in one round
+trip. A block row much longer than the mean can be split into segments (record
+field 3 = its slot >= 0 in an fp32 workspace, else -1): each segment adds its
+partial product into the workspace with atomics and then bumps a per-(row, tile)
+counter; the segment that arrives last reads the sum back (an atomic add of
+zero, served by L2), writes Y, and zeroes the workspace rows and the counter. So one launch does it all and
+the workspace is left clean for the next call (one call at a time per plan).
 
 Two formulations of the inner product, chosen per shape by the tuner:
 
@@ -51,16 +58,18 @@ if AVAILABLE:
 
     @triton.jit
     def bsr_mm_kernel(
-        crow_ptr, col_ptr, val_ptr, b_ptr, y_ptr, order_ptr,
-        K_COLS, N_TILES,
+        sched_ptr, col_ptr, val_ptr, b_ptr, y_ptr, ws_ptr, cnt_ptr, np_ptr,
+        K_COLS, N_TILES, MAX_TILES,
         BLK: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
         TRANS: tl.constexpr, EVEN_N: tl.constexpr, UPCAST: tl.constexpr,
     ):
         pid = tl.program_id(0)
-        row = tl.load(order_ptr + pid // N_TILES)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        row = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        slot = tl.load(rec + 3)
         tile = pid % N_TILES
-        start = tl.load(crow_ptr + row)
-        end = tl.load(crow_ptr + row + 1)
 
         offs_r = tl.arange(0, BLK)
         offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -121,31 +130,85 @@ if AVAILABLE:
             out = tl.trans(acc)
         else:
             out = acc
-        y_rows = row * BLK + offs_r
-        yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-        if EVEN_N:
-            tl.store(yptrs, out.to(y_ptr.dtype.element_ty))
-        else:
-            tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask[None, :])
+        if slot < 0:  # the whole block row: write Y
+            y_rows = row * BLK + offs_r
+            yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+            if EVEN_N:
+                tl.store(yptrs, out.to(y_ptr.dtype.element_ty))
+            else:
+                tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask[None, :])
+        else:  # one segment of a split row: add into its fp32 workspace rows
+            wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+            wmask = n_mask[None, :] & (offs_r[:, None] < BLK)
+            tl.atomic_add(wptrs, out, mask=wmask, sem="relaxed")
+            cptr = cnt_ptr + slot * MAX_TILES + tile
+            done = tl.atomic_add(cptr, 1, sem="acq_rel")
+            if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
+                # read the sum coherently (from L2) by adding zero, then clear it: no other
+                # program touches these workspace rows again in this launch
+                total = tl.atomic_add(wptrs, tl.zeros_like(out), mask=wmask, sem="relaxed")
+                tl.store(wptrs, tl.zeros_like(out), mask=wmask)
+                total = tl.where(wmask, total, 0.0)
+                y_rows = row * BLK + offs_r
+                yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+                tl.store(yptrs, total.to(y_ptr.dtype.element_ty), mask=wmask)
+                tl.store(cptr, 0)
 
     @triton.jit
     def bsr_mm_tma_kernel(
-        crow_ptr, col_ptr, order_ptr, a_desc, b_desc, y_desc, N_TILES,
-        BLK: tl.constexpr, BLOCK_N: tl.constexpr, UPCAST: tl.constexpr,
+        sched_ptr, col_ptr, a_desc, b_desc, y_desc, ws_ptr, cnt_ptr, np_ptr, K_COLS, N_TILES,
+        MAX_TILES,
+        BLK: tl.constexpr, BLOCK_N: tl.constexpr, GROUP: tl.constexpr, UPCAST: tl.constexpr,
     ):
-        """Same schedule as ``bsr_mm_kernel`` (TRANS=False, GROUP=1), with every
-        tile moved by the tensor-memory accelerator through host-built descriptors:
-        a_desc over values viewed as [nnz * BLK, BLK], b_desc over B, y_desc over Y."""
+        """Same schedule as ``bsr_mm_kernel`` (TRANS=False), with every tile moved by
+        the tensor-memory accelerator through host-built descriptors: a_desc over
+        values viewed as [nnz * BLK, BLK], b_desc over B, y_desc over Y. GROUP=2 takes
+        two stored blocks per step (an odd last block is done after the loop)."""
         pid = tl.program_id(0)
-        row = tl.load(order_ptr + pid // N_TILES)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        row = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        slot = tl.load(rec + 3)
         tile = pid % N_TILES
-        start = tl.load(crow_ptr + row)
-        end = tl.load(crow_ptr + row + 1)
         n0 = tile * BLOCK_N
         acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
-        for j in range(start, end):
-            col = tl.load(col_ptr + j)
-            a = a_desc.load([j * BLK, 0])
-            bb = b_desc.load([col * BLK, n0])
-            acc = _mma(a, bb, acc, UPCAST)
-        y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
+        if GROUP == 2:
+            for j in range(start, end - 1, 2):
+                c0 = tl.load(col_ptr + j)
+                c1 = tl.load(col_ptr + j + 1)
+                a0 = a_desc.load([j * BLK, 0])
+                a1 = a_desc.load([(j + 1) * BLK, 0])
+                b0 = b_desc.load([c0 * BLK, n0])
+                b1 = b_desc.load([c1 * BLK, n0])
+                acc = _mma(a0, b0, acc, UPCAST)
+                acc = _mma(a1, b1, acc, UPCAST)
+            if (end - start) % 2 == 1:
+                col = tl.load(col_ptr + end - 1)
+                a = a_desc.load([(end - 1) * BLK, 0])
+                bb = b_desc.load([col * BLK, n0])
+                acc = _mma(a, bb, acc, UPCAST)
+        else:
+            for j in range(start, end):
+                col = tl.load(col_ptr + j)
+                a = a_desc.load([j * BLK, 0])
+                bb = b_desc.load([col * BLK, n0])
+                acc = _mma(a, bb, acc, UPCAST)
+        if slot < 0:
+            y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
+        else:
+            offs_r = tl.arange(0, BLK)
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+            wmask = (offs_n < K_COLS)[None, :] & (offs_r[:, None] < BLK)
+            tl.atomic_add(wptrs, acc, mask=wmask, sem="relaxed")
+            cptr = cnt_ptr + slot * MAX_TILES + tile
+            done = tl.atomic_add(cptr, 1, sem="acq_rel")
+            if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
+                # read the sum coherently (from L2) by adding zero, then clear it: no other
+                # program touches these workspace rows again in this launch
+                total = tl.atomic_add(wptrs, tl.zeros_like(acc), mask=wmask, sem="relaxed")
+                tl.store(wptrs, tl.zeros_like(acc), mask=wmask)
+                total = tl.where(wmask, total, 0.0)
+                y_desc.store([row * BLK, n0], total.to(y_desc.dtype))
+                tl.store(cptr, 0)

@@ -55,6 +55,50 @@ class BsrMatrix:
             lengths = (self.crow[1:] - self.crow[:-1]).to(torch.int64)
             order = torch.argsort(-lengths, stable=True).to(torch.int32)
             object.__setattr__(self, "order", order)
+        if self.values.numel() >= 2**31:
+            raise ValueError(f"values: expected fewer than 2**31 stored values (int32 "
+                             f"offsets in the kernel), got {self.values.numel()}")
+        o = self.order.long()
+        sched = torch.stack([self.order, self.crow[o], self.crow[o + 1],
+                             torch.full_like(self.order, -1)], dim=1).to(torch.int32).contiguous()
+        object.__setattr__(self, "sched", sched)  # [R, 4]: row, start, end, -1 (launch order)
+        object.__setattr__(self, "_plans", {})
+
+    def plan(self, max_len: int | None = None) -> "WorkPlan":
+        """Work items for the kernel. ``max_len`` None: one item per block row (in
+        ``order``). Otherwise rows longer than ``max_len`` stored blocks are cut into
+        ceil(len / max_len) near-equal segments that accumulate in an fp32 workspace;
+        all items are sorted longest first. Cached per ``max_len``."""
+        if max_len is None:
+            return WorkPlan(self.sched, None, 0)
+        if max_len in self._plans:
+            return self._plans[max_len]
+        lengths = self.row_lengths().cpu()
+        crow = self.crow.cpu().long()
+        long_rows = (lengths > max_len).nonzero().reshape(-1)
+        if long_rows.numel() == 0:
+            plan = WorkPlan(self.sched, None, 0)
+        else:
+            items = []  # (length, row, start, end, slot)
+            slot_of = {int(r): i for i, r in enumerate(long_rows.tolist())}
+            for r in range(self.block_rows):
+                st, en = int(crow[r]), int(crow[r + 1])
+                if r in slot_of:
+                    pieces = -(-(en - st) // max_len)
+                    cuts = [st + (en - st) * p // pieces for p in range(pieces + 1)]
+                    items += [(b - a, r, a, b, slot_of[r]) for a, b in zip(cuts, cuts[1:])]
+                else:
+                    items.append((en - st, r, st, en, -1))
+            items.sort(key=lambda t: -t[0])
+            sched = torch.tensor([t[1:] for t in items], dtype=torch.int32).to(self.crow.device)
+            pieces = torch.zeros(len(slot_of), dtype=torch.int32)
+            for t in items:
+                if t[4] >= 0:
+                    pieces[t[4]] += 1
+            plan = WorkPlan(sched.contiguous(), long_rows.to(self.crow.device), len(slot_of),
+                            pieces.to(self.crow.device))
+        self._plans[max_len] = plan
+        return plan
 
     # -- facts
     @property
@@ -184,6 +228,45 @@ def as_bsr(a: Any) -> BsrMatrix:
         return BsrMatrix.from_torch(a)
     raise ValueError(f"a: expected a BsrMatrix or a torch.sparse_bsr tensor, got {type(a).__name__}"
                      + (f" with layout {a.layout}" if isinstance(a, torch.Tensor) else ""))
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """sched: int32 [P, 4] work items (row, start, end, slot); split_rows: the block
+    rows cut into segments (their slot is their index here), or None; n_split."""
+
+    sched: torch.Tensor
+    split_rows: torch.Tensor | None
+    n_split: int
+    pieces: torch.Tensor | None = None  # int32 [n_split]: segments of each split row
+    buffers: dict = field(default_factory=dict, compare=False)  # k -> (ws, counters)
+
+    def workspace(self, block: int, k: int, device) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """fp32 [n_split * block, k] workspace and int32 counters [n_split, max_tiles],
+        zeroed once; the kernel leaves both zeroed after each call."""
+        max_tiles = -(-k // 16)
+        key = (k, str(device))
+        if key not in self.buffers:
+            self.buffers[key] = (
+                torch.zeros(max(self.n_split, 1) * block, k, dtype=torch.float32, device=device),
+                torch.zeros(max(self.n_split, 1) * max_tiles, dtype=torch.int32, device=device))
+        ws, cnt = self.buffers[key]
+        return ws, cnt, max_tiles
+
+
+def auto_split_len(a: "BsrMatrix") -> int | None:
+    """The segment length for ``bsr_matmul(split="auto")``: rows longer than twice the
+    mean row length (and than 8 blocks) are cut; None when no row is that long."""
+    if "auto" in a._plans:
+        return a._plans["auto"]
+    limit = None
+    if a.nnz_blocks and a.block_rows:
+        mean = a.nnz_blocks / a.block_rows
+        limit = max(8, 2 * math.ceil(mean))
+        if int(a.row_lengths().max()) <= limit:
+            limit = None
+    a._plans["auto"] = limit  # computed once per matrix (it reads the row lengths)
+    return limit
 
 
 def _check_block(block: Any) -> None:
@@ -323,9 +406,14 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
         add(block_n=128, group=2, trans=False, num_warps=4, num_stages=3)
         add(block_n=512, group=1, trans=False, num_warps=8, num_stages=2)
         add(block_n=512, group=1, trans=False, num_warps=8, num_stages=3)
+        add(block_n=64, group=2, trans=False, num_warps=4, num_stages=3)
+        add(block_n=256, group=2, trans=False, num_warps=8, num_stages=3)
         if tma:
-            for bn, w, s in ((128, 4, 3), (128, 4, 4), (256, 8, 3), (256, 4, 3)):
+            for bn, w, s in ((128, 4, 3), (128, 4, 4), (256, 8, 3), (256, 4, 3), (128, 4, 2),
+                             (64, 4, 3), (64, 4, 4)):
                 add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
+            for bn, w, s in ((128, 4, 3), (128, 8, 3), (256, 8, 3), (64, 4, 3)):
+                add(block_n=bn, group=2, num_warps=w, num_stages=s, kind="tma")
     else:  # 128
         for bn in (64, 128, 256):
             for w, s in ((4, 3), (8, 3), (8, 2)):
@@ -345,7 +433,7 @@ TUNE_LOG: list[dict] = []  # one row per (key, config) timed: what the tuner saw
 
 def _tune_key(a: BsrMatrix, b: torch.Tensor) -> tuple:
     per_row = a.nnz_blocks / max(a.block_rows, 1)
-    bucket = int(round(math.log2(per_row))) if per_row >= 1 else -1
+    bucket = int(round(2 * math.log2(per_row))) if per_row >= 1 else -1  # half octaves
     return (a.block, int(b.shape[1]), str(a.dtype), bucket, a.block_rows >= 64)
 
 
@@ -368,10 +456,23 @@ def _kernel(name: str):
     return fn
 
 
-def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config) -> None:
+def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
+            split_len: int | None = None) -> None:
+    plan = a.plan(split_len)
+    if plan.n_split:
+        ws, cnt, max_tiles = plan.workspace(a.block, int(out.shape[1]), out.device)
+        pieces = plan.pieces
+    else:  # never touched by the kernel: no work item has a slot
+        ws, cnt, pieces, max_tiles = out, a.col, a.col, 1
+    _launch_items(a, b, out, cfg, plan.sched, ws, cnt, pieces, max_tiles)
+
+
+def _launch_items(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
+                  sched: torch.Tensor, ws: torch.Tensor, cnt: torch.Tensor,
+                  pieces: torch.Tensor, max_tiles: int) -> None:
     k = int(b.shape[1])
     n_tiles = triton_cdiv(k, cfg.block_n)
-    grid = (a.block_rows * n_tiles,)
+    grid = (int(sched.shape[0]) * n_tiles,)
     upcast = interpreting() and b.dtype == torch.bfloat16  # CPU interpreter only
     if cfg.kind == "tma":
         from triton.tools.tensor_descriptor import TensorDescriptor
@@ -381,11 +482,11 @@ def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config) -> No
         b_desc = TensorDescriptor.from_tensor(b, [bsz, cfg.block_n])
         y_desc = TensorDescriptor.from_tensor(out, [bsz, cfg.block_n])
         _kernel("bsr_mm_tma_kernel")[grid](
-            a.crow, a.col, a.order, a_desc, b_desc, y_desc, n_tiles,
-            BLK=bsz, BLOCK_N=cfg.block_n, UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            sched, a.col, a_desc, b_desc, y_desc, ws, cnt, pieces, k, n_tiles, max_tiles,
+            BLK=bsz, BLOCK_N=cfg.block_n, GROUP=cfg.group, UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return
     _kernel("bsr_mm_kernel")[grid](
-        a.crow, a.col, a.values, b, out, a.order, k, n_tiles,
+        sched, a.col, a.values, b, out, ws, cnt, pieces, k, n_tiles, max_tiles,
         BLK=a.block, GROUP=cfg.group, BLOCK_N=cfg.block_n, TRANS=cfg.trans,
         EVEN_N=(k % cfg.block_n == 0), UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
@@ -397,12 +498,12 @@ def triton_cdiv(x: int, y: int) -> int:
 def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
     if cfg.kind == "tma":
         return ((a.device.type == "cuda" or interpreting()) and a.nnz_blocks > 0
-                and b.shape[1] % 8 == 0 and cfg.group == 1 and not cfg.trans)
+                and b.shape[1] % 8 == 0 and cfg.group in (1, 2) and not cfg.trans)
     return True
 
 
 def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
-         warmup_ms: float = 5.0, rep_ms: float = 25.0) -> Config:
+         warmup_ms: float = 5.0, rep_ms: float = 25.0, split_len: int | None = None) -> Config:
     """Time every candidate on these inputs (median over repeats, CUDA events via
     triton.testing.do_bench) and remember the fastest for this shape's key.
     A candidate that fails to compile or run is logged and skipped."""
@@ -415,7 +516,7 @@ def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
         if not _config_ok(a, b, cfg):
             continue
         try:
-            ms = triton.testing.do_bench(lambda: _launch(a, b, out, cfg), warmup=warmup_ms,
+            ms = triton.testing.do_bench(lambda: _launch(a, b, out, cfg, split_len), warmup=warmup_ms,
                                          rep=rep_ms, return_mode="median")
             err = ""
         except Exception as exc:  # a config the compiler or the chip refuses
@@ -434,13 +535,26 @@ def chosen_config(a: Any, b: torch.Tensor) -> Config | None:
     return _TUNED.get(_tune_key(as_bsr(a), b))
 
 
+def _split_len(a: BsrMatrix, split: Any) -> int | None:
+    if split == "auto":
+        return auto_split_len(a)
+    if split is None or split is False:
+        return None
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise ValueError(f"split: expected 'auto', None or a positive int, got {split!r}")
+    return split
+
+
 def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
-               autotune: bool = True, out: torch.Tensor | None = None) -> torch.Tensor:
+               autotune: bool = True, out: torch.Tensor | None = None,
+               split: Any = "auto") -> torch.Tensor:
     """Y = A @ B with lab-bsr. a: BsrMatrix or torch sparse_bsr [m, n]; b: dense [n, k]
     in A's dtype (fp16 or bf16). Returns Y [m, k] in that dtype (fp32 accumulation).
 
     config: launch exactly this ``Config``; otherwise the tuned one for this key
-    (tuned on first use on CUDA when ``autotune``), else ``DEFAULT_CONFIG``."""
+    (tuned on first use on CUDA when ``autotune``), else ``DEFAULT_CONFIG``.
+    split: "auto" cuts block rows longer than twice the mean into segments (see
+    ``auto_split_len``); an int cuts rows longer than that; None never cuts."""
     a = as_bsr(a)
     _check_shapes(a, b)
     why = support_reason(a, b)
@@ -457,17 +571,18 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
         return out
     if a.nnz_blocks == 0:
         return out.zero_()
+    split_len = _split_len(a, split)
     cfg = config
     if cfg is None:
         key = _tune_key(a, b)
         cfg = _TUNED.get(key)
         if cfg is None:
             if autotune and a.device.type == "cuda" and not interpreting():
-                cfg = tune(a, b)
+                cfg = tune(a, b, split_len=split_len)
             else:
                 cfg = DEFAULT_CONFIG[a.block]
     if not _config_ok(a, b, cfg):
         raise ValueError(f"config: expected a configuration valid for these inputs, got "
                          f"{cfg.label()}")
-    _launch(a, b, out, cfg)
+    _launch(a, b, out, cfg, split_len)
     return out
