@@ -447,14 +447,38 @@ class DigitsMoE(torch.nn.Module):
         return torch.einsum("be,bec->bc", combine, per_expert), r
 
 
-def _digits(seed: int):
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: x (1797, 64) pixel values 0..16, y (1797,) classes 0..9.
+
+    Read from the CSV that ships inside scikit-learn (importing sklearn.datasets takes
+    seconds on a busy machine); falls back to ``sklearn.datasets.load_digits``.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+        if path.exists():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     data = load_digits()
-    x = data.data.astype(np.float32) / 16.0
+    return data.data, data.target
+
+
+def _digits(seed: int):
+    """Standardised train / test split (75 / 25, stratified by class, seeded)."""
+    x, y = load_digits_arrays()
+    x = x.astype(np.float32) / 16.0
     x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-3)
-    return train_test_split(x, data.target, test_size=0.25, random_state=seed, stratify=data.target)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test[idx[: len(idx) // 4]] = True
+    return x[~test], x[test], y[~test], y[test]
 
 
 def train_router_plan_total(epochs: int, experts: int) -> int:
@@ -581,13 +605,24 @@ def powers_of_two(lo: int, hi: int) -> tuple:
     return tuple(out)
 
 
-def _time(fn, min_run_time: float) -> tuple[float, float, int]:
-    """(median s, IQR s, runs) with torch.utils.benchmark (warm-up, CUDA sync inside)."""
+def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]:
+    """(median s, IQR s, timed runs, method): warm-up, CUDA sync, median and IQR.
+
+    Uses the project's timer (engine.bench.timer.measure) when it is there, else
+    torch.utils.benchmark's blocked_autorange directly.
+    """
+    try:
+        from engine.bench.timer import measure
+    except ImportError:
+        measure = None
+    if measure is not None:
+        t = measure(fn, repeats=20, device=device, max_total_s=max(10 * min_run_time, 0.2))
+        return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
     from torch.utils import benchmark
 
     fn()  # warm-up (also compiles lazy kernels)
     m = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
-    return m.median, m.iqr, len(m.times) * m.number_per_run
+    return m.median, m.iqr, len(m.times), "torch.utils.benchmark blocked_autorange, median"
 
 
 def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
@@ -618,8 +653,7 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
         if reason:
             unavailable["moe_grouped"] = reason
     base = {"device": runtime_device_name(dev), "dtype": spec.dtype, "d_model": d, "d_ff": h,
-            "experts": E, "k": k, "torch": torch.__version__, "host": platform.node(),
-            "timer": "torch.utils.benchmark blocked_autorange, median"}
+            "experts": E, "k": k, "torch": torch.__version__, "host": platform.node()}
     for batch in spec.batches:
         x = torch.randn(batch, d, generator=g).to(dev, dtype)
         t_ref = None
@@ -643,8 +677,8 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
                 row["params"] = exp.params() + gate.numel()
                 row["active_params"] = k * exp.params() // E + gate.numel()
             with torch.inference_mode():
-                median, iqr, runs = _time(fn, spec.min_run_time)
-            row.update(status="ok", time_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=runs,
+                median, iqr, runs, timer = _time(fn, spec.min_run_time, dev.type)
+            row.update(status="ok", timer=timer, time_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=runs,
                        noisy=bool(iqr / median > 0.1) if median else False,
                        tokens_per_s=batch / median if median else float("nan"))
             if variant == "dense_1x":

@@ -1,0 +1,260 @@
+"""engine.moe: router, capacity, losses, the batched layer vs its reference, parameter counts."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import moe
+
+# (tokens, d, h, experts, k, capacity factor or None for dropless)
+LAYER_CASES = [
+    (1, 8, 16, 2, 1, None),
+    (17, 8, 16, 4, 2, None),
+    (17, 8, 16, 4, 2, 0.5),
+    (40, 16, 32, 8, 2, 1.0),
+    (40, 16, 32, 8, 1, 0.25),
+    (33, 12, 24, 3, 3, 0.75),
+    (64, 16, 32, 16, 4, 1.25),
+]
+# (tokens, experts, capacity factor, k, expected capacity)
+CAPACITY_CASES = [(64, 8, 1.25, 2, 20), (64, 8, 0.25, 2, 4), (10, 3, 1.0, 1, 4), (8, 8, 1.0, 1, 1),
+                  (0, 4, 1.0, 1, 0), (100, 7, 2.0, 3, 87)]
+# (expert choices (T, k), capacity, expected keep mask) in arrival order
+DROP_CASES = [
+    ([[0], [0], [0], [1], [0]], 2, [[1], [1], [0], [1], [0]]),
+    ([[0, 1], [1, 0], [0, 1]], 2, [[1, 1], [1, 1], [0, 0]]),
+    ([[2, 0], [2, 1], [2, 0], [1, 2]], 1, [[1, 1], [0, 1], [0, 0], [0, 0]]),
+    ([[0], [1], [2]], 0, [[0], [0], [0]]),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one thread is faster and kinder to a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _setup(tokens, d, h, experts, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, d, generator=g)
+    gate = torch.randn(d, experts, generator=g)
+    ex = moe.Experts.random(experts, d, h, seed=seed + 1)
+    return x, gate, ex, moe.route(x, gate, k)
+
+
+@pytest.mark.parametrize("method", moe.METHODS)
+@pytest.mark.parametrize("tokens,d,h,experts,k,cf", LAYER_CASES)
+def test_batched_layer_equals_per_token_reference(tokens, d, h, experts, k, cf, method):
+    x, _, ex, r = _setup(tokens, d, h, experts, k)
+    cap = None if cf is None else moe.expert_capacity(tokens, experts, cf, k)
+    keep = moe.apply_capacity(r.expert, experts, cap).keep
+    fast = moe.moe_forward(x, ex, r.expert, r.weight, keep, method=method)
+    ref = moe.moe_forward_reference(x, ex, r.expert, r.weight, keep)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    if cf is not None and not bool(keep.all()):
+        # the drops matter: without them the output differs
+        full = moe.moe_forward(x, ex, r.expert, r.weight, None, method=method)
+        assert not torch.allclose(full, fast)
+
+
+def test_dropless_output_is_the_weighted_sum_of_every_expert_dense():
+    x, _, ex, r = _setup(12, 8, 16, 4, 2)
+    combine = moe.moe_to_dense(ex, r.expert, r.weight)  # (T, E)
+    torch.testing.assert_close(combine.sum(1), torch.ones(12))
+    every = torch.stack([moe.ffn(x, ex.w1[e], ex.w2[e]) for e in range(4)], dim=1)  # (T, E, d)
+    dense = (combine.unsqueeze(-1) * every).sum(1)
+    torch.testing.assert_close(moe.moe_forward(x, ex, r.expert, r.weight), dense, atol=1e-5, rtol=1e-5)
+
+
+def test_grouped_method_refuses_float64_with_a_message():
+    x, _, ex, r = _setup(4, 8, 16, 2, 1)
+    ex64 = moe.Experts(ex.w1.double(), ex.w2.double())
+    with pytest.raises(ValueError, match="expected float32, bfloat16 or float16, got torch.float64"):
+        moe.moe_forward(x.double(), ex64, r.expert, r.weight.double(), method="grouped")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        moe.moe_forward(x, ex, r.expert, r.weight, method="fast")
+
+
+@pytest.mark.parametrize("tokens,experts,cf,k,expected", CAPACITY_CASES)
+def test_expert_capacity_formula(tokens, experts, cf, k, expected):
+    assert moe.expert_capacity(tokens, experts, cf, k) == expected == math.ceil(tokens / experts * cf) * k
+
+
+@pytest.mark.parametrize("choices,capacity,expected", DROP_CASES)
+def test_capacity_drops_exactly_the_assignments_over_capacity_in_arrival_order(choices, capacity, expected):
+    expert = torch.tensor(choices)
+    experts = int(expert.max()) + 1
+    c = moe.apply_capacity(expert, experts, capacity)
+    assert c.keep.tolist() == [[bool(v) for v in row] for row in expected]
+    assert c.load.tolist() == [min(int(w), capacity) for w in c.wanted]
+    assert (c.dropped == c.wanted - c.load).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 3), st.integers(0, 12), st.integers(0, 10**6))
+def test_capacity_matches_reference_loop(tokens, experts, k, capacity, seed):
+    k = min(k, experts)
+    g = torch.Generator().manual_seed(seed)
+    expert = torch.stack([torch.randperm(experts, generator=g)[:k] for _ in range(tokens)])
+    c = moe.apply_capacity(expert, experts, capacity)
+    assert torch.equal(c.keep, moe.apply_capacity_reference(expert, experts, capacity))
+    assert int(c.load.max()) <= capacity
+    # every expert keeps exactly its first min(wanted, capacity) arrivals
+    flat, keep = expert.reshape(-1), c.keep.reshape(-1)
+    for e in range(experts):
+        kept = keep[flat == e]
+        n = min(int((flat == e).sum()), capacity)
+        assert kept[:n].all() and not kept[n:].any()
+
+
+def test_dropless_keeps_everything():
+    expert = torch.tensor([[0, 1]] * 9)
+    c = moe.apply_capacity(expert, 3, None)
+    assert c.keep.all() and c.load.tolist() == [9, 9, 0] and c.dropped_tokens == 0
+    np.testing.assert_allclose(moe.utilisation(c.load, 9, 2), [1.5, 1.5, 0.0])  # expert 2 is dead
+
+
+@pytest.mark.parametrize("experts", [2, 4, 8, 64])
+@pytest.mark.parametrize("alpha", [1.0, 0.01])
+def test_balancing_loss_is_alpha_for_perfectly_uniform_routing(experts, alpha):
+    tokens = experts * 5
+    probs = torch.full((tokens, experts), 1.0 / experts)
+    expert = (torch.arange(tokens) % experts).unsqueeze(1)
+    assert moe.load_balancing_loss(probs, expert, alpha=alpha).item() == pytest.approx(alpha)
+
+
+def test_balancing_loss_is_E_when_everything_goes_to_one_expert():
+    probs = torch.zeros(10, 8)
+    probs[:, 3] = 1.0
+    expert = torch.full((10, 1), 3)
+    assert moe.load_balancing_loss(probs, expert, alpha=1.0).item() == pytest.approx(8.0)
+
+
+def test_z_loss_of_zero_logits_is_log_E_squared():
+    assert moe.router_z_loss(torch.zeros(5, 8)).item() == pytest.approx(math.log(8) ** 2)
+    assert moe.router_z_loss(torch.zeros(5, 8), beta=1e-3).item() == pytest.approx(1e-3 * math.log(8) ** 2)
+
+
+def test_route_weights_are_renormalised_top_k():
+    x, gate, _, r = _setup(30, 8, 16, 6, 3)
+    torch.testing.assert_close(r.weight.sum(1), torch.ones(30))
+    assert torch.equal(r.expert, r.probs.topk(3, dim=1).indices)
+    assert (r.weight[:, :-1] >= r.weight[:, 1:]).all()
+
+
+def test_temperature_and_skew_change_the_routing():
+    x, gate, _, _ = _setup(200, 16, 16, 8, 2)
+    hot = moe.route(x, gate, 2, temperature=100.0)
+    assert float(hot.probs.max()) < 0.2  # near uniform 1/8
+    plain = moe.route(x, gate, 2)
+    skewed = moe.route(x, gate, 2, skew=8.0)
+    assert (skewed.expert == 0).sum() > (plain.expert == 0).sum()
+    assert moe.load_balancing_loss(skewed.probs, skewed.expert, 1.0) > moe.load_balancing_loss(
+        plain.probs, plain.expert, 1.0)
+
+
+def test_jitter_perturbs_only_when_asked():
+    x, gate, _, r = _setup(50, 8, 16, 4, 1)
+    again = moe.route(x, gate, 1, jitter=0.0)
+    assert torch.equal(r.logits, again.logits)
+    noisy = moe.route(x, gate, 1, jitter=0.3, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(r.logits, noisy.logits)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"k": 9}, r"top-k: expected an integer in \[1, 8\], got 9"),
+    ({"capacity_factor": -1.0}, "capacity factor: expected"),
+    ({"tokens": 0}, "tokens: expected"),
+    ({"temperature": 0.0}, "temperature: expected"),
+])
+def test_routing_spec_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        moe.RoutingSpec(**kwargs)
+
+
+def test_routing_example_rows_are_consistent():
+    res = moe.routing_example(moe.RoutingSpec(tokens=64, experts=8, k=2, capacity_factor=0.5))
+    rows = res.expert_rows()
+    assert sum(r["wanted"] for r in rows) == 128
+    assert all(r["load"] <= 8 and r["load"] + r["dropped"] == r["wanted"] for r in rows)
+    assert res.z_loss > 0 and res.balance_loss > 0
+    assert res.cap.dropped_tokens >= int(res.cap.dropped.sum()) / 2  # k=2: a token drops at most 2
+
+
+def test_mixtral_preset_matches_the_chapter():
+    p = moe.param_count(moe.MIXTRAL_8X7B)
+    assert p["total"] / 1e9 == pytest.approx(46.7, abs=0.05)
+    assert p["active"] / 1e9 == pytest.approx(12.9, abs=0.05)
+    assert p["experts_total"] == 4 * p["experts_active"]  # 8 experts held, 2 used
+
+
+def test_layer_params():
+    p = moe.layer_params(d_model=4, d_ff=16, experts=8, k=2)
+    assert p["total"] == 8 * 2 * 4 * 16 + 4 * 8
+    assert p["active"] == 2 * 2 * 4 * 16 + 4 * 8
+    with pytest.raises(ValueError, match="top-k"):
+        moe.layer_params(4, 16, 2, 3)
+
+
+def test_train_router_rows_tiny():
+    rows = list(moe.train_router_rows(experts=3, k=2, alpha=0.5, epochs=2, batch=256))
+    assert len(rows) == moe.train_router_plan_total(2, 3)
+    df = pd.DataFrame(rows)
+    assert set(df["variant"]) == {"no balancing loss", "balancing alpha=0.5"}
+    epochs = df[df["kind"] == "epoch"]
+    assert (epochs["test_accuracy"] > 0.3).all()  # well above chance (0.1) already
+    loads = epochs[[f"load_e{e}" for e in range(3)]].to_numpy()
+    np.testing.assert_allclose(loads.sum(1), 1.0, atol=1e-3)
+    spec = df[df["kind"] == "specialisation"][[f"class_{c}" for c in range(10)]].to_numpy()
+    np.testing.assert_allclose(spec.reshape(2, 3, 10).sum(1), 1.0, atol=1e-3)
+
+
+def test_timing_sweep_rows_tiny():
+    spec = moe.SweepSpec(d_model=16, experts=4, k=2, batches=(1, 4), min_run_time=0.001,
+                         device="cpu")
+    rows = list(moe.timing_sweep_rows(spec))
+    assert len(rows) == spec.total == 10
+    df = pd.DataFrame(rows)
+    assert (df.loc[df["variant"] == "dense_1x", "ratio_vs_dense_1x"] == 1.0).all()
+    ok = df[df["status"] == "ok"]
+    assert (ok["time_ms"] > 0).all()
+    dense_total = df[df["variant"] == "dense_total"].iloc[0]
+    moe_row = df[df["variant"].str.startswith("moe_")].iloc[0]
+    assert dense_total["params"] == pytest.approx(moe_row["params"], rel=0.02)  # equal total
+    summary = moe.sweep_summary(rows)
+    assert {s["variant"] for s in summary} <= {"moe_grouped", "moe_loop"} and summary
+
+
+def test_sweep_spec_validation():
+    with pytest.raises(ValueError, match="dtype: expected one of"):
+        moe.SweepSpec(dtype="int8")
+    with pytest.raises(ValueError, match="batches: expected at least one"):
+        moe.SweepSpec(batches=())
+    assert moe.powers_of_two(1, 16) == (1, 2, 4, 8, 16)
+
+
+def test_load_reference_sweep(tmp_path):
+    assert moe.load_reference_sweep(tmp_path) is None
+    (tmp_path / "moe").mkdir()
+    pd.DataFrame([{"batch": 1, "variant": "dense_1x", "status": "ok", "time_ms": 1.0,
+                   "ratio_vs_dense_1x": 1.0, "device": "NVIDIA H100", "dtype": "bfloat16",
+                   "d_model": 2048, "date_utc": "2026-11-22T07:15:00Z"}]).to_csv(
+        tmp_path / "moe" / "moe_timing.csv", index=False)
+    rows, label = moe.load_reference_sweep(tmp_path)
+    assert len(rows) == 1 and "NVIDIA H100" in label and "2026-11-22" in label
+    pd.DataFrame([{"x": 1}]).to_csv(tmp_path / "moe" / "moe_timing.csv", index=False)
+    with pytest.raises(ValueError, match="expected columns"):
+        moe.load_reference_sweep(tmp_path)
+
+
+def test_digits_arrays_are_sklearn_digits():
+    x, y = moe.load_digits_arrays()
+    assert x.shape == (1797, 64) and y.shape == (1797,)
+    assert sorted(set(y.tolist())) == list(range(10)) and 0 <= x.min() and x.max() == 16
