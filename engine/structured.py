@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,8 +401,8 @@ class Butterfly(StructuredMatrix):
     def config(self) -> str:
         bitrev = np.array_equal(self.perm, bit_reversal(self.shape[0]))
         ident = np.array_equal(self.perm, np.arange(self.shape[0]))
-        p = "bit-reversal" if bitrev and not ident else ("identity" if ident else "custom")
-        return f"{self.levels} factors, input permutation {p}"
+        p = "" if ident else (", bit-rev. input" if bitrev else ", permuted input")
+        return f"{self.levels} factors{p}"
 
     @property
     def dtype(self):
@@ -799,6 +800,7 @@ class MagnitudeSparse(StructuredMatrix):
 
         dt = _torch_dtype(dtype)
         csr = self.csr()
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
         W = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int32),
                                     torch.as_tensor(csr.indices, dtype=torch.int32),
                                     torch.as_tensor(csr.data.real), size=self.shape)

@@ -1,0 +1,230 @@
+"""engine.structured: fast == reference == to_dense() @ x for every family, exact
+recovery where the family contains the target, Pareto rows, the timing sweep."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+from engine import structured as st
+
+# (name, builder) of operators with random values, real and complex
+OPERATORS = [
+    ("lowrank r=3", lambda n: st.LowRank.random(n, 3, seed=1)),
+    ("monarch b=2", lambda n: st.Monarch.random(n, 2, seed=2)),
+    ("monarch b=4", lambda n: st.Monarch.random(n, 4, seed=3)),
+    ("butterfly", lambda n: st.Butterfly.random(n, seed=4)),
+    ("butterfly dft", lambda n: st.Butterfly.dft(n)),
+    ("butterfly hadamard", lambda n: st.Butterfly.hadamard(n)),
+    ("circulant", lambda n: st.Circulant.random(n, seed=5)),
+    ("circulant complex", lambda n: st.Circulant(np.exp(1j * np.arange(n)))),
+    ("toeplitz", lambda n: st.Toeplitz.random(n, seed=6)),
+    ("sparse", lambda n: st.MagnitudeSparse.random(n, 3 * n, seed=7)),
+    ("dense", lambda n: st.Dense.random(n, seed=8)),
+]
+SIZES = (16, 64)
+
+# (family, builder of a matrix inside the family, fit) -> exact recovery
+EXACT = [
+    ("lowrank", lambda n: st.LowRank.random(n, 5, seed=11).to_dense(), lambda A: st.LowRank.fit(A, 5)),
+    ("monarch square", lambda n: st.Monarch.random(n, math.isqrt(n), seed=12).to_dense(),
+     lambda A: st.Monarch.fit(A, math.isqrt(A.shape[0]))),
+    ("monarch b=2", lambda n: st.Monarch.random(n, 2, seed=13).to_dense(), lambda A: st.Monarch.fit(A, 2)),
+    ("butterfly dft", lambda n: st.dft_matrix(n), lambda A: st.Butterfly.fit(A, steps=0)),
+    ("butterfly hadamard", lambda n: st.hadamard_matrix(n), lambda A: st.Butterfly.fit(A, steps=0)),
+    ("butterfly random", lambda n: st.Butterfly.random(n, seed=14).to_dense(), lambda A: st.Butterfly.fit(A, steps=0)),
+    ("circulant", lambda n: st.Circulant.random(n, seed=15).to_dense(), st.Circulant.fit),
+    ("toeplitz", lambda n: st.Toeplitz.random(n, seed=16).to_dense(), st.Toeplitz.fit),
+    ("kernel is toeplitz", lambda n: st.kernel_matrix(n), st.Toeplitz.fit),
+]
+
+# (n, family) -> parameter count formula
+PARAMS = [
+    (64, lambda: st.LowRank.random(64, 4), 2 * 64 * 4),
+    (64, lambda: st.Monarch.random(64, 8), 2 * 64 * 8),
+    (64, lambda: st.Monarch.random(64, 4), 2 * 64 * 16),
+    (64, lambda: st.Butterfly.random(64), 2 * 64 * 6),
+    (64, lambda: st.Circulant.random(64), 64),
+    (64, lambda: st.Toeplitz.random(64), 127),
+]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name,build", OPERATORS, ids=[o[0] for o in OPERATORS])
+def test_fast_equals_reference_equals_dense(name, build, n):
+    op = build(n)
+    x = np.random.default_rng(0).standard_normal((3, n))
+    dense = x @ op.to_dense().T
+    np.testing.assert_allclose(op.apply(x), dense, atol=1e-10)
+    np.testing.assert_allclose(op.apply_reference(x), dense, atol=1e-10)
+    # a single vector gives a vector
+    np.testing.assert_allclose(op.apply(x[0]), dense[0], atol=1e-10)
+
+
+@pytest.mark.parametrize("name,build", [o for o in OPERATORS if "complex" not in o[0] and o[0] not in
+                                        ("butterfly dft",)], ids=lambda v: v if isinstance(v, str) else "")
+def test_torch_path_equals_dense(name, build):
+    torch = pytest.importorskip("torch")
+    op = build(64)
+    x = np.random.default_rng(1).standard_normal((5, 64))
+    y = op.torch_apply("cpu", "float64")(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(y, x @ op.to_dense().T, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name,build,fit", EXACT, ids=[e[0] for e in EXACT])
+def test_exact_recovery_when_the_family_contains_the_target(name, build, fit, n):
+    A = build(n)
+    assert st.relative_error(A, fit(A).to_dense()) < 1e-9
+
+
+@pytest.mark.parametrize("n,build,expected", PARAMS)
+def test_parameter_counts(n, build, expected):
+    op = build()
+    assert op.n_params == expected
+    assert op.flops(3) > 0
+    assert f"{n}x{n}" in repr(op) and "params=" in repr(op)
+
+
+def test_dft_butterfly_is_cooley_tukey_with_bit_reversal():
+    op = st.Butterfly.dft(32)
+    np.testing.assert_allclose(op.to_dense(), st.dft_matrix(32), atol=1e-12)
+    assert np.array_equal(op.perm, st.bit_reversal(32))
+    assert "bit-rev" in op.config
+    # and the fit finds it without being told
+    fitted = st.Butterfly.fit(st.dft_matrix(32))
+    assert np.array_equal(fitted.perm, st.bit_reversal(32))
+
+
+def test_butterfly_gradient_descent_improves_on_the_projection():
+    A = st.gaussian_matrix(32, seed=3)
+    start = st.relative_error(A, st.Butterfly.fit(A, steps=0).to_dense())
+    refined = st.relative_error(A, st.Butterfly.fit(A, steps=60).to_dense())
+    assert refined < start - 1e-3
+
+
+def test_lowrank_fit_is_eckart_young():
+    A = st.gaussian_matrix(32, seed=4)
+    s = np.linalg.svd(A, compute_uv=False)
+    err = np.linalg.norm(A - st.LowRank.fit(A, 6).to_dense())
+    assert err == pytest.approx(math.sqrt((s[6:] ** 2).sum()), rel=1e-9)
+
+
+def test_circulant_fit_is_the_closest_circulant():
+    A = st.gaussian_matrix(16, seed=5)
+    best = st.Circulant.fit(A)
+    base = np.linalg.norm(A - best.to_dense())
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # any perturbation of the first column is worse
+        other = st.Circulant(best.c + 0.01 * rng.standard_normal(16))
+        assert np.linalg.norm(A - other.to_dense()) > base
+
+
+def test_monarch_projection_beats_random_perturbations():
+    A = st.gaussian_matrix(16, seed=6)
+    best = st.Monarch.fit(A, 4)
+    base = np.linalg.norm(A - best.to_dense())
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        other = st.Monarch(best.L + 0.01 * rng.standard_normal(best.L.shape), best.R)
+        assert np.linalg.norm(A - other.to_dense()) > base
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=hst.integers(2, 5), seed=hst.integers(0, 10_000), fam=hst.sampled_from(["monarch", "butterfly", "toeplitz"]))
+def test_hypothesis_fast_equals_dense(k, seed, fam):
+    n = 2 ** k if fam != "monarch" else 4 ** (k // 2 + 1)
+    op = {"monarch": lambda: st.Monarch.random(n, int(math.isqrt(n)), seed),
+          "butterfly": lambda: st.Butterfly.random(n, seed),
+          "toeplitz": lambda: st.Toeplitz.random(n, seed)}[fam]()
+    x = np.random.default_rng(seed).standard_normal((2, n))
+    np.testing.assert_allclose(op.apply(x), x @ op.to_dense().T, atol=1e-9)
+
+
+BAD_INPUTS = [
+    (lambda: st.LowRank.fit(np.zeros((4, 4)), 9), "rank"),
+    (lambda: st.Monarch.fit(np.eye(8), 4), "nblocks"),
+    (lambda: st.Butterfly.fit(np.eye(6)), "power of 2"),
+    (lambda: st.Circulant.fit(np.ones((3, 4))), "square"),
+    (lambda: st.make_target("nope", 64), "target"),
+    (lambda: st.LowRank.random(8, 2).apply(np.ones(7)), "last dimension"),
+    (lambda: st.SweepSpec(n=100), "power of 2"),
+    (lambda: st.SweepSpec(n=256, monarch_blocks=3), "nblocks"),
+    (lambda: st.fits_at_budget(np.eye(8), 0), "budget"),
+]
+
+
+@pytest.mark.parametrize("call,word", BAD_INPUTS)
+def test_bad_inputs_say_expected_got(call, word):
+    with pytest.raises(ValueError, match="expected") as info:
+        call()
+    assert word in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["gaussian", "kernel", "dft", "conv"])
+def test_targets_and_pareto_rows(target):
+    tg = st.make_target(target, 64)
+    assert tg.matrix.shape == (64, 64)
+    rows = st.pareto_rows(tg.matrix, butterfly_steps=10)
+    fams = {r["family"] for r in rows}
+    assert fams == set(st.FAMILIES)
+    assert all(0 <= r["rel_error"] <= 1.0 + 1e-9 for r in rows)
+    # sparse appears at every parameter count a structured family uses
+    counts = {r["params"] for r in rows if r["family"] != "sparse"}
+    assert counts <= {r["params"] for r in rows if r["family"] == "sparse"}
+    # low-rank error falls as the rank grows
+    low = [r["rel_error"] for r in sorted((r for r in rows if r["family"] == "lowrank"), key=lambda r: r["params"])]
+    assert all(a >= b - 1e-12 for a, b in zip(low, low[1:]))
+
+
+def test_conv_target_comes_from_lowering_and_matches_torch():
+    torch = pytest.importorskip("torch")
+    A = st.conv_matrix(64, seed=0)  # 8 x 8 image
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 1, 3, 3, generator=g)
+    x = torch.randn(1, 1, 8, 8)
+    y = torch.nn.functional.conv2d(x, w, padding=1).reshape(-1).numpy()
+    np.testing.assert_allclose(A @ x.reshape(-1).numpy(), y, atol=1e-5)
+
+
+def test_structure_wins_where_it_should():
+    # the DFT: butterfly exact, low-rank and sparse at the same count far off
+    A = st.dft_matrix(64)
+    fits = {f["family"]: f for f in st.fits_at_budget(A, 64 * 64 // 4)}
+    assert fits["butterfly"]["rel_error"] < 1e-9
+    assert fits["lowrank"]["rel_error"] > 0.5 and fits["sparse"]["rel_error"] > 0.5
+    # a tight budget leaves Monarch out, with the reason
+    tight = {f["family"]: f for f in st.fits_at_budget(A, 200)}
+    assert tight["monarch"]["op"] is None and "over budget" in tight["monarch"]["note"]
+
+
+def test_digits_weight_is_trained_once_and_cached(tmp_path):
+    first = st.digits_weight(16, folder=tmp_path, epochs=3)
+    assert first.weight.shape == (16, 16) and not first.cached
+    assert first.test_accuracy > 0.3  # well above chance (0.1) even after 3 epochs
+    again = st.digits_weight(16, folder=tmp_path, epochs=3)
+    assert again.cached
+    np.testing.assert_array_equal(again.weight, first.weight)
+
+
+def test_timing_sweep_yields_rows_and_reports_unavailable():
+    pytest.importorskip("torch")
+    spec = st.SweepSpec(n=64, batches=(1, 8), dtypes=("float32", "float16"), rank=4, monarch_blocks=4,
+                        repeats=2, max_total_s=0.05)
+    rows = list(st.timing_sweep(spec, "cpu", "test cpu"))
+    assert len(rows) == spec.total
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert all(r["median_s"] > 0 for r in ok)
+    dense32 = [r for r in ok if r["name"] == "dense" and r["dtype"] == "float32"]
+    assert all(r["speedup_vs_dense"] == pytest.approx(1.0) for r in dense32)
+    # every row is either measured or says why not; never a number for an unavailable one
+    for r in rows:
+        assert (r["status"] == "ok") == (r["median_s"] is not None)
+        assert r["status"] == "ok" or r["status"].startswith("unavailable: ")
+    low = next(r for r in rows if r["name"] == "lowrank")
+    assert low["theoretical_speedup"] == pytest.approx(64 * 64 / (2 * 64 * 4))
+    table = st.comparison_table(rows, dtype="float32")
+    assert [t["matrix type"] for t in table] == [c[0] for c in st.CHAPTER_TABLE]
+    ref = st.reference_comparison(rows, n=64, batch=8)
+    assert ref[0]["issue reference speedup (H200)"] == 15.3 and ref[0]["lab speedup"] is not None
