@@ -144,7 +144,7 @@ def _pattern_section() -> html.Section:
                      help="for unstructured and block; N:M fixes its own"),
             labelled("Block size b (b x b)",
                      dcc.Slider(id=f"{P}-block", min=0, max=len(BLOCK_SIZES) - 1, step=1, value=3,
-                                marks=marks)),
+                                marks=marks, allow_direct_input=False)),
             labelled("N:M pattern",
                      dcc.RadioItems(id=f"{P}-nm", value="2:4", inline=True,
                                     options=[{"label": f" {k} ", "value": k} for k in NM_PRESETS])),
@@ -293,7 +293,7 @@ def draw_patterns(sparsity, block_index, nm, size):
     except ValueError as exc:
         return dash.no_update, [], [], error_message(exc)
     frame = pd.DataFrame(rows)
-    return pattern_heatmaps(weight, masks, rows), rows, table_columns(frame), None
+    return pattern_heatmaps(weight, masks, rows, max_cells=256), rows, table_columns(frame), None
 
 
 @callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))

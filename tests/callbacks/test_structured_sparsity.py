@@ -30,7 +30,7 @@ def test_patterns_update_with_the_sliders(sparsity, block_index, nm, size):
     n, m = map(int, nm.split(":"))
     assert by[nm]["sparsity"] == pytest.approx(1 - n / m)
     assert all(r["violations"] == 0 for r in data)
-    assert max(max(len(row) for row in trace.z) for trace in fig.data) <= 128  # aggregated
+    assert max(max(len(row) for row in trace.z) for trace in fig.data) <= 256  # aggregated
     assert {c["id"] for c in columns} >= {"pattern", "sparsity", "energy_kept"}
 
 

@@ -1,0 +1,86 @@
+"""/structured-sparsity in a real browser: sliders, a tiny timing sweep, a tiny accuracy run."""
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def wait_for_content(page, selector: str, text: str, timeout: float = 30_000) -> None:
+    """Like wait_for_text, but on textContent (plot titles live in SVG)."""
+    page.wait_for_function(
+        "([sel, txt]) => { const e = document.querySelector(sel); return e && e.textContent.includes(txt); }",
+        arg=[selector, text], timeout=timeout)
+
+
+def _untick(page, checklist: str, labels: list[str]) -> None:
+    for label in labels:
+        page.locator(f"{checklist} label").filter(has_text=f" {label} ").first.click()
+
+
+def _fill(page, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Enter")
+
+
+def test_sliders_update_the_three_patterns(app_server, page):
+    page.goto(app_server + "/structured-sparsity")
+    page.wait_for_selector("#ss-heatmaps .heatmaplayer")
+    wait_for_content(page, "#ss-heatmaps", "block 16x16: 75.0 % zeros")
+    wait_for_content(page, "#ss-heatmaps", "2:4: 50.0 % zeros")
+    page.focus("#ss-block [role=slider]")
+    page.keyboard.press("ArrowRight")
+    wait_for_content(page, "#ss-heatmaps", "block 32x32: 75.0 % zeros")
+    page.focus("#ss-sparsity [role=slider]")
+    page.keyboard.press("End")
+    wait_for_content(page, "#ss-heatmaps", "unstructured: 99.0 % zeros")
+    wait_for_content(page, "#ss-heatmaps", "block 32x32: 98.4 % zeros")  # 1 tile of 64 kept
+    page.locator("#ss-nm label").filter(has_text="1:4").click()
+    wait_for_content(page, "#ss-heatmaps", "1:4: 75.0 % zeros")
+    wait_for_text(page, "#ss-pattern-table", "block 32x32")
+    assert page.locator("#ss-heatmaps .heatmaplayer .hm").count() == 3
+
+
+def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path):
+    page.goto(app_server + "/structured-sparsity")
+    page.wait_for_selector("#ss-time-job-run")
+    page.click("#ss-t-size")
+    page.get_by_role("dialog").get_by_role("option", name="64", exact=True).click()
+    _untick(page, "#ss-t-blocks", ["16", "32"])
+    _untick(page, "#ss-t-sparsities", ["0.75", "0.95"])
+    _fill(page, "#ss-t-repeats", "2")
+    page.click("#ss-time-job-run")
+    wait_for_text(page, "#ss-time-job-status", "done", timeout=90_000)
+    # one block size x 2 sparsities x 5 CPU backends + dense and 2:4
+    wait_for_text(page, "#ss-time-job-status", "12 rows")
+    page.wait_for_selector("#ss-speedup .scatterlayer .trace")
+    wait_for_content(page, "#ss-speedup", "torch-bsr b4")
+    wait_for_content(page, "#ss-nm-plot", "needs an NVIDIA GPU (sm80+)")
+    with page.expect_download() as dl:
+        page.click("#ss-time-job-csv")
+    dl.value.save_as(tmp_path / "timing.csv")
+    frame = pd.read_csv(tmp_path / "timing.csv")
+    assert len(frame) == 12 and set(frame["block"]) == {4}
+    nm = frame[frame["backend"] == "torch-2:4"]
+    assert list(nm["status"]) == ["unsupported"] and nm["median_s"].isna().all()
+    ok = frame[frame["status"] == "ok"]
+    assert (ok["median_s"] > 0).all() and ok["device_name"].str.startswith("CPU").all()
+
+    _untick(page, "#ss-a-models", ["CNN"])
+    _untick(page, "#ss-a-patterns", ["block 4x4", "block 16x16"])
+    _untick(page, "#ss-a-sparsities", ["75 %", "90 %"])
+    _fill(page, "#ss-a-epochs", "2")
+    _fill(page, "#ss-a-finetune", "1")
+    page.click("#ss-acc-job-run")
+    wait_for_text(page, "#ss-acc-job-status", "done", timeout=90_000)
+    wait_for_text(page, "#ss-acc-job-status", "3 rows")
+    page.wait_for_selector("#ss-acc-plot .barlayer .trace")
+    wait_for_text(page, "#ss-acc-table", "unstructured")
+    assert "ResNet-50" in page.inner_text("#ss-chapter")
+    with page.expect_download() as dl:
+        page.click("#ss-acc-job-csv")
+    dl.value.save_as(tmp_path / "acc.csv")
+    acc = pd.read_csv(tmp_path / "acc.csv")
+    assert list(acc["pattern"]) == ["dense", "unstructured", "2:4"]
+    assert (acc["acc_dense"] > 0.3).all()
