@@ -1,0 +1,117 @@
+"""/structured-matrices callbacks called as plain functions."""
+from __future__ import annotations
+
+import dash
+import pandas as pd
+import pytest
+
+if not dash.page_registry or "pages.structured_matrices" not in dash.page_registry:
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+from pages import structured_matrices as page  # noqa: E402
+
+from engine import structured as st  # noqa: E402
+
+# (target, size, budget exponent) -> the words of the message shown
+BAD_ANALYSIS = [
+    ("nope", 64, 3, "target: expected one of"),
+    ("kernel", 100, 3, "size: expected one of"),
+    ("kernel", 64, 0, "budget: expected an integer in [1, 8]"),
+    ("kernel", 64, "x", "budget: expected"),
+    (None, None, None, "target: expected"),
+]
+GOOD_SWEEP = dict(n=256, batches=[1, 16], dtypes=["float32"], rank=8, blocks=4)
+BAD_SWEEP = [
+    (dict(n=100), "size n: expected one of"),
+    (dict(batches=[]), "batches: expected at least one"),
+    (dict(batches=[3]), "batch: expected one of"),
+    (dict(dtypes=["int8"]), "dtype: expected one of"),
+    (dict(rank=0), "rank: expected"),
+    (dict(blocks=3), "nblocks: expected"),
+    (dict(blocks="many"), "Monarch blocks: expected"),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_rows():
+    spec = st.SweepSpec(n=64, batches=(1, 4), dtypes=("float32",), rank=4, monarch_blocks=4,
+                        repeats=2, max_total_s=0.05)
+    return list(st.timing_sweep(spec, "cpu", "test cpu"))
+
+
+def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    info, pareto, rows, table, heat = page.update_analysis("dft", 64, 2)
+    assert "DFT" in str(info) and f"{64 * 64 // 4:,}" in str(info)
+    names = {t.name for t in pareto.data}
+    assert {"Low-rank", "Monarch", "Butterfly", "Sparse (magnitude-pruned)"} <= names
+    assert pareto.layout.xaxis.title.text.startswith("parameters")
+    assert pareto.layout.yaxis.title.text.startswith("relative error")
+    bfly = next(r for r in rows if r["family"] == "butterfly")
+    assert bfly["rel_error"] < 1e-9
+    assert len(table.data) == len(st.FAMILIES)
+    assert all(pd.isna(r["params"]) or r["params"] <= 64 * 64 // 4 for r in table.data)
+    titles = [a.text for a in heat.layout.annotations]
+    assert titles[0].startswith("target") and len(titles) == len(st.FAMILIES) + 2
+
+
+def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    tight = page.update_analysis("kernel", 64, 5)[3].data  # 128 parameters
+    loose = page.update_analysis("kernel", 64, 1)[3].data
+    t = {r["family"]: r for r in tight}
+    lo = {r["family"]: r for r in loose}
+    assert pd.isna(t["Monarch"]["params"]) and "over budget" in t["Monarch"]["note"]
+    assert lo["Monarch"]["params"] > 0
+    assert lo["Low-rank"]["relative error"] <= t["Low-rank"]["relative error"]
+
+
+@pytest.mark.parametrize("target,size,budget,words", BAD_ANALYSIS)
+def test_analysis_shows_bad_input_as_a_message(target, size, budget, words):
+    info, pareto, rows, table, heat = page.update_analysis(target, size, budget)
+    assert "msg-error" in info.className and words in str(info.children)
+    assert rows == []
+
+
+@pytest.mark.parametrize("change,words", BAD_SWEEP)
+def test_plan_rejects_bad_widgets(change, words):
+    with pytest.raises(ValueError, match=words.replace("[", r"\[")):
+        page.plan_sweep(**{**GOOD_SWEEP, **change})
+
+
+def test_plan_sizes_the_job_and_its_rows_run_on_cpu():
+    job = page.plan_sweep(**GOOD_SWEEP)
+    assert job.total == 2 * 8 and job.params["n"] == 256
+    first = next(iter(job.rows))
+    assert first["name"] == "dense" and first["device"] == "cpu" and first["median_s"] > 0
+
+
+def test_timing_view_from_this_run(sweep_rows):
+    fig, rows, msgs, compare, ref = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
+    assert len(rows) == len(sweep_rows)
+    assert fig.layout.xaxis.title.text.startswith("batch")
+    assert any("dense" in (t.name or "").lower() for t in fig.data)
+    assert compare.data[0]["matrix type"] == "Dense"
+    assert ref.data[0]["lab speedup"] is not None  # compared at the largest (n, batch) measured
+
+
+def test_timing_view_empty_and_bad_source():
+    fig, rows, msgs, compare, ref = page.update_timing([], page.THIS_RUN, "float32")
+    assert rows == [] and "No sweep rows yet" in str(msgs)
+    fig, rows, msgs, *_ = page.update_timing([], "/etc/passwd", "float32")
+    assert "msg-error" in msgs.className and "expected a CSV under benchmarks/results" in str(msgs.children)
+
+
+def test_reference_csv_is_listed_and_loaded(tmp_path, monkeypatch, sweep_rows):
+    monkeypatch.setattr(page, "RESULTS", tmp_path)
+    (tmp_path / "structured").mkdir()
+    path = tmp_path / "structured" / "structured_timing.csv"
+    pd.DataFrame(sweep_rows).to_csv(path, index=False)
+    assert page.reference_files() == [path]
+    assert "test cpu" in page._source_label(path)
+    fig, rows, msgs, compare, ref = page.update_timing([], str(path), "float32")
+    assert len(rows) == len(sweep_rows) and "test cpu" in str(msgs)
+
+
+def test_budget_params():
+    assert page.budget_params(256, 3) == 8192
+    assert page.budget_params(64, 8) == 16
