@@ -1,0 +1,147 @@
+"""Figures of the /attention page: mask heatmaps, attention weights, the timing sweep."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+BLUE = "#2f6fdb"
+FONT = dict(size=12)
+HEIGHT = 420
+
+
+def _base(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, font=FONT,
+                      margin=dict(l=60, r=20, t=50, b=50), plot_bgcolor="#fff")
+    return fig
+
+
+def _cell_axis(n: int, factor: int) -> np.ndarray:
+    """Centre position (in tokens or blocks) of each pooled cell."""
+    return np.arange(n) * factor + (factor - 1) / 2
+
+
+def mask_heatmap(pooled, factor: int, title: str, unit: str = "token") -> go.Figure:
+    """Token mask (or its pooled density when factor > 1); query 0 at the top."""
+    z = np.asarray(pooled, dtype=float)
+    label = "kept" if factor == 1 else f"kept fraction ({factor}x{factor} {unit}s per cell)"
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0, zmax=1,
+        colorscale=[[0, "#ffffff"], [1, BLUE]], colorbar=dict(title=dict(text=label, side="right"),
+                                                               thickness=12),
+        hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{'kept' if factor == 1 else 'fraction'} %{{z:.2f}}"
+                      "<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=f"query position ({unit})")
+    fig.update_xaxes(title=f"key position ({unit})", side="bottom")
+    return _base(fig, title)
+
+
+BLOCK_COLORS = ["#ffffff", "#9ec5f7", "#1f4fa8"]
+
+
+def block_heatmap(blocks, block: int, title: str, factor: int = 1) -> go.Figure:
+    """Block mask: 0 empty (skipped), 1 partial (mask applied), 2 full (no mask needed).
+
+    When ``factor`` > 1 the grid is pooled and shows the mean state per cell."""
+    z = np.asarray(blocks, dtype=float)
+    scale = [[0, BLOCK_COLORS[0]], [0.5, BLOCK_COLORS[1]], [1, BLOCK_COLORS[2]]]
+    if factor == 1:
+        scale = [[0, BLOCK_COLORS[0]], [1 / 3, BLOCK_COLORS[0]], [1 / 3, BLOCK_COLORS[1]],
+                 [2 / 3, BLOCK_COLORS[1]], [2 / 3, BLOCK_COLORS[2]], [1, BLOCK_COLORS[2]]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0, zmax=2,
+        colorscale=scale, xgap=1 if z.shape[1] <= 64 else 0, ygap=1 if z.shape[0] <= 64 else 0,
+        colorbar=dict(tickvals=[1 / 3, 1, 5 / 3], ticktext=["empty", "partial", "full"],
+                      thickness=12),
+        hovertemplate="query block %{y}<br>key block %{x}<br>state %{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=f"query block ({block} tokens)")
+    fig.update_xaxes(title=f"key block ({block} tokens)")
+    return _base(fig, title)
+
+
+def weights_heatmap(weights, factor: int, title: str) -> go.Figure:
+    """Attention weights (rows sum to 1), on a square-root colour scale so small weights show."""
+    z = np.sqrt(np.asarray(weights, dtype=float))
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0,
+        colorscale="Viridis", colorbar=dict(title=dict(text="sqrt(weight)", side="right"), thickness=12),
+        customdata=np.asarray(weights, dtype=float),
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{customdata:.3g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="query position (token)")
+    fig.update_xaxes(title="key position (token)")
+    return _base(fig, title)
+
+
+def _ok(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows or []))
+    if frame.empty or "status" not in frame:
+        return pd.DataFrame()
+    frame = frame[frame["status"] == "ok"].copy()
+    for col in ("seq_len", "kernel_ms", "speedup_vs_causal", "theory_vs_causal", "mask_build_ms",
+                "compile_s", "block_theory_vs_causal"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+IMPL_DASH = {"flex": "solid", "sdpa-masked": "dot"}
+
+
+def crossover_figure(rows, title: str = "Speedup over dense causal attention (SDPA flash)") -> go.Figure:
+    """Measured t(SDPA causal) / t(impl) per mask and implementation against sequence
+    length, beside the FLOPs theory; above 1 the masked kernel beats dense flash."""
+    frame = _ok(rows)
+    fig = go.Figure()
+    if frame.empty:
+        fig.add_annotation(text="no measured rows yet", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    else:
+        palette = ["#2f6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#e67700", "#0b7285",
+                   "#5f3dc4", "#495057", "#a61e4d"]
+        masks = [m for m in dict.fromkeys(frame["mask"]) if m not in ("causal", "full")]
+        for i, mask in enumerate(masks):
+            color = palette[i % len(palette)]
+            sub = frame[frame["mask"] == mask]
+            for impl in ("flex", "sdpa-masked"):
+                part = sub[sub["impl"] == impl].sort_values("seq_len")
+                if part.empty:
+                    continue
+                fig.add_trace(go.Scatter(x=part["seq_len"], y=part["speedup_vs_causal"],
+                                         mode="lines+markers", name=f"{mask} · {impl}",
+                                         line=dict(color=color, dash=IMPL_DASH.get(impl, "solid"))))
+            theory = sub.drop_duplicates("seq_len").sort_values("seq_len")
+            fig.add_trace(go.Scatter(x=theory["seq_len"], y=theory["block_theory_vs_causal"],
+                                     mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
+                                     line=dict(color=color, dash="dash", width=1)))
+        fig.add_hline(y=1.0, line=dict(color="#868e96", width=1),
+                      annotation_text="as fast as dense causal flash", annotation_position="bottom right")
+        fig.update_xaxes(type="log", dtick=math.log10(2), tickformat="d")
+        fig.update_yaxes(type="log")
+    fig.update_xaxes(title="sequence length S (tokens)")
+    fig.update_yaxes(title="speedup vs SDPA causal (x)")
+    fig.update_layout(legend=dict(font=dict(size=11)))
+    return _base(fig, title, height=460)
+
+
+def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
+    """Mask build, compile and kernel time of each measured row at the longest sequence
+    length, side by side (never summed)."""
+    frame = _ok(rows)
+    fig = go.Figure()
+    if frame.empty:
+        fig.add_annotation(text="no measured rows yet", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        return _base(fig, title or "Where the time goes", height=380)
+    s = int(frame["seq_len"].max())
+    sub = frame[frame["seq_len"] == s]
+    labels = [f"{m} · {i}" for m, i in zip(sub["mask"], sub["impl"])]
+    for name, col, scale, color in (("mask build", "mask_build_ms", 1.0, "#adb5bd"),
+                                    ("compile", "compile_s", 1e3, "#e67700"),
+                                    ("kernel (median)", "kernel_ms", 1.0, BLUE)):
+        fig.add_trace(go.Bar(x=labels, y=sub[col] * scale, name=name, marker_color=color))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(type="log", title="time (ms)")
+    fig.update_xaxes(title="mask · implementation", tickangle=-30, automargin=True)
+    return _base(fig, title or f"Where the time goes at S = {s} (ms, log scale)", height=420)

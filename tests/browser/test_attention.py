@@ -1,0 +1,71 @@
+"""/attention in a real browser: pick masks, move window and block size, run a tiny sweep."""
+import re
+
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def wait_for_content(page, selector: str, text: str, timeout: float = 30_000) -> None:
+    """Like wait_for_text, but on textContent (plot titles live in SVG)."""
+    page.wait_for_function(
+        "([sel, txt]) => { const e = document.querySelector(sel); return e && e.textContent.includes(txt); }",
+        arg=[selector, text], timeout=timeout)
+
+
+def _pick(page, dropdown: str, option: str) -> None:
+    page.click(dropdown)
+    page.get_by_role("dialog").get_by_role("option", name=option, exact=True).click()
+
+
+def _fill(page, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Enter")
+
+
+def _untick(page, checklist: str, labels: list[str]) -> None:
+    for label in labels:
+        page.locator(f"{checklist} label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
+
+
+def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
+    page.goto(app_server + "/attention")
+    page.wait_for_selector("#attention-token-map .heatmaplayer")
+    wait_for_content(page, "#attention-token-map", "Token mask: longformer(w=64, g=4)")
+    wait_for_content(page, "#attention-block-map", "Block mask at block 32")
+
+    _pick(page, "#attention-mask", "Sliding window")
+    wait_for_content(page, "#attention-token-map", "sliding_window(w=64)")
+    assert page.is_hidden("#attention-g-wrap") and page.is_visible("#attention-w-wrap")
+    _fill(page, "#attention-w", "16")
+    wait_for_content(page, "#attention-token-map", "sliding_window(w=16)")
+    # 512 tokens, window 16: kept = sum(min(i + 1, 16)) = 8072 of 262144 pairs
+    wait_for_text(page, "#attention-density", "3.1%")
+    _pick(page, "#attention-block", "64")
+    wait_for_content(page, "#attention-block-map", "Block mask at block 64")
+    wait_for_text(page, "#attention-stats", "block density (64)")
+    wait_for_content(page, "#attention-weights-mask", "Weights under sliding_window(w=16)")
+    wait_for_text(page, "#attention-zoo-table", "bigbird(")
+
+    # a tiny sweep: one length, one mask
+    _untick(page, "#attention-sweep-seqs", ["512", "1024"])
+    _untick(page, "#attention-sweep-masks", ["BigBird"])
+    page.click("#attention-job-run")
+    wait_for_text(page, "#attention-job-status", "done", timeout=90_000)
+    wait_for_text(page, "#attention-job-status", "4 rows")
+    page.wait_for_selector("#attention-crossover .scatterlayer .trace")
+    wait_for_content(page, "#attention-crossover", "sliding_window(w=16) · sdpa-masked")
+    wait_for_text(page, "#attention-crossover-text", "unavailable")
+    with page.expect_download() as dl:
+        page.click("#attention-job-csv")
+    dl.value.save_as(tmp_path / "sweep.csv")
+    frame = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(frame) == 4 and set(frame["seq_len"]) == {256}
+    assert list(frame["impl"]) == ["sdpa-causal", "sdpa-dense", "sdpa-masked", "flex"]
+    flex = frame[frame["impl"] == "flex"]
+    assert flex["status"].str.startswith("unavailable").all() and flex["kernel_ms"].isna().all()
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) == 3 and (ok["kernel_ms"] > 0).all() and (ok["device"] == "cpu").all()

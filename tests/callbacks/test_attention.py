@@ -1,0 +1,132 @@
+"""/attention callbacks called as plain functions."""
+from __future__ import annotations
+
+import dash
+import pandas as pd
+import pytest
+
+if not dash.page_registry or "pages.attention" not in dash.page_registry:
+    dash.Dash(__name__, use_pages=True, pages_folder="")
+from pages import attention  # noqa: E402
+
+from engine import masks as M  # noqa: E402
+from engine.attention import SweepConfig, attention_sweep  # noqa: E402
+
+PARAMS = [M.DEFAULT_PARAMS[n] for n in attention.PARAM_NAMES]  # w, d, g, r, seed, p, docs
+# (widget change, words of the error shown)
+BAD = [
+    ({"w": 0}, "window w (tokens): expected an integer in [1, 4096], got 0"),
+    ({"w": None}, "window w (tokens): expected an integer"),
+    ({"docs": 9999}, "documents: expected an integer in [1, 256]"),
+    ({"g": 2.5}, "global tokens g: expected an integer"),
+]
+
+
+def params(**change):
+    return [change.get(n, v) for n, v in zip(attention.PARAM_NAMES, PARAMS)]
+
+
+@pytest.fixture(scope="module")
+def sweep_rows():
+    config = SweepConfig(seq_lens=(64, 128), masks=("sliding_window",), params=(("w", 16),),
+                         block=16, heads=1, head_dim=16, repeats=2)
+    return list(attention_sweep(config, "cpu"))
+
+
+def test_layout_is_cheap_and_has_the_controls():
+    text = str(attention.layout())
+    for cid in ("attention-mask", "attention-seq", "attention-block", "attention-w",
+                "attention-token-map", "attention-block-map", "attention-job-run"):
+        assert cid in text
+
+
+@pytest.mark.parametrize("kind", ["sliding_window", "bigbird", "document"])
+def test_show_params_shows_only_the_masks_parameters(kind):
+    out = attention.show_params(kind)
+    shown = {n for n, style in zip(attention.PARAM_NAMES, out[:-1]) if style.get("display") != "none"}
+    assert shown == set(M.MASK_KINDS[kind].params)
+    assert M.MASK_KINDS[kind].label in out[-1]
+
+
+def test_draw_mask_updates_heatmaps_and_stats():
+    token, blocks, stats, err = attention.draw_mask("sliding_window", 256, 32, *params(w=32))
+    assert err is None
+    z = token["data"][0]["z"]
+    assert len(z) == 256 and sum(map(sum, z)) == sum(min(i + 1, 32) for i in range(256))
+    assert len(blocks["data"][0]["z"]) == 256 // 32
+    assert "key position (token)" in token["layout"]["xaxis"]["title"]["text"]
+    assert "query block (32 tokens)" in blocks["layout"]["yaxis"]["title"]["text"]
+    assert "token density" in str(stats)
+    # a wider window keeps more
+    token2, *_ = attention.draw_mask("sliding_window", 256, 32, *params(w=64))
+    assert sum(map(sum, token2["data"][0]["z"])) > sum(map(sum, z))
+
+
+def test_long_sequences_are_pooled():
+    token, blocks, _stats, err = attention.draw_mask("causal", 4096, 8, *params())
+    assert err is None
+    assert len(token["data"][0]["z"]) == 256  # 16 x 16 tokens per cell
+    assert "kept fraction" in token["data"][0]["colorbar"]["title"]["text"]
+    assert len(blocks["data"][0]["z"]) <= 128
+
+
+@pytest.mark.parametrize("change,words", BAD)
+def test_bad_parameters_show_a_message(change, words):
+    out = attention.draw_mask("longformer", 256, 32, *params(**change))
+    assert out[0] is dash.no_update and "msg-error" in str(out[3]) and words in str(out[3])
+    weights = attention.draw_weights("longformer", 256, 32, *params(**change))
+    assert words in str(weights[2])
+
+
+def test_draw_weights_gives_both_heatmaps_and_the_zoo_table():
+    base, masked, table, rows, note = attention.draw_weights("longformer", 128, 16, *params(w=8))
+    assert len(base["data"][0]["z"]) == 128 and "longformer(w=8, g=4)" in masked["layout"]["title"]["text"]
+    frame = pd.DataFrame(rows)
+    assert list(frame["mask"])[:2] == ["full", "causal"] and len(frame) == len(M.MASK_KINDS)
+    assert frame.loc[frame["mask"] == "causal", "mass_kept"].item() == pytest.approx(1.0)
+    assert (frame["mass_kept"] <= 1 + 1e-6).all() and "128 tokens" in note
+
+
+def test_plan_sweep_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    plan = attention.plan_sweep([128, 64], ["sliding_window", "bigbird"], [], 32, *params(w=16))
+    assert plan.total == 2 * (2 + 2 * 2) and plan.params["seq_lens"] == [64, 128]
+    first = next(iter(plan.rows))
+    assert first["seq_len"] == 64 and first["impl"] == "sdpa-causal" and first["device"] == "cpu"
+    with pytest.raises(ValueError, match="sequence lengths: expected at least one"):
+        attention.plan_sweep([], ["bigbird"], [], 32, *params())
+    with pytest.raises(ValueError, match="masks: expected at least one"):
+        attention.plan_sweep([64], [], [], 32, *params())
+
+
+def test_plan_refuses_sweeps_over_the_memory_budget(monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_MEMORY_BUDGET_MB", "64")
+    with pytest.raises(ValueError, match="expected at most 64 MB"):
+        attention.plan_sweep([4096], ["bigbird"], [], 32, *params())
+
+
+def test_draw_sweep(sweep_rows):
+    cross, breakdown, table, text = attention.draw_sweep(sweep_rows)
+    names = [t["name"] for t in cross["data"]]
+    assert "sliding_window(w=16) · sdpa-masked" in names
+    assert not any("· flex" in n and "theory" not in n for n in names)  # unavailable: never drawn
+    assert cross["layout"]["xaxis"]["title"]["text"] == "sequence length S (tokens)"
+    assert {t["name"] for t in breakdown["data"]} == {"mask build", "compile", "kernel (median)"}
+    assert "unavailable" in str(text)
+    assert "speedup_vs_causal" in str(table)
+    empty = attention.draw_sweep([])
+    assert empty[2] is None and "no measured rows" in str(empty[0])
+
+
+def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
+    monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
+    assert attention.list_reference(None) == ([], None)
+    assert "No reference CSV" in str(attention.draw_reference(None)[1])
+    rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in sweep_rows]
+    pd.DataFrame(rows).to_csv(tmp_path / "attention_h100.csv", index=False)
+    (tmp_path / "moe_h100.csv").write_text("a\n1\n")
+    options, value = attention.list_reference(None)
+    assert value == "attention_h100.csv" and len(options) == 1
+    fig, note, data = attention.draw_reference(value)
+    assert "NVIDIA H100" in str(note) and "NVIDIA H100" in fig["layout"]["title"]["text"]
+    assert len(data) == len(rows)
