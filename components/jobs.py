@@ -92,35 +92,40 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     def _run(set_progress, n_clicks, *values):
         if not n_clicks:
             return no_update
-        started = time.time()
         try:
             job = plan(*values)
         except ValueError as exc:
             return {"status": "error", "error": str(exc), "rows": [], "run_id": None}
+        except Exception as exc:  # e.g. a GPU that cannot be used: say so, never hang
+            traceback.print_exc()
+            return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": [],
+                    "run_id": None}
         total = str(max(job.total, 1))
 
         def queued(waited: float) -> None:
             set_progress(("0", total, f"queued: waiting for a free job slot ({waited:.0f} s)", []))
 
-        slots = JobSlots(cache_dir() / "slots", max_jobs_from_env())
-        with slots.hold(on_wait=queued, poll_s=0.5):
-            started = time.time()
-            set_progress(("0", total, "starting...", []))
-            store = RunStore()
-            run_id = store.create_run(kind, params=job.params, meta=job.meta)
-            rows: list[dict] = []
-            try:
+        rows: list[dict] = []
+        store = run_id = None
+        try:
+            with JobSlots(cache_dir() / "slots", max_jobs_from_env()).hold(on_wait=queued,
+                                                                           poll_s=0.5):
+                started = time.time()
+                set_progress(("0", total, "starting...", []))
+                store = RunStore()
+                run_id = store.create_run(kind, params=job.params, meta=job.meta)
                 for row in job.rows:
                     rows.append(row)
                     store.append(run_id, row)
                     set_progress((str(len(rows)), total,
                                   _status_text(len(rows), job.total, started), rows))
-            except Exception as exc:  # a failing job keeps its finished rows
+                store.finish(run_id, "done")
+        except Exception as exc:  # a failing job keeps its finished rows
+            traceback.print_exc()
+            if store is not None and run_id is not None:
                 store.finish(run_id, "error", error=str(exc))
-                traceback.print_exc()
-                return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
-                        "run_id": run_id, "total": job.total}
-            store.finish(run_id, "done")
+            return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
+                    "run_id": run_id, "total": job.total}
         return {"status": "done", "rows": rows, "run_id": run_id, "total": job.total,
                 "seconds": round(time.time() - started, 2)}
 

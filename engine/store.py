@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -58,7 +59,16 @@ class RunStore:
 
         root = Path(folder) if folder is not None else cache_dir()
         self.path = root / "runs"
-        self._cache = diskcache.Cache(str(self.path))
+        # Two job processes opening a brand-new cache at once can race in sqlite's
+        # set-up ("disk I/O error", "database is locked"); the second try finds it made.
+        for attempt in range(20):
+            try:
+                self._cache = diskcache.Cache(str(self.path))
+                break
+            except sqlite3.OperationalError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     # -- writing ---------------------------------------------------------------
     def create_run(self, kind: str, params: dict | None = None, meta: dict | None = None) -> str:

@@ -41,3 +41,23 @@ def test_csv_export_neutralises_formulas_but_not_numbers():
     assert safe["name"].tolist() == ["'=1+1", "'+cmd", "'@x", "plain", "'-2"]
     assert safe["v"].tolist() == [-1.5, 2, 3, 4, 5]
     assert to_csv_text(frame).splitlines()[1].startswith("'=1+1")
+
+
+def _open_and_append(folder, i, barrier):
+    barrier.wait()
+    store = RunStore(folder)
+    store.append(store.create_run(f"p{i}"), {"i": i})
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_and_append, args=(tmp_path, i, barrier)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert sorted(r["kind"] for r in RunStore(tmp_path).list_runs()) == ["p0", "p1", "p2", "p3"]

@@ -1,0 +1,151 @@
+"""Issue 12: jobs on a real Celery worker through Redis; two users at once; a killed
+job keeps its rows and the run resumes; stored runs survive a server restart."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from engine.store import RunStore
+from tests.apphelpers import ROOT, free_port, start_app, stop_process
+from tests.browser.conftest import wait_for_text
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+P = "paradox"
+
+
+def _tiny_sweep(page, url: str, sparsities: str, repeats: int = 3, size: int = 64) -> None:
+    page.goto(url + "/paradox")
+    page.wait_for_selector(f"#{P}-job-run")
+    page.fill(f"#{P}-size", str(size))
+    page.fill(f"#{P}-repeats", str(repeats))
+    page.fill(f"#{P}-sparsities", sparsities)
+    page.press(f"#{P}-sparsities", "Enter")
+    page.click("body")
+
+
+def _downloaded_rows(page) -> pd.DataFrame:
+    with page.expect_download() as info:
+        page.click(f"#{P}-job-csv")
+    return pd.read_csv(info.value.path())
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    for _ in range(200):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    stop_process(proc)
+
+
+def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):
+    env = dict(os.environ, SPARSITY_LAB_REDIS_URL=redis_url, SPARSITY_LAB_CACHE=str(tmp_path / "worker"),
+               SPARSITY_LAB_FORCE_CPU="1", PYTHONUNBUFFERED="1")
+    (tmp_path / "worker").mkdir()
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "app:celery_app", "worker",
+                               "--concurrency=1", "--loglevel=INFO", "--without-gossip",
+                               "--without-mingle", "--without-heartbeat"],
+                              cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    (tmp_path / "web").mkdir()
+    web, url = start_app(tmp_path / "web", extra_env={"SPARSITY_LAB_REDIS_URL": redis_url})
+    try:
+        _tiny_sweep(page, url, "0.5, 0.9")
+        page.click(f"#{P}-job-run")
+        wait_for_text(page, f"#{P}-job-status", "done", timeout=90_000)
+        rows = _downloaded_rows(page)
+        assert set(rows["sparsity"].round(3)) == {0.5, 0.9}
+        assert (rows["status"] == "ok").any()
+        log = (tmp_path / "worker.log").read_text()
+        assert "succeeded" in log, log[-2000:]  # the worker, not the web process, ran it
+        os.environ["SPARSITY_LAB_REDIS_URL"] = redis_url
+        try:
+            runs = RunStore().list_runs(kind=P)  # the shared (Redis) store has it
+        finally:
+            del os.environ["SPARSITY_LAB_REDIS_URL"]
+        assert runs and runs[0]["status"] == "done" and runs[0]["n_rows"] == len(rows)
+    finally:
+        page.goto("about:blank")  # stop polling before the server goes away
+        stop_process(web)
+        stop_process(worker)
+
+
+def test_two_users_sweep_at_once_and_each_sees_only_their_rows(app_server, browser):
+    pages = []
+    for _ in range(2):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        pages.append(ctx.new_page())
+    _tiny_sweep(pages[0], app_server, "0.5")
+    _tiny_sweep(pages[1], app_server, "0.9")
+    for pg in pages:
+        pg.click(f"#{P}-job-run")
+    for pg in pages:
+        wait_for_text(pg, f"#{P}-job-status", "done", timeout=120_000)
+    mine = [set(_downloaded_rows(pg)["sparsity"].round(3)) for pg in pages]
+    assert mine == [{0.5}, {0.9}]
+    for pg in pages:
+        pg.context.close()
+
+
+def test_killed_job_keeps_rows_resumes_and_survives_restart(tmp_path, browser):
+    web, url = start_app(tmp_path)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    try:
+        sparsities = "0.5, 0.6, 0.7, 0.8, 0.9, 0.95"
+        _tiny_sweep(page, url, sparsities, repeats=40, size=256)
+        page.click(f"#{P}-job-run")
+        page.wait_for_function(
+            f"() => {{ const e = document.querySelector('#{P}-job-progress');"
+            " return e && Number(e.value) >= 2; }", timeout=60_000)
+        store = RunStore(tmp_path)
+        run = store.list_runs(kind=P)[0]
+        os.kill(run["pid"], signal.SIGKILL)  # the job process dies mid-sweep
+        time.sleep(1.0)
+        kept = store.meta(run["run_id"])["n_rows"]
+        assert kept >= 2
+        total = len(store.rows(run["run_id"]))
+        assert total == kept
+        # resume: tick "reuse stored rows" and run again; finished specs are not re-measured
+        page.check(f"#{P}-reuse input[value='reuse']")
+        page.click(f"#{P}-job-run")
+        wait_for_text(page, f"#{P}-job-status", "done", timeout=120_000)
+        rows = _downloaded_rows(page)
+        assert (rows["status"] == "reused").sum() >= kept
+    finally:
+        stop_process(web)
+        ctx.close()
+    # restart the server on the same cache: every stored run is still there
+    before = {r["run_id"] for r in RunStore(tmp_path).list_runs()}
+    web, url = start_app(tmp_path)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = ctx.new_page()
+        page.goto(url + "/runs")
+        page.wait_for_timeout(1500)
+        text = page.inner_text("body")
+        assert all(run_id in text for run_id in before), (before, text[:2000])
+        ctx.close()
+    finally:
+        stop_process(web)
