@@ -153,6 +153,8 @@ def prune_mask(weight: Any, pattern: str, sparsity: float | None, block: int | N
     Returns a bool mask of weight's shape and kind (True = kept).
     """
     spec = pattern_spec(pattern, sparsity, block, n, m)
+    if type(weight).__module__.startswith("torch"):
+        return _prune_mask_torch(weight, spec)
     mat, shape, kind = _as_matrix(weight)
     rows, cols = mat.shape
     if spec.kind == "unstructured":
@@ -173,6 +175,59 @@ def prune_mask(weight: Any, pattern: str, sparsity: float | None, block: int | N
         np.put_along_axis(mask, order, True, axis=-1)
         mask = mask.reshape(rows, cols)
     return _back(mask, shape, kind, weight)
+
+
+def _prune_mask_torch(weight, spec: PatternSpec):
+    """``prune_mask`` on a torch tensor, on its own device (same rules, same tie-breaking).
+
+    Kept on the tensor's device so a (16384, 16384) GPU matrix never visits the host.
+    """
+    import torch
+
+    shape = tuple(weight.shape)
+    if weight.dim() == 0 or weight.numel() == 0:
+        raise ValueError(f"weight: expected a non-empty array of 1 or more dimensions, got shape {shape}")
+    mat = weight.detach().abs()
+    if mat.dtype in (torch.float16, torch.bfloat16) or not mat.is_floating_point():
+        mat = mat.float()  # exact for half types: the ordering is the one numpy sees
+    if not bool(torch.isfinite(mat).all()):
+        raise ValueError("weight: expected finite values, got NaN or inf")
+    mat = mat.reshape(1, -1) if mat.dim() == 1 else mat.reshape(shape[0], -1)
+    rows, cols = mat.shape
+    dev = mat.device
+    if spec.kind == "unstructured":
+        k = _keep_count(mat.numel(), spec.sparsity)
+        keep = torch.zeros(mat.numel(), dtype=torch.bool, device=dev)
+        if k > 0:
+            order = torch.sort(-mat.reshape(-1), stable=True).indices
+            keep[order[:k]] = True
+        return keep.reshape(shape)
+    if spec.kind == "block":
+        b = spec.block
+        br, bc = -(-rows // b), -(-cols // b)
+        padded = torch.zeros(br * b, bc * b, dtype=torch.float64, device=dev)
+        padded[:rows, :cols] = mat
+        sums = padded.reshape(br, b, bc, b).sum(dim=(1, 3))
+        ones = torch.zeros_like(padded)
+        ones[:rows, :cols] = 1.0
+        sizes = ones.reshape(br, b, bc, b).sum(dim=(1, 3))
+        order = torch.sort(-(sums / sizes).reshape(-1), stable=True).indices
+        kept = torch.cat([torch.zeros(1, dtype=torch.float64, device=dev),
+                          torch.cumsum(sizes.reshape(-1)[order], 0)])
+        count = int(torch.argmin((kept - _keep_count(mat.numel(), spec.sparsity)).abs()))
+        tiles = torch.zeros(br * bc, dtype=torch.bool, device=dev)
+        tiles[order[:count]] = True
+        tiles = tiles.reshape(br, bc)
+        mask = tiles.repeat_interleave(b, 0).repeat_interleave(b, 1)[:rows, :cols]
+        return mask.reshape(shape)
+    if cols % spec.m:
+        raise ValueError(f"weight: expected the last dimension (as a matrix, {cols}) to be "
+                         f"divisible by m={spec.m} for {spec.n}:{spec.m}, got shape {shape}")
+    groups = mat.reshape(rows, cols // spec.m, spec.m)
+    order = torch.sort(-groups, dim=-1, stable=True).indices[..., :spec.n]
+    mask = torch.zeros(groups.shape, dtype=torch.bool, device=dev)
+    mask.scatter_(-1, order, True)
+    return mask.reshape(shape)
 
 
 def prune_mask_reference(weight: Any, pattern: str, sparsity: float | None,

@@ -179,10 +179,12 @@ def nm_rows(config: StructuredSweepConfig, dev, name: str, vers: dict) -> Iterat
             yield finish(row, spec)
 
 
-def structured_sweep(config: StructuredSweepConfig, device_name: str | None = None) -> Iterator[dict]:
-    """Yield the block part (per block size, per sparsity, per backend) then the 2:4 part.
+def structured_sweep(config: StructuredSweepConfig, device_name: str | None = None,
+                     nm_first: bool = False) -> Iterator[dict]:
+    """Yield the block part (per block size, per sparsity, per backend) and the 2:4 part.
 
-    Runs on config.device; call inside a job (it may initialise CUDA).
+    The block part comes first unless ``nm_first``. Runs on config.device; call inside
+    a job (it may initialise CUDA).
     """
     from engine.device import job_device, runtime_device_name
 
@@ -190,10 +192,12 @@ def structured_sweep(config: StructuredSweepConfig, device_name: str | None = No
     if dev.type != config.device:
         raise ValueError(f"device: expected {config.device}, got {dev.type}")
     name = device_name or runtime_device_name(dev)
+    if nm_first and config.nm_sizes:
+        yield from nm_rows(config, dev, name, versions())
     for block in config.blocks:
         for row in paradox_sweep(config.paradox_config(block), device_name=name):
             yield _tag(row, "block")
-    if config.nm_sizes:
+    if not nm_first and config.nm_sizes:
         yield from nm_rows(config, dev, name, versions())
 
 

@@ -299,9 +299,28 @@ def draw_patterns(sparsity, block_index, nm, size):
 @callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))
 def reference_options(_id):
     """Committed GPU CSVs of this sweep under benchmarks/results/ (read on demand)."""
-    files = sorted(RESULTS.rglob("*structured_sparsity*.csv"), reverse=True) if RESULTS.exists() else []
+    files = reference_files(RESULTS)
     opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
     return opts, (opts[0]["value"] if opts else None)
+
+
+def reference_files(root: Path) -> list[Path]:
+    """Timing CSVs of this sweep under ``root`` (path names "structured_sparsity", rows
+    have a spec_key column), newest name first."""
+    if not root.exists():
+        return []
+    out = []
+    for path in sorted(root.rglob("*.csv"), reverse=True):
+        if "structured_sparsity" not in str(path.relative_to(root)):
+            continue
+        try:
+            with path.open(encoding="utf-8") as fh:
+                header = fh.readline()
+        except OSError:
+            continue
+        if all(c in header for c in ("spec_key", "speedup", "backend", "part")):
+            out.append(path)
+    return out
 
 
 def load_reference_rows(path: str) -> tuple[pd.DataFrame, str]:

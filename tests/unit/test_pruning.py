@@ -140,3 +140,14 @@ def test_accuracy_rows_tiny_run():
     for r, target in zip(rows[1:], (0.5, 0.75, 0.5)):
         assert abs(r["sparsity"] - target) < 0.02
         assert r["drop_pts"] == pytest.approx(100 * (r["acc_dense"] - r["acc_finetuned"]), abs=0.01)
+
+
+@pytest.mark.parametrize("args,kwargs", [(("unstructured", 0.7), {}), (("block", 0.6), {"block": 8}),
+                                         (("block", 0.5), {"block": 5}), (("2:4", None), {}),
+                                         (("nm", None), {"n": 1, "m": 4})])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_torch_path_equals_numpy_path(args, kwargs, dtype):
+    w = torch.randn(24, 40, generator=torch.Generator().manual_seed(5)).to(dtype)
+    got = prune_mask(w, *args, **kwargs)
+    assert isinstance(got, torch.Tensor) and got.device == w.device
+    assert np.array_equal(got.numpy(), prune_mask(w.double().numpy(), *args, **kwargs))
