@@ -282,10 +282,16 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
         ys = mm(hidden, experts.w2.transpose(-2, -1), offs=offs)
     else:
         ys = torch.empty_like(xs)
+        grad = torch.is_grad_enabled() and (xs.requires_grad or experts.w1.requires_grad
+                                            or experts.w2.requires_grad)
         start = 0
         for e, n in enumerate(sizes):
             if n:
-                ys[start:start + n] = ffn(xs[start:start + n], experts.w1[e], experts.w2[e])
+                hidden = F.gelu(xs[start:start + n] @ experts.w1[e].T)
+                if grad:
+                    ys[start:start + n] = hidden @ experts.w2[e].T
+                else:  # write the second GEMM straight into its rows (a contiguous slice)
+                    torch.mm(hidden, experts.w2[e].T, out=ys[start:start + n])
             start += n
     ys = ys * weight.reshape(-1)[order].unsqueeze(1).to(ys.dtype)
     out = torch.zeros(tokens * k, x.shape[1], device=x.device, dtype=ys.dtype)
@@ -481,6 +487,32 @@ def _digits(seed: int):
     return x[~test], x[test], y[~test], y[test]
 
 
+class _Adam:
+    """Plain Adam. torch.optim's constructor imports torch._dynamo, which takes seconds
+    on a busy machine: too slow for a job meant to finish in seconds."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            denom = (v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** self.t))
+
+
 def train_router_plan_total(epochs: int, experts: int) -> int:
     """Rows ``train_router_rows`` yields: per variant, epochs + experts + one summary."""
     return 2 * (epochs + experts + 1)
@@ -519,7 +551,7 @@ def _train_router(experts, k, alpha, epochs, batch, lr, seed) -> Iterator[dict]:
     ytr, yte = torch.from_numpy(ytr).long(), torch.from_numpy(yte).long()
     for variant, a in (("no balancing loss", 0.0), (f"balancing alpha={alpha:g}", alpha)):
         model = DigitsMoE(experts, k, seed=seed)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = _Adam(list(model.parameters()), lr=lr)
         g = torch.Generator().manual_seed(seed)
         for epoch in range(1, epochs + 1):
             model.train()

@@ -258,3 +258,14 @@ def test_digits_arrays_are_sklearn_digits():
     x, y = moe.load_digits_arrays()
     assert x.shape == (1797, 64) and y.shape == (1797,)
     assert sorted(set(y.tolist())) == list(range(10)) and 0 <= x.min() and x.max() == 16
+
+
+@pytest.mark.parametrize("method", moe.METHODS)
+def test_batched_layer_carries_gradients_like_the_reference(method):
+    x, _, ex, r = _setup(20, 8, 16, 4, 2)
+    w1 = ex.w1.clone().requires_grad_(True)
+    fast = moe.moe_forward(x, moe.Experts(w1, ex.w2), r.expert, r.weight, method=method)
+    fast.square().sum().backward()
+    w1_ref = ex.w1.clone().requires_grad_(True)
+    moe.moe_forward_reference(x, moe.Experts(w1_ref, ex.w2), r.expert, r.weight).square().sum().backward()
+    torch.testing.assert_close(w1.grad, w1_ref.grad, atol=1e-4, rtol=1e-4)
