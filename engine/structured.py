@@ -1309,7 +1309,7 @@ def reference_comparison(rows: Sequence[dict], n: int = 8192, batch: int = 4096)
             status = r.get("status", "ok") if lab is not None else (r.get("status") or "not measured")
         out.append({"comparison": what, "dtype": dtype, "against": against,
                     "issue reference speedup (H200)": ref, "issue reference FLOP ratio": ref_flops,
-                    "lab speedup": lab,
+                    "lab speedup": lab, "lab config": None if r is None else r.get("config"),
                     "lab FLOP ratio": None if r is None else r.get("theoretical_speedup"),
                     "lab device": None if r is None else (r.get("device_name") or r.get("device")),
                     "status": status})

@@ -280,14 +280,29 @@ def update_timing(run_rows, source, dtype):
     try:
         dtype = check_choice("dtype", dtype, ("float32", "float16"))
         if source == THIS_RUN:
-            rows = [r for r in (run_rows or []) if isinstance(r, dict)]
+            rows = [r for r in (run_rows if isinstance(run_rows, list) else []) if isinstance(r, dict)]
             label = "this session's run"
         else:
             rows = load_reference(str(source))
             label = f"reference {Path(str(source)).name}"
-    except (ValueError, OSError) as exc:
+        missing = [r for r in rows if not ROW_KEYS <= set(r)]
+        if missing:
+            raise ValueError(f"sweep rows: expected the columns {sorted(ROW_KEYS)}, got {sorted(missing[0])}")
+        return _timing_outputs(rows, label, dtype)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
         empty = figs.empty_figure(str(exc))
-        return empty, [], error_message(exc), None, None
+        return empty, [], error_message(exc), _table(f"{P}-compare-data", []), _table(f"{P}-reference-data", [])
+
+
+ROW_KEYS = {"family", "name", "label", "config", "n", "batch", "dtype", "device", "median_s", "status",
+            "speedup_vs_dense", "theoretical_speedup", "params", "flops"}
+
+
+def _table(id: str, rows: list[dict]):
+    return data_table(id, rows, page_size=12)
+
+
+def _timing_outputs(rows: list[dict], label: str, dtype: str):
     notes = []
     if rows:
         devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
@@ -301,10 +316,8 @@ def update_timing(run_rows, source, dtype):
                              "info"))
     compare = st.comparison_table(rows, dtype=dtype) if rows else []
     ref = st.reference_comparison(rows, *_reference_point(rows)) if rows else st.reference_comparison([])
-    return (figs.timing_figure(rows, dtype), rows, notes,
-            data_table(f"{P}-compare-data", compare, page_size=12) if compare else
-            html.P("No sweep rows yet.", className="section-note"),
-            data_table(f"{P}-reference-data", ref, page_size=6))
+    return (figs.timing_figure(rows, dtype), rows, notes, _table(f"{P}-compare-data", compare),
+            _table(f"{P}-reference-data", ref))
 
 
 def _reference_point(rows) -> tuple[int, int]:

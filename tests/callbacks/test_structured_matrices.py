@@ -115,3 +115,10 @@ def test_reference_csv_is_listed_and_loaded(tmp_path, monkeypatch, sweep_rows):
 def test_budget_params():
     assert page.budget_params(256, 3) == 8192
     assert page.budget_params(64, 8) == 16
+
+
+@pytest.mark.parametrize("junk", [5, {"a": 1}, [1, 2], [{"family": "dense"}]])
+def test_timing_view_survives_junk_rows(junk):
+    fig, rows, msgs, compare, ref = page.update_timing(junk, page.THIS_RUN, "float32")
+    text = str(msgs)
+    assert "No sweep rows yet" in text or "expected the columns" in text
