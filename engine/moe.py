@@ -648,8 +648,11 @@ def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]
     except ImportError:
         measure = None
     if measure is not None:
-        t = measure(fn, repeats=20, device=device, max_total_s=max(10 * min_run_time, 0.2))
-        return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
+        try:
+            t = measure(fn, repeats=20, device=device, max_total_s=max(10 * min_run_time, 0.2))
+            return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
+        except (TypeError, AttributeError):  # a different timer API: fall back, still measure
+            pass
     from torch.utils import benchmark
 
     fn()  # warm-up (also compiles lazy kernels)
