@@ -1,0 +1,135 @@
+"""/generator in a real browser: play, toggle, change the chain, unmute, download."""
+import re
+
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+PHASE = re.compile(r"phase (\d+) / (\d+) . pattern (\d+)")
+ORANGE = "rgb(240,140,0)"
+
+GD = "id => document.getElementById(id).querySelector('.js-plotly-plot')"
+
+
+def _phase(page):
+    m = PHASE.search(page.inner_text("#gen-phase-text"))
+    assert m, page.inner_text("#gen-phase-text")
+    return tuple(int(v) for v in m.groups())
+
+
+def _lit(page, node_id: int) -> str:
+    return page.evaluate(
+        "n => document.getElementById('gen-cyto')._cyreg.cy.$('#n' + n).style('background-color')",
+        node_id).replace(" ", "")
+
+
+def _set_number(page, selector: str, value: int) -> None:
+    page.fill(selector, str(value))
+    page.press(selector, "Enter")
+
+
+def test_generator_plays_toggles_updates_sounds_and_downloads(app_server, page):
+    page.goto(app_server + "/generator")
+    wait_for_text(page, "#gen-phase-text", "phase 0 / 16")
+    page.wait_for_function("() => document.getElementById('gen-cyto')._cyreg "
+                           "&& document.getElementById('gen-cyto')._cyreg.cy.nodes().length > 0")
+    assert page.evaluate("() => document.getElementById('gen-audio').muted") is True
+
+    # play at 10 ticks/s for two seconds: the clock keeps real time and never asks the server
+    _set_number(page, "#gen-n-phases", 64)
+    wait_for_text(page, "#gen-phase-text", "/ 64")
+    page.click("#gen-tps >> text='10'")
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if "_dash-update-component" in r.url else None)
+    page.evaluate("""() => { window.__adv = 0; window.__renders = 0;
+        window.__prev = +/phase (\\d+)/.exec(document.getElementById('gen-phase-text').innerText)[1];
+        new MutationObserver(() => {
+            const m = /phase (\\d+) \\/ (\\d+)/.exec(document.getElementById('gen-phase-text').innerText);
+            if (!m) return;
+            const t = +m[1], T = +m[2];
+            if (window.__prev !== null) window.__adv += ((t - window.__prev) % T + T) % T;
+            window.__prev = t; window.__renders++;
+        }).observe(document.getElementById('gen-phase-text'),
+                   {childList: true, subtree: true, characterData: true});
+        document.getElementById('gen-play').click(); }""")
+    page.wait_for_timeout(2000)
+    page.click("#gen-play")
+    page.wait_for_timeout(1000)
+    advanced, renders, elapsed_s = page.evaluate(
+        "() => [window.__adv, window.__renders, (window.__genTickAt - window.__genPlayedAt) / 1000]")
+    assert requests == []  # no tick went to the server
+    assert renders >= 3
+    # phases advanced = 10/s x the time of the last tick, however few frames a busy browser drew
+    assert abs(advanced - 10 * elapsed_s) <= 1.5, (advanced, elapsed_s, renders)
+    assert page.inner_text("#gen-play") == "Play"
+
+    # both views show the same phase: the pipeline's dial and the graph's clock node t and
+    # pattern node T + p
+    t, T, p = _phase(page)
+    page.wait_for_timeout(300)
+    assert _lit(page, t) == ORANGE and _lit(page, T + p) == ORANGE
+    svg = page.evaluate("() => { const s = document.querySelector('#gen-pipeline svg');"
+                        " return [s.dataset.phase, s.dataset.pattern]; }")
+    assert svg == [str(t), str(p)]
+    _set_number(page, "#gen-n-phases", 16)
+    wait_for_text(page, "#gen-phase-text", "/ 16")
+    t, T, p = _phase(page)
+
+    # step forward / back
+    page.click("#gen-fwd")
+    wait_for_text(page, "#gen-phase-text", f"phase {(t + 1) % T} / {T}")
+    page.click("#gen-back")
+    wait_for_text(page, "#gen-phase-text", f"phase {t} / {T}")
+
+    # toggle views
+    page.click("#gen-view >> text='graph only'")
+    page.wait_for_selector("#gen-pipe-box", state="hidden")
+    assert page.is_visible("#gen-graph-box")
+    page.click("#gen-view >> text='pipeline only'")
+    page.wait_for_selector("#gen-graph-box", state="hidden")
+    assert page.is_visible("#gen-pipe-box")
+    page.click("#gen-view >> text='side by side'")
+    page.wait_for_selector("#gen-graph-box", state="visible")
+
+    # change preset, activation and K: both views and the equality figure follow
+    dice_before = page.inner_html("#gen-pipeline")
+    heat_before = page.evaluate(f"() => JSON.stringify(({GD})('gen-heat').data[0].z)")
+    page.click("#gen-preset >> text='concentrated'")
+    page.wait_for_function(
+        f"hb => JSON.stringify(({GD})('gen-heat').data[0].z) !== hb", arg=heat_before)
+    page.wait_for_function("d => document.getElementById('gen-pipeline').innerHTML !== d",
+                           arg=dice_before)
+    page.click("#gen-activation >> text='relu'")
+    wait_for_text(page, "#gen-pipeline", "relu on nonzeros")
+    _set_number(page, "#gen-k", 12)
+    wait_for_text(page, "#gen-stats", "24 of 96")
+    page.wait_for_function("() => document.getElementById('gen-cyto')._cyreg.cy.nodes().length "
+                           "=== 16 + 8 + 3 * 12 + 12 + 6")
+    eq = page.evaluate(f"() => ({GD})('gen-equality').data[0].y")
+    assert len(eq) == 16 and max(eq) <= 1e-12
+
+    # unmute: the audio element gets the current pattern's WAV and follows the clock
+    page.click("#gen-mute")
+    wait_for_text(page, "#gen-mute", "Mute")
+    audio = page.evaluate("() => { const a = document.getElementById('gen-audio');"
+                          " return [a.muted, a.src.slice(0, 22), a.dataset.pattern]; }")
+    assert audio[0] is False and audio[1] == "data:audio/wav;base64,"
+    t, T, p = _phase(page)
+    page.click("#gen-fwd")
+    page.wait_for_function("p => document.getElementById('gen-audio').dataset.pattern === p",
+                           arg=str((p + 1) % 8))
+
+    # per-phase CSV
+    with page.expect_download() as dl:
+        page.click("#gen-phase-csv-button")
+    frame = pd.read_csv(dl.value.path())
+    assert list(frame["phase"]) == list(range(16))
+    assert {"pattern", "nnz", "act_0", "y_1", "max_abs_pipeline_minus_graph"} <= set(frame.columns)
+    assert (frame["nnz"] == 3).all() and frame["max_abs_pipeline_minus_graph"].max() <= 1e-12
+
+    # a bad K is explained on the page, not a traceback
+    _set_number(page, "#gen-k", 2)
+    wait_for_text(page, "#gen-error", "expected at most K = 2")
