@@ -88,7 +88,8 @@ def test_accuracy_plan_and_drawing():
     plan = ss.accuracy_plan(["mlp"], ["unstructured", "2:4"], [0.75], 2, 1)
     assert plan.total == 3
     rows = list(plan.rows)
-    fig, data, columns = ss.draw_accuracy(rows)
+    fig, data, columns, chapter, _ = ss.draw_accuracy(rows)
+    assert any(r["ours: MLP drop (pts)"] != "not run" for r in chapter)
     assert [r["pattern"] for r in data] == ["dense", "unstructured", "2:4"]
     assert fig.layout.yaxis.title.text.startswith("accuracy drop")
     assert len(fig.data) == 1 and list(fig.data[0].x) == ["unstructured @ 75 %", "2:4 @ 50 %"]
@@ -108,3 +109,19 @@ def test_accuracy_inputs_rejected(args, message):
 def test_chapter_table_is_labelled_as_the_chapters():
     assert {r["pattern"] for r in ss.CHAPTER_ACCURACY} >= {"unstructured", "block 16x16", "2:4"}
     assert all("ResNet-50" in k for r in ss.CHAPTER_ACCURACY for k in r if "drop" in k)
+
+
+def test_chapter_table_gets_our_drop_beside_it():
+    rows = [{"model": "mlp", "pattern": "2:4", "target_sparsity": 0.5, "drop_pts": 0.44},
+            {"model": "cnn", "pattern": "unstructured", "target_sparsity": 0.9, "drop_pts": 1.11}]
+    table = {r["pattern"]: r for r in ss.chapter_beside_ours(pd.DataFrame(rows))}
+    assert table["2:4"]["ours: MLP drop (pts)"] == 0.44 and table["2:4"]["ours: CNN drop (pts)"] == "not run"
+    assert table["unstructured"]["ours: CNN drop (pts)"] == 1.11
+    assert table["block 64x64"]["chapter: drop (ResNet-50)"] == "1-2 %"
+
+
+def test_timing_notes_list_what_this_cpu_cannot_run():
+    note = str(ss.timing_notes(64, 8, "float16", [8], [0.5], ["on"], 2))
+    assert "torch-2:4: unavailable: needs an NVIDIA GPU (sm80+)" in note
+    assert "torch-bsr: unsupported: expected dtype" in note
+    assert "expected a block size at most" in str(ss.timing_notes(64, 8, "float32", [128], [0.5], [], 2))
