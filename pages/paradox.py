@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 
 import dash
 import pandas as pd
@@ -65,7 +66,10 @@ def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reu
     config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
                           device=dev.type)
     name = runtime_device_name(dev)
-    stored = stored_rows_by_key(RunStore(), device_name=name, kind=P) if reuse else {}
+    stored = {}
+    if reuse:
+        with closing(RunStore()) as store:
+            stored = stored_rows_by_key(store, device_name=name, kind=P)
     rows = paradox_sweep(config, device_name=name, reuse=(lambda s: stored.get(s.key)) if reuse else None)
     params = {"size": config.sizes[0], "k": config.k, "dtype": dtype, "pattern": pattern,
               "block": config.block, "sparsities": list(config.sparsities),
@@ -187,7 +191,10 @@ def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
         if reason:
             out.append(message(f"{name}: unavailable: {reason.removeprefix('unsupported: ')}", "warn"))
     device_name = dev.name if dev.kind == "cuda" else "CPU: " + dev.name
-    stored = stored_rows_by_key(RunStore(), device_name=device_name, kind=P)
+    # Close at once: an SQLite handle left open in the server breaks the writes of
+    # jobs forked from it (their rows would be lost).
+    with closing(RunStore()) as store:
+        stored = stored_rows_by_key(store, device_name=device_name, kind=P)
     have = sum(spec.key in stored for spec in config.specs())
     if have:
         out.append(message(f"{have} of {config.total} rows of this sweep are already stored for this "

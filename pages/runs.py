@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import binascii
+from contextlib import closing
 
 import dash
 import pandas as pd
@@ -21,6 +22,7 @@ dash.register_page(__name__, path="/runs", name="Runs", order=10,
 
 P = "runs"
 RUN_COLUMNS = ["created", "kind", "device", "status", "rows", "run_id"]
+
 
 
 def run_table_rows(store: RunStore) -> list[dict]:
@@ -127,13 +129,13 @@ def layout(**_kwargs):
           State(f"{P}-select", "data"), State(f"{P}-open", "value"))
 def list_runs(_version, _clicks, select, current):
     """The run table and the run choices; after an import or delete, open what it says."""
-    store = RunStore()
-    rows = run_table_rows(store)
-    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    opts = [{"label": run_label(m), "value": m["run_id"]} for m in store.list_runs()]
-    ids = {o["value"] for o in opts}
-    value = select if select in ids else (current if current in ids else None)
-    return frame.to_dict("records"), table_columns(frame), opts, opts, value
+    with closing(RunStore()) as store:
+        rows = run_table_rows(store)
+        frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        opts = [{"label": run_label(m), "value": m["run_id"]} for m in store.list_runs()]
+        ids = {o["value"] for o in opts}
+        value = select if select in ids else (current if current in ids else None)
+        return frame.to_dict("records"), table_columns(frame), opts, opts, value
 
 
 @callback(Output(f"{P}-confirm", "displayed"), Input(f"{P}-delete", "n_clicks"),
@@ -149,24 +151,24 @@ def ask_delete(clicks, run_id):
           prevent_initial_call=True)
 def change_store(contents, _confirmed, filename, open_id, version):
     """Import an uploaded CSV, or delete the opened run (after the confirm dialog)."""
-    store = RunStore()
-    version = (version or 0) + 1
-    if _trigger() == f"{P}-upload":
-        if not contents:
-            return no_update, no_update, no_update
+    with closing(RunStore()) as store:
+        version = (version or 0) + 1
+        if _trigger() == f"{P}-upload":
+            if not contents:
+                return no_update, no_update, no_update
+            try:
+                run_id = import_upload(store, decode_upload(contents), filename)
+            except ValueError as exc:
+                return message(f"Import rejected, nothing stored: {exc}", "error"), version, no_update
+            n = store.meta(run_id)["n_rows"]
+            return message(f"Imported {n} rows from {filename} as run {run_id}.", "ok"), version, run_id
+        if not open_id:
+            return message("Choose a run to delete first.", "warn"), no_update, no_update
         try:
-            run_id = import_upload(store, decode_upload(contents), filename)
-        except ValueError as exc:
-            return message(f"Import rejected, nothing stored: {exc}", "error"), version, no_update
-        n = store.meta(run_id)["n_rows"]
-        return message(f"Imported {n} rows from {filename} as run {run_id}.", "ok"), version, run_id
-    if not open_id:
-        return message("Choose a run to delete first.", "warn"), no_update, no_update
-    try:
-        store.delete(open_id)
-    except KeyError as exc:
-        return message(str(exc), "error"), version, None
-    return message(f"Deleted run {open_id}.", "ok"), version, None
+            store.delete(open_id)
+        except KeyError as exc:
+            return message(str(exc), "error"), version, None
+        return message(f"Deleted run {open_id}.", "ok"), version, None
 
 
 def _trigger():
@@ -191,42 +193,42 @@ def _filtered(frame: pd.DataFrame, op, dtype) -> pd.DataFrame:
           Input(f"{P}-version", "data"))
 def show(run_id, other_id, x, y, op, dtype, _version):
     """The opened run's facts, rows and a plot (with the compared run in the same plot)."""
-    store = RunStore()
-    frames = []
-    for rid in (run_id, other_id):
-        if not rid:
-            continue
-        try:
-            meta = store.meta(rid)
-        except KeyError:
-            continue
-        frames.append((meta, store.frame(rid)))
-    if not frames:
-        empty = compare_figure([], x or "sparsity", y or "speedup")
-        keep = [v for v in (x, y) if v]
-        return message("Choose a run above to open it.", "info"), empty, [], [], [x] if x else keep, \
-            [y] if y else keep, [], []
-    meta0, frame0 = frames[0]
-    both = pd.concat([f for _, f in frames], ignore_index=True)
-    numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
-               and c not in ("seed",)]
-    labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]" for m, _ in frames]
-    fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
-                         x or "sparsity", y or "speedup")
-    facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (
-        ("run", meta0["run_id"]), ("kind", meta0["kind"]), ("status", meta0["status"]),
-        ("created", meta0.get("created", "")), ("finished", meta0.get("finished", "")),
-        ("device", meta0.get("device_name", "")), ("rows", meta0["n_rows"]),
-        ("parameters", ", ".join(f"{k}={v}" for k, v in (meta0.get("params") or {}).items())[:300]),
-    )], className="facts")
-    shown = _filtered(frame0, op, dtype)
-    clean = shown.replace([float("inf"), float("-inf")], None).astype(object)
-    clean = clean.where(clean.notna(), None)
-    ops = sorted(both["op"].dropna().unique()) if "op" in both else []
-    dtypes = sorted(both["dtype"].dropna().unique()) if "dtype" in both else []
-    xs = numeric + [v for v in (x,) if v and v not in numeric]
-    ys = numeric + [v for v in (y,) if v and v not in numeric]
-    return (facts, fig, clean.to_dict("records"), table_columns(shown), xs, ys, ops, dtypes)
+    with closing(RunStore()) as store:
+        frames = []
+        for rid in (run_id, other_id):
+            if not rid:
+                continue
+            try:
+                meta = store.meta(rid)
+            except KeyError:
+                continue
+            frames.append((meta, store.frame(rid)))
+        if not frames:
+            empty = compare_figure([], x or "sparsity", y or "speedup")
+            keep = [v for v in (x, y) if v]
+            return message("Choose a run above to open it.", "info"), empty, [], [], [x] if x else keep, \
+                [y] if y else keep, [], []
+        meta0, frame0 = frames[0]
+        both = pd.concat([f for _, f in frames], ignore_index=True)
+        numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
+                   and c not in ("seed",)]
+        labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]" for m, _ in frames]
+        fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
+                             x or "sparsity", y or "speedup")
+        facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (
+            ("run", meta0["run_id"]), ("kind", meta0["kind"]), ("status", meta0["status"]),
+            ("created", meta0.get("created", "")), ("finished", meta0.get("finished", "")),
+            ("device", meta0.get("device_name", "")), ("rows", meta0["n_rows"]),
+            ("parameters", ", ".join(f"{k}={v}" for k, v in (meta0.get("params") or {}).items())[:300]),
+        )], className="facts")
+        shown = _filtered(frame0, op, dtype)
+        clean = shown.replace([float("inf"), float("-inf")], None).astype(object)
+        clean = clean.where(clean.notna(), None)
+        ops = sorted(both["op"].dropna().unique()) if "op" in both else []
+        dtypes = sorted(both["dtype"].dropna().unique()) if "dtype" in both else []
+        xs = numeric + [v for v in (x,) if v and v not in numeric]
+        ys = numeric + [v for v in (y,) if v and v not in numeric]
+        return (facts, fig, clean.to_dict("records"), table_columns(shown), xs, ys, ops, dtypes)
 
 
 @callback(Output(f"{P}-download", "data"), Input(f"{P}-export", "n_clicks"),
@@ -234,9 +236,9 @@ def show(run_id, other_id, x, y, op, dtype, _version):
 def export(_clicks, run_id):
     if not run_id:
         return no_update
-    store = RunStore()
-    try:
-        frame = store.frame(run_id)
-    except KeyError:
-        return no_update
-    return csv_payload(frame, f"run_{run_id}.csv")
+    with closing(RunStore()) as store:
+        try:
+            frame = store.frame(run_id)
+        except KeyError:
+            return no_update
+        return csv_payload(frame, f"run_{run_id}.csv")

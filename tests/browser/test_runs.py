@@ -24,7 +24,7 @@ def test_import_csv_open_and_plot(app_server, page, tmp_path):
     wait_for_text(page, "#runs-msg", "Imported 4 rows")
     wait_for_text(page, "#runs-table", "imported")
     page.wait_for_selector("#runs-plot .scatterlayer .trace")
-    assert "speedup" in page.eval_on_selector("#runs-plot .main-svg", "e => e.textContent")
+    assert "speedup" in page.eval_on_selector("#runs-plot", "e => e.textContent")
     with page.expect_download() as dl:
         page.click("#runs-export")
     path = tmp_path / "back.csv"
@@ -36,6 +36,7 @@ def test_import_csv_open_and_plot(app_server, page, tmp_path):
 def test_bad_csv_rejected_and_nothing_stored(app_server, page, tmp_path):
     bad = tmp_path / "bad.csv"
     frame = pd.DataFrame(_rows())
+    frame["median_s"] = frame["median_s"].astype(object)
     frame.loc[1, "median_s"] = "fast"
     frame.to_csv(bad, index=False)
     page.goto(app_server + "/runs")
