@@ -1,0 +1,315 @@
+"""The scanner: the generator's chain run backwards through its transposes.
+
+The generator multiplies by A; the scanner starts from an output y and multiplies by
+the transposes in reverse order (the DRT deck's scanner), or by least-squares or ridge
+inverses, and compares every column with what the forward pass produced:
+
+    column      reverse value (transpose mode)               shape
+    assemble    y (possibly with noise)                       (F,)
+    propagate   h^ = M^T y                                    (H,)
+    activation  a^ = W^T h^                                   (K,)
+    sparse      x^ = sigma^-1(a^)                             (K,)
+    select      r^ = x^ on the routing support                (K,)
+    lookup      e_p^ = S^T r^ = R r^                          (P,)
+    clock       e_t^ = L^T e_p^                               (T,)
+
+``pinv`` replaces each transpose by the pseudo-inverse, and takes a^ from y through
+M W jointly (``pinv(M W) y``: exact whenever M W has full column rank, even when M
+alone is wide); ``tikhonov`` uses the ridge inverse (A^T A + lam I)^-1 A^T the same way.
+sigma^-1 is atanh for tanh and logit for sigmoid (clipped to the open interval, with
+the clipped entries counted); relu is not invertible: the reverse pass passes the
+positive part through and marks entries with a^ <= 0, where a negative pre-activation
+may have been lost.
+
+The transpose pass is the vector-Jacobian product: for the linear part,
+``scan(..., "transpose")`` equals torch.autograd's VJP of the forward chain at the same
+y (``transpose_vjp_difference`` computes it).
+
+    chain = make_chain(**SCAN_PRESETS["orthogonal + identity"])
+    table = agreement(chain, "transpose")        # every (phase, column) agrees
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.chain import COLUMNS, Chain
+from engine.validate import check_choice, check_float, check_int
+
+MODES = ("transpose", "pinv", "tikhonov")
+REVERSE_COLUMNS = tuple(reversed(COLUMNS))
+CLIP_EPS = 1e-6
+SIGMOID_ZERO_TOL = 1e-9
+
+SCAN_PRESETS = {
+    # W and M with orthonormal columns, R with orthonormal rows, T = P: every transpose
+    # is an exact inverse and the activation is the identity.
+    "orthogonal + identity": dict(preset="balanced", n_phases=8, n_patterns=8, k=16,
+                                  nnz_per_row=2, hidden=16, n_harmonics=16,
+                                  activation="identity", seed=0, weights="orthogonal"),
+    # relu drops negative pre-activations; W is wide (H < K) and M wide (F < H), so the
+    # transposes cannot undo them either.
+    "relu + wide W": dict(preset="balanced", n_phases=16, n_patterns=8, k=24, nnz_per_row=3,
+                          hidden=8, n_harmonics=6, activation="relu", seed=0),
+}
+
+
+# -- linear reverse operators ----------------------------------------------------------------
+def reverse_operator(A: np.ndarray, mode: str, lam: float = 0.0) -> np.ndarray:
+    """The (n, m) matrix that maps back through A (m, n): A^T, pinv(A) or the ridge inverse."""
+    if mode == "transpose":
+        return A.T.copy()
+    u, s, vt = np.linalg.svd(A, full_matrices=False)
+    if mode == "pinv":
+        cutoff = (s.max() if s.size else 0.0) * max(A.shape) * np.finfo(float).eps
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > cutoff)
+    else:  # tikhonov: V diag(s / (s^2 + lam)) U^T = (A^T A + lam I)^-1 A^T
+        denom = s**2 + lam
+        inv = np.divide(s, denom, out=np.zeros_like(s), where=denom > 0)
+    return (vt.T * inv) @ u.T
+
+
+def _check_mode(mode: str, lam: float) -> tuple[str, float]:
+    mode = check_choice("mode", mode, MODES)
+    lam = check_float("lam", lam, 0.0, 1e6)
+    if mode == "tikhonov" and lam == 0:
+        raise ValueError("lam: expected a ridge parameter > 0 for tikhonov mode, got 0.0")
+    return mode, lam
+
+
+# -- sigma^-1 -----------------------------------------------------------------------------------
+def inverse_activation(a: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sigma^-1 element-wise: (x, clipped, relu_ambiguous), all shaped like ``a``.
+
+    clipped marks entries pushed into the open interval before atanh / logit;
+    relu_ambiguous marks, for relu, entries with a <= 0 (the pre-activation could have
+    been any non-positive number: lost). Sigmoid was applied to nonzeros only, so an
+    entry that is (numerically) zero maps back to zero.
+    """
+    a = np.asarray(a, dtype=float)
+    none = np.zeros(a.shape, dtype=bool)
+    if activation == "identity":
+        return a.copy(), none, none
+    if activation == "relu":
+        return a.copy(), none, a <= 0
+    if activation == "tanh":
+        lim = 1.0 - CLIP_EPS
+        clipped = np.abs(a) >= lim
+        return np.arctanh(np.clip(a, -lim, lim)), clipped, none
+    if activation == "sigmoid":
+        zero = np.abs(a) <= SIGMOID_ZERO_TOL
+        clipped = ~zero & ((a <= CLIP_EPS) | (a >= 1.0 - CLIP_EPS))
+        c = np.clip(a, CLIP_EPS, 1.0 - CLIP_EPS)
+        return np.where(zero, 0.0, np.log(c) - np.log1p(-c)), clipped, none
+    raise ValueError(f"activation: expected relu, sigmoid, tanh or identity, got {activation!r}")
+
+
+# -- the reverse pass ----------------------------------------------------------------------------
+@dataclass
+class Scan:
+    """Reverse values of every column for n outputs: columns[c] is (n, size of c).
+
+    clipped: (n,) entries clipped by sigma^-1; relu_ambiguous: (n, K) bool.
+    """
+
+    columns: dict[str, np.ndarray]
+    clipped: np.ndarray
+    relu_ambiguous: np.ndarray
+    mode: str
+    lam: float
+
+
+def scan(chain: Chain, y, mode: str = "transpose", lam: float = 0.0) -> Scan:
+    """Run the chain backwards from outputs ``y``: (F,) or (n, F)."""
+    mode, lam = _check_mode(mode, lam)
+    Y = np.asarray(y, dtype=float)
+    F = chain.spec.n_harmonics
+    if Y.ndim == 1:
+        Y = Y[None, :]
+    if Y.ndim != 2 or Y.shape[1] != F or not np.all(np.isfinite(Y)):
+        raise ValueError(f"y: expected finite outputs of shape (F,) or (n, F) with F = {F}, "
+                         f"got shape {np.asarray(y).shape}")
+    h_hat = Y @ reverse_operator(chain.M, mode, lam).T
+    if mode == "transpose":
+        a_hat = h_hat @ chain.W                      # W^T h^ for every row
+    else:
+        a_hat = Y @ reverse_operator(chain.M @ chain.W, mode, lam).T
+    x_hat, clipped, ambiguous = inverse_activation(a_hat, chain.spec.activation)
+    r_hat = np.where(chain.support_mask[None, :], x_hat, 0.0)
+    p_hat = r_hat @ reverse_operator(chain.S, mode, lam).T
+    t_hat = p_hat @ reverse_operator(chain.L, mode, lam).T
+    cols = dict(zip(COLUMNS, (t_hat, p_hat, r_hat, x_hat, a_hat, h_hat, Y.copy())))
+    return Scan(cols, clipped.sum(axis=1), ambiguous, mode, lam)
+
+
+def noisy_outputs(chain: Chain, noise: float, seed: int) -> np.ndarray:
+    """(T, F) forward outputs plus gaussian noise of std ``noise`` x rms(outputs), seeded."""
+    noise = check_float("noise", noise, 0.0, 100.0)
+    seed = check_int("seed", seed, 0, 2**32 - 1)
+    Y = chain.forward_all()["assemble"]
+    if noise == 0:
+        return Y.copy()
+    rms = float(np.sqrt(np.mean(Y**2))) or 1.0
+    return Y + noise * rms * np.random.default_rng(seed).normal(size=Y.shape)
+
+
+def _rel_error_cosine(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise ||f - r|| / ||f|| (||r|| when f = 0) and cosine (1 when both are zero)."""
+    nf = np.linalg.norm(f, axis=1)
+    nr = np.linalg.norm(r, axis=1)
+    err = np.linalg.norm(f - r, axis=1)
+    rel = np.where(nf > 0, err / np.where(nf > 0, nf, 1.0), err)
+    both = nf * nr
+    cos = np.where(both > 0, np.sum(f * r, axis=1) / np.where(both > 0, both, 1.0),
+                   np.where((nf == 0) & (nr == 0), 1.0, 0.0))
+    return rel, cos
+
+
+def agreement(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: float = 0.0,
+              seed: int = 0, threshold: float = 0.1) -> pd.DataFrame:
+    """For every phase and column: rel_error, cosine, agree (rel_error <= threshold).
+
+    Columns: phase, pattern, column, rel_error, cosine, agree. Rows run phase by
+    phase, columns in reverse order (assemble first), as the scanner reads them.
+    """
+    threshold = check_float("threshold", threshold, 0.0, 1e6)
+    fwd = chain.forward_all()
+    rev = scan(chain, noisy_outputs(chain, noise, seed), mode, lam).columns
+    T = chain.spec.n_phases
+    parts = []
+    for c in REVERSE_COLUMNS:
+        rel, cos = _rel_error_cosine(fwd[c], rev[c])
+        parts.append(pd.DataFrame({"phase": np.arange(T), "pattern": chain.lut, "column": c,
+                                   "rel_error": rel, "cosine": cos, "agree": rel <= threshold}))
+    frame = pd.concat(parts, ignore_index=True)
+    order = {c: i for i, c in enumerate(REVERSE_COLUMNS)}
+    frame["_o"] = frame["column"].map(order)
+    return frame.sort_values(["phase", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def column_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per column (reverse order): fraction of phases that agree, median and max rel_error."""
+    g = table.groupby("column", sort=False)
+    out = pd.DataFrame({"agree_fraction": g["agree"].mean(), "median_rel_error": g["rel_error"].median(),
+                        "max_rel_error": g["rel_error"].max(), "mean_cosine": g["cosine"].mean()})
+    return out.reindex([c for c in REVERSE_COLUMNS if c in out.index]).reset_index()
+
+
+# -- pattern recovery, hallucinated support -----------------------------------------------------
+def reference_rows(chain: Chain) -> np.ndarray:
+    """(P, K) routing rows as the reverse pass can see them: sigma^-1(sigma(R_p)).
+
+    The plain rows for invertible activations; for relu their positive parts.
+    """
+    a = np.where(chain.R != 0, _activate(chain, chain.R), 0.0)
+    return inverse_activation(a, chain.spec.activation)[0] * (chain.R != 0)
+
+
+def _activate(chain: Chain, x: np.ndarray) -> np.ndarray:
+    from engine.chain import ACTIVATIONS
+
+    return ACTIVATIONS[chain.spec.activation](x)
+
+
+def recover_patterns(chain: Chain, x_hat: np.ndarray) -> np.ndarray:
+    """(n,) pattern id of each reconstructed sparse vector x_hat (n, K): the nearest row."""
+    ref = reference_rows(chain)
+    d = ((x_hat[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2)
+    return np.argmin(d, axis=1)
+
+
+def recovery(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: float = 0.0,
+             seed: int = 0, support_tol: float = 0.05) -> pd.DataFrame:
+    """Per phase: the pattern recovered from x_hat, hallucinated and missed support, clipping.
+
+    hallucinated: entries with |x_hat| > support_tol x max|x| (over all phases) where the
+    forward sparse vector was zero; missed: forward entries above that tolerance that x_hat
+    drops below it.
+    Columns: phase, pattern, recovered, correct, nnz, hallucinated, missed, clipped,
+    relu_lost (forward pre-activations < 0 that relu set to zero).
+    """
+    support_tol = check_float("support_tol", support_tol, 0.0, 1.0)
+    fwd = chain.forward_all()
+    s = scan(chain, noisy_outputs(chain, noise, seed), mode, lam)
+    x, x_hat = fwd["sparse"], s.columns["sparse"]
+    tol = support_tol * (float(np.max(np.abs(x))) or 1.0)
+    big = np.abs(x_hat) > tol
+    rec = recover_patterns(chain, x_hat)
+    relu_lost = (x < 0).sum(axis=1) if chain.spec.activation == "relu" else np.zeros(len(x), int)
+    return pd.DataFrame({
+        "phase": np.arange(chain.spec.n_phases), "pattern": chain.lut, "recovered": rec,
+        "correct": rec == chain.lut, "nnz": (x != 0).sum(axis=1),
+        "hallucinated": (big & (x == 0)).sum(axis=1), "missed": (~big & (np.abs(x) > tol)).sum(axis=1),
+        "clipped": s.clipped.astype(int), "relu_lost": relu_lost,
+    })
+
+
+def hallucinated_map(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: float = 0.0,
+                     seed: int = 0, support_tol: float = 0.05) -> np.ndarray:
+    """(T, K) int: +1 hallucinated (x_hat big where x = 0), -1 missed, 0 as the forward."""
+    fwd = chain.forward_all()["sparse"]
+    x_hat = scan(chain, noisy_outputs(chain, noise, seed), mode, lam).columns["sparse"]
+    tol = support_tol * (float(np.max(np.abs(fwd))) or 1.0)
+    big = np.abs(x_hat) > tol
+    return np.where(big & (fwd == 0), 1, np.where(~big & (np.abs(fwd) > tol), -1, 0))
+
+
+# -- conditioning ------------------------------------------------------------------------------
+def singular_values(chain: Chain) -> dict[str, np.ndarray]:
+    """Singular values (descending) of W, M and M W."""
+    return {name: np.linalg.svd(A, compute_uv=False)
+            for name, A in (("W", chain.W), ("M", chain.M), ("M W", chain.M @ chain.W))}
+
+
+def conditioning(chain: Chain) -> pd.DataFrame:
+    """Per matrix: shape, rank, s_max, s_min, condition number (inf when rank-deficient).
+
+    full_column_rank says whether the matrix can be undone from its output (rank = columns).
+    """
+    rows = []
+    mats = {"W": chain.W, "M": chain.M, "M W": chain.M @ chain.W}
+    for name, s in singular_values(chain).items():
+        A = mats[name]
+        tol = s.max() * max(A.shape) * np.finfo(float).eps if s.size else 0.0
+        rank = int(np.sum(s > tol))
+        full = rank == min(A.shape)
+        rows.append({"matrix": name, "shape": f"{A.shape[0]} x {A.shape[1]}", "rank": rank,
+                     "full_column_rank": rank == A.shape[1], "s_max": float(s.max()),
+                     "s_min": float(s.min()),
+                     "condition": float(s.max() / s.min()) if full and s.min() > 0 else float("inf")})
+    return pd.DataFrame(rows)
+
+
+# -- the transpose pass is the vector-Jacobian product ----------------------------------------------
+def transpose_vjp_difference(chain: Chain, y) -> dict[str, float]:
+    """max |scan(transpose) - torch.autograd VJP| per linear column, at cotangent ``y`` (F,).
+
+    propagate: VJP of h -> M h; activation: VJP of a -> M W a. With the identity
+    activation the whole chain is linear, and select, lookup and clock are checked too
+    (VJP of e_t -> M W mask(S L e_t)).
+    """
+    import torch
+
+    y = np.asarray(y, dtype=float).ravel()
+    rev = scan(chain, y, "transpose").columns
+    M = torch.tensor(chain.M, dtype=torch.float64)
+    W = torch.tensor(chain.W, dtype=torch.float64)
+    ty = torch.tensor(y, dtype=torch.float64)
+
+    def vjp(fn, n):
+        x = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(fn(x), x, grad_outputs=ty)
+        return g.numpy()
+
+    out = {"propagate": vjp(lambda h: M @ h, chain.spec.hidden),
+           "activation": vjp(lambda a: M @ (W @ a), chain.spec.k)}
+    if chain.spec.activation == "identity":
+        S = torch.tensor(chain.S, dtype=torch.float64)
+        L = torch.tensor(chain.L, dtype=torch.float64)
+        mask = torch.tensor(chain.support_mask, dtype=torch.float64)
+        out["select"] = vjp(lambda r: M @ (W @ (mask * r)), chain.spec.k)
+        out["lookup"] = vjp(lambda e: M @ (W @ (mask * (S @ e))), chain.spec.n_patterns)
+        out["clock"] = vjp(lambda e: M @ (W @ (mask * (S @ (L @ e)))), chain.spec.n_phases)
+    return {c: float(np.max(np.abs(rev[c][0] - g))) for c, g in out.items()}
