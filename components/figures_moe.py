@@ -154,6 +154,14 @@ def _sweep_frame(rows: list[dict], source: str) -> pd.DataFrame:
     return df
 
 
+def _batch_axis(fig: go.Figure, batches) -> None:
+    ticks = sorted({int(b) for b in batches})
+    if len(ticks) > 8:  # every other power of two
+        ticks = ticks[::2]
+    fig.update_xaxes(title="batch (tokens)", type="log", tickvals=ticks,
+                     ticktext=[f"{t // 1024}k" if t >= 1024 and t % 1024 == 0 else str(t) for t in ticks])
+
+
 def sweep_time(local: list[dict], reference: list[dict] | None = None,
                ref_label: str = "reference") -> go.Figure:
     """Time per forward vs batch (log-log), local solid, reference dashed."""
@@ -168,7 +176,7 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
         fig.add_scatter(x=part["batch"], y=part["time_ms"], mode="lines+markers",
                         name=f"{LABELS.get(variant, variant)} [{source}]",
                         line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
-    fig.update_xaxes(title="batch (tokens)", type="log")
+    _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time per forward (ms)", type="log")
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
 
@@ -191,7 +199,7 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
                         name=f"{LABELS.get(variant, variant)} [{source}]",
                         line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
     fig.add_hline(y=k, line=dict(color="#1d2330", dash="dot"), annotation_text=f"ideal MoE = k = {k}")
-    fig.update_xaxes(title="batch (tokens)", type="log")
+    _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
 

@@ -723,16 +723,30 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
 
 
 def sweep_summary(rows: list[dict]) -> list[dict]:
-    """Per MoE variant: the ratio to dense_1x at the largest batch measured, and ideal k."""
-    out = []
+    """Per MoE variant at the largest batch measured: time / dense_1x (ideal k), and the
+    efficiency k / ratio; plus time / dense_active and / dense_total at the smallest and
+    the largest batch (the memory paradox in two numbers each)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
-        return out
-    big = max(r["batch"] for r in ok)
+        return []
+    times = {(r["batch"], r["variant"]): r["time_ms"] for r in ok}
+    small, big = min(r["batch"] for r in ok), max(r["batch"] for r in ok)
+
+    def ratio(batch, variant, base):
+        a, b = times.get((batch, variant)), times.get((batch, base))
+        return a / b if a and b else float("nan")
+
+    out = []
     for r in ok:
         if r["batch"] == big and str(r["variant"]).startswith("moe_"):
-            out.append({"variant": r["variant"], "batch": big, "ratio_vs_dense_1x": r["ratio_vs_dense_1x"],
-                        "ideal": r["k"], "efficiency": r["k"] / r["ratio_vs_dense_1x"]})
+            v = r["variant"]
+            out.append({"variant": v, "batch": big, "ratio_vs_dense_1x": r["ratio_vs_dense_1x"],
+                        "ideal": r["k"], "efficiency": r["k"] / r["ratio_vs_dense_1x"],
+                        "small_batch": small,
+                        "small_vs_dense_active": ratio(small, v, "dense_active"),
+                        "small_vs_dense_total": ratio(small, v, "dense_total"),
+                        "big_vs_dense_active": ratio(big, v, "dense_active"),
+                        "big_vs_dense_total": ratio(big, v, "dense_total")})
     return out
 
 

@@ -281,9 +281,13 @@ def draw_sweep(rows):
     parts = []
     for source, rs in (("this run", rows), (ref_label, ref_rows or [])):
         for s in moe.sweep_summary(rs):
-            parts.append(html.Li(f"{source}: {s['variant']} at {s['batch']} tokens takes "
-                                 f"{s['ratio_vs_dense_1x']:.2f}x one dense FFN (ideal {s['ideal']}x, "
-                                 f"{100 * s['efficiency']:.0f}% of ideal)"))
+            parts.append(html.Li(
+                f"{source}: {s['variant']} at {s['batch']} tokens takes "
+                f"{s['ratio_vs_dense_1x']:.2f}x one dense FFN (ideal {s['ideal']}x, "
+                f"{100 * s['efficiency']:.0f}% of ideal); against the dense layer with equal "
+                f"active / equal total parameters: {s['small_vs_dense_active']:.2f}x / "
+                f"{s['small_vs_dense_total']:.2f}x at {s['small_batch']} token(s), "
+                f"{s['big_vs_dense_active']:.2f}x / {s['big_vs_dense_total']:.2f}x at {s['batch']}."))
         for r in rs:
             if str(r.get("status", "")).startswith("unavailable") and r.get("batch") == 1:
                 parts.append(html.Li(f"{source}: {r['variant']} {r['status']}"))

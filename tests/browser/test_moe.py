@@ -51,13 +51,18 @@ def test_moe_sliders_change_capacity_drops_and_loss(app_server, page):
     assert frame["dropped"].sum() == 0
 
 
-def test_moe_train_router_tiny_job(app_server, page):
+def test_moe_tiny_training_and_timing_jobs(app_server, page):
     page.goto(app_server + "/moe")
-    page.wait_for_selector("#moe-train-job-run")
+    page.wait_for_selector("#moe-sweep-job-run")
+    # both jobs start at once (the second waits for a free job slot; overheads overlap)
     page.fill("#moe-train-experts", "4")
     page.fill("#moe-train-epochs", "1")
+    page.fill("#moe-sweep-d", "32")
+    page.fill("#moe-sweep-max", "4")
     page.click("#moe-train-job-run")
-    wait_for_text(page, "#moe-train-job-status", "done", timeout=60_000)
+    page.click("#moe-sweep-job-run")
+
+    wait_for_text(page, "#moe-train-job-status", "done", timeout=90_000)
     wait_for_text(page, "#moe-train-summary", "balancing alpha=0.1")
     assert page.locator("#moe-train-summary-list li").count() == 2
     with page.expect_download() as dl:
@@ -67,14 +72,7 @@ def test_moe_train_router_tiny_job(app_server, page):
     assert len(frame) == 2 * (1 + 4 + 1)
     assert page.locator("#moe-train-spec .heatmaplayer").count() >= 1
 
-
-def test_moe_timing_sweep_tiny_job(app_server, page):
-    page.goto(app_server + "/moe")
-    page.wait_for_selector("#moe-sweep-job-run")
-    page.fill("#moe-sweep-d", "32")
-    page.fill("#moe-sweep-max", "4")
-    page.click("#moe-sweep-job-run")
-    wait_for_text(page, "#moe-sweep-job-status", "done", timeout=60_000)
+    wait_for_text(page, "#moe-sweep-job-status", "done", timeout=90_000)
     wait_for_text(page, "#moe-sweep-summary", "one dense FFN")
     # 3 batches (1, 2, 4) x 5 variants, drawn as lines
     assert page.locator("#moe-sweep-time .scatterlayer .trace").count() >= 3
