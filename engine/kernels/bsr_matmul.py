@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -176,8 +177,11 @@ class BsrMatrix:
 
     def to_torch(self) -> torch.Tensor:
         """As a torch ``sparse_bsr`` tensor (int64 indices)."""
-        return torch.sparse_bsr_tensor(self.crow.to(torch.int64), self.col.to(torch.int64),
-                                       self.values, size=self.shape)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse BSR tensor support is in beta")
+            return torch.sparse_bsr_tensor(self.crow.to(torch.int64), self.col.to(torch.int64),
+                                           self.values, size=self.shape,
+                                           check_invariants=False)
 
     def to_dense(self) -> torch.Tensor:
         """The dense [m, n] matrix (zeros where no block is stored)."""
@@ -427,6 +431,36 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 DEFAULT_CONFIG = {16: Config(128, 4, True), 32: Config(128, 2, True),
                   64: Config(128, 1, False), 128: Config(64, 1, False)}
 
+# What the tuner chose on an H100 (benchmarks/results/bsr_bench.csv: n = 8192,
+# k = 512, fp16), by block and by stored-block density up to the given bound.
+# Used when tuning is off (e.g. through the backend registry, where a first call
+# should not spend a minute compiling candidates).
+PRESETS: dict[int, list[tuple[float, Config]]] = {
+    16: [(0.15, Config.from_label("ptr n128 g4 N w4 s3")),
+         (1.0, Config.from_label("ptr n256 g4 T w4 s3"))],
+    32: [(0.15, Config.from_label("ptr n128 g2 T w4 s3")),
+         (0.3, Config.from_label("ptr n256 g2 T w4 s3")),
+         (1.0, Config.from_label("ptr n128 g4 T w4 s3"))],
+    64: [(0.15, Config.from_label("tma n128 g2 N w4 s3")),
+         (0.55, Config.from_label("tma n128 g1 N w4 s2")),
+         (1.0, Config.from_label("tma n256 g1 N w8 s3"))],
+    128: [(1.0, Config.from_label("ptr n64 g1 N w4 s3"))],
+}
+# The pointer-load twin of each TMA preset, for GPUs without TMA (before sm_90),
+# for k not a multiple of 8, and for the CPU interpreter.
+_PTR_TWIN = {"tma n128 g2 N w4 s3": Config.from_label("ptr n128 g2 N w4 s3"),
+             "tma n128 g1 N w4 s2": Config.from_label("ptr n128 g1 N w4 s3"),
+             "tma n256 g1 N w8 s3": Config.from_label("ptr n256 g1 N w8 s3")}
+
+
+def preset_config(a: "BsrMatrix", b: torch.Tensor) -> Config:
+    """The H100 tuner's choice for this block size and density (no timing)."""
+    dens = a.density
+    cfg = next(c for bound, c in PRESETS[a.block] if dens <= bound)
+    if not _config_ok(a, b, cfg):
+        cfg = _PTR_TWIN.get(cfg.label(), DEFAULT_CONFIG[a.block])
+    return cfg
+
 _TUNED: dict[tuple, Config] = {}
 TUNE_LOG: list[dict] = []  # one row per (key, config) timed: what the tuner saw
 
@@ -495,10 +529,25 @@ def triton_cdiv(x: int, y: int) -> int:
     return -(-x // y)
 
 
+_TMA_CAPABLE: dict[str, bool] = {}
+
+
+def _has_tma(device: torch.device) -> bool:
+    """True on sm_90+ GPUs (asked only for tensors already on that GPU)."""
+    key = str(device)
+    if key not in _TMA_CAPABLE:
+        _TMA_CAPABLE[key] = torch.cuda.get_device_capability(device)[0] >= 9
+    return _TMA_CAPABLE[key]
+
+
 def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
     if cfg.kind == "tma":
-        return ((a.device.type == "cuda" or interpreting()) and a.nnz_blocks > 0
-                and b.shape[1] % 8 == 0 and cfg.group in (1, 2) and not cfg.trans)
+        if interpreting() and a.device.type == "cpu":
+            where_ok = True
+        else:
+            where_ok = a.device.type == "cuda" and _has_tma(a.device)
+        return (where_ok and a.nnz_blocks > 0 and b.shape[1] % 8 == 0
+                and cfg.group in (1, 2) and not cfg.trans)
     return True
 
 
@@ -589,7 +638,8 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
     in A's dtype (fp16 or bf16). Returns Y [m, k] in that dtype (fp32 accumulation).
 
     config: launch exactly this ``Config``; otherwise the tuned one for this key
-    (tuned on first use on CUDA when ``autotune``), else ``DEFAULT_CONFIG``.
+    (tuned on first use on CUDA when ``autotune``), else ``preset_config`` (the
+    H100 tuner's choice for this block and density).
     split: "auto" cuts block rows longer than twice the mean into segments (see
     ``auto_split_len``); an int cuts rows longer than that; None never cuts."""
     a = as_bsr(a)
@@ -617,9 +667,52 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
             if autotune and a.device.type == "cuda" and not interpreting():
                 cfg = tune(a, b, split_len=split_len)
             else:
-                cfg = DEFAULT_CONFIG[a.block]
+                cfg = preset_config(a, b)
     if not _config_ok(a, b, cfg):
         raise ValueError(f"config: expected a configuration valid for these inputs, got "
                          f"{cfg.label()}")
     _launch(a, b, out, cfg, split_len)
     return out
+
+
+# ----------------------------------------------------------------------------- registry
+def _backend_check(spec: Any) -> str | None:
+    block = int(getattr(spec, "block", 0) or 0)
+    if block not in BLOCK_SIZES:
+        return f"unsupported: expected square blocks of 16, 32, 64 or 128 for lab-bsr, got {block}"
+    why = triton_status()
+    return f"unsupported: expected triton importable for lab-bsr, got {why}" if why else None
+
+
+def _backend_prepare(a: torch.Tensor, spec: Any) -> BsrMatrix:
+    """Dense (m, n) -> BsrMatrix keeping every block that holds a nonzero."""
+    return BsrMatrix.from_dense(a.contiguous(), int(spec.block))
+
+
+def _backend_matmul(a: BsrMatrix, x: torch.Tensor) -> torch.Tensor:
+    """x (n,) -> (m,), or (n, k) -> (m, k); presets, no tuning on first use."""
+    if x.dim() == 1:
+        return bsr_matmul(a, x.reshape(-1, 1), autotune=False).reshape(-1)
+    return bsr_matmul(a, x, autotune=False)
+
+
+def _backend_bytes(a: BsrMatrix) -> int:
+    return int(a.values.numel() * a.values.element_size() + a.col.numel() * 4
+               + a.crow.numel() * 4)
+
+
+def _register() -> None:
+    from engine.formats import Backend, register_backend
+
+    register_backend(Backend(
+        name=NAME, format="bsr", library="triton",
+        dtypes={"cuda": ("float16", "bfloat16")},
+        prepare=_backend_prepare, matmul=_backend_matmul,
+        to_dense=lambda a: a.to_dense(), needs_block=True, check=_backend_check,
+        bytes_of=_backend_bytes, ops=("spmv", "spmm"),
+        description="the lab's own Triton kernel for block-sparse (BSR) x dense, fp32 "
+                    "accumulation, tiles preset from an H100 tuning run",
+    ), replace=True)
+
+
+_register()

@@ -1,0 +1,283 @@
+"""lab-bsr (engine.kernels.bsr_matmul): the Triton kernel == the plain-torch reference.
+
+The kernel cases run in ONE subprocess with TRITON_INTERPRET=1 set before triton is
+imported (Triton's CPU interpreter), so the rest of the suite never sees that
+variable and the result does not depend on what else imported triton first. They
+skip, with the reason, when triton cannot be imported here. Everything else runs
+in-process in plain torch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.kernels import bsr_matmul as lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (id, block, block rows, block cols, k, density, dtype, empty block rows, config label, split)
+KERNEL_CASES = [
+    ("b16-trans-g4-fp16", 16, 4, 5, 64, 0.5, "float16", (1,), "ptr n64 g4 T w4 s3", None),
+    ("b16-dense-oddk-bf16", 16, 3, 4, 40, 1.0, "bfloat16", (), "ptr n64 g1 N w4 s3", None),
+    ("b32-g2-empty-rows", 32, 4, 4, 64, 0.3, "float16", (0, 3), "ptr n64 g2 N w4 s3", None),
+    ("b32-trans-g4-k33-bf16", 32, 3, 3, 33, 0.6, "bfloat16", (), "ptr n64 g4 T w4 s3", None),
+    ("b64-tma-fp16", 64, 3, 4, 128, 0.5, "float16", (1,), "tma n64 g1 N w4 s3", None),
+    ("b64-tma-pairs-dense-bf16", 64, 2, 3, 64, 1.0, "bfloat16", (), "tma n64 g2 N w4 s3", None),
+    ("b64-ptr-trans", 64, 2, 3, 96, 0.7, "float16", (), "ptr n64 g1 T w4 s3", None),
+    ("b64-all-empty", 64, 3, 3, 64, 0.0, "float16", (), "ptr n64 g1 N w4 s3", None),
+    ("b128-fp16", 128, 2, 2, 48, 0.5, "float16", (), "ptr n32 g1 N w4 s3", None),
+    ("b16-split-ptr", 16, 6, 8, 80, 0.45, "float16", (2,), "ptr n64 g2 N w4 s3", 2),
+    ("b16-split-tma", 16, 6, 8, 80, 0.45, "bfloat16", (2,), "tma n64 g1 N w4 s3", 3),
+    ("b32-preset-from-torch", 32, 3, 4, 64, 0.5, "float16", (), "", None),
+]
+
+_WORKER = r"""
+import json, os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+from engine.kernels import bsr_matmul as lab
+cases = json.loads(sys.argv[1])
+for (cid, blk, rb, cb, k, dens, dt, empty, label, split) in cases:
+    try:
+        dtype = getattr(torch, dt)
+        a = lab.BsrMatrix.random(rb * blk, cb * blk, blk, dens, dtype=dtype, seed=blk + rb + k,
+                                 empty_rows=tuple(empty))
+        errs, unwritten = [], 0
+        for rep in range(2):  # twice: the split workspace must be left clean
+            b = (torch.randn(cb * blk, k, generator=torch.Generator().manual_seed(rep))).to(dtype)
+            ref = lab.bsr_matmul_reference(a, b).double()
+            exact = a.to_dense().double() @ b.double()
+            y = torch.full((rb * blk, k), float("nan"), dtype=dtype)
+            if label:
+                lab.bsr_matmul(a, b, config=lab.Config.from_label(label), out=y, split=split)
+            else:
+                y = lab.bsr_matmul(a.to_torch(), b)
+            unwritten += int(torch.isnan(y).sum())
+            den = max(float(exact.norm()), 1e-30)
+            errs.append(max(float((y.double() - ref).norm()) / den,
+                            float((y.double() - exact).norm()) / den))
+        print(json.dumps({"id": cid, "err": max(errs), "unwritten": unwritten,
+                          "zero": float(exact.norm()) == 0.0}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"id": cid, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+"""
+
+
+def _triton_missing() -> str:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed here (pip install -r requirements-dev.txt)"
+    probe = subprocess.run([sys.executable, "-c", "import triton"], capture_output=True,
+                           text=True, timeout=120)
+    if probe.returncode:
+        return "triton cannot be imported here: " + probe.stderr.strip().splitlines()[-1]
+    return ""
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict:
+    why = _triton_missing()
+    if why:
+        pytest.skip(why)
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(KERNEL_CASES)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            results[row["id"]] = row
+    if not results:
+        pytest.fail(f"interpreter worker printed nothing; rc {proc.returncode}\n{proc.stderr[-3000:]}")
+    return results
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES, ids=[c[0] for c in KERNEL_CASES])
+def test_kernel_matches_reference_under_the_interpreter(interpreted, case):
+    cid, dtype = case[0], case[6]
+    row = interpreted.get(cid)
+    assert row is not None, f"no result for {cid}"
+    assert "error" not in row, row.get("error")
+    assert row["unwritten"] == 0, "some outputs were never written"
+    tol = 1.5e-2 if dtype == "bfloat16" else 2e-3  # one rounding of the fp32 sum to 16 bits
+    if row["zero"]:
+        assert row["err"] == 0.0
+    else:
+        assert row["err"] < tol
+
+
+# ----------------------------------------------------------------------------- plain torch
+# (id, block, block rows, block cols, k, density, empty rows)
+REFERENCE_CASES = [
+    ("b16-half", 16, 4, 6, 8, 0.5, ()),
+    ("b32-empty-rows", 32, 5, 3, 5, 0.4, (0, 4)),
+    ("b64-dense", 64, 2, 2, 3, 1.0, ()),
+    ("b128-sparse", 128, 2, 3, 2, 0.34, ()),
+    ("b16-empty", 16, 3, 3, 4, 0.0, ()),
+]
+
+
+@pytest.mark.parametrize("cid,blk,rb,cb,k,dens,empty", REFERENCE_CASES,
+                         ids=[c[0] for c in REFERENCE_CASES])
+def test_reference_equals_dense_product(cid, blk, rb, cb, k, dens, empty):
+    a = lab.BsrMatrix.random(rb * blk, cb * blk, blk, dens, dtype=torch.float32, seed=3,
+                             empty_rows=empty)
+    b = torch.randn(cb * blk, k)
+    got = lab.bsr_matmul_reference(a, b)
+    want = a.to_dense() @ b
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for i in empty:
+        assert a.row_lengths()[i] == 0
+        assert torch.count_nonzero(got[i * blk:(i + 1) * blk]) == 0
+
+
+def test_random_stores_the_exact_block_count_outside_empty_rows():
+    a = lab.BsrMatrix.random(8 * 16, 10 * 16, 16, 0.25, empty_rows=(2, 5))
+    assert a.nnz_blocks == 20
+    assert a.row_lengths()[2] == 0 and a.row_lengths()[5] == 0
+    assert abs(a.density - 0.25) < 1e-9
+    assert tuple(a.values.shape) == (20, 16, 16)
+
+
+def test_dense_round_trip_and_torch_bsr_round_trip():
+    dense = torch.zeros(64, 96)
+    dense[0:32, 32:64] = torch.randn(32, 32)
+    dense[32:64, 0:32] = torch.randn(32, 32)
+    a = lab.BsrMatrix.from_dense(dense, 32)
+    assert a.nnz_blocks == 2 and a.crow.tolist() == [0, 1, 2] and a.col.tolist() == [1, 0]
+    assert torch.equal(a.to_dense(), dense)
+    t = a.to_torch()
+    assert t.layout == torch.sparse_bsr
+    assert torch.equal(t.to_dense(), dense)
+    back = lab.BsrMatrix.from_torch(dense.to_sparse_bsr((32, 32)))
+    assert torch.equal(back.to_dense(), dense)
+
+
+def test_keep_mask_stores_zero_blocks_too():
+    keep = torch.tensor([[True, False], [True, True]])
+    a = lab.BsrMatrix.from_dense(torch.zeros(32, 32), 16, keep=keep)
+    assert a.nnz_blocks == 3
+    assert torch.count_nonzero(a.to_dense()) == 0
+
+
+def test_launch_order_puts_long_rows_first():
+    keep = torch.zeros(4, 8, dtype=torch.bool)
+    keep[0, :1] = True
+    keep[1, :6] = True
+    keep[3, :3] = True
+    a = lab.BsrMatrix.from_dense(torch.randn(64, 128), 16, keep=keep)
+    assert a.order.tolist() == [1, 3, 0, 2]
+    assert a.sched[:, 0].tolist() == [1, 3, 0, 2]
+    assert a.sched[:, 3].tolist() == [-1, -1, -1, -1]
+
+
+def test_split_plan_covers_each_long_row_exactly_once():
+    keep = torch.zeros(4, 16, dtype=torch.bool)
+    keep[0, :13] = True
+    keep[2, :2] = True
+    a = lab.BsrMatrix.from_dense(torch.randn(64, 256), 16, keep=keep)
+    plan = a.plan(4)
+    assert plan.n_split == 1 and plan.split_rows.tolist() == [0]
+    segs = [r for r in plan.sched.tolist() if r[0] == 0]
+    assert plan.pieces.tolist() == [len(segs)] == [4]
+    covered = sorted(i for _, s, e, _ in segs for i in range(s, e))
+    assert covered == list(range(0, 13))
+    lengths = [e - s for _, s, e, _ in plan.sched.tolist()]
+    assert lengths == sorted(lengths, reverse=True)
+    assert a.plan(None).n_split == 0
+
+
+def test_auto_split_only_for_rows_far_above_the_mean():
+    even = lab.BsrMatrix.random(16 * 16, 16 * 16, 16, 0.5, seed=1)
+    assert lab.auto_split_len(even) is None
+    keep = torch.zeros(16, 64, dtype=torch.bool)
+    keep[:, 0] = True
+    keep[3] = True
+    skewed = lab.BsrMatrix.from_dense(torch.randn(256, 1024), 16, keep=keep)
+    assert lab.auto_split_len(skewed) == 10  # max(8, 2 * ceil(79 / 16))
+
+
+@settings(max_examples=15, deadline=None)
+@given(blk=st.sampled_from([16, 32]), rb=st.integers(1, 4), cb=st.integers(1, 4),
+       dens=st.floats(0.0, 1.0), k=st.integers(1, 9), seed=st.integers(0, 1000))
+def test_reference_matches_dense_for_random_patterns(blk, rb, cb, dens, k, seed):
+    a = lab.BsrMatrix.random(rb * blk, cb * blk, blk, dens, dtype=torch.float64, seed=seed)
+    b = torch.randn(cb * blk, k, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    # the reference accumulates in fp32, whatever the input dtype
+    torch.testing.assert_close(lab.bsr_matmul_reference(a, b), a.to_dense() @ b,
+                               rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- boundaries
+def test_rejects_unsupported_blocks_and_shapes():
+    with pytest.raises(ValueError, match="expected square blocks of 16, 32, 64 or 128, got 8"):
+        lab.BsrMatrix.from_dense(torch.zeros(16, 16), 8)
+    with pytest.raises(ValueError, match="expected a shape divisible by the block 16"):
+        lab.BsrMatrix.from_dense(torch.zeros(20, 16), 16)
+    a = lab.BsrMatrix.random(32, 32, 16, 0.5)
+    with pytest.raises(ValueError, match="expected 32 rows"):
+        lab.bsr_matmul_reference(a, torch.zeros(16, 4, dtype=torch.float16))
+    with pytest.raises(ValueError, match="expected a BsrMatrix or a torch.sparse_bsr tensor"):
+        lab.as_bsr(torch.zeros(4, 4))
+
+
+def test_cpu_without_interpreter_is_unsupported_with_a_reason(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    a = lab.BsrMatrix.random(32, 32, 16, 0.5)
+    b = torch.zeros(32, 8, dtype=torch.float16)
+    assert lab.support_reason(a, b).startswith("unsupported: expected CUDA tensors")
+    with pytest.raises(ValueError, match="unsupported: expected CUDA tensors"):
+        lab.bsr_matmul(a, b)
+    a32 = lab.BsrMatrix.random(32, 32, 16, 0.5, dtype=torch.float32)
+    assert lab.support_reason(a32, b.float()) == (
+        "unsupported: expected fp16 or bf16 values, got torch.float32")
+
+
+def test_config_labels_round_trip_and_every_block_has_candidates():
+    for blk in lab.BLOCK_SIZES:
+        configs = lab.candidate_configs(blk, 512)
+        assert configs, blk
+        for cfg in configs:
+            assert lab.Config.from_label(cfg.label()) == cfg
+    with pytest.raises(ValueError, match="expected a label like"):
+        lab.Config.from_label("fast please")
+
+
+def test_presets_follow_density_and_fall_back_without_tma(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    b = torch.zeros(64 * 8, 12, dtype=torch.float16)  # k = 12: no TMA (needs k % 8 == 0)
+    sparse = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.1)
+    assert lab.preset_config(sparse, b).kind == "ptr"
+    b16 = torch.zeros(64 * 8, 16, dtype=torch.float16)
+    assert lab.preset_config(sparse, b16).label() == "tma n128 g2 N w4 s3"
+    half = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.5)
+    assert lab.preset_config(half, b16).label() == "tma n128 g1 N w4 s2"
+
+
+def test_registered_as_a_backend_with_reasons():
+    from engine import formats
+
+    assert "lab-bsr" in formats.backend_names()
+    backend = formats.get_backend("lab-bsr")
+    cpu = formats.SimpleSpec(device="cpu", dtype="float16", block=64, shape=(256, 256))
+    assert backend.supports(cpu).startswith("unsupported: expected device in (cuda)")
+    fp32 = formats.SimpleSpec(device="cuda", dtype="float32", block=64, shape=(256, 256))
+    assert "expected dtype in (float16, bfloat16)" in backend.supports(fp32)
+    b8 = formats.SimpleSpec(device="cuda", dtype="float16", block=8, shape=(256, 256))
+    assert backend.supports(b8) == (
+        "unsupported: expected square blocks of 16, 32, 64 or 128 for lab-bsr, got 8")
+    ok = formats.SimpleSpec(device="cuda", dtype="bfloat16", block=32, shape=(256, 256))
+    assert backend.supports(ok) is None
+    dense = torch.zeros(64, 64)
+    dense[:32, 32:] = 1.0
+    prepared = backend.prepare(dense, formats.SimpleSpec(block=32, shape=(64, 64)))
+    assert torch.equal(backend.to_dense(prepared), dense)
+    assert backend.nbytes(prepared) == 32 * 32 * 4 + 4 + 3 * 4
