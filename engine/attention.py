@@ -198,9 +198,10 @@ def random_qkv(batch: int, heads: int, seq_len: int, head_dim: int, dtype: str =
                device: Any = "cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Standard-normal q, k, v of shape (batch, heads, seq_len, head_dim)."""
     check_choice("dtype", dtype, DTYPES)
-    gen = torch.Generator().manual_seed(seed)
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
     shape = (batch, heads, seq_len, head_dim)
-    return tuple(torch.randn(shape, generator=gen).to(device=device, dtype=DTYPES[dtype])
+    return tuple(torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(DTYPES[dtype])
                  for _ in range(3))
 
 
@@ -312,7 +313,7 @@ class SweepConfig:
     block: int = 128
     repeats: int = 10
     flex_compile_on_cpu: bool = False
-    flex_dynamic: bool = False
+    flex_dynamic: bool = True
     check: bool = True
     time_budget_s: float | None = None
     seed: int = 0
@@ -354,12 +355,16 @@ def _versions() -> dict:
 
 
 def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str = "") -> Iterator[dict]:
-    """Yield one row per (sequence length, mask, implementation), baselines first.
+    """Yield one row per (sequence length, mask, implementation).
+
+    Order: first the two baselines (SDPA causal, SDPA without mask) at every length,
+    then mask by mask every length with masked SDPA and FlexAttention, so that a run
+    cut by ``time_budget_s`` still holds whole curves for the first masks.
 
     Every row carries the theory (token and block densities, speedups by FLOPs) and,
     when it ran, mask_build_ms, compile_s, kernel_ms (median) and iqr_ms, speedups
-    against SDPA causal and SDPA dense measured in the same run, and the largest
-    absolute difference from masked SDPA's output (the agreement check).
+    against SDPA causal and SDPA dense measured in the same run, and FlexAttention's
+    largest absolute difference from masked SDPA's output (the agreement check).
     """
     device = torch.device(device)
     started = time.perf_counter()
@@ -368,28 +373,40 @@ def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str =
             "dtype": config.dtype, "batch": config.batch, "heads": config.heads,
             "head_dim": config.head_dim, "block": config.block, **_versions()}
     flex_reason = flex_unavailable_reason(device, True, config.flex_compile_on_cpu)
+    qkv = {s: random_qkv(config.batch, config.heads, s, config.head_dim, config.dtype, device,
+                         config.seed) for s in config.seq_lens}
+    timings: dict[int, dict[str, float]] = {s: {} for s in config.seq_lens}
+
+    def over_budget() -> bool:
+        return config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s
 
     for seq_len in config.seq_lens:
-        q, k, v = random_qkv(config.batch, config.heads, seq_len, config.head_dim, config.dtype,
-                             device, config.seed)
-        timings: dict[str, float] = {}
+        q, k, v = qkv[seq_len]
+        rows = []
         for impl, kind in BASELINES:
             mask = causal() if kind == "causal" else full()
-            row = _row(base, seq_len, kind, mask, impl, config, device)
-            if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
-                yield {**row, "status": "skipped: time budget"}
+            row = _row(base, seq_len, kind, mask, impl, config, _theory(mask, seq_len, config, device))
+            if over_budget():
+                rows.append({**row, "status": "skipped: time budget"})
                 continue
             fn = ATTENTION_BACKENDS[impl].run
             row.update(_measure_row(lambda: fn(q, k, v), lambda: None, device, config, compiles=False))
+            row.pop("_out", None)
             if row["status"] == "ok":
-                timings[impl] = row["kernel_ms"]
-            yield _with_speedups(row, timings)
-        for kind in config.masks:
+                timings[seq_len][impl] = row["kernel_ms"]
+            rows.append(row)
+        for row in rows:  # both baselines timed first, so each row has both speedups
+            yield _with_speedups(row, timings[seq_len])
+
+    for kind in config.masks:
+        for seq_len in config.seq_lens:
+            q, k, v = qkv[seq_len]
             mask = build_mask(kind, seq_len, params, config.block, device)
+            theory = _theory(mask, seq_len, config, device)
             reference_out = None
             for impl in SWEEP_IMPLS:
-                row = _row(base, seq_len, kind, mask, impl, config, device)
-                if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
+                row = _row(base, seq_len, kind, mask, impl, config, theory)
+                if over_budget():
                     yield {**row, "status": "skipped: time budget"}
                     continue
                 if impl == "flex" and flex_reason:
@@ -408,22 +425,26 @@ def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str =
                 if impl == "sdpa-masked" and out is not None:
                     reference_out = out
                 row.update(result)
-                yield _with_speedups(row, timings)
+                yield _with_speedups(row, timings[seq_len])
             del reference_out
-        del q, k, v
+
+
+def _theory(mask: Mask, seq_len: int, config: SweepConfig, device: torch.device) -> dict:
+    """Densities and FLOPs speedups of ``mask`` at ``seq_len`` (counted on ``device``)."""
+    dense = materialize(mask, seq_len, device=device)
+    st = stats_of(dense, config.block, mask.name)
+    del dense
+    return {"density": st.density, "block_density": st.block_density,
+            "theory_vs_causal": st.speedup_vs_causal, "theory_vs_dense": st.speedup_vs_dense,
+            "block_theory_vs_causal": st.block_speedup_vs_causal,
+            "useful_flops": attention_flops(st.nnz, config.head_dim, config.batch, config.heads)}
 
 
 def _row(base: dict, seq_len: int, kind: str, mask: Mask, impl: str, config: SweepConfig,
-         device: torch.device) -> dict:
-    dense = materialize(mask, seq_len)  # theory on the CPU, once per row
-    st = stats_of(dense, config.block, mask.name)
-    del dense
-    flops = attention_flops(st.nnz, config.head_dim, config.batch, config.heads)
+         theory: dict) -> dict:
     return {**base, "seq_len": seq_len, "mask_kind": kind, "mask": mask.name, "impl": impl,
-            "status": "pending", "message": "", "density": st.density,
-            "block_density": st.block_density, "theory_vs_causal": st.speedup_vs_causal,
-            "theory_vs_dense": st.speedup_vs_dense, "block_theory_vs_causal": st.block_speedup_vs_causal,
-            "useful_flops": flops, "mask_build_ms": math.nan, "compile_s": math.nan,
+            "status": "pending", "message": "", **theory,
+            "mask_build_ms": math.nan, "compile_s": math.nan,
             "first_call_ms": math.nan, "kernel_ms": math.nan, "iqr_ms": math.nan, "runs": 0,
             "noisy": False, "method": "", "tflops": math.nan, "speedup_vs_causal": math.nan,
             "speedup_vs_dense": math.nan, "max_abs_diff": math.nan,
