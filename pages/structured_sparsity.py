@@ -41,10 +41,10 @@ ACC_PATTERNS = {"unstructured": ("unstructured", None), "block 4x4": ("block", 4
                 "4:8": ("nm", (4, 8))}
 # The chapter's accuracy table (ResNet-50), shown as the chapter's, never as ours.
 CHAPTER_ACCURACY = [
-    {"pattern": "unstructured", "sparsity": "90 %", "chapter: drop (ResNet-50)": "1-2 %"},
-    {"pattern": "block 16x16", "sparsity": "75 %", "chapter: drop (ResNet-50)": "1-2 %"},
-    {"pattern": "block 64x64", "sparsity": "50 %", "chapter: drop (ResNet-50)": "1-2 %"},
-    {"pattern": "2:4", "sparsity": "50 %", "chapter: drop (ResNet-50)": "< 1 %"},
+    {"pattern": "unstructured", "sparsity": "90 %", "chapter (ResNet-50)": "1-2 %"},
+    {"pattern": "block 16x16", "sparsity": "75 %", "chapter (ResNet-50)": "1-2 %"},
+    {"pattern": "block 64x64", "sparsity": "50 %", "chapter (ResNet-50)": "1-2 %"},
+    {"pattern": "2:4", "sparsity": "50 %", "chapter (ResNet-50)": "< 1 %"},
 ]
 
 
@@ -56,7 +56,7 @@ def chapter_beside_ours(frame: pd.DataFrame) -> list[dict]:
         line = dict(row)
         target = float(row["sparsity"].rstrip(" %")) / 100
         for model in ACCURACY_MODELS:
-            col = f"ours: {model.upper()} drop (pts)"
+            col = f"ours {model.upper()}"
             hit = pd.DataFrame()
             if len(frame) and {"model", "pattern", "target_sparsity"} <= set(frame.columns):
                 hit = frame[(frame["model"] == model) & (frame["pattern"] == row["pattern"])
@@ -268,7 +268,7 @@ def _accuracy_section() -> html.Section:
                       csv_download(f"{P}-chapter-csv"),
                       html.P("The 'chapter' column is the chapter's figure for ResNet-50 on "
                              "ImageNet, not measured here. The 'ours' columns are this page's "
-                             "run (small models on a small data set; 'not run' until the job "
+                             "run: accuracy drop in percentage points (small models on a small data set; 'not run' until the job "
                              "covers that pattern and sparsity; our layers are too small for "
                              "64x64 tiles). Compare the ordering of the patterns, not the sizes.",
                              className="section-note")]),
@@ -430,7 +430,7 @@ def draw_timing(rows, ref_path):
         be = pd.concat([break_even_by_block(g).assign(source=src)
                         for src, g in frame.groupby("source", sort=False)], ignore_index=True)
     table = frame[[c for c in TIME_TABLE_COLUMNS if c in frame]] if len(frame) else frame
-    be_table = be[["source", "block", "backend", "dtype", "rows", "k", "break_even", "note"]] \
+    be_table = be[["block", "backend", "break_even", "note", "source", "dtype", "rows", "k"]] \
         if len(be) else be
     return (speedup_figure(frame), efficiency_figure(frame), break_even_figure(be), nm_figure(frame),
             records(be_table), table_columns(be_table), records(table), table_columns(table), note)

@@ -2,6 +2,7 @@
 import pandas as pd
 import pytest
 
+from engine.structured_sweep import default_block_backends
 from tests.browser.conftest import wait_for_text
 
 pytestmark = pytest.mark.browser
@@ -52,8 +53,9 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     _fill(page, "#ss-t-repeats", "2")
     page.click("#ss-time-job-run")
     wait_for_text(page, "#ss-time-job-status", "done", timeout=90_000)
-    # one block size x 2 sparsities x 5 CPU backends + dense and 2:4
-    wait_for_text(page, "#ss-time-job-status", "12 rows")
+    # one block size x 2 sparsities x every registered backend + dense and 2:4
+    expected = 2 * len(default_block_backends()) + 2
+    wait_for_text(page, "#ss-time-job-status", f"{expected} rows")
     page.wait_for_selector("#ss-speedup .scatterlayer .trace")
     wait_for_content(page, "#ss-speedup", "torch-bsr b4")
     wait_for_content(page, "#ss-nm-plot", "needs an NVIDIA GPU (sm80+)")
@@ -61,7 +63,7 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
         page.click("#ss-time-job-csv")
     dl.value.save_as(tmp_path / "timing.csv")
     frame = pd.read_csv(tmp_path / "timing.csv")
-    assert len(frame) == 12 and set(frame["block"]) == {4}
+    assert len(frame) == expected and set(frame["block"]) == {4}
     nm = frame[frame["backend"] == "torch-2:4"]
     assert list(nm["status"]) == ["unsupported"] and nm["median_s"].isna().all()
     ok = frame[frame["status"] == "ok"]
