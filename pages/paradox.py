@@ -132,8 +132,9 @@ def layout(**_kwargs):
             labelled("Plot op", dcc.RadioItems(id=f"{P}-plot-op", value="spmv", inline=True,
                                                 options=[{"label": " SpMV ", "value": "spmv"},
                                                          {"label": " SpMM ", "value": "spmm"}])),
-            labelled("Reference run (committed)", dcc.Dropdown(id=f"{P}-ref", options=[], value=None,
-                                                                placeholder="none", style={"width": "28em"})),
+            html.Div([html.Label("Reference run (committed CSV)", className="control-label"),
+                      dcc.Dropdown(id=f"{P}-ref", options=[], value=None, placeholder="none")],
+                     className="control", style={"maxWidth": "560px", "flex": "1 1 420px"}),
         ), html.Div(id=f"{P}-ref-note"),
             dcc.Graph(id=f"{P}-speedup", config={"displaylogo": False}),
             note="Solid lines: this device. Dotted lines with open diamonds: the reference run. "
@@ -219,6 +220,8 @@ def reference_options(_id):
 def draw(rows, op, ref_path):
     """Rows of the current sweep (+ an optional reference CSV) -> figures and tables."""
     frame = pd.DataFrame(rows or [])
+    if len(frame) and op not in set(frame["op"]):
+        op = frame["op"].iloc[0]  # the sweep did not run the chosen op: show the one it ran
     local = frame[frame["op"] == op] if len(frame) else frame
     reference, label, note = None, "reference", None
     if ref_path:

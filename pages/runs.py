@@ -79,6 +79,12 @@ def import_upload(store: RunStore, raw: bytes, filename: str) -> str:
                       ok_required=OK_REQUIRED)
 
 
+def wide_control(label: str, control) -> html.Div:
+    """A labelled control wider than the default (run labels are long)."""
+    return html.Div([html.Label(label, className="control-label"), control], className="control",
+                    style={"maxWidth": "560px", "flex": "1 1 420px"})
+
+
 def layout(**_kwargs):
     return html.Div([
         page_header("Runs",
@@ -97,19 +103,17 @@ def layout(**_kwargs):
                  "as 'incomplete' and keeps every finished row. Imports are checked (columns, "
                  "types, empty numbers, size, spreadsheet formulas); a bad file stores nothing."),
         section("Open and compare", controls_row(
-            labelled("Run", dcc.Dropdown(id=f"{P}-open", options=[], placeholder="choose a run",
-                                         style={"width": "30em"})),
-            labelled("Compare with", dcc.Dropdown(id=f"{P}-compare", options=[], placeholder="(none)",
-                                                  style={"width": "30em"})),
+            wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[], placeholder="choose a run")),
+            wide_control("Compare with", dcc.Dropdown(id=f"{P}-compare", options=[], placeholder="(none)")),
         ), controls_row(
             labelled("x", dcc.Dropdown(id=f"{P}-x", options=["sparsity"], value="sparsity", clearable=False,
-                                       style={"width": "12em"})),
+                                       style={"width": "100%"})),
             labelled("y", dcc.Dropdown(id=f"{P}-y", options=["speedup"], value="speedup", clearable=False,
-                                       style={"width": "12em"})),
+                                       style={"width": "100%"})),
             labelled("Filter op", dcc.Dropdown(id=f"{P}-op", options=[], value=None, placeholder="all",
-                                               style={"width": "10em"})),
+                                               style={"width": "100%"})),
             labelled("Filter dtype", dcc.Dropdown(id=f"{P}-dtype", options=[], value=None,
-                                                  placeholder="all", style={"width": "10em"})),
+                                                  placeholder="all", style={"width": "100%"})),
             html.Div([
                 html.Button("Export CSV", id=f"{P}-export", className="btn btn-secondary", n_clicks=0),
                 dcc.Download(id=f"{P}-download"),

@@ -51,11 +51,14 @@ def measure(fn: Callable[[], object], repeats: int = 20, device: str = "cpu", wa
 
     if repeats < 1:
         raise ValueError(f"repeats: expected an integer >= 1, got {repeats!r}")
-    started = time.perf_counter()
-    for _ in range(max(1, warmup)):
+    for _ in range(max(1, warmup)):  # first calls pay for handles, caches, autotuning
         fn()
     _sync(device)
-    one = max((time.perf_counter() - started) / max(1, warmup), 1e-9)
+    started = time.perf_counter()  # then estimate one call's cost from warm calls
+    for _ in range(3):
+        fn()
+    _sync(device)
+    one = max((time.perf_counter() - started) / 3, 1e-9)
     number = int(max(1, min(1000, target_run_s // one)))
     repeats = int(max(1, min(repeats, max_total_s // (one * number) or 1)))
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})

@@ -1,4 +1,4 @@
-"""/paradox in a real browser: a tiny sweep end to end, plots, CSV download."""
+"""/paradox in a real browser: a tiny sweep end to end, plots, CSV download; cancel keeps rows."""
 import pandas as pd
 import pytest
 
@@ -15,6 +15,8 @@ def _fill(page, selector: str, value: str) -> None:
 def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
     page.goto(app_server + "/paradox")
     page.wait_for_selector("#paradox-job-run")
+    _fill(page, "#paradox-sparsities", "0.5, lots")
+    wait_for_text(page, "#paradox-notes", "expected numbers")  # bad input: a message, no traceback
     _fill(page, "#paradox-size", "64")
     _fill(page, "#paradox-sparsities", "0.5, 0.95")
     _fill(page, "#paradox-repeats", "2")
@@ -38,8 +40,18 @@ def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
     assert (ok.loc[ok["backend"] == "torch-dense", "speedup"] == 1.0).all()
 
 
-def test_bad_input_shows_message(app_server, page):
+def test_cancel_keeps_finished_rows(app_server, page):
     page.goto(app_server + "/paradox")
     page.wait_for_selector("#paradox-job-run")
-    _fill(page, "#paradox-sparsities", "0.5, lots")
-    wait_for_text(page, "#paradox-notes", "expected numbers")
+    _fill(page, "#paradox-size", "256")
+    _fill(page, "#paradox-sparsities", ", ".join(str(0.5 + i / 100) for i in range(30)))
+    _fill(page, "#paradox-repeats", "50")
+    page.click("#paradox-job-run")
+    wait_for_text(page, "#paradox-job-status", "running: 3", timeout=60_000)
+    page.click("#paradox-job-cancel")
+    wait_for_text(page, "#paradox-job-status", "cancelled")
+    page.goto(app_server + "/runs")
+    wait_for_text(page, "#runs-table", "incomplete")
+    cells = page.eval_on_selector_all("#runs-table td", "els => els.map(e => e.innerText)")
+    i = cells.index("incomplete")
+    assert int(cells[i + 1]) >= 3  # the finished rows were kept
