@@ -164,7 +164,8 @@ def _batch_axis(fig: go.Figure, batches) -> None:
 
 def sweep_time(local: list[dict], reference: list[dict] | None = None,
                ref_label: str = "reference") -> go.Figure:
-    """Time per forward vs batch (log-log), local solid, reference dashed."""
+    """Time per forward vs batch (log-log), local solid, reference dashed; open markers
+    flag noisy rows (IQR / median > 0.1 or fewer than 3 timed runs)."""
     frames = [_sweep_frame(local, "this run")]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
@@ -173,8 +174,10 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
         return empty("Run the sweep (or commit a GPU reference CSV) to see timings.")
     fig = go.Figure()
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
+        noisy = part["noisy"].astype(bool) if "noisy" in part else pd.Series(False, index=part.index)
         fig.add_scatter(x=part["batch"], y=part["time_ms"], mode="lines+markers",
                         name=f"{LABELS.get(variant, variant)} [{source}]",
+                        marker=dict(symbol=["circle-open" if n else "circle" for n in noisy], size=7),
                         line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time per forward (ms)", type="log")

@@ -648,8 +648,10 @@ def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]
     except ImportError:
         measure = None
     if measure is not None:
+        fn()  # first calls pay one-off costs (kernel selection, lazy init); keep them out
+        fn()  # of the timer's warm-up, which sizes the measurement from its warm-up time
         try:
-            t = measure(fn, repeats=20, device=device, max_total_s=max(10 * min_run_time, 0.2))
+            t = measure(fn, repeats=20, device=device, max_total_s=max(20 * min_run_time, 0.5))
             return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
         except (TypeError, AttributeError):  # a different timer API: fall back, still measure
             pass
@@ -714,7 +716,7 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
             with torch.inference_mode():
                 median, iqr, runs, timer = _time(fn, spec.min_run_time, dev.type)
             row.update(status="ok", timer=timer, time_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=runs,
-                       noisy=bool(iqr / median > 0.1) if median else False,
+                       noisy=bool(runs < 3 or (median > 0 and iqr / median > 0.1)),
                        tokens_per_s=batch / median if median else float("nan"))
             if variant == "dense_1x":
                 t_ref = median

@@ -128,7 +128,8 @@ def layout(**_kwargs):
                 html.Div([dcc.Graph(id=f"{SWEEP}-time"), dcc.Graph(id=f"{SWEEP}-ratio")],
                          className="two-col"),
                 html.Div(id=f"{SWEEP}-reference-note"),
-                note="The chapter's memory paradox: at one token the MoE must hold all E experts "
+                note="Open markers: noisy rows (IQR / median > 0.1, or under 3 timed runs). "
+                     "The chapter's memory paradox: at one token the MoE must hold all E experts "
                      "and pays routing overhead to use k of them; at large batches every expert "
                      "gets a full GEMM and the MoE costs about k dense FFNs while holding E."),
         dcc.Store(id=f"{P}-expert-rows"),
