@@ -58,7 +58,7 @@ def pareto_figure(rows: Sequence[dict], budget: int | None, n: int) -> go.Figure
                       annotation_text=f"budget {budget:,}", annotation_position="top left")
     fig.add_vline(x=n * n, line=dict(color="#dfe3ea"), annotation_text="dense n²",
                   annotation_position="bottom left")
-    fig.update_xaxes(type="log", title="parameters stored (count, log scale)", gridcolor="#eef0f4")
+    fig.update_xaxes(type="log", dtick=1, title="parameters stored (count, log scale)", gridcolor="#eef0f4")
     fig.update_yaxes(title="relative error ‖A − Â‖F / ‖A‖F", rangemode="tozero", gridcolor="#eef0f4")
     return _base(fig, 420)
 
@@ -133,9 +133,9 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
                                  hovertemplate=label + "<br>batch %{x}<br>%{y:.3g}x<extra></extra>"),
                       row=1, col=2)
     fig.add_hline(y=1, line=dict(color="#5b6475", dash="dash"), row=1, col=2)
-    fig.update_xaxes(type="log", title="batch (vectors per call, log scale)", gridcolor="#eef0f4")
-    fig.update_yaxes(type="log", title="median time (ms, log scale)", gridcolor="#eef0f4", row=1, col=1)
-    fig.update_yaxes(type="log", title="speedup (dense time / time, log scale)", gridcolor="#eef0f4",
+    fig.update_xaxes(type="log", dtick=1, title="batch (vectors per call, log scale)", gridcolor="#eef0f4")
+    fig.update_yaxes(type="log", dtick=1, title="median time (ms, log scale)", gridcolor="#eef0f4", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, title="speedup (dense time / time, log scale)", gridcolor="#eef0f4",
                      row=1, col=2)
     fig = _base(fig, 460)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(b=120))

@@ -1307,10 +1307,12 @@ def reference_comparison(rows: Sequence[dict], n: int = 8192, batch: int = 4096)
             lab = r.get(key)
             lab = None if lab is None or (isinstance(lab, float) and math.isnan(lab)) else float(lab)
             status = r.get("status", "ok") if lab is not None else (r.get("status") or "not measured")
-        out.append({"comparison": what, "dtype": dtype, "against": against,
-                    "issue reference speedup (H200)": ref, "issue reference FLOP ratio": ref_flops,
-                    "lab speedup": lab, "lab config": None if r is None else r.get("config"),
+        out.append({"comparison": what, "dtype": dtype,
+                    "issue reference speedup (H200)": ref, "lab speedup": lab, "status": status,
+                    "issue reference FLOP ratio": ref_flops,
                     "lab FLOP ratio": None if r is None else r.get("theoretical_speedup"),
+                    "lab config": None if r is None else r.get("config"),
+                    "lab at": None if r is None else f"n={r.get('n')}, batch={r.get('batch')}",
                     "lab device": None if r is None else (r.get("device_name") or r.get("device")),
-                    "status": status})
+                    "against": against})
     return out
