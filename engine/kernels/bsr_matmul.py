@@ -17,6 +17,10 @@ input dtype.
   (block, k, dtype, stored blocks per row) on first use unless ``config`` is given.
 * ``support_reason(a, b)``: "" when lab-bsr can run these inputs, else
   "unsupported: expected ..." (used by the backend registry).
+* Load balance: block rows launch longest first; ``split="auto"`` cuts rows far
+  longer than the mean into segments that meet in an fp32 workspace (one launch).
+* Registered in ``engine.formats`` as backend "lab-bsr" (CUDA, fp16/bf16), which
+  uses ``PRESETS`` (the H100 tuner's choices) instead of tuning on first use.
 
 The kernel runs on CUDA; on a CPU it runs only under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
@@ -647,6 +651,9 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
     why = support_reason(a, b)
     if why:
         raise ValueError(f"lab-bsr: {why}")
+    if b.numel() >= 2**31:
+        raise ValueError(f"b: expected fewer than 2**31 elements (int32 offsets in the "
+                         f"kernel), got {b.numel()}")
     b = b.contiguous()
     m, k = a.shape[0], int(b.shape[1])
     if out is None:
