@@ -62,6 +62,7 @@ class StructuredSweepConfig:
     nm_sizes: tuple[int, ...] = (256,)
     backends: tuple[str, ...] | None = None
     seed: int = 0
+    memory_budget_bytes: int | None = None  # None: the device's free memory only
 
     def __post_init__(self) -> None:
         size = check_int("size", self.size, 8, 65536)
@@ -92,7 +93,8 @@ class StructuredSweepConfig:
         return ParadoxConfig(sizes=(self.size,), sparsities=tuple(self.sparsities),
                              backends=self.block_backends, dtypes=(self.dtype,), ops=("spmm",),
                              k=self.k, pattern="block", block=block, repeats=self.repeats,
-                             device=self.device, seed=self.seed)
+                             device=self.device, seed=self.seed,
+                             memory_budget_bytes=self.memory_budget_bytes)
 
     @property
     def total(self) -> int:
@@ -141,7 +143,7 @@ def nm_rows(config: StructuredSweepConfig, dev, name: str, vers: dict) -> Iterat
             row.update(pattern="2:4", block=4, spec_key=_nm_key(spec))
             return _tag(row, "2:4")
 
-        refusal = memory_refusal(specs[0], free_bytes(config.device))
+        refusal = memory_refusal(specs[0], free_bytes(config.device), config.memory_budget_bytes)
         if refusal:
             for spec in specs:
                 row = base_row(spec, name, vers)

@@ -21,7 +21,7 @@ from engine.formats import SimpleSpec, unsupported_reason
 from engine.semistructured import NEEDS_GPU
 from engine.structured_sweep import (NM_BACKEND, StructuredSweepConfig, break_even_by_block,
                                      structured_sweep)
-from engine.validate import check_choice, check_int
+from engine.validate import check_choice, check_int, memory_budget_bytes
 
 dash.register_page(__name__, path="/structured-sparsity", name="Structured sparsity", order=6,
                    description="Block sparsity and 2:4: the same matrix pruned three ways, the "
@@ -90,7 +90,7 @@ def build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
     return StructuredSweepConfig(
         size=size, k=check_int("k", k, 1, 8192), sparsities=tuple(sorted(float(s) for s in sparsities or (0.5,))),
         blocks=blocks, dtype=dtype, device=device, repeats=check_int("repeats", repeats, 1, 200),
-        nm_sizes=(size,) if nm else ())
+        nm_sizes=(size,) if nm else (), memory_budget_bytes=memory_budget_bytes())
 
 
 def timing_plan(size, k, dtype, blocks, sparsities, nm, repeats) -> JobPlan:
@@ -318,7 +318,11 @@ def draw_patterns(sparsity, block_index, nm, size):
     except ValueError as exc:
         return dash.no_update, [], [], error_message(exc)
     frame = pd.DataFrame(rows)
-    return pattern_heatmaps(weight, masks, rows, max_cells=256), rows, table_columns(frame), None
+    note = None
+    if block >= size:
+        note = message(f"A {block} x {block} block covers the whole {size} x {size} matrix: block "
+                       "pruning can only keep all of it or nothing.", "warn")
+    return pattern_heatmaps(weight, masks, rows, max_cells=256), rows, table_columns(frame), note
 
 
 @callback(Output(f"{P}-t-notes", "children"),

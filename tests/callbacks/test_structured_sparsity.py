@@ -22,9 +22,9 @@ BAD_SWEEPS = [
 @pytest.mark.parametrize("sparsity,block_index,nm,size", PATTERN_CASES)
 def test_patterns_update_with_the_sliders(sparsity, block_index, nm, size):
     fig, data, columns, msg = ss.draw_patterns(sparsity, block_index, nm, size)
-    assert msg is None and len(fig.data) == 3
-    by = {r["pattern"]: r for r in data}
     block = ss.BLOCK_SIZES[block_index]
+    assert (msg is None) == (block < size) and len(fig.data) == 3
+    by = {r["pattern"]: r for r in data}
     assert set(by) == {"unstructured", f"block {block}x{block}", nm}
     assert by["unstructured"]["sparsity"] == pytest.approx(sparsity, abs=1e-4)
     n, m = map(int, nm.split(":"))
@@ -127,3 +127,9 @@ def test_timing_notes_list_what_this_cpu_cannot_run():
     assert "torch-2:4: unavailable: needs an NVIDIA GPU (sm80+)" in note
     assert "torch-bsr: unsupported: expected dtype" in note
     assert "expected a block size at most" in str(ss.timing_notes(64, 8, "float32", [128], [0.5], [], 2))
+
+
+def test_block_larger_than_the_matrix_is_explained():
+    _fig, data, _cols, msg = ss.draw_patterns(0.5, 6, "2:4", 64)  # block 128 on 64 x 64
+    assert "covers the whole 64 x 64 matrix" in str(msg)
+    assert {r["pattern"] for r in data} >= {"block 128x128"}
