@@ -203,11 +203,14 @@ def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
     return out
 
 
-@callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))
+@callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Output(f"{P}-ref", "placeholder"),
+          Input(f"{P}-ref", "id"))
 def reference_options(_id):
+    """Committed reference CSVs (benchmarks/results/), the newest chosen; read at page load."""
     files = reference_files()
     opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
-    return opts, (opts[0]["value"] if opts else None)
+    placeholder = "none" if opts else "none committed yet (benchmarks/results/ has no paradox CSV)"
+    return opts, (opts[0]["value"] if opts else None), placeholder
 
 
 @callback(Output(f"{P}-speedup", "figure"), Output(f"{P}-efficiency", "figure"),

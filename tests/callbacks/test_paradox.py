@@ -85,7 +85,7 @@ def test_reference_shown_beside_local(rows, tmp_path, monkeypatch):
     monkeypatch.setattr(paradox, "RESULTS", folder)
     monkeypatch.setattr(paradox, "reference_files", lambda: reference.reference_files(folder))
     monkeypatch.setattr(paradox, "load_reference", lambda p: reference.load_reference(p, folder))
-    opts, value = paradox.reference_options(None)
+    opts, value, _ph = paradox.reference_options(None)
     assert value == str(path) and opts[0]["label"] == "paradox_h100.csv"
     out = paradox.draw(rows, "spmv", value)
     names = {t.name for t in out[0].data}
