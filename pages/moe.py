@@ -58,6 +58,32 @@ def _routing_controls() -> html.Div:
     ])
 
 
+PARAM_FIELDS = ("d_model", "d_ff", "n_layers", "experts", "k", "n_heads", "n_kv_heads", "vocab")
+PARAM_LABELS = {"d_model": "Model width", "d_ff": "Expert FFN width", "n_layers": "Layers",
+                "experts": "Experts", "k": "Top-k", "n_heads": "Heads", "n_kv_heads": "KV heads",
+                "vocab": "Vocabulary"}
+PARAM_PRESETS = {"Mixtral 8x7B": moe.MIXTRAL_8X7B,
+                 "Mistral-7B-like dense (1 expert)": moe.MoEConfig(
+                     "Mistral-7B-like dense", d_model=4096, d_ff=14336, n_layers=32, experts=1, k=1,
+                     vocab=32000, n_heads=32, n_kv_heads=8)}
+
+
+def _params_controls() -> html.Div:
+    mix = moe.MIXTRAL_8X7B
+    inputs = [labelled(PARAM_LABELS[f], dcc.Input(id=f"{P}-cfg-{f}", type="number", value=getattr(mix, f),
+                                                  min=1, step=1, debounce=True))
+              for f in PARAM_FIELDS]
+    return html.Div([
+        controls_row(
+            labelled("Preset", dcc.Dropdown(id=f"{P}-cfg-preset", value="Mixtral 8x7B", clearable=False,
+                                            options=list(PARAM_PRESETS))),
+            labelled("Experts", dcc.Checklist(id=f"{P}-cfg-gated", value=["gated"],
+                                              options=[{"label": " SwiGLU (3 matrices)", "value": "gated"}])),
+            *inputs[:3]),
+        controls_row(*inputs[3:]),
+    ])
+
+
 def _train_controls() -> html.Div:
     return controls_row(
         labelled("Experts", dcc.Input(id=f"{TRAIN}-experts", type="number", value=8, min=2, max=32)),
@@ -104,14 +130,18 @@ def layout(**_kwargs):
                      "order, each token's first choice before its second; an expert past capacity "
                      "drops the rest. The balancing loss is shown with alpha = 1, so 1.0 is even."),
         section("Parameters: total vs active",
+                _params_controls(),
                 html.Div([dcc.Graph(id=f"{P}-params-plot"),
-                          html.Div([html.Div(id=f"{P}-params-table"),
+                          html.Div([html.Div(id=f"{P}-params-error"),
+                                    html.Div(id=f"{P}-params-table"),
                                     csv_download(f"{P}-params-csv", "Download parameters CSV"),
                                     html.P(id=f"{P}-params-note", className="section-note")])],
                          className="two-col"),
                 note="The chapter reports Mixtral 8x7B at 46.7B total and 12.9B active parameters "
-                     "per token (8 experts, top-2); the row below is counted from its published "
-                     "shapes (d=4096, SwiGLU h=14336, 32 layers, 8 KV heads, vocab 32000)."),
+                     "per token (8 experts, top-2). The calculator counts a decoder-only MoE "
+                     "transformer from its shapes (attention with grouped KV heads, E experts "
+                     "per layer, router, norms, untied embeddings; no biases); the Mixtral preset "
+                     "uses its published shapes."),
         section("A trained router (scikit-learn digits)",
                 _train_controls(),
                 job_panel(TRAIN, "Train router", note="Two runs from the same start: without and "
@@ -180,34 +210,57 @@ register_csv_download(f"{P}-experts-csv", (f"{P}-expert-rows", "data"), "moe_exp
 
 
 # --------------------------------------------------------------------- parameters
+@callback(*[Output(f"{P}-cfg-{f}", "value") for f in PARAM_FIELDS], Output(f"{P}-cfg-gated", "value"),
+          Input(f"{P}-cfg-preset", "value"), prevent_initial_call=True)
+def apply_preset(name):
+    cfg = PARAM_PRESETS.get(name, moe.MIXTRAL_8X7B)
+    return (*[getattr(cfg, f) for f in PARAM_FIELDS], ["gated"] if cfg.gated else [])
+
+
 @callback(
     Output(f"{P}-params-plot", "figure"), Output(f"{P}-params-table", "children"),
     Output(f"{P}-params-rows", "data"), Output(f"{P}-params-note", "children"),
+    Output(f"{P}-params-error", "children"),
+    *[Input(f"{P}-cfg-{f}", "value") for f in PARAM_FIELDS], Input(f"{P}-cfg-gated", "value"),
     Input(f"{P}-d", "value"), Input(f"{P}-h", "value"), Input(f"{P}-experts", "value"),
     Input(f"{P}-k", "value"),
 )
-def update_params(d, h, experts, k):
+def update_params(*values):
+    n = len(PARAM_FIELDS)
+    cfg_values, gated, (d, h, experts, k) = values[:n], values[n], values[n + 1:]
+    rows, error = [], None
+    try:
+        cfg = moe.MoEConfig("your config (counted)", **dict(zip(PARAM_FIELDS, cfg_values)),
+                            gated="gated" in (gated or []))
+        mine = moe.param_count(cfg)
+        rows.append({"config": cfg.name, "total": mine["total"], "active": mine["active"],
+                     "active_fraction": round(mine["active_fraction"], 4)})
+    except (ValueError, TypeError) as exc:
+        error = error_message(exc if isinstance(exc, ValueError) else ValueError(str(exc)))
     mix = moe.param_count(moe.MIXTRAL_8X7B)
+    rows += [{"config": "Mixtral 8x7B (counted)", "total": mix["total"], "active": mix["active"],
+              "active_fraction": round(mix["active_fraction"], 4)},
+             {"config": "Mixtral 8x7B (chapter)", "total": 46.7e9, "active": 12.9e9,
+              "active_fraction": round(12.9 / 46.7, 4)},
+             {"config": "dense 70B (chapter)", "total": 70e9, "active": 70e9, "active_fraction": 1.0}]
     try:
         layer = moe.layer_params(d, h, experts, k)
     except ValueError as exc:
-        layer, note = None, f"Slider layer not counted: {exc}"
-    rows = [{"config": "Mixtral 8x7B (counted)", "total": mix["total"], "active": mix["active"],
-             "active_fraction": round(mix["active_fraction"], 4)},
-            {"config": "Mixtral 8x7B (chapter)", "total": 46.7e9, "active": 12.9e9,
-             "active_fraction": round(12.9 / 46.7, 4)},
-            {"config": "dense 70B (chapter)", "total": 70e9, "active": 70e9, "active_fraction": 1.0}]
-    if layer is not None:
+        note = f"Routing sliders' layer not counted: {exc}"
+    else:
         rows.append({k_: layer[k_] for k_ in ("config", "total", "active")}
                     | {"active_fraction": round(layer["active_fraction"], 4)})
-        note = (f"Slider layer: holds {layer['total']:,} parameters "
+        note = (f"The routing sliders' layer holds {layer['total']:,} parameters "
                 f"({layer['bytes_bf16_total'] / 2**20:.1f} MiB in bf16) and uses "
                 f"{layer['active']:,} per token.")
     table_rows = [{"config": r["config"], "total (B)": round(r["total"] / 1e9, 4),
                    "active (B)": round(r["active"] / 1e9, 4), "active fraction": r["active_fraction"]}
                   for r in rows]
-    return (figs.params_bars(rows[:3]), data_table(f"{P}-params-dt", table_rows, page_size=6),
-            rows, note)
+    # whole models only (the slider layer is a different scale); the user's config when valid
+    skip = {"Mixtral 8x7B (counted)"} if error is None else set()
+    plotted = [r for r in rows if not r["config"].startswith("one layer") and r["config"] not in skip]
+    return (figs.params_bars(plotted), data_table(f"{P}-params-dt", table_rows, page_size=6),
+            rows, note, error)
 
 
 register_csv_download(f"{P}-params-csv", (f"{P}-params-rows", "data"), "moe_params.csv")

@@ -80,14 +80,35 @@ def test_routing_callback_shows_errors_not_tracebacks(change, words):
     assert out[5] == []
 
 
-def test_params_callback_has_mixtral_and_the_slider_layer():
-    fig, table, rows, note = page.update_params(64, 256, 8, 2)
-    df = pd.DataFrame(rows)
-    counted = df[df["config"] == "Mixtral 8x7B (counted)"].iloc[0]
-    assert counted["total"] / 1e9 == pytest.approx(46.7, abs=0.05)
-    assert counted["active"] / 1e9 == pytest.approx(12.9, abs=0.05)
+MIXTRAL_VALUES = [getattr(moe.MIXTRAL_8X7B, f) for f in page.PARAM_FIELDS]
+
+
+def _params(change=None, gated=("gated",), sliders=(64, 256, 8, 2)):
+    values = dict(zip(page.PARAM_FIELDS, MIXTRAL_VALUES), **(change or {}))
+    return page.update_params(*[values[f] for f in page.PARAM_FIELDS], list(gated), *sliders)
+
+
+def test_params_callback_counts_mixtral_and_the_slider_layer():
+    fig, table, rows, note, error = _params()
+    assert error is None
+    df = pd.DataFrame(rows).set_index("config")
+    for name in ("your config (counted)", "Mixtral 8x7B (counted)"):
+        assert df.loc[name, "total"] / 1e9 == pytest.approx(46.7, abs=0.05)
+        assert df.loc[name, "active"] / 1e9 == pytest.approx(12.9, abs=0.05)
     assert "262,656" in note  # 8 * 2 * 64 * 256 + 64 * 8
-    assert "not counted" in page.update_params(64, 256, 2, 3)[3]
+    assert "not counted" in _params(sliders=(64, 256, 2, 3))[3]
+
+
+def test_params_calculator_follows_its_inputs_and_presets():
+    base = pd.DataFrame(_params()[2]).set_index("config").loc["your config (counted)"]
+    more = pd.DataFrame(_params({"experts": 16})[2]).set_index("config").loc["your config (counted)"]
+    assert more["total"] > 1.9 * base["total"]
+    assert more["active"] == pytest.approx(base["active"], rel=1e-3)  # same k; only the router grows
+    ungated = pd.DataFrame(_params(gated=())[2]).set_index("config").loc["your config (counted)"]
+    assert ungated["total"] < base["total"]
+    assert "top-k: expected" in str(_params({"k": 9})[4].children)
+    dense = page.apply_preset("Mistral-7B-like dense (1 expert)")
+    assert dense[page.PARAM_FIELDS.index("experts")] == 1
 
 
 @pytest.mark.parametrize("values,words", BAD_TRAIN)
