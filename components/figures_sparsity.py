@@ -201,8 +201,12 @@ def nm_figure(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
-    """Accuracy drop after fine-tuning (percentage points) per pattern, one bar per model."""
+def accuracy_figure(frame: pd.DataFrame, stage: str = "finetuned") -> go.Figure:
+    """Accuracy drop vs dense (percentage points) per pattern, one bar per model.
+
+    stage: "finetuned" (after fine-tuning with the mask held) or "pruned" (right after
+    pruning, before any fine-tuning).
+    """
     if frame is None or frame.empty:
         return empty_figure("No accuracy rows yet: run the accuracy job.")
     rows = frame[frame["pattern"] != "dense"]
@@ -211,7 +215,8 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
         labels = [f"{p} @ {100 * s:.0f} %" for p, s in zip(g["pattern"], g["target_sparsity"])]
-        fig.add_trace(go.Bar(x=labels, y=g["drop_pts"], name=model.upper(),
+        drop = g["drop_pts"] if stage == "finetuned" else 100 * (g["acc_dense"] - g["acc_pruned"])
+        fig.add_trace(go.Bar(x=labels, y=drop, name=model.upper(),
                              marker_color=PALETTE[i % len(PALETTE)],
                              customdata=np.stack([100 * g["acc_finetuned"], 100 * g["acc_pruned"]], axis=1),
                              hovertemplate="%{x}: drop %{y:.2f} pts (fine-tuned %{customdata[0]:.1f} %, "
@@ -221,7 +226,10 @@ def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(barmode="group", height=400, font=FONT, plot_bgcolor="white",
                       margin=dict(l=60, r=20, t=30, b=90),
                       xaxis=dict(title="pattern @ sparsity", tickangle=-30),
-                      yaxis=dict(title="accuracy drop vs dense (percentage points)"))
+                      yaxis=dict(title="accuracy drop vs dense (percentage points)"),
+                      title=dict(text="after fine-tuning" if stage == "finetuned"
+                                 else "right after pruning, before fine-tuning",
+                                 font=dict(size=12, color="#5b6475")))
     return fig
 
 

@@ -259,7 +259,10 @@ def _accuracy_section() -> html.Section:
                        "with the mask held, and measures test accuracy. Runs on the CPU "
                        "(tiny models); one to two minutes with the defaults on a busy 2-core machine."),
         html.Div([
-            html.Div([html.H3("Ours: accuracy drop after fine-tuning"),
+            html.Div([html.H3("Ours: accuracy drop against the dense model"),
+                      dcc.RadioItems(id=f"{P}-a-stage", value="finetuned", inline=True, options=[
+                          {"label": " after fine-tuning ", "value": "finetuned"},
+                          {"label": " right after pruning ", "value": "pruned"}]),
                       dcc.Graph(id=f"{P}-acc-plot", config={"displaylogo": False}),
                       data_table(f"{P}-acc-table", []), csv_download(f"{P}-acc-csv")]),
             html.Div([html.H3("The chapter's table (ResNet-50, as the chapter reports it), "
@@ -446,11 +449,13 @@ ACC_TABLE_COLUMNS = ["model", "pattern", "target_sparsity", "sparsity", "acc_den
 
 @callback(Output(f"{P}-acc-plot", "figure"), Output(f"{P}-acc-table", "data"),
           Output(f"{P}-acc-table", "columns"), Output(f"{P}-chapter", "data"),
-          Output(f"{P}-chapter", "columns"), Input(ACC_IDS.rows, "data"))
-def draw_accuracy(rows):
+          Output(f"{P}-chapter", "columns"), Input(ACC_IDS.rows, "data"),
+          Input(f"{P}-a-stage", "value"))
+def draw_accuracy(rows, stage="finetuned"):
     """Accuracy rows -> the drop per pattern and model, our table, the chapter's beside ours."""
     frame = pd.DataFrame(rows or [])
     table = frame[[c for c in ACC_TABLE_COLUMNS if c in frame]] if len(frame) else frame
     chapter = chapter_beside_ours(frame)
-    return (accuracy_figure(frame), records(table), table_columns(table), chapter,
+    return (accuracy_figure(frame, check_choice("stage", stage, ("finetuned", "pruned"))),
+            records(table), table_columns(table), chapter,
             table_columns(pd.DataFrame(chapter)))

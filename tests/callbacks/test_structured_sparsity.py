@@ -93,6 +93,10 @@ def test_accuracy_plan_and_drawing():
     assert [r["pattern"] for r in data] == ["dense", "unstructured", "2:4"]
     assert fig.layout.yaxis.title.text.startswith("accuracy drop")
     assert len(fig.data) == 1 and list(fig.data[0].x) == ["unstructured @ 75 %", "2:4 @ 50 %"]
+    assert list(fig.data[0].y) == [r["drop_pts"] for r in rows[1:]]
+    before = ss.draw_accuracy(rows, "pruned")[0]
+    assert list(before.data[0].y) == pytest.approx([100 * (r["acc_dense"] - r["acc_pruned"])
+                                                    for r in rows[1:]])
 
 
 @pytest.mark.parametrize("args,message", [
