@@ -120,6 +120,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
                     set_progress((str(len(rows)), total,
                                   _status_text(len(rows), job.total, started), rows))
                 store.finish(run_id, "done")
+                store.close()
         except Exception as exc:  # a failing job keeps its finished rows
             traceback.print_exc()
             if store is not None and run_id is not None:

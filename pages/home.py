@@ -1,4 +1,6 @@
 """Home: what the lab is, the device found, a card per page, recent runs."""
+from contextlib import closing
+
 import dash
 from dash import html
 
@@ -27,7 +29,9 @@ def _device_card() -> html.Div:
 
 
 def _recent_runs() -> html.Div:
-    runs = RunStore().list_runs()[:8]
+    # Close at once: an SQLite handle held open here would be inherited by forked jobs.
+    with closing(RunStore()) as store:
+        runs = store.list_runs()[:8]
     if not runs:
         return html.P("No runs yet. Start a sweep on any page; it is stored here.")
     return html.Table(
