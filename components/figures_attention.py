@@ -74,6 +74,14 @@ def weights_heatmap(weights, factor: int, title: str) -> go.Figure:
     return _base(fig, title)
 
 
+def _empty(fig: go.Figure, text: str = "no measured rows yet") -> go.Figure:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#5b6475"))
+    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False)
+    fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False)
+    return fig
+
+
 def _ok(rows) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows or []))
     if frame.empty or "status" not in frame:
@@ -95,8 +103,7 @@ def crossover_figure(rows, title: str = "Speedup over dense causal attention (SD
     frame = _ok(rows)
     fig = go.Figure()
     if frame.empty:
-        fig.add_annotation(text="no measured rows yet", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
+        _empty(fig)
     else:
         palette = ["#2f6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#e67700", "#0b7285",
                    "#5f3dc4", "#495057", "#a61e4d"]
@@ -116,13 +123,17 @@ def crossover_figure(rows, title: str = "Speedup over dense causal attention (SD
                                      mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
                                      line=dict(color=color, dash="dash", width=1)))
         fig.add_hline(y=1.0, line=dict(color="#868e96", width=1),
-                      annotation_text="as fast as dense causal flash", annotation_position="bottom right")
+                      annotation_text="as fast as dense causal flash", annotation_position="top left",
+                      annotation_font=dict(size=11, color="#5b6475"))
         fig.update_xaxes(type="log", dtick=math.log10(2), tickformat="d")
         fig.update_yaxes(type="log")
     fig.update_xaxes(title="sequence length S (tokens)")
     fig.update_yaxes(title="speedup vs SDPA causal (x)")
-    fig.update_layout(legend=dict(font=dict(size=11)))
-    return _base(fig, title, height=460)
+    fig.update_layout(legend=dict(font=dict(size=11), orientation="h", x=0, y=-0.22,
+                                  yanchor="top"))
+    fig = _base(fig, title, height=560)
+    fig.update_layout(margin=dict(l=60, r=20, t=50, b=40))
+    return fig
 
 
 def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
@@ -131,9 +142,7 @@ def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
     frame = _ok(rows)
     fig = go.Figure()
     if frame.empty:
-        fig.add_annotation(text="no measured rows yet", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
-        return _base(fig, title or "Where the time goes", height=380)
+        return _base(_empty(fig), title or "Where the time goes", height=560)
     s = int(frame["seq_len"].max())
     sub = frame[frame["seq_len"] == s]
     labels = [f"{m} · {i}" for m, i in zip(sub["mask"], sub["impl"])]
@@ -144,4 +153,7 @@ def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_yaxes(type="log", title="time (ms)")
     fig.update_xaxes(title="mask · implementation", tickangle=-30, automargin=True)
-    return _base(fig, title or f"Where the time goes at S = {s} (ms, log scale)", height=420)
+    fig = _base(fig, title or f"Where the time goes at S = {s} (ms, log scale)", height=560)
+    fig.update_layout(legend=dict(orientation="h", x=0, y=1.01, yanchor="bottom"),
+                      margin=dict(l=60, r=20, t=80, b=50))
+    return fig

@@ -141,7 +141,11 @@ def layout(**_kwargs):
             "Reference run from the GPU (committed CSV)",
             controls_row(labelled("reference CSV", dcc.Dropdown(id=f"{P}-ref-file", clearable=False))),
             html.Div(id=f"{P}-ref-note"),
-            dcc.Graph(id=f"{P}-ref-plot", config={"displaylogo": False}),
+            html.Div([
+                dcc.Graph(id=f"{P}-ref-plot", config={"displaylogo": False}),
+                dcc.Graph(id=f"{P}-ref-breakdown", config={"displaylogo": False}),
+            ], className="two-col"),
+            html.Div(id=f"{P}-ref-table"),
             csv_download(f"{P}-ref-csv", "Download reference CSV"),
             dcc.Store(id=f"{P}-ref-rows"),
             note="For comparison this month on an H100 the issue quotes FlexAttention with a "
@@ -301,22 +305,23 @@ def crossover_text(rows) -> html.Div | None:
     found = crossover(rows or [], "flex")
     if not found:
         flex_rows = [r for r in rows or [] if r.get("impl") == "flex"]
-        if flex_rows and all(r.get("status", "").startswith("unavailable") for r in flex_rows):
+        if flex_rows and all(str(r.get("status", "")).startswith("unavailable") for r in flex_rows):
             return message(f"FlexAttention {flex_rows[0]['status']}", "warn")
         return None
-    parts = [f"{m}: from S = {s}" if s else f"{m}: not within the measured lengths"
+    parts = [f"{m} from S = {s}" if s else f"{m} not within the measured lengths"
              for m, s in found.items()]
-    return message("FlexAttention beats dense causal flash — " + "; ".join(parts) + ".", "ok")
+    return message("Where FlexAttention stays faster than dense causal flash (SDPA is_causal): "
+                   + "; ".join(parts) + ".", "ok" if any(found.values()) else "info")
 
 
-def sweep_table(rows):
+def sweep_table(rows, table_id: str = f"{P}-sweep-rows"):
     if not rows:
         return None
     cols = ["seq_len", "mask", "impl", "status", "density", "block_density", "theory_vs_causal",
             "mask_build_ms", "compile_s", "kernel_ms", "iqr_ms", "speedup_vs_causal",
             "speedup_vs_dense", "max_abs_diff", "noisy"]
     frame = pd.DataFrame(rows)
-    return data_table(f"{P}-sweep-rows", frame[[c for c in cols if c in frame]], page_size=12)
+    return data_table(table_id, frame[[c for c in cols if c in frame]], page_size=12)
 
 
 @callback(Output(f"{P}-crossover", "figure"), Output(f"{P}-breakdown", "figure"),
@@ -342,20 +347,24 @@ def list_reference(_id):
 
 
 @callback(Output(f"{P}-ref-plot", "figure"), Output(f"{P}-ref-note", "children"),
-          Output(f"{P}-ref-rows", "data"), Input(f"{P}-ref-file", "value"))
+          Output(f"{P}-ref-rows", "data"), Output(f"{P}-ref-breakdown", "figure"),
+          Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"))
 def draw_reference(name):
     files = {p.name: p for p in reference_files()}
     if not name or name not in files:
         return (figs.crossover_figure([], "Reference run"),
                 message("No reference CSV committed yet under benchmarks/results/ "
-                        "(python3 benchmarks/gpu_attention.py --out benchmarks/results).", "info"), [])
+                        "(python3 benchmarks/gpu_attention.py --out benchmarks/results).", "info"), [],
+                figs.time_breakdown_figure([], "Reference run: where the time goes"), None)
     frame = pd.read_csv(files[name])
     rows = frame.to_dict("records")
     devs = ", ".join(sorted({str(d) for d in frame.get("device_name", pd.Series(["?"])).dropna()}))
     vers = ", ".join(sorted({str(d) for d in frame.get("torch_version", pd.Series(["?"])).dropna()}))
     when = str(frame["measured_at"].dropna().min()) if "measured_at" in frame else "?"
-    note = message(f"{name}: measured on {devs} (torch {vers}, {when}); {len(frame)} rows.", "info")
-    return figs.crossover_figure(rows, f"Reference run on {devs}"), note, rows
+    note = html.Div([message(f"{name}: measured on {devs} (torch {vers}, {when}); {len(frame)} rows.",
+                             "info"), crossover_text(rows)])
+    return (figs.crossover_figure(rows, f"Reference run on {devs}"), note, rows,
+            figs.time_breakdown_figure(rows), sweep_table(rows, f"{P}-ref-rows-table"))
 
 
 register_csv_download(f"{P}-ref-csv", (f"{P}-ref-rows", "data"), "attention_reference.csv")

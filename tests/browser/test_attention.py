@@ -49,6 +49,12 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
     wait_for_text(page, "#attention-stats", "block density (64)")
     wait_for_content(page, "#attention-weights-mask", "Weights under sliding_window(w=16)")
     wait_for_text(page, "#attention-zoo-table", "bigbird(")
+    with page.expect_download() as dl:
+        page.click("#attention-zoo-csv-button")
+    dl.value.save_as(tmp_path / "zoo.csv")
+    zoo = pd.read_csv(tmp_path / "zoo.csv")
+    assert len(zoo) == 10 and "sliding_window(w=16)" in set(zoo["mask"])
+    assert zoo.loc[zoo["mask"] == "causal", "mass_kept"].item() == pytest.approx(1.0)
 
     # a tiny sweep: one length, one mask
     _untick(page, "#attention-sweep-seqs", ["512", "1024"])

@@ -127,6 +127,8 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     (tmp_path / "moe_h100.csv").write_text("a\n1\n")
     options, value = attention.list_reference(None)
     assert value == "attention_h100.csv" and len(options) == 1
-    fig, note, data = attention.draw_reference(value)
+    fig, note, data, breakdown, table = attention.draw_reference(value)
     assert "NVIDIA H100" in str(note) and "NVIDIA H100" in fig["layout"]["title"]["text"]
-    assert len(data) == len(rows)
+    assert "unavailable" in str(note)  # flex rows of this CPU run
+    assert len(data) == len(rows) and "kernel (median)" in str(breakdown)
+    assert "attention-ref-rows-table" in str(table)
