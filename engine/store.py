@@ -326,8 +326,9 @@ def import_csv(store: "RunStore", text: str | bytes, kind: str, columns: dict,
     rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in frame.to_dict("records")]
     devices = sorted({str(r.get("device_name")) for r in rows if r.get("device_name")})
+    ops = sorted({str(r.get("op")) for r in rows if r.get("op")})
     run_id = store.create_run(kind, params={"source": "import", "filename": filename},
-                              meta={"device_name": ", ".join(devices)[:200]})
+                              meta={"device_name": ", ".join(devices)[:200], "ops": ops})
     for row in rows:
         store.append(run_id, row)
     store.finish(run_id, "imported")

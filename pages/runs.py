@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 import binascii
 from contextlib import closing
 
@@ -13,6 +14,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_payload, data_table, table_columns
+from engine.bench.reference import RESULTS, load_reference, reference_files, reference_label
 from engine.bench.schema import OK_REQUIRED, SCHEMAS
 from engine.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
 
@@ -21,7 +23,7 @@ dash.register_page(__name__, path="/runs", name="Runs", order=10,
                                "delete, export and import CSV.")
 
 P = "runs"
-RUN_COLUMNS = ["created", "kind", "device", "status", "rows", "run_id"]
+RUN_COLUMNS = ["created", "kind", "op", "device", "status", "rows", "run_id"]
 
 
 
@@ -31,11 +33,18 @@ def run_table_rows(store: RunStore) -> list[dict]:
     out = []
     for r in store.list_runs():
         params = r.get("params") or {}
-        out.append({"created": r.get("created", ""), "kind": r.get("kind", ""),
+        out.append({"created": r.get("created", ""), "kind": r.get("kind", ""), "op": run_ops(r),
                     "device": r.get("device_name") or params.get("device_name") or "",
                     "status": r.get("status", ""), "rows": r.get("n_rows", 0),
                     "run_id": r["run_id"]})
     return out
+
+
+def run_ops(meta: dict) -> str:
+    """Which ops a run measured, from its parameters or metadata ("" when it does not say)."""
+    params = meta.get("params") or {}
+    ops = meta.get("ops") or params.get("ops") or params.get("op") or ""
+    return ", ".join(map(str, ops)) if isinstance(ops, (list, tuple)) else str(ops)
 
 
 def run_label(meta: dict) -> str:
@@ -137,9 +146,11 @@ def list_runs(_version, _clicks, select, current):
         rows = run_table_rows(store)
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         opts = [{"label": run_label(m), "value": m["run_id"]} for m in store.list_runs()]
+        refs = [{"label": f"committed reference: {f.relative_to(RESULTS)}", "value": REF + str(f)}
+                for f in reference_files()]
         ids = {o["value"] for o in opts}
         value = select if select in ids else (current if current in ids else None)
-        return frame.to_dict("records"), table_columns(frame), opts, opts, value
+        return frame.to_dict("records"), table_columns(frame), opts, refs + opts, value
 
 
 @callback(Output(f"{P}-confirm", "displayed"), Input(f"{P}-delete", "n_clicks"),
@@ -175,6 +186,27 @@ def change_store(contents, _confirmed, filename, open_id, version):
         return message(f"Deleted run {open_id}.", "ok"), version, None
 
 
+REF = "ref:"
+
+
+def load_run(store: RunStore, key: str):
+    """(meta, rows frame) of a stored run id, or of a committed reference CSV ("ref:<path>")."""
+    if key.startswith(REF):
+        path = key[len(REF):]
+        try:
+            frame = load_reference(path)
+        except (ValueError, OSError):
+            return None
+        name = reference_label(frame, path)
+        return ({"run_id": Path(path).name, "kind": "paradox", "status": "committed reference",
+                 "created": "", "device_name": name, "n_rows": len(frame),
+                 "params": {"file": str(Path(path).relative_to(RESULTS))}}, frame)
+    try:
+        return store.meta(key), store.frame(key)
+    except KeyError:
+        return None
+
+
 def _trigger():
     """Id of the input that fired the running callback (a function so tests can replace it)."""
     return ctx.triggered_id
@@ -198,15 +230,8 @@ def _filtered(frame: pd.DataFrame, op, dtype) -> pd.DataFrame:
 def show(run_id, other_id, x, y, op, dtype, _version):
     """The opened run's facts, rows and a plot (with the compared run in the same plot)."""
     with closing(RunStore()) as store:
-        frames = []
-        for rid in (run_id, other_id):
-            if not rid:
-                continue
-            try:
-                meta = store.meta(rid)
-            except KeyError:
-                continue
-            frames.append((meta, store.frame(rid)))
+        frames = [loaded for rid in (run_id, other_id) if rid
+                  for loaded in [load_run(store, rid)] if loaded is not None]
         if not frames:
             empty = compare_figure([], x or "sparsity", y or "speedup")
             keep = [v for v in (x, y) if v]
@@ -216,7 +241,9 @@ def show(run_id, other_id, x, y, op, dtype, _version):
         both = pd.concat([f for _, f in frames], ignore_index=True)
         numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
                    and c not in ("seed",)]
-        labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]" for m, _ in frames]
+        labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]"
+                  if m["status"] != "committed reference" else f"{m['device_name']} (reference)"
+                  for m, _ in frames]
         fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
                              x or "sparsity", y or "speedup")
         facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (

@@ -72,3 +72,25 @@ def test_decode_upload_rejects_garbage():
         runs.decode_upload("data:text/csv;base64,@@@")
     with pytest.raises(ValueError, match="expected an uploaded CSV"):
         runs.decode_upload("")
+
+
+def test_compare_with_committed_reference(store, tmp_path, monkeypatch):
+    from engine.bench import reference
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    ref = folder / "paradox_h100.csv"
+    ref.write_text(to_csv_text(sample_rows()))
+    monkeypatch.setattr(runs, "RESULTS", folder)
+    monkeypatch.setattr(runs, "reference_files", lambda: reference.reference_files(folder))
+    monkeypatch.setattr(runs, "load_reference", lambda p: reference.load_reference(p, folder))
+    local = store.create_run("paradox", params={"ops": ["spmv"]}, meta={"device_name": "CPU: test"})
+    for r in sample_rows():
+        store.append(local, dict(r, device_name="CPU: test"))
+    data, _c, opts, compare_opts, _v = runs.list_runs(0, 0, None, None)
+    assert data[0]["op"] == "spmv"
+    assert compare_opts[0]["value"] == "ref:" + str(ref) and len(opts) == 1
+    _f, fig, rows, *_ = runs.show(local, compare_opts[0]["value"], "sparsity", "speedup", "spmv", None, 0)
+    names = {t.name for t in fig.data}
+    assert any("(reference)" in n for n in names) and any(n.startswith("CPU: test") for n in names)
+    assert len(rows) == 4
