@@ -254,7 +254,8 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
     expert, weight: (T, k) from ``route``; keep: (T, k) from ``apply_capacity`` (None:
     dropless). Assignments are sorted by expert (dropped ones last), gathered into one
     contiguous block per expert, run with one GEMM pair per expert (``loop``) or one
-    grouped GEMM pair (``grouped``), scaled by their weights and scattered back.
+    grouped GEMM pair (``grouped``), scaled by their weights and index-added back to
+    their tokens.
     """
     check_choice("method", method, METHODS)
     tokens, k = expert.shape
@@ -274,7 +275,8 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
         sizes = counts.tolist()  # one host sync; the loop needs the sizes anyway
         kept = sum(sizes)
     order = order[:kept]
-    xs = x.index_select(0, order // k)  # (kept, d)
+    token = order // k  # (kept,) the token of each sorted assignment
+    xs = x.index_select(0, token)  # (kept, d)
     if method == "grouped":
         offs = counts.cumsum(0).to(torch.int32)
         mm = _grouped_mm()
@@ -294,9 +296,10 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
                     torch.mm(hidden, experts.w2[e].T, out=ys[start:start + n])
             start += n
     ys = ys * weight.reshape(-1)[order].unsqueeze(1).to(ys.dtype)
-    out = torch.zeros(tokens * k, x.shape[1], device=x.device, dtype=ys.dtype)
-    out.index_copy_(0, order, ys)
-    return out.view(tokens, k, -1).sum(dim=1)
+    # scatter back: each token adds its k weighted expert outputs (one pass over ys,
+    # no (T*k, d) staging buffer); dropped assignments simply add nothing
+    out = torch.zeros(tokens, x.shape[1], device=x.device, dtype=ys.dtype)
+    return out.index_add_(0, token, ys)
 
 
 def moe_forward_reference(x: torch.Tensor, experts: Experts, expert: torch.Tensor,

@@ -77,7 +77,7 @@ def _params_controls() -> html.Div:
         controls_row(
             labelled("Preset", dcc.Dropdown(id=f"{P}-cfg-preset", value="Mixtral 8x7B", clearable=False,
                                             options=list(PARAM_PRESETS))),
-            labelled("Experts", dcc.Checklist(id=f"{P}-cfg-gated", value=["gated"],
+            labelled("Expert FFN", dcc.Checklist(id=f"{P}-cfg-gated", value=["gated"],
                                               options=[{"label": " SwiGLU (3 matrices)", "value": "gated"}])),
             *inputs[:3]),
         controls_row(*inputs[3:]),
