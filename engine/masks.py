@@ -53,6 +53,10 @@ class Mask:
     def __call__(self, b, h, q_idx, kv_idx):
         return self.mask_mod(b, h, q_idx, kv_idx)
 
+    def to_dense(self, q_len: int, kv_len: int | None = None, device: Any = "cpu") -> torch.Tensor:
+        """The (q_len, kv_len) bool mask (see :func:`materialize`)."""
+        return materialize(self, q_len, kv_len, device)
+
     def to(self, device: Any) -> "Mask":
         """The same mask with its lookup tables on ``device``."""
         if self.rebuild is not None:
@@ -168,6 +172,9 @@ def random_keys(r: int, seed: int, seq_len: int, block: int = 1, device: Any = "
 
     name = f"random(r={r}, seed={seed})" if block == 1 else f"random(r={r}, seed={seed}, block={block})"
     return _mask(name, fn, rebuild=lambda dev: random_keys(r, seed, seq_len, block, dev))
+
+
+random = random_keys  # the issue's name: random(r, seed, seq_len, block=1)
 
 
 def document(lengths: list[int] | tuple[int, ...], device: Any = "cpu") -> Mask:

@@ -42,7 +42,7 @@ def _param_control(name: str) -> html.Div:
     lo, hi = PARAM_LIMITS[name]
     return html.Div(labelled(PARAM_LABELS[name], dcc.Input(
         id=f"{P}-{name}", type="number", min=lo, max=hi, step=1, value=M.DEFAULT_PARAMS[name],
-        debounce=True, style={"width": "100%"})), id=f"{P}-{name}-wrap")
+        debounce=0.4, style={"width": "100%"})), id=f"{P}-{name}-wrap")
 
 
 def _wide(control: html.Div) -> html.Div:

@@ -181,3 +181,21 @@ def test_flex_block_mask_agrees_with_ours():
         ours = M.block_mask(M.materialize(mask, s), block) != M.BLOCK_EMPTY
         theirs = make_block_mask(mask, s, "cpu", block).to_dense()[0, 0].bool()
         assert torch.equal(ours, theirs), mask.name
+
+
+PRIMITIVES = [M.causal(), M.sliding_window(3), M.sliding_window(4, two_sided=True), M.dilated(2, 3),
+              M.global_tokens(2), M.prefix_lm(5), M.full()]
+
+
+@settings(max_examples=25, deadline=None)
+@given(picks=st.lists(st.integers(0, len(PRIMITIVES) - 1), min_size=1, max_size=3),
+       use_and=st.booleans(), s=st.integers(1, 24))
+def test_combinations_equal_the_elementwise_logic_of_their_parts(picks, use_and, s):
+    parts = [PRIMITIVES[i] for i in picks]
+    combined = (M.and_masks if use_and else M.or_masks)(*parts)
+    dense = [p.to_dense(s) for p in parts]
+    expected = dense[0]
+    for d in dense[1:]:
+        expected = (expected & d) if use_and else (expected | d)
+    assert torch.equal(combined.to_dense(s), expected)
+    assert combined.parts == tuple(parts)
