@@ -401,6 +401,37 @@ def estimate_bytes(rows: int, cols: int, k: int, density: float, dtype: str, fmt
     return int(2 * dense + prepared + rhs)
 
 
+def storage_bytes(fmt: str, rows: int, cols: int, density: float, dtype: str = "float32",
+                  block: int = 16, index_bytes: int = INDEX_BYTES) -> float:
+    """Bytes to store an (rows, cols) matrix of uniform ``density`` in ``fmt`` (a model).
+
+    dense: every value. coo: value + row and column index per non-zero. csr: value +
+    column index per non-zero, plus rows + 1 row pointers. bsr: every (block x block)
+    tile holding a non-zero is stored whole (expected count for uniform random
+    non-zeros), plus one column index per tile and row pointers per block row.
+    Indices are int64 in torch (index_bytes = 8).
+    """
+    check_choice("format", fmt, ("dense", "coo", "csr", "bsr"))
+    el = DTYPE_BYTES[dtype]
+    nnz = density * rows * cols
+    if fmt == "dense":
+        return float(rows * cols * el)
+    if fmt == "coo":
+        return nnz * (el + 2 * index_bytes)
+    if fmt == "csr":
+        return nnz * (el + index_bytes) + (rows + 1) * index_bytes
+    tiles = (rows / block) * (cols / block)
+    filled = tiles * (1.0 - (1.0 - density) ** (block * block))
+    return filled * (block * block * el + index_bytes) + (rows / block + 1) * index_bytes
+
+
+def bytes_break_even(fmt: str, dtype: str = "float32", index_bytes: int = INDEX_BYTES) -> float:
+    """Sparsity above which ``fmt`` ("coo" or "csr") needs fewer bytes than dense (large n)."""
+    el = DTYPE_BYTES[dtype]
+    per_nnz = el + (2 if fmt == "coo" else 1) * index_bytes
+    return 1.0 - el / per_nnz
+
+
 # -- optional backends from other modules ----------------------------------------
 # Add your module's import path here; it should call register_backend at import.
 OPTIONAL_BACKEND_MODULES: tuple[str, ...] = (

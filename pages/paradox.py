@@ -18,7 +18,8 @@ from engine.bench.reference import (RESULTS, load_reference, parse_float_list, r
                                     reference_label)
 from engine.bench.sweeps import ParadoxConfig, break_even, paradox_sweep
 from engine.device import describe_device
-from engine.formats import DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, get_backend
+from engine.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
+                            get_backend, storage_bytes)
 from engine.store import RunStore, stored_rows_by_key
 from engine.validate import check_int, memory_budget_bytes
 
@@ -159,6 +160,23 @@ def layout(**_kwargs):
                     note="Sparsity where a format's time equals dense time, interpolated between "
                          "the two measured sparsities around it."),
         ], className="two-col"),
+        section("Why the zeros do not turn into time",
+                html.Div([
+                    html.Div([
+                        html.P("The chapter (10.2) gives three reasons. Memory: dense rows are read "
+                               "in order and prefetched, while a sparse kernel jumps to wherever the "
+                               "next non-zero lives. Indexing: every stored value drags its column "
+                               "index along (and COO a row index too), so a sparse matrix stores "
+                               "more bytes per useful number than a dense one. Parallelism: GPU "
+                               "threads run in lockstep, and rows with different numbers of "
+                               "non-zeros leave many of them idle."),
+                        html.P(id=f"{P}-bytes-note"),
+                    ]),
+                    html.Div([data_table(f"{P}-storage", []), csv_download(f"{P}-storage-csv")]),
+                ], className="two-col"),
+                note="The table is a byte-count model for uniform random non-zeros at the chosen "
+                     "size, dtype and block (torch stores int64 indices), not a measurement. A "
+                     "memory-bound SpMV can at best run dense bytes / sparse bytes times faster."),
         section("Measured speedups", data_table(f"{P}-measured", []), csv_download(f"{P}-measured-csv")),
         section("All rows", data_table(f"{P}-rows-table", [], page_size=10),
                 csv_download(f"{P}-rows-csv"),
@@ -169,7 +187,8 @@ def layout(**_kwargs):
 
 
 for _id, _name in (("chapter", "paradox_chapter_vs_measured.csv"), ("breakeven", "paradox_break_even.csv"),
-                   ("measured", "paradox_measured_speedups.csv"), ("rows-table", "paradox_rows.csv")):
+                   ("measured", "paradox_measured_speedups.csv"), ("rows-table", "paradox_rows.csv"),
+                   ("storage", "paradox_storage_model.csv")):
     register_csv_download(f"{P}-{_id}-csv", (f"{P}-{_id}", "data"), _name)
 
 
@@ -252,3 +271,35 @@ def records(frame: pd.DataFrame) -> list[dict]:
         return []
     clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
     return clean.where(clean.notna(), None).to_dict("records")
+
+
+def storage_table(size: int, dtype: str, block: int, sparsities) -> pd.DataFrame:
+    """Bytes of dense / CSR / COO / BSR at each sparsity, and the byte ratio dense / CSR."""
+    rows = []
+    for s in sparsities:
+        d = 1.0 - s
+        mb = {f: storage_bytes(f, size, size, d, dtype, block) / 2**20 for f in ("dense", "csr", "coo", "bsr")}
+        rows.append({"sparsity": f"{100 * s:.4g}%", "theoretical (1/density)": 1.0 / d if d else float("inf"),
+                     "dense MB": mb["dense"], "CSR MB": mb["csr"], "COO MB": mb["coo"],
+                     f"BSR {block}x{block} MB": mb["bsr"], "bytes dense / CSR": mb["dense"] / mb["csr"]})
+    return pd.DataFrame(rows)
+
+
+@callback(Output(f"{P}-storage", "data"), Output(f"{P}-storage", "columns"),
+          Output(f"{P}-bytes-note", "children"),
+          Input(f"{P}-size", "value"), Input(f"{P}-dtype", "value"), Input(f"{P}-block", "value"),
+          Input(f"{P}-sparsities", "value"))
+def storage(size, dtype, block, sparsities):
+    """The byte-count model for the chosen size, dtype, block and sparsities."""
+    try:
+        size = check_int("size", size, lo=16, hi=16384)
+        block = check_int("block", block, lo=1, hi=512)
+        values = parse_float_list("sparsities", sparsities, 0.0, 0.9999)
+        dtype = dtype if dtype in DTYPES else "float32"
+    except ValueError as exc:
+        return [], [], error_message(exc)
+    table = storage_table(size, dtype, block, values)
+    note = (f"In {dtype}, CSR needs fewer bytes than dense only above "
+            f"{100 * bytes_break_even('csr', dtype):.0f}% sparsity, COO above "
+            f"{100 * bytes_break_even('coo', dtype):.0f}%.")
+    return records(table), table_columns(table), note

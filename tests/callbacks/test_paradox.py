@@ -91,3 +91,12 @@ def test_reference_shown_beside_local(rows, tmp_path, monkeypatch):
     names = {t.name for t in out[0].data}
     assert any(n.startswith("H100 80GB HBM3: torch-csr") for n in names)
     assert "H100" in str(out[-1].children)
+
+
+def test_storage_model_table():
+    data, cols, note = paradox.storage(1000, "float32", 16, "0.9, 0.99")
+    assert [r["sparsity"] for r in data] == ["90%", "99%"]
+    assert data[0]["bytes dense / CSR"] == pytest.approx(4 / (0.1 * 12), rel=0.01)
+    assert "67%" in note and "80%" in note
+    _d, _c, bad = paradox.storage(1000, "float32", 16, "zero")
+    assert "expected numbers" in str(bad.children)

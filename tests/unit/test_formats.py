@@ -107,3 +107,22 @@ def test_estimate_bytes_grows_with_size():
     small = formats.estimate_bytes(128, 128, 1, 0.1, "float32", "csr")
     big = formats.estimate_bytes(8192, 8192, 512, 0.1, "float32", "csr")
     assert big > 1000 * small > 0
+
+
+# (format, dtype, sparsity above which it stores fewer bytes than dense)
+BYTES_BREAK_EVEN = [("csr", "float32", 2 / 3), ("coo", "float32", 0.8), ("csr", "float16", 0.8)]
+
+
+@pytest.mark.parametrize("fmt,dtype,expected", BYTES_BREAK_EVEN)
+def test_bytes_break_even(fmt, dtype, expected):
+    assert formats.bytes_break_even(fmt, dtype) == pytest.approx(expected)
+
+
+def test_storage_bytes_match_real_tensors():
+    a = generate_matrix("uniform", 128, 128, 0.9, seed=0)
+    density = formats.density_of(a)
+    for fmt, backend in (("csr", "torch-csr"), ("coo", "torch-coo"), ("dense", "torch-dense")):
+        real = get_backend(backend).nbytes(get_backend(backend).prepare(a, SimpleSpec(shape=(128, 128))))
+        assert formats.storage_bytes(fmt, 128, 128, density) == pytest.approx(real, rel=1e-6)
+    bsr = get_backend("torch-bsr").nbytes(get_backend("torch-bsr").prepare(a, SimpleSpec(shape=(128, 128), block=16)))
+    assert formats.storage_bytes("bsr", 128, 128, density, block=16) == pytest.approx(bsr, rel=0.05)
