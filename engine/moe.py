@@ -716,8 +716,15 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
                     return moe_forward(x, exp, r.expert, r.weight, method=method)
                 row["params"] = exp.params() + gate.numel()
                 row["active_params"] = k * exp.params() // E + gate.numel()
-            with torch.inference_mode():
-                median, iqr, runs, timer = _time(fn, spec.min_run_time, dev.type)
+            try:
+                with torch.inference_mode():
+                    median, iqr, runs, timer = _time(fn, spec.min_run_time, dev.type)
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory: say so, go on
+                row.update(status=f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield row
+                continue
             row.update(status="ok", timer=timer, time_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=runs,
                        noisy=bool(runs < 3 or (median > 0 and iqr / median > 0.1)),
                        tokens_per_s=batch / median if median else float("nan"))

@@ -342,9 +342,12 @@ def draw_sweep(rows):
                 f"active / equal total parameters: {s['small_vs_dense_active']:.2f}x / "
                 f"{s['small_vs_dense_total']:.2f}x at {s['small_batch']} token(s), "
                 f"{s['big_vs_dense_active']:.2f}x / {s['big_vs_dense_total']:.2f}x at {s['batch']}."))
-        for r in rs:
-            if str(r.get("status", "")).startswith("unavailable") and r.get("batch") == 1:
-                parts.append(html.Li(f"{source}: {r['variant']} {r['status']}"))
+        for r in rs:  # say what could not be measured (once per variant and reason)
+            status = str(r.get("status", ""))
+            if status.startswith(("unavailable", "error")):
+                text = f"{source}: {r['variant']} at {r.get('batch')} tokens: {status}"
+                if r.get("batch") == 1 or status.startswith("error"):
+                    parts.append(html.Li(text))
     summary = html.Ul(parts, id=f"{SWEEP}-summary-list") if parts else None
     return (figs.sweep_time(rows, ref_rows, ref_label), figs.sweep_ratio(rows, ref_rows, ref_label, k),
             summary, note)

@@ -269,3 +269,21 @@ def test_batched_layer_carries_gradients_like_the_reference(method):
     w1_ref = ex.w1.clone().requires_grad_(True)
     moe.moe_forward_reference(x, moe.Experts(w1_ref, ex.w2), r.expert, r.weight).square().sum().backward()
     torch.testing.assert_close(w1.grad, w1_ref.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_timing_sweep_reports_a_failing_variant_and_goes_on(monkeypatch):
+    real = moe.moe_forward
+
+    def failing(*args, method="loop", **kwargs):
+        if method == "grouped":
+            raise RuntimeError("CUDA out of memory (simulated)\ndetails")
+        return real(*args, method=method, **kwargs)
+
+    monkeypatch.setattr(moe, "moe_forward", failing)
+    spec = moe.SweepSpec(d_model=16, experts=2, k=1, batches=(1, 2), min_run_time=0.001, device="cpu")
+    rows = list(moe.timing_sweep_rows(spec))
+    assert len(rows) == spec.total
+    bad = [r for r in rows if r["variant"] == "moe_grouped"]
+    assert all(r["status"] == "error: RuntimeError: CUDA out of memory (simulated)" for r in bad)
+    assert all("time_ms" not in r for r in bad)  # no number drawn for it
+    assert [s["variant"] for s in moe.sweep_summary(rows)] == ["moe_loop"]
