@@ -333,10 +333,23 @@ def draw_sweep(rows):
 
 
 # -- the committed reference CSV ----------------------------------------------------------
+REFERENCE_COLUMNS = {"seq_len", "mask", "impl", "status", "kernel_ms", "speedup_vs_causal"}
+
+
+def _is_attention_csv(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = set(fh.readline().strip().split(","))
+    except OSError:
+        return False
+    return REFERENCE_COLUMNS <= header
+
+
 def reference_files() -> list[Path]:
+    """Committed attention sweep CSVs (benchmarks/results/*attention*.csv with our columns)."""
     if not RESULTS_DIR.is_dir():
         return []
-    return sorted(p for p in RESULTS_DIR.glob("*.csv") if "attention" in p.name)
+    return sorted(p for p in RESULTS_DIR.glob("*.csv") if "attention" in p.name and _is_attention_csv(p))
 
 
 @callback(Output(f"{P}-ref-file", "options"), Output(f"{P}-ref-file", "value"),

@@ -125,6 +125,7 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in sweep_rows]
     pd.DataFrame(rows).to_csv(tmp_path / "attention_h100.csv", index=False)
     (tmp_path / "moe_h100.csv").write_text("a\n1\n")
+    (tmp_path / "attention_other.csv").write_text("a,b\n1,2\n")  # not a sweep: not listed
     options, value = attention.list_reference(None)
     assert value == "attention_h100.csv" and len(options) == 1
     fig, note, data, breakdown, table = attention.draw_reference(value)
