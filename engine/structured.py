@@ -923,7 +923,7 @@ class DigitsWeight:
     cached: bool
 
 
-def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epochs: int = 60) -> DigitsWeight:
+def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epochs: int = 30) -> DigitsWeight:
     """Train a 64-n-n-10 MLP on scikit-learn's digits (bundled, no download) and return
     its hidden (n, n) weight; cached as .npz in ``folder`` (default: the lab's cache)."""
     n = check_int("n", n, 8, 4096)
@@ -952,15 +952,16 @@ def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epoch
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     Xt = torch.as_tensor(X[:cut], dtype=torch.float32)
     yt = torch.as_tensor(y[:cut])
-    for _ in range(epochs):
-        perm = torch.randperm(cut)
-        for k in range(0, cut, 128):
-            idx = perm[k:k + 128]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-            opt.step()
-    with torch.no_grad():
-        pred = model(torch.as_tensor(X[cut:], dtype=torch.float32)).argmax(1).numpy()
+    with _few_threads():  # small batches: one thread beats an oversubscribed pool
+        for _ in range(epochs):
+            perm = torch.randperm(cut)
+            for k in range(0, cut, 128):
+                idx = perm[k:k + 128]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+                opt.step()
+        with torch.no_grad():
+            pred = model(torch.as_tensor(X[cut:], dtype=torch.float32)).argmax(1).numpy()
     acc = float((pred == y[cut:]).mean())
     W = model[2].weight.detach().numpy().astype(np.float64)
     seconds = time.time() - started

@@ -86,9 +86,8 @@ def _analysis_controls() -> html.Div:
         labelled("Target matrix", dcc.Dropdown(
             id=f"{P}-target", value="kernel", clearable=False,
             options=[{"label": v, "value": k} for k, v in st.TARGETS.items()])),
-        labelled("Size n", dcc.Dropdown(id=f"{P}-size", value=256, clearable=False,
-                                        options=[{"label": f"{n} x {n}", "value": n} for n in st.SIZES]),
-                 help="n x n; powers of 2 (butterfly)"),
+        labelled("Size n", _slider("size", 6, 9, 8, {k: str(2 ** k) for k in range(6, 10)}),
+                 help="n x n, powers of 2 (butterfly)"),
         labelled("Parameter budget (share of dense n²)",
                  _slider("budget", 1, 8, 3, {k: f"1/{2 ** k}" for k in range(1, 9)}),
                  help="each family's best configuration within the budget"),
@@ -199,10 +198,10 @@ def layout(**_kwargs):
     Input(f"{P}-size", "value"),
     Input(f"{P}-budget", "value"),
 )
-def update_analysis(target, size, budget_exp):
+def update_analysis(target, size_log2, budget_exp):
     try:
         target = check_choice("target", target, st.TARGETS)
-        n = check_choice("size", size, st.SIZES)
+        n = 2 ** check_int("size (log2 n)", size_log2, 6, 9)
         k = check_int("budget", budget_exp, 1, 8)
         tg, bfly, rows = _analysis(target, n)
         budget = budget_params(n, k)

@@ -13,10 +13,10 @@ from engine import structured as st  # noqa: E402
 
 # (target, size, budget exponent) -> the words of the message shown
 BAD_ANALYSIS = [
-    ("nope", 64, 3, "target: expected one of"),
-    ("kernel", 100, 3, "size: expected one of"),
-    ("kernel", 64, 0, "budget: expected an integer in [1, 8]"),
-    ("kernel", 64, "x", "budget: expected"),
+    ("nope", 6, 3, "target: expected one of"),
+    ("kernel", 100, 3, "size (log2 n): expected an integer in [6, 9]"),
+    ("kernel", 6, 0, "budget: expected an integer in [1, 8]"),
+    ("kernel", 6, "x", "budget: expected"),
     (None, None, None, "target: expected"),
 ]
 GOOD_SWEEP = dict(n=256, batches=[1, 16], dtypes=["float32"], rank=8, blocks=4)
@@ -40,7 +40,7 @@ def sweep_rows():
 
 def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    info, pareto, rows, table, heat = page.update_analysis("dft", 64, 2)
+    info, pareto, rows, table, heat = page.update_analysis("dft", 6, 2)
     assert "DFT" in str(info) and f"{64 * 64 // 4:,}" in str(info)
     names = {t.name for t in pareto.data}
     assert {"Low-rank", "Monarch", "Butterfly", "Sparse (magnitude-pruned)"} <= names
@@ -56,8 +56,8 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
 
 def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    tight = page.update_analysis("kernel", 64, 5)[3].data  # 128 parameters
-    loose = page.update_analysis("kernel", 64, 1)[3].data
+    tight = page.update_analysis("kernel", 6, 5)[3].data  # 128 parameters
+    loose = page.update_analysis("kernel", 6, 1)[3].data
     t = {r["family"]: r for r in tight}
     lo = {r["family"]: r for r in loose}
     assert pd.isna(t["Monarch"]["params"]) and "over budget" in t["Monarch"]["note"]
@@ -68,7 +68,7 @@ def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
 @pytest.mark.parametrize("target,size,budget,words", BAD_ANALYSIS)
 def test_analysis_shows_bad_input_as_a_message(target, size, budget, words):
     info, pareto, rows, table, heat = page.update_analysis(target, size, budget)
-    assert "msg-error" in info.className and words in str(info.children)
+    assert "msg-error" in info.className and words in str(info.children), info.children
     assert rows == []
 
 
