@@ -257,7 +257,8 @@ def draw(rows, op, ref_path):
         except (ValueError, OSError, KeyError) as exc:
             reference, note = None, error_message(exc)
     be = break_even(local)
-    tables = [measured_vs_chapter(local), be, measured_table(local), frame]
+    shown_be = be.drop(columns=["device_name"]) if "device_name" in be else be
+    tables = [measured_vs_chapter(local), shown_be, measured_table(local), frame]
     out = [speedup_figure(local, reference, be, label), efficiency_figure(local, reference, label),
            bandwidth_figure(local, reference, label)]
     for t in tables:
