@@ -287,3 +287,17 @@ def test_timing_sweep_reports_a_failing_variant_and_goes_on(monkeypatch):
     assert all(r["status"] == "error: RuntimeError: CUDA out of memory (simulated)" for r in bad)
     assert all("time_ms" not in r for r in bad)  # no number drawn for it
     assert [s["variant"] for s in moe.sweep_summary(rows)] == ["moe_loop"]
+
+
+def test_gpu_script_checks_agree_on_cpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_moe.py"
+    spec = importlib.util.spec_from_file_location("gpu_moe", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.check_rows(torch.device("cpu"), torch.float32, moe.METHODS)
+    assert len(rows) == len(script.CHECKS) * len(moe.METHODS)
+    assert all(r["status"] == "ok" and r["agrees"] for r in rows), rows
+    assert any(r["empty_experts"] > 0 for r in rows) and any(r["dropped_assignments"] > 0 for r in rows)
