@@ -170,8 +170,8 @@
 
   /* The clock keeps real time: an interval tick advances by the ticks that elapsed since
    * the last one (a busy browser skips phases rather than falling behind). */
-  var clock = {last: null};
-  function stepPhase(prop, phase, T, periodMs) {
+  var clocks = {gen: {last: null}, scan: {last: null}};
+  function stepPhase(clock, prop, phase, T, periodMs) {
     var t = (typeof phase === "number" && isFinite(phase)) ? phase : 0;
     if (prop.indexOf("back") >= 0) { return ((t - 1) % T + T) % T; }
     if (prop.indexOf("fwd") >= 0) { return (t + 1) % T; }
@@ -234,7 +234,7 @@
     /* interval / step buttons / new frames -> the phase (wraps around the clock) */
     tick: function (_n, _back, _fwd, frames, phase, periodMs) {
       if (!frames || !frames.T) { return NO(); }
-      return stepPhase(triggered(), phase, frames.T, periodMs);
+      return stepPhase(clocks.gen, triggered(), phase, frames.T, periodMs);
     },
 
     /* new frames (parameters changed) -> the plotly figures, through Dash, once */
@@ -260,8 +260,8 @@
 
     play: function (_n, disabled) {
       if (disabled === false) { return [true, "Play"]; }
-      clock.last = performance.now();  // ticks count from the press
-      window.__genPlayedAt = clock.last;
+      clocks.gen.last = performance.now();  // ticks count from the press
+      window.__genPlayedAt = clocks.gen.last;
       return [false, "Pause"];
     },
 
@@ -289,6 +289,72 @@
       if (which === "pipeline") { return ["one-col", false, true]; }
       if (which === "graph") { return ["one-col", true, false]; }
       return ["two-col", false, false];
+    }
+  };
+
+  /* ---- /scanner: the reverse pass, animated with the same clock, right to left ---- */
+  var RW = 760, RH = 420, RTOP = 40, RBOT = 360;
+  function drawReverse(fr, t) {
+    var ph = fr.phases[t], out = [];
+    var push = function (s) { out.push(s); };
+    push('<svg viewBox="0 0 ' + RW + ' ' + RH + '" width="100%" height="100%" preserveAspectRatio="xMidYMid meet" ' +
+         'data-phase="' + t + '" font-family="inherit" font-size="11">');
+    push('<defs><marker id="scan-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" ' +
+         'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#7a8496"/></marker></defs>');
+    for (var i = 0; i < 7; i++) {
+      var X = colX(i), n = ph.fwd[i].length, pit = (RBOT - RTOP) / n, ok = ph.agree[i];
+      var col = ok ? "#1f8a4c" : "#c53030";
+      // the reverse pass reaches the columns from the right: later columns light first
+      push('<g class="scan-col" style="animation-delay:' + ((6 - i) * 45) + 'ms">');
+      push('<text x="' + X + '" y="16" text-anchor="middle" font-weight="600">' + esc(fr.titles[i]) + '</text>');
+      push('<line x1="' + X + '" y1="' + RTOP + '" x2="' + X + '" y2="' + RBOT + '" stroke="#dfe3ea"/>');
+      for (var j = 0; j < n; j++) {
+        var y = RTOP + (j + 0.5) * pit, bh = Math.max(1.5, Math.min(10, pit * 0.38));
+        var f = ph.fwd[i][j] * 40, r = ph.rev[i][j] * 40;
+        push('<rect x="' + (f >= 0 ? X : X + f).toFixed(1) + '" y="' + (y - bh).toFixed(1) + '" width="' +
+             Math.max(Math.abs(f), 0.6).toFixed(1) + '" height="' + bh.toFixed(1) +
+             '" fill="#c3c9d4"><title>forward ' + fmt(ph.fwd[i][j]) + '</title></rect>');
+        push('<rect x="' + (r >= 0 ? X : X + r).toFixed(1) + '" y="' + y.toFixed(1) + '" width="' +
+             Math.max(Math.abs(r), 0.6).toFixed(1) + '" height="' + bh.toFixed(1) + '" fill="' + col +
+             '"><title>reverse ' + fmt(ph.rev[i][j]) + '</title></rect>');
+      }
+      push('<text x="' + X + '" y="' + (RBOT + 22) + '" text-anchor="middle" fill="' + col + '" font-weight="700">' +
+           (ok ? "agrees" : "diverges") + '</text>');
+      push('<text x="' + X + '" y="' + (RBOT + 38) + '" text-anchor="middle" fill="#5b6475" font-size="10">rel. err ' +
+           fmt(ph.err[i]) + '</text>');
+      push('</g>');
+      if (i < 6) {
+        push('<line x1="' + (colX(i + 1) - 44) + '" y1="' + (RBOT + 52) + '" x2="' + (colX(i) + 44) + '" y2="' +
+             (RBOT + 52) + '" stroke="#7a8496" stroke-width="1.5" marker-end="url(#scan-arrow)"/>');
+      }
+    }
+    push('<text x="' + (RW / 2) + '" y="' + (RH - 4) + '" text-anchor="middle" fill="#5b6475" font-size="10">' +
+         'grey: forward value, coloured: reverse value (each column scaled by its largest forward value)</text>');
+    push('</svg>');
+    return out.join("");
+  }
+
+  ns.scanner = {
+    tick: function (_n, _back, _fwd, frames, phase, periodMs) {
+      if (!frames || !frames.T) { return NO(); }
+      return stepPhase(clocks.scan, triggered(), phase, frames.T, periodMs);
+    },
+    render: function (phase, frames) {
+      if (!frames || !frames.T) { return NO(); }
+      var T = frames.T, t = ((Number(phase) || 0) % T + T) % T;
+      var box = document.getElementById("scan-pipeline");
+      if (box) { box.innerHTML = drawReverse(frames, t); }
+      latest("scan-heat", function (gd, tt) {
+        return window.Plotly.relayout(gd, {shapes: [{type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y",
+          y0: tt - 0.5, y1: tt + 0.5, line: {color: ACTIVE, width: 2.5}}]});
+      }, t);
+      var ok = frames.phases[t].agree.filter(Boolean).length;
+      return "phase " + t + " / " + T + " \u00b7 pattern " + frames.lut[t] + " \u00b7 " + ok + " of 7 columns agree";
+    },
+    play: function (_n, disabled) {
+      if (disabled === false) { return [true, "Play"]; }
+      clocks.scan.last = performance.now();
+      return [false, "Pause"];
     }
   };
 })();

@@ -313,3 +313,49 @@ def transpose_vjp_difference(chain: Chain, y) -> dict[str, float]:
         out["lookup"] = vjp(lambda e: M @ (W @ (mask * (S @ e))), chain.spec.n_patterns)
         out["clock"] = vjp(lambda e: M @ (W @ (mask * (S @ (L @ e)))), chain.spec.n_phases)
     return {c: float(np.max(np.abs(rev[c][0] - g))) for c, g in out.items()}
+
+
+def divergence_reasons(chain: Chain, mode: str = "transpose", lam: float = 0.0,
+                       noise: float = 0.0, seed: int = 0) -> list[str]:
+    """Plain sentences, computed from this chain, on where information is lost and why."""
+    mode, lam = _check_mode(mode, lam)
+    s = chain.spec
+    out: list[str] = []
+    cond = conditioning(chain).set_index("matrix")
+    for name, cols in (("W", s.k), ("M", s.hidden)):
+        row = cond.loc[name]
+        if not row["full_column_rank"]:
+            out.append(f"{name} is {row['shape']} with rank {row['rank']} < {cols} columns: "
+                       f"{cols - row['rank']} directions of its input never reach its output, "
+                       f"so no reverse pass can bring them back.")
+    mw = cond.loc["M W"]
+    if mode == "transpose":
+        gram = chain.W.T @ chain.M.T @ chain.M @ chain.W
+        off = float(np.max(np.abs(gram - np.eye(s.k))))
+        if off > 1e-9:
+            out.append(f"(M W)^T (M W) is not the identity (max |entry - I| = {off:.3g}): the "
+                       "transposes undo the forward pass only when W and M have orthonormal "
+                       "columns; try pinv.")
+        rr = chain.R @ chain.R.T
+        if float(np.max(np.abs(rr - np.eye(s.n_patterns)))) > 1e-9:
+            out.append("The routing rows are not orthonormal (R R^T is not I): S^T mixes "
+                       "patterns in the lookup column.")
+    elif mw["full_column_rank"]:
+        out.append(f"M W has full column rank (condition {mw['condition']:.3g}): least squares "
+                   "recovers the activation column exactly without noise.")
+    if s.activation == "relu":
+        lost = int((chain.forward_all()["sparse"] < 0).sum())
+        out.append(f"relu set {lost} negative pre-activations to zero over all phases; the "
+                   "reverse pass cannot know what they were.")
+    rec = recovery(chain, mode, lam, noise, seed)
+    if rec["clipped"].sum():
+        out.append(f"sigma^-1 clipped {int(rec['clipped'].sum())} entries into its domain "
+                   f"({s.activation} outputs outside it came back from the reverse pass).")
+    if s.n_phases > len(set(chain.lut.tolist())):
+        out.append(f"{s.n_phases} phases share {len(set(chain.lut.tolist()))} patterns: the "
+                   "clock column can be recovered only up to the pattern.")
+    if noise > 0:
+        out.append(f"Noise of {noise:g} x rms(y) is added to the outputs before the reverse pass.")
+    if not out:
+        out.append("Nothing is lost: every column can be undone at this configuration.")
+    return out

@@ -1,0 +1,95 @@
+"""Figures for /scanner: agreement heatmap, hallucinated support, singular values, and the
+data of the reverse-pass animation (drawn by assets/generator.js: drawReverse)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine.chain import COLUMN_TITLES, COLUMNS, Chain
+
+AGREE_SCALE = [[0.0, "#0b6b36"], [0.499, "#b9e3c9"], [0.5, "#f3c1c1"], [1.0, "#a61b1b"]]
+SUPPORT_SCALE = [[0.0, "#ffffff"], [0.25, "#ffffff"], [0.25, "#b9e3c9"], [0.5, "#b9e3c9"],
+                 [0.5, "#c53030"], [0.75, "#c53030"], [0.75, "#f08c00"], [1.0, "#f08c00"]]
+
+
+def agreement_heatmap(table: pd.DataFrame, threshold: float) -> dict:
+    """Phases (rows) x columns (forward order, so the reverse pass reads right to left).
+
+    Colour: log10(rel_error / threshold), clipped to [-3, 3]; green agrees, red diverges.
+    """
+    T = int(table["phase"].max()) + 1
+    wide = table.pivot(index="phase", columns="column", values="rel_error")[list(COLUMNS)]
+    cos = table.pivot(index="phase", columns="column", values="cosine")[list(COLUMNS)]
+    rel = wide.to_numpy()
+    z = np.clip(np.log10(np.maximum(rel, 1e-300) / max(threshold, 1e-300)), -3, 3)
+    z = np.where(rel <= threshold, np.minimum(z, -1e-3), np.maximum(z, 1e-3))
+    custom = np.dstack([rel, cos.to_numpy()])
+    return {
+        "data": [dict(type="heatmap", z=z.tolist(), x=[COLUMN_TITLES[c] for c in COLUMNS],
+                      y=list(range(T)), zmin=-3, zmax=3, colorscale=AGREE_SCALE,
+                      customdata=custom.tolist(), xgap=1, ygap=1,
+                      colorbar=dict(title=dict(text="log10(rel. error / threshold)", side="right"),
+                                    thickness=12),
+                      hovertemplate="phase %{y}, %{x}<br>rel. error %{customdata[0]:.3g}"
+                                    "<br>cosine %{customdata[1]:.4f}<extra></extra>")],
+        "layout": dict(height=max(300, min(640, 120 + 14 * T)), margin=dict(l=60, r=20, t=20, b=70),
+                       xaxis=dict(title="column (the scanner reads right to left)", side="bottom"),
+                       yaxis=dict(title="phase t", autorange="reversed"),
+                       uirevision="agree"),
+    }
+
+
+def support_heatmap(forward_sparse: np.ndarray, halluc: np.ndarray) -> dict:
+    """(T, K): kept support, hallucinated (reverse nonzero where forward zero), missed."""
+    state = np.where(halluc == 1, 2, np.where(halluc == -1, 3, np.where(forward_sparse != 0, 1, 0)))
+    names = np.array(["zero in both", "support kept", "hallucinated", "missed"])
+    T, K = state.shape
+    return {
+        "data": [dict(type="heatmap", z=state.tolist(), zmin=-0.5, zmax=3.5, colorscale=SUPPORT_SCALE,
+                      x=list(range(K)), y=list(range(T)), xgap=1, ygap=1, text=names[state].tolist(),
+                      colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=list(names), thickness=12),
+                      hovertemplate="phase %{y}, entry k=%{x}: %{text}<extra></extra>")],
+        "layout": dict(height=max(260, min(560, 110 + 12 * T)), margin=dict(l=60, r=20, t=20, b=50),
+                       xaxis=dict(title="k (entry of the sparse vector)"),
+                       yaxis=dict(title="phase t", autorange="reversed"), uirevision="support"),
+    }
+
+
+def singular_value_figure(svals: dict[str, np.ndarray]) -> dict:
+    colors = {"W": "#2f6fdb", "M": "#f08c00", "M W": "#1f8a4c"}
+    data = [dict(type="scatter", mode="lines+markers", name=name, x=list(range(1, s.size + 1)),
+                 y=[float(v) for v in np.maximum(s, 1e-300)], line=dict(color=colors.get(name)),
+                 hovertemplate=f"{name}: sigma_%{{x}} = %{{y:.3g}}<extra></extra>")
+            for name, s in svals.items()]
+    return {"data": data,
+            "layout": dict(height=300, margin=dict(l=70, r=20, t=20, b=50),
+                           xaxis=dict(title="index i (largest first)", dtick=1 if max(
+                               s.size for s in svals.values()) <= 20 else None),
+                           yaxis=dict(title="singular value sigma_i (log scale)", type="log",
+                                      exponentformat="e"),
+                           legend=dict(orientation="h", y=1.08))}
+
+
+def _r(a) -> list:
+    return [round(float(v), 5) for v in np.asarray(a).ravel()]
+
+
+def scan_frames(chain: Chain, fwd: dict[str, np.ndarray], rev: dict[str, np.ndarray],
+                table: pd.DataFrame) -> dict:
+    """What the reverse-pass animation needs, for every phase: forward and reverse values of
+    every column (reverse values clipped at 3x the column's forward scale) and per-column
+    agreement."""
+    T = chain.spec.n_phases
+    scale = {c: float(np.max(np.abs(fwd[c]))) or 1.0 for c in COLUMNS}
+    wide = table.pivot(index="phase", columns="column", values="rel_error")
+    agree = table.pivot(index="phase", columns="column", values="agree")
+    phases = []
+    for t in range(T):
+        phases.append({
+            "fwd": [_r(fwd[c][t] / scale[c]) for c in COLUMNS],
+            "rev": [_r(np.clip(rev[c][t] / scale[c], -3, 3)) for c in COLUMNS],
+            "err": [float(wide.loc[t, c]) for c in COLUMNS],
+            "agree": [bool(agree.loc[t, c]) for c in COLUMNS],
+        })
+    return {"T": T, "titles": [COLUMN_TITLES[c] for c in COLUMNS], "phases": phases,
+            "lut": [int(p) for p in chain.lut]}

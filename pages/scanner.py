@@ -1,0 +1,226 @@
+"""/scanner: the generator's chain run backwards through its transposes.
+
+The chain arrives in the URL query (the generator's "open it in the Scanner" link
+writes ``/scanner?preset=...&k=...``), or from this page's own controls and presets.
+Widget values -> ``engine.scanner`` (agreement, recovery, conditioning, VJP check) ->
+figures (components/chain_scan_figures.py); the reverse-pass animation runs in the
+browser (``assets/generator.js``, namespace ``scanner``).
+"""
+from __future__ import annotations
+
+import dash
+import numpy as np
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
+
+from components.chain_controls import CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params, \
+    control_id, params_from_query
+from components.chain_scan_figures import (agreement_heatmap, scan_frames, singular_value_figure,
+                                           support_heatmap)
+from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
+from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.chain import WEIGHTS, make_chain
+from engine.scanner import (MODES, SCAN_PRESETS, agreement, column_summary, conditioning,
+                            divergence_reasons, hallucinated_map, noisy_outputs, recovery, scan,
+                            singular_values, transpose_vjp_difference)
+
+dash.register_page(__name__, path="/scanner", name="Scanner", order=2,
+                   description="The same chain run backwards through its transposes: where the "
+                               "reverse pass agrees with the forward pass, and where information "
+                               "was lost.")
+
+PREFIX = "scan"
+CUSTOM = "from the URL / my settings"
+NOISE_MARKS = {0: "0", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5", 1: "1"}
+
+
+def _reverse_controls() -> html.Div:
+    return controls_row(
+        labelled("Mode", dcc.RadioItems(id="scan-mode", options=list(MODES), value="transpose",
+                                        inline=True, className="radio-inline"),
+                 help="transpose: the deck's adjoint pass; pinv: least squares; tikhonov: ridge"),
+        labelled("lam (tikhonov)", dcc.Input(id="scan-lam", type="number", min=0, value=0.01,
+                                             step="any", debounce=True, className="num-input"),
+                 help="ridge parameter, used by tikhonov only"),
+        html.Div([html.Label("noise (x rms of y)", className="control-label"),
+                  dcc.Slider(id="scan-noise", min=0, max=1, step=0.01, value=0, marks=NOISE_MARKS,
+                             className="scan-noise"),
+                  html.Div("gaussian, seeded by the chain's seed", className="control-help")],
+                 className="control scan-noise-box"),
+        labelled("agreement threshold", dcc.Input(id="scan-threshold", type="number", min=0,
+                                                  value=0.1, step="any", debounce=True,
+                                                  className="num-input"),
+                 help="a column agrees when its relative error is at most this"),
+    )
+
+
+def _clock() -> html.Div:
+    return html.Div([
+        html.Button("Play", id="scan-play", className="btn btn-primary", n_clicks=0),
+        html.Button("< step", id="scan-back", className="btn", n_clicks=0),
+        html.Button("step >", id="scan-fwd", className="btn", n_clicks=0),
+        html.Div([html.Label("ticks per second", className="control-label"),
+                  dcc.RadioItems(id="scan-tps", value=5, inline=True, className="radio-inline",
+                                 options=[{"label": str(v), "value": v} for v in (1, 2, 5, 10, 20)])],
+                 className="gen-tps"),
+        html.Div("phase 0 / 0", id="scan-phase-text", className="gen-phase-text", role="status"),
+    ], className="gen-clock-row")
+
+
+def layout(**query):
+    values = params_from_query(query)
+    preset_options = [CUSTOM] + list(SCAN_PRESETS)
+    return html.Div([
+        page_header(
+            "Scanner: the chain run backwards",
+            "The generator multiplies by A; the scanner starts from the output and multiplies by "
+            "the transposes in reverse order (or by least-squares or ridge inverses), then "
+            "compares every column with what the forward pass produced. Green: the reverse pass "
+            "agrees; red: information was lost, or the matrices are badly conditioned.",
+            seed="the DRT deck's scanner (norayr-m/drt-scanner, April 2026)"),
+        section("Chain",
+                message("This page takes its chain from the URL query: the Generator's "
+                        "\"open it in the Scanner\" link writes it there (so a link reproduces "
+                        "the view). You can also pick a preset or set the chain here.", "info"),
+                controls_row(
+                    labelled("Scanner preset", dcc.RadioItems(
+                        id="scan-scenario", options=preset_options, value=CUSTOM, inline=True,
+                        className="radio-inline"),
+                        help="orthogonal + identity: every column agrees in transpose mode; "
+                             "relu + wide W: it diverges, and the page says why"),
+                    labelled("Weights", dcc.RadioItems(
+                        id="scan-weights", options=list(WEIGHTS), value="gaussian", inline=True,
+                        className="radio-inline"),
+                        help="orthogonal needs K <= H <= F and P x nnz <= K"),
+                ),
+                controls_row(*chain_controls(PREFIX, values)),
+                html.Div(id="scan-error")),
+        section("Reverse pass", _reverse_controls(), html.Div(id="scan-stats"),
+                html.Div(id="scan-vjp", className="section-note")),
+        section("Why it agrees or diverges", html.Ul(id="scan-why", className="scan-why"),
+                note="Computed from this chain: ranks, Gram matrices, relu losses, clipping."),
+        section("The reverse pass, phase by phase", _clock(),
+                html.Div(id="scan-pipeline", className="scan-pipeline", role="img",
+                         **{"aria-label": "reverse pass: seven columns, right to left"}),
+                note="The same clock as the Generator; at each tick the output enters at the "
+                     "right and the transposes carry it leftwards, column by column."),
+        html.Div([
+            section("Agreement: phases x columns",
+                    dcc.Graph(id="scan-heat", config={"displayModeBar": False}),
+                    note="Hover a cell for its relative error and cosine; the orange frame is "
+                         "the phase on the clock."),
+            section("Column summary",
+                    data_table("scan-summary", page_size=7), csv_download("scan-summary-csv"),
+                    note="Fraction of phases whose column agrees, and its errors."),
+        ], className="two-col"),
+        html.Div([
+            section("Hallucinated support",
+                    dcc.Graph(id="scan-support", config={"displayModeBar": False}),
+                    note="The sparse vector (column four) as the reverse pass rebuilds it: "
+                         "entries above 5% of the largest forward value where the forward "
+                         "vector was zero are hallucinated; forward entries it drops are missed."),
+            section("Conditioning",
+                    dcc.Graph(id="scan-sv", config={"displayModeBar": False}),
+                    data_table("scan-cond", page_size=3), csv_download("scan-cond-csv")),
+        ], className="two-col"),
+        section("Pattern recovery",
+                html.Div(id="scan-recovery-stat"),
+                data_table("scan-recovery", page_size=8), csv_download("scan-recovery-csv"),
+                note="The pattern id of each phase is read from the rebuilt sparse vector: the "
+                     "nearest routing row (for relu, the nearest row's positive part)."),
+        section("Agreement table",
+                data_table("scan-table", page_size=10),
+                csv_download("scan-csv", "Download agreement CSV"),
+                note="phase, pattern, column, rel_error, cosine, agree: one row per phase and "
+                     "column."),
+        dcc.Store(id="scan-frames"),
+        dcc.Store(id="scan-phase", data=0),
+        dcc.Interval(id="scan-interval", interval=200, disabled=True),
+    ], className="gen-page")
+
+
+@callback(*[Output(i, p) for i, p in chain_inputs(PREFIX)], Output("scan-weights", "value"),
+          Input("scan-scenario", "value"), prevent_initial_call=True)
+def apply_preset(name):
+    """A scanner preset fills the chain controls (the custom choice leaves them as they are)."""
+    if name not in SCAN_PRESETS:
+        return [dash.no_update] * (len(CHAIN_DEFAULTS) + 1)
+    p = SCAN_PRESETS[name]
+    return [p.get(k, CHAIN_DEFAULTS[k]) for k in CHAIN_DEFAULTS] + [p.get("weights", "gaussian")]
+
+
+def _stats(table, rec, vjp) -> html.Div:
+    return html.Div([
+        stat("(phase, column) pairs that agree", f"{table['agree'].mean():.0%}", id="scan-agree"),
+        stat("patterns recovered", f"{rec['correct'].mean():.0%}", id="scan-recovered"),
+        stat("hallucinated entries", f"{int(rec['hallucinated'].sum())}", id="scan-halluc"),
+        stat("clipped by sigma^-1", f"{int(rec['clipped'].sum())}"),
+        stat("max |transpose - VJP|", f"{max(vjp.values()):.1e}", id="scan-vjp-max"),
+    ])
+
+
+def _frame(df):
+    return df.replace([np.inf, -np.inf], np.nan).to_dict("records"), table_columns(df)
+
+
+N_OUT = 17
+
+
+@callback(
+    Output("scan-error", "children"), Output("scan-stats", "children"), Output("scan-vjp", "children"),
+    Output("scan-why", "children"), Output("scan-heat", "figure"), Output("scan-summary", "data"),
+    Output("scan-summary", "columns"), Output("scan-support", "figure"), Output("scan-sv", "figure"),
+    Output("scan-cond", "data"), Output("scan-cond", "columns"), Output("scan-recovery", "data"),
+    Output("scan-recovery", "columns"), Output("scan-recovery-stat", "children"),
+    Output("scan-table", "data"), Output("scan-table", "columns"), Output("scan-frames", "data"),
+    *[Input(i, p) for i, p in chain_inputs(PREFIX)], Input("scan-weights", "value"),
+    Input("scan-mode", "value"), Input("scan-lam", "value"), Input("scan-noise", "value"),
+    Input("scan-threshold", "value"),
+)
+def compute(*values):
+    """Chain + reverse-pass settings -> agreement, recovery, conditioning, figures."""
+    *chain_values, weights, mode, lam, noise, threshold = values
+    try:
+        params = chain_params(*chain_values)
+        chain = make_chain(**params, weights=weights)
+        lam = 0.0 if mode != "tikhonov" else lam
+        y = noisy_outputs(chain, noise, chain.spec.seed)
+        table = agreement(chain, mode, lam, noise, chain.spec.seed, threshold)
+    except (TypeError, ValueError) as exc:
+        return (error_message(exc), *[dash.no_update] * (N_OUT - 1))
+    seed = chain.spec.seed
+    rec = recovery(chain, mode, lam, noise, seed)
+    fwd = chain.forward_all()
+    rev = scan(chain, y, mode, lam).columns
+    vjp = transpose_vjp_difference(chain, fwd["assemble"][0])
+    vjp_line = ("The transpose pass is the vector-Jacobian product: at phase 0's output, "
+                "max |scan(transpose) - torch.autograd VJP| = " + f"{max(vjp.values()):.1e}"
+                + " over the linear columns (" + ", ".join(vjp) + ").")
+    summary = column_summary(table)
+    cond = conditioning(chain)
+    T = chain.spec.n_phases
+    return (None, _stats(table, rec, vjp), vjp_line,
+            [html.Li(r) for r in divergence_reasons(chain, mode, lam, noise, seed)],
+            agreement_heatmap(table, threshold), *_frame(summary),
+            support_heatmap(fwd["sparse"], hallucinated_map(chain, mode, lam, noise, seed)),
+            singular_value_figure(singular_values(chain)), *_frame(cond), *_frame(rec),
+            stat("pattern recovery accuracy", f"{rec['correct'].mean():.1%} of {T} phases"),
+            *_frame(table), scan_frames(chain, fwd, rev, table))
+
+
+register_csv_download("scan-csv", ("scan-table", "data"), "scanner_agreement.csv")
+register_csv_download("scan-summary-csv", ("scan-summary", "data"), "scanner_column_summary.csv")
+register_csv_download("scan-cond-csv", ("scan-cond", "data"), "scanner_conditioning.csv")
+register_csv_download("scan-recovery-csv", ("scan-recovery", "data"), "scanner_recovery.csv")
+
+clientside_callback(ClientsideFunction("scanner", "tick"), Output("scan-phase", "data"),
+                    Input("scan-interval", "n_intervals"), Input("scan-back", "n_clicks"),
+                    Input("scan-fwd", "n_clicks"), Input("scan-frames", "data"),
+                    State("scan-phase", "data"), State("scan-interval", "interval"))
+clientside_callback(ClientsideFunction("scanner", "render"), Output("scan-phase-text", "children"),
+                    Input("scan-phase", "data"), State("scan-frames", "data"))
+clientside_callback(ClientsideFunction("scanner", "play"),
+                    Output("scan-interval", "disabled"), Output("scan-play", "children"),
+                    Input("scan-play", "n_clicks"), State("scan-interval", "disabled"),
+                    prevent_initial_call=True)
+clientside_callback(ClientsideFunction("generator", "rate"), Output("scan-interval", "interval"),
+                    Input("scan-tps", "value"))

@@ -1,0 +1,76 @@
+"""/scanner in a real browser: heatmap, presets, noise, modes, clock, CSV."""
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+GD = "id => document.getElementById(id).querySelector('.js-plotly-plot')"
+
+
+def _agree_pct(page) -> int:
+    return int(page.inner_text("#scan-agree").strip().rstrip("%"))
+
+
+def _set_noise(page, keys: list[str]) -> None:
+    """Move the noise slider with the keyboard, as a person can (Home, PageUp = +0.1, End)."""
+    thumb = page.locator("#scan-noise [role='slider']")
+    thumb.focus()
+    for key in keys:
+        thumb.press(key)
+
+
+def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
+    # the chain arrives from the generator's link (URL query)
+    page.goto(app_server + "/scanner?preset=dense&n_phases=12&k=16&activation=identity")
+    page.wait_for_selector("#scan-agree")
+    assert page.input_value("#scan-n-phases") == "12"
+    page.wait_for_function(f"() => ({GD})('scan-heat') && ({GD})('scan-heat').data[0].z.length === 12")
+
+    # the orthogonal preset agrees everywhere in transpose mode
+    page.click("#scan-scenario >> text='orthogonal + identity'")
+    wait_for_text(page, "#scan-agree", "100%")
+    wait_for_text(page, "#scan-recovered", "100%")
+    assert "Nothing is lost" in page.inner_text("#scan-why")
+    z = page.evaluate(f"() => ({GD})('scan-heat').data[0].z.flat()")
+    assert len(z) == 8 * 7 and max(z) < 0  # every cell on the green side
+
+    # noise: agreement falls
+    _set_noise(page, ["Home", "PageUp"])  # 0.1
+    page.wait_for_function("() => document.getElementById('scan-agree').innerText.trim() !== '100%'")
+    noisy = _agree_pct(page)
+    _set_noise(page, ["End"])
+    page.wait_for_function(f"() => parseInt(document.getElementById('scan-agree').innerText) < {noisy}")
+    _set_noise(page, ["Home"])
+    wait_for_text(page, "#scan-agree", "100%")
+
+    # relu + wide W diverges and the page says why
+    page.click("#scan-scenario >> text='relu + wide W'")
+    wait_for_text(page, "#scan-why", "relu set")
+    assert _agree_pct(page) < 50
+    assert "rank 8 < 24" in page.inner_text("#scan-why")
+
+    # switch modes: pinv, then tikhonov
+    page.click("#scan-mode >> text='pinv'")
+    wait_for_text(page, "#scan-why", "phases share")
+    page.click("#scan-mode >> text='tikhonov'")
+    page.wait_for_function(f"() => ({GD})('scan-heat') !== null")
+    assert "Cannot compute" not in page.inner_text("#scan-error")
+
+    # the reverse pass animates with the clock
+    page.click("#scan-fwd")
+    wait_for_text(page, "#scan-phase-text", "phase 1 / 16")
+    assert page.evaluate("() => document.querySelector('#scan-pipeline svg').dataset.phase") == "1"
+    page.click("#scan-play")
+    page.wait_for_function("() => !document.getElementById('scan-phase-text').innerText.startsWith('phase 1 ')")
+    page.click("#scan-play")
+
+    # agreement CSV
+    with page.expect_download() as dl:
+        page.click("#scan-csv-button")
+    frame = pd.read_csv(dl.value.path())
+    assert list(frame.columns) == ["phase", "pattern", "column", "rel_error", "cosine", "agree"]
+    assert len(frame) == 16 * 7
+    assert set(frame["column"]) == {"clock", "lookup", "select", "sparse", "activation",
+                                    "propagate", "assemble"}

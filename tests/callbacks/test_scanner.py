@@ -1,0 +1,86 @@
+"""/scanner callbacks called as plain functions."""
+import pytest
+
+import app  # noqa: F401  (registers the pages)
+from components.chain_controls import CHAIN_DEFAULTS
+from engine.scanner import SCAN_PRESETS
+from pages import scanner as sc
+
+# (reverse settings: mode, lam, noise, threshold), substring of the message
+BAD = [
+    (("adjoint", 0.0, 0.0, 0.1), "mode: expected one of"),
+    (("tikhonov", 0, 0.0, 0.1), "expected a ridge parameter > 0"),
+    (("tikhonov", None, 0.0, 0.1), "lam: expected a number"),
+    (("pinv", 0.0, -1, 0.1), "noise: expected a number in [0.0, 100.0]"),
+    (("pinv", 0.0, 0.0, "x"), "threshold: expected a number"),
+]
+
+
+def _run(chain=None, weights="gaussian", mode="transpose", lam=0.01, noise=0.0, threshold=0.1):
+    values = list((chain or CHAIN_DEFAULTS).values()) if isinstance(chain or CHAIN_DEFAULTS, dict) else list(chain)
+    return sc.compute(*values, weights, mode, lam, noise, threshold)
+
+
+def _agree(out) -> float:
+    return sum(r["agree"] for r in out[14]) / len(out[14])
+
+
+def test_presets_fill_the_chain_controls():
+    out = sc.apply_preset("orthogonal + identity")
+    assert out[-1] == "orthogonal" and out[7] == "identity"
+    assert sc.apply_preset(sc.CUSTOM) == [sc.dash.no_update] * (len(CHAIN_DEFAULTS) + 1)
+
+
+def test_orthogonal_preset_agrees_everywhere_and_says_so():
+    *chain, weights = sc.apply_preset("orthogonal + identity")
+    out = _run(chain, weights)
+    assert out[0] is None
+    assert _agree(out) == 1.0
+    assert "Nothing is lost" in str(out[3])
+    assert all(r["correct"] for r in out[11])
+    assert len(out[14]) == SCAN_PRESETS["orthogonal + identity"]["n_phases"] * 7
+    assert "torch.autograd VJP" in out[2]
+
+
+def test_relu_wide_preset_diverges_and_says_why():
+    *chain, weights = sc.apply_preset("relu + wide W")
+    out = _run(chain, weights)
+    assert _agree(out) < 0.5
+    why = str(out[3])
+    assert "rank 8 < 24" in why and "relu set" in why
+
+
+def test_noise_lowers_agreement():
+    *chain, weights = sc.apply_preset("orthogonal + identity")
+    levels = [_agree(_run(chain, weights, noise=n)) for n in (0.0, 0.1, 0.5)]
+    assert levels[0] > levels[1] > levels[2]
+
+
+def test_modes_change_the_result_and_frames_cover_every_phase():
+    t_out = _run(mode="transpose")
+    p_out = _run(mode="pinv")
+    k_out = _run(mode="tikhonov", lam=0.5)
+    assert t_out[14] != p_out[14] != k_out[14]
+    frames = p_out[16]
+    assert frames["T"] == CHAIN_DEFAULTS["n_phases"] and len(frames["phases"]) == frames["T"]
+    assert all(len(ph["agree"]) == 7 for ph in frames["phases"])
+    # singular values: three lines (W, M, M W)
+    assert [d["name"] for d in p_out[8]["data"]] == ["W", "M", "M W"]
+
+
+@pytest.mark.parametrize("settings, text", BAD)
+def test_bad_settings_show_a_message(settings, text):
+    mode, lam, noise, threshold = settings
+    out = _run(mode=mode, lam=lam, noise=noise, threshold=threshold)
+    assert text in str(out[0].children)
+    assert all(o is sc.dash.no_update for o in out[1:])
+
+
+def test_orthogonal_weights_that_do_not_fit_are_explained():
+    out = _run(weights="orthogonal")  # defaults: K = 24 > H = 12
+    assert "K <= hidden <= n_harmonics" in str(out[0].children)
+
+
+def test_layout_takes_the_chain_from_the_url():
+    text = str(sc.layout(preset="concentrated", k="10", activation="sigmoid"))
+    assert "'concentrated'" in text and "'sigmoid'" in text and "value=10" in text
