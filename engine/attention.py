@@ -20,6 +20,7 @@ torch.compile'd FlexAttention), and the kernel (median and IQR of steady calls).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import math
@@ -275,6 +276,25 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+TIMER_THREADS = 1  # torch.utils.benchmark.Timer's default num_threads
+
+
+@contextlib.contextmanager
+def timer_threads():
+    """Run a whole row at the thread count the benchmark Timer uses.
+
+    The Timer sets torch's num_threads (1 by default) while it times; torch.compile
+    guards on that global state, so a FlexAttention compiled outside the Timer at
+    another thread count would silently recompile inside the timed runs.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(TIMER_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def time_kernel(fn: Callable[[], Any], device: torch.device, repeats: int = 10) -> dict:
     """Median and IQR of steady calls, in ms (the shared engine.bench timer)."""
     if _measure is not None:
@@ -457,10 +477,11 @@ def _measure_row(run: Callable[[Any], Any] | Callable[[], Any], prepare: Callabl
     """Build the mask (timed), first call (timed: includes compile), steady calls."""
     out: dict[str, Any] = {}
     try:
-        prepared, build_s = _timed(prepare, device)
-        call = (lambda: run(prepared)) if prepared is not None else run
-        result, first_s = _timed(call, device)
-        timing = time_kernel(call, device, config.repeats)
+        with timer_threads():
+            prepared, build_s = _timed(prepare, device)
+            call = (lambda: run(prepared)) if prepared is not None else run
+            result, first_s = _timed(call, device)
+            timing = time_kernel(call, device, config.repeats)
     except torch.cuda.OutOfMemoryError as exc:
         torch.cuda.empty_cache()
         return {"status": "error: out of memory", "message": str(exc).splitlines()[0][:200]}
