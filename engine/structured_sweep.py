@@ -29,6 +29,7 @@ import numpy as np
 
 from engine.bench.sweeps import (DENSE, ParadoxConfig, base_row, free_bytes, measure_spec,
                                  memory_refusal, paradox_sweep, versions)
+from engine.bench.schema import PARADOX_COLUMNS, register_schema
 from engine.bench.spec import BenchmarkSpec
 from engine.formats import BACKENDS, DTYPES, backend_names, torch_dtype
 from engine.validate import check_choice, check_float, check_int
@@ -36,6 +37,8 @@ from engine.validate import check_choice, check_float, check_int
 SWEEP = "structured"
 NM_BACKEND = "torch-2:4"
 TIMING_BLOCKS = (1, 4, 8, 16, 32, 64, 128)
+STRUCTURED_COLUMNS = {**PARADOX_COLUMNS, "part": ("str", True)}  # "block" or "2:4"
+register_schema(SWEEP, STRUCTURED_COLUMNS)  # so /runs imports this sweep's CSVs
 
 
 def default_block_backends() -> tuple[str, ...]:

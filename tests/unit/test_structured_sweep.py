@@ -70,3 +70,18 @@ def test_break_even_interpolates_a_crossing():
             for s, v in ((0.5, 0.5), (0.9, 2.0))]
     be = break_even_by_block(pd.DataFrame(rows))
     assert len(be) == 1 and 0.5 < be.iloc[0]["break_even"] < 0.9
+
+
+def test_sweep_csv_imports_into_the_run_store(tmp_path):
+    from engine.bench.schema import OK_REQUIRED, SCHEMAS
+    from engine.store import RunStore, import_csv, to_csv_text
+    from engine.structured_sweep import SWEEP
+
+    config = StructuredSweepConfig(size=32, k=4, sparsities=(0.5,), blocks=(8,), nm_sizes=(32,),
+                                   repeats=1, backends=("torch-dense", "torch-csr"))
+    frame = pd.DataFrame(list(structured_sweep(config)))
+    assert SWEEP in SCHEMAS and SCHEMAS[SWEEP]["part"] == ("str", True)
+    store = RunStore(tmp_path)
+    run_id = import_csv(store, to_csv_text(frame), SWEEP, SCHEMAS[SWEEP], ok_required=OK_REQUIRED)
+    back = store.frame(run_id)
+    assert len(back) == len(frame) and list(back["part"]) == list(frame["part"])
