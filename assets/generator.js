@@ -293,7 +293,7 @@
   };
 
   /* ---- /scanner: the reverse pass, animated with the same clock, right to left ---- */
-  var RW = 760, RH = 420, RTOP = 40, RBOT = 360;
+  var RW = 760, RH = 445, RTOP = 40, RBOT = 360;
   function drawReverse(fr, t) {
     var ph = fr.phases[t], out = [];
     var push = function (s) { out.push(s); };

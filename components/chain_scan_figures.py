@@ -33,8 +33,8 @@ def agreement_heatmap(table: pd.DataFrame, threshold: float) -> dict:
                       hovertemplate="phase %{y}, %{x}<br>rel. error %{customdata[0]:.3g}"
                                     "<br>cosine %{customdata[1]:.4f}<extra></extra>")],
         "layout": dict(height=max(300, min(640, 120 + 14 * T)), margin=dict(l=60, r=20, t=20, b=70),
-                       xaxis=dict(title="column (the scanner reads right to left)", side="bottom"),
-                       yaxis=dict(title="phase t", autorange="reversed"),
+                       xaxis=dict(title=dict(text="column (the scanner reads right to left)"), side="bottom"),
+                       yaxis=dict(title=dict(text="phase t"), autorange="reversed"),
                        uirevision="agree"),
     }
 
@@ -50,8 +50,8 @@ def support_heatmap(forward_sparse: np.ndarray, halluc: np.ndarray) -> dict:
                       colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=list(names), thickness=12),
                       hovertemplate="phase %{y}, entry k=%{x}: %{text}<extra></extra>")],
         "layout": dict(height=max(260, min(560, 110 + 12 * T)), margin=dict(l=60, r=20, t=20, b=50),
-                       xaxis=dict(title="k (entry of the sparse vector)"),
-                       yaxis=dict(title="phase t", autorange="reversed"), uirevision="support"),
+                       xaxis=dict(title=dict(text="k (entry of the sparse vector)")),
+                       yaxis=dict(title=dict(text="phase t"), autorange="reversed"), uirevision="support"),
     }
 
 
@@ -63,9 +63,9 @@ def singular_value_figure(svals: dict[str, np.ndarray]) -> dict:
             for name, s in svals.items()]
     return {"data": data,
             "layout": dict(height=300, margin=dict(l=70, r=20, t=20, b=50),
-                           xaxis=dict(title="index i (largest first)", dtick=1 if max(
+                           xaxis=dict(title=dict(text="index i (largest first)"), dtick=1 if max(
                                s.size for s in svals.values()) <= 20 else None),
-                           yaxis=dict(title="singular value sigma_i (log scale)", type="log",
+                           yaxis=dict(title=dict(text="singular value sigma_i (log scale)"), type="log",
                                       exponentformat="e"),
                            legend=dict(orientation="h", y=1.08))}
 

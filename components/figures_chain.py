@@ -113,14 +113,15 @@ def active_path(chain: Chain, phase: int) -> dict:
 # -- heatmaps of R, W, M --------------------------------------------------------------------
 def heatmaps_base(chain: Chain) -> dict:
     """R (P x K), W (H x K), M (F x H) side by side, each with its own colour range."""
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.13,
                         subplot_titles=("R: routing (P x K)", "W: propagation (H x K)",
                                         "M: mixing (F x H)"))
     for i, (name, mat, rows, cols) in enumerate([("R", chain.R, "p", "k"), ("W", chain.W, "h", "k"),
                                                  ("M", chain.M, "f", "h")], start=1):
         m = _scale(mat)
+        domain = fig.layout[f"xaxis{i if i > 1 else ''}"].domain
         fig.add_heatmap(z=mat, zmid=0, zmin=-m, zmax=m, colorscale="RdBu", row=1, col=i,
-                        colorbar=dict(x=0.285 + 0.358 * (i - 1), len=0.9, thickness=10),
+                        colorbar=dict(x=domain[1] + 0.008, xanchor="left", len=0.9, thickness=10),
                         hovertemplate=f"{name}[{rows}=%{{y}}, {cols}=%{{x}}] = %{{z:.3f}}<extra></extra>")
         fig.update_xaxes(title_text=f"{cols} (column index)", row=1, col=i)
         fig.update_yaxes(title_text=f"{rows} (row index)", autorange="reversed", row=1, col=i)
@@ -151,8 +152,8 @@ def equality_figure(diff: np.ndarray) -> dict:
                       hovertemplate="phase %{x}: %{y:.3e}<extra></extra>", name="max |pipeline - graph|")],
         "layout": dict(
             height=260, margin=dict(l=70, r=20, t=30, b=45),
-            xaxis=dict(title="phase t (tick)"),
-            yaxis=dict(title="max |pipeline - graph| (abs.)", exponentformat="e",
+            xaxis=dict(title=dict(text="phase t (tick)")),
+            yaxis=dict(title=dict(text="max |pipeline - graph| (abs.)"), exponentformat="e",
                        range=[0, max(float(diff.max()), eps) * 1.8]),
             shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=eps, y1=eps,
                          line=dict(dash="dash", color="#c53030", width=1))],
@@ -174,12 +175,12 @@ def wave_layouts(n_harmonics: int, ymax: float, amax: float) -> dict:
     return {
         "wave": dict(height=230, margin=dict(l=60, r=15, t=30, b=45), showlegend=False,
                      title=dict(text="waveform (two periods of f0)", font=dict(size=13)),
-                     xaxis=dict(title="time (ms)"),
-                     yaxis=dict(title="amplitude (a.u.)", range=[-ymax * 1.1, ymax * 1.1])),
+                     xaxis=dict(title=dict(text="time (ms)")),
+                     yaxis=dict(title=dict(text="amplitude (a.u.)"), range=[-ymax * 1.1, ymax * 1.1])),
         "harm": dict(height=230, margin=dict(l=60, r=15, t=30, b=45), showlegend=False,
                      title=dict(text="harmonic amplitudes y_f", font=dict(size=13)),
-                     xaxis=dict(title="frequency (Hz)"),
-                     yaxis=dict(title="amplitude y_f (a.u.)", range=[-amax * 1.1, amax * 1.1])),
+                     xaxis=dict(title=dict(text="frequency (Hz)")),
+                     yaxis=dict(title=dict(text="amplitude y_f (a.u.)"), range=[-amax * 1.1, amax * 1.1])),
     }
 
 

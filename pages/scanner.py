@@ -142,7 +142,7 @@ def layout(**query):
           Input("scan-scenario", "value"), prevent_initial_call=True)
 def apply_preset(name):
     """A scanner preset fills the chain controls (the custom choice leaves them as they are)."""
-    if name not in SCAN_PRESETS:
+    if not isinstance(name, str) or name not in SCAN_PRESETS:
         return [dash.no_update] * (len(CHAIN_DEFAULTS) + 1)
     p = SCAN_PRESETS[name]
     return [p.get(k, CHAIN_DEFAULTS[k]) for k in CHAIN_DEFAULTS] + [p.get("weights", "gaussian")]
