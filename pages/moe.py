@@ -104,7 +104,8 @@ def _sweep_controls() -> html.Div:
         labelled("Experts / top-k", dcc.Dropdown(id=f"{SWEEP}-ek", value="8/2", clearable=False,
                                                  options=["8/1", "8/2", "16/2", "64/8"])),
         labelled("dtype", dcc.Dropdown(id=f"{SWEEP}-dtype", value="float32", clearable=False,
-                                       options=["float32", "bfloat16", "float16"])),
+                                       options=["float32", "bfloat16", "float16"]),
+                 help="on a GPU, the grouped GEMM may need bfloat16"),
         labelled("Device", dcc.Dropdown(id=f"{SWEEP}-device", value="auto", clearable=False,
                                         options=["auto", "cpu", "cuda"])),
     )
