@@ -1,0 +1,38 @@
+"""/paper in a real browser: start a training run, watch curves grow, cancel, download."""
+import pandas as pd
+import pytest
+
+from tests.browser.conftest import wait_for_text
+
+pytestmark = pytest.mark.browser
+
+
+def test_paper_start_watch_cancel_download(app_server, page):
+    page.goto(app_server + "/paper")
+    page.wait_for_selector("#paper-train-job-run")
+    assert "lost in extraction" in page.inner_text("#paper-theirs")
+    page.fill("#paper-max-train", "32")
+    page.focus("#paper-epochs [role=slider]")
+    page.keyboard.press("End")                                   # 60 epochs: it will not finish
+    page.click("#paper-train-job-run")
+    # rows stream in and the curves grow: native and both sparse variants (4 traces each)
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#paper-curves .js-plotly-plot');"
+        " return p && p.data && p.data.length >= 12; }", timeout=40_000)
+    wait_for_text(page, "#paper-verdict", "weight-tied sparse model")
+    assert "running:" in page.inner_text("#paper-train-job-status")
+    page.click("#paper-train-job-cancel")
+    wait_for_text(page, "#paper-train-job-status", "cancelled")
+    kept = page.inner_text("#paper-train-job-status")
+    page.wait_for_timeout(2500)
+    assert page.inner_text("#paper-train-job-status") == kept          # nothing moves after cancel
+    assert not page.is_disabled("#paper-train-job-run")
+    with page.expect_download() as info:
+        page.click("#paper-train-job-csv")
+    rows = pd.read_csv(info.value.path())
+    assert set(rows["variant"]) == {"native", "tied", "free"}
+    assert rows["epoch"].max() >= 1 and (rows["task"] == "vision").all()
+    tied = rows[rows["variant"] == "tied"]
+    assert tied["max_abs_diff_vs_native"].max() < 1e-2
+    table = page.inner_text("#paper-final")
+    assert "native_best" in table and "tied_epoch_of_best" in table
