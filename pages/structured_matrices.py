@@ -86,10 +86,10 @@ def _analysis_controls() -> html.Div:
         labelled("Target matrix", dcc.Dropdown(
             id=f"{P}-target", value="kernel", clearable=False,
             options=[{"label": v, "value": k} for k, v in st.TARGETS.items()])),
-        labelled("Size n", _slider("size", 6, 9, 8, {k: str(2 ** k) for k in range(6, 10)}),
+        labelled("Size n", _slider("size", 6, 9, 7, {k: str(2 ** k) for k in range(6, 10)}),
                  help="n x n, powers of 2 (butterfly)"),
         labelled("Parameter budget (share of dense n²)",
-                 _slider("budget", 1, 8, 3, {k: f"1/{2 ** k}" for k in range(1, 9)}),
+                 _slider("budget", 1, 8, 2, {k: f"1/{2 ** k}" for k in range(1, 9)}),
                  help="each family's best configuration within the budget"),
     )
 
@@ -215,8 +215,8 @@ def update_analysis(target, size_log2, budget_exp):
         stat("budget (parameters)", f"{budget:,}", id=f"{P}-budget-value"),
         html.P(tg.note, className="section-note"),
     ])
-    table_rows = [{"family": f["label"], "configuration": f["config"] or "-", "params": f["params"],
-                   "relative error": f["rel_error"],
+    table_rows = [{"family": f["label"], "relative error": f["rel_error"], "params": f["params"],
+                   "configuration": f["config"] or "-",
                    "share of dense": None if f["params"] is None else f["params"] / (n * n),
                    "note": f["note"]} for f in fits]
     panels = [(f"target: {tg.label.split(' (')[0]}", tg.matrix)]

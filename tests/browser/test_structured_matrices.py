@@ -32,7 +32,7 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     page.wait_for_function("() => { const g = document.querySelector('#sm-pareto .js-plotly-plot');"
                            " return g && g.data && g.data.length >= 6; }", timeout=60_000)
     assert "Butterfly" in _trace_names(page, "sm-pareto")
-    wait_for_text(page, "#sm-budget-value", "8,192")  # 256^2 / 8
+    wait_for_text(page, "#sm-budget-value", "4,096")  # 128^2 / 4
 
     # the DFT: the butterfly recovers it exactly, low-rank cannot
     _pick(page, "sm-target", "DFT (unitary, complex)")
@@ -46,10 +46,10 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     # a larger budget: the budget line, the table and the heatmaps follow
     page.focus("#sm-budget [role=slider]")
     page.keyboard.press("Home")  # the smallest exponent: 1/2 of n^2
-    wait_for_text(page, "#sm-budget-value", "32,768")
+    wait_for_text(page, "#sm-budget-value", "8,192")
     budget = _download_csv(page, "sm-budget-csv-button")
-    assert (budget.params.dropna() <= 32768).all()
-    assert "r=64" in set(budget.configuration)
+    assert (budget.params.dropna() <= 8192).all()
+    assert "r=32" in set(budget.configuration)
     heat_titles = page.evaluate(
         "() => document.querySelector('#sm-heatmaps .js-plotly-plot').layout.annotations.map(a => a.text)")
     assert any(t.startswith("target") for t in heat_titles) and len(heat_titles) == 8
