@@ -15,7 +15,7 @@ KNOWN_COSTS = [(0.004, 5), (0.012, 3)]
 def test_timer_measures_a_sleep(seconds, repeats):
     t = measure(lambda: time.sleep(seconds), repeats=repeats, warmup=1)
     assert t.runs == repeats and t.number_per_run == 1
-    assert seconds <= t.median_s < seconds * 1.5 + 0.002
+    assert seconds <= t.median_s < seconds * 2 + 0.003  # sleep never returns early; allow a loaded CI
     assert 0 <= t.iqr_s < seconds
 
 
