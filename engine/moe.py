@@ -356,6 +356,7 @@ class RoutingResult:
     cap: Capacity
     balance_loss: float
     z_loss: float
+    x: torch.Tensor  # (T, d) the routed tokens
 
     def expert_rows(self) -> list[dict]:
         """One row per expert: load, capacity, drops, utilisation, mean probability."""
@@ -379,7 +380,20 @@ def routing_example(spec: RoutingSpec) -> RoutingResult:
                                                      spec.capacity_factor, spec.k)
     c = apply_capacity(r.expert, spec.experts, cap)
     return RoutingResult(spec, r, c, float(load_balancing_loss(r.probs, r.expert, alpha=1.0)),
-                         float(router_z_loss(r.logits)))
+                         float(router_z_loss(r.logits)), x)
+
+
+def layer_agreement(res: RoutingResult, d_ff: int, max_tokens: int = 64, seed: int = 0) -> dict:
+    """Run the first ``max_tokens`` routed tokens of the example (with the example's drops,
+    decided over all its tokens) through random experts of width ``d_ff``: the batched
+    layer, both methods, against the per-token reference. Returns {method: max |diff|}."""
+    check_int("FFN width", d_ff, 1, 1 << 16)
+    ex = Experts.random(res.spec.experts, res.spec.d_model, d_ff, seed=seed)
+    r, n = res.routing, min(max_tokens, res.spec.tokens)
+    x, expert, weight, keep = res.x[:n], r.expert[:n], r.weight[:n], res.cap.keep[:n]
+    ref = moe_forward_reference(x, ex, expert, weight, keep)
+    return {m: float((moe_forward(x, ex, expert, weight, keep, method=m) - ref).abs().max())
+            for m in METHODS}
 
 
 # --------------------------------------------------------------------- parameter count

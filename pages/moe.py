@@ -176,14 +176,15 @@ def layout(**_kwargs):
     Input(f"{P}-tokens", "value"), Input(f"{P}-experts", "value"), Input(f"{P}-k", "value"),
     Input(f"{P}-cf", "value"), Input(f"{P}-d", "value"), Input(f"{P}-temp", "value"),
     Input(f"{P}-skew", "value"), Input(f"{P}-jitter", "value"), Input(f"{P}-dropless", "value"),
-    Input(f"{P}-seed", "value"),
+    Input(f"{P}-seed", "value"), Input(f"{P}-h", "value"),
 )
-def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed):
+def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed, h=256):
     try:
         spec = moe.RoutingSpec(tokens=tokens, experts=experts, k=k, capacity_factor=cf, d_model=d,
                                temperature=temp, skew=skew, jitter=jitter,
                                dropless="dropless" in (dropless or []), seed=seed or 0)
         res = moe.routing_example(spec)
+        agree = moe.layer_agreement(res, min(int(h or 0), 128) or 1)  # cheap: a check, not a benchmark
     except ValueError as exc:
         blank = figs.empty("Fix the input above.")
         return blank, blank, blank, None, None, [], error_message(exc)
@@ -201,6 +202,8 @@ def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed
         stat("dropped assignments", f"{dropped} of {spec.tokens * spec.k}", id=f"{P}-stat-dropped"),
         stat("tokens with a drop", str(res.cap.dropped_tokens), id=f"{P}-stat-dropped-tokens"),
         stat("dead experts", str(dead), id=f"{P}-stat-dead"),
+        stat("batched vs per-token reference, max |diff| (first 64 tokens, h <= 128)",
+             " / ".join(f"{m} {v:.1e}" for m, v in agree.items()), id=f"{P}-stat-agree"),
     ])
     return (figs.routing_heatmap(weights, kept), figs.load_bars(rows, res.cap.capacity, fair),
             figs.utilisation_bars(rows), stats, data_table(f"{P}-experts-table", rows, page_size=8),

@@ -56,6 +56,8 @@ def test_routing_callback_returns_figures_stats_and_rows():
     assert all(isinstance(f, go.Figure) for f in (heat, load, util))
     assert len(rows) == 8 and sum(r["wanted"] for r in rows) == 128
     assert _stat_text(stats, "capacity per expert") == "20"
+    agree = _stat_text(stats, "batched vs per-token reference, max |diff| (first 64 tokens, h <= 128)")
+    assert all(float(part.split()[1]) < 1e-4 for part in agree.split(" / "))
     # the load figure draws the capacity line at 20
     assert any(s["y0"] == 20 for s in load.layout.shapes)
 

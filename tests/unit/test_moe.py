@@ -301,3 +301,10 @@ def test_gpu_script_checks_agree_on_cpu():
     assert len(rows) == len(script.CHECKS) * len(moe.METHODS)
     assert all(r["status"] == "ok" and r["agrees"] for r in rows), rows
     assert any(r["empty_experts"] > 0 for r in rows) and any(r["dropped_assignments"] > 0 for r in rows)
+
+
+def test_layer_agreement_on_the_slider_example_with_drops():
+    res = moe.routing_example(moe.RoutingSpec(tokens=96, experts=8, k=2, capacity_factor=0.5))
+    assert int(res.cap.dropped.sum()) > 0
+    agree = moe.layer_agreement(res, d_ff=32)
+    assert set(agree) == set(moe.METHODS) and max(agree.values()) < 1e-4
