@@ -1317,3 +1317,26 @@ def reference_comparison(rows: Sequence[dict], n: int = 8192, batch: int = 4096)
                     "lab device": None if r is None else (r.get("device_name") or r.get("device")),
                     "against": against})
     return out
+
+
+def speedup_pivot(rows: Sequence[dict], dtype: str, value: str = "speedup_vs_dense") -> list[dict]:
+    """One row per operator, one column per batch: ``value`` (speedup vs dense by default)
+    of the sweep rows of ``dtype``. An unmeasured cell is None and the row's ``status``
+    says why (the first status that is not "ok")."""
+    sel = [r for r in rows if r.get("dtype") == dtype]
+    batches = sorted({int(r["batch"]) for r in sel})
+    out: dict[str, dict] = {}
+    for r in sel:
+        key = r["name"]
+        row = out.setdefault(key, {"operator": key, "config": r.get("config") or "",
+                                   "params": r.get("params"), "status": "ok"})
+        v = r.get(value)
+        ok = v is not None and not (isinstance(v, float) and math.isnan(v))
+        row[f"batch {int(r['batch'])}"] = float(v) if ok else None
+        if str(r.get("status") or "ok") != "ok" and row["status"] == "ok":
+            row["status"] = str(r["status"])
+    for row in out.values():
+        for b in batches:
+            row.setdefault(f"batch {b}", None)
+        row["status"] = row.pop("status")  # last column
+    return list(out.values())

@@ -170,7 +170,10 @@ def layout(**_kwargs):
                 ),
                 html.Div(id=f"{P}-timing-msg"),
                 dcc.Graph(id=f"{P}-timing", config={"displaylogo": False}),
-                dcc.Store(id=f"{P}-timing-rows", data=[])),
+                dcc.Store(id=f"{P}-timing-rows", data=[]),
+                html.H3("Speedup vs dense (same dtype) by batch"),
+                html.Div(id=f"{P}-pivot"),
+                csv_download(f"{P}-pivot-csv", "Download CSV")),
         section("The chapter's comparison table, measured",
                 html.Div(id=f"{P}-compare"),
                 csv_download(f"{P}-compare-csv", "Download CSV"),
@@ -277,6 +280,7 @@ register_job(SWEEP, [State(f"{SWEEP}-n", "value"), State(f"{SWEEP}-batches", "va
     Output(f"{P}-timing-msg", "children"),
     Output(f"{P}-compare", "children"),
     Output(f"{P}-reference", "children"),
+    Output(f"{P}-pivot", "children"),
     Input(job_ids(SWEEP).rows, "data"),
     Input(f"{P}-source", "value"),
     Input(f"{P}-show-dtype", "value"),
@@ -296,7 +300,8 @@ def update_timing(run_rows, source, dtype):
         return _timing_outputs(rows, label, dtype)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         empty = figs.empty_figure(str(exc))
-        return empty, [], error_message(exc), _table(f"{P}-compare-data", []), _table(f"{P}-reference-data", [])
+        return (empty, [], error_message(exc), _table(f"{P}-compare-data", []),
+                _table(f"{P}-reference-data", []), _table(f"{P}-pivot-data", []))
 
 
 ROW_KEYS = {"family", "name", "label", "config", "n", "batch", "dtype", "device", "median_s", "status",
@@ -322,7 +327,7 @@ def _timing_outputs(rows: list[dict], label: str, dtype: str):
     compare = st.comparison_table(rows, dtype=dtype) if rows else []
     ref = st.reference_comparison(rows, *_reference_point(rows)) if rows else st.reference_comparison([])
     return (figs.timing_figure(rows, dtype), rows, notes, _table(f"{P}-compare-data", compare),
-            _table(f"{P}-reference-data", ref))
+            _table(f"{P}-reference-data", ref), _table(f"{P}-pivot-data", st.speedup_pivot(rows, dtype)))
 
 
 def _reference_point(rows) -> tuple[int, int]:
@@ -337,4 +342,5 @@ register_csv_download(f"{P}-pareto-csv", (f"{P}-pareto-rows", "data"), "structur
 register_csv_download(f"{P}-budget-csv", (f"{P}-budget-data", "data"), "structured_at_budget.csv")
 register_csv_download(f"{P}-compare-csv", (f"{P}-compare-data", "data"), "structured_comparison.csv")
 register_csv_download(f"{P}-reference-csv", (f"{P}-reference-data", "data"), "structured_reference.csv")
+register_csv_download(f"{P}-pivot-csv", (f"{P}-pivot-data", "data"), "structured_speedup_by_batch.csv")
 register_csv_download(f"{P}-guide-csv", (f"{P}-guide-rows", "data"), "structured_decision_guide.csv")

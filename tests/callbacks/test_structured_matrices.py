@@ -86,16 +86,19 @@ def test_plan_sizes_the_job_and_its_rows_run_on_cpu():
 
 
 def test_timing_view_from_this_run(sweep_rows):
-    fig, rows, msgs, compare, ref = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, ref, pivot = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
     assert len(rows) == len(sweep_rows)
     assert fig.layout.xaxis.title.text.startswith("batch")
     assert any("dense" in (t.name or "").lower() for t in fig.data)
     assert compare.data[0]["matrix type"] == "Dense"
     assert ref.data[0]["lab speedup"] is not None  # compared at the largest (n, batch) measured
+    assert {r["operator"] for r in pivot.data} == {r["name"] for r in sweep_rows}
+    dense = next(r for r in pivot.data if r["operator"] == "dense")
+    assert dense["batch 1"] == pytest.approx(1.0) and dense["batch 4"] == pytest.approx(1.0)
 
 
 def test_timing_view_empty_and_bad_source():
-    fig, rows, msgs, compare, ref = page.update_timing([], page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, ref, pivot = page.update_timing([], page.THIS_RUN, "float32")
     assert rows == [] and "No sweep rows yet" in str(msgs)
     fig, rows, msgs, *_ = page.update_timing([], "/etc/passwd", "float32")
     assert "msg-error" in msgs.className and "expected a CSV under benchmarks/results" in str(msgs.children)
@@ -108,7 +111,7 @@ def test_reference_csv_is_listed_and_loaded(tmp_path, monkeypatch, sweep_rows):
     pd.DataFrame(sweep_rows).to_csv(path, index=False)
     assert page.reference_files() == [path]
     assert "test cpu" in page._source_label(path)
-    fig, rows, msgs, compare, ref = page.update_timing([], str(path), "float32")
+    fig, rows, msgs, compare, ref, pivot = page.update_timing([], str(path), "float32")
     assert len(rows) == len(sweep_rows) and "test cpu" in str(msgs)
 
 
@@ -119,6 +122,6 @@ def test_budget_params():
 
 @pytest.mark.parametrize("junk", [5, {"a": 1}, [1, 2], [{"family": "dense"}]])
 def test_timing_view_survives_junk_rows(junk):
-    fig, rows, msgs, compare, ref = page.update_timing(junk, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, ref, pivot = page.update_timing(junk, page.THIS_RUN, "float32")
     text = str(msgs)
     assert "No sweep rows yet" in text or "expected the columns" in text

@@ -226,5 +226,8 @@ def test_timing_sweep_yields_rows_and_reports_unavailable():
     assert low["theoretical_speedup"] == pytest.approx(64 * 64 / (2 * 64 * 4))
     table = st.comparison_table(rows, dtype="float32")
     assert [t["matrix type"] for t in table] == [c[0] for c in st.CHAPTER_TABLE]
+    pivot = {r["operator"]: r for r in st.speedup_pivot(rows, "float16")}
+    assert pivot["dense"]["batch 8"] == pytest.approx(1.0)
+    assert all((r["batch 1"] is None) == (r["status"] != "ok") for r in pivot.values())
     ref = st.reference_comparison(rows, n=64, batch=8)
     assert ref[0]["issue reference speedup (H200)"] == 15.3 and ref[0]["lab speedup"] is not None
