@@ -9,14 +9,22 @@ causal and SDPA without a mask (both flash), then per mask SDPA with the boolean
 and torch.compile'd FlexAttention with a BlockMask built from the same predicate.
 Mask build, compile and kernel times are separate columns; max_abs_diff is
 FlexAttention's largest difference from masked SDPA. Rows past --budget-s (default
-150 s) are written as "skipped: time budget", so the script ends in under 3 minutes on
-an H100 including compiles. Prints a summary with the crossover per mask. Uses only
-the engine (no dash, no plotly).
+150 s from the start) are written as "skipped: time budget", so the script ends in
+under 3 minutes on an H100 including compiles. Prints a summary with the crossover
+per mask.
+
+Before the sweep, a *bare* measurement with nothing of the lab in the timed path
+(FlexAttention's own create_block_mask and torch.compile'd flex_attention on a plain
+sliding-window lambda, SDPA is_causal, timed with triton.testing.do_bench on CUDA)
+at S = 4096 and 16384 gives DIR/attention_bare_check.csv: bare vs lab times and
+speedups for the sliding window, so the lab's numbers can be held within 10 % of a
+bare run. Uses only the engine, torch and triton (no dash, no plotly).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -26,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.attention import SweepConfig, attention_sweep, crossover  # noqa: E402
+from engine.attention import (SweepConfig, attention_sweep, compiled_flex, crossover,  # noqa: E402
+                              random_qkv)
 from engine.device import job_device, package_version, runtime_device_name  # noqa: E402
 from engine.masks import MASK_KINDS  # noqa: E402
 
@@ -65,7 +74,77 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--static", action="store_true",
                     help="compile FlexAttention per shape (default: dynamic shapes, one compile per mask)")
     ap.add_argument("--flex-cpu", action="store_true", help="also compile FlexAttention on a CPU")
+    ap.add_argument("--no-bare", dest="bare", action="store_false",
+                    help="skip the bare FlexAttention / SDPA measurement at S = 4096 and 16384")
     return ap
+
+
+BARE_SEQS = (4096, 16384)
+
+
+def bare_bench(fn, device) -> float:
+    """Milliseconds per call: triton.testing.do_bench on CUDA, torch's Timer elsewhere."""
+    if device.type == "cuda":
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=25, rep=200))
+    import torch.utils.benchmark as benchmark
+
+    return benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.2).median * 1e3
+
+
+def bare_check(device, seqs, batch, heads, head_dim, dtype, window) -> list[dict]:
+    """SDPA causal vs FlexAttention sliding window, written the way a user would."""
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    compiled_flex(True)  # raises dynamo's recompile limit for every compile below
+    flex = torch.compile(flex_attention)
+
+    def sliding(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+
+    rows = []
+    for s in seqs:
+        q, k, v = random_qkv(batch, heads, s, head_dim, dtype, device, seed=1)
+        row = {"seq_len": s, "window": window, "batch": batch, "heads": heads, "head_dim": head_dim,
+               "dtype": dtype, "device_name": runtime_device_name(device)}
+        try:
+            bm = create_block_mask(sliding, None, None, s, s, device=device)
+            t0 = time.perf_counter()
+            flex(q, k, v, block_mask=bm)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            row["bare_first_call_s"] = time.perf_counter() - t0
+            row["bare_sdpa_causal_ms"] = bare_bench(
+                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), device)
+            row["bare_flex_ms"] = bare_bench(lambda: flex(q, k, v, block_mask=bm), device)
+            row["bare_speedup"] = row["bare_sdpa_causal_ms"] / row["bare_flex_ms"]
+            row["status"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - report, do not hide
+            row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        rows.append(row)
+        del q, k, v
+    return rows
+
+
+def compare_with_bare(bare: list[dict], rows: list[dict], window: int) -> list[dict]:
+    """Lab vs bare times and speedups of the sliding window at the bare lengths."""
+    lab = {(r["seq_len"], r["impl"]): r for r in rows
+           if r["status"] == "ok" and r["mask"] in (f"sliding_window(w={window})", "causal")}
+    out = []
+    for b in bare:
+        row = dict(b)
+        flex, causal = lab.get((b["seq_len"], "flex")), lab.get((b["seq_len"], "sdpa-causal"))
+        if b.get("status") == "ok" and flex and causal:
+            row.update(lab_sdpa_causal_ms=causal["kernel_ms"], lab_flex_ms=flex["kernel_ms"],
+                       lab_speedup=flex["speedup_vs_causal"],
+                       flex_ms_lab_over_bare=flex["kernel_ms"] / b["bare_flex_ms"],
+                       causal_ms_lab_over_bare=causal["kernel_ms"] / b["bare_sdpa_causal_ms"],
+                       speedup_lab_over_bare=flex["speedup_vs_causal"] / b["bare_speedup"])
+            row["within_10pct"] = abs(row["speedup_lab_over_bare"] - 1) <= 0.10
+        out.append(row)
+    return out
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -105,6 +184,17 @@ def main(argv=None) -> int:
     path = args.out / "attention_sweep.csv"
     started = time.time()
     rows: list[dict] = []
+    bare: list[dict] = []
+    window = config.params[0][1]
+    bare_seqs = tuple(s for s in BARE_SEQS if s in seqs) if not args.quick else QUICK_SEQS[-1:]
+    if bare_seqs and args.bare and (gpu or args.flex_cpu):
+        bare = bare_check(device, bare_seqs, batch, heads, args.head_dim, dtype, window)
+        for b in bare:
+            print(f"bare S={b['seq_len']}: {b['status']}" + (
+                f", SDPA causal {b['bare_sdpa_causal_ms']:.3f} ms, flex {b['bare_flex_ms']:.3f} ms, "
+                f"x{b['bare_speedup']:.2f}" if b["status"] == "ok" else ""), flush=True)
+        config = dataclasses.replace(
+            config, time_budget_s=max(30.0, args.budget_s - (time.time() - started)))
     print(f"attention sweep on {name}: S={list(seqs)}, masks={list(args.masks)}, B={batch}, "
           f"H={heads}, d={args.head_dim}, {dtype}, block {config.block}; {config.total} rows", flush=True)
     with open(path, "w", newline="") as fh:
@@ -121,6 +211,18 @@ def main(argv=None) -> int:
                   f"{row['mask'][:40]:40s} {row['impl']:12s} {row['status'][:30]:30s} "
                   f"{row['kernel_ms']:10.3f} ms", flush=True)
     print("\n".join(summary(rows)))
+    if bare:
+        check = compare_with_bare(bare, rows, window)
+        with open(args.out / "attention_bare_check.csv", "w", newline="") as fh:
+            keys = list(dict.fromkeys(k for r in check for k in r))
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(check)
+        for r in check:
+            if "speedup_lab_over_bare" in r:
+                print(f"lab vs bare at S={r['seq_len']}: speedup x{r['lab_speedup']:.2f} vs "
+                      f"x{r['bare_speedup']:.2f} (lab/bare {r['speedup_lab_over_bare']:.3f}); flex "
+                      f"{r['lab_flex_ms']:.3f} vs {r['bare_flex_ms']:.3f} ms")
     print(f"wrote {path} ({len(rows)} rows) in {time.time() - started:.1f} s")
     return 0
 

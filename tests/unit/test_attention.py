@@ -101,7 +101,9 @@ def test_sweep_rows_on_cpu():
     config = A.SweepConfig(seq_lens=(64, 128), masks=("sliding_window", "bigbird"),
                            params=(("w", 16), ("g", 2), ("r", 1)), block=16, heads=2, head_dim=16,
                            repeats=2)
+    threads = torch.get_num_threads()
     rows = list(A.attention_sweep(config, "cpu"))
+    assert torch.get_num_threads() == threads  # rows run at the Timer's thread count, then restored
     assert len(rows) == config.total == 2 * (2 + 2 * 2)
     by = {(r["seq_len"], r["mask_kind"], r["impl"]): r for r in rows}
     causal = by[(128, "causal", "sdpa-causal")]
