@@ -799,18 +799,26 @@ def layer_params(d_model: int, d_ff: int, experts: int, k: int, gated: bool = Fa
 
 
 def load_reference_sweep(root) -> tuple[list[dict], str] | None:
-    """The newest committed ``moe_timing.csv`` under ``root`` (benchmarks/results), as rows
-    and a label naming its device and date; None when there is none."""
+    """The newest committed ``moe_timing.csv`` under ``root`` (benchmarks/results), by the
+    date inside it, as rows and a label naming its device and date; None when there is none."""
     import pandas as pd
     from pathlib import Path
 
-    paths = sorted(Path(root).glob("**/moe_timing.csv"), key=lambda p: p.stat().st_mtime)
+    paths = list(Path(root).glob("**/moe_timing.csv"))
     if not paths:
         return None
-    df = pd.read_csv(paths[-1])
+
+    def when(path) -> str:  # the run's own date (file times mean nothing in a checkout)
+        try:
+            return str(pd.read_csv(path, usecols=["date_utc"], nrows=1)["date_utc"].iloc[0])
+        except (ValueError, KeyError, IndexError):
+            return ""
+
+    path = max(paths, key=lambda p: (when(p), str(p)))
+    df = pd.read_csv(path)
     need = {"batch", "variant", "status", "time_ms", "ratio_vs_dense_1x", "device"}
     if not need <= set(df.columns):
-        raise ValueError(f"{paths[-1]}: expected columns {sorted(need)}, got {sorted(df.columns)}")
+        raise ValueError(f"{path}: expected columns {sorted(need)}, got {sorted(df.columns)}")
     device = str(df["device"].iloc[0]) if len(df) else "unknown device"
     date = str(df["date_utc"].iloc[0])[:10] if "date_utc" in df and len(df) else "undated"
     dtype = str(df["dtype"].iloc[0]) if "dtype" in df and len(df) else ""

@@ -308,3 +308,13 @@ def test_layer_agreement_on_the_slider_example_with_drops():
     assert int(res.cap.dropped.sum()) > 0
     agree = moe.layer_agreement(res, d_ff=32)
     assert set(agree) == set(moe.METHODS) and max(agree.values()) < 1e-4
+
+
+def test_load_reference_sweep_picks_the_newest_run_by_its_date(tmp_path):
+    for name, device, date in (("a", "NVIDIA H200", "2026-11-23T07:15:00Z"),
+                               ("b", "NVIDIA H100", "2026-11-22T07:15:00Z")):
+        (tmp_path / name).mkdir()
+        pd.DataFrame([{"batch": 1, "variant": "dense_1x", "status": "ok", "time_ms": 1.0,
+                       "ratio_vs_dense_1x": 1.0, "device": device, "date_utc": date}]).to_csv(
+            tmp_path / name / "moe_timing.csv", index=False)
+    assert "NVIDIA H200" in moe.load_reference_sweep(tmp_path)[1]
