@@ -318,3 +318,20 @@ def test_load_reference_sweep_picks_the_newest_run_by_its_date(tmp_path):
                        "ratio_vs_dense_1x": 1.0, "device": device, "date_utc": date}]).to_csv(
             tmp_path / name / "moe_timing.csv", index=False)
     assert "NVIDIA H200" in moe.load_reference_sweep(tmp_path)[1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", moe.METHODS)
+@pytest.mark.parametrize("cf", [None, 0.5])
+def test_batched_layer_on_gpu_bf16_matches_the_reference(method, cf):
+    tokens, d, h, experts, k = 256, 128, 512, 8, 2
+    x, _, ex, r = _setup(tokens, d, h, experts, k)
+    cap = None if cf is None else moe.expert_capacity(tokens, experts, cf, k)
+    keep = moe.apply_capacity(r.expert, experts, cap).keep
+    ref = moe.moe_forward_reference(x.double(), moe.Experts(ex.w1.double(), ex.w2.double()),
+                                    r.expert, r.weight.double(), keep)
+    gpu = moe.Experts(ex.w1.cuda().bfloat16(), ex.w2.cuda().bfloat16())
+    out = moe.moe_forward(x.cuda().bfloat16(), gpu, r.expert.cuda(), r.weight.cuda().bfloat16(),
+                          keep.cuda(), method=method)
+    assert (out.double().cpu() - ref).abs().max() < 2e-2 * max(1.0, ref.abs().max().item())
