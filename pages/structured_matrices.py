@@ -317,6 +317,11 @@ def _timing_outputs(rows: list[dict], label: str, dtype: str):
     if rows:
         devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
         notes.append(message(f"Showing {label}: {len(rows)} rows on {', '.join(devs)}.", "info"))
+        noisy = [r for r in rows if r.get("noisy") in (True, "True", 1)]
+        if noisy:
+            notes.append(message(f"{len(noisy)} of {len(rows)} timings are noisy (IQR / median > 0.1; "
+                                 "column 'noisy' in the CSV): on a shared machine read them as rough.",
+                                 "warn"))
         bad = sorted({f"{r['label']} ({r['dtype']}): {r['status']}" for r in rows
                       if str(r.get("status", "ok")) != "ok"})
         if bad:
