@@ -50,6 +50,11 @@ def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repe
         raise ValueError("backends: expected at least one backend ticked, got none")
     if not ops:
         raise ValueError("ops: expected SpMV and/or SpMM ticked, got none")
+    for what, value in (("backends", backends), ("ops", ops)):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{what}: expected a list of names, got {value!r:.60}")
+    if not isinstance(sparsities, str):
+        raise ValueError(f"sparsities: expected text like 0.5, 0.9, got {sparsities!r:.60}")
     return ParadoxConfig(
         sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, 0.0, 0.9999),
         backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops),
@@ -241,7 +246,9 @@ def reference_options(_id):
           Input(IDS.rows, "data"), Input(f"{P}-plot-op", "value"), Input(f"{P}-ref", "value"))
 def draw(rows, op, ref_path):
     """Rows of the current sweep (+ an optional reference CSV) -> figures and tables."""
-    frame = pd.DataFrame(rows or [])
+    frame = rows_frame(rows)
+    op = op if op in ("spmv", "spmm") else "spmv"
+    ref_path = ref_path if isinstance(ref_path, str) else None
     if len(frame) and op not in set(frame["op"]):
         op = frame["op"].iloc[0]  # the sweep did not run the chosen op: show the one it ran
     local = frame[frame["op"] == op] if len(frame) else frame
@@ -264,6 +271,14 @@ def draw(rows, op, ref_path):
     for t in tables:
         out += [records(t), table_columns(t)]
     return (*out, note)
+
+
+def rows_frame(rows) -> pd.DataFrame:
+    """The job's rows as a frame; anything that is not a list of benchmark rows gives an empty one."""
+    needed = {"op", "backend", "sparsity", "status", "dtype"}
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and needed <= set(r) for r in rows):
+        return pd.DataFrame()
+    return pd.DataFrame(rows)
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -142,6 +142,7 @@ def layout(**_kwargs):
           State(f"{P}-select", "data"), State(f"{P}-open", "value"))
 def list_runs(_version, _clicks, select, current):
     """The run table and the run choices; after an import or delete, open what it says."""
+    select, current = _text(select), _text(current)
     with closing(RunStore()) as store:
         rows = run_table_rows(store)
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -156,7 +157,7 @@ def list_runs(_version, _clicks, select, current):
 @callback(Output(f"{P}-confirm", "displayed"), Input(f"{P}-delete", "n_clicks"),
           State(f"{P}-open", "value"), prevent_initial_call=True)
 def ask_delete(clicks, run_id):
-    return bool(clicks and run_id)
+    return bool(clicks and _text(run_id))
 
 
 @callback(Output(f"{P}-msg", "children"), Output(f"{P}-version", "data"),
@@ -166,6 +167,8 @@ def ask_delete(clicks, run_id):
           prevent_initial_call=True)
 def change_store(contents, _confirmed, filename, open_id, version):
     """Import an uploaded CSV, or delete the opened run (after the confirm dialog)."""
+    contents, filename, open_id = _text(contents), _text(filename), _text(open_id)
+    version = version if isinstance(version, int) and not isinstance(version, bool) else 0
     with closing(RunStore()) as store:
         version = (version or 0) + 1
         if _trigger() == f"{P}-upload":
@@ -207,6 +210,11 @@ def load_run(store: RunStore, key: str):
         return None
 
 
+def _text(value):
+    """``value`` if it is a non-empty string, else None (widgets send strings; anything else is noise)."""
+    return value if isinstance(value, str) and value else None
+
+
 def _trigger():
     """Id of the input that fired the running callback (a function so tests can replace it)."""
     return ctx.triggered_id
@@ -229,6 +237,8 @@ def _filtered(frame: pd.DataFrame, op, dtype) -> pd.DataFrame:
           Input(f"{P}-version", "data"))
 def show(run_id, other_id, x, y, op, dtype, _version):
     """The opened run's facts, rows and a plot (with the compared run in the same plot)."""
+    run_id, other_id, op, dtype = _text(run_id), _text(other_id), _text(op), _text(dtype)
+    x, y = _text(x) or "sparsity", _text(y) or "speedup"
     with closing(RunStore()) as store:
         frames = [loaded for rid in (run_id, other_id) if rid
                   for loaded in [load_run(store, rid)] if loaded is not None]
@@ -265,6 +275,7 @@ def show(run_id, other_id, x, y, op, dtype, _version):
 @callback(Output(f"{P}-download", "data"), Input(f"{P}-export", "n_clicks"),
           State(f"{P}-open", "value"), prevent_initial_call=True)
 def export(_clicks, run_id):
+    run_id = _text(run_id)
     if not run_id:
         return no_update
     with closing(RunStore()) as store:

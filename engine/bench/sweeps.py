@@ -24,7 +24,7 @@ import numpy as np
 from engine.bench.schema import PARADOX_COLUMNS
 from engine.bench.spec import BenchmarkSpec
 from engine.bench.timer import _sync, measure
-from engine.formats import (DTYPE_BYTES, OPS, backend_names, estimate_bytes, generate_matrix,
+from engine.formats import (DTYPE_BYTES, DTYPES, OPS, PATTERNS, backend_names, estimate_bytes, generate_matrix,
                             get_backend, torch_dtype, unsupported_reason)
 from engine.validate import check_choice, check_float, check_int
 
@@ -80,6 +80,12 @@ class ParadoxConfig:
             check_float("sparsity", s, lo=0.0, hi=0.99999)
         for op in self.ops:
             check_choice("op", op, OPS)
+        for dtype in self.dtypes:
+            check_choice("dtype", dtype, DTYPES)
+        for name in self.backends:
+            check_choice("backend", name, backend_names())
+        check_choice("pattern", self.pattern, PATTERNS)
+        check_choice("device", self.device, ("cpu", "cuda"))
         check_int("k", self.k, lo=1, hi=65536)
         check_int("repeats", self.repeats, lo=1, hi=1000)
 

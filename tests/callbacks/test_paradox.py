@@ -100,3 +100,22 @@ def test_storage_model_table():
     assert "67%" in note and "80%" in note
     _d, _c, bad = paradox.storage(1000, "float32", 16, "zero")
     assert "expected numbers" in str(bad.children)
+
+
+hostile = __import__("hypothesis.strategies", fromlist=["x"])
+_values = hostile.one_of(hostile.none(), hostile.booleans(), hostile.integers(-10**9, 10**9),
+                         hostile.floats(allow_nan=True, allow_infinity=True), hostile.text(max_size=12),
+                         hostile.lists(hostile.integers(), max_size=4),
+                         hostile.dictionaries(hostile.text(max_size=3), hostile.integers(), max_size=2))
+
+
+@__import__("hypothesis").settings(max_examples=40, deadline=None)
+@__import__("hypothesis").given(hostile.lists(_values, min_size=12, max_size=12))
+def test_callbacks_survive_hostile_values(v):
+    """Whatever the browser sends, the callbacks answer (a message), never raise."""
+    notes = paradox.notes(*v[:9])
+    assert notes is not None
+    data, _cols, _note = paradox.storage(*v[:4])
+    assert isinstance(data, list)
+    out = paradox.draw(v[0], v[1], v[2])
+    assert len(out) == 12

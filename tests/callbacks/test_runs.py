@@ -94,3 +94,34 @@ def test_compare_with_committed_reference(store, tmp_path, monkeypatch):
     names = {t.name for t in fig.data}
     assert any("(reference)" in n for n in names) and any(n.startswith("CPU: test") for n in names)
     assert len(rows) == 4
+
+
+hostile = __import__("hypothesis.strategies", fromlist=["x"])
+_values = hostile.one_of(hostile.none(), hostile.booleans(), hostile.integers(-10**9, 10**9),
+                         hostile.floats(allow_nan=True), hostile.text(max_size=12),
+                         hostile.sampled_from(["ref:/etc/passwd", "data:,x", "data:a;base64,@@"]),
+                         hostile.lists(hostile.integers(), max_size=4))
+
+
+@__import__("hypothesis").settings(max_examples=30, deadline=None)
+@__import__("hypothesis").given(hostile.lists(_values, min_size=7, max_size=7))
+def test_callbacks_survive_hostile_values(tmp_path_factory, v):
+    import os
+
+    before = os.environ.get("SPARSITY_LAB_CACHE")
+    os.environ["SPARSITY_LAB_CACHE"] = str(tmp_path_factory.mktemp("fuzz"))
+    try:
+        assert len(runs.list_runs(v[0], v[1], v[2], v[3])) == 5
+        assert len(runs.show(*v)) == 8
+        runs.export(v[0], v[1])
+        runs.ask_delete(v[0], v[1])
+        runs._trigger, saved = (lambda: "runs-upload"), runs._trigger
+        try:
+            runs.change_store(v[0], v[1], v[2], v[3], v[4])
+        finally:
+            runs._trigger = saved
+    finally:
+        if before is None:
+            os.environ.pop("SPARSITY_LAB_CACHE", None)
+        else:
+            os.environ["SPARSITY_LAB_CACHE"] = before
