@@ -146,6 +146,7 @@ def layout(**_kwargs):
                 dcc.Graph(id=f"{P}-ref-breakdown", config={"displaylogo": False}),
             ], className="two-col"),
             html.Div(id=f"{P}-ref-table"),
+            html.Div(id=f"{P}-bare"),
             csv_download(f"{P}-ref-csv", "Download reference CSV"),
             dcc.Store(id=f"{P}-ref-rows"),
             note="For comparison this month on an H100 the issue quotes FlexAttention with a "
@@ -381,3 +382,31 @@ def draw_reference(name):
 
 
 register_csv_download(f"{P}-ref-csv", (f"{P}-ref-rows", "data"), "attention_reference.csv")
+
+BARE_FILE = "attention_bare_check.csv"
+BARE_COLUMNS = ["seq_len", "window", "status", "bare_sdpa_causal_ms", "bare_flex_ms", "bare_speedup",
+                "lab_sdpa_causal_ms", "lab_flex_ms", "lab_speedup", "speedup_lab_over_bare",
+                "within_10pct", "device_name"]
+
+
+@callback(Output(f"{P}-bare", "children"), Input(f"{P}-ref-file", "value"))
+def draw_bare(_name):
+    """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed."""
+    path = RESULTS_DIR / BARE_FILE
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    cols = [c for c in BARE_COLUMNS if c in frame]
+    return html.Div([
+        html.H3("Lab vs a bare measurement (sliding window)"),
+        html.P("Bare: FlexAttention's own create_block_mask and torch.compile(flex_attention) on a "
+               "plain sliding-window predicate, and SDPA is_causal, timed with "
+               "triton.testing.do_bench; lab: the same pair from the sweep above.",
+               className="section-note"),
+        data_table(f"{P}-bare-table", frame[cols], page_size=6),
+        csv_download(f"{P}-bare-csv", "Download bare-check CSV"),
+        dcc.Store(id=f"{P}-bare-rows", data=frame.to_dict("records")),
+    ])
+
+
+register_csv_download(f"{P}-bare-csv", (f"{P}-bare-rows", "data"), BARE_FILE)

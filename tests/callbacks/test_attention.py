@@ -133,3 +133,14 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     assert "unavailable" in str(note)  # flex rows of this CPU run
     assert len(data) == len(rows) and "kernel (median)" in str(breakdown)
     assert "attention-ref-rows-table" in str(table)
+
+
+def test_bare_check_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
+    assert attention.draw_bare("x") is None
+    pd.DataFrame([{"seq_len": 4096, "window": 256, "status": "ok", "bare_sdpa_causal_ms": 2.0,
+                   "bare_flex_ms": 1.8, "bare_speedup": 2.0 / 1.8, "lab_speedup": 1.1,
+                   "speedup_lab_over_bare": 0.99, "within_10pct": True,
+                   "device_name": "NVIDIA H100"}]).to_csv(tmp_path / attention.BARE_FILE, index=False)
+    out = str(attention.draw_bare("x"))
+    assert "attention-bare-table" in out and "speedup_lab_over_bare" in out and "NVIDIA H100" in out
