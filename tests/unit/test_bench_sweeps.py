@@ -142,3 +142,12 @@ def test_cancelled_sweep_keeps_finished_rows(tmp_path):
     assert 3 <= len(kept) < 60 and all(r["status"] == "ok" for r in kept)
     assert mark_dead_runs(store) == [run["run_id"]]
     assert store.meta(run["run_id"])["status"] == "incomplete"
+
+
+def test_partly_stored_matrix_is_measured_again():
+    config = ParadoxConfig(**TINY, ops=("spmv",), backends=("torch-dense", "torch-csr"))
+    first = list(paradox_sweep(config))
+    dense_only = {r["spec_key"]: r for r in first if r["backend"] == "torch-dense"}
+    again = list(paradox_sweep(config, reuse=lambda s: dense_only.get(s.key)))
+    assert [r["status"] for r in again] == ["ok"] * len(first)
+    assert all(math.isfinite(r["speedup"]) for r in again)
