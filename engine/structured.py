@@ -536,7 +536,7 @@ class Butterfly(StructuredMatrix):
     def _refine(self, A: np.ndarray, steps: int, lr: float, seed: int) -> "Butterfly":
         import torch
 
-        torch.manual_seed(seed)
+        del seed  # the descent starts from the projection: nothing random (kept for the API)
         cplx = np.iscomplexobj(A) or np.iscomplexobj(self.twiddle)
         # single precision is plenty for a descent that stops at a few digits
         dt = torch.complex64 if cplx else torch.float32
