@@ -51,6 +51,7 @@ def _wide(control: html.Div) -> html.Div:
 
 
 def layout(**_kwargs):
+    gpu = describe_device().kind == "cuda"  # nvidia-smi only: no CUDA in the web process
     mask_options = [{"label": k.label, "value": k.key} for k in M.MASK_KINDS.values()]
     return html.Div([
         page_header(
@@ -112,7 +113,8 @@ def layout(**_kwargs):
             html.P(id=f"{P}-device-note", className="section-note"),
             controls_row(
                 _wide(labelled("sequence lengths", dcc.Checklist(
-                    id=f"{P}-sweep-seqs", value=[256, 512, 1024], inline=True,
+                    id=f"{P}-sweep-seqs", value=[1024, 4096, 16384] if gpu else [256, 512, 1024],
+                    inline=True,
                     options=[{"label": f" {s}", "value": s} for s in SWEEP_SEQS],
                     inputStyle={"marginLeft": "8px"}))),
                 _wide(labelled("masks", dcc.Checklist(
@@ -188,6 +190,8 @@ def _stats_block(st: M.MaskStats) -> html.Div:
         stat("theory vs causal (tokens)", f"{st.speedup_vs_causal:.2f}x", id=f"{P}-theory"),
         stat("theory vs causal (blocks)", f"{st.block_speedup_vs_causal:.2f}x"),
         stat("partial / full blocks", f"{st.blocks_partial} / {st.blocks_full}"),
+        stat("FLOPs per head (d = 64)",
+             f"{M.attention_flops(st.nnz, 64) / 1e6:.3g} M of {M.attention_flops(st.seq_len ** 2, 64) / 1e6:.3g} M"),
     ] + ([message(f"{st.empty_rows} query rows keep no key: their output is zero (FlexAttention) "
                   "or NaN (SDPA).", "warn")] if st.empty_rows else []))
 
