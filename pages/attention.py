@@ -354,21 +354,26 @@ def reference_files() -> list[Path]:
     """Committed attention sweep CSVs (benchmarks/results/*attention*.csv with our columns)."""
     if not RESULTS_DIR.is_dir():
         return []
-    return sorted(p for p in RESULTS_DIR.glob("*.csv") if "attention" in p.name and _is_attention_csv(p))
+    return sorted(p for p in RESULTS_DIR.rglob("*.csv")
+                  if "attention" in str(p.relative_to(RESULTS_DIR)) and _is_attention_csv(p))
+
+
+def _ref_name(path: Path) -> str:
+    return str(path.relative_to(RESULTS_DIR))
 
 
 @callback(Output(f"{P}-ref-file", "options"), Output(f"{P}-ref-file", "value"),
           Input(f"{P}-ref-file", "id"))
 def list_reference(_id):
-    files = reference_files()
-    return [{"label": p.name, "value": p.name} for p in files], (files[-1].name if files else None)
+    files = [_ref_name(p) for p in reference_files()]
+    return [{"label": f, "value": f} for f in files], (files[-1] if files else None)
 
 
 @callback(Output(f"{P}-ref-plot", "figure"), Output(f"{P}-ref-note", "children"),
           Output(f"{P}-ref-rows", "data"), Output(f"{P}-ref-breakdown", "figure"),
           Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"))
 def draw_reference(name):
-    files = {p.name: p for p in reference_files()}
+    files = {_ref_name(p): p for p in reference_files()}
     if not name or name not in files:
         return (figs.crossover_figure([], "Reference run"),
                 message("No reference CSV committed yet under benchmarks/results/ "
@@ -394,9 +399,11 @@ BARE_COLUMNS = ["seq_len", "window", "status", "bare_sdpa_causal_ms", "bare_flex
 
 
 @callback(Output(f"{P}-bare", "children"), Input(f"{P}-ref-file", "value"))
-def draw_bare(_name):
-    """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed."""
-    path = RESULTS_DIR / BARE_FILE
+def draw_bare(name):
+    """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed
+    (the one in the chosen reference CSV's folder)."""
+    folder = (RESULTS_DIR / name).parent if name else RESULTS_DIR
+    path = folder / BARE_FILE
     if not path.is_file():
         return None
     frame = pd.read_csv(path)

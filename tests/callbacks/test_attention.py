@@ -126,8 +126,11 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     pd.DataFrame(rows).to_csv(tmp_path / "attention_h100.csv", index=False)
     (tmp_path / "moe_h100.csv").write_text("a\n1\n")
     (tmp_path / "attention_other.csv").write_text("a,b\n1,2\n")  # not a sweep: not listed
+    (tmp_path / "attention").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "attention" / "attention_sweep.csv", index=False)
     options, value = attention.list_reference(None)
-    assert value == "attention_h100.csv" and len(options) == 1
+    assert [o["value"] for o in options] == ["attention/attention_sweep.csv", "attention_h100.csv"]
+    value = "attention_h100.csv"
     fig, note, data, breakdown, table = attention.draw_reference(value)
     assert "NVIDIA H100" in str(note) and "NVIDIA H100" in fig["layout"]["title"]["text"]
     assert "unavailable" in str(note)  # flex rows of this CPU run
@@ -137,10 +140,10 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
 
 def test_bare_check_table(tmp_path, monkeypatch):
     monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
-    assert attention.draw_bare("x") is None
+    assert attention.draw_bare("attention_sweep.csv") is None
     pd.DataFrame([{"seq_len": 4096, "window": 256, "status": "ok", "bare_sdpa_causal_ms": 2.0,
                    "bare_flex_ms": 1.8, "bare_speedup": 2.0 / 1.8, "lab_speedup": 1.1,
                    "speedup_lab_over_bare": 0.99, "within_10pct": True,
                    "device_name": "NVIDIA H100"}]).to_csv(tmp_path / attention.BARE_FILE, index=False)
-    out = str(attention.draw_bare("x"))
+    out = str(attention.draw_bare("attention_sweep.csv"))
     assert "attention-bare-table" in out and "speedup_lab_over_bare" in out and "NVIDIA H100" in out
