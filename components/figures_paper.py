@@ -61,7 +61,7 @@ def curves_figure(rows: list[dict]) -> go.Figure:
         fig.update_yaxes(title_text="seconds per epoch (s)", rangemode="tozero", row=r, col=3)
         for c in (1, 2, 3):
             fig.update_xaxes(title_text="epoch", row=r, col=c)
-    fig.update_layout(height=330 * len(tasks) + 40, margin=dict(l=60, r=20, t=50, b=50),
-                      legend=dict(orientation="h", y=1.08 if len(tasks) == 1 else 1.04, x=0))
+    fig.update_layout(height=330 * len(tasks) + 40, margin=dict(l=60, r=110, t=50, b=50),
+                      legend=dict(title="model", x=1.01, y=1.0, yanchor="top"))
     fig.update_annotations(font_size=13)
     return fig

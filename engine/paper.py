@@ -525,7 +525,7 @@ class TensorAttentionLM(nn.Module):
         idx, core, weight = _attention_layout(self.context, self.d, self.d_v)
         self.register_buffer("idx", torch.as_tensor(idx))
         self.register_buffer("core_idx", torch.as_tensor(core))
-        self.register_buffer("mask_w", torch.as_tensor(weight, dtype=torch.float32) / math.sqrt(self.d))
+        self.register_buffer("mask_w", torch.as_tensor(weight, dtype=torch.float64) / math.sqrt(self.d))
         self.emb = nn.Embedding.from_pretrained(native.emb.weight.detach().clone(), freeze=False)
         if mode == "tied":
             for name in ("w_q", "w_k", "w_v"):
@@ -705,6 +705,33 @@ def summarise(rows: list[dict]) -> list[dict]:
             if v != "native":
                 rec[f"{v}_max_abs_diff_vs_native"] = float(g["max_abs_diff_vs_native"].max())
         out.append(rec)
+    return out
+
+
+def paper_form(rows: list[dict]) -> list[dict]:
+    """The paper's table layout: per dataset, each model's best metric and the epoch of best."""
+    out = []
+    for rec in summarise(rows):
+        row = {"dataset": rec["dataset"], "metric": rec["metric"]}
+        for v in VARIANTS:
+            if f"{v}_best" in rec:
+                row[v] = round(rec[f"{v}_best"], 4)
+                row[f"{v} epoch"] = rec[f"{v}_epoch_of_best"]
+        out.append(row)
+    return out
+
+
+def cost_table(rows: list[dict]) -> list[dict]:
+    """Per task and model: parameters, mean seconds per epoch, max |output - native| over the run."""
+    out = []
+    for rec in summarise(rows):
+        for v in VARIANTS:
+            if f"{v}_best" not in rec:
+                continue
+            out.append({"task": rec["task"], "model": v, "params": rec[f"{v}_params"],
+                        "s_per_epoch": round(rec[f"{v}_s_per_epoch"], 4),
+                        "max_abs_diff_vs_native": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
+                        "final_metric": round(rec[f"{v}_final"], 4)})
     return out
 
 

@@ -98,7 +98,11 @@ def layout(**_kwargs):
             section("This run, in the paper's form",
                     data_table("paper-final", [], page_size=6),
                     csv_download("paper-final-csv", "Table CSV"),
-                    note="Best test metric and the epoch it was reached, per model."),
+                    html.H3("Cost of each model", style={"marginTop": "12px"}),
+                    data_table("paper-cost", [], page_size=9),
+                    csv_download("paper-cost-csv", "Cost CSV"),
+                    note="Best test metric and the epoch it was reached, per model (native, weight-tied "
+                         "sparse, free sparse)."),
             section("The paper's table (theirs, for context)",
                     data_table("paper-theirs", _paper_table_rows(), page_size=9),
                     csv_download("paper-theirs-csv", "Their table CSV"),
@@ -129,6 +133,7 @@ register_job(f"{P}-train", [State("paper-tasks", "value"), State("paper-variants
                             State("paper-mnist", "value"), State("paper-text", "value")],
              plan_training, kind="paper-training", filename="paper-training.csv")
 register_csv_download("paper-final-csv", ("paper-final", "data"), "paper-table.csv")
+register_csv_download("paper-cost-csv", ("paper-cost", "data"), "paper-cost.csv")
 register_csv_download("paper-theirs-csv", ("paper-theirs", "data"), "paper-their-table.csv")
 
 
@@ -140,12 +145,14 @@ def verdict_children(rows: list[dict]) -> list:
 
 
 @callback(Output("paper-curves", "figure"), Output("paper-final", "data"), Output("paper-final", "columns"),
+          Output("paper-cost", "data"), Output("paper-cost", "columns"),
           Output("paper-verdict", "children"), Input(JOB.rows, "data"))
 def draw_run(rows):
-    """Curves, the paper-form table and the verdict from the rows streamed so far."""
-    table = pp.summarise(rows or [])
-    frame = pd.DataFrame(table)
-    return figs.curves_figure(rows or []), frame.to_dict("records"), table_columns(frame), verdict_children(rows or [])
+    """Curves, the paper-form table, the cost table and the verdict from the rows so far."""
+    table = pd.DataFrame(pp.paper_form(rows or []))
+    cost = pd.DataFrame(pp.cost_table(rows or []))
+    return (figs.curves_figure(rows or []), table.to_dict("records"), table_columns(table),
+            cost.to_dict("records"), table_columns(cost), verdict_children(rows or []))
 
 
 def load_reference() -> tuple[pd.DataFrame | None, str]:
@@ -166,6 +173,6 @@ def show_reference(show):
     frame, text = load_reference()
     if frame is None:
         return [], [], message(text, "info")
-    table = pd.DataFrame(pp.summarise(frame.to_dict("records")))
+    table = pd.DataFrame(pp.paper_form(frame.to_dict("records")))
     lines = [message(text, "info")] + [message(t, k) for k, t in pp.verdict(frame.to_dict("records"))]
     return table.to_dict("records"), table_columns(table), lines

@@ -1,0 +1,70 @@
+"""/paper callbacks called as plain functions."""
+import pandas as pd
+import pytest
+
+import app  # noqa: F401  (registers the pages)
+from engine import paper as pp
+from pages import paper as page
+
+# rows of a fake finished run: (variant, epoch, metric, max_abs_diff_vs_native)
+FAKE = [("native", 1, 50.0, 0.0), ("tied", 1, 50.0, 1e-7), ("free", 1, 60.0, 0.4),
+        ("native", 2, 70.0, 0.0), ("tied", 2, 70.0, 2e-7), ("free", 2, 65.0, 0.9)]
+
+
+def _rows():
+    return [{"task": "vision", "dataset": "digits", "variant": v, "epoch": e, "train_loss": 1.0 / e,
+             "test_loss": 1.1 / e, "metric_name": "accuracy", "metric": m, "epoch_s": 0.1,
+             "params": {"native": 100, "tied": 100, "free": 900}[v], "max_abs_diff_vs_native": d}
+            for v, e, m, d in FAKE]
+
+
+def test_draw_run_gives_curves_paper_table_cost_and_verdict():
+    fig, table, cols, cost, cost_cols, verdict = page.draw_run(_rows())
+    assert len(fig.data) == 12                                     # 3 models x 4 traces
+    assert table == [{"dataset": "digits", "metric": "accuracy", "native": 70.0, "native epoch": 2,
+                      "tied": 70.0, "tied epoch": 2, "free": 65.0, "free epoch": 2}]
+    assert {c["id"] for c in cols} >= {"native", "tied epoch"}
+    assert [r["params"] for r in cost] == [100, 100, 900]
+    text = " ".join(str(v.children) for v in verdict)
+    assert "weight-tied sparse model equals the native model" in text
+    assert "not better; difference -5" in text and "9.0x" in text
+
+
+def test_draw_run_empty():
+    fig, table, cols, cost, cost_cols, verdict = page.draw_run([])
+    assert table == [] and cost == [] and "No run yet" in str(verdict[0].children)
+
+
+def test_plan_training_validates_and_counts_rows():
+    plan = page.plan_training(["vision", "text"], ["tied"], 3, 3e-3, 64, None, "co2", 0, "", "")
+    assert plan.total == 12 and plan.params["tasks"] == ["vision", "text"]
+    with pytest.raises(ValueError, match="tasks: expected at least one"):
+        page.plan_training([], ["tied"], 3, 3e-3, 64, None, "co2", 0, "", "")
+    with pytest.raises(ValueError, match="text file: expected an existing file"):
+        page.plan_training(["text"], [], 3, 3e-3, 64, None, "co2", 0, "", "/no/such.txt")
+
+
+def test_plan_training_rows_stream_from_a_tiny_run():
+    plan = page.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, "", "")
+    rows = list(plan.rows)
+    assert [r["variant"] for r in rows] == ["native", "tied"]
+    assert rows[1]["max_abs_diff_vs_native"] < 1e-4 and "sunspots" in rows[0]["dataset"]
+
+
+def test_reference_csv_shown_with_its_device(tmp_path, monkeypatch):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    frame = pd.DataFrame(_rows())
+    frame["device"] = "NVIDIA H100 80GB HBM3"
+    frame.to_csv(results / "gpu_paper.csv", index=False)
+    monkeypatch.setattr(page, "ROOT", tmp_path)
+    data, cols, note = page.show_reference(["ref"])
+    assert data[0]["native"] == 70.0
+    assert "NVIDIA H100" in str(note[0].children)
+    assert page.show_reference([]) == ([], [], None)
+
+
+def test_their_table_is_labelled_and_complete():
+    rows = page._paper_table_rows()
+    assert len(rows) == len(pp.PAPER_RESULTS) == 9
+    assert rows[0]["original"] == 90.6 and rows[1]["original"] == "lost in extraction"
