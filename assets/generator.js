@@ -215,8 +215,8 @@
     var act = frames.active[ph.key];
     cy.batch(function () {
       cy.elements(".lit").removeClass("lit");
-      cy.$(act.nodes.concat(["#n" + ph.t]).join(", ")).addClass("lit");
-      cy.$(act.edges.concat(["#e" + ph.t]).join(", ")).addClass("lit");
+      cy.$(act.nodes.concat(["#" + frames.gkey + "n" + ph.t]).join(", ")).addClass("lit");
+      cy.$(act.edges.concat(["#" + frames.gkey + "e" + ph.t]).join(", ")).addClass("lit");
     });
   }
 

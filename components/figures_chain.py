@@ -9,6 +9,7 @@ trip. Every function here is plain data in, plain dicts out.
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -62,19 +63,29 @@ def pipeline_spec(chain: Chain, allc: dict[str, np.ndarray]) -> dict:
 
 
 # -- graph view (dash-cytoscape) --------------------------------------------------------------
+def graph_key(chain: Chain) -> str:
+    """A prefix for element ids, unique per chain: cytoscape cannot re-wire an existing edge,
+    so a new chain must bring new ids rather than reuse ``e0`` with other endpoints."""
+    return "g" + hashlib.sha1(repr(chain.spec).encode()).hexdigest()[:8]
+
+
 def graph_elements(chain: Chain) -> list[dict]:
-    """Cytoscape nodes (fixed positions, seven layers left to right) and nonzero edges."""
+    """Cytoscape nodes (fixed positions, seven layers left to right) and nonzero edges.
+
+    Ids: ``{key}n{node}`` and ``{key}e{edge}`` with ``key = graph_key(chain)``.
+    """
     g = chain.to_graph()
+    key = graph_key(chain)
     elements = []
     for li, ((name, n), off) in enumerate(zip(g.layers, g.offsets)):
         dy = min(26.0, 520.0 / max(n, 1))
         for j in range(n):
-            elements.append({"data": {"id": f"n{off + j}", "label": f"{name}[{j}]"},
+            elements.append({"data": {"id": f"{key}n{off + j}", "label": f"{name}[{j}]"},
                              "position": {"x": li * GRAPH_LAYER_DX, "y": (j - (n - 1) / 2) * dy},
                              "classes": f"L{li}"})
     wmax = _scale(g.weight)
     for e, (s, d, w) in enumerate(zip(g.src, g.dst, g.weight)):
-        elements.append({"data": {"id": f"e{e}", "source": f"n{s}", "target": f"n{d}",
+        elements.append({"data": {"id": f"{key}e{e}", "source": f"{key}n{s}", "target": f"{key}n{d}",
                                   "w": round(float(w), 4), "aw": round(abs(float(w)) / wmax, 4)},
                          "classes": "pos" if w > 0 else "neg"})
     return elements
@@ -101,13 +112,14 @@ def active_path(chain: Chain, phase: int) -> dict:
     the browser for the current tick), so one entry serves every phase of a pattern.
     """
     g = chain.to_graph()
+    key = graph_key(chain)
     T = g.layers[0][1]
     vals = graph_forward(g, phase)
     flat = np.concatenate([vals[c] for c in COLUMNS])
     nodes = np.flatnonzero(flat)
     edges = np.flatnonzero(flat[g.src] != 0)
-    return {"nodes": [f"#n{i}" for i in nodes if i >= T],
-            "edges": [f"#e{i}" for i in edges if i >= T]}
+    return {"nodes": [f"#{key}n{i}" for i in nodes if i >= T],
+            "edges": [f"#{key}e{i}" for i in edges if i >= T]}
 
 
 # -- heatmaps of R, W, M --------------------------------------------------------------------
@@ -211,7 +223,7 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
         wave_y[p] = _r(sig)
         harm_y[p] = _r(y)
     return {
-        "T": s.n_phases, "P": P, "lut": [int(p) for p in chain.lut],
+        "T": s.n_phases, "P": P, "lut": [int(p) for p in chain.lut], "gkey": graph_key(chain),
         "pipe": pipeline_spec(chain, allc),
         "heat_base": heatmaps_base(chain), "heat": {str(p): v for p, v in heat.items()},
         "active": {str(p): v for p, v in active.items()},

@@ -21,8 +21,11 @@ def _phase(page):
 
 
 def _lit(page, node_id: int) -> str:
+    """Colour of graph node ``node_id`` (ids are ``{chain key}n{node}``)."""
     return page.evaluate(
-        "n => document.getElementById('gen-cyto')._cyreg.cy.$('#n' + n).style('background-color')",
+        """n => { const cy = document.getElementById('gen-cyto')._cyreg.cy;
+                  const key = cy.nodes()[0].id().replace(/n0$/, '');
+                  return cy.$('#' + key + 'n' + n).style('background-color'); }""",
         node_id).replace(" ", "")
 
 
@@ -108,6 +111,16 @@ def test_generator_plays_toggles_updates_sounds_and_downloads(app_server, page):
     wait_for_text(page, "#gen-stats", "24 of 96")
     page.wait_for_function("() => document.getElementById('gen-cyto')._cyreg.cy.nodes().length "
                            "=== 16 + 8 + 3 * 12 + 12 + 6")
+    # every edge joins the new chain's nodes (no edge kept from the old chain)
+    assert page.evaluate("""() => { const cy = document.getElementById('gen-cyto')._cyreg.cy;
+        const key = cy.nodes()[0].id().replace(/n0$/, '');
+        const fresh = e => e.id().startsWith(key) && e.source().id().startsWith(key)
+                           && e.target().id().startsWith(key);
+        return cy.edges().length > 12 * 12 && cy.edges().every(fresh)
+               && cy.nodes().every(n => n.id().startsWith(key)); }""")
+    t, T, p = _phase(page)
+    page.wait_for_timeout(300)
+    assert _lit(page, t) == ORANGE and _lit(page, T + p) == ORANGE
     eq = page.evaluate(f"() => ({GD})('gen-equality').data[0].y")
     assert len(eq) == 16 and max(eq) <= 1e-12
 

@@ -59,9 +59,12 @@ def test_frames_follow_the_chain():
     assert frames["pipe"]["captions"][4] == "relu on nonzeros"
     # the lit path holds the pattern node and the nonzero dice of that pattern
     T = chain.spec.n_phases
+    key = frames["gkey"]
     lit = set(frames["active"]["3"]["nodes"])
-    assert f"#n{T + 3}" in lit
-    assert {f"#n{T + chain.spec.n_patterns + k}" for k in np.flatnonzero(chain.R[3])} <= lit
+    assert f"#{key}n{T + 3}" in lit
+    assert {f"#{key}n{T + chain.spec.n_patterns + k}" for k in np.flatnonzero(chain.R[3])} <= lit
+    # another chain brings other element ids (cytoscape cannot re-wire an existing edge)
+    assert gen.compute(*DEFAULT_VALUES)[0]["gkey"] != key
 
 
 def test_wav_of_each_pattern_is_a_playable_tone():
