@@ -176,7 +176,7 @@ def read_params(values) -> dict:
 @callback([Output(f"{P}-{n}-wrap", "style") for n in PARAM_NAMES] + [Output(f"{P}-mask-help", "children")],
           Input(f"{P}-mask", "value"))
 def show_params(kind):
-    info = M.MASK_KINDS.get(kind)
+    info = M.MASK_KINDS.get(kind) if isinstance(kind, str) else None
     used = info.params if info else ()
     styles = [{} if n in used else {"display": "none"} for n in PARAM_NAMES]
     return styles + [f"{info.label}: {info.help}." if info else ""]
@@ -306,6 +306,11 @@ register_job(P, [State(f"{P}-sweep-seqs", "value"), State(f"{P}-sweep-masks", "v
              plan_sweep, kind="attention", filename="attention_sweep.csv")
 
 
+def _rows(rows) -> list[dict]:
+    """Only the dict rows of a store (anything else from a client is dropped)."""
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
 def crossover_text(rows) -> html.Div | None:
     found = crossover(rows or [], "flex")
     if not found:
@@ -333,6 +338,7 @@ def sweep_table(rows, table_id: str = f"{P}-sweep-rows"):
           Output(f"{P}-sweep-table", "children"), Output(f"{P}-crossover-text", "children"),
           Input(IDS.rows, "data"))
 def draw_sweep(rows):
+    rows = _rows(rows)
     return (figs.crossover_figure(rows), figs.time_breakdown_figure(rows), sweep_table(rows),
             crossover_text(rows))
 
@@ -374,7 +380,7 @@ def list_reference(_id):
           Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"))
 def draw_reference(name):
     files = {_ref_name(p): p for p in reference_files()}
-    if not name or name not in files:
+    if not isinstance(name, str) or name not in files:
         return (figs.crossover_figure([], "Reference run"),
                 message("No reference CSV committed yet under benchmarks/results/ "
                         "(python3 benchmarks/gpu_attention.py --out benchmarks/results).", "info"), [],
@@ -402,8 +408,10 @@ BARE_COLUMNS = ["seq_len", "window", "status", "bare_sdpa_causal_ms", "bare_flex
 def draw_bare(name):
     """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed
     (the one in the chosen reference CSV's folder)."""
-    folder = (RESULTS_DIR / name).parent if name else RESULTS_DIR
-    path = folder / BARE_FILE
+    files = {_ref_name(p): p for p in reference_files()}
+    if not isinstance(name, str) or name not in files:  # only next to a listed reference CSV
+        return None
+    path = files[name].parent / BARE_FILE
     if not path.is_file():
         return None
     frame = pd.read_csv(path)

@@ -116,6 +116,7 @@ def test_draw_sweep(sweep_rows):
     assert "speedup_vs_causal" in str(table)
     empty = attention.draw_sweep([])
     assert empty[2] is None and "no measured rows" in str(empty[0])
+    assert attention.draw_sweep("junk")[2] is None and attention.draw_sweep([1, "a"])[2] is None
 
 
 def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
@@ -138,9 +139,11 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     assert "attention-ref-rows-table" in str(table)
 
 
-def test_bare_check_table(tmp_path, monkeypatch):
+def test_bare_check_table(tmp_path, monkeypatch, sweep_rows):
     monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
-    assert attention.draw_bare("attention_sweep.csv") is None
+    pd.DataFrame(sweep_rows).to_csv(tmp_path / "attention_sweep.csv", index=False)
+    assert attention.draw_bare("attention_sweep.csv") is None  # no bare check beside it
+    assert attention.draw_bare("../../etc/passwd") is None and attention.draw_bare(["x"]) is None
     pd.DataFrame([{"seq_len": 4096, "window": 256, "status": "ok", "bare_sdpa_causal_ms": 2.0,
                    "bare_flex_ms": 1.8, "bare_speedup": 2.0 / 1.8, "lab_speedup": 1.1,
                    "speedup_lab_over_bare": 0.99, "within_10pct": True,
