@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.chain import COLUMNS, Chain
+from engine.chain import ACTIVATIONS, COLUMNS, Chain
 from engine.validate import check_choice, check_float, check_int
 
 MODES = ("transpose", "pinv", "tikhonov")
@@ -203,14 +203,8 @@ def reference_rows(chain: Chain) -> np.ndarray:
 
     The plain rows for invertible activations; for relu their positive parts.
     """
-    a = np.where(chain.R != 0, _activate(chain, chain.R), 0.0)
+    a = np.where(chain.R != 0, ACTIVATIONS[chain.spec.activation](chain.R), 0.0)
     return inverse_activation(a, chain.spec.activation)[0] * (chain.R != 0)
-
-
-def _activate(chain: Chain, x: np.ndarray) -> np.ndarray:
-    from engine.chain import ACTIVATIONS
-
-    return ACTIVATIONS[chain.spec.activation](x)
 
 
 def recover_patterns(chain: Chain, x_hat: np.ndarray) -> np.ndarray:

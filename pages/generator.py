@@ -16,7 +16,7 @@ from components.chain_controls import (chain_controls, chain_inputs, chain_param
                                        params_from_query)
 from components.figures_chain import (equality_figure, generator_frames, graph_elements,
                                       graph_stylesheet)
-from components.layout import controls_row, error_message, message, page_header, section, stat
+from components.layout import controls_row, error_message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.chain import make_chain, pipeline_graph_difference
 

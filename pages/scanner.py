@@ -12,8 +12,8 @@ import dash
 import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
-from components.chain_controls import CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params, \
-    control_id, params_from_query
+from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
+                                       params_from_query)
 from components.chain_scan_figures import (agreement_heatmap, scan_frames, singular_value_figure,
                                            support_heatmap)
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
