@@ -127,7 +127,7 @@ def timing_figure(frames: dict[str, pd.DataFrame], height: int = 380) -> go.Figu
     fig.update_layout(title=dict(text="Sparse matrix time / native conv time (lower is better for the matrix)",
                                  font_size=14), height=height, margin=MARGIN,
                       legend=dict(font_size=11))
-    fig.update_xaxes(title="channels (C_in = C_out)", type="log")
+    fig.update_xaxes(title="channels (C_in = C_out)", type="log", tickvals=[1, 2, 4, 8, 16, 32, 64, 128])
     fig.update_yaxes(title="time ratio matrix / native (×)", type="log")
     if not fig.data:
         return empty_figure("no timing rows yet: run the sweep or load the reference CSV", height)
