@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--docs", type=int, default=8, help="packed documents per sequence")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--budget-s", type=float, default=150.0)
-    ap.add_argument("--static", action="store_true",
-                    help="compile FlexAttention per shape (default: dynamic shapes, one compile per mask)")
+    ap.add_argument("--flex-compile", choices=tuple(COMPILE_MODES), default="auto",
+                    help="torch.compile's dynamic= for FlexAttention: auto (None, torch's default: "
+                         "static, then the changed sizes symbolic), static (False: one compile per "
+                         "shape), dynamic (True: every size symbolic)")
     ap.add_argument("--flex-cpu", action="store_true", help="also compile FlexAttention on a CPU")
     ap.add_argument("--no-bare", dest="bare", action="store_false",
                     help="skip the bare FlexAttention / SDPA measurement at S = 4096 and 16384")
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 BARE_SEQS = (4096, 16384)
+COMPILE_MODES = {"auto": None, "static": False, "dynamic": True}
 
 
 def bare_bench(fn, device) -> float:
@@ -98,7 +101,7 @@ def bare_check(device, seqs, batch, heads, head_dim, dtype, window) -> list[dict
     import torch.nn.functional as F
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    compiled_flex(True)  # raises dynamo's recompile limit for every compile below
+    compiled_flex(None)  # raises dynamo's recompile limit for every compile below
     flex = torch.compile(flex_attention)
 
     def sliding(b, h, q_idx, kv_idx):
@@ -175,11 +178,11 @@ def main(argv=None) -> int:
                 ("r", args.random), ("seed", 0), ("docs", args.docs)),
         batch=batch, heads=heads, head_dim=args.head_dim, dtype=dtype,
         block=args.block if not args.quick else 32, repeats=args.repeats if not args.quick else 2,
-        flex_compile_on_cpu=args.flex_cpu, flex_dynamic=not args.static,
+        flex_compile_on_cpu=args.flex_cpu, flex_dynamic=COMPILE_MODES[args.flex_compile],
         time_budget_s=args.budget_s)
     name = runtime_device_name(device)
     extra = {"triton_version": package_version("triton"), "cuda": torch.version.cuda or "",
-             "flex_compile": "static" if args.static else "dynamic", "script": "benchmarks/gpu_attention.py"}
+             "flex_compile": args.flex_compile, "script": "benchmarks/gpu_attention.py"}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "attention_sweep.csv"
     started = time.time()
