@@ -136,6 +136,8 @@ def test_reference_csv_is_drawn_beside_a_run(tmp_path, monkeypatch):
                   "matrix_over_native": [0.5, 4.0], "status": ["ok"] * 2,
                   "device_name": ["NVIDIA H100 80GB HBM3"] * 2}).to_csv(results / "gpu_isomorphism.csv",
                                                                           index=False)
+    pd.DataFrame({"channels": [1], "matrix_over_native_32x32": [0.5]}).to_csv(
+        results / "gpu_isomorphism_summary.csv", index=False)          # a summary is not the rows
     monkeypatch.setattr(iso, "ROOT", tmp_path)
     fig, note = iso.draw_sweep([], ["ref"])
     assert "NVIDIA H100" in _text(note)
