@@ -390,8 +390,10 @@ def draw_reference(name):
     devs = ", ".join(sorted({str(d) for d in frame.get("device_name", pd.Series(["?"])).dropna()}))
     vers = ", ".join(sorted({str(d) for d in frame.get("torch_version", pd.Series(["?"])).dropna()}))
     when = str(frame["measured_at"].dropna().min()) if "measured_at" in frame else "?"
-    note = html.Div([message(f"{name}: measured on {devs} (torch {vers}, {when}); {len(frame)} rows.",
-                             "info"), crossover_text(rows)])
+    mode = ", ".join(sorted({str(m) for m in frame.get("flex_compile", pd.Series(dtype=str)).dropna()}))
+    mode_text = f"; FlexAttention compile mode: {mode}" if mode else ""
+    note = html.Div([message(f"{name}: measured on {devs} (torch {vers}, {when}); {len(frame)} rows"
+                             f"{mode_text}.", "info"), crossover_text(rows)])
     return (figs.crossover_figure(rows, f"Reference run on {devs}"), note, rows,
             figs.time_breakdown_figure(rows), sweep_table(rows, f"{P}-ref-rows-table"))
 
