@@ -108,7 +108,7 @@ def layout(**_kwargs):
                     csv_download("paper-theirs-csv", "Their table CSV"),
                     note="As reported in the paper (RTX 4090, MNIST/CIFAR/ETTh1/...). Most metric "
                          "values were lost when the text was extracted; their epochs survived."),
-        ], className="two-col"),
+        ]),
         section("Reference run from a GPU (committed CSV)",
                 dcc.Checklist(id="paper-ref-show", value=[], options=[
                     {"label": " show the committed GPU run (benchmarks/results/gpu_paper*.csv)", "value": "ref"}]),
