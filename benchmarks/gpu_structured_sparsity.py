@@ -6,7 +6,8 @@
 Default sweep (issue #7): A 8192 x 8192 fp16 times B 8192 x 512 at sparsity 0.5-0.95
 with whole 16/32/64 blocks zero: dense vs torch CSR vs torch BSR vs the lab's Triton
 kernel "lab-bsr" (each measured on the same matrix, dense first); and 2:4 (magnitude
-pruned, exactly 50 %) vs dense at n = 4096, 8192, 16384 with k = 512.
+pruned, exactly 50 %) vs dense at n = 4096, 8192, 16384 with k = 512 and with k = n
+(square products, where cuSPARSELt's fixed per-call cost is amortised).
 
 Writes, as rows finish (an interrupted run keeps them):
   DIR/structured_sparsity_timing.csv  one row per measurement (benchmark CSV schema + "part")
@@ -56,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nm-sizes", type=_ints, default=(4096, 8192, 16384))
     ap.add_argument("--backends", default=",".join(GPU_BACKENDS),
                     help="block-part backends, comma-separated ('all' = every registered one)")
+    ap.add_argument("--no-square", dest="nm_square", action="store_false",
+                    help="2:4 only at k (default: also at k = n, square products)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--max-seconds", type=float, default=165.0)
     args = ap.parse_args(argv)
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
     backends = None if args.backends == "all" else tuple(b for b in args.backends.split(",") if b)
     config = StructuredSweepConfig(size=args.size, k=args.k, sparsities=args.sparsities,
                                    blocks=args.blocks, dtype=dtype, device=dev.type,
-                                   repeats=args.repeats, nm_sizes=args.nm_sizes, backends=backends)
+                                   repeats=args.repeats, nm_sizes=args.nm_sizes, backends=backends,
+                                   nm_square=args.nm_square)
     args.out.mkdir(parents=True, exist_ok=True)
     name = runtime_device_name(dev)
     print(f"device: {name}; {config.total} rows planned; dtype {dtype}; "
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
             speed = row.get("speedup")
             speed_txt = f"{speed:.3f}x" if isinstance(speed, float) else "-"
             print(f"[{len(rows):3d}/{config.total}] {time.time() - started:6.1f} s  {row['part']:5s} "
-                  f"{row['backend']:12s} b{row['block']:<4} n={row['rows']} s={row['sparsity']:.2f} "
+                  f"{row['backend']:12s} b{row['block']:<4} n={row['rows']} k={row['k']} s={row['sparsity']:.2f} "
                   f"{row['status']:11s} {speed_txt} {row.get('message') or ''}"[:200], flush=True)
             if time.time() - started > args.max_seconds:
                 print(f"time budget of {args.max_seconds:.0f} s reached: {config.total - len(rows)} "

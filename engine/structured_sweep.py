@@ -9,8 +9,9 @@ row schema and ``paradox_sweep``) and the backend registry (``engine.formats``):
   the lab's Triton kernel "lab-bsr", ...). Backends that cannot run a spec yield
   "unsupported" rows, never numbers.
 * 2:4 part: for each n in ``nm_sizes``, a random (n x n) A pruned by magnitude to 2:4
-  (exactly 50 %), dense vs "torch-2:4". Off an sm80+ GPU the 2:4 rows read
-  "unavailable: needs an NVIDIA GPU (sm80+)".
+  (exactly 50 %), dense vs "torch-2:4", times x (n, k) (and x (n, n) with
+  ``nm_square``). Off an sm80+ GPU the 2:4 rows read "unavailable: needs an NVIDIA
+  GPU (sm80+)".
 
     config = StructuredSweepConfig(size=256, k=64, blocks=(16, 32), device="cpu")
     for row in structured_sweep(config):
@@ -66,6 +67,7 @@ class StructuredSweepConfig:
     backends: tuple[str, ...] | None = None
     seed: int = 0
     memory_budget_bytes: int | None = None  # None: the device's free memory only
+    nm_square: bool = False  # 2:4 also at k = n (square products), beside k
 
     def __post_init__(self) -> None:
         size = check_int("size", self.size, 8, 65536)
@@ -103,7 +105,17 @@ class StructuredSweepConfig:
     def total(self) -> int:
         """Rows the sweep yields."""
         per_block = len(self.sparsities) * len(self.block_backends)
-        return len(self.blocks) * per_block + 2 * len(self.nm_sizes)
+        return len(self.blocks) * per_block + 2 * len(self.nm_shapes)
+
+    @property
+    def nm_shapes(self) -> list[tuple[int, int]]:
+        """(n, k) of every 2:4 product: (n, n) @ (n, k), plus (n, n) @ (n, n) with nm_square."""
+        out = []
+        for n in self.nm_sizes:
+            out.append((n, self.k))
+            if self.nm_square and n != self.k:
+                out.append((n, n))
+        return out
 
 
 def _nm_matrix(n: int, dtype: str, device: str, seed: int):
@@ -129,59 +141,58 @@ def _tag(row: dict, part: str) -> dict:
     return row
 
 
+def _finish_nm(row: dict, spec: BenchmarkSpec) -> dict:
+    row.update(pattern="2:4", block=4, spec_key=_nm_key(spec))
+    return _tag(row, "2:4")
+
+
 def nm_rows(config: StructuredSweepConfig, dev, name: str, vers: dict) -> Iterator[dict]:
-    """Dense vs 2:4 for every n in config.nm_sizes (two rows per n)."""
+    """Dense vs 2:4 for every (n, k) of config.nm_shapes (two rows each)."""
     import torch
 
     from engine.semistructured import semi_structured_unavailable
 
-    unavailable = semi_structured_unavailable(dev)
-    for n in config.nm_sizes:
-        specs = [BenchmarkSpec.make("spmm", b, n, 0.5, k=config.k, pattern="uniform", block=4,
-                                    dtype=config.dtype, device=config.device,
-                                    repeats=config.repeats, seed=config.seed)
-                 for b in (DENSE, NM_BACKEND) if b in BACKENDS]
-
-        def finish(row: dict, spec: BenchmarkSpec) -> dict:
-            row.update(pattern="2:4", block=4, spec_key=_nm_key(spec))
-            return _tag(row, "2:4")
-
-        refusal = memory_refusal(specs[0], free_bytes(config.device), config.memory_budget_bytes)
-        if refusal:
-            for spec in specs:
-                row = base_row(spec, name, vers)
-                row.update(status="refused", message=refusal)
-                yield finish(row, spec)
-            continue
-        a = _nm_matrix(n, config.dtype, config.device, config.seed)
-        gen = torch.Generator(device=config.device).manual_seed(config.seed + 2)
-        x = torch.randn(n, config.k, generator=gen, device=config.device).to(a.dtype)
-        nnz = float((a != 0).sum().item())
-        dense_median = None
-        for spec in specs:
-            if spec.backend == NM_BACKEND and unavailable:
-                row = base_row(spec, name, vers)
-                row.update(status="unsupported", message=unavailable, nnz=nnz,
-                           density=nnz / (n * n))
-            else:
-                row = measure_spec(spec, a, x, dense_median, name, vers, nnz)
-                if spec.backend == DENSE and row["status"] == "ok":
-                    dense_median = row["median_s"]
-            yield finish(row, spec)
-        del a, x
-        if config.device == "cuda":
-            torch.cuda.empty_cache()
-    if NM_BACKEND not in BACKENDS:  # the module failed to import: say so, once per size
+    if NM_BACKEND not in BACKENDS:  # the module failed to import: say so, never a number
         from engine.formats import OPTIONAL_BACKEND_ERRORS
 
         err = OPTIONAL_BACKEND_ERRORS.get("engine.semistructured", "not registered")
-        for n in config.nm_sizes:
-            spec = BenchmarkSpec.make("spmm", DENSE, n, 0.5, k=config.k, dtype=config.dtype,
-                                      device=config.device, repeats=config.repeats)
-            row = base_row(spec, name, vers)
-            row.update(backend=NM_BACKEND, format="2:4", status="unsupported",
-                       message=f"unsupported: expected backend {NM_BACKEND} registered, got {err}")
-            yield finish(row, spec)
+    unavailable = semi_structured_unavailable(dev)
+    for n in config.nm_sizes:
+        a = None
+        for k in [kk for nn, kk in config.nm_shapes if nn == n]:
+            specs = [BenchmarkSpec.make("spmm", b, n, 0.5, k=k, pattern="uniform", block=4,
+                                        dtype=config.dtype, device=config.device,
+                                        repeats=config.repeats, seed=config.seed)
+                     for b in (DENSE, NM_BACKEND)]
+            refusal = memory_refusal(specs[0], free_bytes(config.device), config.memory_budget_bytes)
+            if refusal:
+                for spec in specs:
+                    row = base_row(spec, name, vers)
+                    row.update(status="refused", message=refusal)
+                    yield _finish_nm(row, spec)
+                continue
+            if a is None:
+                a = _nm_matrix(n, config.dtype, config.device, config.seed)
+                nnz = float((a != 0).sum().item())
+            gen = torch.Generator(device=config.device).manual_seed(config.seed + 2)
+            x = torch.randn(n, k, generator=gen, device=config.device).to(a.dtype)
+            dense_median = None
+            for spec in specs:
+                if spec.backend == NM_BACKEND and (unavailable or NM_BACKEND not in BACKENDS):
+                    row = base_row(spec, name, vers)
+                    reason = unavailable or (f"unsupported: expected backend {NM_BACKEND} "
+                                             f"registered, got {err}")
+                    row.update(status="unsupported", message=reason, nnz=nnz,
+                               density=nnz / (n * n), format="2:4")
+                else:
+                    row = measure_spec(spec, a, x, dense_median, name, vers, nnz)
+                    if spec.backend == DENSE and row["status"] == "ok":
+                        dense_median = row["median_s"]
+                yield _finish_nm(row, spec)
+            del x
+        del a
+        if config.device == "cuda":
+            torch.cuda.empty_cache()
 
 
 def structured_sweep(config: StructuredSweepConfig, device_name: str | None = None,

@@ -79,7 +79,7 @@ def build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
                        device: str = "cpu") -> StructuredSweepConfig:
     """Widget values -> a validated StructuredSweepConfig (ValueError "expected ... got ...")."""
     size = check_choice("matrix size", check_int("matrix size", size, 8, 16384), SWEEP_SIZES)
-    if not blocks and not nm:
+    if not blocks and not (nm and "on" in nm):
         raise ValueError("blocks: expected at least one block size or 2:4 ticked, got none")
     if blocks and not sparsities:
         raise ValueError("sparsities: expected at least one sparsity ticked, got none")
@@ -90,7 +90,8 @@ def build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
     return StructuredSweepConfig(
         size=size, k=check_int("k", k, 1, 8192), sparsities=tuple(sorted(float(s) for s in sparsities or (0.5,))),
         blocks=blocks, dtype=dtype, device=device, repeats=check_int("repeats", repeats, 1, 200),
-        nm_sizes=(size,) if nm else (), memory_budget_bytes=memory_budget_bytes())
+        nm_sizes=(size,) if nm and "on" in nm else (), nm_square=bool(nm) and "square" in nm,
+        memory_budget_bytes=memory_budget_bytes())
 
 
 def timing_plan(size, k, dtype, blocks, sparsities, nm, repeats) -> JobPlan:
@@ -101,7 +102,7 @@ def timing_plan(size, k, dtype, blocks, sparsities, nm, repeats) -> JobPlan:
     config = build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats, device=dev.type)
     name = runtime_device_name(dev)
     params = {"size": config.size, "k": config.k, "dtype": config.dtype, "blocks": list(config.blocks),
-              "sparsities": list(config.sparsities), "nm_sizes": list(config.nm_sizes),
+              "sparsities": list(config.sparsities), "nm_shapes": [list(p) for p in config.nm_shapes],
               "repeats": config.repeats}
     return JobPlan(rows=structured_sweep(config, device_name=name), total=config.total,
                    params=params, meta={"device_name": name, "pid": os.getpid()})
@@ -204,7 +205,8 @@ def _timing_section() -> html.Section:
             labelled("Sparsities", _checklist(f"{P}-t-sparsities",
                                               [(f"{s:g}", s) for s in SWEEP_SPARSITIES],
                                               (0.5, 0.75, 0.9, 0.95))),
-            labelled("2:4", _checklist(f"{P}-t-nm", [("dense vs 2:4 at n", "on")], ["on"]),
+            labelled("2:4", _checklist(f"{P}-t-nm", [("dense vs 2:4 at n", "on"),
+                                                      ("also square (k = n)", "square")], ["on"]),
                      help="NVIDIA sparse tensor cores: fp16/bf16, sm80+"),
         ),
         html.Div(id=f"{P}-t-notes"),

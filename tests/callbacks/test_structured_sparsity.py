@@ -52,7 +52,8 @@ def test_timing_rows_draw_figures_and_tables():
     figs_and_tables = ss.draw_timing(rows, None)
     speedup, eff, be_fig, nm_fig, be_rows, _be_cols, table, _cols, note = figs_and_tables
     assert note is None
-    assert speedup.data and eff.data and nm_fig.data
+    assert speedup.data and eff.data and not nm_fig.data  # 2:4 is not drawn on a CPU
+    assert "needs an NVIDIA GPU (sm80+)" in nm_fig.layout.annotations[0].text
     assert speedup.layout.xaxis.title.text and speedup.layout.yaxis.title.text
     assert {r["block"] for r in be_rows} == {8, 16}
     nm = [r for r in table if r["backend"] == "torch-2:4"]
@@ -137,3 +138,19 @@ def test_block_larger_than_the_matrix_is_explained():
     _fig, data, _cols, msg = ss.draw_patterns(0.5, 6, "2:4", 64)  # block 128 on 64 x 64
     assert "covers the whole 64 x 64 matrix" in str(msg)
     assert {r["pattern"] for r in data} >= {"block 128x128"}
+
+
+def test_committed_gpu_reference_draws_24_and_block_speedups():
+    options, value = ss.reference_options(None)
+    if not value:
+        pytest.skip("no committed reference CSV under benchmarks/results/")
+    speedup, eff, be_fig, nm_fig, be_rows, _c, table, _c2, note = ss.draw_timing([], value)
+    assert "H100" in str(note) or "reference" in str(note)
+    assert nm_fig.data and all(y > 0 for trace in nm_fig.data for y in trace.y)
+    assert {r["block"] for r in be_rows} >= {16, 32, 64}
+    assert any(t.name.startswith("torch-bsr b64") for t in speedup.data)
+
+
+def test_square_24_products_are_planned():
+    config = ss.build_sweep_config(64, 8, "float16", [], [0.5], ["on", "square"], 1)
+    assert config.nm_shapes == [(64, 8), (64, 64)] and config.total == 4
