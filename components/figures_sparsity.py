@@ -135,7 +135,9 @@ def efficiency_figure(frame: pd.DataFrame) -> go.Figure:
                              hovertemplate="block %{x}: %{y:.1f} %<extra>" + name + "</extra>"))
     fig.update_layout(barmode="group", height=380, font=FONT, plot_bgcolor="white",
                       margin=dict(l=60, r=20, t=30, b=50),
-                      xaxis=dict(title="block size b (b x b tiles)", type="category"),
+                      xaxis=dict(title="block size b (b x b tiles)", type="category",
+                                 categoryorder="array",
+                                 categoryarray=[str(int(b)) for b in sorted(ok["block"].unique())]),
                       yaxis=dict(title="speedup / theoretical (%), median over sparsities"))
     return fig
 
@@ -163,12 +165,21 @@ def break_even_figure(be: pd.DataFrame) -> go.Figure:
                                  + "</extra>"))
     title = ""
     if never:
-        shown = ", ".join(never[:6]) + (" ..." if len(never) > 6 else "")
-        title = f"never faster than dense in the range measured: {shown}"
-    fig.update_layout(height=380, font=FONT, plot_bgcolor="white",
-                      margin=dict(l=60, r=20, t=50, b=50),
-                      title=dict(text=title, font=dict(size=12, color="#5b6475")),
-                      xaxis=dict(title="block size b (b x b tiles)", type="category"),
+        lines, line = [], "never faster than dense in the range measured:"
+        for item in never[:9]:
+            if len(line) + len(item) > 80:
+                lines.append(line)
+                line = ""
+            line += (" " if line else "") + item + ","
+        lines.append(line.rstrip(",") + (" ..." if len(never) > 9 else ""))
+        title = "<br>".join(lines[:3])
+    fig.update_layout(height=400, font=FONT, plot_bgcolor="white", showlegend=True,
+                      margin=dict(l=60, r=20, t=70, b=50),
+                      legend=dict(orientation="h", y=-0.22),
+                      title=dict(text=title, font=dict(size=11, color="#5b6475"), x=0.01),
+                      xaxis=dict(title="block size b (b x b tiles)", type="category",
+                                 categoryorder="array",
+                                 categoryarray=[str(int(b)) for b in sorted(be["block"].unique())]),
                       yaxis=dict(title="break-even sparsity (fraction of zeros)", range=[0, 1]))
     if not fig.data:
         fig.add_annotation(text="No backend reached dense speed in the range measured.",
