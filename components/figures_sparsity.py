@@ -236,22 +236,30 @@ def accuracy_figure(frame: pd.DataFrame, stage: str = "finetuned") -> go.Figure:
     if rows.empty:
         return empty_figure("Only the dense models so far.")
     fig = go.Figure()
+    rows = rows.assign(drop=rows["drop_pts"] if stage == "finetuned"
+                       else 100 * (rows["acc_dense"] - rows["acc_pruned"]))
+    seeds = rows["seed"].nunique() if "seed" in rows else 1
     for i, (model, g) in enumerate(rows.groupby("model", sort=True)):
+        g = g.groupby(["pattern", "target_sparsity"], sort=False, as_index=False).agg(
+            mean=("drop", "mean"), lo=("drop", "min"), hi=("drop", "max"), n=("drop", "size"),
+            ft=("acc_finetuned", "mean"), pr=("acc_pruned", "mean"))
         labels = [f"{p} @ {100 * s:.0f} %" for p, s in zip(g["pattern"], g["target_sparsity"])]
-        drop = g["drop_pts"] if stage == "finetuned" else 100 * (g["acc_dense"] - g["acc_pruned"])
-        fig.add_trace(go.Bar(x=labels, y=drop, name=model.upper(),
+        error = dict(type="data", symmetric=False, array=g["hi"] - g["mean"],
+                     arrayminus=g["mean"] - g["lo"], visible=seeds > 1, color="#495057")
+        fig.add_trace(go.Bar(x=labels, y=g["mean"], name=model.upper(), error_y=error,
                              marker_color=PALETTE[i % len(PALETTE)],
-                             customdata=np.stack([100 * g["acc_finetuned"], 100 * g["acc_pruned"]], axis=1),
+                             customdata=np.stack([100 * g["ft"], 100 * g["pr"], g["n"]], axis=1),
                              hovertemplate="%{x}: drop %{y:.2f} pts (fine-tuned %{customdata[0]:.1f} %, "
-                                           "right after pruning %{customdata[1]:.1f} %)<extra>"
-                                           + model + "</extra>"))
+                                           "right after pruning %{customdata[1]:.1f} %; "
+                                           "%{customdata[2]} seed(s))<extra>" + model + "</extra>"))
     fig.add_hline(y=0, line=dict(color="#495057", width=1))
     fig.update_layout(barmode="group", height=400, font=FONT, plot_bgcolor="white",
                       margin=dict(l=60, r=20, t=30, b=90),
                       xaxis=dict(title="pattern @ sparsity", tickangle=-30),
                       yaxis=dict(title="accuracy drop vs dense (percentage points)"),
-                      title=dict(text="after fine-tuning" if stage == "finetuned"
-                                 else "right after pruning, before fine-tuning",
+                      title=dict(text=("after fine-tuning" if stage == "finetuned"
+                                       else "right after pruning, before fine-tuning")
+                                 + (f"; mean of {seeds} seeds, whiskers min-max" if seeds > 1 else ""),
                                  font=dict(size=12, color="#5b6475")))
     return fig
 

@@ -475,7 +475,7 @@ def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple]
         yield {"model": name, "pattern": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
                "acc_dense": dense_acc, "acc_pruned": dense_acc, "acc_finetuned": dense_acc,
                "drop_pts": 0.0, "prunable_weights": n_prunable, "epochs": epochs,
-               "finetune_epochs": 0, "seconds": round(time.perf_counter() - t0, 3)}
+               "finetune_epochs": 0, "seed": seed, "seconds": round(time.perf_counter() - t0, 3)}
         state = {k: v.clone() for k, v in dense.state_dict().items()}
         for spec in specs:
             t0 = time.perf_counter()
@@ -498,7 +498,7 @@ def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple]
                    "acc_dense": dense_acc, "acc_pruned": acc_pruned, "acc_finetuned": acc_ft,
                    "drop_pts": round(100.0 * (dense_acc - acc_ft), 2),
                    "prunable_weights": n_prunable, "epochs": epochs,
-                   "finetune_epochs": finetune_epochs,
+                   "finetune_epochs": finetune_epochs, "seed": seed,
                    "seconds": round(time.perf_counter() - t0, 3)}
 
 

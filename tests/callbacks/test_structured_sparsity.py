@@ -154,3 +154,16 @@ def test_committed_gpu_reference_draws_24_and_block_speedups():
 def test_square_24_products_are_planned():
     config = ss.build_sweep_config(64, 8, "float16", [], [0.5], ["on", "square"], 1)
     assert config.nm_shapes == [(64, 8), (64, 64)] and config.total == 4
+
+
+def test_several_seeds_give_mean_and_whiskers():
+    plan = ss.accuracy_plan(["mlp"], ["2:4"], [], 1, 1, 2)
+    assert plan.total == 4
+    rows = list(plan.rows)
+    assert [r["seed"] for r in rows] == [0, 0, 1, 1]
+    fig, data, _cols, chapter, _ = ss.draw_accuracy(rows)
+    drops = [r["drop_pts"] for r in rows if r["pattern"] == "2:4"]
+    assert fig.data[0].y[0] == pytest.approx(sum(drops) / 2)
+    assert fig.data[0].error_y.visible
+    two_four = [r for r in chapter if r["pattern"] == "2:4"][0]["ours MLP"]
+    assert " to " in str(two_four)
