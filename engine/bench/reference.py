@@ -14,7 +14,8 @@ MAX_REFERENCE_BYTES = 20 * 2**20
 
 
 def reference_files(root: Path = RESULTS, sweep: str = "paradox") -> list[Path]:
-    """CSV files under ``root`` whose header has the sweep's key columns, newest name first."""
+    """CSV files under ``root`` whose header has the sweep's key columns: files named for
+    the sweep first (other sweeps' CSVs with the same columns after them), newest name first."""
     if not root.exists():
         return []
     out = []
@@ -29,7 +30,7 @@ def reference_files(root: Path = RESULTS, sweep: str = "paradox") -> list[Path]:
         if all(c in header for c in ("spec_key", "speedup", "sparsity", "backend")) and (
                 sweep in path.name or "sweep" in header):
             out.append(path)
-    return out
+    return sorted(out, key=lambda p: sweep not in p.name)  # stable: keeps newest-first order
 
 
 def load_reference(path: str | Path, root: Path = RESULTS) -> pd.DataFrame:
