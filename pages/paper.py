@@ -73,7 +73,8 @@ def layout(**_kwargs):
                                                     options=[16, 32, 64, 128])),
                 labelled("Max training examples", dcc.Input(id="paper-max-train", type="number", min=8,
                                                             step=1, value=None, placeholder="all"),
-                         help="text: sequences of 8 characters; blank = all"),
+                         help="text: sequences of 8 characters; blank = all (on a CPU the text "
+                              "tensor models take minutes per epoch on all ~13k sequences: try 1000)"),
                 labelled("Series", dcc.Dropdown(id="paper-series", value="co2", clearable=False, options=[
                     {"label": "CO2 (statsmodels)", "value": "co2"},
                     {"label": "sunspots (statsmodels)", "value": "sunspots"}])),
