@@ -613,7 +613,7 @@ register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-swe
 def load_reference() -> tuple[pd.DataFrame | None, str]:
     """The newest committed GPU reference CSV, and a line saying what it is."""
     files = sorted(glob.glob(str(ROOT / REFERENCE_GLOB), recursive=True), key=os.path.getmtime)
-    files = [f for f in files if "summary" not in os.path.basename(f)]
+    files = [f for f in files if os.path.basename(f) == "gpu_isomorphism.csv"]   # the rows, not summaries
     if not files:
         return None, "No committed GPU reference CSV yet (benchmarks/results/gpu_isomorphism*.csv)."
     frame = pd.read_csv(files[-1])

@@ -158,7 +158,7 @@ def draw_run(rows):
 
 def load_reference() -> tuple[pd.DataFrame | None, str]:
     files = sorted(glob.glob(str(ROOT / REFERENCE_GLOB), recursive=True), key=os.path.getmtime)
-    files = [f for f in files if "summary" not in os.path.basename(f)]
+    files = [f for f in files if os.path.basename(f) == "gpu_paper.csv"]   # the rows, not summaries
     if not files:
         return None, "No committed GPU run yet (benchmarks/results/gpu_paper*.csv)."
     frame = pd.read_csv(files[-1])
