@@ -10,6 +10,9 @@ Writes under DIR:
   bsr_bench.csv  one row per (block, sparsity, method): median / quartile times,
                  speedups vs dense and vs torch BSR, theory 1/density, relative error
   bsr_tune.csv   every (shape key, configuration) the tuner timed
+  bsr_union.csv  per point: the tuner's best one-row-per-program ("row") and union
+                 ("union", several block rows per program) configuration, and the
+                 union schedule's MMA work and B tiles per stored block (r2, r4)
 and prints a summary with the issue's targets last.
 Only the engine, torch and triton are needed (no dash).
 """
@@ -91,8 +94,9 @@ def main() -> int:
             good[blk] = []
             configs = lab.candidate_configs(blk, 512)
             if args.quick:
-                configs = configs[:1] + [c for c in configs if c.kind == "tma"][:1]
-            extra = {lab.DEFAULT_CONFIG[blk]} | {c for c in configs if c.kind == "tma"}
+                configs = (configs[:1] + [c for c in configs if c.kind == "tma"][:1]
+                           + [c for c in configs if c.union][:2])
+            extra = {lab.DEFAULT_CONFIG[blk]} | {c for c in configs if c.kind != "ptr"}
             for cfg in configs:
                 ok_all = True
                 for ci, (name, dty, dens, empty, kk) in enumerate(cases):
@@ -161,6 +165,7 @@ def main() -> int:
             return ts[1], ts[0], ts[2]
 
     rows = []
+    union_rows = []
     summary = []
     summary_events = []
     gen = torch.Generator(device=dev).manual_seed(1)
@@ -211,6 +216,29 @@ def main() -> int:
                 st = f"error: {type(exc).__name__}: {str(exc)[:160]}"
             lab_row = {**base, "method": "lab-bsr", "ms": t_lab[0], "ms_q25": t_lab[1],
                        "ms_q75": t_lab[2], "status": st, "config": label, "rel_err": err_l}
+            # bsr_union.csv: the best of each kernel family (one block row per program,
+            # "row"; several, "union") that the tuner timed for this point's key, and
+            # the union schedule's MMA work and B tiles per stored block
+            fam_row = {**base, "chosen": label, "chosen_ms": t_lab[0]}
+            for rows_per in (2, 4):
+                up = lab.union_plan(a, rows_per)
+                fam_row[f"r{rows_per}_mma_per_stored"] = up.slots / max(up.stored, 1)
+                fam_row[f"r{rows_per}_b_tiles_per_stored"] = up.slots / rows_per / max(up.stored, 1)
+            union_rows.append(fam_row)
+            key = str(lab._tune_key(a, B))
+            fam = {}
+            for t in lab.TUNE_LOG:
+                if t["key"] == key and t["ms"] == t["ms"]:
+                    f = "union" if t["kind"] in lab.UNION_KINDS else "row"
+                    if t["ms"] < fam.get(f, (float("inf"),))[0]:
+                        fam[f] = (t["ms"], lab.Config(**{x: t[x] for x in (
+                            "block_n", "group", "trans", "num_warps", "num_stages", "kind",
+                            "rows", "skip")}).label())
+            fam_row["tune_key"] = key
+            for f, (ms_f, lab_f) in fam.items():
+                fam_row[f"tune_best_{f}_ms"] = ms_f
+                fam_row[f"tune_best_{f}_config"] = lab_f
+                print(f"    tuner best {f}: {ms_f * 1e3:.1f} us [{lab_f}]", flush=True)
             rows.append(lab_row)
             fns = {"dense": lambda: torch.matmul(A_dense, B),
                    "torch-bsr": lambda: A_t @ B,
@@ -241,6 +269,7 @@ def main() -> int:
                   f"  ({time.time() - t_start:.0f} s)", flush=True)
             del A_dense, exact
             _write(out_dir / "bsr_bench.csv", rows)
+            _write(out_dir / "bsr_union.csv", union_rows)
 
     # load balance: one uneven pattern, launched longest-first vs in natural order
     if cuda and 64 in blocks:
@@ -324,21 +353,29 @@ def _load_balance(lab, torch, B, n, k, meta, timeit):
                             torch.arange(r, dtype=torch.int32, device=B.device))
     A_dense = a.to_dense()
     t_dense = timeit(lambda: torch.matmul(A_dense, B))
-    cfg = lab._TUNED.get(lab._tune_key(a, B)) or lab.tune(a, B)
+    cfg = lab.tune(a, B, configs=[c for c in lab.candidate_configs(blk, k) if not c.union])
+    try:
+        ucfg = lab.tune(a, B, configs=[c for c in lab.candidate_configs(blk, k) if c.union])
+    except Exception as exc:
+        print("union tune failed:", type(exc).__name__, str(exc)[:200], flush=True)
+        ucfg = None
     out = []
     exact = A_dense.float() @ B.float()
-    for name, mat, split in (("lab-bsr natural order", natural, None),
-                             ("lab-bsr longest-first", a, None),
-                             ("lab-bsr longest-first + split rows", a, "auto")):
+    variants = [("lab-bsr natural order", natural, None, cfg),
+                ("lab-bsr longest-first", a, None, cfg),
+                ("lab-bsr longest-first + split rows", a, "auto", cfg)]
+    if ucfg is not None:
+        variants.append(("lab-bsr union (grouped rows, no split)", a, None, ucfg))
+    for name, mat, split, cf in variants:
         y = torch.full((n, k), float("nan"), device=B.device, dtype=B.dtype)
-        lab.bsr_matmul(mat, B, config=cfg, out=y, split=split)
+        lab.bsr_matmul(mat, B, config=cf, out=y, split=split)
         err = float((y.float() - exact).norm() / exact.norm())
-        t = timeit(lambda: lab.bsr_matmul(mat, B, config=cfg, out=y, split=split))
+        t = timeit(lambda: lab.bsr_matmul(mat, B, config=cf, out=y, split=split))
         out.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": 1 - a.density,
                     "density": a.density, "nnz_blocks": a.nnz_blocks, "method": name,
                     "pattern": "power-law rows", "ms": t[0], "ms_q25": t[1], "ms_q75": t[2],
                     "status": "ok" if err < 3e-3 else f"wrong: rel_err {err:.2e}", "rel_err": err,
-                    "config": cfg.label() + (f" split {lab.auto_split_len(mat)}" if split else ""),
+                    "config": cf.label() + (f" split {lab.auto_split_len(mat)}" if split else ""),
                     "speedup_vs_dense": t_dense[0] / t[0],
                     "max_row_blocks": int(lengths.max()), "mean_row_blocks": float(lengths.float().mean())})
         print(f"load balance ({name}): {t[0]*1e3:.1f} us, err {err:.1e}, dense {t_dense[0]*1e3:.1f} us, "

@@ -19,8 +19,14 @@ input dtype.
   "unsupported: expected ..." (used by the backend registry).
 * Load balance: block rows launch longest first; ``split="auto"`` cuts rows far
   longer than the mean into segments that meet in an fp32 workspace (one launch).
+* Union schedule (``union_plan``, kinds "uptr"/"utma"/"uatma"): one program owns
+  2-8 block rows and walks the union of their block columns, so each B tile is
+  loaded once for all of them (missing blocks are zeros in the MMA). Block rows are
+  grouped greedily by shared columns on the host, once per matrix. The tuner tries
+  it beside the one-row kernel; presets use it only where it measured faster.
 * Registered in ``engine.formats`` as backend "lab-bsr" (CUDA, fp16/bf16), which
-  uses ``PRESETS`` (the H100 tuner's choices) instead of tuning on first use.
+  uses ``PRESETS`` / ``UNION_PRESETS`` (the H100 tuner's choices) instead of tuning
+  on first use.
 
 The kernel runs on CUDA; on a CPU it runs only under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
@@ -38,6 +44,7 @@ import torch
 BLOCK_SIZES = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16)
 NAME = "lab-bsr"
+UNION_KINDS = ("uptr", "utma", "uatma")  # several block rows per program (see union_plan)
 
 
 # ----------------------------------------------------------------------------- container
@@ -277,6 +284,100 @@ def auto_split_len(a: "BsrMatrix") -> int | None:
     return limit
 
 
+@dataclass(frozen=True)
+class UnionPlan:
+    """Work for the union kernel: groups of ``rows`` block rows walk the union of their
+    block columns. gsched int32 [G, 4] (group, first entry, end, 0), longest union
+    first; entries int32 [E, rows + 1] (block column, stored block of each member or
+    -1); members int32 [G, rows] (block row of each member, -1 = padding).
+    ``stored`` = A's stored blocks, ``slots`` = E * rows (the MMA work, in blocks)."""
+
+    gsched: torch.Tensor
+    entries: torch.Tensor
+    members: torch.Tensor
+    rows: int
+    stored: int
+    slots: int
+
+
+def group_rows(pattern, rows: int, reorder: bool = True) -> list[list[int]]:
+    """Block rows -> groups of ``rows`` (the last padded with -1). pattern: bool numpy
+    [R, C] (stored blocks). reorder=False: consecutive rows. reorder=True: greedy,
+    seeded by the longest remaining row, each next member the remaining row that adds
+    the fewest new block columns to the group's union (ties: the longer row), so rows
+    sharing columns share B tiles. O(R^2 C / rows) work, once per matrix."""
+    import numpy as np
+
+    n_rows = int(pattern.shape[0])
+    if not reorder or rows == 1:
+        ids = list(range(n_rows)) + [-1] * (-n_rows % rows)
+        return [ids[i:i + rows] for i in range(0, len(ids), rows)]
+    pat = pattern.astype(np.float32)
+    lengths = pat.sum(1)
+    left = np.ones(n_rows, dtype=bool)
+    groups = []
+    while left.any():
+        cand = np.nonzero(left)[0]
+        seed = int(cand[np.argmax(lengths[cand])])
+        left[seed] = False
+        group, union = [seed], pat[seed].copy()
+        for _ in range(rows - 1):
+            cand = np.nonzero(left)[0]
+            if cand.size == 0:
+                group.append(-1)
+                continue
+            growth = lengths[cand] - pat[cand] @ union  # new columns each would add
+            score = growth * (pattern.shape[1] + 1) - lengths[cand]
+            pick = int(cand[np.argmin(score)])
+            left[pick] = False
+            group.append(pick)
+            union = np.maximum(union, pat[pick])
+        groups.append(group)
+    return groups
+
+
+def union_plan(a: "BsrMatrix", rows: int, reorder: bool = True) -> UnionPlan:
+    """The union kernel's work for ``a`` with ``rows`` block rows per program (cached
+    per matrix: host-side preprocessing, once)."""
+    import numpy as np
+
+    key = ("union", rows, reorder)
+    if key in a._plans:
+        return a._plans[key]
+    n_r, n_c = a.block_rows, a.block_cols
+    crow = a.crow.cpu().long().numpy()
+    col = a.col.cpu().long().numpy()
+    idx = np.full((n_r, n_c), -1, dtype=np.int64)
+    row_of = np.repeat(np.arange(n_r), np.diff(crow))
+    idx[row_of, col] = np.arange(col.size)
+    groups = group_rows(idx >= 0, rows, reorder)
+    ents, spans = [], []
+    pos = 0
+    for gi, members in enumerate(groups):
+        real = [m for m in members if m >= 0]
+        cols = np.nonzero((idx[real] >= 0).any(0))[0]
+        block = np.full((cols.size, rows + 1), -1, dtype=np.int64)
+        block[:, 0] = cols
+        for j, m in enumerate(members):
+            if m >= 0:
+                block[:, j + 1] = idx[m, cols]
+        ents.append(block)
+        spans.append((cols.size, gi, pos, pos + cols.size))
+        pos += cols.size
+    spans.sort(key=lambda t: -t[0])
+    dev = a.crow.device
+    entries = (np.concatenate(ents) if ents else np.zeros((0, rows + 1), dtype=np.int64))
+    if entries.shape[0] == 0:
+        entries = np.zeros((1, rows + 1), dtype=np.int64) - 1  # never read; keeps a valid pointer
+    plan = UnionPlan(
+        gsched=torch.tensor([[g, s, e, 0] for _, g, s, e in spans], dtype=torch.int32).to(dev),
+        entries=torch.from_numpy(entries.astype(np.int32)).contiguous().to(dev),
+        members=torch.tensor(groups, dtype=torch.int32).reshape(-1, rows).to(dev),
+        rows=rows, stored=a.nnz_blocks, slots=pos * rows)
+    a._plans[key] = plan
+    return plan
+
+
 def _check_block(block: Any) -> None:
     if block not in BLOCK_SIZES:
         raise ValueError(f"block: expected square blocks of 16, 32, 64 or 128, got {block!r}")
@@ -363,8 +464,18 @@ class Config:
     num_warps: int = 4
     num_stages: int = 3
     kind: str = "ptr"
+    rows: int = 1  # union kinds: block rows per program
+    skip: bool = False  # union kinds, rows == 2: skip the MMA of missing blocks
+
+    @property
+    def union(self) -> bool:
+        """True for the several-block-rows-per-program kernel (kinds "uptr", "utma")."""
+        return self.kind in UNION_KINDS
 
     def label(self) -> str:
+        if self.union:
+            return (f"{self.kind} n{self.block_n} r{self.rows} {'S' if self.skip else 'N'} "
+                    f"w{self.num_warps} s{self.num_stages}")
         return (f"{self.kind} n{self.block_n} g{self.group} {'T' if self.trans else 'N'} "
                 f"w{self.num_warps} s{self.num_stages}")
 
@@ -375,8 +486,11 @@ class Config:
     def from_label(cls, label: str) -> "Config":
         """Inverse of ``label()``: "ptr n128 g1 N w4 s3" -> Config."""
         parts = label.split()
-        if len(parts) != 6 or parts[0] not in ("ptr", "tma") or parts[4][0] != "w":
+        if len(parts) != 6 or parts[0] not in ("ptr", "tma") + UNION_KINDS or parts[4][0] != "w":
             raise ValueError(f"config: expected a label like 'ptr n128 g1 N w4 s3', got {label!r}")
+        if parts[0] in UNION_KINDS:
+            return cls(block_n=int(parts[1][1:]), rows=int(parts[2][1:]), skip=parts[3] == "S",
+                       num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
         return cls(block_n=int(parts[1][1:]), group=int(parts[2][1:]), trans=parts[3] == "T",
                    num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
 
@@ -388,8 +502,24 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 
     def add(**kw):
         c = Config(**kw)
-        if c.block_n <= (min(bn_max, 256) if c.kind == "tma" else bn_max) and c not in out:
-            out.append(c)
+        if c.block_n <= (min(bn_max, 256) if c.kind in ("tma", "utma", "uatma") else bn_max) and c not in out:
+            if c.kind not in ("utma", "uatma") or tma:
+                out.append(c)
+
+    # the union schedule (several block rows per program, one B tile for all of them)
+    # (measured on the H100, 2026-11-22: r4 at b64, and the MMA-skipping "S" form,
+    # were 1.3-2x slower than r2 at every density, so they are not tried any more)
+    union = {16: ("utma n128 r4 N w4 s3", "utma n256 r4 N w4 s3", "utma n128 r8 N w8 s3",
+                  "uptr n128 r4 N w4 s3"),
+             32: ("utma n128 r2 N w4 s3", "utma n256 r2 N w4 s3", "uatma n128 r2 N w4 s3",
+                  "uatma n256 r2 N w4 s3", "uatma n256 r2 N w8 s3"),
+             64: ("utma n128 r2 N w4 s3", "utma n256 r2 N w8 s3", "utma n128 r2 N w8 s3",
+                  "uptr n128 r2 N w8 s3", "uatma n128 r2 N w4 s3", "uatma n128 r2 N w8 s3",
+                  "uatma n256 r2 N w8 s3", "uatma n128 r2 N w4 s4", "uatma n256 r2 N w4 s3",
+                  "uatma n64 r2 N w4 s3"),
+             128: ("utma n64 r2 N w8 s2", "uatma n64 r2 N w4 s2")}
+    for label in union[block]:
+        add(**{k: v for k, v in Config.from_label(label).as_dict().items()})
 
     if block == 16:
         for bn in (64, 128, 256):
@@ -457,9 +587,21 @@ _PTR_TWIN = {"tma n128 g2 N w4 s3": Config.from_label("ptr n128 g2 N w4 s3"),
              "tma n256 g1 N w8 s3": Config.from_label("ptr n256 g1 N w8 s3")}
 
 
+# Where the union schedule (two block rows per program sharing each B tile) beat the
+# one-row kernel in both H100 runs of 2026-11-22 (benchmarks/results/bsr_union.csv):
+# b32 at 50-75 % sparsity, by 1.06-1.2x. (low density bound, high bound, config). Used
+# only when no row needs splitting (the union schedule never cuts rows) and TMA is there.
+UNION_PRESETS: dict[int, list[tuple[float, float, Config]]] = {
+    32: [(0.225, 0.55, Config.from_label("utma n256 r2 N w4 s3"))],
+}
+
+
 def preset_config(a: "BsrMatrix", b: torch.Tensor) -> Config:
     """The H100 tuner's choice for this block size and density (no timing)."""
     dens = a.density
+    for lo, hi, ucfg in UNION_PRESETS.get(a.block, ()):
+        if lo < dens <= hi and _config_ok(a, b, ucfg) and auto_split_len(a) is None:
+            return ucfg
     cfg = next(c for bound, c in PRESETS[a.block] if dens <= bound)
     if not _config_ok(a, b, cfg):
         cfg = _PTR_TWIN.get(cfg.label(), DEFAULT_CONFIG[a.block])
@@ -496,6 +638,9 @@ def _kernel(name: str):
 
 def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
             split_len: int | None = None) -> None:
+    if cfg.union:  # rows are never cut in the union schedule (split_len does not apply)
+        _launch_union(a, b, out, cfg)
+        return
     plan = a.plan(split_len)
     if plan.n_split:
         ws, cnt, max_tiles = plan.workspace(a.block, int(out.shape[1]), out.device)
@@ -529,6 +674,31 @@ def _launch_items(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
         EVEN_N=(k % cfg.block_n == 0), UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
+def _launch_union(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config) -> None:
+    plan = union_plan(a, cfg.rows)
+    k = int(b.shape[1])
+    n_tiles = triton_cdiv(k, cfg.block_n)
+    grid = (int(plan.gsched.shape[0]) * n_tiles,)
+    upcast = interpreting() and b.dtype == torch.bfloat16  # CPU interpreter only
+    b_desc = b
+    if cfg.kind in ("utma", "uatma"):
+        from triton.tools.tensor_descriptor import TensorDescriptor
+        b_desc = TensorDescriptor.from_tensor(b, [a.block, cfg.block_n])
+    if cfg.kind == "uatma":  # pairs of rows, A by TMA too (missing blocks: zero fill)
+        bsz = a.block
+        a_desc = TensorDescriptor.from_tensor(a.values.view(a.nnz_blocks * bsz, bsz), [bsz, bsz])
+        _kernel("bsr_mm_union2_tma_kernel")[grid](
+            plan.gsched, plan.entries, plan.members, a_desc, b_desc, out, k, n_tiles,
+            a.nnz_blocks, BLK=bsz, BLOCK_N=cfg.block_n, UPCAST=upcast,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        return
+    _kernel("bsr_mm_union_kernel")[grid](
+        plan.gsched, plan.entries, plan.members, a.values, b, b_desc, out, k, n_tiles,
+        BLK=a.block, RM=cfg.rows, BLOCK_N=cfg.block_n, USE_TMA=cfg.kind == "utma",
+        SKIP=cfg.skip, EVEN_N=(k % cfg.block_n == 0), UPCAST=upcast,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
 def triton_cdiv(x: int, y: int) -> int:
     return -(-x // y)
 
@@ -545,6 +715,17 @@ def _has_tma(device: torch.device) -> bool:
 
 
 def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
+    if cfg.union:
+        if cfg.rows < 1 or (cfg.skip and cfg.rows != 2) or cfg.group != 1 or cfg.trans:
+            return False
+        if cfg.kind == "uatma" and (cfg.rows != 2 or cfg.skip or a.nnz_blocks == 0):
+            return False
+        if cfg.kind in ("utma", "uatma"):
+            if not (interpreting() and a.device.type == "cpu"):
+                if not (a.device.type == "cuda" and _has_tma(a.device)):
+                    return False
+            return b.shape[1] % 8 == 0
+        return True
     if cfg.kind == "tma":
         if interpreting() and a.device.type == "cpu":
             where_ok = True
@@ -645,7 +826,8 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
     (tuned on first use on CUDA when ``autotune``), else ``preset_config`` (the
     H100 tuner's choice for this block and density).
     split: "auto" cuts block rows longer than twice the mean into segments (see
-    ``auto_split_len``); an int cuts rows longer than that; None never cuts."""
+    ``auto_split_len``); an int cuts rows longer than that; None never cuts. Union
+    configurations (kinds "uptr", "utma", "uatma") never cut rows: split is ignored."""
     a = as_bsr(a)
     _check_shapes(a, b)
     why = support_reason(a, b)

@@ -25,6 +25,7 @@ from engine.kernels import bsr_matmul as lab
 ROOT = Path(__file__).resolve().parents[2]
 
 # (id, block, block rows, block cols, k, density, dtype, empty block rows, config label, split)
+# config label "": bsr_matmul's own choice (the H100 presets under the interpreter)
 KERNEL_CASES = [
     ("b16-trans-g4-fp16", 16, 4, 5, 64, 0.5, "float16", (1,), "ptr n64 g4 T w4 s3", None),
     ("b16-dense-oddk-bf16", 16, 3, 4, 40, 1.0, "bfloat16", (), "ptr n64 g1 N w4 s3", None),
@@ -38,6 +39,13 @@ KERNEL_CASES = [
     ("b16-split-ptr", 16, 6, 8, 80, 0.45, "float16", (2,), "ptr n64 g2 N w4 s3", 2),
     ("b16-split-tma", 16, 6, 8, 80, 0.45, "bfloat16", (2,), "tma n64 g1 N w4 s3", 3),
     ("b32-preset-from-torch", 32, 3, 4, 64, 0.5, "float16", (), "", None),
+    # the union schedule (several block rows per program); split is ignored by it
+    ("b64-union-tma-r2-odd-rows", 64, 3, 4, 72, 0.5, "float16", (1,), "utma n64 r2 N w4 s3", None),
+    ("b64-union-ptr-skip-bf16", 64, 4, 3, 40, 0.6, "bfloat16", (2,), "uptr n32 r2 S w4 s3", None),
+    ("b32-union-a-tma-r2-bf16", 32, 5, 4, 64, 0.4, "bfloat16", (0, 3), "uatma n64 r2 N w4 s3", None),
+    ("b16-union-ptr-r4-oddk", 16, 6, 8, 37, 0.45, "float16", (2,), "uptr n64 r4 N w4 s3", 2),
+    ("b16-union-tma-r8-dense", 16, 5, 5, 64, 1.0, "float16", (), "utma n32 r8 N w4 s3", None),
+    ("b32-union-preset", 32, 4, 8, 64, 0.4, "float16", (), "", None),
 ]
 
 _WORKER = r"""
@@ -281,3 +289,77 @@ def test_registered_as_a_backend_with_reasons():
     prepared = backend.prepare(dense, formats.SimpleSpec(block=32, shape=(64, 64)))
     assert torch.equal(backend.to_dense(prepared), dense)
     assert backend.nbytes(prepared) == 32 * 32 * 4 + 4 + 3 * 4
+
+
+# ----------------------------------------------------------------------------- union schedule
+# (id, block, block rows, block cols, density, rows per program, reorder, empty rows)
+UNION_PLAN_CASES = [
+    ("b16-r4-reorder", 16, 9, 12, 0.4, 4, True, (3,)),
+    ("b16-r8-natural", 16, 10, 6, 0.7, 8, False, ()),
+    ("b64-r2-reorder-all-empty", 64, 3, 3, 0.0, 2, True, ()),
+    ("b32-r2-natural-dense", 32, 5, 4, 1.0, 2, False, ()),
+]
+
+
+@pytest.mark.parametrize("cid,blk,rb,cb,dens,rows,reorder,empty", UNION_PLAN_CASES,
+                         ids=[c[0] for c in UNION_PLAN_CASES])
+def test_union_plan_covers_every_row_and_stored_block_once(cid, blk, rb, cb, dens, rows,
+                                                           reorder, empty):
+    a = lab.BsrMatrix.random(rb * blk, cb * blk, blk, dens, seed=5, empty_rows=empty)
+    plan = lab.union_plan(a, rows, reorder)
+    members = plan.members.tolist()
+    real = sorted(m for g in members for m in g if m >= 0)
+    assert real == list(range(a.block_rows))  # each block row in exactly one group
+    seen = []
+    crow, col = a.crow.tolist(), a.col.tolist()
+    spans = plan.gsched.tolist()
+    assert [e - s for _, s, e, _ in spans] == sorted((e - s for _, s, e, _ in spans), reverse=True)
+    for g, s, e, _ in spans:
+        ents = plan.entries[s:e].tolist()
+        assert [t[0] for t in ents] == sorted({t[0] for t in ents})  # union, ascending
+        for t in ents:
+            assert any(i >= 0 for i in t[1:])  # no column that no member stores
+            for j, i in enumerate(t[1:]):
+                if i >= 0:
+                    r = members[g][j]
+                    assert crow[r] <= i < crow[r + 1] and col[i] == t[0]
+                    seen.append(i)
+    assert sorted(seen) == list(range(a.nnz_blocks))
+    assert plan.stored == a.nnz_blocks and plan.slots >= a.nnz_blocks
+
+
+def test_grouping_pairs_rows_that_share_columns():
+    # rows 0/2 and 1/3 have identical patterns: grouped, the union is 2 columns per pair
+    keep = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    a = lab.BsrMatrix.from_dense(torch.randn(64, 64), 16, keep=keep)
+    grouped, natural = lab.union_plan(a, 2, True), lab.union_plan(a, 2, False)
+    assert sorted(sorted(g) for g in grouped.members.tolist()) == [[0, 2], [1, 3]]
+    assert grouped.slots == 8 and natural.slots == 16
+
+
+def test_union_labels_and_validity():
+    cfg = lab.Config.from_label("utma n128 r2 S w4 s3")
+    assert cfg.union and cfg.rows == 2 and cfg.skip and cfg.label() == "utma n128 r2 S w4 s3"
+    assert not lab.Config.from_label("tma n128 g1 N w4 s3").union
+    a = lab.BsrMatrix.random(64, 64, 16, 0.5)
+    b = torch.zeros(64, 12, dtype=torch.float16)
+    assert not lab._config_ok(a, b, lab.Config.from_label("uptr n64 r4 S w4 s3"))  # skip: r2 only
+    assert not lab._config_ok(a, b, lab.Config.from_label("uatma n64 r4 N w4 s3"))  # A by TMA: r2
+
+
+def test_union_preset_only_where_measured_faster_and_without_split(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    b = torch.zeros(32 * 16, 64, dtype=torch.float16)
+    half = lab.BsrMatrix.random(32 * 16, 32 * 16, 32, 0.5)
+    assert lab.preset_config(half, b).label() == "utma n256 r2 N w4 s3"
+    sparse = lab.BsrMatrix.random(32 * 16, 32 * 16, 32, 0.1)
+    assert not lab.preset_config(sparse, b).union
+    b64 = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.5)
+    assert not lab.preset_config(b64, torch.zeros(64 * 8, 64, dtype=torch.float16)).union
+    assert not lab.preset_config(half, torch.zeros(32 * 16, 12, dtype=torch.float16)).union  # no TMA
+    keep = torch.zeros(16, 16, dtype=torch.bool)
+    keep[:, :6] = True
+    keep[3] = True  # one row far longer than the mean: must be split, so no union
+    skewed = lab.BsrMatrix.from_dense(torch.randn(512, 512).half(), 32, keep=keep)
+    assert lab.auto_split_len(skewed) is not None
+    assert not lab.preset_config(skewed, b).union
