@@ -750,9 +750,12 @@ def verdict(rows: list[dict], tied_tolerance: float = 1e-3) -> list[tuple[str, s
         if "tied_best" in rec:
             diff = rec["tied_max_abs_diff_vs_native"]
             same = diff <= tied_tolerance
+            how = ("equals the native model up to float error" if same else
+                   "starts equal to the native model and drifts from it as float rounding compounds over "
+                   "the Adam steps")
             lines.append(("ok" if same else "warn",
-                          f"{task}: the weight-tied sparse model {'equals' if same else 'drifts from'} the native "
-                          f"model up to float error (max |output difference| over the run {diff:.2g}); best "
+                          f"{task}: the weight-tied sparse model {how} (max |output difference| over the run "
+                          f"{diff:.2g}); best "
                           f"{name} {rec['tied_best']:.4g}{unit} at epoch {rec['tied_epoch_of_best']} vs native "
                           f"{nb:.4g}{unit} at epoch {rec['native_epoch_of_best']}. It is the same function "
                           f"computed another way, so it cannot be better or worse except by rounding; it took "
