@@ -41,7 +41,8 @@ class JobPlan:
 
 
 def job_ids(prefix: str) -> SimpleNamespace:
-    names = ("run", "cancel", "progress", "status", "rows", "result", "csv", "csv_download", "panel")
+    names = ("run", "cancel", "progress", "progress_text", "status", "rows", "result", "csv",
+             "csv_download", "panel")
     return SimpleNamespace(**{n: f"{prefix}-job-{n.replace('_', '-')}" for n in names})
 
 
@@ -63,7 +64,16 @@ def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> h
         html.P(note, className="section-note") if note else None,
         dcc.Store(id=ids.rows, data=[]),
         dcc.Store(id=ids.result, data=None),
+        dcc.Store(id=ids.progress_text, data="idle"),
     ], className="job-panel", id=ids.panel)
+
+
+def status_line(progress_text: str | None, run_ts: int | None, cancel_ts: int | None,
+                n_rows: int) -> str:
+    """What the status line says: "cancelled" once Cancel was clicked after Run."""
+    if cancel_ts and run_ts and cancel_ts > run_ts:
+        return f"cancelled: {n_rows} finished rows kept (stored, see Runs)"
+    return progress_text or "idle"
 
 
 def _status_text(done: int, total: int, started: float) -> str:
@@ -85,7 +95,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
                  (Output(ids.cancel, "disabled"), False, True)],
         cancel=[Input(ids.cancel, "n_clicks")],
         progress=[Output(ids.progress, "value"), Output(ids.progress, "max"),
-                  Output(ids.status, "children"), Output(ids.rows, "data")],
+                  Output(ids.progress_text, "data"), Output(ids.rows, "data")],
         interval=interval_ms,
         prevent_initial_call=True,
     )
@@ -134,7 +144,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     @callback(
         Output(ids.progress, "value", allow_duplicate=True),
         Output(ids.progress, "max", allow_duplicate=True),
-        Output(ids.status, "children", allow_duplicate=True),
+        Output(ids.progress_text, "data", allow_duplicate=True),
         Output(ids.rows, "data", allow_duplicate=True),
         Input(ids.result, "data"),
         prevent_initial_call=True,
@@ -151,16 +161,18 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
         text = f"done: {len(rows)} rows in {result.get('seconds', 0)} s (run {result['run_id']})"
         return str(total), str(total), text, rows
 
+    # The status line is derived, so a progress update still in flight when Cancel is
+    # pressed cannot overwrite "cancelled" (the last click, run or cancel, decides).
     @callback(
-        Output(ids.status, "children", allow_duplicate=True),
+        Output(ids.status, "children"),
+        Input(ids.progress_text, "data"),
         Input(ids.cancel, "n_clicks"),
+        State(ids.run, "n_clicks_timestamp"),
+        State(ids.cancel, "n_clicks_timestamp"),
         State(ids.rows, "data"),
-        prevent_initial_call=True,
     )
-    def _cancelled(n_clicks, rows):
-        if not n_clicks:
-            return no_update
-        return f"cancelled: {len(rows or [])} finished rows kept (stored, see Runs)"
+    def _status(text, _cancels, run_ts, cancel_ts, rows):
+        return status_line(text, run_ts, cancel_ts, len(rows or []))
 
     @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
               State(ids.rows, "data"), prevent_initial_call=True)
