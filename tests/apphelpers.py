@@ -68,3 +68,22 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 stop_app = stop_process
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway redis-server on a free loopback port (no persistence); returns its URL."""
+    import redis
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(200):
+        try:
+            redis.Redis.from_url(url).ping()
+            return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError("redis-server did not answer in 10 s")

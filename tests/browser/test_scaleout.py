@@ -2,7 +2,6 @@
 job keeps its rows and the run resumes; stored runs survive a server restart."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ import pandas as pd
 import pytest
 
 from engine.store import RunStore
-from tests.apphelpers import ROOT, free_port, start_app, stop_process
+from tests.apphelpers import ROOT, start_app, start_redis, stop_process
 from tests.browser.conftest import wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,19 +40,7 @@ def _downloaded_rows(page) -> pd.DataFrame:
 def redis_url(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    for _ in range(200):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    proc, url = start_redis(tmp_path)
     yield url
     stop_process(proc)
 

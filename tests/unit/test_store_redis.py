@@ -1,13 +1,11 @@
 """The Redis run store behaves like the diskcache one (needs redis-server on PATH)."""
 import shutil
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
 
 from engine.store import RunStore
+from tests.apphelpers import start_redis, stop_process
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server not installed (apt-get install redis-server)")
@@ -15,25 +13,9 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
-    proc.terminate()
-    proc.wait(5)
+    stop_process(proc)
 
 
 def test_runstore_switches_to_redis_and_keeps_rows(redis_url, monkeypatch):
