@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from dash import Input, Output, State, callback, dcc, html, no_update
 

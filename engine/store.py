@@ -258,7 +258,7 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
     problems: list[str] = []
     missing = [c for c, (_t, req) in columns.items() if req and c not in frame.columns]
     if missing:
-        problems.append("columns: expected " + ", ".join(missing) + f", got a file without them")
+        problems.append("columns: expected " + ", ".join(missing) + ", got a file without them")
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:
         raw = frame[col]
