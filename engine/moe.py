@@ -99,7 +99,8 @@ def route(x: torch.Tensor, gate: torch.Tensor, k: int, temperature: float = 1.0,
     logits = x @ gate
     if skew:
         logits = logits + skew_bias(experts, skew).to(logits.device, logits.dtype)
-    logits = logits / temperature
+    if temperature != 1.0:  # no kernel for a division by one
+        logits = logits / temperature
     probs = torch.softmax(logits.float(), dim=-1).to(logits.dtype)
     top_p, top_i = probs.topk(k, dim=-1)
     weight = top_p / top_p.sum(dim=-1, keepdim=True)
@@ -247,35 +248,87 @@ def grouped_mm_available(device: torch.device | str = "cpu", dtype=torch.bfloat1
     return None
 
 
+COMBINES = ("gather", "index_add")
+
+
+def dispatch(expert: torch.Tensor, experts: int, keep: torch.Tensor | None = None,
+             sync: bool = True) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """Sort the T*k assignments by expert (dropped ones last): (order, counts, kept).
+
+    order: (T*k,) assignment indices (row-major over (T, k)) grouped by expert, stable
+    (arrival order within an expert); counts: (E,) kept assignments per expert; kept:
+    how many assignments survive (T*k when dropless, no host sync; with drops one sync
+    unless ``sync=False``, then None).
+    """
+    flat = expert.reshape(-1)
+    if keep is not None:
+        flat = torch.where(keep.reshape(-1), flat, torch.full_like(flat, experts))
+    order = torch.argsort(flat, stable=True)
+    # scatter_add, not bincount: bincount on CUDA waits for the host to size its output
+    counts = torch.zeros(experts + 1, dtype=torch.long, device=flat.device).scatter_add_(
+        0, flat, torch.ones_like(flat))[:experts]
+    if keep is None:
+        kept = flat.numel()
+    else:
+        kept = int(counts.sum()) if sync else None
+    return order, counts, kept
+
+
+def _combine_gather(ys: torch.Tensor, order: torch.Tensor, weight: torch.Tensor,
+                    keep: torch.Tensor | None) -> torch.Tensor:
+    """Scatter back without atomics: ys (kept, d) in expert order -> (T, d).
+
+    The inverse permutation puts each assignment's row back at its (t, j) place (one
+    gather into (T, k, d)); then ``out = sum_j w[:, j] * rows[:, j]`` by one multiply and
+    k - 1 fused multiply-adds (elementwise, memory bound; a batched (1 x k) @ (k x d)
+    GEMM here ran as a slow GEMV). Dropped assignments point at row 0 with weight 0.
+    """
+    tokens, k = weight.shape
+    n = order.numel()
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(n, device=order.device)
+    w = weight.to(ys.dtype)
+    if keep is not None and ys.shape[0] < n:
+        w = w * keep.to(ys.dtype)
+        inv = torch.where(inv < ys.shape[0], inv, torch.zeros_like(inv))
+    rows = ys.index_select(0, inv).view(tokens, k, ys.shape[1])  # (T, k, d)
+    w = w.unsqueeze(-1)  # (T, k, 1)
+    out = rows[:, 0] * w[:, 0]
+    for j in range(1, k):
+        out = torch.addcmul(out, rows[:, j], w[:, j])
+    return out
+
+
+def _combine_index_add(ys: torch.Tensor, order: torch.Tensor, weight: torch.Tensor,
+                       tokens: int, k: int) -> torch.Tensor:
+    """The first version: scale ys by the weights, index_add (atomics) into (T, d)."""
+    ys = ys * weight.reshape(-1)[order[:ys.shape[0]]].unsqueeze(1).to(ys.dtype)
+    out = torch.zeros(tokens, ys.shape[1], device=ys.device, dtype=ys.dtype)
+    return out.index_add_(0, order[:ys.shape[0]] // k, ys)
+
+
 def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight: torch.Tensor,
-                keep: torch.Tensor | None = None, method: str = "loop") -> torch.Tensor:
+                keep: torch.Tensor | None = None, method: str = "loop",
+                combine: str = "gather") -> torch.Tensor:
     """The MoE layer batched by expert: x (T, d) -> (T, d).
 
     expert, weight: (T, k) from ``route``; keep: (T, k) from ``apply_capacity`` (None:
-    dropless). Assignments are sorted by expert (dropped ones last), gathered into one
-    contiguous block per expert, run with one GEMM pair per expert (``loop``) or one
-    grouped GEMM pair (``grouped``), scaled by their weights and index-added back to
-    their tokens.
+    dropless). Assignments are sorted by expert (dropped ones last, ``dispatch``),
+    gathered into one contiguous block per expert, run with one GEMM pair per expert
+    (``loop``) or one grouped GEMM pair (``grouped``, torch._grouped_mm, no host sync
+    when dropless), then combined back to their tokens with their weights:
+    ``combine="gather"`` (inverse permutation + one batched weighted sum over k, no
+    atomics) or ``"index_add"`` (scale rows, atomic index_add; the first version).
     """
     check_choice("method", method, METHODS)
+    check_choice("combine", combine, COMBINES)
     tokens, k = expert.shape
-    num = experts.n
-    flat = expert.reshape(-1)
-    if keep is not None:
-        flat = torch.where(keep.reshape(-1), flat, torch.full_like(flat, num))
-    order = torch.argsort(flat, stable=True)  # (T*k,) assignments grouped by expert
-    # scatter_add, not bincount: bincount on CUDA waits for the host to size its output
-    counts = torch.zeros(num + 1, dtype=torch.long, device=flat.device).scatter_add_(
-        0, flat, torch.ones_like(flat))[:num]
     if method == "grouped" and x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"method grouped: expected float32, bfloat16 or float16, got {x.dtype}")
-    if method == "grouped":
-        kept = int(counts.sum()) if keep is not None else tokens * k
-    else:
-        sizes = counts.tolist()  # one host sync; the loop needs the sizes anyway
-        kept = sum(sizes)
-    order = order[:kept]
-    token = order // k  # (kept,) the token of each sorted assignment
+    order, counts, kept = dispatch(expert, experts.n, keep)
+    if kept == 0:  # everything dropped (capacity 0)
+        return torch.zeros_like(x)
+    token = order[:kept] // k  # (kept,) the token of each sorted assignment
     xs = x.index_select(0, token)  # (kept, d)
     if method == "grouped":
         offs = counts.cumsum(0).to(torch.int32)
@@ -283,6 +336,7 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
         hidden = F.gelu(mm(xs, experts.w1.transpose(-2, -1), offs=offs))
         ys = mm(hidden, experts.w2.transpose(-2, -1), offs=offs)
     else:
+        sizes = counts.tolist()  # one host sync; the loop needs the sizes anyway
         ys = torch.empty_like(xs)
         grad = torch.is_grad_enabled() and (xs.requires_grad or experts.w1.requires_grad
                                             or experts.w2.requires_grad)
@@ -295,11 +349,9 @@ def moe_forward(x: torch.Tensor, experts: Experts, expert: torch.Tensor, weight:
                 else:  # write the second GEMM straight into its rows (a contiguous slice)
                     torch.mm(hidden, experts.w2[e].T, out=ys[start:start + n])
             start += n
-    ys = ys * weight.reshape(-1)[order].unsqueeze(1).to(ys.dtype)
-    # scatter back: each token adds its k weighted expert outputs (one pass over ys,
-    # no (T*k, d) staging buffer); dropped assignments simply add nothing
-    out = torch.zeros(tokens, x.shape[1], device=x.device, dtype=ys.dtype)
-    return out.index_add_(0, token, ys)
+    if combine == "gather":
+        return _combine_gather(ys, order, weight, keep)
+    return _combine_index_add(ys, order, weight, tokens, k)
 
 
 def moe_forward_reference(x: torch.Tensor, experts: Experts, expert: torch.Tensor,
@@ -654,27 +706,47 @@ def powers_of_two(lo: int, hi: int) -> tuple:
     return tuple(out)
 
 
+WARMUP_S = 0.25  # seconds of back-to-back calls before a row is timed (clocks, caches)
+REPEATS = 50  # timed runs per row (median and IQR over these)
+TARGET_RUN_S = 0.01  # each timed run repeats the call to last about this long
+
+
+def _warm(fn, device: str, seconds: float) -> None:
+    """Call ``fn`` back to back for about ``seconds`` (at least 3 calls), then sync."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    started = time.perf_counter()
+    calls = 0
+    while calls < 3 or time.perf_counter() - started < seconds:
+        fn()
+        calls += 1
+        if calls % 8 == 0:
+            sync()
+    sync()
+
+
 def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]:
     """(median s, IQR s, timed runs, method): warm-up, CUDA sync, median and IQR.
 
-    Uses the project's timer (engine.bench.timer.measure) when it is there, else
-    torch.utils.benchmark's blocked_autorange directly.
+    Each row first runs ``fn`` back to back for ``min(WARMUP_S, 2 * min_run_time)``
+    seconds (GPU clocks settle, caches and kernel choices fill), then the project's
+    timer (engine.bench.timer.measure) takes up to ``REPEATS`` runs, each repeating the
+    call for about ``TARGET_RUN_S`` (so a 2 ms GEMM is averaged over 5 calls per run).
+    Falls back to torch.utils.benchmark's blocked_autorange without that timer.
     """
     try:
         from engine.bench.timer import measure
     except ImportError:
         measure = None
+    _warm(fn, device, min(WARMUP_S, 2 * min_run_time))
     if measure is not None:
-        fn()  # first calls pay one-off costs (kernel selection, lazy init); keep them out
-        fn()  # of the timer's warm-up, which sizes the measurement from its warm-up time
         try:
-            t = measure(fn, repeats=20, device=device, max_total_s=max(20 * min_run_time, 0.5))
+            t = measure(fn, repeats=REPEATS, device=device, target_run_s=min(TARGET_RUN_S, min_run_time),
+                        max_total_s=max(20 * min_run_time, 0.5))
             return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
         except (TypeError, AttributeError):  # a different timer API: fall back, still measure
             pass
     from torch.utils import benchmark
 
-    fn()  # warm-up (also compiles lazy kernels)
     m = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
     return m.median, m.iqr, len(m.times), "torch.utils.benchmark blocked_autorange, median"
 

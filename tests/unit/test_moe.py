@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine import moe
@@ -62,6 +62,60 @@ def test_batched_layer_equals_per_token_reference(tokens, d, h, experts, k, cf, 
         # the drops matter: without them the output differs
         full = moe.moe_forward(x, ex, r.expert, r.weight, None, method=method)
         assert not torch.allclose(full, fast)
+
+
+@pytest.mark.parametrize("combine", moe.COMBINES)
+@pytest.mark.parametrize("method", moe.METHODS)
+@pytest.mark.parametrize("tokens,d,h,experts,k,cf", LAYER_CASES + [(6, 8, 16, 4, 2, 0.0)])
+def test_both_combines_equal_the_reference(tokens, d, h, experts, k, cf, method, combine):
+    # the last case has capacity 0: everything dropped, the output is zero
+    x, _, ex, r = _setup(tokens, d, h, experts, k, seed=3)
+    cap = None if cf is None else moe.expert_capacity(tokens, experts, cf, k)
+    keep = moe.apply_capacity(r.expert, experts, cap).keep
+    fast = moe.moe_forward(x, ex, r.expert, r.weight, keep, method=method, combine=combine)
+    ref = moe.moe_forward_reference(x, ex, r.expert, r.weight, keep)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    if cf == 0.0:
+        assert not bool(keep.any()) and torch.count_nonzero(fast) == 0
+
+
+def test_combine_rejects_unknown_names():
+    x, _, ex, r = _setup(4, 8, 16, 2, 1)
+    with pytest.raises(ValueError, match="combine: expected one of"):
+        moe.moe_forward(x, ex, r.expert, r.weight, combine="atomic")
+
+
+# (expert choices (T, k), experts, keep or None, expected order, expected counts, expected kept)
+DISPATCH_CASES = [
+    ([[1, 0], [0, 2]], 3, None, [1, 2, 0, 3], [2, 1, 1], 4),
+    ([[2], [2], [0]], 3, None, [2, 0, 1], [1, 0, 2], 3),
+    ([[1, 0], [0, 1]], 2, [[1, 0], [1, 1]], [2, 0, 3, 1], [1, 2], 3),
+]
+
+
+@pytest.mark.parametrize("choices,experts,keep,order,counts,kept", DISPATCH_CASES)
+def test_dispatch_sorts_by_expert_in_arrival_order_dropped_last(choices, experts, keep, order,
+                                                                counts, kept):
+    keep_t = None if keep is None else torch.tensor(keep, dtype=torch.bool)
+    o, c, n = moe.dispatch(torch.tensor(choices), experts, keep_t)
+    assert o.tolist() == order and c.tolist() == counts and n == kept
+
+
+@given(st.integers(1, 30), st.integers(1, 6), st.integers(0, 10**6))
+@settings(max_examples=25, deadline=None)
+def test_gather_combine_equals_index_add_combine(tokens, experts, seed):
+    # random expert-ordered rows and weights, random drops: both scatter-backs agree
+    g = torch.Generator().manual_seed(seed)
+    k = min(2, experts)
+    expert = torch.stack([torch.randperm(experts, generator=g)[:k] for _ in range(tokens)])
+    keep = torch.rand(tokens, k, generator=g) > 0.3
+    weight = torch.rand(tokens, k, generator=g)
+    order, _, kept = moe.dispatch(expert, experts, keep)
+    assume(kept > 0)  # moe_forward returns zeros before combining when nothing is kept
+    ys = torch.randn(kept, 5, generator=g)
+    a = moe._combine_gather(ys, order, weight, keep)
+    b = moe._combine_index_add(ys, order, weight, tokens, k)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
 def test_dropless_output_is_the_weighted_sum_of_every_expert_dense():
@@ -298,7 +352,9 @@ def test_gpu_script_checks_agree_on_cpu():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     rows = script.check_rows(torch.device("cpu"), torch.float32, moe.METHODS)
-    assert len(rows) == len(script.CHECKS) * len(moe.METHODS)
+    assert len(rows) == len(script.CHECKS) * len(moe.METHODS) * len(moe.COMBINES)
+    assert {(r["method"], r["combine"]) for r in rows} == {(m, c) for m in moe.METHODS
+                                                          for c in moe.COMBINES}
     assert all(r["status"] == "ok" and r["agrees"] for r in rows), rows
     assert any(r["empty_experts"] > 0 for r in rows) and any(r["dropped_assignments"] > 0 for r in rows)
 
