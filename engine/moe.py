@@ -730,7 +730,9 @@ def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]
     Each row first runs ``fn`` back to back for ``min(WARMUP_S, 2 * min_run_time)``
     seconds (GPU clocks settle, caches and kernel choices fill), then the project's
     timer (engine.bench.timer.measure) takes up to ``REPEATS`` runs, each repeating the
-    call for about ``TARGET_RUN_S`` (so a 2 ms GEMM is averaged over 5 calls per run).
+    call for about ``min(TARGET_RUN_S, min_run_time / 20)`` (min_run_time 0.2, the GPU
+    script's: 10 ms, so a 2 ms GEMM is averaged over 5 calls per run; the page's 0.05:
+    2.5 ms), within ``max(20 * min_run_time, 0.5)`` s per row.
     Falls back to torch.utils.benchmark's blocked_autorange without that timer.
     """
     try:
@@ -740,7 +742,8 @@ def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]
     _warm(fn, device, min(WARMUP_S, 2 * min_run_time))
     if measure is not None:
         try:
-            t = measure(fn, repeats=REPEATS, device=device, target_run_s=min(TARGET_RUN_S, min_run_time),
+            t = measure(fn, repeats=REPEATS, device=device,
+                        target_run_s=min(TARGET_RUN_S, min_run_time / 20),
                         max_total_s=max(20 * min_run_time, 0.5))
             return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
         except (TypeError, AttributeError):  # a different timer API: fall back, still measure
