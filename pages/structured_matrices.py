@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dash
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html, no_update
 
 from components import figures_structured as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
@@ -162,9 +162,9 @@ def layout(**_kwargs):
                                "structure, not on the values. Sparse is a random pattern with "
                                "the parameter count of low-rank or Monarch."),
                 controls_row(
-                    labelled("Show", dcc.Dropdown(id=f"{P}-source", value=THIS_RUN, clearable=False,
+                    labelled("Show", dcc.Dropdown(id=f"{P}-source", value=sources[-1]["value"], clearable=False,
                                                   options=sources),
-                             help="a committed GPU reference CSV, or the run above"),
+                             help="a committed GPU reference CSV, or the run above (shown once it starts)"),
                     labelled("dtype", dcc.RadioItems(id=f"{P}-show-dtype", value="float32", inline=True,
                                                      options=["float32", "float16"])),
                 ),
@@ -320,7 +320,7 @@ def _timing_outputs(rows: list[dict], label: str, dtype: str):
         noisy = [r for r in rows if r.get("noisy") in (True, "True", 1)]
         if noisy:
             notes.append(message(f"{len(noisy)} of {len(rows)} timings are noisy (IQR / median > 0.1; "
-                                 "column 'noisy' in the CSV): on a shared machine read them as rough.",
+                                 "column 'noisy' in the CSV): read those as rough.",
                                  "warn"))
         bad = sorted({f"{r['label']} ({r['dtype']}): {r['status']}" for r in rows
                       if str(r.get("status", "ok")) != "ok"})
@@ -333,6 +333,12 @@ def _timing_outputs(rows: list[dict], label: str, dtype: str):
     ref = st.reference_comparison(rows, *_reference_point(rows)) if rows else st.reference_comparison([])
     return (figs.timing_figure(rows, dtype), rows, notes, _table(f"{P}-compare-data", compare),
             _table(f"{P}-reference-data", ref), _table(f"{P}-pivot-data", st.speedup_pivot(rows, dtype)))
+
+
+@callback(Output(f"{P}-source", "value"), Input(job_ids(SWEEP).rows, "data"), prevent_initial_call=True)
+def follow_run(rows):
+    """Show this session's run as soon as its first rows arrive."""
+    return THIS_RUN if isinstance(rows, list) and rows else no_update
 
 
 def _reference_point(rows) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """/structured-matrices in a real browser: target, budget, Pareto, heatmaps, sweep, CSVs."""
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -7,6 +8,11 @@ import pytest
 from tests.browser.conftest import wait_for_text
 
 pytestmark = pytest.mark.browser
+
+
+def page_module_has_reference() -> bool:
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    return any(root.rglob("structured_timing*.csv"))
 
 
 def _pick(page, dropdown_id: str, option_text: str) -> None:
@@ -54,10 +60,15 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
         "() => document.querySelector('#sm-heatmaps .js-plotly-plot').layout.annotations.map(a => a.text)")
     assert any(t.startswith("target") for t in heat_titles) and len(heat_titles) == 8
 
-    # a tiny timing sweep as a background job
+    # a committed GPU reference, when there is one, is shown before any run
+    if page.query_selector("#sm-source") and page_module_has_reference():
+        wait_for_text(page, "#sm-timing-msg", "Showing reference")
+
+    # a tiny timing sweep as a background job (the view follows it)
     _pick(page, "sm-sweep-n", "256 x 256")
     page.click("#sm-sweep-job-run")
     wait_for_text(page, "#sm-sweep-job-status", "done", timeout=90_000)
+    wait_for_text(page, "#sm-timing-msg", "this session's run")
     page.wait_for_function("() => { const g = document.querySelector('#sm-timing .js-plotly-plot');"
                            " return g && g.data && g.data.length >= 10; }", timeout=30_000)
     rows = _download_csv(page, "sm-sweep-job-csv")

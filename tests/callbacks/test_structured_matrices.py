@@ -125,3 +125,8 @@ def test_timing_view_survives_junk_rows(junk):
     fig, rows, msgs, compare, ref, pivot = page.update_timing(junk, page.THIS_RUN, "float32")
     text = str(msgs)
     assert "No sweep rows yet" in text or "expected the columns" in text
+
+
+def test_view_follows_a_run_once_rows_arrive():
+    assert page.follow_run([{"name": "dense"}]) == page.THIS_RUN
+    assert page.follow_run([]) is dash.no_update
