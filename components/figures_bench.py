@@ -45,7 +45,8 @@ def _x(sparsity) -> np.ndarray:
 def _sparsity_axis(fig: go.Figure, sparsities) -> None:
     ticks = sorted({float(s) for s in sparsities if s is not None and not math.isnan(float(s))})
     fig.update_xaxes(type="log", title_text="sparsity (fraction of zeros; log scale of 1/density)",
-                     tickvals=list(_x(ticks)), ticktext=[f"{100 * s:.4g}%" for s in ticks])
+                     tickvals=list(_x(ticks)), ticktext=[f"{100 * s:.4g}%" for s in ticks],
+                     tickangle=-45 if len(ticks) > 4 else 0)
 
 
 def empty_figure(text: str) -> go.Figure:
