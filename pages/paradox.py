@@ -39,7 +39,7 @@ STATES = [State(f"{P}-size", "value"), State(f"{P}-k", "value"), State(f"{P}-dty
 
 def _num(id_: str, value, lo, hi, step=1) -> dcc.Input:
     return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=step, debounce=True,
-                     style={"width": "7em"})
+                     style={"width": "9.5em"})
 
 
 def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
@@ -98,7 +98,7 @@ def _controls() -> html.Div:
                                            clearable=False, style={"width": "9em"})),
             labelled("Pattern", dcc.Dropdown(id=f"{P}-pattern", value="uniform", clearable=False,
                                              options=[{"label": v, "value": k} for k, v in PATTERN_LABELS.items()],
-                                             style={"width": "15em"})),
+                                             style={"width": "100%", "minWidth": "12em"})),
             labelled("Block (BSR, block pattern)", _num(f"{P}-block", 16, 1, 512)),
             labelled("Repeats", _num(f"{P}-repeats", 10, 1, 200)),
         ),

@@ -153,7 +153,7 @@ register_job(ACC, ACC_STATES, accuracy_plan, kind="structured-accuracy",
 
 def _num(id_: str, value, lo, hi) -> dcc.Input:
     return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=1, debounce=True,
-                     style={"width": "7em"})
+                     style={"width": "9.5em"})
 
 
 def _checklist(id_: str, options, value) -> dcc.Checklist:
