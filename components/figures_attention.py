@@ -25,7 +25,7 @@ def _cell_axis(n: int, factor: int) -> np.ndarray:
 
 def mask_heatmap(pooled, factor: int, title: str, unit: str = "token") -> go.Figure:
     """Token mask (or its pooled density when factor > 1); query 0 at the top."""
-    z = np.asarray(pooled, dtype=float)
+    z = np.round(np.asarray(pooled, dtype=float), 3)
     label = "kept" if factor == 1 else f"kept fraction ({factor}x{factor} {unit}s per cell)"
     fig = go.Figure(go.Heatmap(
         z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0, zmax=1,
@@ -61,14 +61,23 @@ def block_heatmap(blocks, block: int, title: str, factor: int = 1) -> go.Figure:
     return _base(fig, title)
 
 
+def _sqrt_scale(name: str = "Viridis", steps: int = 11) -> list:
+    """A colour scale whose colours sit at squared positions, so small weights show
+    while the hover still reads the true weight."""
+    from plotly.colors import get_colorscale, sample_colorscale
+
+    colors = sample_colorscale(get_colorscale(name), [i / (steps - 1) for i in range(steps)])
+    return [[(i / (steps - 1)) ** 2, c] for i, c in enumerate(colors)]
+
+
 def weights_heatmap(weights, factor: int, title: str) -> go.Figure:
-    """Attention weights (rows sum to 1), on a square-root colour scale so small weights show."""
-    z = np.sqrt(np.asarray(weights, dtype=float))
+    """Attention weights (rows sum to 1) on a square-root colour scale."""
+    z = np.round(np.asarray(weights, dtype=float), 4)
     fig = go.Figure(go.Heatmap(
         z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0,
-        colorscale="Viridis", colorbar=dict(title=dict(text="sqrt(weight)", side="right"), thickness=12),
-        customdata=np.asarray(weights, dtype=float),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{customdata:.3g}<extra></extra>"))
+        zmax=float(z.max()) if z.size else 1.0, colorscale=_sqrt_scale(),
+        colorbar=dict(title=dict(text="weight (sqrt colour scale)", side="right"), thickness=12),
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="query position (token)")
     fig.update_xaxes(title="key position (token)")
     return _base(fig, title)
@@ -97,14 +106,24 @@ def _ok(rows) -> pd.DataFrame:
 IMPL_DASH = {"flex": "solid", "sdpa-masked": "dot"}
 
 
-def crossover_figure(rows, title: str = "Speedup over dense causal attention (SDPA flash)") -> go.Figure:
-    """Measured t(SDPA causal) / t(impl) per mask and implementation against sequence
-    length, beside the FLOPs theory; above 1 the masked kernel beats dense flash."""
+BASELINES = {
+    "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),
+    "dense": ("speedup_vs_dense", "block_theory_vs_dense", "SDPA without mask", "dense flash"),
+}
+
+
+def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -> go.Figure:
+    """Measured t(baseline) / t(impl) per mask and implementation against sequence
+    length, beside the FLOPs theory by whole blocks; above 1 the masked kernel beats
+    dense flash attention. baseline: "causal" (SDPA is_causal) or "dense" (SDPA without
+    mask, the fair baseline of two-sided masks)."""
+    speed_col, theory_col, base_name, base_text = BASELINES.get(baseline, BASELINES["causal"])
     frame = _ok(rows)
     fig = go.Figure()
-    if frame.empty:
+    if frame.empty or speed_col not in frame:
         _empty(fig)
     else:
+        frame[speed_col] = pd.to_numeric(frame[speed_col], errors="coerce")
         palette = ["#2f6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#e67700", "#0b7285",
                    "#5f3dc4", "#495057", "#a61e4d"]
         masks = [m for m in dict.fromkeys(frame["mask"]) if m not in ("causal", "full")]
@@ -115,23 +134,24 @@ def crossover_figure(rows, title: str = "Speedup over dense causal attention (SD
                 part = sub[sub["impl"] == impl].sort_values("seq_len")
                 if part.empty:
                     continue
-                fig.add_trace(go.Scatter(x=part["seq_len"], y=part["speedup_vs_causal"],
+                fig.add_trace(go.Scatter(x=part["seq_len"], y=part[speed_col],
                                          mode="lines+markers", name=f"{mask} · {impl}",
                                          line=dict(color=color, dash=IMPL_DASH.get(impl, "solid"))))
-            theory = sub.drop_duplicates("seq_len").sort_values("seq_len")
-            fig.add_trace(go.Scatter(x=theory["seq_len"], y=theory["block_theory_vs_causal"],
-                                     mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
-                                     line=dict(color=color, dash="dash", width=1)))
+            if theory_col in sub:
+                theory = sub.drop_duplicates("seq_len").sort_values("seq_len")
+                fig.add_trace(go.Scatter(x=theory["seq_len"], y=pd.to_numeric(theory[theory_col], errors="coerce"),
+                                         mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
+                                         line=dict(color=color, dash="dash", width=1)))
         fig.add_hline(y=1.0, line=dict(color="#868e96", width=1),
-                      annotation_text="as fast as dense causal flash", annotation_position="top left",
+                      annotation_text=f"as fast as {base_text}", annotation_position="top left",
                       annotation_font=dict(size=11, color="#5b6475"))
         fig.update_xaxes(type="log", dtick=math.log10(2), tickformat="d")
         fig.update_yaxes(type="log")
     fig.update_xaxes(title="sequence length S (tokens)")
-    fig.update_yaxes(title="speedup vs SDPA causal (x)")
+    fig.update_yaxes(title=f"speedup vs {base_name} (x)")
     fig.update_layout(legend=dict(font=dict(size=11), orientation="h", x=0, y=-0.22,
                                   yanchor="top"))
-    fig = _base(fig, title, height=560)
+    fig = _base(fig, title or f"Speedup over {base_text} attention ({base_name})", height=560)
     fig.update_layout(margin=dict(l=60, r=20, t=50, b=40))
     return fig
 

@@ -467,6 +467,7 @@ def _theory(mask: Mask, seq_len: int, config: SweepConfig, device: torch.device)
     return {"density": st.density, "block_density": st.block_density,
             "theory_vs_causal": st.speedup_vs_causal, "theory_vs_dense": st.speedup_vs_dense,
             "block_theory_vs_causal": st.block_speedup_vs_causal,
+            "block_theory_vs_dense": st.block_speedup_vs_dense,
             "useful_flops": attention_flops(st.nnz, config.head_dim, config.batch, config.heads)}
 
 

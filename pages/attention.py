@@ -127,6 +127,12 @@ def layout(**_kwargs):
                     options=[{"label": " compile FlexAttention on CPU (about a minute per mask "
                                        "and length)", "value": "flex_cpu"}])),
             ),
+            controls_row(labelled("speedup measured against", dcc.RadioItems(
+                id=f"{P}-baseline", value="causal", inline=True, inputStyle={"marginRight": "4px"},
+                labelStyle={"marginRight": "14px"},
+                options=[{"label": "SDPA causal (flash)", "value": "causal"},
+                         {"label": "SDPA without mask (flash; fair for two-sided masks)",
+                          "value": "dense"}]))),
             job_panel(P, run_label="Run sweep",
                       note=f"Uses the mask parameters above; BlockMask block size {SWEEP_BLOCK}. "
                            "Each length times SDPA causal and SDPA without mask (flash), then per "
@@ -311,8 +317,9 @@ def _rows(rows) -> list[dict]:
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
-def crossover_text(rows) -> html.Div | None:
-    found = crossover(rows or [], "flex")
+def crossover_text(rows, baseline="causal") -> html.Div | None:
+    speed_col, _theory, base_name, base_text = figs.BASELINES.get(baseline, figs.BASELINES["causal"])
+    found = crossover(rows or [], "flex", speed_col)
     if not found:
         flex_rows = [r for r in rows or [] if r.get("impl") == "flex"]
         if flex_rows and all(str(r.get("status", "")).startswith("unavailable") for r in flex_rows):
@@ -320,27 +327,27 @@ def crossover_text(rows) -> html.Div | None:
         return None
     parts = [f"{m} from S = {s}" if s else f"{m} not within the measured lengths"
              for m, s in found.items()]
-    return message("Where FlexAttention stays faster than dense causal flash (SDPA is_causal): "
+    return message(f"Where FlexAttention stays faster than {base_text} ({base_name}): "
                    + "; ".join(parts) + ".", "ok" if any(found.values()) else "info")
 
 
 def sweep_table(rows, table_id: str = f"{P}-sweep-rows"):
     if not rows:
         return None
-    cols = ["seq_len", "mask", "impl", "status", "density", "block_density", "theory_vs_causal",
-            "mask_build_ms", "compile_s", "kernel_ms", "iqr_ms", "speedup_vs_causal",
-            "speedup_vs_dense", "max_abs_diff", "noisy"]
+    cols = ["seq_len", "mask", "impl", "status", "kernel_ms", "iqr_ms", "speedup_vs_causal",
+            "speedup_vs_dense", "block_theory_vs_causal", "mask_build_ms", "compile_s", "density",
+            "block_density", "max_abs_diff", "noisy"]
     frame = pd.DataFrame(rows)
     return data_table(table_id, frame[[c for c in cols if c in frame]], page_size=12)
 
 
 @callback(Output(f"{P}-crossover", "figure"), Output(f"{P}-breakdown", "figure"),
           Output(f"{P}-sweep-table", "children"), Output(f"{P}-crossover-text", "children"),
-          Input(IDS.rows, "data"))
-def draw_sweep(rows):
+          Input(IDS.rows, "data"), Input(f"{P}-baseline", "value"))
+def draw_sweep(rows, baseline="causal"):
     rows = _rows(rows)
-    return (figs.crossover_figure(rows), figs.time_breakdown_figure(rows), sweep_table(rows),
-            crossover_text(rows))
+    return (figs.crossover_figure(rows, baseline=baseline), figs.time_breakdown_figure(rows),
+            sweep_table(rows), crossover_text(rows, baseline))
 
 
 # -- the committed reference CSV ----------------------------------------------------------
@@ -377,11 +384,12 @@ def list_reference(_id):
 
 @callback(Output(f"{P}-ref-plot", "figure"), Output(f"{P}-ref-note", "children"),
           Output(f"{P}-ref-rows", "data"), Output(f"{P}-ref-breakdown", "figure"),
-          Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"))
-def draw_reference(name):
+          Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"),
+          Input(f"{P}-baseline", "value"))
+def draw_reference(name, baseline="causal"):
     files = {_ref_name(p): p for p in reference_files()}
     if not isinstance(name, str) or name not in files:
-        return (figs.crossover_figure([], "Reference run"),
+        return (figs.crossover_figure([], "Reference run", baseline),
                 message("No reference CSV committed yet under benchmarks/results/ "
                         "(python3 benchmarks/gpu_attention.py --out benchmarks/results).", "info"), [],
                 figs.time_breakdown_figure([], "Reference run: where the time goes"), None)
@@ -393,8 +401,8 @@ def draw_reference(name):
     mode = ", ".join(sorted({str(m) for m in frame.get("flex_compile", pd.Series(dtype=str)).dropna()}))
     mode_text = f"; FlexAttention compile mode: {mode}" if mode else ""
     note = html.Div([message(f"{name}: measured on {devs} (torch {vers}, {when}); {len(frame)} rows"
-                             f"{mode_text}.", "info"), crossover_text(rows)])
-    return (figs.crossover_figure(rows, f"Reference run on {devs}"), note, rows,
+                             f"{mode_text}.", "info"), crossover_text(rows, baseline)])
+    return (figs.crossover_figure(rows, f"Reference run on {devs}", baseline), note, rows,
             figs.time_breakdown_figure(rows), sweep_table(rows, f"{P}-ref-rows-table"))
 
 

@@ -117,6 +117,11 @@ def test_draw_sweep(sweep_rows):
     empty = attention.draw_sweep([])
     assert empty[2] is None and "no measured rows" in str(empty[0])
     assert attention.draw_sweep("junk")[2] is None and attention.draw_sweep([1, "a"])[2] is None
+    dense, *_rest = attention.draw_sweep(sweep_rows, "dense")
+    assert dense["layout"]["yaxis"]["title"]["text"] == "speedup vs SDPA without mask (x)"
+    masked = next(t for t in dense["data"] if t["name"] == "sliding_window(w=16) · sdpa-masked")
+    rows = [r for r in sweep_rows if r["impl"] == "sdpa-masked"]
+    assert list(masked["y"]) == pytest.approx([r["speedup_vs_dense"] for r in rows])
 
 
 def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
