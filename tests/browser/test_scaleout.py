@@ -105,21 +105,25 @@ def test_killed_job_keeps_rows_resumes_and_survives_restart(tmp_path, browser):
         page.click(f"#{P}-job-run")
         page.wait_for_function(
             f"() => {{ const e = document.querySelector('#{P}-job-progress');"
-            " return e && Number(e.value) >= 2; }", timeout=60_000)
+            " return e && Number(e.value) >= 12; }", timeout=90_000)
         store = RunStore(tmp_path)
         run = store.list_runs(kind=P)[0]
         os.kill(run["pid"], signal.SIGKILL)  # the job process dies mid-sweep
         time.sleep(1.0)
         kept = store.meta(run["run_id"])["n_rows"]
-        assert kept >= 2
-        total = len(store.rows(run["run_id"]))
-        assert total == kept
-        # resume: tick "reuse stored rows" and run again; finished specs are not re-measured
+        assert kept >= 12
+        assert len(store.rows(run["run_id"])) == kept
+        # resume: tick "reuse stored rows" and run again. Every matrix (op, sparsity) whose
+        # rows were all stored is not measured again; a partly measured one is re-measured
+        # in full so its speedups come from one run.
         page.check(f"#{P}-reuse input[value='reuse']")
         page.click(f"#{P}-job-run")
         wait_for_text(page, f"#{P}-job-status", "done", timeout=120_000)
         rows = _downloaded_rows(page)
-        assert (rows["status"] == "reused").sum() >= kept
+        group = int(rows.groupby(["op", "sparsity"]).size().max())
+        whole = kept // group * group
+        assert whole >= group
+        assert (rows["status"] == "reused").sum() >= whole
     finally:
         stop_process(web)
         ctx.close()
