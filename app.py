@@ -12,7 +12,9 @@ A callback that raises shows its message in the page's error bar (never a
 traceback); responses carry security headers.
 
 The web process never initialises CUDA (see engine.device); GPU work happens only
-inside background jobs.
+inside background jobs. Jobs are forked only while no other request is running
+(engine/forkgate.py): a torch lock held by another thread at the fork would hang
+the job.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from dash import Dash, Input, Output, dcc, html, set_props
 
 from components.layout import page_order
 from engine.device import describe_device
+from engine.forkgate import ForkGate
 from engine.store import cache_dir
 
 
@@ -60,15 +63,27 @@ def make_celery():
     return Celery("sparsity_lab", broker=url, backend=url)
 
 
+FORK_GATE = ForkGate()
+
+
 def make_background_manager(celery_app=None):
-    """CeleryManager on Redis when configured; else DiskcacheManager on ``<cache>/jobs``."""
+    """CeleryManager on Redis when configured; else DiskcacheManager on ``<cache>/jobs``
+    whose job forks wait at FORK_GATE (see engine/forkgate.py)."""
     from dash import CeleryManager, DiskcacheManager
 
     if celery_app is not None:
         return CeleryManager(celery_app)
     import diskcache
 
-    return DiskcacheManager(diskcache.Cache(str(cache_dir() / "jobs")))
+    class GatedDiskcacheManager(DiskcacheManager):
+        """Forks a job only while no other request thread is inside torch: a lock that
+        another thread holds at the fork stays locked forever in the child."""
+
+        def call_job_fn(self, key, job_fn, args, context):
+            return FORK_GATE.fork(lambda: super(GatedDiskcacheManager, self).call_job_fn(
+                key, job_fn, args, context))
+
+    return GatedDiskcacheManager(diskcache.Cache(str(cache_dir() / "jobs")))
 
 
 def show_callback_error(exc: Exception):
@@ -131,6 +146,8 @@ def create_app(celery_app=None) -> Dash:
         html.Main(dash.page_container, className="content"),
     ])
     app.server.after_request(add_security_headers)
+    app.server.before_request(FORK_GATE.enter)
+    app.server.teardown_request(FORK_GATE.leave)
     app.server.register_error_handler(Exception, answer_unexpected_error)
     return app
 

@@ -68,12 +68,24 @@ def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> h
     ], className="job-panel", id=ids.panel)
 
 
+UNFINISHED = ("running", "starting", "queued")
+DIED = ("error: the job's process ended without a result (killed, out of memory or "
+        "crashed); {n} finished rows kept (stored, see Runs)")
+
+
 def status_line(progress_text: str | None, run_ts: int | None, cancel_ts: int | None,
-                n_rows: int) -> str:
-    """What the status line says: "cancelled" once Cancel was clicked after Run."""
+                n_rows: int, running: bool | None = None, result_clicks: int | None = None,
+                run_clicks: int | None = None) -> str:
+    """What the status line says: "cancelled" once Cancel was clicked after Run; an
+    error when the job stopped running (``running`` False) while its text still says
+    running and no result of this run (``result_clicks == run_clicks``) came back."""
     if cancel_ts and run_ts and cancel_ts > run_ts:
         return f"cancelled: {n_rows} finished rows kept (stored, see Runs)"
-    return progress_text or "idle"
+    text = progress_text or "idle"
+    if (running is False and run_clicks and result_clicks != run_clicks
+            and text.startswith(UNFINISHED)):
+        return DIED.format(n=n_rows)
+    return text
 
 
 def _status_text(done: int, total: int, started: float) -> str:
@@ -105,11 +117,12 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
         try:
             job = plan(*values)
         except ValueError as exc:
-            return {"status": "error", "error": str(exc), "rows": [], "run_id": None}
+            return {"status": "error", "error": str(exc), "rows": [], "run_id": None,
+                    "clicks": n_clicks}
         except Exception as exc:  # e.g. a GPU that cannot be used: say so, never hang
             traceback.print_exc()
             return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": [],
-                    "run_id": None}
+                    "run_id": None, "clicks": n_clicks}
         total = str(max(job.total, 1))
 
         def queued(waited: float) -> None:
@@ -136,9 +149,9 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
             if store is not None and run_id is not None:
                 store.finish(run_id, "error", error=str(exc))
             return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "rows": rows,
-                    "run_id": run_id, "total": job.total}
+                    "run_id": run_id, "total": job.total, "clicks": n_clicks}
         return {"status": "done", "rows": rows, "run_id": run_id, "total": job.total,
-                "seconds": round(time.time() - started, 2)}
+                "seconds": round(time.time() - started, 2), "clicks": n_clicks}
 
     # Dash may drop the last progress update; the result sets the final state too.
     @callback(
@@ -163,16 +176,23 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
 
     # The status line is derived, so a progress update still in flight when Cancel is
     # pressed cannot overwrite "cancelled" (the last click, run or cancel, decides).
+    # Dash re-enables Run when the job's process is gone; if no result of this run
+    # came back with it, the process died (Dash itself would leave "running" shown).
     @callback(
         Output(ids.status, "children"),
         Input(ids.progress_text, "data"),
         Input(ids.cancel, "n_clicks"),
+        Input(ids.run, "disabled"),
         State(ids.run, "n_clicks_timestamp"),
         State(ids.cancel, "n_clicks_timestamp"),
         State(ids.rows, "data"),
+        State(ids.result, "data"),
+        State(ids.run, "n_clicks"),
     )
-    def _status(text, _cancels, run_ts, cancel_ts, rows):
-        return status_line(text, run_ts, cancel_ts, len(rows or []))
+    def _status(text, _cancels, run_disabled, run_ts, cancel_ts, rows, result, run_clicks):
+        result_clicks = result.get("clicks") if isinstance(result, dict) else None
+        return status_line(text, run_ts, cancel_ts, len(rows or []), running=bool(run_disabled),
+                           result_clicks=result_clicks, run_clicks=run_clicks)
 
     @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
               State(ids.rows, "data"), prevent_initial_call=True)

@@ -22,12 +22,47 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage
 SHOTS = Path(os.environ.get("SPARSITY_LAB_SHOTS", ROOT / ".cache" / "screenshots"))
 
 
+SERVER_LOGS: list[Path] = []  # the session server's log, quoted when a job does not finish
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("lab-cache")
     proc, url = start_app(cache)
+    SERVER_LOGS.extend(cache.glob("server-*.log"))
     yield url
     stop_app(proc)
+
+
+def _log_tail(lines: int = 40) -> str:
+    tails = []
+    for log in SERVER_LOGS:
+        try:
+            tails.append(f"--- {log.name} ---\n" + "\n".join(log.read_text().splitlines()[-lines:]))
+        except OSError:
+            pass
+    return "\n".join(tails)
+
+
+def wait_for_job(page, selector: str, timeout: float = 90_000) -> str:
+    """Wait until a job's status line ends (done, error or cancelled); assert it is done.
+
+    On a timeout or an error the assertion quotes the status line and the server log.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "(sel) => { const e = document.querySelector(sel); return e && "
+            "/^(done|error|cancelled)/.test(e.innerText.trim()); }",
+            arg=selector, timeout=timeout)
+    except PlaywrightTimeout:
+        text = page.inner_text(selector)
+        raise AssertionError(f"{selector} still says {text!r} after {timeout / 1e3:.0f} s\n"
+                             + _log_tail()) from None
+    text = page.inner_text(selector).strip()
+    assert text.startswith("done"), f"{selector} says {text!r}\n" + _log_tail()
+    return text
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import re
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,7 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
     _untick(page, "#attention-sweep-seqs", ["512", "1024"])
     _untick(page, "#attention-sweep-masks", ["BigBird"])
     page.click("#attention-job-run")
-    wait_for_text(page, "#attention-job-status", "done", timeout=180_000)  # slow first job on a loaded CI box
+    wait_for_job(page, "#attention-job-status", timeout=180_000)
     wait_for_text(page, "#attention-job-status", "4 rows")
     page.wait_for_selector("#attention-crossover .scatterlayer .trace")
     wait_for_content(page, "#attention-crossover", "sliding_window(w=16) · sdpa-masked")

@@ -4,7 +4,7 @@ import io
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +62,7 @@ def test_moe_tiny_training_and_timing_jobs(app_server, page):
     page.click("#moe-train-job-run")
     page.click("#moe-sweep-job-run")
 
-    wait_for_text(page, "#moe-train-job-status", "done", timeout=90_000)
+    wait_for_job(page, "#moe-train-job-status", timeout=90_000)
     wait_for_text(page, "#moe-train-summary", "balancing alpha=0.1")
     assert page.locator("#moe-train-summary-list li").count() == 2
     with page.expect_download() as dl:
@@ -72,7 +72,7 @@ def test_moe_tiny_training_and_timing_jobs(app_server, page):
     assert len(frame) == 2 * (1 + 4 + 1)
     assert page.locator("#moe-train-spec .heatmaplayer").count() >= 1
 
-    wait_for_text(page, "#moe-sweep-job-status", "done", timeout=90_000)
+    wait_for_job(page, "#moe-sweep-job-status", timeout=90_000)
     wait_for_text(page, "#moe-sweep-summary", "one dense FFN")
     # 3 batches (1, 2, 4) x 5 variants, drawn as lines
     assert page.locator("#moe-sweep-time .scatterlayer .trace").count() >= 3

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -21,8 +21,7 @@ def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
     _fill(page, "#paradox-sparsities", "0.5, 0.95")
     _fill(page, "#paradox-repeats", "2")
     page.click("#paradox-job-run")
-    wait_for_text(page, "#paradox-job-status", "done", timeout=60_000)
-    # 1 size x 1 dtype x 2 ops x 2 sparsities x 5 backends
+    wait_for_job(page, "#paradox-job-status", timeout=60_000)
     wait_for_text(page, "#paradox-job-status", "20 rows")
     page.wait_for_selector("#paradox-speedup .scatterlayer .trace")
     legend = page.eval_on_selector("#paradox-speedup .legend", "e => e.textContent")

@@ -14,7 +14,7 @@ import pytest
 
 from engine.store import RunStore
 from tests.apphelpers import ROOT, start_app, start_redis, stop_process
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 P = "paradox"
@@ -60,7 +60,7 @@ def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):
     try:
         _tiny_sweep(page, url, "0.5, 0.9")
         page.click(f"#{P}-job-run")
-        wait_for_text(page, f"#{P}-job-status", "done", timeout=90_000)
+        wait_for_job(page, f"#{P}-job-status", timeout=90_000)
         rows = _downloaded_rows(page)
         assert set(rows["sparsity"].round(3)) == {0.5, 0.9}
         assert (rows["status"] == "ok").any()
@@ -88,7 +88,7 @@ def test_two_users_sweep_at_once_and_each_sees_only_their_rows(app_server, brows
     for pg in pages:
         pg.click(f"#{P}-job-run")
     for pg in pages:
-        wait_for_text(pg, f"#{P}-job-status", "done", timeout=120_000)
+        wait_for_job(pg, f"#{P}-job-status", timeout=120_000)
     mine = [set(_downloaded_rows(pg)["sparsity"].round(3)) for pg in pages]
     assert mine == [{0.5}, {0.9}]
     for pg in pages:
@@ -113,12 +113,15 @@ def test_killed_job_keeps_rows_resumes_and_survives_restart(tmp_path, browser):
         kept = store.meta(run["run_id"])["n_rows"]
         assert kept >= 12
         assert len(store.rows(run["run_id"])) == kept
+        wait_for_text(page, f"#{P}-job-status", "error: the job's process ended without a result")
         # resume: tick "reuse stored rows" and run again. Every matrix (op, sparsity) whose
         # rows were all stored is not measured again; a partly measured one is re-measured
         # in full so its speedups come from one run.
         page.check(f"#{P}-reuse input[value='reuse']")
         page.click(f"#{P}-job-run")
-        wait_for_text(page, f"#{P}-job-status", "done", timeout=120_000)
+        page.wait_for_function(f"() => !document.querySelector('#{P}-job-status').innerText"
+                               ".startsWith('error')", timeout=30_000)
+        wait_for_job(page, f"#{P}-job-status", timeout=120_000)
         rows = _downloaded_rows(page)
         group = int(rows.groupby(["op", "sparsity"]).size().max())
         whole = kept // group * group

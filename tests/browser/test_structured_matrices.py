@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +67,7 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     # a tiny timing sweep as a background job (the view follows it)
     _pick(page, "sm-sweep-n", "256 x 256")
     page.click("#sm-sweep-job-run")
-    wait_for_text(page, "#sm-sweep-job-status", "done", timeout=90_000)
+    wait_for_job(page, "#sm-sweep-job-status", timeout=90_000)
     wait_for_text(page, "#sm-timing-msg", "this session's run")
     page.wait_for_function("() => { const g = document.querySelector('#sm-timing .js-plotly-plot');"
                            " return g && g.data && g.data.length >= 10; }", timeout=30_000)

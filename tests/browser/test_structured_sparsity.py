@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from engine.structured_sweep import default_block_backends
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -52,8 +52,7 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     _untick(page, "#ss-t-sparsities", ["0.75", "0.95"])
     _fill(page, "#ss-t-repeats", "2")
     page.click("#ss-time-job-run")
-    wait_for_text(page, "#ss-time-job-status", "done", timeout=90_000)
-    # one block size x 2 sparsities x every registered backend + dense and 2:4
+    wait_for_job(page, "#ss-time-job-status", timeout=90_000)
     expected = 2 * len(default_block_backends()) + 2
     wait_for_text(page, "#ss-time-job-status", f"{expected} rows")
     page.wait_for_selector("#ss-speedup .scatterlayer .trace")
@@ -75,7 +74,7 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     _fill(page, "#ss-a-epochs", "2")
     _fill(page, "#ss-a-finetune", "1")
     page.click("#ss-acc-job-run")
-    wait_for_text(page, "#ss-acc-job-status", "done", timeout=90_000)
+    wait_for_job(page, "#ss-acc-job-status", timeout=90_000)
     wait_for_text(page, "#ss-acc-job-status", "3 rows")
     page.wait_for_selector("#ss-acc-plot .barlayer .trace")
     wait_for_text(page, "#ss-acc-table", "unstructured")

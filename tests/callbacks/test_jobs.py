@@ -10,6 +10,21 @@ CASES = [
 ]
 
 
+def test_a_job_whose_process_died_says_so_and_a_finished_one_does_not():
+    died = status_line("running: 2 / 9 rows, 1.0 s", 1000, None, 2, running=False,
+                       result_clicks=1, run_clicks=2)
+    assert died.startswith("error: the job's process ended without a result") and "2 finished" in died
+    assert status_line("starting...", 1000, None, 0, running=False, result_clicks=None,
+                       run_clicks=1).startswith("error: the job's process ended")
+    # the result of this run came back with the end of the job: _finished sets "done" next
+    assert status_line("running: 9 / 9 rows, 2.0 s", 1000, None, 9, running=False,
+                       result_clicks=2, run_clicks=2).startswith("running")
+    # still running, never run, or cancelled: no error
+    assert status_line("running: 2 / 9 rows", 1000, None, 2, running=True, run_clicks=2).startswith("running")
+    assert status_line("idle", None, None, 0, running=False, run_clicks=0) == "idle"
+    assert status_line("running: 2 / 9", 1000, 1100, 2, running=False, run_clicks=1).startswith("cancelled")
+
+
 def test_status_line_table():
     for text, run_ts, cancel_ts, n, expected in CASES:
         assert status_line(text, run_ts, cancel_ts, n).startswith(expected), (text, run_ts, cancel_ts)

@@ -32,7 +32,15 @@ def test_binds_loopback_without_debug_by_default(monkeypatch):
 def test_diskcache_manager_without_redis(monkeypatch):
     monkeypatch.delenv("SPARSITY_LAB_REDIS_URL", raising=False)
     assert lab.make_celery() is None
-    assert type(lab.make_background_manager(None)).__name__ == "DiskcacheManager"
+    from dash import DiskcacheManager
+
+    manager = lab.make_background_manager(None)
+    assert isinstance(manager, DiskcacheManager) and type(manager).__name__ == "GatedDiskcacheManager"
+    # a job is forked through the gate: it waits while another request is inside
+    forked = []
+    monkeypatch.setattr(DiskcacheManager, "call_job_fn", lambda self, *a: forked.append(a) or 4242)
+    assert manager.call_job_fn("key", None, (), {}) == 4242 and forked
+    assert lab.FORK_GATE.inside == 0
 
 
 MALFORMED = [b"not json", b"{}", b'{"output": "x.y"}',
