@@ -91,15 +91,18 @@ def make_block_mask(mask: Mask, seq_len: int, device: Any, block: int = 128):
 
 
 @functools.lru_cache(maxsize=4)
-def compiled_flex(dynamic: bool | None = None):
+def compiled_flex(dynamic: bool | None = False):
     """torch.compile(flex_attention, dynamic=...), with dynamo's recompile limit raised:
     masks and shapes are their own compiles, and past the default limit (8) dynamo
     would silently fall back to the unfused eager path that materialises every score.
 
-    dynamic: None (torch's default, as a user writes it: static first, then only the
-    dimensions that changed become symbolic), False (one compile per shape) or True
-    (every dimension symbolic, head dim and batch included; on an H100 this kernel ran
-    about 1.35x slower than torch's default at S = 4096 and 16384).
+    dynamic: False (the default here: one kernel per mask and shape, what a script
+    that runs one shape gets), None (torch's default: static first, then the sizes
+    that changed become symbolic) or True (every size symbolic). Measured on an H200
+    (benchmarks/results/attention/flex_gap.csv, sliding window 256, B 4, H 16, d 64,
+    bf16): the symbolic-length kernel that None ends up with after a second length
+    took 0.62 ms at S = 16384 where the static one took 0.46 ms, and 0.165 ms against
+    0.121 ms at S = 4096 once other lengths had been compiled first.
     """
     import torch._dynamo
 
@@ -114,7 +117,7 @@ def compiled_flex(dynamic: bool | None = None):
     return torch.compile(_flex_module().flex_attention, dynamic=dynamic)
 
 
-def attention_flex(q, k, v, block_mask, compile: bool = True, dynamic: bool | None = None) -> torch.Tensor:
+def attention_flex(q, k, v, block_mask, compile: bool = True, dynamic: bool | None = False) -> torch.Tensor:
     """FlexAttention; ``compile=False`` runs torch's unfused eager implementation."""
     if compile:
         return compiled_flex(dynamic)(q, k, v, block_mask=block_mask)
@@ -307,7 +310,11 @@ def timer_threads():
 def time_kernel(fn: Callable[[], Any], device: torch.device, repeats: int = 10) -> dict:
     """Median and IQR of steady calls, in ms (the shared engine.bench timer)."""
     if _measure is not None:
-        t = _measure(fn, repeats=repeats, device=device.type, warmup=1, max_total_s=5.0)
+        # On a GPU a timed run lasts ~20 ms, so the synchronisation around it adds ~1 %
+        # (at the default 2 ms it added 5-8 % to a 0.5 ms kernel: flex_gap.csv).
+        target = 0.02 if device.type == "cuda" else 2e-3
+        t = _measure(fn, repeats=repeats, device=device.type, warmup=1, target_run_s=target,
+                     max_total_s=5.0)
         return {"kernel_ms": t.median_s * 1e3, "iqr_ms": t.iqr_s * 1e3, "runs": t.runs,
                 "noisy": t.noisy, "method": t.method}
     import torch.utils.benchmark as benchmark
@@ -330,6 +337,9 @@ class SweepConfig:
     size (and granularity of random links); flex_compile_on_cpu: measure compiled
     FlexAttention on a CPU (about a minute of compile per mask and shape);
     flex_dynamic: torch.compile's ``dynamic`` for FlexAttention (see compiled_flex);
+    flex_fresh_compile: reset dynamo before each FlexAttention row, so every row is
+    compiled and called as in a script of its own (one cache entry, nothing left from
+    the rows before: no symbolic sizes, no guard checks over earlier entries);
     time_budget_s: rows after this many seconds are reported as skipped.
     """
 
@@ -343,7 +353,8 @@ class SweepConfig:
     block: int = 128
     repeats: int = 10
     flex_compile_on_cpu: bool = False
-    flex_dynamic: bool | None = None
+    flex_dynamic: bool | None = False
+    flex_fresh_compile: bool = True
     check: bool = True
     time_budget_s: float | None = None
     seed: int = 0
@@ -443,6 +454,10 @@ def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str =
                     yield {**row, "status": flex_reason}
                     continue
                 if impl == "flex":
+                    if config.flex_fresh_compile:
+                        import torch._dynamo as dynamo
+
+                        dynamo.reset()
                     compiled = compiled_flex(config.flex_dynamic)
                     prepare = lambda m=mask, s=seq_len: make_block_mask(m, s, device, config.block)  # noqa: E731
                     run = lambda bm: compiled(q, k, v, block_mask=bm)  # noqa: E731

@@ -136,6 +136,10 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     pd.DataFrame(rows).to_csv(tmp_path / "attention" / "attention_sweep.csv", index=False)
     options, value = attention.list_reference(None)
     assert [o["value"] for o in options] == ["attention/attention_sweep.csv", "attention_h100.csv"]
+    # the newest measurement is shown first, whatever its file name
+    newer = [dict(r, measured_at="2030-01-01T00:00:00+00:00") for r in rows]
+    pd.DataFrame(newer).to_csv(tmp_path / "attention" / "attention_sweep.csv", index=False)
+    assert attention.list_reference(None)[1] == "attention/attention_sweep.csv"
     value = "attention_h100.csv"
     fig, note, data, breakdown, table = attention.draw_reference(value)
     assert "NVIDIA H100" in str(note) and "NVIDIA H100" in fig["layout"]["title"]["text"]

@@ -153,3 +153,25 @@ def test_compiled_flex_equals_sdpa_on_gpu(kind):
     expected = A.run_attention("sdpa-masked", q, k, v, mask)
     got = A.run_attention("flex", q, k, v, mask, block=128, compile=True)
     assert (got.float() - expected.float()).abs().max() < 2e-2
+
+
+def test_gpu_script_holds_the_lab_against_a_bare_run_timed_the_same_way():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_attention.py"
+    spec = importlib.util.spec_from_file_location("gpu_attention", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    bare = [{"seq_len": 4096, "status": "ok", "bare_sdpa_causal_ms": 0.334, "bare_flex_ms": 0.136,
+             "bare_speedup": 0.334 / 0.136, "bare_sdpa_causal_events_ms": 0.340,
+             "bare_flex_events_ms": 0.125, "bare_events_speedup": 0.340 / 0.125},
+            {"seq_len": 16384, "status": "error: OutOfMemoryError"}]
+    rows = [{"seq_len": 4096, "impl": "flex", "status": "ok", "mask": "sliding_window(w=256)",
+             "kernel_ms": 0.124, "speedup_vs_causal": 0.345 / 0.124},
+            {"seq_len": 4096, "impl": "sdpa-causal", "status": "ok", "mask": "causal", "kernel_ms": 0.345}]
+    ok, failed = script.compare_with_bare(bare, rows, 256)
+    assert ok["speedup_lab_over_bare_events"] == pytest.approx((0.345 / 0.124) / (0.340 / 0.125))
+    assert ok["within_10pct"] is True  # 1.02 against back-to-back bare
+    assert ok["within_10pct_do_bench"] is False  # 1.13 against do_bench (L2 flushed)
+    assert "within_10pct" not in failed and failed["status"].startswith("error")
