@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.validate import check_choice, check_float, check_int
+from engine.threads import torch_threads
 
 METHODS = ("grouped", "loop")
 
@@ -604,13 +605,11 @@ def train_router_rows(experts: int = 8, k: int = 2, alpha: float = 0.1, epochs: 
     check_float("alpha", alpha, 0.0, 10.0)
     check_int("epochs", epochs, 1, 500)
     check_int("batch", batch, 1, 2048)
-    previous = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)
-    try:
+        with torch_threads(threads):
+            yield from _train_router(experts, k, alpha, epochs, batch, lr, seed)
+    else:
         yield from _train_router(experts, k, alpha, epochs, batch, lr, seed)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train_router(experts, k, alpha, epochs, batch, lr, seed) -> Iterator[dict]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -32,6 +31,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from engine.validate import check_choice, check_float, check_int
+from engine.threads import torch_threads
 
 FAMILIES = ("lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse")
 FAMILY_LABELS = {
@@ -103,27 +103,13 @@ def fft_flops(n: int, real: bool) -> float:
     return f / 2 if real else f
 
 
-@contextmanager
 def _few_threads(k: int = 1):
-    """Run small dense algebra on ``k`` threads (restored after).
+    """Run small dense algebra on ``k`` threads (restored after, see engine.threads).
 
     Fits here are many small SVDs and tiny tensor ops: on a shared machine a full
     BLAS thread pool per call oversubscribes the cores and runs tens of times slower.
     """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(k)
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            yield
-        else:
-            with threadpool_limits(limits=k):
-                yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(k)
 
 
 def _torch_dtype(dtype: str):
