@@ -88,6 +88,14 @@ def status_line(progress_text: str | None, run_ts: int | None, cancel_ts: int | 
     return text
 
 
+def status_class(line: str) -> str:
+    """The status span's classes: errors in red, a cancel in amber."""
+    for word in ("error", "cancelled"):
+        if line.startswith(word):
+            return f"job-status job-status-{word}"
+    return "job-status"
+
+
 def _status_text(done: int, total: int, started: float) -> str:
     return f"running: {done} / {total} rows, {time.time() - started:.1f} s"
 
@@ -180,6 +188,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     # came back with it, the process died (Dash itself would leave "running" shown).
     @callback(
         Output(ids.status, "children"),
+        Output(ids.status, "className"),
         Input(ids.progress_text, "data"),
         Input(ids.cancel, "n_clicks"),
         Input(ids.run, "disabled"),
@@ -191,8 +200,9 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     )
     def _status(text, _cancels, run_disabled, run_ts, cancel_ts, rows, result, run_clicks):
         result_clicks = result.get("clicks") if isinstance(result, dict) else None
-        return status_line(text, run_ts, cancel_ts, len(rows or []), running=bool(run_disabled),
+        line = status_line(text, run_ts, cancel_ts, len(rows or []), running=bool(run_disabled),
                            result_clicks=result_clicks, run_clicks=run_clicks)
+        return line, status_class(line)
 
     @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
               State(ids.rows, "data"), prevent_initial_call=True)

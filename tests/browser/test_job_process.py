@@ -57,3 +57,4 @@ def test_finished_job_never_shows_an_error_and_a_killed_one_says_it_died(app_ser
     wait_for_text(page, "#paradox-job-status", "error: the job's process ended without a result",
                   timeout=30_000)
     assert page.is_enabled("#paradox-job-run") and page.is_disabled("#paradox-job-cancel")
+    assert "job-status-error" in page.get_attribute("#paradox-job-status", "class")

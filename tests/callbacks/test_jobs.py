@@ -1,5 +1,5 @@
 """The job panel's status line (components/jobs.py)."""
-from components.jobs import job_ids, status_line
+from components.jobs import job_ids, status_class, status_line
 
 CASES = [
     # progress text, run clicked at, cancel clicked at, rows -> starts with
@@ -34,3 +34,9 @@ def test_ids_are_prefixed_and_distinct():
     ids = vars(job_ids("demo"))
     assert all(v.startswith("demo-job-") for v in ids.values())
     assert len(set(ids.values())) == len(ids)
+
+
+def test_status_class_marks_errors_and_cancels():
+    assert status_class("error: x") == "job-status job-status-error"
+    assert status_class("cancelled: 3 finished rows kept") == "job-status job-status-cancelled"
+    assert status_class("done: 3 rows") == status_class("running: 1 / 3") == "job-status"
