@@ -279,3 +279,42 @@ def _ok(frame: pd.DataFrame, part: str | None = None) -> pd.DataFrame:
 
 def fmt_pct(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
+
+
+BSR_TARGET_POINTS = ((0.9, 5.0, "target 5x at 90 %"), (0.5, 1.6, "target 1.6x at 50 %"))
+
+
+def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str,
+                     device: str) -> go.Figure:
+    """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
+    colour per block size, from benchmarks/bsr_bench.py; the issue's targets at 64 x 64
+    blocks as red crosses, 1/density dashed, break-even (1) in red."""
+    data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
+    if data.empty:
+        return empty_figure("No lab-bsr benchmark rows (benchmarks/results/bsr_bench.csv).")
+    fig = go.Figure()
+    for i, (block, g) in enumerate(data.groupby("block", sort=True)):
+        color = PALETTE[i % len(PALETTE)]
+        for method, dash in (("lab-bsr", "solid"), ("torch-bsr", "dot")):
+            m = g[g["method"] == method].sort_values("sparsity")
+            if m.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=m["sparsity"], y=m[speed_col], mode="lines+markers", name=f"{method}, {int(block)}x{int(block)}",
+                line=dict(color=color, dash=dash), marker=dict(symbol="circle" if dash == "solid" else "diamond-open"),
+                hovertemplate=f"{method} b{int(block)}<br>sparsity %{{x:.2f}}<br>%{{y:.2f}}x dense<extra></extra>"))
+    s = np.linspace(float(data["sparsity"].min()), float(data["sparsity"].max()), 40)
+    fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
+                             line=dict(color="#868e96", dash="dash")))
+    fig.add_trace(go.Scatter(x=[p[0] for p in BSR_TARGET_POINTS], y=[p[1] for p in BSR_TARGET_POINTS],
+                             mode="markers+text", name="issue targets (64x64 blocks)",
+                             text=[p[2] for p in BSR_TARGET_POINTS], textposition="top left",
+                             marker=dict(symbol="x", size=12, color="#c53030")))
+    fig.add_hline(y=1.0, line=dict(color="#c53030", width=1, dash="dot"))
+    fig.update_xaxes(title_text="block sparsity (fraction of b x b blocks that are zero)")
+    fig.update_yaxes(type="log", title_text="speedup over dense cuBLAS (x, log)")
+    fig.update_layout(title=dict(text=f"lab-bsr and torch BSR against dense on {device}: {timing_label}",
+                                 font=dict(size=14)),
+                      height=460, font=FONT, margin=dict(l=60, r=20, t=50, b=50),
+                      legend=dict(orientation="v", x=1.02, y=1), plot_bgcolor="white")
+    return fig

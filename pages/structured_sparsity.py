@@ -292,6 +292,34 @@ def _accuracy_section() -> html.Section:
              "pruned model did better on this test split).")
 
 
+BSR_BENCH = RESULTS / "bsr_bench.csv"
+BSR_TABLE_COLUMNS = ["block", "sparsity", "method", "ms", "speedup_vs_dense", "ms_events",
+                     "speedup_vs_dense_events", "theory", "efficiency", "speedup_vs_torch_bsr",
+                     "config", "rel_err"]
+
+
+def _kernel_section() -> html.Section:
+    return section(
+        "The lab's own block-sparse kernel (lab-bsr) on a GPU",
+        controls_row(labelled("Timing", dcc.RadioItems(
+            id=f"{P}-bsr-timing", value="graph", inline=True,
+            options=[{"label": " GPU time (CUDA-graph replay)", "value": "graph"},
+                     {"label": " call by call (launch included)", "value": "events"}]))),
+        html.Div(id=f"{P}-bsr-note"),
+        dcc.Graph(id=f"{P}-bsr-plot", config={"displaylogo": False}),
+        html.H3("The issue's targets (64 x 64 blocks)"),
+        data_table(f"{P}-bsr-targets", []),
+        csv_download(f"{P}-bsr-targets-csv"),
+        html.H3("All benchmark rows"),
+        data_table(f"{P}-bsr-table", [], page_size=8),
+        csv_download(f"{P}-bsr-csv"),
+        note="From benchmarks/bsr_bench.py, committed as benchmarks/results/bsr_bench.csv: dense "
+             "torch.matmul, torch BSR and lab-bsr (engine/kernels/bsr_matmul.py, Triton) on the "
+             "same fp16 A (8192 x 8192, uniform random b x b blocks) and B (8192 x 512), in one "
+             "run. The targets are the issue's; docs/bsr_kernel.md explains what limits the "
+             "kernel. Your own lab-bsr rows come from the timing sweep above on a GPU.")
+
+
 def layout(**_kwargs):
     return html.Div([
         page_header(
@@ -304,6 +332,7 @@ def layout(**_kwargs):
                  "trade-off)"),
         _pattern_section(),
         _timing_section(),
+        _kernel_section(),
         _accuracy_section(),
     ])
 
@@ -313,6 +342,8 @@ for _id, _source, _name in (
         ("breakeven", f"{P}-breakeven", "structured_break_even.csv"),
         ("time", f"{P}-time-table", "structured_timing_rows.csv"),
         ("acc", f"{P}-acc-table", "structured_accuracy.csv"),
+        ("bsr", f"{P}-bsr-table", "bsr_bench.csv"),
+        ("bsr-targets", f"{P}-bsr-targets", "bsr_targets.csv"),
         ("chapter", f"{P}-chapter", "structured_chapter_accuracy.csv")):
     register_csv_download(f"{P}-{_id}-csv", (_source, "data"), _name)
 
@@ -471,3 +502,48 @@ def draw_accuracy(rows, stage="finetuned"):
     return (accuracy_figure(frame, check_choice("stage", stage, ("finetuned", "pruned"))),
             records(table), table_columns(table), chapter,
             table_columns(pd.DataFrame(chapter)))
+
+
+@callback(Output(f"{P}-bsr-plot", "figure"), Output(f"{P}-bsr-note", "children"),
+          Output(f"{P}-bsr-targets", "data"), Output(f"{P}-bsr-targets", "columns"),
+          Output(f"{P}-bsr-table", "data"), Output(f"{P}-bsr-table", "columns"),
+          Input(f"{P}-bsr-timing", "value"))
+def draw_bsr_bench(timing):
+    """The committed lab-bsr benchmark: speedups, the issue's targets, every row."""
+    from components.figures_sparsity import bsr_bench_figure, empty_figure
+    from engine.bench.bsr_results import TARGET_BLOCK, TIMINGS, break_even, load_bsr_bench, sweep_rows, targets
+
+    empty = (empty_figure("No lab-bsr benchmark committed (benchmarks/results/bsr_bench.csv)."),
+             None, [], [], [], [])
+    try:
+        timing = check_choice("timing", timing, TIMINGS)
+        if not BSR_BENCH.is_file():
+            return empty
+        frame = load_bsr_bench(BSR_BENCH)
+    except (ValueError, OSError) as exc:
+        return (empty_figure("The lab-bsr benchmark could not be read."), error_message(exc),
+                [], [], [], [])
+    _ms, col, label = TIMINGS[timing]
+    rows = sweep_rows(frame)
+    device = ", ".join(sorted(set(frame["device"].dropna().astype(str))))
+    first = frame.iloc[0]
+    goals = pd.DataFrame(targets(frame, timing))
+    goals["reached"] = [f"{v:.1%}" if u == "sparsity" else f"{v:.2f}x"
+                        for v, u in zip(goals["reached"], goals["unit"])]
+    goals = goals[["target", "goal", "reached", "met", "block", "timing"]]
+    met = int(goals["met"].sum())
+    evens = []
+    for method in ("lab-bsr", "torch-bsr"):
+        be = break_even(frame, method, TARGET_BLOCK, timing)
+        evens.append(f"{method} from {be:.0%} of the blocks zero" if be is not None
+                     else f"{method} at no measured sparsity")
+    note = html.Div([
+        message(f"Measured on {device} (torch {first['torch']}, triton {first['triton']}, "
+                f"{first['date']}); {len(rows)} rows of dense / torch BSR / lab-bsr. Shown: {label}.",
+                "info"),
+        message(f"{met} of {len(goals)} targets met at 64 x 64 blocks with this timing. As fast as "
+                f"dense at 64 x 64: {'; '.join(evens)}.", "ok" if met == len(goals) else "warn"),
+    ])
+    shown = rows[[c for c in BSR_TABLE_COLUMNS if c in rows]]
+    return (bsr_bench_figure(rows, col, label, device.replace("NVIDIA ", "")), note,
+            records(goals), table_columns(goals), records(shown), table_columns(shown))

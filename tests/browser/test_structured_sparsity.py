@@ -85,3 +85,23 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     acc = pd.read_csv(tmp_path / "acc.csv")
     assert list(acc["pattern"]) == ["dense", "unstructured", "2:4"]
     assert (acc["acc_dense"] > 0.3).all()
+
+
+def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, page, tmp_path):
+    page.goto(app_server + "/structured-sparsity")
+    page.wait_for_selector("#ss-bsr-plot .scatterlayer .trace")
+    wait_for_content(page, "#ss-bsr-plot", "issue targets (64x64 blocks)")
+    wait_for_text(page, "#ss-bsr-note", "targets met at 64 x 64 blocks")
+    wait_for_text(page, "#ss-bsr-targets", "GPU time (CUDA-graph replay")
+    page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
+    wait_for_text(page, "#ss-bsr-targets", "call by call")
+    wait_for_content(page, "#ss-bsr-plot", "call by call")
+    with page.expect_download() as dl:
+        page.click("#ss-bsr-targets-csv-button")
+    dl.value.save_as(tmp_path / "targets.csv")
+    goals = pd.read_csv(tmp_path / "targets.csv")
+    assert len(goals) == 4 and goals["timing"].str.startswith("call by call").all()
+    with page.expect_download() as dl:
+        page.click("#ss-bsr-csv-button")
+    dl.value.save_as(tmp_path / "rows.csv")
+    assert set(pd.read_csv(tmp_path / "rows.csv")["method"]) == {"dense", "torch-bsr", "lab-bsr"}

@@ -167,3 +167,25 @@ def test_several_seeds_give_mean_and_whiskers():
     assert fig.data[0].error_y.visible
     two_four = [r for r in chapter if r["pattern"] == "2:4"][0]["ours MLP"]
     assert " to " in str(two_four)
+
+
+def test_lab_bsr_benchmark_section_draws_the_committed_run_and_its_targets():
+    fig, note, goals, goal_cols, rows, cols = ss.draw_bsr_bench("graph")
+    names = {t.name for t in fig.data}
+    assert {"lab-bsr, 64x64", "torch-bsr, 64x64", "issue targets (64x64 blocks)"} <= names
+    assert "targets met at 64 x 64 blocks" in str(note) and "As fast as dense" in str(note)
+    assert [g["target"] for g in goals][0] == "lab-bsr vs dense at 90 % sparsity" and len(goals) == 4
+    assert rows and {r["method"] for r in rows} == {"dense", "torch-bsr", "lab-bsr"}
+    assert "speedup_vs_dense" in {c["id"] for c in cols}
+    events = ss.draw_bsr_bench("events")
+    assert events[2][0]["timing"].startswith("call by call") and events[2] != goals
+
+
+def test_lab_bsr_benchmark_section_missing_or_broken_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(ss, "BSR_BENCH", tmp_path / "bsr_bench.csv")
+    fig, note, *tables = ss.draw_bsr_bench("graph")
+    assert note is None and tables == [[], [], [], []] and "No lab-bsr benchmark" in str(fig)
+    (tmp_path / "bsr_bench.csv").write_text("method,ms\nlab-bsr,1\n")
+    fig, note, *tables = ss.draw_bsr_bench("graph")
+    assert "expected columns" in str(note) and tables == [[], [], [], []]
+    assert "expected one of" in str(ss.draw_bsr_bench("wall")[1])

@@ -1,0 +1,104 @@
+"""The lab-bsr kernel benchmark (benchmarks/bsr_bench.py) as rows, break-evens and targets.
+
+``bsr_bench.csv`` times dense ``torch.matmul``, torch BSR and the lab's Triton kernel
+(lab-bsr) on the same A (n x n, b x b blocks, uniform random block pattern) and B
+(n x k), fp16, twice: GPU time from CUDA-graph replays with L2 evicted before every
+call (``ms``, ``speedup_vs_dense``) and call by call (``ms_events``,
+``speedup_vs_dense_events``). This module reads it for the pages and holds it
+against the issue's targets (at 64 x 64 blocks: >= 5x dense at 90 % sparsity,
+>= 1.6x at 50 %, >= 15x torch BSR at 90 %, break-even sparsity <= 40 %).
+
+    frame = load_bsr_bench(path)
+    targets(frame, timing="graph")   # one dict per target: goal, reached, met
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.validate import check_choice
+
+REQUIRED = ("device", "torch", "triton", "date", "method", "block", "sparsity", "ms",
+            "speedup_vs_dense", "theory")
+NUMERIC = ("block", "sparsity", "ms", "ms_events", "speedup_vs_dense", "speedup_vs_dense_events",
+           "theory", "efficiency", "speedup_vs_torch_bsr", "n", "k")
+SWEEP_METHODS = ("dense", "torch-bsr", "lab-bsr")
+TIMINGS = {"graph": ("ms", "speedup_vs_dense", "GPU time (CUDA-graph replay, L2 evicted)"),
+           "events": ("ms_events", "speedup_vs_dense_events", "call by call (launch included)")}
+TARGET_BLOCK = 64
+
+
+def load_bsr_bench(path: str | Path) -> pd.DataFrame:
+    """The benchmark's rows, numbers as numbers; ValueError naming missing columns."""
+    frame = pd.read_csv(path)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"bsr benchmark CSV {Path(path).name}: expected columns "
+                         f"{', '.join(REQUIRED)}, got {', '.join(map(str, frame.columns))} "
+                         f"(missing {', '.join(missing)})")
+    for col in NUMERIC:
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def sweep_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """dense / torch-bsr / lab-bsr on uniform random patterns (the side experiments -
+    power-law rows, B-gather floors, schedules - left out)."""
+    rows = frame[frame["method"].isin(SWEEP_METHODS)]
+    if "pattern" in rows:
+        rows = rows[rows["pattern"].isna()]
+    return rows.sort_values(["block", "sparsity", "method"]).reset_index(drop=True)
+
+
+def break_even(frame: pd.DataFrame, method: str = "lab-bsr", block: int = TARGET_BLOCK,
+               timing: str = "graph") -> float | None:
+    """The sparsity where ``method`` first becomes as fast as dense (linear between the
+    two measured sparsities around speedup 1); None if it never does; the first
+    sparsity if it is already faster there."""
+    _ms, col, _label = TIMINGS[check_choice("timing", timing, TIMINGS)]
+    rows = sweep_rows(frame)
+    rows = rows[(rows["method"] == method) & (rows["block"] == block)].dropna(subset=[col])
+    s, v = rows["sparsity"].to_numpy(float), rows[col].to_numpy(float)
+    if not len(s):
+        return None
+    if v[0] >= 1:
+        return float(s[0])
+    for i in range(1, len(s)):
+        if v[i - 1] < 1 <= v[i]:
+            return float(s[i - 1] + (1 - v[i - 1]) * (s[i] - s[i - 1]) / (v[i] - v[i - 1]))
+    return None
+
+
+def _at(frame: pd.DataFrame, method: str, sparsity: float, block: int, col: str) -> float:
+    rows = sweep_rows(frame)
+    hit = rows[(rows["method"] == method) & (rows["block"] == block)
+               & np.isclose(rows["sparsity"], sparsity)]
+    return float(hit[col].iloc[0]) if len(hit) and pd.notna(hit[col].iloc[0]) else float("nan")
+
+
+def targets(frame: pd.DataFrame, timing: str = "graph") -> list[dict]:
+    """The issue's four targets at 64 x 64 blocks: goal, what this run reached, met."""
+    ms, col, label = TIMINGS[check_choice("timing", timing, TIMINGS)]
+    b = TARGET_BLOCK
+    lab90, torch90 = _at(frame, "lab-bsr", 0.9, b, ms), _at(frame, "torch-bsr", 0.9, b, ms)
+    be = break_even(frame, "lab-bsr", b, timing)
+    out = [
+        {"target": "lab-bsr vs dense at 90 % sparsity", "goal": ">= 5x", "goal_value": 5.0,
+         "reached": _at(frame, "lab-bsr", 0.9, b, col), "unit": "x"},
+        {"target": "lab-bsr vs dense at 50 % sparsity", "goal": ">= 1.6x", "goal_value": 1.6,
+         "reached": _at(frame, "lab-bsr", 0.5, b, col), "unit": "x"},
+        {"target": "lab-bsr vs torch BSR at 90 % sparsity", "goal": ">= 15x", "goal_value": 15.0,
+         "reached": torch90 / lab90 if lab90 > 0 else float("nan"), "unit": "x"},
+    ]
+    for row in out:
+        row["met"] = bool(row["reached"] >= row["goal_value"]) if row["reached"] == row["reached"] else False
+    out.append({"target": "break-even sparsity (as fast as dense)", "goal": "<= 40 %",
+                "goal_value": 0.40, "reached": be if be is not None else float("nan"),
+                "unit": "sparsity", "met": be is not None and be <= 0.40})
+    for row in out:
+        row["block"] = b
+        row["timing"] = label
+    return out

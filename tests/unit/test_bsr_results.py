@@ -1,0 +1,53 @@
+"""engine.bench.bsr_results: the lab-bsr benchmark read, its break-evens and targets."""
+import math
+
+import pandas as pd
+import pytest
+
+from engine.bench.bsr_results import break_even, load_bsr_bench, sweep_rows, targets
+
+
+def _bench(lab: dict[float, float], torch_bsr: dict[float, float], block: int = 64) -> pd.DataFrame:
+    """Rows as bsr_bench.py writes them: dense at 1 ms, others at 1 / speedup ms."""
+    rows = []
+    for s in sorted(lab):
+        base = {"device": "GPU X", "torch": "2.x", "triton": "3.x", "date": "2026-11-30",
+                "block": block, "sparsity": s, "theory": 1 / (1 - s)}
+        rows.append({**base, "method": "dense", "ms": 1.0, "speedup_vs_dense": 1.0})
+        rows.append({**base, "method": "torch-bsr", "ms": 1 / torch_bsr[s], "speedup_vs_dense": torch_bsr[s]})
+        rows.append({**base, "method": "lab-bsr", "ms": 1 / lab[s], "speedup_vs_dense": lab[s]})
+    rows.append({"device": "GPU X", "torch": "2.x", "triton": "3.x", "date": "2026-11-30", "block": block,
+                 "sparsity": 0.9, "method": "lab-bsr natural order", "pattern": "power-law rows",
+                 "ms": 0.1, "speedup_vs_dense": 10.0, "theory": 10.0})
+    return pd.DataFrame(rows)
+
+
+def test_break_even_interpolates_the_first_crossing():
+    frame = _bench({0.3: 0.8, 0.5: 1.2, 0.9: 4.0}, {0.3: 0.2, 0.5: 0.3, 0.9: 1.0})
+    assert break_even(frame) == pytest.approx(0.3 + 0.2 * 0.2 / 0.4)
+    assert break_even(frame, "torch-bsr") == pytest.approx(0.9)
+    assert break_even(_bench({0.5: 1.1, 0.9: 2.0}, {0.5: 0.1, 0.9: 0.2})) == 0.5  # faster at once
+    assert break_even(_bench({0.5: 0.5, 0.9: 0.9}, {0.5: 0.1, 0.9: 0.2})) is None  # never
+    assert break_even(frame, block=32) is None
+
+
+def test_targets_met_and_missed():
+    missed = {t["target"]: t for t in targets(_bench({0.4: 0.9, 0.5: 1.2, 0.9: 4.0}, {0.4: 0.1, 0.5: 0.2, 0.9: 0.25}))}
+    assert [t["met"] for t in missed.values()] == [False, False, True, False]
+    assert missed["lab-bsr vs torch BSR at 90 % sparsity"]["reached"] == pytest.approx(16.0)
+    met = targets(_bench({0.4: 1.0, 0.5: 1.7, 0.9: 6.0}, {0.4: 0.1, 0.5: 0.1, 0.9: 0.3}))
+    assert all(t["met"] for t in met) and met[3]["reached"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="timing: expected one of"):
+        targets(_bench({0.5: 1.0, 0.9: 2.0}, {0.5: 0.1, 0.9: 0.2}), timing="wall")
+    gone = targets(_bench({0.5: 1.0}, {0.5: 0.1}))  # no 90 % row: not reached, not met
+    assert math.isnan(gone[0]["reached"]) and not gone[0]["met"]
+
+
+def test_load_and_sweep_rows(tmp_path):
+    frame = _bench({0.5: 1.2, 0.9: 4.0}, {0.5: 0.3, 0.9: 1.0})
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    loaded = load_bsr_bench(tmp_path / "b.csv")
+    assert len(sweep_rows(loaded)) == 6  # the power-law side experiment left out
+    frame.drop(columns=["ms"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"expected columns .* \(missing ms\)"):
+        load_bsr_bench(tmp_path / "bad.csv")
