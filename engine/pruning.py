@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from engine.validate import check_choice, check_float, check_int
+from engine.threads import torch_threads
 
 PATTERNS = ("unstructured", "block", "nm")
 NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}
@@ -452,10 +453,16 @@ def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple]
     CPU (the models are tiny) with ``threads`` torch threads (one by default: on a
     shared machine more threads are slower). Deterministic for a given seed.
     """
+    if threads:
+        with torch_threads(check_int("threads", threads, 1, 256)):
+            yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed)
+    else:
+        yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed)
+
+
+def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed) -> Iterator[dict]:
     import torch
 
-    if threads:
-        torch.set_num_threads(check_int("threads", threads, 1, 256))
     for name in models:
         check_choice("model", name, ACCURACY_MODELS)
     epochs = check_int("epochs", epochs, 1, 200)

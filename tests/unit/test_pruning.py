@@ -133,7 +133,11 @@ def test_accuracy_rows_tiny_run():
 
     grid = [("unstructured", 0.5, None, None, None), ("block", 0.75, 4, None, None),
             ("nm", None, None, 2, 4)]
-    rows = list(accuracy_rows(models=("mlp",), grid=grid, epochs=2, finetune_epochs=1))
+    import torch
+
+    before = torch.get_num_threads()
+    rows = list(accuracy_rows(models=("mlp",), grid=grid, epochs=2, finetune_epochs=1, threads=1))
+    assert torch.get_num_threads() == before  # the run's one thread is given back
     assert len(rows) == accuracy_plan_size(("mlp",), grid) == 4
     assert [r["pattern"] for r in rows] == ["dense", "unstructured", "block 4x4", "2:4"]
     assert rows[0]["acc_dense"] > 0.5  # trained well above chance (0.1)
