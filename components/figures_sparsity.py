@@ -281,14 +281,12 @@ def fmt_pct(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f} %"
 
 
-BSR_TARGET_POINTS = ((0.9, 5.0, "target 5x at 90 %"), (0.5, 1.6, "target 1.6x at 50 %"))
-
-
-def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str,
-                     device: str) -> go.Figure:
+def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, device: str,
+                     goals: Mapping[float, float]) -> go.Figure:
     """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
-    colour per block size, from benchmarks/bsr_bench.py; the issue's targets at 64 x 64
-    blocks as red crosses, 1/density dashed, break-even (1) in red."""
+    colour per block size, from benchmarks/bsr_bench.py; ``goals`` (sparsity -> speedup,
+    the issue's targets at 64 x 64 blocks) as red crosses, 1/density dashed, break-even
+    (1) in red."""
     data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
     if data.empty:
         return empty_figure("No lab-bsr benchmark rows (benchmarks/results/bsr_bench.csv).")
@@ -306,9 +304,10 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str,
     s = np.linspace(float(data["sparsity"].min()), float(data["sparsity"].max()), 40)
     fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
                              line=dict(color="#868e96", dash="dash")))
-    fig.add_trace(go.Scatter(x=[p[0] for p in BSR_TARGET_POINTS], y=[p[1] for p in BSR_TARGET_POINTS],
+    fig.add_trace(go.Scatter(x=list(goals), y=list(goals.values()),
                              mode="markers+text", name="issue targets (64x64 blocks)",
-                             text=[p[2] for p in BSR_TARGET_POINTS], textposition="top left",
+                             text=[f"target {v:g}x at {s:.0%}" for s, v in goals.items()],
+                             textposition="top left",
                              marker=dict(symbol="x", size=12, color="#c53030")))
     fig.add_hline(y=1.0, line=dict(color="#c53030", width=1, dash="dot"))
     fig.update_xaxes(title_text="block sparsity (fraction of b x b blocks that are zero)")

@@ -9,12 +9,15 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
-from components.figures_sparsity import (accuracy_figure, break_even_figure, efficiency_figure,
-                                         nm_figure, pattern_heatmaps, speedup_figure)
+from components.figures_sparsity import (accuracy_figure, break_even_figure, bsr_bench_figure,
+                                         efficiency_figure, empty_figure, nm_figure,
+                                         pattern_heatmaps, speedup_figure)
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
 from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.bench.bsr_results import (TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, break_even,
+                                      load_bsr_bench, sweep_rows, targets)
 from engine.device import describe_device
 from engine.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, accuracy_plan_size,
                             accuracy_rows, compare_patterns, random_weight)
@@ -315,8 +318,8 @@ def _kernel_section() -> html.Section:
         csv_download(f"{P}-bsr-csv"),
         note="From benchmarks/bsr_bench.py, committed as benchmarks/results/bsr_bench.csv: dense "
              "torch.matmul, torch BSR and lab-bsr (engine/kernels/bsr_matmul.py, Triton) on the "
-             "same fp16 A (8192 x 8192, uniform random b x b blocks) and B (8192 x 512), in one "
-             "run. The targets are the issue's; docs/bsr_kernel.md explains what limits the "
+             "same A (n x n, uniform random b x b blocks) and B (n x k), in one run. The targets "
+             "are the issue's; docs/bsr_kernel.md explains what limits the "
              "kernel. Your own lab-bsr rows come from the timing sweep above on a GPU.")
 
 
@@ -510,9 +513,6 @@ def draw_accuracy(rows, stage="finetuned"):
           Input(f"{P}-bsr-timing", "value"))
 def draw_bsr_bench(timing):
     """The committed lab-bsr benchmark: speedups, the issue's targets, every row."""
-    from components.figures_sparsity import bsr_bench_figure, empty_figure
-    from engine.bench.bsr_results import TARGET_BLOCK, TIMINGS, break_even, load_bsr_bench, sweep_rows, targets
-
     empty = (empty_figure("No lab-bsr benchmark committed (benchmarks/results/bsr_bench.csv)."),
              None, [], [], [], [])
     try:
@@ -527,6 +527,8 @@ def draw_bsr_bench(timing):
     rows = sweep_rows(frame)
     device = ", ".join(sorted(set(frame["device"].dropna().astype(str))))
     first = frame.iloc[0]
+    shape = (f"A {int(first['n'])} x {int(first['n'])}, B {int(first['n'])} x {int(first['k'])}, "
+             f"{first['dtype']}; " if {"n", "k", "dtype"} <= set(frame) else "")
     goals = pd.DataFrame(targets(frame, timing))
     goals["reached"] = [f"{v:.1%}" if u == "sparsity" else f"{v:.2f}x"
                         for v, u in zip(goals["reached"], goals["unit"])]
@@ -539,11 +541,11 @@ def draw_bsr_bench(timing):
                      else f"{method} at no measured sparsity")
     note = html.Div([
         message(f"Measured on {device} (torch {first['torch']}, triton {first['triton']}, "
-                f"{first['date']}); {len(rows)} rows of dense / torch BSR / lab-bsr. Shown: {label}.",
+                f"{first['date']}); {shape}{len(rows)} rows of dense / torch BSR / lab-bsr. Shown: {label}.",
                 "info"),
         message(f"{met} of {len(goals)} targets met at 64 x 64 blocks with this timing. As fast as "
                 f"dense at 64 x 64: {'; '.join(evens)}.", "ok" if met == len(goals) else "warn"),
     ])
     shown = rows[[c for c in BSR_TABLE_COLUMNS if c in rows]]
-    return (bsr_bench_figure(rows, col, label, device.replace("NVIDIA ", "")), note,
+    return (bsr_bench_figure(rows, col, label, device.replace("NVIDIA ", ""), TARGET_SPEEDUPS), note,
             records(goals), table_columns(goals), records(shown), table_columns(shown))
