@@ -131,7 +131,7 @@ def main() -> int:
                     good[blk].append(cfg)
             print(f"check b{blk}: {len(good[blk])} configs pass "
                   f"({time.time() - t_start:.0f} s)", flush=True)
-        _write(out_dir / "bsr_check.csv", check_rows)
+        write_csv(out_dir / "bsr_check.csv", check_rows)
 
     # ------------------------------------------------------------------ timing
     if cuda:
@@ -231,9 +231,8 @@ def main() -> int:
                 if t["key"] == key and t["ms"] == t["ms"]:
                     f = "union" if t["kind"] in lab.UNION_KINDS else "row"
                     if t["ms"] < fam.get(f, (float("inf"),))[0]:
-                        fam[f] = (t["ms"], lab.Config(**{x: t[x] for x in (
-                            "block_n", "group", "trans", "num_warps", "num_stages", "kind",
-                            "rows", "skip")}).label())
+                        fields = lab.Config.__dataclass_fields__
+                        fam[f] = (t["ms"], lab.Config(**{x: t[x] for x in fields}).label())
             fam_row["tune_key"] = key
             for f, (ms_f, lab_f) in fam.items():
                 fam_row[f"tune_best_{f}_ms"] = ms_f
@@ -268,8 +267,8 @@ def main() -> int:
                   f"x{lab_row['speedup_vs_torch_bsr']:6.2f} vs torch-bsr  [{label}] err {err_l:.1e}"
                   f"  ({time.time() - t_start:.0f} s)", flush=True)
             del A_dense, exact
-            _write(out_dir / "bsr_bench.csv", rows)
-            _write(out_dir / "bsr_union.csv", union_rows)
+            write_csv(out_dir / "bsr_bench.csv", rows)
+            write_csv(out_dir / "bsr_union.csv", union_rows)
 
     # load balance: one uneven pattern, launched longest-first vs in natural order
     if cuda and 64 in blocks:
@@ -278,8 +277,8 @@ def main() -> int:
             rows.extend(_gather_ceiling(lab, torch, B, n, k, meta, timeit))
         except Exception as exc:
             print("gather ceiling failed:", type(exc).__name__, str(exc)[:300])
-        _write(out_dir / "bsr_bench.csv", rows)
-    _write(out_dir / "bsr_tune.csv", [{**meta, **r} for r in lab.TUNE_LOG])
+        write_csv(out_dir / "bsr_bench.csv", rows)
+    write_csv(out_dir / "bsr_tune.csv", [{**meta, **r} for r in lab.TUNE_LOG])
     print("\n=== GPU time (CUDA-graph replay, L2 evicted before each call) ===")
     _targets(summary, blocks)
     if cuda:
@@ -336,7 +335,8 @@ def _gather_ceiling(lab, torch, B, n, k, meta, timeit, blk=64, sparsities=(0.5, 
 
 def _load_balance(lab, torch, B, n, k, meta, timeit):
     """Block rows whose lengths follow a steep power law (a few rows dense, most
-    nearly empty, mean density 10 %): longest-first launch order vs natural order."""
+    nearly empty, mean density 10 %): longest-first launch order vs natural order,
+    split rows, the union schedule and the persistent kernel's balanced bins."""
     blk = 64
     r = n // blk
     gen = torch.Generator().manual_seed(7)
@@ -366,6 +366,9 @@ def _load_balance(lab, torch, B, n, k, meta, timeit):
                 ("lab-bsr longest-first + split rows", a, "auto", cfg)]
     if ucfg is not None:
         variants.append(("lab-bsr union (grouped rows, no split)", a, None, ucfg))
+    pcfg = lab.preset_config(a, B)  # what the registry runs: the persistent kernel here
+    if pcfg.kind == "pers":
+        variants.append(("lab-bsr persistent (balanced bins) + split rows", a, "auto", pcfg))
     for name, mat, split, cf in variants:
         y = torch.full((n, k), float("nan"), device=B.device, dtype=B.dtype)
         lab.bsr_matmul(mat, B, config=cf, out=y, split=split)
@@ -421,7 +424,7 @@ def break_even(curve):
     return None
 
 
-def _write(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     keys: list[str] = []

@@ -28,7 +28,8 @@ Two formulations of the inner product, chosen per shape by the tuner:
 reduction dimension of each ``tl.dot`` is G * BLK even for 16 x 16 blocks.
 
 ``bsr_mm_union_kernel`` / ``bsr_mm_union2_tma_kernel``: the union schedule (several
-block rows per program sharing each B tile); see their docstrings.
+block rows per program sharing each B tile); ``bsr_mm_persist_kernel``: one or two
+programs per SM walking host-balanced runs of precomputed steps; see their docstrings.
 
 This module imports triton at the top but guards it, so that importing the
 engine never fails where triton is missing; ``AVAILABLE`` / ``IMPORT_ERROR`` say why.
@@ -141,14 +142,13 @@ if AVAILABLE:
             else:
                 tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask[None, :])
         else:  # one segment of a split row: add into its fp32 workspace rows
+            # (the same steps as _segment_store, with a pointer store of Y at the end)
             wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
             wmask = n_mask[None, :] & (offs_r[:, None] < BLK)
             tl.atomic_add(wptrs, out, mask=wmask, sem="relaxed")
             cptr = cnt_ptr + slot * MAX_TILES + tile
             done = tl.atomic_add(cptr, 1, sem="acq_rel")
             if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
-                # read the sum coherently (from L2) by adding zero, then clear it: no other
-                # program touches these workspace rows again in this launch
                 total = tl.atomic_add(wptrs, tl.zeros_like(out), mask=wmask, sem="relaxed")
                 tl.store(wptrs, tl.zeros_like(out), mask=wmask)
                 total = tl.where(wmask, total, 0.0)
@@ -200,21 +200,85 @@ if AVAILABLE:
         if slot < 0:
             y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
         else:
-            offs_r = tl.arange(0, BLK)
-            offs_n = n0 + tl.arange(0, BLOCK_N)
-            wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-            wmask = (offs_n < K_COLS)[None, :] & (offs_r[:, None] < BLK)
-            tl.atomic_add(wptrs, acc, mask=wmask, sem="relaxed")
-            cptr = cnt_ptr + slot * MAX_TILES + tile
-            done = tl.atomic_add(cptr, 1, sem="acq_rel")
-            if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
-                # read the sum coherently (from L2) by adding zero, then clear it: no other
-                # program touches these workspace rows again in this launch
-                total = tl.atomic_add(wptrs, tl.zeros_like(acc), mask=wmask, sem="relaxed")
-                tl.store(wptrs, tl.zeros_like(acc), mask=wmask)
-                total = tl.where(wmask, total, 0.0)
-                y_desc.store([row * BLK, n0], total.to(y_desc.dtype))
-                tl.store(cptr, 0)
+            _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
+                           MAX_TILES, BLK, BLOCK_N)
+
+    @triton.jit
+    def _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
+                       MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr):
+        """One segment of a split row (TMA kernels): add ``acc`` into the row's fp32
+        workspace, bump the (row, tile) counter; the last segment writes Y through
+        ``y_desc`` and leaves workspace and counter zeroed."""
+        offs_r = tl.arange(0, BLK)
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+        wmask = (offs_n < K_COLS)[None, :] & (offs_r[:, None] < BLK)
+        tl.atomic_add(wptrs, acc, mask=wmask, sem="relaxed")
+        cptr = cnt_ptr + slot * MAX_TILES + tile
+        done = tl.atomic_add(cptr, 1, sem="acq_rel")
+        if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
+            # read the sum coherently (from L2) by adding zero, then clear it: no other
+            # program touches these workspace rows again in this launch
+            total = tl.atomic_add(wptrs, tl.zeros_like(acc), mask=wmask, sem="relaxed")
+            tl.store(wptrs, tl.zeros_like(acc), mask=wmask)
+            total = tl.where(wmask, total, 0.0)
+            y_desc.store([row * BLK, n0], total.to(y_desc.dtype))
+            tl.store(cptr, 0)
+
+    @triton.jit
+    def bsr_mm_persist_kernel(
+        step_ptr, bin_ptr, sched_ptr, a_desc, b_desc, y_desc, ws_ptr, cnt_ptr, np_ptr,
+        K_COLS, MAX_TILES,
+        BLK: tl.constexpr, BLOCK_N: tl.constexpr, UPCAST: tl.constexpr,
+        SPLIT: tl.constexpr = True, HALF_STORE: tl.constexpr = False,
+    ):
+        """Persistent form of ``bsr_mm_tma_kernel``: one program per bin (a few per SM),
+        each walking a contiguous run of precomputed steps (``persist_plan``), so the
+        loads of the next work item are in flight while the current one finishes and
+        the bins are balanced on the host (longest item first into the least loaded bin).
+
+        step_ptr: int32 [S, 4] per step: stored block j, first B row (col * BLK), first
+        Y column n0, tag (0: more steps of this item follow; r + 1 > 0: last step of an
+        unsplit item of block row r, write Y; -(i + 1) < 0: last step of split item i
+        of ``sched_ptr`` [P, 4] (row, start, end, slot): add into the workspace).
+        bin_ptr: int32 [G + 1], bin g owns steps bin[g] .. bin[g + 1] - 1. SPLIT False
+        (no split item in the plan): the workspace branch is not compiled. HALF_STORE
+        (only without SPLIT; y_desc's box is [BLK, BLOCK_N // 2]): Y is written in two
+        halves, so the store needs half the shared-memory staging and one more stage of
+        loads fits beside it."""
+        pid = tl.program_id(0)
+        s0 = tl.load(bin_ptr + pid)
+        s1 = tl.load(bin_ptr + pid + 1)
+        acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
+        for s in range(s0, s1):
+            rec = step_ptr + s * 4
+            j = tl.load(rec)
+            brow = tl.load(rec + 1)
+            n0 = tl.load(rec + 2)
+            tag = tl.load(rec + 3)
+            a = a_desc.load([j * BLK, 0])
+            bb = b_desc.load([brow, n0])
+            acc = _mma(a, bb, acc, UPCAST)
+            if SPLIT:
+                if tag != 0:
+                    if tag > 0:
+                        y_desc.store([(tag - 1) * BLK, n0], acc.to(y_desc.dtype))
+                    else:
+                        item = sched_ptr + (-tag - 1) * 4
+                        _segment_store(acc, tl.load(item), tl.load(item + 3), n0 // BLOCK_N,
+                                       n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS, MAX_TILES,
+                                       BLK, BLOCK_N)
+                    acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
+            else:
+                if tag > 0:
+                    if HALF_STORE:
+                        halves = tl.permute(tl.reshape(acc, (BLK, 2, BLOCK_N // 2)), (0, 2, 1))
+                        lo, hi = tl.split(halves)
+                        y_desc.store([(tag - 1) * BLK, n0], lo.to(y_desc.dtype))
+                        y_desc.store([(tag - 1) * BLK, n0 + BLOCK_N // 2], hi.to(y_desc.dtype))
+                    else:
+                        y_desc.store([(tag - 1) * BLK, n0], acc.to(y_desc.dtype))
+                    acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
 
     @triton.jit
     def bsr_mm_union_kernel(

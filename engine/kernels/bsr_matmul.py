@@ -19,14 +19,17 @@ input dtype.
   "unsupported: expected ..." (used by the backend registry).
 * Load balance: block rows launch longest first; ``split="auto"`` cuts rows far
   longer than the mean into segments that meet in an fp32 workspace (one launch).
+* Persistent kernel (``persist_plan``, kind "pers"): one or two programs per SM walk
+  host-balanced runs of precomputed steps (longest work item first into the least
+  loaded bin), with deep load pipelines; the b64 presets use it where no row is cut.
 * Union schedule (``union_plan``, kinds "uptr"/"utma"/"uatma"): one program owns
   2-8 block rows and walks the union of their block columns, so each B tile is
   loaded once for all of them (missing blocks are zeros in the MMA). Block rows are
   grouped greedily by shared columns on the host, once per matrix. The tuner tries
   it beside the one-row kernel; presets use it only where it measured faster.
 * Registered in ``engine.formats`` as backend "lab-bsr" (CUDA, fp16/bf16), which
-  uses ``PRESETS`` / ``UNION_PRESETS`` (the H100 tuner's choices) instead of tuning
-  on first use.
+  uses ``PRESETS`` / ``UNION_PRESETS`` / ``SPLIT_PRESETS`` (the tuner's choices on the
+  H200 run of 2026-11-30) instead of tuning on first use.
 
 The kernel runs on CUDA; on a CPU it runs only under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
@@ -45,6 +48,7 @@ BLOCK_SIZES = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16)
 NAME = "lab-bsr"
 UNION_KINDS = ("uptr", "utma", "uatma")  # several block rows per program (see union_plan)
+TMA_KINDS = ("tma", "pers")  # one block row per work item, tiles moved by TMA
 
 
 # ----------------------------------------------------------------------------- container
@@ -378,6 +382,89 @@ def union_plan(a: "BsrMatrix", rows: int, reorder: bool = True) -> UnionPlan:
     return plan
 
 
+@dataclass(frozen=True)
+class PersistPlan:
+    """Work for the persistent kernel: steps int32 [S, 4] (stored block, first B row,
+    first Y column, tag; see ``bsr_mm_persist_kernel``), bins int32 [G + 1] (bin g owns
+    steps bins[g] .. bins[g + 1] - 1), empty_rows (block rows with no stored block,
+    zeroed by the launcher) or None, and ``loads`` (steps per bin, for the record)."""
+
+    steps: torch.Tensor
+    bins: torch.Tensor
+    empty_rows: torch.Tensor | None
+    loads: list
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.bins.numel()) - 1
+
+
+def persist_plan(a: "BsrMatrix", k: int, block_n: int, n_bins: int,
+                 split_len: int | None = None) -> PersistPlan:
+    """Balance the work items (block row or segment x tile of ``block_n`` columns) of
+    ``a.plan(split_len)`` over ``n_bins`` persistent programs: longest item first into
+    the least loaded bin (LPT); each bin's items then run back to back as one run of
+    steps. Cached per matrix and (k, block_n, n_bins, split_len)."""
+    import heapq
+
+    key = ("persist", k, block_n, n_bins, split_len)
+    if key in a._plans:
+        return a._plans[key]
+    if n_bins < 1:
+        raise ValueError(f"n_bins: expected >= 1, got {n_bins}")
+    plan = a.plan(split_len)
+    sched = plan.sched.cpu().long()
+    n_tiles = -(-k // block_n)
+    lengths = (sched[:, 2] - sched[:, 1]).tolist()
+    items = [(lengths[i], i, t) for i in range(len(lengths)) if lengths[i] > 0
+             for t in range(n_tiles)]
+    items.sort(key=lambda x: (-x[0], x[1], x[2]))
+    heap = [(0, g) for g in range(n_bins)]
+    per_bin: list[list[tuple[int, int]]] = [[] for _ in range(n_bins)]
+    for length, i, t in items:
+        load, g = heapq.heappop(heap)
+        per_bin[g].append((i, t))
+        heapq.heappush(heap, (load + length, g))
+    order = [it for g in range(n_bins) for it in per_bin[g]]
+    loads = [sum(lengths[i] for i, _ in per_bin[g]) for g in range(n_bins)]
+    col = a.col.cpu().long()
+    if order:
+        it_i = torch.tensor([i for i, _ in order], dtype=torch.long)
+        it_t = torch.tensor([t for _, t in order], dtype=torch.long)
+        lens = sched[it_i, 2] - sched[it_i, 1]
+        ends = torch.cumsum(lens, 0)
+        step_item = torch.repeat_interleave(torch.arange(len(order)), lens)
+        j = sched[it_i, 1][step_item] + torch.arange(int(ends[-1])) - (ends - lens)[step_item]
+        tag = torch.zeros_like(j)
+        last = ends - 1
+        unsplit = sched[it_i, 3] < 0
+        tag[last] = torch.where(unsplit, sched[it_i, 0] + 1, -(it_i + 1))
+        steps = torch.stack([j, col[j] * a.block, it_t[step_item] * block_n, tag], dim=1)
+    else:
+        steps = torch.zeros((1, 4), dtype=torch.long)  # never read: keeps a valid pointer
+    bins = torch.cumsum(torch.tensor([0] + loads, dtype=torch.long), 0)
+    empty = (a.row_lengths().cpu() == 0).nonzero().reshape(-1)
+    dev = a.crow.device
+    pp = PersistPlan(steps=steps.to(torch.int32).contiguous().to(dev),
+                     bins=bins.to(torch.int32).to(dev),
+                     empty_rows=empty.to(dev) if empty.numel() else None, loads=loads)
+    a._plans[key] = pp
+    return pp
+
+
+_SM_COUNT: dict[str, int] = {}
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (4 under the CPU interpreter)."""
+    if device.type != "cuda":
+        return 4
+    key = str(device)
+    if key not in _SM_COUNT:
+        _SM_COUNT[key] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SM_COUNT[key]
+
+
 def _check_block(block: Any) -> None:
     if block not in BLOCK_SIZES:
         raise ValueError(f"block: expected square blocks of 16, 32, 64 or 128, got {block!r}")
@@ -455,8 +542,10 @@ def support_reason(a: Any, b: torch.Tensor | None = None) -> str:
 # ----------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
 class Config:
-    """One way to launch the kernel. kind "ptr" (pointer loads; any GROUP, TRANS) or
-    "tma" (tensor-memory-accelerator descriptors; GROUP 1, no TRANS, CUDA only)."""
+    """One way to launch the kernel. kind "ptr" (pointer loads; any GROUP, TRANS),
+    "tma" (tensor-memory-accelerator descriptors; GROUP 1 or 2, no TRANS, sm_90+),
+    "pers" (persistent, TMA: ``occ`` programs per SM walk host-balanced runs of steps,
+    see ``persist_plan``; GROUP 1, no TRANS), or a union kind (see ``union_plan``)."""
 
     block_n: int = 128
     group: int = 1
@@ -466,6 +555,9 @@ class Config:
     kind: str = "ptr"
     rows: int = 1  # union kinds: block rows per program
     skip: bool = False  # union kinds, rows == 2: skip the MMA of missing blocks
+    occ: int = 1  # "pers": programs per SM
+    store: str = "N"  # "pers": "H" stores Y in two halves when no row is split (half
+    #                   the shared-memory staging, so one more stage of loads fits)
 
     @property
     def union(self) -> bool:
@@ -473,6 +565,9 @@ class Config:
         return self.kind in UNION_KINDS
 
     def label(self) -> str:
+        if self.kind == "pers":
+            return (f"pers n{self.block_n} o{self.occ} {self.store} "
+                    f"w{self.num_warps} s{self.num_stages}")
         if self.union:
             return (f"{self.kind} n{self.block_n} r{self.rows} {'S' if self.skip else 'N'} "
                     f"w{self.num_warps} s{self.num_stages}")
@@ -486,13 +581,31 @@ class Config:
     def from_label(cls, label: str) -> "Config":
         """Inverse of ``label()``: "ptr n128 g1 N w4 s3" -> Config."""
         parts = label.split()
-        if len(parts) != 6 or parts[0] not in ("ptr", "tma") + UNION_KINDS or parts[4][0] != "w":
+        if (len(parts) != 6 or parts[0] not in ("ptr",) + TMA_KINDS + UNION_KINDS
+                or parts[4][0] != "w"):
             raise ValueError(f"config: expected a label like 'ptr n128 g1 N w4 s3', got {label!r}")
+        if parts[0] == "pers":
+            return cls(block_n=int(parts[1][1:]), occ=int(parts[2][1:]), store=parts[3],
+                       num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind="pers")
         if parts[0] in UNION_KINDS:
             return cls(block_n=int(parts[1][1:]), rows=int(parts[2][1:]), skip=parts[3] == "S",
                        num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
         return cls(block_n=int(parts[1][1:]), group=int(parts[2][1:]), trans=parts[3] == "T",
                    num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
+
+
+# Deeper load pipelines and the persistent kernel, by block size (H200 trials of
+# 2026-11-30, benchmarks/results/bsr_explore/). Triton's pipeliner keeps about
+# (num_stages - 1) // 2 + 1 tiles in flight here (the B tile's address depends on a
+# loaded column index), so s5-s9 are what put 3-5 tiles in flight.
+DEEP_CANDIDATES = {
+    16: ("pers n256 o1 N w4 s7", "pers n128 o2 N w4 s7"),
+    32: ("pers n256 o1 N w4 s7", "pers n128 o2 N w4 s7"),
+    64: ("pers n256 o1 N w4 s7", "pers n256 o1 H w4 s9", "pers n128 o2 N w4 s7",
+         "pers n128 o2 N w4 s8", "pers n128 o2 N w4 s6", "tma n128 g1 N w4 s5",
+         "tma n128 g1 N w4 s7", "tma n256 g1 N w4 s8"),
+    128: ("pers n128 o1 N w8 s5", "pers n64 o2 N w4 s5"),
+}
 
 
 def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
@@ -502,8 +615,10 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 
     def add(**kw):
         c = Config(**kw)
-        if c.block_n <= (min(bn_max, 256) if c.kind in ("tma", "utma", "uatma") else bn_max) and c not in out:
-            if c.kind not in ("utma", "uatma") or tma:
+        tma_kind = c.kind in TMA_KINDS + ("utma", "uatma")
+        limit = min(bn_max, 256) if tma_kind else bn_max  # a TMA box is at most 256 wide
+        if c.block_n <= limit and c not in out:
+            if not tma_kind or tma:
                 out.append(c)
 
     # the union schedule (several block rows per program, one B tile for all of them)
@@ -518,8 +633,8 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
                   "uatma n256 r2 N w8 s3", "uatma n128 r2 N w4 s4", "uatma n256 r2 N w4 s3",
                   "uatma n64 r2 N w4 s3"),
              128: ("utma n64 r2 N w8 s2", "uatma n64 r2 N w4 s2")}
-    for label in union[block]:
-        add(**{k: v for k, v in Config.from_label(label).as_dict().items()})
+    for label in union[block] + DEEP_CANDIDATES[block]:
+        add(**Config.from_label(label).as_dict())
 
     if block == 16:
         for bn in (64, 128, 256):
@@ -565,44 +680,60 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 DEFAULT_CONFIG = {16: Config(128, 4, True), 32: Config(128, 2, True),
                   64: Config(128, 1, False), 128: Config(64, 1, False)}
 
-# What the tuner chose on an H100 (benchmarks/results/bsr_bench.csv: n = 8192,
-# k = 512, fp16), by block and by stored-block density up to the given bound.
-# Used when tuning is off (e.g. through the backend registry, where a first call
-# should not spend a minute compiling candidates).
+# What the tuner chose on the H200 (2026-11-30, benchmarks/results/bsr_bench.csv and
+# bsr_tune.csv: n = 8192, k = 512, fp16), by block and by stored-block density up to
+# the given bound; b128, not in that sweep, from the H100 tuning of 2026-11-22. Used
+# when tuning is off (e.g. through the backend registry, where a first call should not
+# spend a minute compiling candidates).
 PRESETS: dict[int, list[tuple[float, Config]]] = {
     16: [(0.15, Config.from_label("ptr n128 g4 N w4 s3")),
-         (1.0, Config.from_label("ptr n256 g4 T w4 s3"))],
-    32: [(0.15, Config.from_label("ptr n128 g2 T w4 s3")),
-         (0.3, Config.from_label("ptr n256 g2 T w4 s3")),
          (1.0, Config.from_label("ptr n128 g4 T w4 s3"))],
-    64: [(0.15, Config.from_label("tma n128 g2 N w4 s3")),
-         (0.55, Config.from_label("tma n128 g1 N w4 s2")),
-         (1.0, Config.from_label("tma n256 g1 N w8 s3"))],
+    32: [(0.15, Config.from_label("ptr n128 g2 T w4 s3")),
+         (1.0, Config.from_label("ptr n128 g2 T w8 s4"))],
+    64: [(0.075, Config.from_label("pers n128 o2 N w4 s8")),
+         (0.55, Config.from_label("pers n256 o1 N w4 s7")),
+         (1.0, Config.from_label("pers n256 o1 H w4 s9"))],
     128: [(1.0, Config.from_label("ptr n64 g1 N w4 s3"))],
 }
 # The pointer-load twin of each TMA preset, for GPUs without TMA (before sm_90),
 # for k not a multiple of 8, and for the CPU interpreter.
-_PTR_TWIN = {"tma n128 g2 N w4 s3": Config.from_label("ptr n128 g2 N w4 s3"),
-             "tma n128 g1 N w4 s2": Config.from_label("ptr n128 g1 N w4 s3"),
-             "tma n256 g1 N w8 s3": Config.from_label("ptr n256 g1 N w8 s3")}
+_PTR_TWIN = {"pers n128 o2 N w4 s8": Config.from_label("ptr n128 g1 N w4 s5"),
+             "pers n256 o1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5"),
+             "pers n256 o1 H w4 s9": Config.from_label("ptr n256 g1 N w8 s3"),
+             "tma n128 g1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5")}
+# When rows are cut into segments, the persistent kernel's loop carries the workspace
+# epilogue and loses its software pipelining: on the H200's power-law pattern (one
+# row of 128 blocks, mean 9.8) it took 66.5 us against 19.8 us for the one-row TMA
+# kernel with split rows (benchmarks/results/bsr_explore/balance.csv). Presets then
+# use the one-row kernel the tuner chose there.
+SPLIT_PRESETS = {64: Config.from_label("tma n128 g1 N w4 s7")}
 
 
 # Where the union schedule (two block rows per program sharing each B tile) beat the
-# one-row kernel in both H100 runs of 2026-11-22 (benchmarks/results/bsr_union.csv):
-# b32 at 50-75 % sparsity, by 1.06-1.2x. (low density bound, high bound, config). Used
-# only when no row needs splitting (the union schedule never cuts rows) and TMA is there.
+# one-row kernel: b32 at 50-75 % sparsity, by 1.07-1.22x in both H100 runs of 2026-11-22
+# and by 1.01-1.11x on the H200 (benchmarks/results/bsr_union.csv). (low density bound,
+# high bound, config). Used only when no row will be cut (the union schedule never cuts
+# rows) and TMA is there.
 UNION_PRESETS: dict[int, list[tuple[float, float, Config]]] = {
     32: [(0.225, 0.55, Config.from_label("utma n256 r2 N w4 s3"))],
 }
 
 
-def preset_config(a: "BsrMatrix", b: torch.Tensor) -> Config:
-    """The H100 tuner's choice for this block size and density (no timing)."""
+def preset_config(a: "BsrMatrix", b: torch.Tensor, split_len: Any = "auto") -> Config:
+    """The tuner's choice for this block size and density (``PRESETS``; no timing).
+    split_len: the segment length the call will use ("auto": ``auto_split_len(a)``,
+    None: rows are never cut); where rows will be cut, neither the union schedule nor
+    the persistent kernel is chosen (``SPLIT_PRESETS``)."""
+    if split_len == "auto":
+        split_len = auto_split_len(a)
+    cut = split_len is not None and a.plan(split_len).n_split > 0
     dens = a.density
     for lo, hi, ucfg in UNION_PRESETS.get(a.block, ()):
-        if lo < dens <= hi and _config_ok(a, b, ucfg) and auto_split_len(a) is None:
+        if lo < dens <= hi and _config_ok(a, b, ucfg) and not cut:
             return ucfg
     cfg = next(c for bound, c in PRESETS[a.block] if dens <= bound)
+    if cut and cfg.kind == "pers":
+        cfg = SPLIT_PRESETS.get(a.block, DEFAULT_CONFIG[a.block])
     if not _config_ok(a, b, cfg):
         cfg = _PTR_TWIN.get(cfg.label(), DEFAULT_CONFIG[a.block])
     return cfg
@@ -647,7 +778,61 @@ def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
         pieces = plan.pieces
     else:  # never touched by the kernel: no work item has a slot
         ws, cnt, pieces, max_tiles = out, a.col, a.col, 1
+    if cfg.kind == "pers":
+        _launch_persist(a, b, out, cfg, split_len, plan, ws, cnt, pieces, max_tiles)
+        return
     _launch_items(a, b, out, cfg, plan.sched, ws, cnt, pieces, max_tiles)
+
+
+def _launch_persist(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
+                    split_len: int | None, plan: "WorkPlan", ws: torch.Tensor,
+                    cnt: torch.Tensor, pieces: torch.Tensor, max_tiles: int) -> None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    k = int(b.shape[1])
+    pp = persist_plan(a, k, cfg.block_n, sm_count(a.device) * cfg.occ, split_len)
+    if pp.empty_rows is not None:  # block rows with no stored block: no step writes them
+        out.view(a.block_rows, a.block, k).index_fill_(0, pp.empty_rows, 0)
+    bsz = a.block
+    a_desc = TensorDescriptor.from_tensor(a.values.view(a.nnz_blocks * bsz, bsz), [bsz, bsz])
+    b_desc = TensorDescriptor.from_tensor(b, [bsz, cfg.block_n])
+    half_store = cfg.store == "H" and plan.n_split == 0
+    y_box = cfg.block_n // 2 if half_store else cfg.block_n
+    y_desc = TensorDescriptor.from_tensor(out, [bsz, y_box])
+    upcast = interpreting() and b.dtype == torch.bfloat16
+
+    def launch(stages: int) -> None:
+        _kernel("bsr_mm_persist_kernel")[(pp.n_bins,)](
+            pp.steps, pp.bins, plan.sched, a_desc, b_desc, y_desc, ws, cnt, pieces, k,
+            max_tiles, BLK=bsz, BLOCK_N=cfg.block_n, UPCAST=upcast, SPLIT=plan.n_split > 0,
+            HALF_STORE=half_store, num_warps=cfg.num_warps, num_stages=stages)
+
+    # the workspace epilogue of split rows (and the full-width store when "H" cannot
+    # halve it) needs shared memory the deepest pipelines use for loads: fewer stages then
+    _with_fewer_stages_if_needed((cfg.label(), bsz, half_store, plan.n_split > 0),
+                                 cfg.num_stages, launch)
+
+
+_STAGES_FIT: dict[tuple, int] = {}
+
+
+def _with_fewer_stages_if_needed(key: tuple, stages: int, launch) -> None:
+    """launch(stages); when the compiled kernel needs more shared memory than the GPU
+    has (triton OutOfResources, raised before anything runs), retry with one stage
+    fewer, down to 2; the count that fits is remembered per key."""
+    from triton.runtime.errors import OutOfResources
+
+    stages = _STAGES_FIT.get(key, stages)
+    while True:
+        try:
+            launch(stages)
+        except OutOfResources:
+            if stages <= 2:
+                raise
+            stages -= 1
+            continue
+        _STAGES_FIT[key] = stages
+        return
 
 
 def _launch_items(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
@@ -666,7 +851,8 @@ def _launch_items(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
         y_desc = TensorDescriptor.from_tensor(out, [bsz, cfg.block_n])
         _kernel("bsr_mm_tma_kernel")[grid](
             sched, a.col, a_desc, b_desc, y_desc, ws, cnt, pieces, k, n_tiles, max_tiles,
-            BLK=bsz, BLOCK_N=cfg.block_n, GROUP=cfg.group, UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            BLK=bsz, BLOCK_N=cfg.block_n, GROUP=cfg.group, UPCAST=upcast,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return
     _kernel("bsr_mm_kernel")[grid](
         sched, a.col, a.values, b, out, ws, cnt, pieces, k, n_tiles, max_tiles,
@@ -726,14 +912,16 @@ def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
                     return False
             return b.shape[1] % 8 == 0
         return True
-    if cfg.kind == "tma":
+    if cfg.kind in TMA_KINDS:
         if interpreting() and a.device.type == "cpu":
             where_ok = True
         else:
             where_ok = a.device.type == "cuda" and _has_tma(a.device)
+        groups = (1, 2) if cfg.kind == "tma" else (1,)  # "pers": one stored block a step
         return (where_ok and a.nnz_blocks > 0 and b.shape[1] % 8 == 0
-                and cfg.group in (1, 2) and not cfg.trans)
-    return True
+                and cfg.group in groups and not cfg.trans and cfg.occ >= 1
+                and cfg.store in ("N", "H"))
+    return cfg.kind == "ptr"
 
 
 def graph_time(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256) -> tuple[float, float, float]:
@@ -824,7 +1012,7 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
 
     config: launch exactly this ``Config``; otherwise the tuned one for this key
     (tuned on first use on CUDA when ``autotune``), else ``preset_config`` (the
-    H100 tuner's choice for this block and density).
+    tuner's recorded choice for this block, density and split).
     split: "auto" cuts block rows longer than twice the mean into segments (see
     ``auto_split_len``); an int cuts rows longer than that; None never cuts. Union
     configurations (kinds "uptr", "utma", "uatma") never cut rows: split is ignored."""
@@ -856,7 +1044,7 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
             if autotune and a.device.type == "cuda" and not interpreting():
                 cfg = tune(a, b, split_len=split_len)
             else:
-                cfg = preset_config(a, b)
+                cfg = preset_config(a, b, split_len)
     if not _config_ok(a, b, cfg):
         raise ValueError(f"config: expected a configuration valid for these inputs, got "
                          f"{cfg.label()}")
@@ -900,7 +1088,7 @@ def _register() -> None:
         to_dense=lambda a: a.to_dense(), needs_block=True, check=_backend_check,
         bytes_of=_backend_bytes, ops=("spmv", "spmm"),
         description="the lab's own Triton kernel for block-sparse (BSR) x dense, fp32 "
-                    "accumulation, tiles preset from an H100 tuning run",
+                    "accumulation, tiles preset from an H200 tuning run",
     ), replace=True)
 
 

@@ -46,6 +46,13 @@ KERNEL_CASES = [
     ("b16-union-ptr-r4-oddk", 16, 6, 8, 37, 0.45, "float16", (2,), "uptr n64 r4 N w4 s3", 2),
     ("b16-union-tma-r8-dense", 16, 5, 5, 64, 1.0, "float16", (), "utma n32 r8 N w4 s3", None),
     ("b32-union-preset", 32, 4, 8, 64, 0.4, "float16", (), "", None),
+    # the persistent kernel (host-balanced runs of steps; 4 "SMs" under the interpreter)
+    ("b64-pers-empty-rows", 64, 5, 4, 72, 0.5, "float16", (1, 3), "pers n64 o1 N w4 s3", None),
+    ("b64-pers-o2-dense-bf16", 64, 3, 3, 64, 1.0, "bfloat16", (), "pers n32 o2 N w4 s3", None),
+    ("b32-pers-split", 32, 6, 8, 80, 0.45, "float16", (2,), "pers n64 o1 N w4 s3", 2),
+    ("b16-pers-split-more-bins-than-items", 16, 2, 8, 40, 0.6, "bfloat16", (), "pers n64 o2 N w4 s3", 3),
+    ("b64-pers-half-store", 64, 4, 4, 128, 0.6, "float16", (2,), "pers n64 o1 H w4 s3", None),
+    ("b32-pers-half-store-but-split", 32, 6, 8, 80, 0.45, "float16", (2,), "pers n64 o1 H w4 s3", 2),
 ]
 
 _WORKER = r"""
@@ -263,11 +270,51 @@ def test_presets_follow_density_and_fall_back_without_tma(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     b = torch.zeros(64 * 8, 12, dtype=torch.float16)  # k = 12: no TMA (needs k % 8 == 0)
     sparse = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.1)
-    assert lab.preset_config(sparse, b).kind == "ptr"
+    assert lab.preset_config(sparse, b).label() == "ptr n128 g1 N w4 s5"  # the pointer twin
     b16 = torch.zeros(64 * 8, 16, dtype=torch.float16)
-    assert lab.preset_config(sparse, b16).label() == "tma n128 g2 N w4 s3"
+    assert lab.preset_config(sparse, b16).label() == "pers n256 o1 N w4 s7"
+    very = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.05)
+    assert lab.preset_config(very, b16).label() == "pers n128 o2 N w4 s8"
     half = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.5)
-    assert lab.preset_config(half, b16).label() == "tma n128 g1 N w4 s2"
+    assert lab.preset_config(half, b16).label() == "pers n256 o1 N w4 s7"
+    full = lab.BsrMatrix.random(64 * 8, 64 * 8, 64, 0.9)
+    assert lab.preset_config(full, b16).label() == "pers n256 o1 H w4 s9"
+    assert lab.preset_config(full, b).label() == "ptr n256 g1 N w8 s3"
+    # a row far longer than the mean is cut: the one-row TMA kernel, not the persistent one
+    keep = torch.zeros(8, 8, dtype=torch.bool)
+    keep[:, 0] = True
+    keep[3, :] = True
+    dense = torch.randn(64 * 8, 64 * 8) * keep.repeat_interleave(64, 0).repeat_interleave(64, 1)
+    skewed = lab.BsrMatrix.from_dense(dense.half(), 64)
+    assert lab.preset_config(skewed, b16, split_len=2).label() == "tma n128 g1 N w4 s7"
+    assert lab.preset_config(skewed, b16, split_len=None).kind == "pers"
+    assert lab.preset_config(skewed, b, split_len=2).label() == "ptr n128 g1 N w4 s5"
+
+
+def test_persist_plan_runs_every_step_once_in_balanced_bins():
+    a = lab.BsrMatrix.random(64 * 12, 64 * 10, 64, 0.35, seed=3, empty_rows=(4,))
+    k, bn, bins = 200, 64, 5
+    pp = lab.persist_plan(a, k, bn, bins)
+    steps, edges = pp.steps.long(), pp.bins.long()
+    n_tiles = -(-k // bn)
+    # every (stored block, tile) pair exactly once, with its own block column's B rows
+    pairs = sorted((int(j), int(n0)) for j, _, n0, _ in steps.tolist())
+    assert pairs == sorted((j, t * bn) for j in range(a.nnz_blocks) for t in range(n_tiles))
+    assert torch.equal(steps[:, 1], a.col.long()[steps[:, 0]] * 64)
+    # one tag per (row, tile) item, on its last step, naming the row; bins cover all steps
+    rows = torch.repeat_interleave(torch.arange(a.block_rows), a.row_lengths().long())
+    tagged = steps[steps[:, 3] != 0]
+    assert len(tagged) == int((a.row_lengths() > 0).sum()) * n_tiles
+    assert torch.equal(tagged[:, 3] - 1, rows[tagged[:, 0]])
+    assert edges[0] == 0 and edges[-1] == len(steps) and bool((edges[1:] >= edges[:-1]).all())
+    # longest-first greedy: no bin exceeds the lightest by more than one item
+    loads = edges[1:] - edges[:-1]
+    assert int(loads.max() - loads.min()) <= int(a.row_lengths().max())
+    assert pp.empty_rows.tolist() == [4]
+    # split rows: the last step of each segment points back at its work item (negative tag)
+    split = lab.persist_plan(a, k, bn, bins, split_len=2)
+    neg = split.steps.long()[:, 3]
+    assert bool((neg < 0).any()) and bool((neg > 0).any())
 
 
 def test_registered_as_a_backend_with_reasons():
