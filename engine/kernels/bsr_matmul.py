@@ -701,11 +701,12 @@ _PTR_TWIN = {"pers n128 o2 N w4 s8": Config.from_label("ptr n128 g1 N w4 s5"),
              "pers n256 o1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5"),
              "pers n256 o1 H w4 s9": Config.from_label("ptr n256 g1 N w8 s3"),
              "tma n128 g1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5")}
-# When rows are cut into segments, the persistent kernel's loop carries the workspace
-# epilogue and loses its software pipelining: on the H200's power-law pattern (one
-# row of 128 blocks, mean 9.8) it took 66.5 us against 19.8 us for the one-row TMA
-# kernel with split rows (benchmarks/results/bsr_explore/balance.csv). Presets then
-# use the one-row kernel the tuner chose there.
+# When rows are cut into segments, the persistent kernel also carries the workspace
+# epilogue (atomics, a branch, and shared memory that leaves room for fewer load
+# stages): on the H200's power-law pattern (one row of 128 blocks, mean 9.8) it took
+# 66.5 us against 19.8 us for the one-row TMA kernel with split rows
+# (benchmarks/results/bsr_explore/balance.csv). Presets then use the one-row kernel
+# the tuner chose there.
 SPLIT_PRESETS = {64: Config.from_label("tma n128 g1 N w4 s7")}
 
 
