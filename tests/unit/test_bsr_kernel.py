@@ -410,3 +410,29 @@ def test_union_preset_only_where_measured_faster_and_without_split(monkeypatch):
     skewed = lab.BsrMatrix.from_dense(torch.randn(512, 512).half(), 32, keep=keep)
     assert lab.auto_split_len(skewed) is not None
     assert not lab.preset_config(skewed, b).union
+
+
+def test_fewer_stages_when_the_kernel_does_not_fit_in_shared_memory():
+    errors = pytest.importorskip("triton.runtime.errors")
+    tried = []
+
+    def launch(stages):
+        tried.append(stages)
+        if stages > 4:
+            raise errors.OutOfResources(300_000, 232_448, "shared memory")
+
+    lab._with_fewer_stages_if_needed(("test-key",), 7, launch)
+    assert tried == [7, 6, 5, 4]
+    tried.clear()
+    lab._with_fewer_stages_if_needed(("test-key",), 7, launch)  # remembered: one try
+    assert tried == [4]
+
+    def never_fits(stages):
+        tried.append(stages)
+        raise errors.OutOfResources(300_000, 232_448, "shared memory")
+
+    tried.clear()
+    with pytest.raises(errors.OutOfResources):
+        lab._with_fewer_stages_if_needed(("other-key",), 4, never_fits)
+    assert tried == [4, 3, 2]
+    lab._STAGES_FIT.pop(("test-key",), None)
