@@ -142,20 +142,8 @@ if AVAILABLE:
             else:
                 tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask[None, :])
         else:  # one segment of a split row: add into its fp32 workspace rows
-            # (the same steps as _segment_store, with a pointer store of Y at the end)
-            wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-            wmask = n_mask[None, :] & (offs_r[:, None] < BLK)
-            tl.atomic_add(wptrs, out, mask=wmask, sem="relaxed")
-            cptr = cnt_ptr + slot * MAX_TILES + tile
-            done = tl.atomic_add(cptr, 1, sem="acq_rel")
-            if done == tl.load(np_ptr + slot) - 1:  # the last segment of this row and tile
-                total = tl.atomic_add(wptrs, tl.zeros_like(out), mask=wmask, sem="relaxed")
-                tl.store(wptrs, tl.zeros_like(out), mask=wmask)
-                total = tl.where(wmask, total, 0.0)
-                y_rows = row * BLK + offs_r
-                yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-                tl.store(yptrs, total.to(y_ptr.dtype.element_ty), mask=wmask)
-                tl.store(cptr, 0)
+            _segment_store(out, row, slot, tile, tile * BLOCK_N, ws_ptr, cnt_ptr, np_ptr, y_ptr,
+                           K_COLS, MAX_TILES, BLK, BLOCK_N, False)
 
     @triton.jit
     def bsr_mm_tma_kernel(
@@ -204,11 +192,13 @@ if AVAILABLE:
                            MAX_TILES, BLK, BLOCK_N)
 
     @triton.jit
-    def _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
-                       MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr):
-        """One segment of a split row (TMA kernels): add ``acc`` into the row's fp32
-        workspace, bump the (row, tile) counter; the last segment writes Y through
-        ``y_desc`` and leaves workspace and counter zeroed."""
+    def _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_out, K_COLS,
+                       MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr,
+                       DESC: tl.constexpr = True):
+        """One segment of a split row: add ``acc`` into the row's fp32 workspace, bump
+        the (row, tile) counter; the last segment writes Y (through the descriptor
+        ``y_out`` when DESC, else to the pointer ``y_out``) and leaves workspace and
+        counter zeroed."""
         offs_r = tl.arange(0, BLK)
         offs_n = n0 + tl.arange(0, BLOCK_N)
         wptrs = ws_ptr + (slot * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
@@ -222,7 +212,11 @@ if AVAILABLE:
             total = tl.atomic_add(wptrs, tl.zeros_like(acc), mask=wmask, sem="relaxed")
             tl.store(wptrs, tl.zeros_like(acc), mask=wmask)
             total = tl.where(wmask, total, 0.0)
-            y_desc.store([row * BLK, n0], total.to(y_desc.dtype))
+            if DESC:
+                y_out.store([row * BLK, n0], total.to(y_out.dtype))
+            else:
+                yptrs = y_out + (row * BLK + offs_r)[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+                tl.store(yptrs, total.to(y_out.dtype.element_ty), mask=wmask)
             tl.store(cptr, 0)
 
     @triton.jit
