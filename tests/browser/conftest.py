@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.apphelpers import start_app, stop_app  # noqa: F401  (tests import them from here)
@@ -101,3 +102,10 @@ def wait_for_text(page, selector: str, text: str, timeout: float = 30_000) -> No
     page.wait_for_function(
         "([sel, txt]) => { const e = document.querySelector(sel); return e && e.innerText.includes(txt); }",
         arg=[selector, text], timeout=timeout)
+
+
+def download_csv(page, selector: str) -> pd.DataFrame:
+    """Click the download button ``selector`` and read the file the browser got as CSV."""
+    with page.expect_download() as dl:
+        page.click(selector)
+    return pd.read_csv(dl.value.path())

@@ -1,10 +1,9 @@
 """/attention in a real browser: pick masks, move window and block size, run a tiny sweep."""
 import re
 
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +30,7 @@ def _untick(page, checklist: str, labels: list[str]) -> None:
         page.locator(f"{checklist} label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
 
 
-def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
+def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page):
     page.goto(app_server + "/attention")
     page.wait_for_selector("#attention-token-map .heatmaplayer")
     wait_for_content(page, "#attention-token-map", "Token mask: longformer(w=64, g=4)")
@@ -49,10 +48,7 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
     wait_for_text(page, "#attention-stats", "block density (64)")
     wait_for_content(page, "#attention-weights-mask", "Weights under sliding_window(w=16)")
     wait_for_text(page, "#attention-zoo-table", "bigbird(")
-    with page.expect_download() as dl:
-        page.click("#attention-zoo-csv-button")
-    dl.value.save_as(tmp_path / "zoo.csv")
-    zoo = pd.read_csv(tmp_path / "zoo.csv")
+    zoo = download_csv(page, "#attention-zoo-csv-button")
     assert len(zoo) == 10 and "sliding_window(w=16)" in set(zoo["mask"])
     assert zoo.loc[zoo["mask"] == "causal", "mass_kept"].item() == pytest.approx(1.0)
 
@@ -65,10 +61,7 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page, tmp_path):
     page.wait_for_selector("#attention-crossover .scatterlayer .trace")
     wait_for_content(page, "#attention-crossover", "sliding_window(w=16) · sdpa-masked")
     wait_for_text(page, "#attention-crossover-text", "unavailable")
-    with page.expect_download() as dl:
-        page.click("#attention-job-csv")
-    dl.value.save_as(tmp_path / "sweep.csv")
-    frame = pd.read_csv(tmp_path / "sweep.csv")
+    frame = download_csv(page, "#attention-job-csv")
     assert len(frame) == 4 and set(frame["seq_len"]) == {256}
     assert list(frame["impl"]) == ["sdpa-causal", "sdpa-dense", "sdpa-masked", "flex"]
     flex = frame[frame["impl"] == "flex"]

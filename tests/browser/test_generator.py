@@ -1,10 +1,9 @@
 """/generator in a real browser: play, toggle, change the chain, unmute, download."""
 import re
 
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -136,9 +135,7 @@ def test_generator_plays_toggles_updates_sounds_and_downloads(app_server, page):
                            arg=str((p + 1) % 8))
 
     # per-phase CSV
-    with page.expect_download() as dl:
-        page.click("#gen-phase-csv-button")
-    frame = pd.read_csv(dl.value.path())
+    frame = download_csv(page, "#gen-phase-csv-button")
     assert list(frame["phase"]) == list(range(16))
     assert {"pattern", "nnz", "act_0", "y_1", "max_abs_pipeline_minus_graph"} <= set(frame.columns)
     assert (frame["nnz"] == 3).all() and frame["max_abs_pipeline_minus_graph"].max() <= 1e-12

@@ -1,10 +1,7 @@
 """/isomorphism in a real browser: sliders, spy plot click, equality, downloads."""
-import io
-
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -36,9 +33,7 @@ def test_isomorphism_sliders_click_and_downloads(app_server, page):
     assert 100 < row < 256
 
     # downloads: facts as CSV, the matrix as Matrix Market
-    with page.expect_download() as info:
-        page.click("#iso-conv-facts-csv-button")
-    facts = pd.read_csv(info.value.path())
+    facts = download_csv(page, "#iso-conv-facts-csv-button")
     values = dict(zip(facts["fact"], facts["value"]))
     assert values["triangularity"] == "neither" and int(values["rows"]) == 256
     with page.expect_download() as info:

@@ -1,10 +1,7 @@
 """The /moe page in a real browser: sliders move load, drops and loss; tiny jobs run."""
-import io
-
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -43,9 +40,7 @@ def test_moe_sliders_change_capacity_drops_and_loss(app_server, page):
         arg=balance_before, timeout=20_000)
 
     # the per-expert table downloads as CSV, one row per expert
-    with page.expect_download() as dl:
-        page.click("#moe-experts-csv-button")
-    frame = pd.read_csv(dl.value.path())
+    frame = download_csv(page, "#moe-experts-csv-button")
     assert len(frame) == 8
     assert {"expert", "load", "dropped", "utilisation"} <= set(frame.columns)
     assert frame["dropped"].sum() == 0
@@ -65,9 +60,7 @@ def test_moe_tiny_training_and_timing_jobs(app_server, page):
     wait_for_job(page, "#moe-train-job-status", timeout=90_000)
     wait_for_text(page, "#moe-train-summary", "balancing alpha=0.1")
     assert page.locator("#moe-train-summary-list li").count() == 2
-    with page.expect_download() as dl:
-        page.click("#moe-train-job-csv")
-    frame = pd.read_csv(io.StringIO(open(dl.value.path()).read()))
+    frame = download_csv(page, "#moe-train-job-csv")
     assert set(frame["kind"]) == {"epoch", "specialisation", "summary"}
     assert len(frame) == 2 * (1 + 4 + 1)
     assert page.locator("#moe-train-spec .heatmaplayer").count() >= 1
@@ -76,9 +69,7 @@ def test_moe_tiny_training_and_timing_jobs(app_server, page):
     wait_for_text(page, "#moe-sweep-summary", "one dense FFN")
     # 3 batches (1, 2, 4) x 5 variants, drawn as lines
     assert page.locator("#moe-sweep-time .scatterlayer .trace").count() >= 3
-    with page.expect_download() as dl:
-        page.click("#moe-sweep-job-csv")
-    frame = pd.read_csv(dl.value.path())
+    frame = download_csv(page, "#moe-sweep-job-csv")
     assert len(frame) == 15
     assert sorted(frame["batch"].unique()) == [1, 2, 4]
     ok = frame[frame["status"] == "ok"]

@@ -1,10 +1,9 @@
 """/paper in a real browser: start a training run, watch curves grow, cancel, download."""
 import re
 
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -37,9 +36,7 @@ def test_paper_start_watch_cancel_download(app_server, page):
     page.wait_for_timeout(3000)
     assert _rows_in_status(page.inner_text("#paper-train-job-status")) == kept
     assert not page.is_disabled("#paper-train-job-run")
-    with page.expect_download() as info:
-        page.click("#paper-train-job-csv")
-    rows = pd.read_csv(info.value.path())
+    rows = download_csv(page, "#paper-train-job-csv")
     assert set(rows["variant"]) == {"native", "tied", "free"}
     assert rows["epoch"].max() >= 1 and (rows["task"] == "vision").all()
     tied = rows[rows["variant"] == "tied"]

@@ -1,8 +1,7 @@
 """/paradox in a real browser: a tiny sweep end to end, plots, CSV download; cancel keeps rows."""
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -12,7 +11,7 @@ def _fill(page, selector: str, value: str) -> None:
     page.press(selector, "Enter")
 
 
-def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
+def test_tiny_sweep_end_to_end_with_csv(app_server, page):
     page.goto(app_server + "/paradox")
     page.wait_for_selector("#paradox-job-run")
     _fill(page, "#paradox-sparsities", "0.5, lots")
@@ -27,11 +26,7 @@ def test_tiny_sweep_end_to_end_with_csv(app_server, page, tmp_path):
     legend = page.eval_on_selector("#paradox-speedup .legend", "e => e.textContent")
     assert "torch-csr" in legend and "theoretical" in legend
     assert "chapter" in page.inner_text("#paradox-chapter").lower()
-    with page.expect_download() as dl:
-        page.click("#paradox-job-csv")
-    path = tmp_path / "rows.csv"
-    dl.value.save_as(path)
-    frame = pd.read_csv(path)
+    frame = download_csv(page, "#paradox-job-csv")
     assert len(frame) == 20
     assert set(frame["backend"]) >= {"torch-dense", "torch-csr", "torch-coo", "torch-bsr", "scipy-csr"}
     ok = frame[frame["status"] == "ok"]

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -25,11 +25,7 @@ def test_import_csv_open_and_plot(app_server, page, tmp_path):
     wait_for_text(page, "#runs-table", "imported")
     page.wait_for_selector("#runs-plot .scatterlayer .trace")
     assert "speedup" in page.eval_on_selector("#runs-plot", "e => e.textContent")
-    with page.expect_download() as dl:
-        page.click("#runs-export")
-    path = tmp_path / "back.csv"
-    dl.value.save_as(path)
-    back = pd.read_csv(path)
+    back = download_csv(page, "#runs-export")
     assert len(back) == 4 and set(back["backend"]) == {"torch-dense", "torch-csr"}
 
 

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 
 from engine.store import RunStore
 from tests.apphelpers import ROOT, start_app, start_redis, stop_process
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 P = "paradox"
@@ -28,12 +27,6 @@ def _tiny_sweep(page, url: str, sparsities: str, repeats: int = 3, size: int = 6
     page.fill(f"#{P}-sparsities", sparsities)
     page.press(f"#{P}-sparsities", "Enter")
     page.click("body")
-
-
-def _downloaded_rows(page) -> pd.DataFrame:
-    with page.expect_download() as info:
-        page.click(f"#{P}-job-csv")
-    return pd.read_csv(info.value.path())
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):
         _tiny_sweep(page, url, "0.5, 0.9")
         page.click(f"#{P}-job-run")
         wait_for_job(page, f"#{P}-job-status", timeout=90_000)
-        rows = _downloaded_rows(page)
+        rows = download_csv(page, f"#{P}-job-csv")
         assert set(rows["sparsity"].round(3)) == {0.5, 0.9}
         assert (rows["status"] == "ok").any()
         log = (tmp_path / "worker.log").read_text()
@@ -89,7 +82,7 @@ def test_two_users_sweep_at_once_and_each_sees_only_their_rows(app_server, brows
         pg.click(f"#{P}-job-run")
     for pg in pages:
         wait_for_job(pg, f"#{P}-job-status", timeout=120_000)
-    mine = [set(_downloaded_rows(pg)["sparsity"].round(3)) for pg in pages]
+    mine = [set(download_csv(pg, f"#{P}-job-csv")["sparsity"].round(3)) for pg in pages]
     assert mine == [{0.5}, {0.9}]
     for pg in pages:
         pg.context.close()
@@ -122,7 +115,7 @@ def test_killed_job_keeps_rows_resumes_and_survives_restart(tmp_path, browser):
         page.wait_for_function(f"() => !document.querySelector('#{P}-job-status').innerText"
                                ".startsWith('error')", timeout=30_000)
         wait_for_job(page, f"#{P}-job-status", timeout=120_000)
-        rows = _downloaded_rows(page)
+        rows = download_csv(page, f"#{P}-job-csv")
         group = int(rows.groupby(["op", "sparsity"]).size().max())
         whole = kept // group * group
         assert whole >= group

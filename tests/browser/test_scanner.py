@@ -1,8 +1,7 @@
 """/scanner in a real browser: heatmap, presets, noise, modes, clock, CSV."""
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -67,9 +66,7 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     page.click("#scan-play")
 
     # agreement CSV
-    with page.expect_download() as dl:
-        page.click("#scan-csv-button")
-    frame = pd.read_csv(dl.value.path())
+    frame = download_csv(page, "#scan-csv-button")
     assert list(frame.columns) == ["phase", "pattern", "column", "rel_error", "cosine", "agree"]
     assert len(frame) == 16 * 7
     assert set(frame["column"]) == {"clock", "lookup", "select", "sparse", "activation",

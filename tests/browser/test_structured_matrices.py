@@ -1,11 +1,9 @@
 """/structured-matrices in a real browser: target, budget, Pareto, heatmaps, sweep, CSVs."""
-import io
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -18,12 +16,6 @@ def page_module_has_reference() -> bool:
 def _pick(page, dropdown_id: str, option_text: str) -> None:
     page.click(f"#{dropdown_id}")
     page.get_by_role("option", name=option_text, exact=True).click()
-
-
-def _download_csv(page, button_id: str) -> pd.DataFrame:
-    with page.expect_download() as dl:
-        page.click(f"#{button_id}")
-    return pd.read_csv(io.StringIO(open(dl.value.path(), encoding="utf-8").read()))
 
 
 def _trace_names(page, graph_id: str) -> list[str]:
@@ -43,7 +35,7 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     # the DFT: the butterfly recovers it exactly, low-rank cannot
     _pick(page, "sm-target", "DFT (unitary, complex)")
     wait_for_text(page, "#sm-target-label", "DFT", timeout=60_000)
-    pareto = _download_csv(page, "sm-pareto-csv-button")
+    pareto = download_csv(page, "#sm-pareto-csv-button")
     bfly = pareto[pareto.family == "butterfly"].iloc[0]
     assert bfly.rel_error < 1e-6
     assert pareto[pareto.family == "lowrank"].rel_error.min() > 0.5
@@ -53,7 +45,7 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     page.focus("#sm-budget [role=slider]")
     page.keyboard.press("Home")  # the smallest exponent: 1/2 of n^2
     wait_for_text(page, "#sm-budget-value", "8,192")
-    budget = _download_csv(page, "sm-budget-csv-button")
+    budget = download_csv(page, "#sm-budget-csv-button")
     assert (budget.params.dropna() <= 8192).all()
     assert "r=32" in set(budget.configuration)
     heat_titles = page.evaluate(
@@ -71,11 +63,11 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     wait_for_text(page, "#sm-timing-msg", "this session's run")
     page.wait_for_function("() => { const g = document.querySelector('#sm-timing .js-plotly-plot');"
                            " return g && g.data && g.data.length >= 10; }", timeout=30_000)
-    rows = _download_csv(page, "sm-sweep-job-csv")
+    rows = download_csv(page, "#sm-sweep-job-csv")
     assert len(rows) == 3 * 8  # 3 batches x 8 operators, float32
     assert set(rows.name) >= {"dense", "lowrank", "monarch", "butterfly", "circulant", "sparse@lowrank"}
     assert (rows[rows.status == "ok"].median_s > 0).all()
-    compare = _download_csv(page, "sm-compare-csv-button")
+    compare = download_csv(page, "#sm-compare-csv-button")
     assert "chapter: hardware efficiency" in compare.columns
     assert compare.loc[compare["matrix type"] == "Low-rank (r=32)", "measured: time (ms)"].iloc[0] > 0
     # the decision guide links to the lab's pages

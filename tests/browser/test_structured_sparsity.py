@@ -1,9 +1,8 @@
 """/structured-sparsity in a real browser: sliders, a tiny timing sweep, a tiny accuracy run."""
-import pandas as pd
 import pytest
 
 from engine.structured_sweep import default_block_backends
-from tests.browser.conftest import wait_for_text, wait_for_job
+from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +42,7 @@ def test_sliders_update_the_three_patterns(app_server, page):
     assert page.locator("#ss-heatmaps .heatmaplayer .hm").count() == 3
 
 
-def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path):
+def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page):
     page.goto(app_server + "/structured-sparsity")
     page.wait_for_selector("#ss-time-job-run")
     page.click("#ss-t-size")
@@ -58,10 +57,7 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     page.wait_for_selector("#ss-speedup .scatterlayer .trace")
     wait_for_content(page, "#ss-speedup", "torch-bsr b4")
     wait_for_content(page, "#ss-nm-plot", "needs an NVIDIA GPU (sm80+)")
-    with page.expect_download() as dl:
-        page.click("#ss-time-job-csv")
-    dl.value.save_as(tmp_path / "timing.csv")
-    frame = pd.read_csv(tmp_path / "timing.csv")
+    frame = download_csv(page, "#ss-time-job-csv")
     assert len(frame) == expected and set(frame["block"]) == {4}
     nm = frame[frame["backend"] == "torch-2:4"]
     assert list(nm["status"]) == ["unsupported"] and nm["median_s"].isna().all()
@@ -79,15 +75,12 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page, tmp_path)
     page.wait_for_selector("#ss-acc-plot .barlayer .trace")
     wait_for_text(page, "#ss-acc-table", "unstructured")
     assert "ResNet-50" in page.inner_text("#ss-chapter")
-    with page.expect_download() as dl:
-        page.click("#ss-acc-job-csv")
-    dl.value.save_as(tmp_path / "acc.csv")
-    acc = pd.read_csv(tmp_path / "acc.csv")
+    acc = download_csv(page, "#ss-acc-job-csv")
     assert list(acc["pattern"]) == ["dense", "unstructured", "2:4"]
     assert (acc["acc_dense"] > 0.3).all()
 
 
-def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, page, tmp_path):
+def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, page):
     page.goto(app_server + "/structured-sparsity")
     page.wait_for_selector("#ss-bsr-plot .scatterlayer .trace")
     wait_for_content(page, "#ss-bsr-plot", "issue targets (64x64 blocks)")
@@ -96,12 +89,6 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
     wait_for_text(page, "#ss-bsr-targets", "call by call")
     wait_for_content(page, "#ss-bsr-plot", "call by call")
-    with page.expect_download() as dl:
-        page.click("#ss-bsr-targets-csv-button")
-    dl.value.save_as(tmp_path / "targets.csv")
-    goals = pd.read_csv(tmp_path / "targets.csv")
+    goals = download_csv(page, "#ss-bsr-targets-csv-button")
     assert len(goals) == 4 and goals["timing"].str.startswith("call by call").all()
-    with page.expect_download() as dl:
-        page.click("#ss-bsr-csv-button")
-    dl.value.save_as(tmp_path / "rows.csv")
-    assert set(pd.read_csv(tmp_path / "rows.csv")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
+    assert set(download_csv(page, "#ss-bsr-csv-button")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
