@@ -20,7 +20,6 @@ torch.compile'd FlexAttention), and the kernel (median and IQR of steady calls).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import math
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from engine.masks import (Mask, attention_flops, build_mask, causal, full, is_causal_mask,
                           materialize, stats_of)
+from engine.threads import torch_threads
 from engine.validate import check_choice, check_int
 
 try:  # the shared benchmark timer (warm-up, CUDA sync, median, IQR)
@@ -291,20 +291,16 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
 TIMER_THREADS = 1  # torch.utils.benchmark.Timer's default num_threads
 
 
-@contextlib.contextmanager
 def timer_threads():
     """Run a whole row at the thread count the benchmark Timer uses.
 
     The Timer sets torch's num_threads (1 by default) while it times; torch.compile
     guards on that global state, so a FlexAttention compiled outside the Timer at
-    another thread count would silently recompile inside the timed runs.
+    another thread count would silently recompile inside the timed runs. Through
+    ``engine.threads.torch_threads``, so threads that change the count at the same
+    time still leave the process's own count restored.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(TIMER_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(TIMER_THREADS)
 
 
 def time_kernel(fn: Callable[[], Any], device: torch.device, repeats: int = 10) -> dict:

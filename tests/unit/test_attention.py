@@ -175,3 +175,18 @@ def test_gpu_script_holds_the_lab_against_a_bare_run_timed_the_same_way():
     assert ok["within_10pct"] is True  # 1.02 against back-to-back bare
     assert ok["within_10pct_do_bench"] is False  # 1.13 against do_bench (L2 flushed)
     assert "within_10pct" not in failed and failed["status"].startswith("error")
+
+
+def test_timer_threads_sets_the_timer_count_and_gives_the_old_one_back():
+    import torch
+
+    from engine import attention
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with attention.timer_threads():
+            assert torch.get_num_threads() == attention.TIMER_THREADS
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
