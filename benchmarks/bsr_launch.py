@@ -32,7 +32,7 @@ def main() -> int:
     import torch
     import triton
 
-    from engine.formats import get_backend
+    from engine.formats import SimpleSpec, get_backend
     from engine.kernels import bsr_matmul as lab
 
     if not torch.cuda.is_available():
@@ -80,7 +80,8 @@ def main() -> int:
     backend = get_backend(lab.NAME)
     dense = torch.zeros(1024, 1024, device="cuda", dtype=torch.float16)
     dense[:256, :128] = torch.randn(256, 128, device="cuda").half()
-    prepared = backend.prepare(dense, type("Spec", (), {"block": 64})())
+    prepared = backend.prepare(dense, SimpleSpec(device="cuda", dtype="float16",
+                                                 shape=(1024, 1024), block=64))
     x = torch.randn(1024, 16, device="cuda").half()
     got = backend.matmul(prepared, x)
     reg_err = float((got.double() - dense.double() @ x.double()).norm()
