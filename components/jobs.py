@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from components.tables import csv_payload
 from engine.jobslots import JobSlots, max_jobs_from_env
@@ -42,7 +42,7 @@ class JobPlan:
 
 def job_ids(prefix: str) -> SimpleNamespace:
     names = ("run", "cancel", "progress", "progress_text", "status", "rows", "result", "csv",
-             "csv_download", "panel")
+             "csv_download", "panel", "recheck")
     return SimpleNamespace(**{n: f"{prefix}-job-{n.replace('_', '-')}" for n in names})
 
 
@@ -65,25 +65,36 @@ def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> h
         dcc.Store(id=ids.rows, data=[]),
         dcc.Store(id=ids.result, data=None),
         dcc.Store(id=ids.progress_text, data="idle"),
+        # off unless a job's process looks gone: then it checks once more before saying so
+        dcc.Interval(id=ids.recheck, interval=RECHECK_MS, disabled=True),
     ], className="job-panel", id=ids.panel)
 
 
 UNFINISHED = ("running", "starting", "queued")
 DIED = ("error: the job's process ended without a result (killed, out of memory or "
         "crashed); {n} finished rows kept (stored, see Runs)")
+RECHECK_MS = 1500  # how long a job may look gone before the status line says it died
+
+
+def looks_lost(progress_text: str | None, running: bool, result_clicks: int | None,
+               run_clicks: int | None) -> bool:
+    """True when Dash has re-enabled Run (the job's process is gone) while the text
+    still says running and no result of this run (``result_clicks == run_clicks``) is
+    here. At the normal end of a job the browser may apply Run's re-enabling before
+    the result, so this alone is not proof: the status callback checks again after
+    ``RECHECK_MS``."""
+    return bool(not running and run_clicks and result_clicks != run_clicks
+                and (progress_text or "").startswith(UNFINISHED))
 
 
 def status_line(progress_text: str | None, run_ts: int | None, cancel_ts: int | None,
-                n_rows: int, running: bool | None = None, result_clicks: int | None = None,
-                run_clicks: int | None = None) -> str:
-    """What the status line says: "cancelled" once Cancel was clicked after Run; an
-    error when the job stopped running (``running`` False) while its text still says
-    running and no result of this run (``result_clicks == run_clicks``) came back."""
+                n_rows: int, died: bool = False) -> str:
+    """What the status line says: "cancelled" once Cancel was clicked after Run; the
+    died error when ``died`` (the job still looked lost at the recheck)."""
     if cancel_ts and run_ts and cancel_ts > run_ts:
         return f"cancelled: {n_rows} finished rows kept (stored, see Runs)"
     text = progress_text or "idle"
-    if (running is False and run_clicks and result_clicks != run_clicks
-            and text.startswith(UNFINISHED)):
+    if died and text.startswith(UNFINISHED):
         return DIED.format(n=n_rows)
     return text
 
@@ -185,24 +196,30 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     # The status line is derived, so a progress update still in flight when Cancel is
     # pressed cannot overwrite "cancelled" (the last click, run or cancel, decides).
     # Dash re-enables Run when the job's process is gone; if no result of this run
-    # came back with it, the process died (Dash itself would leave "running" shown).
+    # comes back with it, the process died (Dash itself would leave "running" shown).
+    # The first time it looks so, the recheck interval is switched on; only if it still
+    # looks so when the interval fires does the line say the job died.
     @callback(
         Output(ids.status, "children"),
         Output(ids.status, "className"),
+        Output(ids.recheck, "disabled"),
         Input(ids.progress_text, "data"),
         Input(ids.cancel, "n_clicks"),
         Input(ids.run, "disabled"),
+        Input(ids.recheck, "n_intervals"),
         State(ids.run, "n_clicks_timestamp"),
         State(ids.cancel, "n_clicks_timestamp"),
         State(ids.rows, "data"),
         State(ids.result, "data"),
         State(ids.run, "n_clicks"),
     )
-    def _status(text, _cancels, run_disabled, run_ts, cancel_ts, rows, result, run_clicks):
+    def _status(text, _cancels, run_disabled, _rechecks, run_ts, cancel_ts, rows, result,
+                run_clicks):
         result_clicks = result.get("clicks") if isinstance(result, dict) else None
-        line = status_line(text, run_ts, cancel_ts, len(rows or []), running=bool(run_disabled),
-                           result_clicks=result_clicks, run_clicks=run_clicks)
-        return line, status_class(line)
+        lost = looks_lost(text, bool(run_disabled), result_clicks, run_clicks)
+        died = lost and ctx.triggered_id == ids.recheck
+        line = status_line(text, run_ts, cancel_ts, len(rows or []), died=died)
+        return line, status_class(line), not (lost and not died)
 
     @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
               State(ids.rows, "data"), prevent_initial_call=True)

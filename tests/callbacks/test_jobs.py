@@ -1,5 +1,5 @@
 """The job panel's status line (components/jobs.py)."""
-from components.jobs import job_ids, status_class, status_line
+from components.jobs import job_ids, looks_lost, status_class, status_line
 
 CASES = [
     # progress text, run clicked at, cancel clicked at, rows -> starts with
@@ -11,18 +11,48 @@ CASES = [
 
 
 def test_a_job_whose_process_died_says_so_and_a_finished_one_does_not():
-    died = status_line("running: 2 / 9 rows, 1.0 s", 1000, None, 2, running=False,
-                       result_clicks=1, run_clicks=2)
-    assert died.startswith("error: the job's process ended without a result") and "2 finished" in died
-    assert status_line("starting...", 1000, None, 0, running=False, result_clicks=None,
-                       run_clicks=1).startswith("error: the job's process ended")
+    # Run re-enabled, no result of this run (clicks 2), text still running: looks lost
+    assert looks_lost("running: 2 / 9 rows, 1.0 s", False, 1, 2)
+    assert looks_lost("starting...", False, None, 1)
     # the result of this run came back with the end of the job: _finished sets "done" next
-    assert status_line("running: 9 / 9 rows, 2.0 s", 1000, None, 9, running=False,
-                       result_clicks=2, run_clicks=2).startswith("running")
-    # still running, never run, or cancelled: no error
-    assert status_line("running: 2 / 9 rows", 1000, None, 2, running=True, run_clicks=2).startswith("running")
-    assert status_line("idle", None, None, 0, running=False, run_clicks=0) == "idle"
-    assert status_line("running: 2 / 9", 1000, 1100, 2, running=False, run_clicks=1).startswith("cancelled")
+    assert not looks_lost("running: 9 / 9 rows, 2.0 s", False, 2, 2)
+    # still running, never run, or already finished
+    assert not looks_lost("running: 2 / 9 rows", True, None, 2)
+    assert not looks_lost("idle", False, None, 0)
+    assert not looks_lost("done: 9 rows in 2 s", False, 1, 2)
+    died = status_line("running: 2 / 9 rows, 1.0 s", 1000, None, 2, died=True)
+    assert died.startswith("error: the job's process ended without a result") and "2 finished" in died
+    # until the recheck confirms it, the line keeps what the job said last
+    assert status_line("running: 2 / 9 rows", 1000, None, 2).startswith("running")
+    assert status_line("running: 2 / 9", 1000, 1100, 2, died=True).startswith("cancelled")
+    assert status_line("done: 9 rows in 2 s", 1000, None, 9, died=True).startswith("done")
+
+
+def test_status_waits_for_the_recheck_before_saying_a_job_died(monkeypatch):
+    from components import jobs
+
+    register = {}
+    monkeypatch.setattr(jobs, "callback",  # keep the functions instead of registering them
+                        lambda *a, **k: (lambda f: register.setdefault(f.__name__, f)))
+    jobs.register_job("demo", [], plan=lambda: None, kind="demo")
+    status = register["_status"]
+    ids = job_ids("demo")
+    args = ("running: 2 / 9 rows", 0, False, 0, 1000, None, [{}, {}], None, 1)
+
+    class Ctx:  # what dash.ctx.triggered_id says
+        triggered_id = ids.run
+
+    monkeypatch.setattr(jobs, "ctx", Ctx)
+    line, _cls, recheck_off = status(*args)
+    assert line.startswith("running") and recheck_off is False  # looks lost: check again
+    Ctx.triggered_id = ids.recheck
+    line, cls, recheck_off = status(*args)
+    assert line.startswith("error: the job's process ended") and recheck_off
+    assert cls.endswith("error")
+    # the result arrived before the recheck fired: the run finished, no error
+    line, _cls, recheck_off = status("running: 9 / 9 rows", 0, False, 1, 1000, None, [{}] * 9,
+                                     {"clicks": 1}, 1)
+    assert line.startswith("running") and recheck_off
 
 
 def test_status_line_table():
