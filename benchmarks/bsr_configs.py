@@ -37,8 +37,11 @@ def ir_summary(label):
     # what the compiler made of the loop: multi-buffered shared memory (pipelined loads),
     # async warpgroup MMAs, warp specialisation; "" when the kernel cannot be found
     import re
-    from engine.kernels import _bsr_triton as kern
-    fn = getattr(kern, KERNELS.get(label.split()[0], ""), None)
+    from engine.kernels import _bsr_gluon, _bsr_triton as kern
+    if label.split()[0] == "ws":
+        fn = _bsr_gluon.bsr_mm_ws_kernel
+    else:
+        fn = getattr(kern, KERNELS.get(label.split()[0], ""), None)
     if fn is None:
         return ""
     found = []
@@ -48,6 +51,7 @@ def ir_summary(label):
             ttgir = getattr(compiled, "asm", {}).get("ttgir", "")
             bufs = sorted(set(re.findall(r"memdesc<(\d+)x\d+x\d+x", ttgir)))
             found.append(f"bufs={'/'.join(bufs) or '-'} tma_loads={ttgir.count('async_tma_copy_global_to_local')} "
+                         f"regs={getattr(compiled, 'n_regs', '?')} spills={getattr(compiled, 'n_spills', '?')} "
                          f"async_dot={ttgir.count('isAsync = true')} ws={ttgir.count('ttg.warp_specialize')} "
                          f"smem={getattr(getattr(compiled, 'metadata', None), 'shared', '?')}")
     return "; ".join(sorted(set(found)))
@@ -74,7 +78,7 @@ for s in args["sparsities"]:
             y = fn().clone()
         ref = lab.bsr_matmul_reference(a, b).double()
         row["rel_err"] = float((y.double() - ref).norm() / ref.norm())
-        med, q25, q75 = lab.graph_time(fn)
+        med, q25, q75 = lab.graph_time(fn, flush=args.get("flush", "write"))
         row.update(us=med * 1e3, q25_us=q25 * 1e3, q75_us=q75 * 1e3, error="",
                    ir=ir_summary(label))
     except Exception as exc:
@@ -93,6 +97,8 @@ def main() -> int:
     p.add_argument("--configs", default="", help="comma-separated labels (default: the "
                    "presets for this block, then DEEP_CANDIDATES)")
     p.add_argument("--timeout", type=int, default=90, help="seconds per configuration")
+    p.add_argument("--flush", default="write", help="comma-separated L2 states before each "
+                   "call: write (the benchmarks' default), read, none (see graph_time)")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import torch
@@ -115,32 +121,38 @@ def main() -> int:
     sparsities = [float(s) for s in args.sparsities.split(",")]
     rows = []
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    for label in ["dense", "torch-bsr"] + labels:
+    flushes = [f.strip() for f in args.flush.split(",") if f.strip()]
+    bad = [f for f in flushes if f not in lab.FLUSHES]
+    if bad or not flushes:
+        p.error(f"--flush: expected some of {lab.FLUSHES}, got {args.flush!r}")
+    jobs = [(label, f) for f in flushes for label in ["dense", "torch-bsr"] + labels]
+    for label, flush in jobs:
         job = {"n": args.n, "k": args.k, "block": args.block, "config": label,
-               "sparsities": sparsities}
+               "sparsities": sparsities, "flush": flush}
         try:
             proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(job)], cwd=ROOT,
                                   env=env, capture_output=True, text=True, timeout=args.timeout)
             got = [json.loads(x[4:]) for x in proc.stdout.splitlines() if x.startswith("ROW ")]
             if not got:
-                got = [{"block": args.block, "sparsity": None, "config": label,
+                got = [{"block": args.block, "sparsity": None, "config": label, "flush": flush,
                         "error": f"rc {proc.returncode}: {proc.stderr.strip()[-300:]}"}]
         except subprocess.TimeoutExpired:
-            got = [{"block": args.block, "sparsity": None, "config": label,
+            got = [{"block": args.block, "sparsity": None, "config": label, "flush": flush,
                     "error": f"timed out after {args.timeout} s"}]
         for r in got:
             print(r, flush=True)
             rows.append({**meta, **r})
-    dense = {r["sparsity"]: r.get("us") for r in rows if r["config"] == "dense"}
+    dense = {(r["sparsity"], r["flush"]): r.get("us") for r in rows if r["config"] == "dense"}
     for r in rows:
-        if r.get("us") and dense.get(r["sparsity"]):
-            r["speedup_vs_dense"] = dense[r["sparsity"]] / r["us"]
+        ref = dense.get((r["sparsity"], r["flush"]))
+        if r.get("us") and ref:
+            r["speedup_vs_dense"] = ref / r["us"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "bsr_configs.csv", rows)
     for r in rows:
         if r.get("us"):
-            print(f"{r['config']:24s} s={r['sparsity']:.2f} {r['us']:8.1f} us "
+            print(f"{r['config']:24s} {r['flush']:5s} s={r['sparsity']:.2f} {r['us']:8.1f} us "
                   f"{r.get('speedup_vs_dense', float('nan')):5.2f}x err {r.get('rel_err', 0):.1e}")
     return 0
 

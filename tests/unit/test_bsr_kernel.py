@@ -436,3 +436,22 @@ def test_fewer_stages_when_the_kernel_does_not_fit_in_shared_memory():
         lab._with_fewer_stages_if_needed(("other-key",), 4, never_fits)
     assert tried == [4, 3, 2]
     lab._STAGES_FIT.pop(("test-key",), None)
+
+
+def test_warp_specialised_kind_is_gpu_only_and_labels_round_trip(monkeypatch):
+    cfg = lab.Config.from_label("ws n256 o1 N w8 s4")
+    assert (cfg.kind, cfg.block_n, cfg.num_warps, cfg.num_stages) == ("ws", 256, 8, 4)
+    assert cfg.label() == "ws n256 o1 N w8 s4"
+    a = lab.BsrMatrix.random(64 * 4, 64 * 4, 64, 0.5)
+    b = torch.zeros(64 * 4, 256, dtype=torch.float16)
+    assert not lab._config_ok(a, b, cfg)  # a CPU tensor: Gluon kernels need a Hopper GPU
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not lab._config_ok(a, b, cfg)  # nor does the interpreter run them
+    with pytest.raises(ValueError, match="expected a configuration valid"):
+        lab.bsr_matmul(a, b, config=cfg)
+
+
+def test_graph_time_names_its_l2_states():
+    assert lab.FLUSHES == ("write", "read", "none")
+    with pytest.raises(ValueError, match="flush: expected one of"):
+        lab.graph_time(lambda: None, flush="cold")  # checked before any CUDA call
