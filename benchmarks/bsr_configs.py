@@ -60,7 +60,7 @@ b = torch.randn(n, k, device="cuda", generator=torch.Generator("cuda").manual_se
 for s in args["sparsities"]:
     a = lab.BsrMatrix.random(n, n, blk, 1.0 - s, dtype=torch.float16, device="cuda",
                              seed=int(s * 1000) + blk)  # the seed of bsr_bench.py
-    row = {"block": blk, "sparsity": s, "config": label}
+    row = {"block": blk, "sparsity": s, "config": label, "flush": args.get("flush", "write")}
     try:
         if label == "dense":
             dense = a.to_dense()
