@@ -37,11 +37,8 @@ def ir_summary(label):
     # what the compiler made of the loop: multi-buffered shared memory (pipelined loads),
     # async warpgroup MMAs, warp specialisation; "" when the kernel cannot be found
     import re
-    from engine.kernels import _bsr_gluon, _bsr_triton as kern
-    if label.split()[0] == "ws":
-        fn = _bsr_gluon.bsr_mm_ws_kernel
-    else:
-        fn = getattr(kern, KERNELS.get(label.split()[0], ""), None)
+    from engine.kernels import _bsr_triton as kern
+    fn = getattr(kern, KERNELS.get(label.split()[0], ""), None)
     if fn is None:
         return ""
     found = []

@@ -48,8 +48,7 @@ BLOCK_SIZES = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16)
 NAME = "lab-bsr"
 UNION_KINDS = ("uptr", "utma", "uatma")  # several block rows per program (see union_plan)
-TMA_KINDS = ("tma", "pers", "ws")  # one block row per work item, tiles moved by TMA
-BIN_KINDS = ("pers", "ws")  # persistent: host-balanced bins of steps (persist_plan)
+TMA_KINDS = ("tma", "pers")  # one block row per work item, tiles moved by TMA
 
 
 # ----------------------------------------------------------------------------- container
@@ -546,10 +545,7 @@ class Config:
     """One way to launch the kernel. kind "ptr" (pointer loads; any GROUP, TRANS),
     "tma" (tensor-memory-accelerator descriptors; GROUP 1 or 2, no TRANS, sm_90+),
     "pers" (persistent, TMA: ``occ`` programs per SM walk host-balanced runs of steps,
-    see ``persist_plan``; GROUP 1, no TRANS), "ws" (the same bins run by the
-    warp-specialised Gluon kernel of ``_bsr_gluon``: sm_90+, blocks 64 and 128, rows
-    never cut; ``num_stages`` = its ring of load slots, ``num_warps`` 4 or 8 = one or
-    two MMA warpgroups), or a union kind (see ``union_plan``)."""
+    see ``persist_plan``; GROUP 1, no TRANS), or a union kind (see ``union_plan``)."""
 
     block_n: int = 128
     group: int = 1
@@ -569,8 +565,8 @@ class Config:
         return self.kind in UNION_KINDS
 
     def label(self) -> str:
-        if self.kind in BIN_KINDS:
-            return (f"{self.kind} n{self.block_n} o{self.occ} {self.store} "
+        if self.kind == "pers":
+            return (f"pers n{self.block_n} o{self.occ} {self.store} "
                     f"w{self.num_warps} s{self.num_stages}")
         if self.union:
             return (f"{self.kind} n{self.block_n} r{self.rows} {'S' if self.skip else 'N'} "
@@ -588,9 +584,9 @@ class Config:
         if (len(parts) != 6 or parts[0] not in ("ptr",) + TMA_KINDS + UNION_KINDS
                 or parts[4][0] != "w"):
             raise ValueError(f"config: expected a label like 'ptr n128 g1 N w4 s3', got {label!r}")
-        if parts[0] in BIN_KINDS:
+        if parts[0] == "pers":
             return cls(block_n=int(parts[1][1:]), occ=int(parts[2][1:]), store=parts[3],
-                       num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
+                       num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind="pers")
         if parts[0] in UNION_KINDS:
             return cls(block_n=int(parts[1][1:]), rows=int(parts[2][1:]), skip=parts[3] == "S",
                        num_warps=int(parts[4][1:]), num_stages=int(parts[5][1:]), kind=parts[0])
@@ -686,7 +682,9 @@ DEFAULT_CONFIG = {16: Config(128, 4, True), 32: Config(128, 2, True),
 
 # What the tuner chose on the H200 (2026-11-30, benchmarks/results/bsr_bench.csv and
 # bsr_tune.csv: n = 8192, k = 512, fp16), by block and by stored-block density up to
-# the given bound; b128, not in that sweep, from the H100 tuning of 2026-11-22. Used
+# the given bound; b128 from its own H200 sweep that day (benchmarks/results/bsr_b128/:
+# the persistent kernel at every density from 0 to 95 % sparsity, 1.1-3.9x faster
+# than the earlier H100 preset "ptr n64 g1 N w4 s3"). Used
 # when tuning is off (e.g. through the backend registry, where a first call should not
 # spend a minute compiling candidates).
 PRESETS: dict[int, list[tuple[float, Config]]] = {
@@ -697,21 +695,24 @@ PRESETS: dict[int, list[tuple[float, Config]]] = {
     64: [(0.075, Config.from_label("pers n128 o2 N w4 s8")),
          (0.55, Config.from_label("pers n256 o1 N w4 s7")),
          (1.0, Config.from_label("pers n256 o1 H w4 s9"))],
-    128: [(1.0, Config.from_label("ptr n64 g1 N w4 s3"))],
+    128: [(1.0, Config.from_label("pers n128 o1 N w8 s5"))],
 }
 # The pointer-load twin of each TMA preset, for GPUs without TMA (before sm_90),
 # for k not a multiple of 8, and for the CPU interpreter.
 _PTR_TWIN = {"pers n128 o2 N w4 s8": Config.from_label("ptr n128 g1 N w4 s5"),
              "pers n256 o1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5"),
              "pers n256 o1 H w4 s9": Config.from_label("ptr n256 g1 N w8 s3"),
+             "pers n128 o1 N w8 s5": Config.from_label("ptr n64 g1 N w8 s3"),
              "tma n128 g1 N w4 s7": Config.from_label("ptr n128 g1 N w4 s5")}
 # When rows are cut into segments, the persistent kernel also carries the workspace
 # epilogue (atomics, a branch, and shared memory that leaves room for fewer load
 # stages): on the H200's power-law pattern (one row of 128 blocks, mean 9.8) it took
 # 66.5 us against 19.8 us for the one-row TMA kernel with split rows
 # (benchmarks/results/bsr_explore/balance.csv). Presets then use the one-row kernel
-# the tuner chose there.
-SPLIT_PRESETS = {64: Config.from_label("tma n128 g1 N w4 s7")}
+# the tuner chose there (b64), or the tuner's best one-row kernel of the b128 sweep
+# (second to the persistent kernel at 75-95 % sparsity; not timed with cut rows).
+SPLIT_PRESETS = {64: Config.from_label("tma n128 g1 N w4 s7"),
+                 128: Config.from_label("tma n64 g1 N w4 s3")}
 
 
 # Where the union schedule (two block rows per program sharing each B tile) beat the
@@ -737,7 +738,7 @@ def preset_config(a: "BsrMatrix", b: torch.Tensor, split_len: Any = "auto") -> C
         if lo < dens <= hi and _config_ok(a, b, ucfg) and not cut:
             return ucfg
     cfg = next(c for bound, c in PRESETS[a.block] if dens <= bound)
-    if cut and cfg.kind in BIN_KINDS:
+    if cut and cfg.kind == "pers":
         cfg = SPLIT_PRESETS.get(a.block, DEFAULT_CONFIG[a.block])
     if not _config_ok(a, b, cfg):
         cfg = _PTR_TWIN.get(cfg.label(), DEFAULT_CONFIG[a.block])
@@ -762,9 +763,6 @@ def _kernel(name: str):
     the kernels module had already been imported (e.g. by another test)."""
     from engine.kernels import _bsr_triton as kern
 
-    if name == "bsr_mm_ws_kernel":  # Gluon: GPU only, never interpreted
-        from engine.kernels import _bsr_gluon
-        return _bsr_gluon.bsr_mm_ws_kernel
     fn = getattr(kern, name)
     if interpreting():
         from triton.runtime.interpreter import InterpretedFunction
@@ -779,9 +777,6 @@ def _launch(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config,
             split_len: int | None = None) -> None:
     if cfg.union:  # rows are never cut in the union schedule (split_len does not apply)
         _launch_union(a, b, out, cfg)
-        return
-    if cfg.kind == "ws":  # nor by the warp-specialised kernel
-        _launch_ws(a, b, out, cfg)
         return
     plan = a.plan(split_len)
     if plan.n_split:
@@ -822,32 +817,6 @@ def _launch_persist(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Confi
     # halve it) needs shared memory the deepest pipelines use for loads: fewer stages then
     _with_fewer_stages_if_needed((cfg.label(), bsz, half_store, plan.n_split > 0),
                                  cfg.num_stages, launch)
-
-
-def _launch_ws(a: BsrMatrix, b: torch.Tensor, out: torch.Tensor, cfg: Config) -> None:
-    """The warp-specialised Gluon kernel over ``persist_plan`` bins (rows never cut)."""
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-    k = int(b.shape[1])
-    pp = persist_plan(a, k, cfg.block_n, sm_count(a.device) * cfg.occ, None)
-    if pp.empty_rows is not None:  # block rows with no stored block: no step writes them
-        out.view(a.block_rows, a.block, k).index_fill_(0, pp.empty_rows, 0)
-    bsz, bn = a.block, cfg.block_n
-    gdt = gl.float16 if b.dtype == torch.float16 else gl.bfloat16
-
-    def desc(t: torch.Tensor, box: list[int]):
-        return TensorDescriptor.from_tensor(t, box, gl.NVMMASharedLayout.get_default_for(box, gdt))
-
-    a_desc = desc(a.values.view(a.nnz_blocks * bsz, bsz), [bsz, bsz])
-    b_desc, y_desc = desc(b, [bsz, bn]), desc(out, [bsz, bn])
-
-    def launch(stages: int) -> None:
-        _kernel("bsr_mm_ws_kernel")[(pp.n_bins,)](
-            pp.steps, pp.bins, a_desc, b_desc, y_desc, BLK=bsz, BLOCK_N=bn, NBUF=stages,
-            LOADER_REGS=40, num_warps=cfg.num_warps)
-
-    _with_fewer_stages_if_needed((cfg.label(), bsz, "ws"), cfg.num_stages, launch)
 
 
 _STAGES_FIT: dict[tuple, int] = {}
@@ -937,11 +906,6 @@ def _has_tma(device: torch.device) -> bool:
     return _TMA_CAPABLE[key]
 
 
-def _gluon_available() -> bool:
-    from engine.kernels import _bsr_gluon
-    return _bsr_gluon.AVAILABLE
-
-
 def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
     if cfg.union:
         if cfg.rows < 1 or (cfg.skip and cfg.rows != 2) or cfg.group != 1 or cfg.trans:
@@ -954,12 +918,6 @@ def _config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
                     return False
             return b.shape[1] % 8 == 0
         return True
-    if cfg.kind == "ws":
-        return (a.device.type == "cuda" and not interpreting() and _has_tma(a.device)
-                and _gluon_available() and a.block in (64, 128) and a.nnz_blocks > 0
-                and b.shape[1] % 8 == 0 and cfg.num_warps in (4, 8) and cfg.occ >= 1
-                and cfg.store == "N" and cfg.group == 1 and not cfg.trans
-                and cfg.block_n % (8 * cfg.num_warps // 4) == 0)
     if cfg.kind in TMA_KINDS:
         if interpreting() and a.device.type == "cpu":
             where_ok = True
@@ -982,10 +940,10 @@ def graph_time(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
     without fn; each rep replays both (CUDA events) and the sample is
     (t(G1) - t(G0)) / n_inner. CUDA only; fn must be capturable.
 
-    flush: "write" (what every benchmark here uses, like triton's do_bench) overwrites
-    a ``flush_mb`` buffer, so L2 is left full of dirty lines that fn's own traffic
-    must write back; "read" sums the buffer instead (L2 left full of clean lines);
-    "none" keeps L2 warm with fn's own data from the previous call."""
+    flush: how L2 is evicted before each call. "write" (what every benchmark here
+    uses, like triton's do_bench) overwrites a ``flush_mb`` buffer, leaving L2 full of
+    its dirty lines; "read" reads the buffer instead (clean lines); "none" does not
+    evict, so fn finds its own data of the previous call in L2 (warm)."""
     if flush not in FLUSHES:
         raise ValueError(f"flush: expected one of {FLUSHES}, got {flush!r}")
     buf = torch.zeros(flush_mb * 2**20 // 4, dtype=torch.int32, device="cuda")
