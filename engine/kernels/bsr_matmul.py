@@ -683,10 +683,10 @@ DEFAULT_CONFIG = {16: Config(128, 4, True), 32: Config(128, 2, True),
 # What the tuner chose on the H200 (2026-11-30, benchmarks/results/bsr_bench.csv and
 # bsr_tune.csv: n = 8192, k = 512, fp16), by block and by stored-block density up to
 # the given bound; b128 from its own H200 sweep that day (benchmarks/results/bsr_b128/:
-# the persistent kernel at every density from 0 to 95 % sparsity, 1.1-3.9x faster
-# than the earlier H100 preset "ptr n64 g1 N w4 s3"). Used
-# when tuning is off (e.g. through the backend registry, where a first call should not
-# spend a minute compiling candidates).
+# the persistent kernel at every density from 0 to 95 % sparsity, 1.1-1.6x faster
+# than the earlier H100 preset "ptr n64 g1 N w4 s3" in bsr_tune.csv). Used when tuning
+# is off (e.g. through the backend registry, where a first call should not spend a
+# minute compiling candidates).
 PRESETS: dict[int, list[tuple[float, Config]]] = {
     16: [(0.15, Config.from_label("ptr n128 g4 N w4 s3")),
          (1.0, Config.from_label("ptr n128 g4 T w4 s3"))],
