@@ -11,9 +11,9 @@ jobs, on this host or others). ``server`` is exposed for gunicorn:
 A callback that raises shows its message in the page's error bar (never a
 traceback); responses carry security headers.
 
-The web process never initialises CUDA (see engine.device); GPU work happens only
+The web process never initialises CUDA (see engine.runtime.device); GPU work happens only
 inside background jobs. Jobs are forked only while no other request is running
-(engine/forkgate.py): a torch lock held by another thread at the fork would hang
+(engine/runtime/forkgate.py): a torch lock held by another thread at the fork would hang
 the job.
 """
 from __future__ import annotations
@@ -27,9 +27,9 @@ import dash
 from dash import Dash, Input, Output, dcc, html, set_props
 
 from components.layout import page_order
-from engine.device import describe_device
-from engine.forkgate import ForkGate
-from engine.store import cache_dir
+from engine.runtime.device import describe_device
+from engine.runtime.forkgate import ForkGate
+from engine.runtime.store import cache_dir
 
 
 REDIS_ENV = "SPARSITY_LAB_REDIS_URL"
@@ -68,7 +68,7 @@ FORK_GATE = ForkGate()
 
 def make_background_manager(celery_app=None):
     """CeleryManager on Redis when configured; else DiskcacheManager on ``<cache>/jobs``
-    whose job forks wait at FORK_GATE (see engine/forkgate.py)."""
+    whose job forks wait at FORK_GATE (see engine/runtime/forkgate.py)."""
     from dash import CeleryManager, DiskcacheManager
 
     if celery_app is not None:

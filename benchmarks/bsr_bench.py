@@ -53,7 +53,7 @@ def main() -> int:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     import torch
 
-    from engine.kernels import bsr_matmul as lab
+    from engine.sparse.kernels import bsr_matmul as lab
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

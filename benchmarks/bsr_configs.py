@@ -27,7 +27,7 @@ from bsr_bench import write_csv  # noqa: E402  (the sweep's CSV writer)
 
 _WORKER = r"""
 import json, sys, torch
-from engine.kernels import bsr_matmul as lab
+from engine.sparse.kernels import bsr_matmul as lab
 args = json.loads(sys.argv[1])
 KERNELS = {"ptr": "bsr_mm_kernel", "tma": "bsr_mm_tma_kernel",
            "pers": "bsr_mm_persist_kernel"}
@@ -37,7 +37,7 @@ def ir_summary(label):
     # what the compiler made of the loop: multi-buffered shared memory (pipelined loads),
     # async warpgroup MMAs, warp specialisation; "" when the kernel cannot be found
     import re
-    from engine.kernels import _bsr_triton as kern
+    from engine.sparse.kernels import _bsr_triton as kern
     fn = getattr(kern, KERNELS.get(label.split()[0], ""), None)
     if fn is None:
         return ""
@@ -101,7 +101,7 @@ def main() -> int:
     import torch
     import triton
 
-    from engine.kernels import bsr_matmul as lab
+    from engine.sparse.kernels import bsr_matmul as lab
 
     if not torch.cuda.is_available():
         print("bsr_configs.py needs a CUDA device")

@@ -32,8 +32,8 @@ def main() -> int:
     import torch
     import triton
 
-    from engine.formats import SimpleSpec, get_backend
-    from engine.kernels import bsr_matmul as lab
+    from engine.sparse.formats import SimpleSpec, get_backend
+    from engine.sparse.kernels import bsr_matmul as lab
 
     if not torch.cuda.is_available():
         print("bsr_launch.py needs a CUDA device")

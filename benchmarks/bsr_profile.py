@@ -28,7 +28,7 @@ def main() -> int:
     args = p.parse_args()
     import torch
 
-    from engine.kernels import bsr_matmul as lab
+    from engine.sparse.kernels import bsr_matmul as lab
 
     label = args.config
     if not label and args.bench_csv:

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.attention import (SweepConfig, attention_sweep, compiled_flex, crossover,  # noqa: E402
+from engine.attention.attend import (SweepConfig, attention_sweep, compiled_flex, crossover,  # noqa: E402
                               random_qkv)
-from engine.device import job_device, package_version, runtime_device_name  # noqa: E402
-from engine.masks import MASK_KINDS  # noqa: E402
+from engine.runtime.device import job_device, package_version, runtime_device_name  # noqa: E402
+from engine.attention.masks import MASK_KINDS  # noqa: E402
 
 FULL_SEQS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_SEQS = (128, 256)

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine import masks as M  # noqa: E402
-from engine.attention import (compiled_flex, make_block_mask, random_qkv,  # noqa: E402
+from engine.attention import masks as M  # noqa: E402
+from engine.attention.attend import (compiled_flex, make_block_mask, random_qkv,  # noqa: E402
                               timer_threads)
 from engine.bench.timer import measure  # noqa: E402
-from engine.device import runtime_device_name  # noqa: E402
+from engine.runtime.device import runtime_device_name  # noqa: E402
 
 SEQS = (4096, 16384)
 WINDOW = 256

@@ -4,7 +4,7 @@
     python3 benchmarks/gpu_isomorphism.py --out DIR --quick   # tiny sizes, for a CPU check
 
 Writes DIR/gpu_isomorphism.csv: one row per (channels, image, batch) from
-engine.lowering.conv_timing_sweep (3x3 kernel, padding 1, C_in = C_out, float32;
+engine.layers.lowering.conv_timing_sweep (3x3 kernel, padding 1, C_in = C_out, float32;
 median and IQR of repeated synchronised runs after warm-up; the CSR matrix is
 torch.sparse_csr on the same device; max |native - matrix| checks they agree) and
 DIR/gpu_isomorphism_summary.csv (matrix / native time by channels and image at the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from engine import lowering  # noqa: E402
+from engine.layers import lowering  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
     python3 benchmarks/gpu_moe.py --out DIR           # d=2048, FFN 4d, 8 experts, top-2, bf16
     python3 benchmarks/gpu_moe.py --out DIR --quick   # tiny sizes, for a CPU check
 
-Writes DIR/moe_timing.csv (one row per batch x variant, from engine.moe.timing_sweep_rows),
+Writes DIR/moe_timing.csv (one row per batch x variant, from engine.moe.layer.timing_sweep_rows),
 DIR/moe_summary.csv (MoE / one dense FFN time at the largest batch; ideal = k) and
 DIR/moe_check.csv (batched == per-token reference on this device, with and without drops,
 for each method x combine), DIR/moe_profile.csv (each stage of the layer timed alone at the
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from engine import moe  # noqa: E402
-from engine.device import job_device, runtime_device_name  # noqa: E402
+from engine.moe import layer as moe  # noqa: E402
+from engine.runtime.device import job_device, runtime_device_name  # noqa: E402
 
 
 CHECKS = [  # (tokens, k, capacity factor or None): 3 tokens top-1 leaves experts empty

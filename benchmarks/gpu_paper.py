@@ -3,7 +3,7 @@
     python3 benchmarks/gpu_paper.py --out DIR           # vision 30 epochs, time series 60, text 6
     python3 benchmarks/gpu_paper.py --out DIR --quick   # tiny sizes, for a CPU check
 
-Writes DIR/gpu_paper.csv (one row per task x model x epoch, from engine.paper.train_rows:
+Writes DIR/gpu_paper.csv (one row per task x model x epoch, from engine.layers.paper.train_rows:
 native, weight-tied sparse, free sparse; same seed, batches and Adam), DIR/gpu_paper_summary.csv
 (the paper's table form: best metric and epoch of best per model) and DIR/gpu_paper_cost.csv
 (parameters, seconds per epoch, max |output - native|). Each task has a time budget; a task
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from engine import paper as pp  # noqa: E402
+from engine.layers import paper as pp  # noqa: E402
 
 FULL = {"vision": dict(epochs=30, budget_s=40), "timeseries": dict(epochs=60, budget_s=30),
         "text": dict(epochs=6, budget_s=45)}

@@ -32,8 +32,8 @@ import pandas as pd  # noqa: E402
 
 from engine.bench.schema import column_order  # noqa: E402
 from engine.bench.sweeps import ParadoxConfig, break_even, paradox_sweep  # noqa: E402
-from engine.device import job_device, package_version, runtime_device_name  # noqa: E402
-from engine.store import to_csv_text  # noqa: E402
+from engine.runtime.device import job_device, package_version, runtime_device_name  # noqa: E402
+from engine.runtime.store import to_csv_text  # noqa: E402
 
 SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
 BACKENDS = ("torch-dense", "torch-csr", "torch-coo", "torch-bsr")

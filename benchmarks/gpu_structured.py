@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from engine import structured as st  # noqa: E402
+from engine.structured import operators as st  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from engine.bench.schema import column_order  # noqa: E402
-from engine.device import job_device, runtime_device_name  # noqa: E402
-from engine.structured_sweep import (StructuredSweepConfig, break_even_by_block,  # noqa: E402
+from engine.runtime.device import job_device, runtime_device_name  # noqa: E402
+from engine.bench.pattern_sweep import (StructuredSweepConfig, break_even_by_block,  # noqa: E402
                                      efficiency_table, structured_sweep)
 
 GPU_BACKENDS = ("torch-dense", "torch-csr", "torch-bsr", "lab-bsr")
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     print(f"device: {name}; {config.total} rows planned; dtype {dtype}; "
           f"backends {config.block_backends}", flush=True)
 
-    from engine.formats import OPTIONAL_BACKEND_ERRORS, backend_names
+    from engine.sparse.formats import OPTIONAL_BACKEND_ERRORS, backend_names
 
     print(f"registered backends: {backend_names()}; optional import errors: {OPTIONAL_BACKEND_ERRORS}",
           flush=True)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from dash import dcc
 
 from components.layout import labelled
-from engine.chain import ACTIVATIONS, PRESETS
+from engine.chain.generator import ACTIVATIONS, PRESETS
 
 CHAIN_DEFAULTS: dict[str, Any] = {
     "preset": "balanced", "n_phases": 16, "n_patterns": 8, "k": 24, "nnz_per_row": 3,

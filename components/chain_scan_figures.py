@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.chain import COLUMN_TITLES, COLUMNS, Chain
+from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain
 
 AGREE_SCALE = [[0.0, "#0b6b36"], [0.499, "#b9e3c9"], [0.5, "#f3c1c1"], [1.0, "#a61b1b"]]
 SUPPORT_SCALE = [[0.0, "#ffffff"], [0.25, "#ffffff"], [0.25, "#b9e3c9"], [0.5, "#b9e3c9"],

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from plotly.subplots import make_subplots
 
-from engine.chain import COLUMN_TITLES, COLUMNS, Chain, graph_forward, to_wav_bytes, waveform
+from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain, graph_forward, to_wav_bytes, waveform
 
 F0_HZ = 220.0
 WAV_RATE = 8000

@@ -18,7 +18,7 @@ def empty_figure(text: str, height: int = 300) -> go.Figure:
 
 def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = "output row",
                col_label: str = "input column", height: int = 440) -> go.Figure:
-    """Heatmap of a sparse matrix aggregated by ``engine.lowering.spy_grid``.
+    """Heatmap of a sparse matrix aggregated by ``engine.layers.lowering.spy_grid``.
 
     Each cell is placed at its first row and column; its colour is the mean of the
     stored values in it (blank where nothing is stored). Hover: row, column, value,

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.structured import FAMILY_LABELS
+from engine.structured.operators import FAMILY_LABELS
 
 COLORS = {
     "dense": "#1d2330", "lowrank": "#2f6fdb", "monarch": "#1f8a4c", "butterfly": "#b7791f",

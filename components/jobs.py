@@ -26,8 +26,8 @@ from typing import Callable, Iterable
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from components.tables import csv_payload
-from engine.jobslots import JobSlots, max_jobs_from_env
-from engine.store import RunStore, cache_dir
+from engine.runtime.jobslots import JobSlots, max_jobs_from_env
+from engine.runtime.store import RunStore, cache_dir
 
 
 @dataclass

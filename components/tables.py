@@ -6,7 +6,7 @@ from typing import Any, Iterable
 import pandas as pd
 from dash import Input, Output, State, callback, dash_table, dcc, html
 
-from engine.store import to_csv_text
+from engine.runtime.store import to_csv_text
 
 
 def _frame(rows: Any) -> pd.DataFrame:

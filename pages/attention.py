@@ -13,10 +13,10 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine import masks as M
-from engine.attention import (SweepConfig, attention_sweep, crossover,
+from engine.attention import masks as M
+from engine.attention.attend import (SweepConfig, attention_sweep, crossover,
                               mask_fidelity, structured_qk, sweep_memory_bytes)
-from engine.device import describe_device
+from engine.runtime.device import describe_device
 from engine.validate import check_budget, check_choice, check_int
 
 dash.register_page(__name__, path="/attention", name="Attention masks", order=8,
@@ -286,7 +286,7 @@ def device_note(_id):
 
 def plan_sweep(seqs, masks, opts, block, *values) -> JobPlan:
     """Runs inside the background job: may touch CUDA through job_device()."""
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     if not seqs:
         raise ValueError("sequence lengths: expected at least one, got none")

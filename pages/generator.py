@@ -1,6 +1,6 @@
 """/generator: one sparse chain drawn as a pipeline and as a graph, driven by a clock.
 
-Parameters -> ``engine.chain.make_chain`` -> every phase precomputed into the
+Parameters -> ``engine.chain.generator.make_chain`` -> every phase precomputed into the
 ``gen-frames`` store (one server round trip per parameter change); the clock, both
 views, the heatmap marks, the waveform and the audio then advance in the browser
 (``assets/generator.js``), so 10 ticks/s never waits on the server.
@@ -18,7 +18,7 @@ from components.figures_chain import (equality_figure, generator_frames, graph_e
                                       graph_stylesheet)
 from components.layout import controls_row, error_message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.chain import make_chain, pipeline_graph_difference
+from engine.chain.generator import make_chain, pipeline_graph_difference
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
                    description="One sparse chain drawn as a rule-based pipeline and as a "

@@ -5,8 +5,8 @@ import dash
 from dash import html
 
 from components.layout import card, page_header, page_order, section
-from engine.device import describe_device, package_version
-from engine.store import RunStore
+from engine.runtime.device import describe_device, package_version
+from engine.runtime.store import RunStore
 
 dash.register_page(__name__, path="/", name="Home", order=0,
                    description="What the lab is and the device it runs on.")

@@ -1,6 +1,6 @@
 """/isomorphism: convolution, pooling, a linear RNN and linear attention as sparse matrices.
 
-Thin page: widgets -> engine.lowering -> components.figures_lowering. Every matrix is
+Thin page: widgets -> engine.layers.lowering -> components.figures_lowering. Every matrix is
 rebuilt from the widget values in the callback that needs it (nothing is held in the
 server between requests).
 """
@@ -22,7 +22,7 @@ from components import figures_lowering as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download
-from engine import lowering as low
+from engine.layers import lowering as low
 from engine.validate import check_int
 
 dash.register_page(__name__, path="/isomorphism", name="Isomorphism", order=3,

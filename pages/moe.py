@@ -11,7 +11,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine import moe
+from engine.moe import layer as moe
 from engine.validate import check_budget, check_float, check_int
 
 dash.register_page(__name__, path="/moe", name="Mixture of Experts", order=7,

@@ -1,6 +1,6 @@
 """/paper: the seed paper's experiment rerun: native vs sparse-matrix models trained side by side.
 
-Thin page: widgets -> engine.paper.PaperSpec -> a background job streaming one row per
+Thin page: widgets -> engine.layers.paper.PaperSpec -> a background job streaming one row per
 (epoch, variant) -> curves, the paper-form table and a verdict computed from the rows.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine import paper as pp
+from engine.layers import paper as pp
 
 dash.register_page(__name__, path="/paper", name="Paper experiment", order=4,
                    description="Native CNN, linear RNN and linear attention trained beside their "

@@ -17,10 +17,10 @@ from components.tables import csv_download, data_table, register_csv_download, t
 from engine.bench.reference import (RESULTS, load_reference, parse_float_list, reference_files,
                                     reference_label)
 from engine.bench.sweeps import ParadoxConfig, break_even, paradox_sweep
-from engine.device import describe_device
-from engine.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
+from engine.runtime.device import describe_device
+from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
                             get_backend, storage_bytes)
-from engine.store import RunStore, stored_rows_by_key
+from engine.runtime.store import RunStore, stored_rows_by_key
 from engine.validate import check_int, memory_budget_bytes
 
 dash.register_page(__name__, path="/paradox", name="Sparsity paradox", order=5,
@@ -66,7 +66,7 @@ def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repe
 
 def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reuse) -> JobPlan:
     """Runs inside the background job (so it may look at the GPU)."""
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device("auto")
     config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,

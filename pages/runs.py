@@ -16,7 +16,7 @@ from components.layout import controls_row, labelled, message, page_header, sect
 from components.tables import csv_payload, data_table, table_columns
 from engine.bench.reference import RESULTS, load_reference, reference_files, reference_label
 from engine.bench.schema import OK_REQUIRED, SCHEMAS
-from engine.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
+from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
 
 dash.register_page(__name__, path="/runs", name="Runs", order=10,
                    description="Every stored sweep: open, compare two runs in one plot, "

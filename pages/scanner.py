@@ -2,7 +2,7 @@
 
 The chain arrives in the URL query (the generator's "open it in the Scanner" link
 writes ``/scanner?preset=...&k=...``), or from this page's own controls and presets.
-Widget values -> ``engine.scanner`` (agreement, recovery, conditioning, VJP check) ->
+Widget values -> ``engine.chain.scanner`` (agreement, recovery, conditioning, VJP check) ->
 figures (components/chain_scan_figures.py); the reverse-pass animation runs in the
 browser (``assets/generator.js``, namespace ``scanner``).
 """
@@ -18,8 +18,8 @@ from components.chain_scan_figures import (agreement_heatmap, scan_frames, singu
                                            support_heatmap)
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.chain import WEIGHTS, make_chain
-from engine.scanner import (MODES, SCAN_PRESETS, agreement, column_summary, conditioning,
+from engine.chain.generator import WEIGHTS, make_chain
+from engine.chain.scanner import (MODES, SCAN_PRESETS, agreement, column_summary, conditioning,
                             divergence_reasons, hallucinated_map, noisy_outputs, recovery, scan,
                             singular_values, transpose_vjp_difference)
 

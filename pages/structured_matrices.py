@@ -13,7 +13,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine import structured as st
+from engine.structured import operators as st
 from engine.validate import check_choice, check_int
 
 dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
@@ -257,7 +257,7 @@ def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
     spec = _sweep_spec(n, batches, dtypes, rank, blocks)
 
     def rows():
-        from engine.device import job_device, runtime_device_name
+        from engine.runtime.device import job_device, runtime_device_name
 
         dev = job_device()
         yield from st.timing_sweep(spec, str(dev), runtime_device_name(dev))

@@ -18,12 +18,12 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.bsr_results import (TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, break_even,
                                       load_bsr_bench, sweep_rows, targets)
-from engine.device import describe_device
-from engine.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, accuracy_plan_size,
+from engine.runtime.device import describe_device
+from engine.sparse.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, accuracy_plan_size,
                             accuracy_rows, compare_patterns, random_weight)
-from engine.formats import SimpleSpec, unsupported_reason
-from engine.semistructured import NEEDS_GPU
-from engine.structured_sweep import (NM_BACKEND, StructuredSweepConfig, break_even_by_block,
+from engine.sparse.formats import SimpleSpec, unsupported_reason
+from engine.sparse.two_four import NEEDS_GPU
+from engine.bench.pattern_sweep import (NM_BACKEND, StructuredSweepConfig, break_even_by_block,
                                      structured_sweep)
 from engine.validate import check_choice, check_int, memory_budget_bytes
 
@@ -102,7 +102,7 @@ def build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
 
 def timing_plan(size, k, dtype, blocks, sparsities, nm, repeats) -> JobPlan:
     """Runs inside the background job (so it may look at the GPU)."""
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device("auto")
     config = build_sweep_config(size, k, dtype, blocks, sparsities, nm, repeats, device=dev.type)
@@ -317,7 +317,7 @@ def _kernel_section() -> html.Section:
         data_table(f"{P}-bsr-table", [], page_size=8),
         csv_download(f"{P}-bsr-csv"),
         note="From benchmarks/bsr_bench.py, committed as benchmarks/results/bsr_bench.csv: dense "
-             "torch.matmul, torch BSR and lab-bsr (engine/kernels/bsr_matmul.py, Triton) on the "
+             "torch.matmul, torch BSR and lab-bsr (engine/sparse/kernels/bsr_matmul.py, Triton) on the "
              "same A (n x n, uniform random b x b blocks) and B (n x k), in one run. The targets "
              "are the issue's; docs/bsr_kernel.md explains what limits the "
              "kernel. Your own lab-bsr rows come from the timing sweep above on a GPU.")

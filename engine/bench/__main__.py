@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.bench.schema import column_order
 from engine.bench.sweeps import DEFAULT_BACKENDS, DEFAULT_SPARSITIES, ParadoxConfig, paradox_sweep
-from engine.formats import DTYPES, OPS, PATTERNS
+from engine.sparse.formats import DTYPES, OPS, PATTERNS
 
 
 def _list(kind):
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_device(requested: str) -> str:
     if requested != "auto":
         return requested
-    from engine.device import job_device
+    from engine.runtime.device import job_device
 
     return job_device("auto").type
 
@@ -65,7 +65,7 @@ def resolve_device(requested: str) -> str:
 def run_paradox(args) -> int:
     import pandas as pd
 
-    from engine.store import to_csv_text
+    from engine.runtime.store import to_csv_text
 
     config = ParadoxConfig(sizes=args.sizes, sparsities=args.sparsities, backends=args.backends,
                            dtypes=args.dtypes, ops=args.ops, k=args.k, pattern=args.pattern,
@@ -74,7 +74,7 @@ def run_paradox(args) -> int:
     total = config.total
     store = run_id = None
     if args.store:
-        from engine.store import RunStore
+        from engine.runtime.store import RunStore
 
         store = RunStore()
         run_id = store.create_run("paradox", params={"source": "cli", **{

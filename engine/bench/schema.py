@@ -93,7 +93,7 @@ def _as_bool(v):
 
 
 def read_rows_csv(text: str, columns: dict = PARADOX_COLUMNS) -> pd.DataFrame:
-    """A CSV written by ``engine.store.to_csv_text`` back as a typed frame."""
+    """A CSV written by ``engine.runtime.store.to_csv_text`` back as a typed frame."""
     frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
     # to_csv_text quotes text that a spreadsheet would run; undo that on the way in.
     for col in frame.columns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 
-from engine.formats import BACKENDS, DTYPES, OPS, PATTERNS, get_backend
+from engine.sparse.formats import BACKENDS, DTYPES, OPS, PATTERNS, get_backend
 from engine.validate import check_choice, check_float, check_int
 
 MAX_DIM = 65536

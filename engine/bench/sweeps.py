@@ -24,7 +24,7 @@ import numpy as np
 from engine.bench.schema import PARADOX_COLUMNS
 from engine.bench.spec import BenchmarkSpec
 from engine.bench.timer import _sync, measure
-from engine.formats import (DTYPE_BYTES, DTYPES, OPS, PATTERNS, backend_names, estimate_bytes, generate_matrix,
+from engine.sparse.formats import (DTYPE_BYTES, DTYPES, OPS, PATTERNS, backend_names, estimate_bytes, generate_matrix,
                             get_backend, torch_dtype, unsupported_reason)
 from engine.validate import check_choice, check_float, check_int
 
@@ -110,7 +110,7 @@ class ParadoxConfig:
 
 
 def versions() -> dict:
-    from engine.device import package_version
+    from engine.runtime.device import package_version
 
     return {"torch_version": package_version("torch"), "scipy_version": package_version("scipy")}
 
@@ -243,7 +243,7 @@ def paradox_sweep(config: ParadoxConfig, device_name: str | None = None,
     """
     import torch
 
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device(config.device)
     if dev.type != config.device:

@@ -14,7 +14,7 @@ def _rows(n_sparsities=2):
 
 
 def test_import_csv_open_and_plot(app_server, page, tmp_path):
-    from engine.store import to_csv_text
+    from engine.runtime.store import to_csv_text
 
     good = tmp_path / "h100_paradox.csv"
     good.write_text(to_csv_text(_rows()))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.store import RunStore
+from engine.runtime.store import RunStore
 from tests.apphelpers import ROOT, start_app, start_redis, stop_process
 from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 

@@ -1,7 +1,7 @@
 """/structured-sparsity in a real browser: sliders, a tiny timing sweep, a tiny accuracy run."""
 import pytest
 
-from engine.structured_sweep import default_block_backends
+from engine.bench.pattern_sweep import default_block_backends
 from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ if not dash.page_registry or "pages.attention" not in dash.page_registry:
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import attention  # noqa: E402
 
-from engine import masks as M  # noqa: E402
-from engine.attention import SweepConfig, attention_sweep  # noqa: E402
+from engine.attention import masks as M  # noqa: E402
+from engine.attention.attend import SweepConfig, attention_sweep  # noqa: E402
 
 PARAMS = [M.DEFAULT_PARAMS[n] for n in attention.PARAM_NAMES]  # w, d, g, r, seed, p, docs
 # (widget change, words of the error shown)

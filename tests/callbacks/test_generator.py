@@ -8,7 +8,7 @@ import pytest
 
 import app  # noqa: F401  (registers the pages)
 from components.chain_controls import CHAIN_DEFAULTS, chain_query, params_from_query
-from engine.chain import make_chain
+from engine.chain.generator import make_chain
 from pages import generator as gen
 
 DEFAULT_VALUES = tuple(CHAIN_DEFAULTS.values())

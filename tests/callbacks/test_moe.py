@@ -11,7 +11,7 @@ if not dash.page_registry or "pages.moe" not in dash.page_registry:
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import moe as page  # noqa: E402
 
-from engine import moe  # noqa: E402
+from engine.moe import layer as moe  # noqa: E402
 
 # routing widget values: tokens, experts, k, cf, d, temperature, skew, jitter, dropless, seed
 DEFAULT = dict(tokens=64, experts=8, k=2, cf=1.25, d=64, temp=1.0, skew=0.0, jitter=0.0,

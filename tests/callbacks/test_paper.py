@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import app  # noqa: F401  (registers the pages)
-from engine import paper as pp
+from engine.layers import paper as pp
 from pages import paper as page
 
 # rows of a fake finished run: (variant, epoch, metric, max_abs_diff_vs_native)

@@ -74,7 +74,7 @@ def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
 
 def test_reference_shown_beside_local(rows, tmp_path, monkeypatch):
     from engine.bench import reference
-    from engine.store import to_csv_text
+    from engine.runtime.store import to_csv_text
 
     ref_rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in rows]
     folder = tmp_path / "results"

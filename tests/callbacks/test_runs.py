@@ -10,7 +10,7 @@ if not dash.page_registry or "pages.runs" not in dash.page_registry:
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import runs  # noqa: E402
 
-from engine.store import RunStore, to_csv_text  # noqa: E402
+from engine.runtime.store import RunStore, to_csv_text  # noqa: E402
 from tests.unit.test_bench_store import sample_rows  # noqa: E402
 
 

@@ -3,7 +3,7 @@ import pytest
 
 import app  # noqa: F401  (registers the pages)
 from components.chain_controls import CHAIN_DEFAULTS
-from engine.scanner import SCAN_PRESETS
+from engine.chain.scanner import SCAN_PRESETS
 from pages import scanner as sc
 
 # (reverse settings: mode, lam, noise, threshold), substring of the message

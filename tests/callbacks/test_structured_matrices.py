@@ -9,7 +9,7 @@ if not dash.page_registry or "pages.structured_matrices" not in dash.page_regist
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import structured_matrices as page  # noqa: E402
 
-from engine import structured as st  # noqa: E402
+from engine.structured import operators as st  # noqa: E402
 
 # (target, size, budget exponent) -> the words of the message shown
 BAD_ANALYSIS = [

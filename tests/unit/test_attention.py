@@ -1,11 +1,11 @@
-"""engine.attention: every implementation equals the reference on every mask (CPU)."""
+"""engine.attention.attend: every implementation equals the reference on every mask (CPU)."""
 import math
 
 import pytest
 import torch
 
-from engine import attention as A
-from engine import masks as M
+from engine.attention import attend as A
+from engine.attention import masks as M
 
 S, BLOCK = 128, 16
 PARAMS = {"w": 9, "d": 3, "g": 3, "r": 2, "seed": 5, "p": 20, "docs": 3}
@@ -180,7 +180,7 @@ def test_gpu_script_holds_the_lab_against_a_bare_run_timed_the_same_way():
 def test_timer_threads_sets_the_timer_count_and_gives_the_old_one_back():
     import torch
 
-    from engine import attention
+    from engine.attention import attend as attention
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.bench.reference import load_reference, parse_float_list, reference_files, reference_label
-from engine.store import to_csv_text
+from engine.runtime.store import to_csv_text
 from tests.unit.test_bench_store import sample_rows
 
 # (text, parsed)

@@ -9,7 +9,7 @@ import pytest
 
 from engine.bench.schema import OK_REQUIRED, PARADOX_COLUMNS, read_rows_csv
 from engine.bench.spec import BenchmarkSpec
-from engine.store import (RunStore, find_stored_row, import_csv, mark_dead_runs, stored_rows_by_key,
+from engine.runtime.store import (RunStore, find_stored_row, import_csv, mark_dead_runs, stored_rows_by_key,
                           to_csv_text, validate_import)
 
 
@@ -127,7 +127,7 @@ def test_dead_job_marked_incomplete_live_one_not(tmp_path):
 
 
 def test_rows_survive_a_restart_in_another_process(tmp_path):
-    code = ("import sys; from engine.store import RunStore; s = RunStore(sys.argv[1]); "
+    code = ("import sys; from engine.runtime.store import RunStore; s = RunStore(sys.argv[1]); "
             "r = s.create_run('paradox'); s.append(r, {'spec_key': 'k', 'median_s': 0.5}); print(r)")
     run_id = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                             text=True, check=True, cwd=".").stdout.strip()

@@ -17,7 +17,7 @@ from engine.bench.__main__ import main as cli_main
 from engine.bench.schema import PARADOX_COLUMNS, read_rows_csv
 from engine.bench.spec import BenchmarkSpec
 from engine.bench.sweeps import ParadoxConfig, break_even, memory_refusal, paradox_sweep
-from engine.store import RunStore, mark_dead_runs
+from engine.runtime.store import RunStore, mark_dead_runs
 
 TINY = dict(sizes=(32,), sparsities=(0.5, 0.9), repeats=2, k=4)
 # (speedups at sparsities 0.5, 0.9, 0.99) -> expected break-even (None: NaN)
@@ -74,7 +74,7 @@ def test_memory_guard_refuses_before_allocating(monkeypatch):
 
 
 def test_oom_becomes_error_row_and_sweep_continues(monkeypatch):
-    from engine import formats
+    from engine.sparse import formats
 
     csr = formats.get_backend("torch-csr")
 

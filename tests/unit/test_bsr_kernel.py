@@ -1,4 +1,4 @@
-"""lab-bsr (engine.kernels.bsr_matmul): the Triton kernel == the plain-torch reference.
+"""lab-bsr (engine.sparse.kernels.bsr_matmul): the Triton kernel == the plain-torch reference.
 
 The kernel cases run in ONE subprocess with TRITON_INTERPRET=1 set before triton is
 imported (Triton's CPU interpreter), so the rest of the suite never sees that
@@ -20,7 +20,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.kernels import bsr_matmul as lab
+from engine.sparse.kernels import bsr_matmul as lab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ _WORKER = r"""
 import json, os, sys
 os.environ["TRITON_INTERPRET"] = "1"
 import torch
-from engine.kernels import bsr_matmul as lab
+from engine.sparse.kernels import bsr_matmul as lab
 cases = json.loads(sys.argv[1])
 for (cid, blk, rb, cb, k, dens, dt, empty, label, split) in cases:
     try:
@@ -324,7 +324,7 @@ def test_persist_plan_runs_every_step_once_in_balanced_bins():
 
 
 def test_registered_as_a_backend_with_reasons():
-    from engine import formats
+    from engine.sparse import formats
 
     assert "lab-bsr" in formats.backend_names()
     backend = formats.get_backend("lab-bsr")

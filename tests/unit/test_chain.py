@@ -1,4 +1,4 @@
-"""engine.chain: the pipeline equals the graph, the shapes, the errors, the audio."""
+"""engine.chain.generator: the pipeline equals the graph, the shapes, the errors, the audio."""
 import io
 import wave
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from engine.chain import (ACTIVATIONS, COLUMNS, PRESETS, chain_from_dict, graph_forward,
+from engine.chain.generator import (ACTIVATIONS, COLUMNS, PRESETS, chain_from_dict, graph_forward,
                           make_chain, pipeline_graph_difference, to_wav_bytes, waveform)
 
 # (kwargs for make_chain, substring the ValueError must contain)

@@ -9,7 +9,7 @@ import multiprocess
 import pytest
 import torch
 
-from engine.forkgate import ForkGate
+from engine.runtime.forkgate import ForkGate
 
 
 def test_fork_waits_until_other_threads_leave_and_blocks_new_ones():

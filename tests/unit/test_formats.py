@@ -1,11 +1,11 @@
-"""The backend registry and the matrix generators (engine/formats.py)."""
+"""The backend registry and the matrix generators (engine/sparse/formats.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from engine import formats
-from engine.formats import SimpleSpec, backend_names, generate_matrix, get_backend
+from engine.sparse import formats
+from engine.sparse.formats import SimpleSpec, backend_names, generate_matrix, get_backend
 
 BUILTIN = ["torch-dense", "torch-coo", "torch-csr", "torch-bsr", "scipy-csr"]
 # (backend, device, dtype, op, supported?)

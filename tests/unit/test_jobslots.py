@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from engine.jobslots import JobSlots, max_jobs_from_env
+from engine.runtime.jobslots import JobSlots, max_jobs_from_env
 
 
 def _hold(folder, seconds, started):

@@ -1,4 +1,4 @@
-"""engine.lowering: every construction equals the native torch layer / its reference."""
+"""engine.layers.lowering: every construction equals the native torch layer / its reference."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine import lowering as low
+from engine.layers import lowering as low
 
 # (C_out, C_in, kh, kw, H, W, stride, padding, dilation)
 CONV_CASES = [

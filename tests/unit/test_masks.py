@@ -1,4 +1,4 @@
-"""engine.masks: predicates, combinators, dense and block materialisation, counts."""
+"""engine.attention.masks: predicates, combinators, dense and block materialisation, counts."""
 import itertools
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import masks as M
+from engine.attention import masks as M
 
 # (kind, seq_len, params, block) -- every zoo mask, at lengths that do and do not divide the block
 CASES = [(kind, s, {"w": 5, "d": 3, "g": 2, "r": 2, "seed": 1, "p": 7, "docs": 3}, b)
@@ -174,7 +174,7 @@ def test_bad_inputs_name_what_they_got(call, text):
 
 def test_flex_block_mask_agrees_with_ours():
     pytest.importorskip("torch.nn.attention.flex_attention")
-    from engine.attention import make_block_mask
+    from engine.attention.attend import make_block_mask
 
     s, block = 128, 16
     for mask in (M.causal(), M.bigbird(8, 2, 1, 0, s, block)):

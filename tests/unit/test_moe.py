@@ -1,4 +1,4 @@
-"""engine.moe: router, capacity, losses, the batched layer vs its reference, parameter counts."""
+"""engine.moe.layer: router, capacity, losses, the batched layer vs its reference, parameter counts."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from engine import moe
+from engine.moe import layer as moe
 
 # (tokens, d, h, experts, k, capacity factor or None for dropless)
 LAYER_CASES = [

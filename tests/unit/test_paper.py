@@ -1,4 +1,4 @@
-"""engine.paper: the sparse models are the native models computed another way."""
+"""engine.layers.paper: the sparse models are the native models computed another way."""
 import math
 import time
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import paper as pp
+from engine.layers import paper as pp
 
 # (task, native builder, sparse builder, input builder)
 D64 = torch.float64
@@ -152,8 +152,8 @@ def test_paper_numbers_are_theirs_and_marked_when_lost():
 
 
 def test_attention_layout_matches_the_lowering_tensor():
-    """The training model's tensor is engine.lowering's causal tensor (scale and 1/(t+1) folded in)."""
-    from engine import lowering as low
+    """The training model's tensor is engine.layers.lowering's causal tensor (scale and 1/(t+1) folded in)."""
+    from engine.layers import lowering as low
 
     torch.manual_seed(1)
     native = pp.NativeAttentionLM(7, context=3, d=2, d_v=2).to(D64)

@@ -1,11 +1,11 @@
-"""engine.pruning: each pattern's constraint held exactly; fast == reference; accuracy rows."""
+"""engine.sparse.pruning: each pattern's constraint held exactly; fast == reference; accuracy rows."""
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.pruning import (BLOCK_SIZES, block_violations, density_grid, mask_sparsity,
+from engine.sparse.pruning import (BLOCK_SIZES, block_violations, density_grid, mask_sparsity,
                             nm_violations, prune_mask, prune_mask_reference)
 
 # (shape, sparsity, block): block patterns, including edge tiles that do not divide
@@ -129,7 +129,7 @@ def test_violation_counters_find_broken_patterns():
 
 
 def test_accuracy_rows_tiny_run():
-    from engine.pruning import accuracy_plan_size, accuracy_rows
+    from engine.sparse.pruning import accuracy_plan_size, accuracy_rows
 
     grid = [("unstructured", 0.5, None, None, None), ("block", 0.75, 4, None, None),
             ("nm", None, None, 2, 4)]
@@ -158,7 +158,7 @@ def test_torch_path_equals_numpy_path(args, kwargs, dtype):
 
 
 def test_hand_written_adam_matches_torch_adam():
-    from engine.pruning import _Adam
+    from engine.sparse.pruning import _Adam
 
     torch.manual_seed(0)
     a, b = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)

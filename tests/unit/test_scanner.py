@@ -1,10 +1,10 @@
-"""engine.scanner: the reverse pass, agreement, recovery, conditioning, VJP."""
+"""engine.chain.scanner: the reverse pass, agreement, recovery, conditioning, VJP."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from engine.chain import COLUMNS, PRESETS, make_chain
-from engine.scanner import (MODES, SCAN_PRESETS, agreement, column_summary, conditioning,
+from engine.chain.generator import COLUMNS, PRESETS, make_chain
+from engine.chain.scanner import (MODES, SCAN_PRESETS, agreement, column_summary, conditioning,
                             hallucinated_map, inverse_activation, recovery, reverse_operator,
                             scan, transpose_vjp_difference)
 

@@ -1,9 +1,9 @@
-"""engine.semistructured: the torch-2:4 backend's rules, reported instead of raised."""
+"""engine.sparse.two_four: the torch-2:4 backend's rules, reported instead of raised."""
 import pytest
 import torch
 
-from engine.formats import SimpleSpec, get_backend, prune_mask
-from engine.semistructured import (NAME, NEEDS_GPU, min_shape, nm_problem,
+from engine.sparse.formats import SimpleSpec, get_backend, prune_mask
+from engine.sparse.two_four import (NAME, NEEDS_GPU, min_shape, nm_problem,
                                    semi_structured_matmul_reference, semi_structured_shape_problem,
                                    semi_structured_unavailable, to_semi_structured)
 

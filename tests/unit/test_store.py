@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from engine.store import RunStore, neutralise_formulas, to_csv_text
+from engine.runtime.store import RunStore, neutralise_formulas, to_csv_text
 
 
 def test_rows_persist_across_store_instances(tmp_path):

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.store import RunStore
+from engine.runtime.store import RunStore
 from tests.apphelpers import start_redis, stop_process
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,

@@ -1,4 +1,4 @@
-"""engine.structured: fast == reference == to_dense() @ x for every family, exact
+"""engine.structured.operators: fast == reference == to_dense() @ x for every family, exact
 recovery where the family contains the target, Pareto rows, the timing sweep."""
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from engine import structured as st
+from engine.structured import operators as st
 
 # (name, builder) of operators with random values, real and complex
 OPERATORS = [

@@ -1,10 +1,10 @@
-"""engine.structured_sweep: block and 2:4 rows on the CPU, break-even and efficiency tables."""
+"""engine.bench.pattern_sweep: block and 2:4 rows on the CPU, break-even and efficiency tables."""
 import math
 
 import pandas as pd
 import pytest
 
-from engine.structured_sweep import (NM_BACKEND, StructuredSweepConfig, break_even_by_block,
+from engine.bench.pattern_sweep import (NM_BACKEND, StructuredSweepConfig, break_even_by_block,
                                      default_block_backends, efficiency_table, structured_sweep)
 
 BAD_CONFIGS = [
@@ -74,8 +74,8 @@ def test_break_even_interpolates_a_crossing():
 
 def test_sweep_csv_imports_into_the_run_store(tmp_path):
     from engine.bench.schema import OK_REQUIRED, SCHEMAS
-    from engine.store import RunStore, import_csv, to_csv_text
-    from engine.structured_sweep import SWEEP
+    from engine.runtime.store import RunStore, import_csv, to_csv_text
+    from engine.bench.pattern_sweep import SWEEP
 
     config = StructuredSweepConfig(size=32, k=4, sparsities=(0.5,), blocks=(8,), nm_sizes=(32,),
                                    repeats=1, backends=("torch-dense", "torch-csr"))

@@ -1,10 +1,10 @@
-"""engine.threads: concurrent callers restore torch's thread count exactly once."""
+"""engine.runtime.threads: concurrent callers restore torch's thread count exactly once."""
 import threading
 
 import pytest
 import torch
 
-from engine.threads import torch_threads
+from engine.runtime.threads import torch_threads
 
 
 def test_concurrent_callers_leave_the_original_count():

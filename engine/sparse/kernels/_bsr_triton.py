@@ -1,4 +1,4 @@
-"""Triton kernels behind ``engine.kernels.bsr_matmul`` (imported lazily, only on use).
+"""Triton kernels behind ``engine.sparse.kernels.bsr_matmul`` (imported lazily, only on use).
 
 Y = A @ B with A block-sparse (BSR: ``crow`` [R + 1], ``col`` [nnz], ``values``
 [nnz, BLK, BLK]), B dense [n_cols_A, K] (row-major, contiguous) and Y dense [R * BLK, K].

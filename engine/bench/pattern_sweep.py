@@ -1,7 +1,7 @@
 """The structured-sparsity timing sweep: block sizes and 2:4 against dense, one row at a time.
 
 Two parts, both built on the benchmark engine (``engine.bench``: its specs, timer,
-row schema and ``paradox_sweep``) and the backend registry (``engine.formats``):
+row schema and ``paradox_sweep``) and the backend registry (``engine.sparse.formats``):
 
 * block part: for each block size b, a block-sparse (size x size) A (whole b x b
   tiles zero) at each sparsity, times x (size, k); every registered backend is
@@ -32,7 +32,7 @@ from engine.bench.sweeps import (DENSE, ParadoxConfig, base_row, free_bytes, mea
                                  memory_refusal, paradox_sweep, versions)
 from engine.bench.schema import PARADOX_COLUMNS, register_schema
 from engine.bench.spec import BenchmarkSpec
-from engine.formats import BACKENDS, DTYPES, backend_names, torch_dtype
+from engine.sparse.formats import BACKENDS, DTYPES, backend_names, torch_dtype
 from engine.validate import check_choice, check_float, check_int
 
 SWEEP = "structured"
@@ -122,7 +122,7 @@ def _nm_matrix(n: int, dtype: str, device: str, seed: int):
     """A random (n, n) matrix pruned by magnitude to 2:4 (exactly 2 of every 4 kept)."""
     import torch
 
-    from engine.pruning import prune_mask
+    from engine.sparse.pruning import prune_mask
 
     gen = torch.Generator(device=device).manual_seed(seed)
     a = torch.randn(n, n, generator=gen, device=device, dtype=torch.float32)
@@ -150,12 +150,12 @@ def nm_rows(config: StructuredSweepConfig, dev, name: str, vers: dict) -> Iterat
     """Dense vs 2:4 for every (n, k) of config.nm_shapes (two rows each)."""
     import torch
 
-    from engine.semistructured import semi_structured_unavailable
+    from engine.sparse.two_four import semi_structured_unavailable
 
     if NM_BACKEND not in BACKENDS:  # the module failed to import: say so, never a number
-        from engine.formats import OPTIONAL_BACKEND_ERRORS
+        from engine.sparse.formats import OPTIONAL_BACKEND_ERRORS
 
-        err = OPTIONAL_BACKEND_ERRORS.get("engine.semistructured", "not registered")
+        err = OPTIONAL_BACKEND_ERRORS.get("engine.sparse.two_four", "not registered")
     unavailable = semi_structured_unavailable(dev)
     for n in config.nm_sizes:
         a = None
@@ -202,7 +202,7 @@ def structured_sweep(config: StructuredSweepConfig, device_name: str | None = No
     The block part comes first unless ``nm_first``. Runs on config.device; call inside
     a job (it may initialise CUDA).
     """
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device(config.device)
     if dev.type != config.device:

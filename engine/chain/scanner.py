@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.chain import ACTIVATIONS, COLUMNS, Chain
+from engine.chain.generator import ACTIVATIONS, COLUMNS, Chain
 from engine.validate import check_choice, check_float, check_int
 
 MODES = ("transpose", "pinv", "tikhonov")

@@ -51,7 +51,7 @@ class RedisRunStore:
         return int(self._r.rpush(self._key("rows", run_id), json.dumps(dict(row), default=_jsonable)))
 
     def finish(self, run_id: str, status: str = "done", **extra: Any) -> None:
-        from engine.store import RUN_STATUSES
+        from engine.runtime.store import RUN_STATUSES
 
         if status not in RUN_STATUSES:
             raise ValueError(f"run status: expected one of {RUN_STATUSES}, got {status!r}")

@@ -27,7 +27,7 @@ input dtype.
   loaded once for all of them (missing blocks are zeros in the MMA). Block rows are
   grouped greedily by shared columns on the host, once per matrix. The tuner tries
   it beside the one-row kernel; presets use it only where it measured faster.
-* Registered in ``engine.formats`` as backend "lab-bsr" (CUDA, fp16/bf16), which
+* Registered in ``engine.sparse.formats`` as backend "lab-bsr" (CUDA, fp16/bf16), which
   uses ``PRESETS`` / ``UNION_PRESETS`` / ``SPLIT_PRESETS`` (the tuner's choices on the
   H200 run of 2026-11-30) instead of tuning on first use.
 
@@ -508,7 +508,7 @@ def interpreting() -> bool:
 
 def triton_status() -> str:
     """"" when triton imports here, else the reason it does not."""
-    from engine.kernels import _bsr_triton as kern
+    from engine.sparse.kernels import _bsr_triton as kern
     return "" if kern.AVAILABLE else f"triton not importable: {kern.IMPORT_ERROR}"
 
 
@@ -761,7 +761,7 @@ _INTERPRETED: dict[str, Any] = {}
 def _kernel(name: str):
     """The jitted kernel, or its interpreted twin when TRITON_INTERPRET=1 was set after
     the kernels module had already been imported (e.g. by another test)."""
-    from engine.kernels import _bsr_triton as kern
+    from engine.sparse.kernels import _bsr_triton as kern
 
     fn = getattr(kern, name)
     if interpreting():
@@ -1102,7 +1102,7 @@ def _backend_bytes(a: BsrMatrix) -> int:
 
 
 def _register() -> None:
-    from engine.formats import Backend, register_backend
+    from engine.sparse.formats import Backend, register_backend
 
     register_backend(Backend(
         name=NAME, format="bsr", library="triton",

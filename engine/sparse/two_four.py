@@ -13,7 +13,7 @@ What it enforces is reported instead of raised:
   GPU (sm80+) ..." (call inside a job: it may ask CUDA for the capability).
 * ``nm_problem(a)``: None, or why ``a`` is not 2:4 sparse.
 
-The backend is registered in ``engine.formats`` (listed there as an optional
+The backend is registered in ``engine.sparse.formats`` (listed there as an optional
 module); ``prepare`` refuses a matrix that is not 2:4 (compressing it would silently
 drop non-zeros). ``semi_structured_matmul_reference`` is the slow dense product
 beside it.
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from engine.formats import Backend, device_type, register_backend
+from engine.sparse.formats import Backend, device_type, register_backend
 
 NAME = "torch-2:4"
 DTYPES = ("float16", "bfloat16")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.validate import check_choice, check_float, check_int
-from engine.threads import torch_threads
+from engine.runtime.threads import torch_threads
 
 METHODS = ("grouped", "loop")
 
@@ -762,7 +762,7 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
     experts, scatter). ``ratio_vs_dense_1x`` = t / t(dense_1x) at the same batch
     (ideal for the MoE: k). Rows the device cannot run say ``unavailable: reason``.
     """
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device(spec.device)
     dtype = getattr(torch, spec.dtype)

@@ -165,7 +165,7 @@ def register_backend(backend: Backend, replace: bool = False) -> Backend:
     that is re-imported may pass replace=True).
     """
     if not isinstance(backend, Backend):
-        raise ValueError(f"backend: expected an engine.formats.Backend, got {type(backend).__name__}")
+        raise ValueError(f"backend: expected an engine.sparse.formats.Backend, got {type(backend).__name__}")
     if not backend.name or not isinstance(backend.name, str):
         raise ValueError(f"backend name: expected a non-empty string, got {backend.name!r}")
     if backend.name in BACKENDS and not replace and BACKENDS[backend.name] is not backend:
@@ -435,8 +435,8 @@ def bytes_break_even(fmt: str, dtype: str = "float32", index_bytes: int = INDEX_
 # -- optional backends from other modules ----------------------------------------
 # Add your module's import path here; it should call register_backend at import.
 OPTIONAL_BACKEND_MODULES: tuple[str, ...] = (
-    "engine.kernels.bsr_matmul",   # "lab-bsr": the project's Triton BSR kernel
-    "engine.semistructured",       # "torch-2:4": NVIDIA 2:4 via to_sparse_semi_structured
+    "engine.sparse.kernels.bsr_matmul",   # "lab-bsr": the project's Triton BSR kernel
+    "engine.sparse.two_four",       # "torch-2:4": NVIDIA 2:4 via to_sparse_semi_structured
 )
 OPTIONAL_BACKEND_ERRORS: dict[str, str] = {}
 
@@ -451,4 +451,4 @@ def _load_optional_backends() -> None:
 
 _load_optional_backends()
 
-from engine.pruning import prune_mask  # noqa: E402,F401  (magnitude pruning to a pattern)
+from engine.sparse.pruning import prune_mask  # noqa: E402,F401  (magnitude pruning to a pattern)

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from engine.validate import check_choice, check_float, check_int
-from engine.threads import torch_threads
+from engine.runtime.threads import torch_threads
 
 PATTERNS = ("unstructured", "block", "nm")
 NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}

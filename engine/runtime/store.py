@@ -42,14 +42,14 @@ class RunStore:
     """Runs and their rows in ``<folder>/runs`` (a diskcache).
 
     ``RunStore()`` with no folder gives the Redis store instead when
-    ``SPARSITY_LAB_REDIS_URL`` is set (engine/store_redis.py), so Celery workers on
+    ``SPARSITY_LAB_REDIS_URL`` is set (engine/runtime/store_redis.py), so Celery workers on
     other hosts share the runs.
     """
 
     def __new__(cls, folder: str | Path | None = None):
         url = os.environ.get(REDIS_URL_ENV)
         if folder is None and url and cls is RunStore:
-            from engine.store_redis import RedisRunStore
+            from engine.runtime.store_redis import RedisRunStore
 
             return RedisRunStore(url)
         return super().__new__(cls)

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from engine.validate import check_choice, check_float, check_int
-from engine.threads import torch_threads
+from engine.runtime.threads import torch_threads
 
 FAMILIES = ("lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse")
 FAMILY_LABELS = {
@@ -104,7 +104,7 @@ def fft_flops(n: int, real: bool) -> float:
 
 
 def _few_threads(k: int = 1):
-    """Run small dense algebra on ``k`` threads (restored after, see engine.threads).
+    """Run small dense algebra on ``k`` threads (restored after, see engine.runtime.threads).
 
     Fits here are many small SVDs and tiny tensor ops: on a shared machine a full
     BLAS thread pool per call oversubscribes the cores and runs tens of times slower.
@@ -877,12 +877,12 @@ def kernel_matrix(n: int, length_scale: float = 0.1) -> np.ndarray:
 
 def conv_matrix(n: int, seed: int = 0) -> np.ndarray:
     """A 3x3 convolution (zero padding 1) on an h x w one-channel image (h w = n, h the
-    largest power of 2 with h <= w), as the (n, n) matrix that engine.lowering builds."""
+    largest power of 2 with h <= w), as the (n, n) matrix that engine.layers.lowering builds."""
     h, w = conv_image_shape(n)
     try:
-        from engine import lowering
+        from engine.layers import lowering
     except ImportError as exc:
-        raise ValueError(f"conv target: expected engine.lowering (conv2d_as_sparse), got {exc}") from exc
+        raise ValueError(f"conv target: expected engine.layers.lowering (conv2d_as_sparse), got {exc}") from exc
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -914,7 +914,7 @@ def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epoch
     its hidden (n, n) weight; cached as .npz in ``folder`` (default: the lab's cache)."""
     n = check_int("n", n, 8, 4096)
     if folder is None:
-        from engine.store import cache_dir
+        from engine.runtime.store import cache_dir
 
         folder = cache_dir() / "structured"
     folder = Path(folder)
@@ -976,7 +976,7 @@ def make_target(name: str, n: int, seed: int = 0, folder: str | Path | None = No
     if name == "conv":
         h, w = conv_image_shape(n)
         return Target(name, TARGETS[name], conv_matrix(n, seed),
-                      f"3x3 kernel, zero padding 1, {h}x{w} image, built by engine.lowering.conv2d_as_sparse")
+                      f"3x3 kernel, zero padding 1, {h}x{w} image, built by engine.layers.lowering.conv2d_as_sparse")
     d = digits_weight(n, seed, folder)
     how = "loaded from cache" if d.cached else f"trained in {d.seconds:.1f} s"
     return Target(name, TARGETS[name], d.weight, f"64-{n}-{n}-10 MLP, test accuracy {d.test_accuracy:.1%}, {how}")

@@ -684,10 +684,10 @@ def conv_timing_sweep(channels: Sequence[int], images: Sequence[int], batches: S
                       device: Any = "auto", repeats: int = 5, max_nnz: float = 4e8) -> Iterator[dict]:
     """Yield one timing row per (channels, image, batch); skipped sizes say why.
 
-    device: "auto", "cpu" or "cuda"; resolved lazily through engine.device.job_device
+    device: "auto", "cpu" or "cuda"; resolved lazily through engine.runtime.device.job_device
     when the first row is asked for (so a job process, never the web server, does it).
     """
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = name = None
     for c in channels:

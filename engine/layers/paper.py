@@ -7,7 +7,7 @@ This module rebuilds the experiment on data that ships with installed packages
 
 * vision: a small CNN on scikit-learn's 8x8 handwritten digits (or MNIST from local
   IDX files), native ``F.conv2d`` vs the convolutions as sparse matrices
-  (``engine.lowering.conv2d_pattern``): **tied** (the matrix's nonzeros are gathered
+  (``engine.layers.lowering.conv2d_pattern``): **tied** (the matrix's nonzeros are gathered
   from the kernel's parameters: the true isomorphism) and **free** (every band entry
   its own parameter: the paper's "spatially varying kernels");
 * timeseries: a linear RNN forecasting statsmodels' CO2 (or sunspots) series, native
@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine import lowering as low
+from engine.layers import lowering as low
 from engine.validate import check_choice, check_float, check_int
 
 TASKS = ("vision", "timeseries", "text")
@@ -622,7 +622,7 @@ def train_rows(spec: PaperSpec) -> Iterator[dict]:
     Runs where it is called (a background job): the device is resolved here.
     Variants of a task share the initial weights, the batch order and the optimiser.
     """
-    from engine.device import job_device, runtime_device_name
+    from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device(spec.device)
     dev_name = runtime_device_name(dev)

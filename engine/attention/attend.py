@@ -10,7 +10,7 @@ Backends (``ATTENTION_BACKENDS``):
     sdpa-dense   torch SDPA with no mask (flash); only for the full mask
     flex         FlexAttention with a BlockMask built from the same predicate
 
-The attention backends live in this small table rather than in engine.formats'
+The attention backends live in this small table rather than in engine.sparse.formats'
 registry: that registry's contract is ``y = A @ x`` (prepare a matrix, multiply a
 vector or matrix), and attention needs Q, K, V and a mask predicate.
 
@@ -30,9 +30,9 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from engine.masks import (Mask, attention_flops, build_mask, causal, full, is_causal_mask,
+from engine.attention.masks import (Mask, attention_flops, build_mask, causal, full, is_causal_mask,
                           materialize, stats_of)
-from engine.threads import torch_threads
+from engine.runtime.threads import torch_threads
 from engine.validate import check_choice, check_int
 
 try:  # the shared benchmark timer (warm-up, CUDA sync, median, IQR)
@@ -297,7 +297,7 @@ def timer_threads():
     The Timer sets torch's num_threads (1 by default) while it times; torch.compile
     guards on that global state, so a FlexAttention compiled outside the Timer at
     another thread count would silently recompile inside the timed runs. Through
-    ``engine.threads.torch_threads``, so threads that change the count at the same
+    ``engine.runtime.threads.torch_threads``, so threads that change the count at the same
     time still leave the process's own count restored.
     """
     return torch_threads(TIMER_THREADS)
@@ -329,7 +329,7 @@ BASELINES = (("sdpa-causal", "causal"), ("sdpa-dense", "full"))
 class SweepConfig:
     """Sequence lengths x masks x implementations, on one device.
 
-    masks: zoo kinds (engine.masks.MASK_KINDS) with ``params``; block: BlockMask block
+    masks: zoo kinds (engine.attention.masks.MASK_KINDS) with ``params``; block: BlockMask block
     size (and granularity of random links); flex_compile_on_cpu: measure compiled
     FlexAttention on a CPU (about a minute of compile per mask and shape);
     flex_dynamic: torch.compile's ``dynamic`` for FlexAttention (see compiled_flex);

@@ -1,0 +1,1 @@
+"""Attention masks as predicates (``masks``) and attention computed under them (``attend``)."""

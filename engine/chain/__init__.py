@@ -1,0 +1,1 @@
+"""The DRT generator chain (``generator``) and its reverse pass, the scanner (``scanner``)."""

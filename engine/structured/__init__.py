@@ -1,0 +1,1 @@
+"""Structured matrices (low-rank, butterfly, Monarch, circulant, Toeplitz): ``operators``."""
