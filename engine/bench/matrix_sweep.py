@@ -1,0 +1,312 @@
+"""Measure every registry backend on a user's matrix, beside its roofline prediction.
+
+    config = MatrixSweepConfig(ops=("spmv",), k=64, dtype="float32", device="cpu")
+    for row in matrix_sweep(config, A, calibration, info):   # A: scipy CSR (user_matrix)
+        print(row["candidate"], row["predicted_s"], row["median_s"], row["efficiency"])
+
+Backends come only from the formats registry (``engine.sparse.formats``); block
+formats run at every block size of ``config.blocks`` that divides the shape, as stored
+and after reverse Cuthill-McKee (rows and columns permuted, so y comes out permuted:
+the time is what is compared). CSR runs reordered too. Dense is measured first on
+each op, so speedup = t_dense / t_backend is one run on one device. Every product is
+checked once against scipy in float64 (``max_rel_err``). A configuration the backend
+cannot run yields an "unsupported" row with the reason; the sweep goes on.
+
+``recommendation(rows)`` turns the rows into one sentence.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from engine.bench.roofline import (Calibration, Structure, candidates, efficiency, off_roofline,
+                                   predict_one)
+from engine.bench.schema import register_schema
+from engine.sparse.formats import DTYPE_BYTES, DTYPES, OPS, SimpleSpec, get_backend
+from engine.validate import check_budget, check_choice, check_int
+
+KIND = "your-matrix"
+BLOCKS = (16, 32, 64, 128)
+# float32/64 products agree with float64 scipy to this relative error; half types looser.
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
+
+MATRIX_COLUMNS: dict[str, tuple[str, bool]] = {
+    "sweep": ("str", True), "status": ("str", True), "matrix_hash": ("str", True),
+    "matrix_name": ("str", False), "candidate": ("str", True), "backend": ("str", True),
+    "format": ("str", True), "block": ("int", False), "reordered": ("bool", False),
+    "op": ("str", True), "k": ("int", True), "dtype": ("str", True), "device": ("str", True),
+    "device_name": ("str", True), "rows": ("int", True), "cols": ("int", True),
+    "nnz": ("int", True), "fill_in": ("float", False), "repeats": ("int", False),
+    "method": ("str", False), "median_s": ("float", False), "iqr_s": ("float", False),
+    "runs": ("int", False), "noisy": ("bool", False), "prepare_s": ("float", False),
+    "dense_median_s": ("float", False), "speedup": ("float", False),
+    "predicted_s": ("float", False), "bound": ("str", False), "efficiency": ("float", False),
+    "bytes_moved": ("float", False), "flops": ("float", False), "gbs": ("float", False),
+    "max_rel_err": ("float", False), "calibrated_at": ("str", False),
+    "torch_version": ("str", False), "message": ("str", False), "measured_at": ("str", False),
+}
+register_schema(KIND, MATRIX_COLUMNS)
+
+
+@dataclass(frozen=True)
+class MatrixSweepConfig:
+    ops: tuple[str, ...] = ("spmv", "spmm")
+    k: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    repeats: int = 10
+    blocks: tuple[int, ...] = BLOCKS
+    backends: tuple[str, ...] | None = None  # None: every registered backend
+    seed: int = 0
+    max_seconds_per_backend: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.ops:
+            raise ValueError("ops: expected SpMV and/or SpMM, got none")
+        for op in self.ops:
+            check_choice("op", op, OPS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("device", self.device, ("cpu", "cuda"))
+        check_int("k", self.k, lo=1, hi=4096)
+        check_int("repeats", self.repeats, lo=1, hi=200)
+        for b in self.blocks:
+            check_int("block", b, lo=1, hi=512)
+
+    def candidates(self, op: str):
+        cands = candidates(self.device, op, self.dtype, self.blocks)
+        if self.backends is not None:
+            cands = [c for c in cands if c.backend in self.backends]
+        dense = [c for c in cands if c.format == "dense"]
+        return dense + [c for c in cands if c.format != "dense"]
+
+    @property
+    def total(self) -> int:
+        return sum(len(self.candidates(op)) for op in self.ops)
+
+
+def check_dense_fits(shape: tuple[int, int], dtype: str, k: int) -> None:
+    """The registry's backends start from a dense tensor: refuse before allocating one
+    (the dense matrix, its reordered copy and a conversion's temporaries)."""
+    m, n = shape
+    el = DTYPE_BYTES[dtype]
+    check_budget(f"measuring needs the dense {m} x {n} {dtype} matrix", 3 * m * n * el
+                 + 2 * (m + n) * k * el)
+
+
+def _dense(a, dtype: str, device: str):
+    import torch
+
+    from engine.sparse.formats import torch_dtype
+
+    coo = a.tocoo()
+    t = torch.zeros(a.shape, dtype=torch.float64)
+    t[torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))] = \
+        torch.from_numpy(coo.data)
+    return t.to(torch_dtype(dtype)).to(device)
+
+
+def _rel_err(y, ref: np.ndarray) -> float:
+    import torch
+
+    got = y.to_dense() if isinstance(y, torch.Tensor) and y.layout != torch.strided else y
+    got = got.detach().cpu().double().numpy() if isinstance(got, torch.Tensor) else np.asarray(got, float)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    return float(np.abs(got.reshape(ref.shape) - ref).max() / scale)
+
+
+def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | None = None,
+                 device_name: str | None = None) -> Iterator[dict]:
+    """Yield one row per (op, candidate) of ``config`` on CSR matrix ``a`` (module doc)."""
+    import torch
+
+    from engine.bench.timer import _sync, measure
+    from engine.runtime.device import job_device, package_version, runtime_device_name
+    from engine.sparse.formats import torch_dtype
+    from engine.sparse.user_matrix import content_hash, permute, rcm_permutation
+
+    dev = job_device(config.device)
+    if dev.type != config.device:
+        raise ValueError(f"device: expected {config.device}, got {dev.type}")
+    name = device_name or runtime_device_name(dev)
+    m, n = a.shape
+    check_dense_fits((m, n), config.dtype, config.k)
+    info = info or {}
+    h = info.get("hash") or content_hash(a)
+    r_order, c_order = rcm_permutation(a)
+    b = permute(a, r_order, c_order)
+    structure = Structure.of(a, b, config.blocks)
+    fills = {s: (structure.tiles[s] * s * s - a.nnz) / max(a.nnz, 1) for s in config.blocks}
+    fills_rcm = {s: (structure.tiles_rcm[s] * s * s - a.nnz) / max(a.nnz, 1) for s in config.blocks}
+    base = {"sweep": KIND, "matrix_hash": h, "matrix_name": info.get("name", ""),
+            "dtype": config.dtype, "device": config.device, "device_name": name,
+            "rows": m, "cols": n, "nnz": int(a.nnz), "repeats": config.repeats,
+            "calibrated_at": cal.measured_at, "torch_version": package_version("torch")}
+    dense_t = {"plain": _dense(a, config.dtype, config.device)}
+    gen = np.random.default_rng(config.seed)
+    for op in config.ops:
+        k = 1 if op == "spmv" else config.k
+        x64 = gen.standard_normal((n,) if op == "spmv" else (n, k))
+        xr64 = x64[c_order]
+        x = torch.from_numpy(x64).to(torch_dtype(config.dtype)).to(config.device)
+        xr = torch.from_numpy(xr64).to(torch_dtype(config.dtype)).to(config.device)
+        # reference in the dtype's rounding of x, float64 arithmetic
+        ref = a @ x.detach().cpu().double().numpy()
+        ref_r = b @ xr.detach().cpu().double().numpy()
+        dense_median = None
+        for cand in config.candidates(op):
+            row = {**base, "candidate": cand.label, "backend": cand.backend, "format": cand.format,
+                   "block": cand.block, "reordered": cand.reordered, "op": op, "k": k,
+                   "fill_in": (fills_rcm if cand.reordered else fills).get(cand.block)
+                   if cand.block else None,
+                   "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "noisy": False, "message": ""}
+            pred = predict_one(cand, structure, cal, op, k, config.dtype)
+            row.update(predicted_s=pred["predicted_s"], bound=pred["bound"],
+                       bytes_moved=pred["bytes_moved"], flops=pred["flops"])
+            spec = SimpleSpec(device=config.device, dtype=config.dtype, op=op, shape=(m, n),
+                              block=cand.block or 16)
+            backend = get_backend(cand.backend)
+            reason = backend.supports(spec)
+            if reason:
+                row.update(status="unsupported", message=reason)
+                yield row
+                continue
+            if cand.reordered and "reordered" not in dense_t:
+                dense_t["reordered"] = _dense(b, config.dtype, config.device)
+            source = dense_t["reordered" if cand.reordered else "plain"]
+            rhs_src, want = (xr, ref_r) if cand.reordered else (x, ref)
+            prepared = None
+            try:
+                started = time.perf_counter()
+                prepared = backend.prepare(source, spec)
+                _sync(config.device)
+                row["prepare_s"] = time.perf_counter() - started
+                rhs = backend.prepare_rhs(rhs_src)
+                err = _rel_err(backend.matmul(prepared, rhs), want)
+                row["max_rel_err"] = err
+                if not err <= TOLERANCE[config.dtype]:
+                    row.update(status="error", message=f"result: expected a relative error at most "
+                               f"{TOLERANCE[config.dtype]:g} against scipy float64, got {err:.3g}")
+                    yield row
+                    continue
+                timing = measure(lambda: backend.matmul(prepared, rhs), repeats=config.repeats,
+                                 device=config.device, max_total_s=config.max_seconds_per_backend)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                low = text.lower()
+                status = "unsupported" if ("not implemented" in low or "not supported" in low
+                                           or "expected" in low) else "error"
+                row.update(status=status, message=f"{type(exc).__name__}: {text[:300]}")
+                yield row
+                continue
+            finally:
+                del prepared
+            if cand.format == "dense":
+                dense_median = timing.median_s
+            row.update(status="ok", method=f"{timing.method} (number={timing.number_per_run})",
+                       median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs,
+                       noisy=timing.noisy, dense_median_s=dense_median,
+                       speedup=(dense_median / timing.median_s) if dense_median else float("nan"),
+                       efficiency=efficiency(pred["predicted_s"], timing.median_s),
+                       gbs=pred["bytes_moved"] / timing.median_s / 1e9)
+            yield row
+        del x, xr
+    del dense_t
+    if config.device == "cuda":
+        torch.cuda.empty_cache()
+
+
+# -- the sentence ------------------------------------------------------------------------
+def _ok(rows, op):
+    return [r for r in rows if r.get("op") == op and r.get("status") in ("ok", "reused")
+            and isinstance(r.get("median_s"), (int, float)) and r["median_s"] > 0]
+
+
+OP_NAMES = {"spmv": "SpMV", "spmm": "SpMM"}
+
+
+def _num(v) -> str:
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    return f"{v:.2g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def _x(v: float) -> str:
+    return _num(v) + "x"
+
+
+def _nice(r: dict) -> str:
+    fmt = {"csr": "CSR", "coo": "COO", "bsr": "BSR", "dense": "dense", "2:4": "2:4"}.get(r["format"], r["format"])
+    lib = "" if r["backend"].startswith("torch-") else f" ({r['backend']})"
+    return f"{fmt}{' ' + str(r['block']) if r.get('block') else ''}{lib}"
+
+
+def recommendation(rows: list[dict], op: str | None = None) -> str:
+    """One sentence from the measured rows of one op (the first op with a dense row).
+
+    Names the best format against dense, then how the best BSR block fares as stored
+    and after reordering, with its fill-in, and the backend farthest off its roofline.
+    """
+    ops = [op] if op else ["spmv", "spmm"]
+    for o in ops:
+        ok = _ok(rows, o)
+        dense = [r for r in ok if r["format"] == "dense"]
+        if not dense:
+            continue
+        d = dense[0]
+        where = "GPU" if d["device"] == "cuda" else "CPU"
+        device = (d.get("device_name") or where).removeprefix("CPU: ")
+        others = [r for r in ok if r["format"] != "dense"]
+        if not others:
+            return f"On this {where} ({device}), only dense {OP_NAMES[o]} ran for this matrix."
+        best = min(others, key=lambda r: r["median_s"])
+        ratio = d["median_s"] / best["median_s"]
+        verb = "is" if ratio >= 1 else "is only"
+        tail = "" if not best.get("reordered") else " after reordering"
+        text = (f"On this {where} ({device}), {_nice(best)} {OP_NAMES[o]}{tail} {verb} "
+                f"{_x(ratio)} dense for this matrix")
+        if ratio < 1:
+            text += ", so dense wins"
+        bsr = [r for r in others if r["format"] == "bsr"]
+        if bsr:  # the block size of the fastest BSR row, as stored and after reordering
+            top = min(bsr, key=lambda r: r["median_s"])
+            pair = {bool(r.get("reordered")): r for r in bsr
+                    if r["block"] == top["block"] and r["backend"] == top["backend"]}
+            b0, b1 = pair.get(False), pair.get(True)
+            if b0 is not None:
+                s0 = d["median_s"] / b0["median_s"]
+                text += (f"; {_nice(b0)} {'wins' if s0 >= 1 else 'loses'} ({_x(s0)}, fill-in "
+                         f"{_num(b0['fill_in'])} stored zeros per non-zero)")
+            if b1 is not None:
+                s1 = d["median_s"] / b1["median_s"]
+                text += ((" and " if b0 is not None else f"; {_nice(b1)} ")
+                         + f"after reverse Cuthill-McKee reordering {_x(s1)} "
+                           f"(fill-in {_num(b1['fill_in'])})")
+        far = off_roofline([r for r in ok if isinstance(r.get("efficiency"), float)])
+        if far:
+            f0 = far[0]
+            text += (f". Farthest off its roofline: {f0['candidate']} at {100 * f0['efficiency']:.2g} % "
+                     "of the predicted speed")
+        return text + "."
+    return "No measured rows yet: run the measurement to get a recommendation."
+
+
+def efficiency_table(rows: list[dict]) -> list[dict]:
+    """Per measured row: predicted, measured, efficiency and whether it is far off."""
+    from engine.bench.roofline import OFF_ROOFLINE
+
+    out = []
+    for r in rows:
+        if r.get("status") not in ("ok", "reused"):
+            continue
+        eff = r.get("efficiency")
+        out.append({"op": r["op"], "candidate": r["candidate"], "bound": r.get("bound"),
+                    "predicted (us)": 1e6 * r["predicted_s"], "measured (us)": 1e6 * r["median_s"],
+                    "efficiency (predicted / measured)": eff,
+                    "speedup vs dense": r.get("speedup"),
+                    "far off roofline": bool(isinstance(eff, float) and math.isfinite(eff)
+                                             and eff < OFF_ROOFLINE)})
+    return out
