@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.figures_common import empty_figure
+
 BLUE = "#2f6fdb"
 FONT = dict(size=12)
 HEIGHT = 420
@@ -83,14 +85,6 @@ def weights_heatmap(weights, factor: int, title: str) -> go.Figure:
     return _base(fig, title)
 
 
-def _empty(fig: go.Figure, text: str = "no measured rows yet") -> go.Figure:
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14, color="#5b6475"))
-    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False)
-    fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False)
-    return fig
-
-
 def _ok(rows) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows or []))
     if frame.empty or "status" not in frame:
@@ -121,7 +115,7 @@ def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -
     frame = _ok(rows)
     fig = go.Figure()
     if frame.empty or speed_col not in frame:
-        _empty(fig)
+        fig = empty_figure("no measured rows yet")
     else:
         frame[speed_col] = pd.to_numeric(frame[speed_col], errors="coerce")
         palette = ["#2f6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#e67700", "#0b7285",
@@ -162,7 +156,7 @@ def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
     frame = _ok(rows)
     fig = go.Figure()
     if frame.empty:
-        return _base(_empty(fig), title or "Where the time goes", height=560)
+        return _base(empty_figure("no measured rows yet"), title or "Where the time goes", height=560)
     s = int(frame["seq_len"].max())
     sub = frame[frame["seq_len"] == s]
     labels = [f"{m} · {i}" for m, i in zip(sub["mask"], sub["impl"])]

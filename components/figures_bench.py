@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.figures_common import TEMPLATE, add_points, empty_figure, noisy_mask, reference_line
+
 COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
           "torch-bsr": "#2ca02c", "scipy-csr": "#9467bd", "lab-bsr": "#d62728",
           "torch-2:4": "#8c564b"}
@@ -34,6 +36,7 @@ def _ok(frame: pd.DataFrame | None) -> pd.DataFrame:
     for col in ("sparsity", "speedup", "efficiency", "gbs", "peak_gbs", "median_s", "density"):
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce")
+    out["noisy"] = noisy_mask(out["noisy"], len(out)) if "noisy" in out else False
     return out
 
 
@@ -49,18 +52,9 @@ def _sparsity_axis(fig: go.Figure, sparsities) -> None:
                      tickangle=-45 if len(ticks) > 4 else 0)
 
 
-def empty_figure(text: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": "#666"})
-    fig.update_layout(height=360, xaxis={"visible": False}, yaxis={"visible": False},
-                      margin={"l": 40, "r": 20, "t": 40, "b": 40}, template="plotly_white")
-    return fig
-
-
 def _base(title: str, ytitle: str) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title={"text": title, "font": {"size": 15}}, template="plotly_white",
+    fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
                       height=420, margin={"l": 70, "r": 20, "t": 50, "b": 60},
                       legend={"font": {"size": 11}, "orientation": "v"})
     fig.update_yaxes(type="log", title_text=ytitle)
@@ -72,15 +66,15 @@ def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbo
     for backend, g in frame.groupby("backend", sort=False):
         if skip_dense and backend == "torch-dense":
             continue
-        g = g.groupby("sparsity", as_index=False)[value].median().sort_values("sparsity")
+        g = g.groupby("sparsity", as_index=False).agg(**{value: (value, "median"), "noisy": ("noisy", "any")})
+        g = g.sort_values("sparsity")
         g = g[np.isfinite(g[value]) & (g[value] > 0)]
         if g.empty:
             continue
-        fig.add_trace(go.Scatter(
-            x=_x(g["sparsity"]), y=g[value], mode="lines+markers", name=f"{label}{backend}",
-            line={"color": color_of(backend), "dash": dash or "solid"},
-            marker={"symbol": symbol, "size": 8},
-            customdata=g["sparsity"], hovertemplate="sparsity %{customdata:.4g}<br>%{y:.3g}<extra>%{fullData.name}</extra>"))
+        add_points(fig, _x(g["sparsity"]), g[value], name=f"{label}{backend}", color=color_of(backend),
+                   noisy=g["noisy"], dash=dash or "solid", symbol=symbol,
+                   customdata=g["sparsity"],
+                   hovertemplate="sparsity %{customdata:.4g}<br>%{y:.3g}<extra>%{fullData.name}</extra>")
 
 
 def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
@@ -94,8 +88,7 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     xs = _x(np.linspace(sp.min(), sp.max(), 50))
     fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="theoretical 1/density",
                              line={"color": "#999", "dash": "dash"}))
-    fig.add_hline(y=1.0, line={"color": "#c00", "width": 1, "dash": "dot"},
-                  annotation_text="break-even (speedup 1)", annotation_position="bottom right")
+    reference_line(fig, "break-even (speedup 1)", y=1.0, color="#c00", dash="dot", side="bottom")
     if not loc.empty:
         _series(loc, "speedup", "", None, "circle", fig)
     if not ref.empty:
@@ -142,8 +135,7 @@ def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None 
     for d, label in ((loc, "this device"), (ref, ref_label)):
         if not d.empty and "peak_gbs" in d and np.isfinite(d["peak_gbs"]).any():
             peak = float(d["peak_gbs"].dropna().iloc[0])
-            fig.add_hline(y=peak, line={"color": "#000", "dash": "dash", "width": 1},
-                          annotation_text=f"peak {peak:.0f} GB/s ({label})", annotation_position="top left")
+            reference_line(fig, f"peak {peak:.0f} GB/s ({label})", y=peak, color="#000", along=0.01)
     _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
     return fig
 
@@ -180,7 +172,7 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
                 marker={"symbol": symbols[i % len(symbols)], "size": 8}))
     if not fig.data:
         return empty_figure(f"No numeric values of {y} against {x} in these runs.")
-    fig.update_layout(title={"text": f"{y} against {x}", "font": {"size": 15}}, template="plotly_white",
+    fig.update_layout(title={"text": f"{y} against {x}", "font": {"size": 15}}, template=TEMPLATE,
                       height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
     fig.update_xaxes(title_text=axis_title(x))
     fig.update_yaxes(title_text=axis_title(y))
@@ -214,7 +206,7 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
                 marker={"symbol": symbols[i % len(symbols)], "size": 8}))
     if not fig.data:
         return empty_figure(f"No numeric values of {y} in these runs.")
-    fig.update_layout(title={"text": f"{y} against sparsity", "font": {"size": 15}}, template="plotly_white",
+    fig.update_layout(title={"text": f"{y} against sparsity", "font": {"size": 15}}, template=TEMPLATE,
                       height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
     fig.update_yaxes(title_text=axis_title(y), type="log" if y in LOG_COLUMNS else "linear")
     _sparsity_axis(fig, all_s)

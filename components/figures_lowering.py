@@ -6,14 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.figures_common import empty_figure
+
 MARGIN = dict(l=60, r=20, t=40, b=50)
-
-
-def empty_figure(text: str, height: int = 300) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=height, xaxis_visible=False, yaxis_visible=False, margin=MARGIN)
-    return fig
 
 
 def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = "output row",

@@ -10,6 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.figures_common import empty_figure
+
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
           "moe_grouped": "#c53030", "moe_loop": "#1f8a4c"}
 LABELS = {"dense_1x": "dense FFN, width h (one expert)",
@@ -28,15 +30,6 @@ def _base(fig: go.Figure, height: int = 360, **layout) -> go.Figure:
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=top, b=50), template="plotly_white",
                       legend=legend, **layout)
     return fig
-
-
-def empty(text: str, height: int = 300) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14, color="#5b6475"))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _base(fig, height)
 
 
 def routing_heatmap(weights: np.ndarray, keep_weights: np.ndarray) -> go.Figure:
@@ -90,7 +83,7 @@ def utilisation_bars(rows: list[dict]) -> go.Figure:
 def train_curves(rows: list[dict]) -> go.Figure:
     df = pd.DataFrame([r for r in rows if r.get("kind") == "epoch"])
     if df.empty:
-        return empty("Train the router to see accuracy and balance per epoch.")
+        return empty_figure("Train the router to see accuracy and balance per epoch.")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "balancing loss (alpha=1)"))
     for i, (variant, part) in enumerate(df.groupby("variant", sort=False)):
         color = ["#c53030", "#2f6fdb"][i % 2]
@@ -108,7 +101,7 @@ def train_load(rows: list[dict]) -> go.Figure:
     """Share of test-set assignments per expert: first and last epoch, per variant."""
     df = pd.DataFrame([r for r in rows if r.get("kind") == "epoch"])
     if df.empty:
-        return empty("Expert load appears here after training.")
+        return empty_figure("Expert load appears here after training.")
     cols = sorted((c for c in df.columns if c.startswith("load_e")), key=lambda c: int(c[6:]))
     fig = go.Figure()
     palette = {0: ("#f0a3a3", "#c53030"), 1: ("#a9c4f2", "#2f6fdb")}
@@ -129,7 +122,7 @@ def train_load(rows: list[dict]) -> go.Figure:
 def specialisation(rows: list[dict]) -> go.Figure:
     df = pd.DataFrame([r for r in rows if r.get("kind") == "specialisation"])
     if df.empty:
-        return empty("Expert x class specialisation appears here after training.")
+        return empty_figure("Expert x class specialisation appears here after training.")
     variants = list(dict.fromkeys(df["variant"]))
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=variants, horizontal_spacing=0.16)
     classes = [f"class_{c}" for c in range(10)]
@@ -171,7 +164,7 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
         frames.append(_sweep_frame(reference, ref_label))
     df = pd.concat([f for f in frames if not f.empty]) if any(not f.empty for f in frames) else None
     if df is None:
-        return empty("Run the sweep (or commit a GPU reference CSV) to see timings.")
+        return empty_figure("Run the sweep (or commit a GPU reference CSV) to see timings.")
     fig = go.Figure()
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
         noisy = part["noisy"].astype(bool) if "noisy" in part else pd.Series(False, index=part.index)
@@ -192,7 +185,7 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
         frames.append(_sweep_frame(reference, ref_label))
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return empty("Ratios appear after a sweep.")
+        return empty_figure("Ratios appear after a sweep.")
     df = pd.concat(frames)
     fig = go.Figure()
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):

@@ -5,20 +5,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.figures_common import empty_figure
+
 COLORS = {"native": "#2f6fdb", "tied": "#e8590c", "free": "#2b8a3e"}
 DASHES = {"native": "solid", "tied": "dash", "free": "dot"}
 METRIC_TITLES = {"accuracy": "test accuracy (%)", "mse": "test MSE (standardised units²)",
                  "perplexity": "test perplexity (per character)"}
 LOSS_TITLES = {"vision": "cross-entropy (nats)", "timeseries": "MSE (standardised units²)",
                "text": "cross-entropy (nats / char)"}
-
-
-def empty_figure(text: str, height: int = 260) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=height, xaxis_visible=False, yaxis_visible=False,
-                      margin=dict(l=40, r=20, t=30, b=30))
-    return fig
 
 
 def curves_figure(rows: list[dict]) -> go.Figure:

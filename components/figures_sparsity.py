@@ -13,23 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.figures_common import empty_figure
 from engine.sparse.pruning import density_grid
 
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
 PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
            "#5c7cfa", "#495057", "#a61e4d"]
 OK = ("ok", "reused")
-
-
-def empty_figure(text: str, height: int = 320) -> go.Figure:
-    """A blank figure with a centred message (nothing measured yet, or unavailable)."""
-    fig = go.Figure()
-    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font=dict(size=14, color="#5b6475"))
-    fig.update_layout(height=height, font=FONT, xaxis=dict(visible=False),
-                      yaxis=dict(visible=False), margin=dict(l=20, r=20, t=30, b=20),
-                      plot_bgcolor="white")
-    return fig
 
 
 def pattern_heatmaps(weight: np.ndarray, masks: Mapping[str, np.ndarray],

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from components.figures_common import empty_figure
 from engine.structured.operators import FAMILY_LABELS
 
 COLORS = {
@@ -25,15 +26,6 @@ def _base(fig: go.Figure, height: int) -> go.Figure:
                       plot_bgcolor="#ffffff", paper_bgcolor="#ffffff",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return fig
-
-
-def empty_figure(text: str, height: int = 360) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14, color="#5b6475"))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _base(fig, height)
 
 
 def pareto_figure(rows: Sequence[dict], budget: int | None, n: int) -> go.Figure:

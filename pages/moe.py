@@ -186,7 +186,7 @@ def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed
         res = moe.routing_example(spec)
         agree = moe.layer_agreement(res, min(int(h or 0), 128) or 1)  # cheap: a check, not a benchmark
     except ValueError as exc:
-        blank = figs.empty("Fix the input above.")
+        blank = figs.empty_figure("Fix the input above.")
         return blank, blank, blank, None, None, [], error_message(exc)
     rows = res.expert_rows()
     weights = res.routing.dense_weights().numpy()

@@ -14,9 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port; within SPARSITY_LAB_PORTS ("8110-8119") when that is set."""
+    span = os.environ.get("SPARSITY_LAB_PORTS", "")
+    candidates = [0]
+    if span:
+        lo, _, hi = span.partition("-")
+        candidates = list(range(int(lo), int(hi or lo) + 1))
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"SPARSITY_LAB_PORTS: expected a free port in {span}, got none")
 
 
 def wait_for_http(url: str, proc: subprocess.Popen | None, log: Path, seconds: float = 60) -> None:

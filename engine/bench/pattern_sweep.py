@@ -17,8 +17,9 @@ row schema and ``paradox_sweep``) and the backend registry (``engine.sparse.form
     for row in structured_sweep(config):
         print(row["part"], row["backend"], row["block"], row["speedup"])
 
-Rows follow the benchmark CSV schema (``engine.bench.schema.PARADOX_COLUMNS``)
-plus ``part`` ("block" or "2:4"); ``sweep`` is "structured".
+Every timed row comes from a Measurement (through ``engine.bench.sweeps.measure_spec``);
+rows follow ``engine.bench.schema.STRUCTURED_COLUMNS`` (the paradox columns plus ``part``,
+"block" or "2:4"); ``sweep`` is "structured", listed in ``engine.bench.schema.SCHEMAS``.
 """
 from __future__ import annotations
 
@@ -30,16 +31,12 @@ import numpy as np
 
 from engine.bench.sweeps import (DENSE, ParadoxConfig, base_row, free_bytes, measure_spec,
                                  memory_refusal, paradox_sweep, versions)
-from engine.bench.schema import PARADOX_COLUMNS, register_schema
 from engine.bench.spec import BenchmarkSpec
 from engine.sparse.formats import BACKENDS, DTYPES, backend_names, torch_dtype
 from engine.validate import check_choice, check_float, check_int
 
 SWEEP = "structured"
 NM_BACKEND = "torch-2:4"
-TIMING_BLOCKS = (1, 4, 8, 16, 32, 64, 128)
-STRUCTURED_COLUMNS = {**PARADOX_COLUMNS, "part": ("str", True)}  # "block" or "2:4"
-register_schema(SWEEP, STRUCTURED_COLUMNS)  # so /runs imports this sweep's CSVs
 
 
 def default_block_backends() -> tuple[str, ...]:

@@ -1,7 +1,10 @@
 """The CSV schema of benchmark rows: column -> type, which are required, and checks.
 
-Rows are flat dicts; a CSV exported from a run (page, CLI or GPU script) reads back
-to the same columns and types (see ``read_rows_csv``).
+Rows are flat dicts built from ``Measurement.row()`` (engine/bench/measurement.py) plus
+each sweep's own columns; the measured columns are derived from Measurement here, once.
+A CSV exported from a run (page, CLI or GPU script) reads back to the same columns and
+types (see ``read_rows_csv``); old CSVs (without warmup/number_per_run, with the old
+method text) still load.
 """
 from __future__ import annotations
 
@@ -10,33 +13,47 @@ import math
 
 import pandas as pd
 
+from engine.bench.measurement import Measurement, Task
+
+# Types of the columns Measurement.row() writes; the dims and versions columns are named
+# by each schema (ints and strings). measurement_columns() checks this covers row().
+MEASUREMENT_TYPES = {"op": "str", "backend": "str", "dtype": "str", "block": "int", "pattern": "str",
+                     "sparsity": "float", "density": "float", "device": "str", "device_name": "str",
+                     "method": "str", "repeats": "int", "warmup": "int", "number_per_run": "int",
+                     "runs": "int", "median_s": "float", "iqr_s": "float", "noisy": "bool"}
+
+
+def measurement_columns(dims: tuple[str, ...], versions: tuple[str, ...] = ("torch_version",),
+                        required: tuple[str, ...] = ()) -> dict[str, tuple[str, bool]]:
+    """The columns of ``Measurement.row()`` for a task with these dims and versions.
+
+    Derived from a Measurement itself (so a field added there shows up here):
+    column -> (type, required); ``required`` names the columns every row must fill.
+    """
+    sample = Measurement(Task(op="x", dims={d: 1 for d in dims}, versions={v: "" for v in versions}),
+                         times_s=(1.0,))
+    out = {}
+    for name in sample.row():
+        kind = "int" if name in dims else "str" if name in versions else MEASUREMENT_TYPES.get(name)
+        if kind is None:
+            raise AssertionError(f"schema: expected a type for Measurement column {name!r}, got none")
+        out[name] = (kind, name in required)
+    return out
+
+
 # column: (type, required). type is "str", "int", "float" or "bool".
+_PARADOX_MEASURED = measurement_columns(
+    ("rows", "cols", "k"), ("torch_version", "scipy_version"),
+    required=("op", "backend", "rows", "cols", "k", "sparsity", "pattern", "block", "dtype", "device",
+              "repeats", "device_name", "torch_version"))
 PARADOX_COLUMNS: dict[str, tuple[str, bool]] = {
     "sweep": ("str", True),
     "spec_key": ("str", True),
-    "status": ("str", True),          # ok | unsupported | refused | error
-    "op": ("str", True),
+    "status": ("str", True),          # ok | unsupported | refused | error | reused
     "format": ("str", True),
-    "backend": ("str", True),
-    "rows": ("int", True),
-    "cols": ("int", True),
-    "k": ("int", True),
-    "sparsity": ("float", True),
-    "pattern": ("str", True),
-    "block": ("int", True),
-    "dtype": ("str", True),
-    "device": ("str", True),
-    "repeats": ("int", True),
     "seed": ("int", False),
-    "device_name": ("str", True),
-    "torch_version": ("str", True),
-    "scipy_version": ("str", False),
-    "method": ("str", False),
+    **_PARADOX_MEASURED,              # median_s: required (not NaN) when status == ok
     "nnz": ("float", False),
-    "density": ("float", False),
-    "median_s": ("float", False),     # required (not NaN) when status == ok
-    "iqr_s": ("float", False),
-    "runs": ("int", False),
     "prepare_s": ("float", False),
     "dense_median_s": ("float", False),
     "speedup": ("float", False),
@@ -47,18 +64,24 @@ PARADOX_COLUMNS: dict[str, tuple[str, bool]] = {
     "bytes_moved": ("float", False),
     "peak_gbs": ("float", False),
     "pct_peak_bw": ("float", False),
-    "noisy": ("bool", False),
     "message": ("str", False),
     "measured_at": ("str", False),
 }
+# The structured-sparsity sweep (engine/bench/pattern_sweep.py): paradox rows + the part.
+STRUCTURED_COLUMNS = {**PARADOX_COLUMNS, "part": ("str", True)}  # "block" or "2:4"
 STATUSES = ("ok", "unsupported", "refused", "error", "reused")
 OK_REQUIRED = ("median_s", "iqr_s", "density", "speedup", "theoretical")
-SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {"paradox": PARADOX_COLUMNS}
+
+# Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
+SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {"paradox": PARADOX_COLUMNS,
+                                                   "structured": STRUCTURED_COLUMNS}
 
 
-def register_schema(kind: str, columns: dict[str, tuple[str, bool]]) -> None:
-    """Let another sweep's CSV be imported into /runs (columns as in PARADOX_COLUMNS)."""
-    SCHEMAS[kind] = dict(columns)
+def schema_for(kind: str) -> dict[str, tuple[str, bool]]:
+    """The columns of one kind of run; ValueError "kind: expected one of ..." otherwise."""
+    if kind not in SCHEMAS:
+        raise ValueError(f"kind: expected one of {', '.join(SCHEMAS)}, got {kind!r}")
+    return SCHEMAS[kind]
 
 
 def column_order(columns: dict = PARADOX_COLUMNS) -> list[str]:
@@ -92,11 +115,14 @@ def _as_bool(v):
     return bool(v)
 
 
+_QUOTED = ("'=", "'+", "'-", "'@", "'\t", "'\r")
+
+
 def read_rows_csv(text: str, columns: dict = PARADOX_COLUMNS) -> pd.DataFrame:
     """A CSV written by ``engine.runtime.store.to_csv_text`` back as a typed frame."""
     frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
     # to_csv_text quotes text that a spreadsheet would run; undo that on the way in.
     for col in frame.columns:
-        if frame[col].dtype == object:
-            frame[col] = frame[col].map(lambda v: v[1:] if isinstance(v, str) and v[:2] in ("'=", "'+", "'-", "'@") else v)
+        if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            frame[col] = frame[col].map(lambda v: v[1:] if isinstance(v, str) and v[:2] in _QUOTED else v)
     return coerce_frame(frame, columns)

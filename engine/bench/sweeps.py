@@ -23,6 +23,7 @@ import numpy as np
 
 from engine.bench.schema import PARADOX_COLUMNS
 from engine.bench.spec import BenchmarkSpec
+from engine.bench.measurement import Measurement, Task
 from engine.bench.timer import _sync, measure
 from engine.sparse.formats import (DTYPE_BYTES, DTYPES, OPS, PATTERNS, backend_names, estimate_bytes, generate_matrix,
                             get_backend, torch_dtype, unsupported_reason)
@@ -115,19 +116,16 @@ def versions() -> dict:
     return {"torch_version": package_version("torch"), "scipy_version": package_version("scipy")}
 
 
-def traffic_bytes(spec: BenchmarkSpec, nnz: float, prepared_bytes: float) -> float:
-    """Minimum-traffic model: read A (as stored) and x once, write y once."""
-    el = DTYPE_BYTES[spec.dtype]
+def task_of(spec: BenchmarkSpec, device_name: str, vers: dict) -> Task:
+    """What one spec times, as the Measurement's Task (dims rows, cols, k)."""
     m, n = spec.shape
-    return float(prepared_bytes + n * spec.k * el + m * spec.k * el)
-
-
-def flops(spec: BenchmarkSpec, nnz: float) -> float:
-    """Useful flops: 2 per stored non-zero per column of x (zeros skipped)."""
-    return 2.0 * nnz * spec.k
+    return Task(op=spec.op, backend=spec.backend, dims={"rows": m, "cols": n, "k": spec.k},
+                dtype=spec.dtype, block=spec.block, pattern=spec.pattern, sparsity=spec.sparsity,
+                device=spec.device, device_name=device_name, versions=vers)
 
 
 def base_row(spec: BenchmarkSpec, device_name: str, vers: dict) -> dict:
+    """A row for ``spec`` before (or without) a measurement: what, not yet how long."""
     row = {c: None for c in PARADOX_COLUMNS}
     row.update({"sweep": "paradox", "spec_key": spec.key, **spec.as_dict(),
                 "device_name": device_name, **vers,
@@ -188,7 +186,7 @@ def measure_spec(spec: BenchmarkSpec, a, x, dense_median: float | None, device_n
         row["prepare_s"] = time.perf_counter() - started
         rhs = backend.prepare_rhs(x)
         timing = measure(lambda: backend.matmul(prepared, rhs), repeats=spec.repeats,
-                         device=spec.device, max_total_s=10.0)
+                         task=task_of(spec, device_name, vers), max_total_s=10.0)
         stored = backend.nbytes(prepared)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a row, the sweep goes on
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -203,12 +201,16 @@ def measure_spec(spec: BenchmarkSpec, a, x, dense_median: float | None, device_n
         del prepared
         if spec.device == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
-    base = timing.median_s if spec.backend == DENSE else dense_median
-    derive(row, timing.median_s, base, stored)
-    row.update(status="ok", method=f"{timing.method} (number={timing.number_per_run})",
-               median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs,
-               noisy=timing.noisy)
-    return row
+    return measured_row(row, timing, dense_median, stored)
+
+
+def measured_row(row: dict, timing: Measurement, dense_median: float | None, stored_bytes: float) -> dict:
+    """``row`` (from base_row, with nnz and the measured density) filled from a Measurement."""
+    density = row["density"]
+    row.update(timing.row(), status="ok")
+    row["density"] = density  # the matrix's own nnz / (m n), not the nominal 1 - sparsity
+    base = timing.median_s if row["backend"] == DENSE else dense_median
+    return derive(row, timing.median_s, base, stored_bytes)
 
 
 def derive(row: dict, median_s: float, dense_median: float | None, stored_bytes: float) -> dict:
@@ -337,14 +339,3 @@ def break_even(frame, dense: str = DENSE):
         out.append(dict(zip(cols[:6], keys), break_even=value, note=note))
     return pd.DataFrame(out, columns=cols)
 
-
-def summary_table(frame):
-    """Speedups per sparsity (rows) and backend (columns) for the chosen group; a pivot."""
-    import pandas as pd
-
-    if frame is None or len(frame) == 0:
-        return pd.DataFrame()
-    ok = frame[frame["status"].isin(["ok", "reused"])]
-    if ok.empty:
-        return pd.DataFrame()
-    return ok.pivot_table(index="sparsity", columns="backend", values="speedup", aggfunc="median")

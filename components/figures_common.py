@@ -1,0 +1,149 @@
+"""Figure pieces every page shares: one template, one empty figure, reference lines, noisy points.
+
+    fig = new_figure(height=420)                                    # the lab's template
+    fig.update_yaxes(type="log")
+    reference_line(fig, y=1.0, text="break-even (speedup 1)")      # label ON the line, log or not
+    add_points(fig, x, y, noisy=frame["noisy"], name="torch-csr", color="#1f77b4")
+    empty_figure("No measured rows yet: run a sweep.")
+
+Plotly places an annotation on a log axis at 10**y (its y is in log10 units), so
+``fig.add_hline(y=1, annotation_text=...)`` labels the line at 10. ``reference_line``
+draws the line as a shape and its label as an annotation whose coordinate is log10 of
+the value on a log axis; set the axis type BEFORE calling it (or pass ``log=``).
+Noisy points (engine.bench.measurement: IQR/median > NOISE_THRESHOLD) are drawn
+hollow and grey, with one legend entry NOISY_LABEL per figure.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from engine.bench.measurement import NOISY_LABEL
+
+FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=13, color="#1d2330")
+MUTED = "#5b6475"
+NOISY_COLOR = "#a0a7b4"
+
+_base = pio.templates["plotly_white"]
+TEMPLATE = go.layout.Template(_base)
+TEMPLATE.layout.update(font=FONT, margin=dict(l=60, r=20, t=50, b=55),
+                       legend=dict(font=dict(size=11)), hoverlabel=dict(font=dict(size=12)),
+                       title=dict(font=dict(size=15), x=0, xanchor="left"))
+
+
+def new_figure(height: int = 400, **layout) -> go.Figure:
+    """An empty go.Figure in the lab's template at ``height`` px."""
+    fig = go.Figure()
+    fig.update_layout(template=TEMPLATE, height=height, **layout)
+    return fig
+
+
+def empty_figure(message: str, height: int = 360) -> go.Figure:
+    """A figure that shows only ``message`` (no axes): what to do to see data."""
+    fig = new_figure(height)
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color=MUTED))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _axis_name(letter: str, ref: str | None) -> str:
+    """"y" / "y2" (a trace/annotation ref) -> "yaxis" / "yaxis2" (a layout key)."""
+    ref = ref or letter
+    return f"{letter}axis{ref[1:]}"
+
+
+def _is_log(fig: go.Figure, letter: str, ref: str | None) -> bool:
+    axis = fig.layout[_axis_name(letter, ref)]
+    return axis is not None and axis.type == "log"
+
+
+def axis_coordinate(value: float, log: bool) -> float:
+    """Where plotly wants an annotation for ``value`` on an axis: log10(value) on a log axis."""
+    if not log:
+        return float(value)
+    if not value > 0:
+        raise ValueError(f"reference line: expected a value > 0 on a log axis, got {value!r}")
+    return math.log10(value)
+
+
+_ANCHORS = {"top": ("bottom", 0), "bottom": ("top", 0)}
+
+
+def reference_line(fig: go.Figure, text: str, *, y: float | None = None, x: float | None = None,
+                   color: str = MUTED, dash: str = "dash", width: float = 1, log: bool | None = None,
+                   side: str = "top", along: float = 0.99, xref: str = "x", yref: str = "y") -> go.Figure:
+    """A horizontal (``y=``) or vertical (``x=``) line with ``text`` sitting on it.
+
+    side: "top" (label just above a horizontal line / right of a vertical one) or "bottom";
+    along: where along the line, as a fraction of the plot (0 left/bottom .. 1 right/top).
+    log: whether the value's axis is log; None reads it from the figure's layout.
+    xref / yref: the axes of a subplot ("x2", "y3", ...).
+    """
+    if (x is None) == (y is None):
+        raise ValueError(f"reference line: expected exactly one of x= or y=, got x={x!r}, y={y!r}")
+    if side not in _ANCHORS:
+        raise ValueError(f"side: expected one of top, bottom, got {side!r}")
+    line = dict(color=color, dash=dash, width=width)
+    paper_x, paper_y = f"{xref} domain", f"{yref} domain"
+    if y is not None:
+        log = _is_log(fig, "y", yref) if log is None else log
+        fig.add_shape(type="line", xref=paper_x, x0=0, x1=1, yref=yref, y0=y, y1=y, line=line)
+        fig.add_annotation(text=text, xref=paper_x, x=along, xanchor="right" if along > 0.5 else "left",
+                           yref=yref, y=axis_coordinate(y, log), yanchor=_ANCHORS[side][0],
+                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)")
+    else:
+        log = _is_log(fig, "x", xref) if log is None else log
+        fig.add_shape(type="line", yref=paper_y, y0=0, y1=1, xref=xref, x0=x, x1=x, line=line)
+        fig.add_annotation(text=text, yref=paper_y, y=along, yanchor="top" if along > 0.5 else "bottom",
+                           xref=xref, x=axis_coordinate(x, log),
+                           xanchor="left" if side == "top" else "right", textangle=-90,
+                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)")
+    return fig
+
+
+def noisy_mask(noisy, n: int) -> np.ndarray:
+    """``noisy`` (a column of bools, "True"/"False" strings, None) as n booleans."""
+    if noisy is None:
+        return np.zeros(n, dtype=bool)
+    values = list(noisy)
+    if len(values) != n:
+        raise ValueError(f"noisy: expected {n} flags, got {len(values)}")
+    return np.array([v is True or (isinstance(v, (np.bool_, int, float)) and bool(v) and v == v)
+                     or (isinstance(v, str) and v.strip().lower() in ("true", "1", "yes")) for v in values],
+                    dtype=bool)
+
+
+def add_points(fig: go.Figure, x: Sequence, y: Sequence, *, name: str, color: str, noisy=None,
+               mode: str = "lines+markers", symbol: str = "circle", size: int = 8, dash: str = "solid",
+               legendgroup: str | None = None, **trace) -> go.Figure:
+    """One series whose noisy points are hollow and grey; the first figure with any
+    noisy point also gets a legend entry NOISY_LABEL ("noisy (IQR/median > 0.1)").
+
+    Extra keyword arguments go to go.Scatter (hovertemplate, customdata, xaxis, ...).
+    """
+    flags = noisy_mask(noisy, len(x))
+    symbols = [f"{symbol}-open" if f and not symbol.endswith("-open") else symbol for f in flags]
+    colors = [NOISY_COLOR if f else color for f in flags]
+    fig.add_trace(go.Scatter(x=list(x), y=list(y), mode=mode, name=name, legendgroup=legendgroup or name,
+                             line=dict(color=color, dash=dash),
+                             marker=dict(symbol=symbols, color=colors, size=size,
+                                         line=dict(color=colors, width=1.5)), **trace))
+    if flags.any():
+        add_noisy_legend(fig)
+    return fig
+
+
+def add_noisy_legend(fig: go.Figure) -> go.Figure:
+    """The legend entry for noisy points, once per figure (an invisible point)."""
+    if any(getattr(t, "name", None) == NOISY_LABEL for t in fig.data):
+        return fig
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=NOISY_LABEL, hoverinfo="skip",
+                             marker=dict(symbol="circle-open", color=NOISY_COLOR, size=9,
+                                         line=dict(color=NOISY_COLOR, width=1.5))))
+    return fig
