@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.bench.roofline import (Calibration, Structure, candidates, efficiency, off_roofline,
                                    predict_one)
-from engine.bench.schema import register_schema
+from engine.bench.schema import MATRIX_COLUMNS  # noqa: F401  (listed in schema.SCHEMAS as "your-matrix")
 from engine.sparse.formats import DTYPE_BYTES, DTYPES, OPS, SimpleSpec, get_backend
 from engine.validate import check_budget, check_choice, check_int
 
@@ -33,23 +33,6 @@ KIND = "your-matrix"
 BLOCKS = (16, 32, 64, 128)
 # float32/64 products agree with float64 scipy to this relative error; half types looser.
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
-
-MATRIX_COLUMNS: dict[str, tuple[str, bool]] = {
-    "sweep": ("str", True), "status": ("str", True), "matrix_hash": ("str", True),
-    "matrix_name": ("str", False), "candidate": ("str", True), "backend": ("str", True),
-    "format": ("str", True), "block": ("int", False), "reordered": ("bool", False),
-    "op": ("str", True), "k": ("int", True), "dtype": ("str", True), "device": ("str", True),
-    "device_name": ("str", True), "rows": ("int", True), "cols": ("int", True),
-    "nnz": ("int", True), "fill_in": ("float", False), "repeats": ("int", False),
-    "method": ("str", False), "median_s": ("float", False), "iqr_s": ("float", False),
-    "runs": ("int", False), "noisy": ("bool", False), "prepare_s": ("float", False),
-    "dense_median_s": ("float", False), "speedup": ("float", False),
-    "predicted_s": ("float", False), "bound": ("str", False), "efficiency": ("float", False),
-    "bytes_moved": ("float", False), "flops": ("float", False), "gbs": ("float", False),
-    "max_rel_err": ("float", False), "calibrated_at": ("str", False),
-    "torch_version": ("str", False), "message": ("str", False), "measured_at": ("str", False),
-}
-register_schema(KIND, MATRIX_COLUMNS)
 
 
 @dataclass(frozen=True)

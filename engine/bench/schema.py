@@ -69,12 +69,29 @@ PARADOX_COLUMNS: dict[str, tuple[str, bool]] = {
 }
 # The structured-sparsity sweep (engine/bench/pattern_sweep.py): paradox rows + the part.
 STRUCTURED_COLUMNS = {**PARADOX_COLUMNS, "part": ("str", True)}  # "block" or "2:4"
+# The user-matrix sweep (engine/bench/matrix_sweep.py, kind "your-matrix").
+MATRIX_COLUMNS: dict[str, tuple[str, bool]] = {
+    "sweep": ("str", True), "status": ("str", True), "matrix_hash": ("str", True),
+    "matrix_name": ("str", False), "candidate": ("str", True), "backend": ("str", True),
+    "format": ("str", True), "block": ("int", False), "reordered": ("bool", False),
+    "op": ("str", True), "k": ("int", True), "dtype": ("str", True), "device": ("str", True),
+    "device_name": ("str", True), "rows": ("int", True), "cols": ("int", True),
+    "nnz": ("int", True), "fill_in": ("float", False), "repeats": ("int", False),
+    "method": ("str", False), "median_s": ("float", False), "iqr_s": ("float", False),
+    "runs": ("int", False), "noisy": ("bool", False), "prepare_s": ("float", False),
+    "dense_median_s": ("float", False), "speedup": ("float", False),
+    "predicted_s": ("float", False), "bound": ("str", False), "efficiency": ("float", False),
+    "bytes_moved": ("float", False), "flops": ("float", False), "gbs": ("float", False),
+    "max_rel_err": ("float", False), "calibrated_at": ("str", False),
+    "torch_version": ("str", False), "message": ("str", False), "measured_at": ("str", False),
+}
 STATUSES = ("ok", "unsupported", "refused", "error", "reused")
 OK_REQUIRED = ("median_s", "iqr_s", "density", "speedup", "theoretical")
 
 # Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
 SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {"paradox": PARADOX_COLUMNS,
-                                                   "structured": STRUCTURED_COLUMNS}
+                                                   "structured": STRUCTURED_COLUMNS,
+                                                   "your-matrix": MATRIX_COLUMNS}
 
 
 def schema_for(kind: str) -> dict[str, tuple[str, bool]]:
