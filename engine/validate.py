@@ -4,8 +4,13 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 
+# A number field (dcc.Input type=number) sends None when it is empty or what was typed
+# lies outside its min/max: say that, not "got None".
+NO_NUMBER = "no number (the field is empty, or what was typed is out of range)"
+
+
 def _fail(what: str, expected: str, got: Any) -> None:
-    raise ValueError(f"{what}: expected {expected}, got {got!r}")
+    raise ValueError(f"{what}: expected {expected}, got {NO_NUMBER if got is None else repr(got)}")
 
 
 def check_int(what: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
@@ -80,3 +85,46 @@ def check_budget(what: str, nbytes: float) -> int:
             f"{what}: expected at most {budget / 2**20:.0f} MB of memory "
             f"(the lab's budget, {MEMORY_BUDGET_ENV}), got an estimated {nbytes / 2**20:.0f} MB")
     return int(nbytes)
+
+
+# Every file a page accepts, as "module:CONSTANT" holding its largest legal size in bytes.
+# A page that adds an upload adds its limit here, so the request cap stays above it.
+UPLOAD_LIMITS = ("engine.runtime.store:IMPORT_MAX_BYTES",)
+# Room beside the file in a callback request: the JSON around it and the page's other state.
+REQUEST_SLACK_BYTES = 4 * 2**20
+
+
+def largest_upload_bytes() -> int:
+    """The largest file any page accepts (bytes)."""
+    import importlib
+
+    sizes = []
+    for entry in UPLOAD_LIMITS:
+        module, name = entry.split(":")
+        sizes.append(int(getattr(importlib.import_module(module), name)))
+    return max(sizes)
+
+
+def max_request_bytes() -> int:
+    """The cap on a request body: the largest upload, base64-encoded as dcc.Upload sends
+    it (4/3), plus slack. Flask refuses larger bodies with 413 before reading them."""
+    return -(-largest_upload_bytes() * 4 // 3) + REQUEST_SLACK_BYTES
+
+
+_PROJECT_ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
+def relative_paths(text: str) -> str:
+    """``text`` with the project's install path removed (``/srv/lab/benchmarks/x`` ->
+    ``benchmarks/x``) and a cache folder outside it shown as ``$SPARSITY_LAB_CACHE``,
+    so messages never disclose where the lab is installed."""
+    import os
+
+    if _PROJECT_ROOT + os.sep in text:
+        text = text.replace(_PROJECT_ROOT + os.sep, "")
+    cache = os.environ.get("SPARSITY_LAB_CACHE")
+    if cache:
+        absolute = os.path.abspath(cache)
+        if absolute in text and not absolute.startswith(_PROJECT_ROOT + os.sep):
+            text = text.replace(absolute, "$SPARSITY_LAB_CACHE")
+    return text

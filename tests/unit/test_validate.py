@@ -35,3 +35,14 @@ def test_memory_budget_refuses_before_allocation(monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_MEMORY_BUDGET_MB", "lots")
     with pytest.raises(ValueError, match="expected a number"):
         check_budget("matrix", 1)
+
+
+@pytest.mark.parametrize("check", [check_int, check_float])
+def test_an_empty_or_out_of_range_number_field_says_so_not_none(check):
+    """dcc.Input(type="number") sends None when empty or outside its min/max (issue 18.12)."""
+    with pytest.raises(ValueError) as info:
+        check("size", None, 16, 16384)
+    text = str(info.value)
+    assert "got None" not in text
+    assert text.endswith("in [16, 16384], got no number (the field is empty, or what was "
+                         "typed is out of range)")
