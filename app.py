@@ -9,12 +9,16 @@ jobs, on this host or others). ``server`` is exposed for gunicorn:
     gunicorn app:server -b 127.0.0.1:8050
 
 A callback that raises shows its message in the page's error bar (never a
-traceback); responses carry security headers.
+traceback); responses carry security headers. Requests whose Host is not one of the
+lab's names (``SPARSITY_LAB_ALLOWED_HOSTS``), and POSTs from another origin, get a 403
+(DNS rebinding and cross-site requests); bodies larger than the largest legal upload
+get a 413; callback responses name files relative to the project, never the install path.
 
 The web process never initialises CUDA (see engine.runtime.device); GPU work happens only
 inside background jobs. Jobs are forked only while no other request is running
 (engine/runtime/forkgate.py): a torch lock held by another thread at the fork would hang
-the job.
+the job. A forked job lets go of the server's listening socket at once, so a restarted
+server can bind while an orphaned job still runs.
 """
 from __future__ import annotations
 
@@ -28,11 +32,17 @@ from dash import Dash, Input, Output, dcc, html, set_props
 
 from components.layout import page_order
 from engine.runtime.device import describe_device
-from engine.runtime.forkgate import ForkGate
-from engine.runtime.store import cache_dir
+from engine.runtime.forkgate import ForkGate, release_listening_sockets
+from engine.runtime.liveness import STALE_S, beat_age, process_alive
+from engine.runtime.store import RunStore, cache_dir, mark_cancelled
+from engine.validate import max_request_bytes, relative_paths
 
 
 REDIS_ENV = "SPARSITY_LAB_REDIS_URL"
+HOST_ENV = "SPARSITY_LAB_HOST"
+ALLOWED_HOSTS_ENV = "SPARSITY_LAB_ALLOWED_HOSTS"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 ERROR_BAR = "lab-error"
 log = logging.getLogger("sparsity_lab")
 
@@ -54,13 +64,26 @@ CONTENT_SECURITY_POLICY = "; ".join([
 
 
 def make_celery():
-    """The Celery app when a Redis URL is configured, else None."""
+    """The Celery app when a Redis URL is configured, else None.
+
+    Delivery is at most once (``task_acks_late=False``, the default, kept on purpose): a
+    task whose worker is killed is not redelivered. For a benchmark a re-run should be the
+    user's choice (it resumes from the first unfinished spec); Redis would redeliver an
+    unacknowledged task only after its visibility timeout (an hour), unasked, and a task
+    that killed its worker by running out of memory would kill the next one. The loss is
+    not silent: ``task_track_started`` marks a task STARTED, the job beats a heartbeat in
+    the run store, and ``LabCeleryManager`` reports a STARTED task whose beats stopped as
+    no longer running, so the page says the job died (rows kept) and Run is enabled.
+    """
     url = os.environ.get(REDIS_ENV)
     if not url:
         return None
     from celery import Celery
 
-    return Celery("sparsity_lab", broker=url, backend=url)
+    celery = Celery("sparsity_lab", broker=url, backend=url)
+    celery.conf.update(task_track_started=True, task_acks_late=False,
+                       worker_prefetch_multiplier=1)
+    return celery
 
 
 FORK_GATE = ForkGate()
@@ -72,24 +95,69 @@ def make_background_manager(celery_app=None):
     from dash import CeleryManager, DiskcacheManager
 
     if celery_app is not None:
-        return CeleryManager(celery_app)
+        class LabCeleryManager(CeleryManager):
+            """A STARTED task whose heartbeat stopped (worker killed) is not running; a
+            cancelled task's run is marked "cancelled"."""
+
+            def job_running(self, job):
+                if not super().job_running(job):
+                    return False
+                return not task_lost(self.get_task(job).status, job)
+
+            def terminate_job(self, job):
+                super().terminate_job(job)
+                if job is not None:
+                    mark_cancelled(run_store(), task_id=str(job))
+
+        return LabCeleryManager(celery_app)
     import diskcache
 
     class GatedDiskcacheManager(DiskcacheManager):
         """Forks a job only while no other request thread is inside torch: a lock that
-        another thread holds at the fork stays locked forever in the child."""
+        another thread holds at the fork stays locked forever in the child. Cancel marks
+        the job's run "cancelled" (a job that had already died stays for "died")."""
 
         def call_job_fn(self, key, job_fn, args, context):
+            def job_without_server_sockets(*job_args):
+                release_listening_sockets()  # a restarted server can bind while this runs
+                return job_fn(*job_args)
+
             return FORK_GATE.fork(lambda: super(GatedDiskcacheManager, self).call_job_fn(
-                key, job_fn, args, context))
+                key, job_without_server_sockets, args, context))
+
+        def terminate_job(self, job):
+            alive = job is not None and process_alive(job)
+            super().terminate_job(job)
+            if alive:
+                mark_cancelled(run_store(), pid=int(job))
 
     return GatedDiskcacheManager(diskcache.Cache(str(cache_dir() / "jobs")))
+
+
+_STORE: dict = {}
+
+
+def run_store():
+    """This process's RunStore (opened once per process; jobs fork)."""
+    if _STORE.get("pid") != os.getpid():
+        _STORE.update(pid=os.getpid(), store=RunStore())
+    return _STORE["store"]
+
+
+def task_lost(status: str, task_id) -> bool:
+    """A Celery task that started and whose heartbeat is older than STALE_S: its worker
+    is gone. A task that never beat (not a lab job) is left to Celery's own state."""
+    if status != "STARTED":
+        return False
+    age = beat_age(run_store(), f"task:{task_id}")
+    return age is not None and age > STALE_S
 
 
 def show_callback_error(exc: Exception):
     """Global callback error handler: log it, show a short message, change nothing else."""
     log.exception("callback failed", exc_info=exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = relative_paths(str(exc)).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
     if len(text) > 300:
         text = text[:300] + "..."
     set_props(ERROR_BAR, {"children": f"Could not update the page: {text}", "hidden": False})
@@ -98,15 +166,73 @@ def show_callback_error(exc: Exception):
 
 def answer_unexpected_error(exc: Exception):
     """No traceback page: a malformed callback request gets a 400 saying so."""
+    from dash.exceptions import DependencyException
     from flask import jsonify, request
     from werkzeug.exceptions import HTTPException
 
     if isinstance(exc, HTTPException):
         return exc
+    if isinstance(exc, DependencyException) or request.path.startswith("/_dash-component-suites/"):
+        # an unknown script or map under Dash's component suites: not found, not a fault
+        return jsonify(error="not found"), 404
     log.warning("request to %s failed: %s: %s", request.path, type(exc).__name__, exc)
     if request.path.endswith("_dash-update-component"):
-        return jsonify(error=f"malformed callback request ({type(exc).__name__}: {exc})"[:300]), 400
+        return jsonify(error=relative_paths(
+            f"malformed callback request ({type(exc).__name__}: {exc})")[:300]), 400
     return jsonify(error="internal error; the server log has the details"), 500
+
+
+def allowed_hosts() -> set[str]:
+    """Host names the lab answers to: $SPARSITY_LAB_ALLOWED_HOSTS (comma-separated, ``*``
+    for any), else localhost, 127.0.0.1, ::1 and the bind address ($SPARSITY_LAB_HOST)."""
+    raw = os.environ.get(ALLOWED_HOSTS_ENV, "").strip()
+    if raw:
+        return {h.strip().lower().strip("[]") for h in raw.split(",") if h.strip()}
+    bind = os.environ.get(HOST_ENV, "127.0.0.1").strip().lower().strip("[]")
+    return set(LOOPBACK_NAMES) | ({bind} if bind not in ("", "0.0.0.0", "::") else set())
+
+
+def host_name(host: str) -> str:
+    """``Host`` header value without its port: ``[::1]:8050`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def check_host_and_origin():
+    """Refuse (403) a Host the lab does not answer to, and an unsafe method from another
+    origin. A browser always sends Origin on a cross-origin POST; clients that send none
+    (curl, the load test) are not browsers and carry no one else's cookies."""
+    from flask import jsonify, request
+
+    names = allowed_hosts()
+    host = request.headers.get("Host", "")
+    if "*" not in names and host_name(host) not in names:
+        return jsonify(error=f"host: expected one of the lab's host names ({ALLOWED_HOSTS_ENV}), "
+                             f"got {host[:100]!r}"), 403
+    if request.method in UNSAFE_METHODS:
+        origin = request.headers.get("Origin")
+        fetch_site = request.headers.get("Sec-Fetch-Site", "")
+        same = origin is None or origin.split("://", 1)[-1].lower() == host.lower()
+        if not same or fetch_site == "cross-site":
+            return jsonify(error=f"origin: expected this lab's own pages ({host[:100]}), "
+                                 f"got {str(origin)[:100]!r}"), 403
+    return None
+
+
+def relative_paths_in_callbacks(response):
+    """Callback responses and errors name files relative to the project (or the cache
+    folder), never the install path."""
+    from flask import request
+
+    if (request.path.endswith("_dash-update-component") and not response.direct_passthrough
+            and response.status_code != 204):
+        body = response.get_data(as_text=True)
+        cleaned = relative_paths(body)
+        if cleaned != body:
+            response.set_data(cleaned)
+    return response
 
 
 def add_security_headers(response):
@@ -145,6 +271,9 @@ def create_app(celery_app=None) -> Dash:
                  title="click to dismiss"),
         html.Main(dash.page_container, className="content"),
     ])
+    app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes()
+    app.server.before_request(check_host_and_origin)
+    app.server.after_request(relative_paths_in_callbacks)
     app.server.after_request(add_security_headers)
     app.server.before_request(FORK_GATE.enter)
     app.server.teardown_request(FORK_GATE.leave)
@@ -171,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--debug", action="store_true",
                         default=os.environ.get("SPARSITY_LAB_DEBUG", "") in ("1", "true", "yes"))
     args = parser.parse_args(argv)
+    os.environ[HOST_ENV] = args.host  # the bind address is one of the allowed host names
     app.run(host=args.host, port=args.port, debug=args.debug)
 
 

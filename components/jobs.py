@@ -27,6 +27,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from components.tables import csv_payload
 from engine.runtime.jobslots import JobSlots, max_jobs_from_env
+from engine.runtime.liveness import HEARTBEAT_S, Heartbeat, job_identity
 from engine.runtime.store import RunStore, cache_dir
 
 
@@ -107,6 +108,16 @@ def status_class(line: str) -> str:
     return "job-status"
 
 
+def _celery_task_id() -> str | None:
+    """The Celery task id when this job runs on a Celery worker, else None."""
+    import sys
+
+    celery = sys.modules.get("celery")
+    task = getattr(celery, "current_task", None) if celery else None
+    request = getattr(task, "request", None) if task else None
+    return getattr(request, "id", None)
+
+
 def _status_text(done: int, total: int, started: float) -> str:
     return f"running: {done} / {total} rows, {time.time() - started:.1f} s"
 
@@ -149,20 +160,26 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
 
         rows: list[dict] = []
         store = run_id = None
+        task_id = _celery_task_id()
+        # Where the job runs and a heartbeat, so a killed job is seen as "died" (same host:
+        # its pid; a Celery worker elsewhere: its beats stop) and a cancel as "cancelled".
+        meta = {**job.meta, **job_identity(), "heartbeat_s": HEARTBEAT_S, "task_id": task_id}
         try:
-            with JobSlots(cache_dir() / "slots", max_jobs_from_env()).hold(on_wait=queued,
-                                                                           poll_s=0.5):
+            store = RunStore()
+            with Heartbeat(store, [f"task:{task_id}"] if task_id else []) as beat, \
+                    JobSlots(cache_dir() / "slots", max_jobs_from_env()).hold(on_wait=queued,
+                                                                            poll_s=0.5):
                 started = time.time()
                 set_progress(("0", total, "starting...", []))
-                store = RunStore()
-                run_id = store.create_run(kind, params=job.params, meta=job.meta)
+                run_id = store.create_run(kind, params=job.params, meta=meta)
+                beat.add(f"run:{run_id}")
                 for row in job.rows:
                     rows.append(row)
                     store.append(run_id, row)
                     set_progress((str(len(rows)), total,
                                   _status_text(len(rows), job.total, started), rows))
                 store.finish(run_id, "done")
-                store.close()
+            store.close()
         except Exception as exc:  # a failing job keeps its finished rows
             traceback.print_exc()
             if store is not None and run_id is not None:

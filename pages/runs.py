@@ -28,7 +28,7 @@ RUN_COLUMNS = ["created", "kind", "op", "device", "status", "rows", "run_id"]
 
 
 def run_table_rows(store: RunStore) -> list[dict]:
-    """One dict per stored run, newest first (marks runs whose job died as incomplete)."""
+    """One dict per stored run, newest first (first marks runs whose job process is gone as "died")."""
     mark_dead_runs(store)
     out = []
     for r in store.list_runs():
@@ -108,8 +108,8 @@ def layout(**_kwargs):
                        accept=".csv,text/csv", max_size=IMPORT_MAX_BYTES, multiple=False),
         ), html.Div(id=f"{P}-msg"),
             data_table(f"{P}-table", pd.DataFrame(columns=RUN_COLUMNS), page_size=10),
-            note="A run still marked 'running' whose job is gone (cancelled or crashed) is shown "
-                 "as 'incomplete' and keeps every finished row. Imports are checked (columns, "
+            note="A cancelled run shows 'cancelled'; a run whose job process is gone (killed or "
+                 "crashed) shows 'died'. Both keep every finished row. Imports are checked (columns, "
                  "types, empty numbers, size, spreadsheet formulas); a bad file stores nothing."),
         section("Open and compare", controls_row(
             wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[], placeholder="choose a run")),

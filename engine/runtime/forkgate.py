@@ -84,3 +84,47 @@ class ForkGate:
                 if mine:
                     self._inside += 1
                 self._cond.notify_all()
+
+
+def release_listening_sockets() -> list[int]:
+    """In a forked job: let go of every listening socket inherited from the server.
+
+    A fork copies every file descriptor whatever its close-on-exec flag, so a job forked
+    by the web server holds the server's listening socket; if the server is restarted
+    while an orphaned job runs, the new server cannot bind ("Address already in use").
+    Each listening socket's descriptor is pointed at /dev/null (``dup2``) rather than
+    closed, so a stale socket object in the child that closes it later cannot close a
+    file the job opened under the same number. Returns the descriptors released.
+    """
+    import os
+    import socket
+    import stat
+
+    released = []
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: try the usual range
+        fds = list(range(3, 256))
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd == null or fd < 3:
+                continue
+            try:
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    continue
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                continue
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            except OSError:
+                listening = 0
+            finally:
+                sock.detach()
+            if listening:
+                os.dup2(null, fd)
+                released.append(fd)
+    finally:
+        os.close(null)
+    return released

@@ -26,7 +26,7 @@ import pandas as pd
 CACHE_ENV = "SPARSITY_LAB_CACHE"
 REDIS_URL_ENV = "SPARSITY_LAB_REDIS_URL"
 DEFAULT_CACHE = Path(".cache") / "sparsity-lab"
-RUN_STATUSES = ("running", "done", "cancelled", "error", "imported", "incomplete")
+RUN_STATUSES = ("running", "done", "cancelled", "error", "imported", "incomplete", "died")
 # Spreadsheet programs run cells that start with these as formulas.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -146,6 +146,14 @@ class RunStore:
     def frame(self, run_id: str) -> pd.DataFrame:
         return pd.DataFrame(self.rows(run_id))
 
+    # -- liveness (engine/runtime/liveness.py) ------------------------------------
+    def beat(self, name: str, ttl: float = 30.0) -> None:
+        """Stamp ``name`` (e.g. ``run:<id>``) with the time now; it expires after ``ttl`` s."""
+        self._cache.set(("beat", name), time.time(), expire=ttl)
+
+    def last_beat(self, name: str) -> float | None:
+        return self._cache.get(("beat", name))
+
     def close(self) -> None:
         self._cache.close()
 
@@ -196,33 +204,48 @@ def find_stored_row(store: "RunStore", key: str, device_name: str | None = None,
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, ValueError, TypeError):
-        return True
-    return True
-
-
 def mark_dead_runs(store: "RunStore", host: str | None = None) -> list[str]:
-    """Mark "running" runs whose job process (meta ``pid`` on ``host``) is gone as "incomplete".
+    """Mark "running" runs whose job is gone as "died"; returns the ids marked.
 
-    A job records its pid and host in the run's metadata; if the process no longer
-    exists on this host (cancelled, killed, crashed), the run keeps its finished
-    rows and is marked incomplete. Returns the ids marked.
+    A job records its pid, host and process start time, and beats a heartbeat
+    (engine/runtime/liveness.py). A run on this host whose process is gone, a zombie or
+    a reused pid, or a run elsewhere whose heartbeat stopped, keeps its finished rows
+    and is marked "died" with their count. A run that says too little (no pid, no
+    heartbeat) is left as it is. Cancelled runs are marked "cancelled" by the cancel.
     """
-    host = host or os.uname().nodename
+    from engine.runtime.liveness import run_alive
+
     marked = []
     for record in store.list_runs():
-        if record.get("status") != "running" or "pid" not in record:
+        if record.get("status") != "running":
             continue
-        if record.get("host", host) != host or _pid_alive(record["pid"]):
+        if run_alive(store, record, host) is not False:
             continue
-        store.finish(record["run_id"], "incomplete",
-                     note="the job stopped before finishing (cancelled or crashed); finished rows kept")
+        n = record.get("n_rows", 0)
+        store.finish(record["run_id"], "died",
+                     note=f"the job's process ended before finishing (killed, out of memory or "
+                          f"crashed); {n} finished rows kept")
         marked.append(record["run_id"])
+    return marked
+
+
+def mark_cancelled(store: "RunStore", pid: int | None = None, task_id: str | None = None,
+                   host: str | None = None) -> list[str]:
+    """Mark the "running" runs of the job with ``pid`` on this host (or Celery ``task_id``)
+    as "cancelled"; called when Cancel stops the job. Returns the ids marked."""
+    from engine.runtime.liveness import host_name
+
+    host = host or host_name()
+    marked = []
+    for record in store.list_runs():
+        if record.get("status") != "running":
+            continue
+        mine = (task_id is not None and record.get("task_id") == task_id) or (
+            pid is not None and record.get("pid") == pid and record.get("host", host) == host)
+        if mine:
+            store.finish(record["run_id"], "cancelled",
+                         note=f"cancelled; {record.get('n_rows', 0)} finished rows kept")
+            marked.append(record["run_id"])
     return marked
 
 

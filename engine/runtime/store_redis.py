@@ -95,5 +95,13 @@ class RedisRunStore:
     def frame(self, run_id: str) -> pd.DataFrame:
         return pd.DataFrame(self.rows(run_id))
 
+    def beat(self, name: str, ttl: float = 30.0) -> None:
+        """Stamp ``name`` with the time now; Redis drops it after ``ttl`` s."""
+        self._r.set(self._key("beat", name), repr(time.time()), px=int(ttl * 1000))
+
+    def last_beat(self, name: str) -> float | None:
+        raw = self._r.get(self._key("beat", name))
+        return None if raw is None else float(raw)
+
     def close(self) -> None:
         self._r.close()

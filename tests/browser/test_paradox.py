@@ -46,12 +46,13 @@ def test_cancel_keeps_finished_rows(app_server, page):
     wait_for_text(page, "#paradox-job-status", "cancelled")
     page.goto(app_server + "/runs")
     page.wait_for_selector("#runs-table td")
-    for _ in range(30):  # the job process may take a moment to die after the cancel
-        if "incomplete" in page.inner_text("#runs-table"):
+    for _ in range(30):  # the cancel marks the run as it stops the job
+        if "cancelled" in page.inner_text("#runs-table"):
             break
         page.click("#runs-refresh")
         page.wait_for_timeout(1000)
-    assert "incomplete" in page.inner_text("#runs-table")
+    assert "cancelled" in page.inner_text("#runs-table")
+    assert "incomplete" not in page.inner_text("#runs-table")
     cells = page.eval_on_selector_all("#runs-table td", "els => els.map(e => e.innerText)")
-    i = cells.index("incomplete")
+    i = cells.index("cancelled")
     assert int(cells[i + 1]) >= 3  # the finished rows were kept

@@ -114,7 +114,7 @@ def test_lookup_by_spec_key_offers_stored_row(tmp_path):
     assert set(stored_rows_by_key(store, kind="paradox")) == {r["spec_key"] for r in rows}
 
 
-def test_dead_job_marked_incomplete_live_one_not(tmp_path):
+def test_dead_job_marked_died_live_one_not(tmp_path):
     store = RunStore(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -122,7 +122,7 @@ def test_dead_job_marked_incomplete_live_one_not(tmp_path):
     store.append(dead, sample_rows()[0])
     alive = store.create_run("paradox", meta={"pid": __import__("os").getpid(), "host": "h"})
     assert mark_dead_runs(store, host="h") == [dead]
-    assert store.meta(dead)["status"] == "incomplete" and store.meta(dead)["n_rows"] == 1
+    assert store.meta(dead)["status"] == "died" and store.meta(dead)["n_rows"] == 1
     assert store.meta(alive)["status"] == "running"
 
 

@@ -119,7 +119,7 @@ def test_cli_writes_csv_and_rejects_bad_input(tmp_path, capsys):
 
 
 def test_cancelled_sweep_keeps_finished_rows(tmp_path):
-    """Kill a CLI sweep mid-way (as a cancel does): stored rows stay, the run is marked incomplete."""
+    """Kill a CLI sweep mid-way: stored rows stay, the run is marked died (with its rows)."""
     env = dict(os.environ, SPARSITY_LAB_CACHE=str(tmp_path), SPARSITY_LAB_FORCE_CPU="1")
     cmd = [sys.executable, "-m", "engine.bench", "paradox", "--device", "cpu", "--sizes", "48",
            "--sparsities", " ".join(str(0.5 + i / 100) for i in range(30)), "--ops", "spmv",
@@ -141,7 +141,7 @@ def test_cancelled_sweep_keeps_finished_rows(tmp_path):
     kept = store.rows(run["run_id"])
     assert 3 <= len(kept) < 60 and all(r["status"] == "ok" for r in kept)
     assert mark_dead_runs(store) == [run["run_id"]]
-    assert store.meta(run["run_id"])["status"] == "incomplete"
+    assert store.meta(run["run_id"])["status"] == "died"
 
 
 def test_partly_stored_matrix_is_measured_again():
