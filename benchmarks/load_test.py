@@ -1,12 +1,16 @@
-"""Bounded load test on loopback: N concurrent clients moving sliders for T seconds.
+"""Bounded load test on loopback: one client, then N concurrent clients moving sliders.
 
-1. Starts the app under gunicorn on a free loopback port (own cache folder).
+1. Starts the app under gunicorn on a loopback port (own cache folder).
 2. Opens every page once in headless Chromium and records the callback requests the
    browser really sends (the same callbacks a slider move triggers), leaving out
    background jobs.
-3. N client threads replay those requests for T seconds, each with integer inputs
-   moved by -1/0/+1 (a slider step), and record status and latency.
-Prints and writes (with --out) requests, throughput, p50/p95/p99 latency and errors.
+3. Single client: replays every recorded request ``--rounds`` times, one at a time, the
+   first round as recorded and later ones with integer inputs moved by -1/0/+1 (a slider
+   step).
+4. Load: N client threads replay random requests, jittered the same way, for T seconds.
+For both it reports requests, errors, p50/p95/max latency and the largest response, in
+total and per callback (the callback's output id), and writes them (with --out) with the
+machine, its load average, the package versions and the date.
 
     .venv/bin/python benchmarks/load_test.py --clients 50 --seconds 30 --out benchmarks/results/load.md
 """
@@ -16,7 +20,6 @@ import argparse
 import json
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -75,33 +78,77 @@ def _jitter(payload: dict, rng: random.Random) -> dict:
     return out
 
 
+def post(url: str, payload: dict) -> tuple[float, int, str]:
+    """One callback request: (seconds, response bytes, error or "")."""
+    body = json.dumps(payload).encode()
+    req = urllib.request.Request(url + "/_dash-update-component", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    size, err = 0, ""
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            size = len(resp.read())
+            if resp.status not in (200, 204):
+                err = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        err = "" if exc.code == 204 else f"HTTP {exc.code}"
+    except OSError as exc:
+        err = type(exc).__name__
+    return time.perf_counter() - t0, size, err
+
+
+def pct(sorted_values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def summarise(samples: list[tuple[str, float, int, str]], wall: float) -> dict:
+    """Totals and per-callback p50/p95/max (ms) and largest response (bytes)."""
+    def stats(rows):
+        lat = sorted(r[1] for r in rows)
+        return {"requests": len(rows), "errors": sum(1 for r in rows if r[3]),
+                "p50_ms": round(pct(lat, 0.50) * 1000, 1), "p95_ms": round(pct(lat, 0.95) * 1000, 1),
+                "max_ms": round(lat[-1] * 1000, 1) if lat else None,
+                "largest_bytes": max((r[2] for r in rows), default=0)}
+
+    per: dict[str, list] = {}
+    for row in samples:
+        per.setdefault(row[0], []).append(row)
+    total = stats(samples)
+    total.update(seconds=round(wall, 1), requests_per_s=round(len(samples) / wall, 1) if wall else None,
+                 error_kinds=sorted({r[3] for r in samples if r[3]})[:10], distinct_callbacks=len(per))
+    callbacks = sorted(((name, stats(rows)) for name, rows in per.items()),
+                       key=lambda item: -item[1]["p95_ms"])
+    return {"total": total, "callbacks": dict(callbacks)}
+
+
+def run_single(url: str, payloads: list[dict], rounds: int) -> dict:
+    """Every recorded request, one at a time, ``rounds`` times (later rounds jittered)."""
+    rng = random.Random(0)
+    samples = []
+    t_start = time.monotonic()
+    for r in range(rounds):
+        for payload in payloads:
+            body = payload if r == 0 else _jitter(payload, rng)
+            dt, size, err = post(url, body)
+            samples.append((payload["output"], dt, size, err))
+    return summarise(samples, time.monotonic() - t_start)
+
+
 def run_load(url: str, payloads: list[dict], clients: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    errors: list[str] = []
+    samples: list[tuple[str, float, int, str]] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
         while time.monotonic() < stop_at:
-            body = json.dumps(_jitter(rng.choice(payloads), rng)).encode()
-            req = urllib.request.Request(url + "/_dash-update-component", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-            t0 = time.perf_counter()
-            try:
-                with urllib.request.urlopen(req, timeout=60) as resp:
-                    resp.read()
-                    ok = resp.status in (200, 204)
-                    err = "" if ok else f"HTTP {resp.status}"
-            except urllib.error.HTTPError as exc:
-                ok, err = exc.code in (204,), f"HTTP {exc.code}"
-            except OSError as exc:
-                ok, err = False, type(exc).__name__
-            dt = time.perf_counter() - t0
+            payload = rng.choice(payloads)
+            dt, size, err = post(url, _jitter(payload, rng))
             with lock:
-                latencies.append(dt)
-                if not ok:
-                    errors.append(err)
+                samples.append((payload["output"], dt, size, err))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     t_start = time.monotonic()
@@ -109,58 +156,123 @@ def run_load(url: str, payloads: list[dict], clients: int, seconds: float) -> di
         t.start()
     for t in threads:
         t.join()
-    wall = time.monotonic() - t_start
-    lat = sorted(latencies)
+    result = summarise(samples, time.monotonic() - t_start)
+    result["total"]["clients"] = clients
+    return result
 
-    def pct(q: float) -> float:
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"clients": clients, "seconds": round(wall, 1), "requests": len(lat),
-            "requests_per_s": round(len(lat) / wall, 1), "p50_ms": round(pct(0.50), 1),
-            "p95_ms": round(pct(0.95), 1), "p99_ms": round(pct(0.99), 1),
-            "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
-            "errors": len(errors), "error_kinds": sorted(set(errors))[:10],
-            "distinct_callbacks": len({p["output"] for p in payloads})}
+def environment(args) -> dict:
+    """Machine, load, versions and date, written beside the numbers."""
+    import os
+    import subprocess
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("dash", "plotly", "flask", "numpy", "scipy", "torch", "gunicorn", "diskcache"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
+            "versions": versions, "commit": commit or "unknown",
+            "server": f"gunicorn -w {args.workers} --threads {args.threads}",
+            "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def short_name(output: str) -> str:
+    """``..a.figure...b.data..`` (a multi-output callback) -> ``a.figure (+1 more)``."""
+    parts = [p for p in output.strip(".").split("...") if p]
+    if len(parts) <= 1:
+        return output
+    return f"{parts[0]} (+{len(parts) - 1} more)"
+
+
+def markdown(env: dict, args, single: dict | None, load: dict | None) -> str:
+    cmd = (f"python benchmarks/load_test.py --rounds {args.rounds} --clients {args.clients}"
+           f" --seconds {args.seconds:g}" + (f" --label {args.label}" if args.label else ""))
+    lines = [f"# Load test (loopback){': ' + args.label if args.label else ''}", "",
+             f"`{cmd}`, {env['date']}, commit `{env['commit']}`, server `{env['server']}`.", "",
+             f"- machine: {env['machine']}; load average (1/5/15 min) before: "
+             f"{env['load_average_before']}, after: {env['load_average_after']}",
+             f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+             "- requests: callback requests recorded from a real browser loading every page "
+             "(background jobs left out); later rounds and the load clients move integer inputs "
+             "by one step at random.", ""]
+    if env["load_average_before"][0] > 1.0:
+        lines += [f"The machine was busy (load {env['load_average_before'][0]} on "
+                  f"{env['machine'].rsplit(', ', 1)[-1]} before the run; other work was running "
+                  "beside it): latencies are upper bounds for this machine, not its quiet figures.",
+                  ""]
+    for title, result in (("Single client, one request at a time", single),
+                          (f"{args.clients} clients for {args.seconds:g} s", load)):
+        if result is None:
+            continue
+        t = result["total"]
+        lines += [f"## {title}", "",
+                  "| requests | req/s | errors | p50 ms | p95 ms | max ms | largest response (bytes) |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {t['requests']} | {t['requests_per_s']} | {t['errors']} | {t['p50_ms']} | "
+                  f"{t['p95_ms']} | {t['max_ms']} | {t['largest_bytes']:,} |", ""]
+        if t["error_kinds"]:
+            lines += ["Error kinds: " + ", ".join(t["error_kinds"]), ""]
+        lines += ["Per callback (slowest p95 first):", "",
+                  "| callback output | requests | errors | p50 ms | p95 ms | max ms | largest (bytes) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, c in result["callbacks"].items():
+            lines.append(f"| `{short_name(name)}` | {c['requests']} | {c['errors']} | {c['p50_ms']} | "
+                         f"{c['p95_ms']} | {c['max_ms']} | {c['largest_bytes']:,} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--clients", type=int, default=50, help="load clients (0: single client only)")
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--rounds", type=int, default=3, help="single-client rounds (0: skip)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--port", type=int, default=None, help="loopback port (default: a free one)")
+    ap.add_argument("--label", default="", help="a word for the title, e.g. before / after")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 120):
-        ap.error("expected 1..200 clients and 1..120 seconds (the test is bounded)")
+    if not (0 <= args.clients <= 200 and 1 <= args.seconds <= 120 and 0 <= args.rounds <= 20):
+        ap.error("expected 0..200 clients, 1..120 seconds and 0..20 rounds (the test is bounded)")
+    import os
+
+    env = environment(args)
     cache = Path(tempfile.mkdtemp(prefix="lab-load-"))
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     cmd = [gunicorn, "app:server", "-b", "127.0.0.1:{port}", "-w", str(args.workers),
            "--threads", str(args.threads), "--no-control-socket", "--timeout", "120"]
-    proc, url = start_app(cache, command=cmd)
+    proc, url = start_app(cache, command=cmd, port=args.port)
+    single = load = None
     try:
         payloads = record_payloads(url)
-        result = run_load(url, payloads, args.clients, args.seconds)
+        if args.rounds:
+            single = run_single(url, payloads, args.rounds)
+        if args.clients:
+            load = run_load(url, payloads, args.clients, args.seconds)
     finally:
         stop_process(proc)
-    result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  server=f"gunicorn -w {args.workers} --threads {args.threads}",
-                  machine=f"{platform.machine()}, {__import__('os').cpu_count()} cores")
+    env["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    result = {"environment": env, "single": single, "load": load}
     print(json.dumps(result, indent=2))
     if args.out:
-        lines = ["# Load test (loopback)", "",
-                 f"`python benchmarks/load_test.py --clients {args.clients} --seconds {args.seconds:g}`"
-                 f" on {result['machine']}, {result['date']}, server `{result['server']}`.", "",
-                 "Each client replays, for the whole time, callback requests recorded from a real "
-                 "browser loading every page (background jobs left out), with integer inputs moved "
-                 "by one step at random.", "",
-                 "| " + " | ".join(k for k in result if k not in ("error_kinds",)) + " |",
-                 "|" + "---|" * (len(result) - 1),
-                 "| " + " | ".join(str(v) for k, v in result.items() if k != "error_kinds") + " |", ""]
-        if result["error_kinds"]:
-            lines.append("Error kinds: " + ", ".join(result["error_kinds"]))
-        args.out.write_text("\n".join(lines) + "\n")
-    sys.exit(1 if result["errors"] else 0)
+        args.out.write_text(markdown(env, args, single, load))
+    errors = sum(r["total"]["errors"] for r in (single, load) if r)
+    sys.exit(1 if errors else 0)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ def wait_for_http(url: str, proc: subprocess.Popen | None, log: Path, seconds: f
 
 
 def start_app(cache: Path, extra_env: dict | None = None,
-              command: list[str] | None = None) -> tuple[subprocess.Popen, str]:
-    """Run ``python app.py --port N`` (or ``command`` with {port}) until it answers 200."""
-    port = free_port()
+              command: list[str] | None = None, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Run ``python app.py --port N`` (or ``command`` with {port}) until it answers 200;
+    ``port`` defaults to a free one."""
+    port = port or free_port()
     env = dict(os.environ, SPARSITY_LAB_CACHE=str(cache), PYTHONUNBUFFERED="1",
                SPARSITY_LAB_FORCE_CPU="1", **(extra_env or {}))
     log_path = cache / f"server-{port}.log"
