@@ -4,9 +4,9 @@ and vs sparse at equal parameters, n = 8192, batch 1 .. 4096, fp32 and fp16.
     python3 benchmarks/gpu_structured.py --out DIR            # the full sweep (CUDA)
     python3 benchmarks/gpu_structured.py --out DIR --quick    # tiny, runs on a CPU
 
-Writes DIR/structured_timing.csv (one row per dtype x batch x operator, rewritten after
-every row so a time-out keeps what finished) and DIR/structured_reference.csv (the
-issue's reference speedups beside this run's). Uses only the engine (numpy, torch);
+Writes DIR/structured_matrices_timing.csv (one row per dtype x batch x operator, rewritten after
+every row so a time-out keeps what finished) and DIR/structured_matrices_goal.csv (the
+lab's goal speedups, measured on an H200, beside this run's). Uses only the engine (numpy, torch);
 about 1-2 minutes on an H100.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from engine.structured import operators as st  # noqa: E402
+from engine.structured import sweep, tables  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device; use --device cpu", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
-    spec = st.SweepSpec(n=args.n, batches=tuple(int(b) for b in args.batches.split(",")),
-                        dtypes=tuple(args.dtypes.split(",")), rank=args.rank,
-                        monarch_blocks=args.blocks, repeats=15, max_total_s=args.max_total_s)
+    spec = sweep.SweepSpec(n=args.n, batches=tuple(int(b) for b in args.batches.split(",")),
+                           dtypes=tuple(args.dtypes.split(",")), rank=args.rank,
+                           monarch_blocks=args.blocks, repeats=15, max_total_s=args.max_total_s)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -60,19 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {name} ({device}), torch {torch.__version__}, {spec}", flush=True)
     started = time.time()
     rows = []
-    for row in st.timing_sweep(spec, device, name):
+    for row in sweep.timing_sweep(spec, device, name):
         rows.append({**row, **extra})
-        pd.DataFrame(rows).to_csv(out / "structured_timing.csv", index=False)
+        pd.DataFrame(rows).to_csv(out / "structured_matrices_timing.csv", index=False)
         t = "-" if row["median_s"] is None else f"{1e3 * row['median_s']:.4g} ms"
         sp = "" if row["speedup_vs_dense"] is None else f"  {row['speedup_vs_dense']:.3g}x vs dense"
         print(f"[{len(rows)}/{spec.total} {time.time() - started:.0f}s] {row['dtype']} batch {row['batch']:>5} "
               f"{row['name']:<15} {t}{sp}  {row['status'] if row['status'] != 'ok' else ''}", flush=True)
     n_ref = args.n
     batch_ref = max(spec.batches)
-    ref = pd.DataFrame(st.reference_comparison(rows, n=n_ref, batch=batch_ref))
-    ref.to_csv(out / "structured_reference.csv", index=False)
+    ref = pd.DataFrame(tables.reference_comparison(rows, n=n_ref, batch=batch_ref))
+    ref.to_csv(out / "structured_matrices_goal.csv", index=False)
     print(ref.to_string(index=False))
-    print(f"wrote {out / 'structured_timing.csv'} ({len(rows)} rows) in {time.time() - started:.0f} s")
+    print(f"wrote {out / 'structured_matrices_timing.csv'} ({len(rows)} rows) in {time.time() - started:.0f} s")
     return 0
 
 

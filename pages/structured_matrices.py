@@ -5,7 +5,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import dash
-import pandas as pd
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from components import figures_structured as figs
@@ -13,7 +12,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine.structured import operators as st
+from engine.structured import operators, pareto, sweep, tables, targets
 from engine.validate import check_choice, check_int
 
 dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
@@ -22,20 +21,28 @@ dash.register_page(__name__, path="/structured-matrices", name="Structured matri
 
 P = "sm"
 SWEEP = f"{P}-sweep"
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 THIS_RUN = "this-run"
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 SWEEP_SIZES = (256, 1024, 4096, 8192)
+# The chapter's decision guide: (problem, best approach, the page of this lab that shows it).
+DECISION_GUIDE = [
+    ("Natural sparsity (pruned nets)", "2:4 structured sparsity", "/structured-sparsity"),
+    ("Conditional compute", "MoE (dynamic sparsity)", "/moe"),
+    ("Compressing large weights", "Low-rank (LoRA, SVD)", "/structured-matrices"),
+    ("Replacing dense layers", "Monarch or butterfly", "/structured-matrices"),
+    ("Convolution-like operations", "Circulant (FFT)", "/isomorphism"),
+    ("Long-range dependencies", "Structured attention (not sparse)", "/attention"),
+]
 
 
 # ------------------------------------------------------------------------ helpers
 @lru_cache(maxsize=12)
-def _analysis(target: str, n: int) -> tuple[st.Target, st.StructuredMatrix, tuple]:
+def _analysis(target: str, n: int) -> tuple[targets.Target, operators.StructuredMatrix, tuple]:
     """Target, its fitted butterfly (the slow fit) and the Pareto rows, memoised per
     (target, n): moving the budget slider must not refit the butterfly."""
-    tg = st.make_target(target, n)
-    bfly = st.Butterfly.fit(tg.matrix, steps=butterfly_steps(n))
-    rows = st.pareto_rows(tg.matrix, butterfly=bfly)
+    tg = targets.make_target(target, n)
+    bfly = operators.Butterfly.fit(tg.matrix, steps=butterfly_steps(n))
+    rows = pareto.pareto_rows(tg.matrix, butterfly=bfly)
     return tg, bfly, tuple(rows)
 
 
@@ -49,32 +56,6 @@ def budget_params(n: int, exponent: int) -> int:
     return max(1, (n * n) >> exponent)
 
 
-def reference_files() -> list[Path]:
-    """Committed GPU sweeps of this page under benchmarks/results/."""
-    if not RESULTS.exists():
-        return []
-    return sorted(RESULTS.rglob("structured_timing*.csv"))
-
-
-def load_reference(path: str) -> list[dict]:
-    """Rows of a committed sweep CSV (only files under benchmarks/results/)."""
-    p = Path(path).resolve()
-    if RESULTS.resolve() not in p.parents or p.suffix != ".csv" or not p.exists():
-        raise ValueError(f"reference: expected a CSV under benchmarks/results, got {path!r}")
-    frame = pd.read_csv(p)
-    frame = frame.astype(object).where(frame.notna(), None)
-    return frame.to_dict("records")
-
-
-def _source_label(path: Path) -> str:
-    try:
-        frame = pd.read_csv(path, usecols=["device_name", "device"], nrows=1)
-        dev = frame.iloc[0]["device_name"] or frame.iloc[0]["device"]
-    except Exception:  # a file without those columns still gets listed by name
-        dev = "unknown device"
-    return f"reference: {path.relative_to(RESULTS)} ({dev})"
-
-
 # ------------------------------------------------------------------------- layout
 def _slider(id: str, lo: int, hi: int, value: int, marks: dict) -> dcc.Slider:
     return dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=1, value=value, marks=marks,
@@ -85,7 +66,7 @@ def _analysis_controls() -> html.Div:
     return controls_row(
         labelled("Target matrix", dcc.Dropdown(
             id=f"{P}-target", value="kernel", clearable=False,
-            options=[{"label": v, "value": k} for k, v in st.TARGETS.items()])),
+            options=[{"label": v, "value": k} for k, v in targets.TARGETS.items()])),
         labelled("Size n", _slider("size", 6, 9, 7, {k: str(2 ** k) for k in range(6, 10)}),
                  help="n x n, powers of 2 (butterfly)"),
         labelled("Parameter budget (share of dense n²)",
@@ -112,17 +93,16 @@ def _sweep_controls() -> html.Div:
 def _decision_guide() -> html.Div:
     head = html.Tr([html.Th("Problem"), html.Th("Best approach (the chapter)"), html.Th("Shown on")])
     body = [html.Tr([html.Td(p), html.Td(a), html.Td(dcc.Link(href, href=href))])
-            for p, a, href in st.DECISION_GUIDE]
-    rows = [{"problem": p, "approach": a, "page": h} for p, a, h in st.DECISION_GUIDE]
+            for p, a, href in DECISION_GUIDE]
+    rows = [{"problem": p, "approach": a, "page": h} for p, a, h in DECISION_GUIDE]
     return html.Div([html.Table([head, *body], className="facts", id=f"{P}-guide"),
                      dcc.Store(id=f"{P}-guide-rows", data=rows),
                      csv_download(f"{P}-guide-csv")])
 
 
 def layout(**_kwargs):
-    refs = reference_files()
     sources = [{"label": "this session's run", "value": THIS_RUN}]
-    sources += [{"label": _source_label(p), "value": str(p)} for p in refs]
+    sources += [{"label": sweep.run_label(p), "value": str(p)} for p in sweep.committed_runs()]
     return html.Div([
         page_header(
             "Structured matrices: when structure beats sparsity",
@@ -180,12 +160,15 @@ def layout(**_kwargs):
                 note="Columns headed 'chapter' are the chapter's estimates; 'measured' columns come "
                      "from the sweep shown above at its largest batch. Efficiency = measured "
                      "speedup / FLOP ratio."),
-        section("The issue's reference figures beside the lab's",
+        section("The lab's goal figures beside the measured ones",
                 html.Div(id=f"{P}-reference"),
                 csv_download(f"{P}-reference-csv", "Download CSV"),
-                note="The issue reports, for an H200 at n = 8192, batch 4096: low-rank r = 32 "
-                     "15.3x faster than dense in fp16 (128x by FLOPs), a naive Monarch with 64 "
-                     "blocks 2.7x (32x by FLOPs), circulant by FFT 28x faster than dense fp32."),
+                note="The goal: speedups measured on an NVIDIA H200 at n = 8192, batch 4096, that a "
+                     "like-for-like run here should come close to: low-rank r = 32 15.3x faster "
+                     "than dense in fp16 (128x by FLOPs), a naive Monarch with 64 blocks 2.7x (32x "
+                     "by FLOPs), circulant by FFT 28x faster than dense fp32. They are not the "
+                     "chapter's numbers; a run on another device or size is a different comparison "
+                     "(the 'lab at' and 'lab device' columns say which)."),
         section("When to use each approach (the chapter's decision guide)", _decision_guide()),
     ])
 
@@ -203,12 +186,12 @@ def layout(**_kwargs):
 )
 def update_analysis(target, size_log2, budget_exp):
     try:
-        target = check_choice("target", target, st.TARGETS)
+        target = check_choice("target", target, targets.TARGETS)
         n = 2 ** check_int("size (log2 n)", size_log2, 6, 9)
         k = check_int("budget", budget_exp, 1, 8)
         tg, bfly, rows = _analysis(target, n)
         budget = budget_params(n, k)
-        fits = st.fits_at_budget(tg.matrix, budget, butterfly=bfly)
+        fits = pareto.fits_at_budget(tg.matrix, budget, butterfly=bfly)
     except ValueError as exc:
         empty = figs.empty_figure(str(exc))
         return error_message(exc), empty, [], None, empty
@@ -238,7 +221,7 @@ def _best_error(A, fits):
     return A - best["op"].to_dense()
 
 
-def _sweep_spec(n, batches, dtypes, rank, blocks) -> st.SweepSpec:
+def _sweep_spec(n, batches, dtypes, rank, blocks) -> sweep.SweepSpec:
     n = check_choice("size n", n, SWEEP_SIZES)
     if not isinstance(batches, list) or not batches:
         raise ValueError(f"batches: expected at least one of {BATCHES}, got {batches!r}")
@@ -248,7 +231,7 @@ def _sweep_spec(n, batches, dtypes, rank, blocks) -> st.SweepSpec:
     dtypes = tuple(check_choice("dtype", d, ("float32", "float16")) for d in dtypes)
     rank = check_int("rank", rank, 1, n // 2)
     blocks = check_int("Monarch blocks", blocks, 2, 256)
-    return st.SweepSpec(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
+    return sweep.SweepSpec(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
                         repeats=15, max_total_s=1.0)
 
 
@@ -260,7 +243,7 @@ def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
         from engine.runtime.device import job_device, runtime_device_name
 
         dev = job_device()
-        yield from st.timing_sweep(spec, str(dev), runtime_device_name(dev))
+        yield from sweep.timing_sweep(spec, str(dev), runtime_device_name(dev))
 
     return JobPlan(rows=rows(), total=spec.total,
                    params={"n": spec.n, "batches": list(spec.batches), "dtypes": list(spec.dtypes),
@@ -271,7 +254,7 @@ def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
 register_job(SWEEP, [State(f"{SWEEP}-n", "value"), State(f"{SWEEP}-batches", "value"),
                      State(f"{SWEEP}-dtypes", "value"), State(f"{SWEEP}-rank", "value"),
                      State(f"{SWEEP}-blocks", "value")],
-             plan_sweep, kind="structured-timing", filename="structured_timing.csv")
+             plan_sweep, kind="structured-matrices", filename="structured_matrices_timing.csv")
 
 
 @callback(
@@ -289,23 +272,14 @@ def update_timing(run_rows, source, dtype):
     try:
         dtype = check_choice("dtype", dtype, ("float32", "float16"))
         if source == THIS_RUN:
-            rows = [r for r in (run_rows if isinstance(run_rows, list) else []) if isinstance(r, dict)]
-            label = "this session's run"
+            rows, label = sweep.check_rows(run_rows), "this session's run"
         else:
-            rows = load_reference(str(source))
-            label = f"reference {Path(str(source)).name}"
-        missing = [r for r in rows if not ROW_KEYS <= set(r)]
-        if missing:
-            raise ValueError(f"sweep rows: expected the columns {sorted(ROW_KEYS)}, got {sorted(missing[0])}")
+            rows, label = sweep.load_run(str(source)), f"reference {Path(str(source)).name}"
         return _timing_outputs(rows, label, dtype)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         empty = figs.empty_figure(str(exc))
         return (empty, [], error_message(exc), _table(f"{P}-compare-data", []),
                 _table(f"{P}-reference-data", []), _table(f"{P}-pivot-data", []))
-
-
-ROW_KEYS = {"family", "name", "label", "config", "n", "batch", "dtype", "device", "median_s", "status",
-            "speedup_vs_dense", "theoretical_speedup", "params", "flops"}
 
 
 def _table(id: str, rows: list[dict]):
@@ -329,10 +303,10 @@ def _timing_outputs(rows: list[dict], label: str, dtype: str):
     else:
         notes.append(message("No sweep rows yet: run the sweep above, or pick a committed reference.",
                              "info"))
-    compare = st.comparison_table(rows, dtype=dtype) if rows else []
-    ref = st.reference_comparison(rows, *_reference_point(rows)) if rows else st.reference_comparison([])
+    compare = tables.comparison_table(rows, dtype=dtype) if rows else []
+    ref = tables.reference_comparison(rows)
     return (figs.timing_figure(rows, dtype), rows, notes, _table(f"{P}-compare-data", compare),
-            _table(f"{P}-reference-data", ref), _table(f"{P}-pivot-data", st.speedup_pivot(rows, dtype)))
+            _table(f"{P}-reference-data", ref), _table(f"{P}-pivot-data", tables.speedup_pivot(rows, dtype)))
 
 
 @callback(Output(f"{P}-source", "value"), Input(job_ids(SWEEP).rows, "data"), prevent_initial_call=True)
@@ -341,17 +315,9 @@ def follow_run(rows):
     return THIS_RUN if isinstance(rows, list) and rows else no_update
 
 
-def _reference_point(rows) -> tuple[int, int]:
-    """(n, batch) to compare with the issue: 8192 x 4096 when measured, else the largest."""
-    ns = [int(r["n"]) for r in rows]
-    n = 8192 if 8192 in ns else max(ns)
-    batch = max(int(r["batch"]) for r in rows if int(r["n"]) == n)
-    return n, batch
-
-
 register_csv_download(f"{P}-pareto-csv", (f"{P}-pareto-rows", "data"), "structured_pareto.csv")
 register_csv_download(f"{P}-budget-csv", (f"{P}-budget-data", "data"), "structured_at_budget.csv")
 register_csv_download(f"{P}-compare-csv", (f"{P}-compare-data", "data"), "structured_comparison.csv")
-register_csv_download(f"{P}-reference-csv", (f"{P}-reference-data", "data"), "structured_reference.csv")
+register_csv_download(f"{P}-reference-csv", (f"{P}-reference-data", "data"), "structured_matrices_goal.csv")
 register_csv_download(f"{P}-pivot-csv", (f"{P}-pivot-data", "data"), "structured_speedup_by_batch.csv")
 register_csv_download(f"{P}-guide-csv", (f"{P}-guide-rows", "data"), "structured_decision_guide.csv")

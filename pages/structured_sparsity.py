@@ -147,7 +147,7 @@ def accuracy_plan(models, patterns, sparsities, epochs, finetune, seeds=1) -> Jo
                            "epochs": epochs, "finetune_epochs": finetune, "seeds": seeds})
 
 
-register_job(TIME, TIME_STATES, timing_plan, kind="structured", filename="structured_timing.csv")
+register_job(TIME, TIME_STATES, timing_plan, kind="structured", filename="structured_sparsity_timing.csv")
 register_job(ACC, ACC_STATES, accuracy_plan, kind="structured-accuracy",
              filename="structured_accuracy.csv")
 
@@ -343,7 +343,7 @@ def layout(**_kwargs):
 for _id, _source, _name in (
         ("pattern", f"{P}-pattern-table", "structured_patterns.csv"),
         ("breakeven", f"{P}-breakeven", "structured_break_even.csv"),
-        ("time", f"{P}-time-table", "structured_timing_rows.csv"),
+        ("time", f"{P}-time-table", "structured_sparsity_timing_rows.csv"),
         ("acc", f"{P}-acc-table", "structured_accuracy.csv"),
         ("bsr", f"{P}-bsr-table", "bsr_bench.csv"),
         ("bsr-targets", f"{P}-bsr-targets", "bsr_targets.csv"),

@@ -14,23 +14,20 @@ Conventions: x holds one vector per row, so ``apply(x) == x @ to_dense().T``.
 FLOPs count a multiply-add as 2; an FFT of length n as 5 n log2 n (complex) or
 2.5 n log2 n (real input). Parameters may be complex (the DFT target is complex).
 
-The module also builds the targets of the /structured-matrices page (``make_target``),
-the Pareto data (``pareto_rows``: relative error against parameter count for every
-family and for magnitude-pruned sparse at the same count) and the timing sweep
-(``timing_sweep``: a generator of rows, apply time vs dense vs sparse, any batch).
+The rest of engine.structured builds on these classes: ``targets`` (the matrices to
+approximate), ``pareto`` (error against parameter count, fits within a budget),
+``sweep`` (the timing sweep) and ``tables`` (the chapter's comparison table and the
+lab's goal figures beside measured rows).
 """
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 
-from engine.validate import check_choice, check_float, check_int
+from engine.validate import check_int
 from engine.runtime.threads import torch_threads
 
 FAMILIES = ("lowrank", "monarch", "butterfly", "circulant", "toeplitz", "sparse")
@@ -46,7 +43,7 @@ FAMILY_LABELS = {
 
 
 # --------------------------------------------------------------------------- helpers
-def _is_pow2(n: int) -> bool:
+def is_pow2(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
@@ -65,7 +62,7 @@ def _as_batch(x: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
     return x, vec
 
 
-def _square(A: np.ndarray, what: str = "A") -> np.ndarray:
+def check_square(A: np.ndarray, what: str = "A") -> np.ndarray:
     A = np.asarray(A)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 2:
         raise ValueError(f"{what}: expected a square (n, n) matrix with n >= 2, got shape {A.shape}")
@@ -87,7 +84,7 @@ def _fmt(k: int) -> str:
 
 def bit_reversal(n: int) -> np.ndarray:
     """The bit-reversal permutation of range(n) (n a power of 2)."""
-    if not _is_pow2(n):
+    if not is_pow2(n):
         raise ValueError(f"n: expected a power of 2, got {n}")
     bits = int(math.log2(n))
     idx = np.arange(n)
@@ -103,7 +100,7 @@ def fft_flops(n: int, real: bool) -> float:
     return f / 2 if real else f
 
 
-def _few_threads(k: int = 1):
+def few_threads(k: int = 1):
     """Run small dense algebra on ``k`` threads (restored after, see engine.runtime.threads).
 
     Fits here are many small SVDs and tiny tensor ops: on a shared machine a full
@@ -113,10 +110,10 @@ def _few_threads(k: int = 1):
 
 
 def _torch_dtype(dtype: str):
-    import torch
+    """The torch dtype of ``dtype`` through the lab's one dtype map (engine.sparse.formats)."""
+    from engine.sparse.formats import torch_dtype
 
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
-            "float64": torch.float64}[dtype]
+    return torch_dtype(dtype)
 
 
 # ------------------------------------------------------------------------ the families
@@ -293,7 +290,7 @@ class Monarch(StructuredMatrix):
         factors belong to that slice alone: its truncated SVD is the best choice.
         With b = q (square Monarch) every slice is rank one.
         """
-        A = _square(A)
+        A = check_square(A)
         n = A.shape[0]
         cls.check_blocks(n, nblocks)
         b = nblocks
@@ -374,7 +371,7 @@ class Butterfly(StructuredMatrix):
         if twiddle.ndim != 4 or twiddle.shape[2:] != (2, 2):
             raise ValueError(f"twiddle: expected (log2 n, n/2, 2, 2), got {twiddle.shape}")
         n = 2 * twiddle.shape[1]
-        if not _is_pow2(n) or twiddle.shape[0] != int(math.log2(n)):
+        if not is_pow2(n) or twiddle.shape[0] != int(math.log2(n)):
             raise ValueError(f"twiddle: expected (log2 n, n/2, 2, 2) with n a power of 2, got {twiddle.shape}")
         self.twiddle = twiddle
         self.perm = np.arange(n) if perm is None else np.asarray(perm, dtype=np.int64)
@@ -442,7 +439,7 @@ class Butterfly(StructuredMatrix):
     @classmethod
     def dft(cls, n: int, normalized: bool = True) -> "Butterfly":
         """Cooley-Tukey: F_n = [[I, W], [I, -W]] diag(F_n/2, F_n/2) (even/odd split)."""
-        if not _is_pow2(n) or n < 2:
+        if not is_pow2(n) or n < 2:
             raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
         levels = int(math.log2(n))
         tw = np.zeros((levels, n // 2, 2, 2), dtype=np.complex128)
@@ -458,7 +455,7 @@ class Butterfly(StructuredMatrix):
     @classmethod
     def hadamard(cls, n: int, normalized: bool = True) -> "Butterfly":
         """Sylvester: H_n = [[I, I], [I, -I]] diag(H_n/2, H_n/2)."""
-        if not _is_pow2(n) or n < 2:
+        if not is_pow2(n) or n < 2:
             raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
         levels = int(math.log2(n))
         blk = np.array([[1.0, 1.0], [1.0, -1.0]]) * (1 / math.sqrt(2) if normalized else 1.0)
@@ -466,7 +463,7 @@ class Butterfly(StructuredMatrix):
 
     @classmethod
     def random(cls, n: int, seed: int = 0) -> "Butterfly":
-        if not _is_pow2(n) or n < 2:
+        if not is_pow2(n) or n < 2:
             raise ValueError(f"n: expected a power of 2 >= 2, got {n}")
         rng = np.random.default_rng(seed)
         levels = int(math.log2(n))
@@ -480,9 +477,9 @@ class Butterfly(StructuredMatrix):
         so rows t and s + t of column half b form a rank-one (2, s) matrix: its leading
         singular pair gives the twiddles and the row t of R_b. Recurse into every R_b.
         """
-        A = _square(A)
+        A = check_square(A)
         n = A.shape[0]
-        if not _is_pow2(n):
+        if not is_pow2(n):
             raise ValueError(f"A: expected n a power of 2 for a butterfly, got {n}")
         perm = np.arange(n) if perm is None else np.asarray(perm)
         levels = int(math.log2(n))
@@ -508,9 +505,9 @@ class Butterfly(StructuredMatrix):
         """Best of the hierarchical projections (identity and bit-reversal input
         permutations), then refined by gradient descent (Adam on the twiddles) unless
         it is already exact. Exact for the DFT and Hadamard matrices."""
-        A = _square(A)
+        A = check_square(A)
         n = A.shape[0]
-        if not _is_pow2(n):
+        if not is_pow2(n):
             raise ValueError(f"A: expected n a power of 2 for a butterfly, got {n}")
         steps = check_int("steps", steps, 0, 100_000)
         candidates = [cls.project(A, p) for p in (None, bit_reversal(n))]
@@ -544,7 +541,7 @@ class Butterfly(StructuredMatrix):
             return y.T
 
         best_loss, best_tw = float("inf"), self.twiddle
-        with _few_threads():
+        with few_threads():
             for _ in range(steps):
                 opt.zero_grad()
                 loss = ((dense(tw) - target).abs() ** 2).sum() / norm2
@@ -610,7 +607,7 @@ class Circulant(StructuredMatrix):
     @classmethod
     def fit(cls, A: np.ndarray) -> "Circulant":
         """Average of each wrapped diagonal: the closest circulant in Frobenius norm."""
-        A = _square(A)
+        A = check_square(A)
         n = A.shape[0]
         i = np.arange(n)
         return cls(np.array([A[i, (i - d) % n].mean() for d in range(n)]))
@@ -680,7 +677,7 @@ class Toeplitz(StructuredMatrix):
     @classmethod
     def fit(cls, A: np.ndarray) -> "Toeplitz":
         """Average of each diagonal: the closest Toeplitz matrix in Frobenius norm."""
-        A = _square(A)
+        A = check_square(A)
         n = A.shape[0]
         return cls(np.array([np.diagonal(A, offset=-k).mean() for k in range(-(n - 1), n)]))
 
@@ -834,495 +831,3 @@ class Dense(StructuredMatrix):
 
         WT = torch.as_tensor(np.ascontiguousarray(self.W.real.T), dtype=_torch_dtype(dtype), device=device)
         return lambda x: x @ WT
-
-
-# ---------------------------------------------------------------------------- targets
-TARGETS = {
-    "gaussian": "Random Gaussian",
-    "kernel": "Smooth kernel (Gaussian RBF on a grid)",
-    "dft": "DFT (unitary, complex)",
-    "conv": "Convolution matrix (3x3 conv on an image of n pixels)",
-    "digits": "Trained weight (digits MLP, hidden n x n layer)",
-}
-SIZES = (64, 128, 256, 512)
-
-
-def dft_matrix(n: int, normalized: bool = True) -> np.ndarray:
-    """F[j, k] = exp(-2 pi i j k / n) (/ sqrt n): (n, n) complex."""
-    j = np.arange(n)
-    F = np.exp(-2j * np.pi * np.outer(j, j) / n)
-    return F / math.sqrt(n) if normalized else F
-
-
-def hadamard_matrix(n: int) -> np.ndarray:
-    """Sylvester Hadamard matrix / sqrt(n): (n, n)."""
-    if not _is_pow2(n):
-        raise ValueError(f"n: expected a power of 2, got {n}")
-    i = np.arange(n)
-    parity = np.vectorize(lambda v: bin(v).count("1") & 1)(np.bitwise_and.outer(i, i))
-    return (1 - 2 * parity) / math.sqrt(n)
-
-
-def gaussian_matrix(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, n)) / math.sqrt(n)
-
-
-def kernel_matrix(n: int, length_scale: float = 0.1) -> np.ndarray:
-    """K[i, j] = exp(-(x_i - x_j)^2 / (2 l^2)) on n equispaced points of [0, 1].
-
-    Stationary on a uniform grid, so exactly Toeplitz, and numerically low-rank."""
-    x = np.linspace(0.0, 1.0, n)
-    return np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * length_scale ** 2))
-
-
-def conv_matrix(n: int, seed: int = 0) -> np.ndarray:
-    """A 3x3 convolution (zero padding 1) on an h x w one-channel image (h w = n, h the
-    largest power of 2 with h <= w), as the (n, n) matrix that engine.layers.lowering builds."""
-    h, w = conv_image_shape(n)
-    try:
-        from engine.layers import lowering
-    except ImportError as exc:
-        raise ValueError(f"conv target: expected engine.layers.lowering (conv2d_as_sparse), got {exc}") from exc
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    weight = torch.randn(1, 1, 3, 3, generator=g)
-    M = lowering.conv2d_as_sparse(weight.numpy(), (h, w), padding=1)
-    return np.asarray(M.toarray(), dtype=np.float64)
-
-
-def conv_image_shape(n: int) -> tuple[int, int]:
-    """(h, w) with h w = n: h the largest power of 2 with h^2 <= n (n = 128 -> 8 x 16)."""
-    h = 1
-    while (2 * h) ** 2 <= n and n % (2 * h) == 0:
-        h *= 2
-    if n % h:
-        raise ValueError(f"conv target: expected n with a power-of-2 factor, got {n}")
-    return h, n // h
-
-
-@dataclass(frozen=True)
-class DigitsWeight:
-    weight: np.ndarray  # (n, n) hidden-to-hidden weight
-    test_accuracy: float
-    seconds: float
-    cached: bool
-
-
-def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epochs: int = 30) -> DigitsWeight:
-    """Train a 64-n-n-10 MLP on scikit-learn's digits (bundled, no download) and return
-    its hidden (n, n) weight; cached as .npz in ``folder`` (default: the lab's cache)."""
-    n = check_int("n", n, 8, 4096)
-    if folder is None:
-        from engine.runtime.store import cache_dir
-
-        folder = cache_dir() / "structured"
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"digits_mlp_n{n}_seed{seed}_e{epochs}.npz"
-    if path.exists():
-        z = np.load(path)
-        return DigitsWeight(z["weight"], float(z["acc"]), float(z["seconds"]), True)
-    import torch
-    from sklearn.datasets import load_digits
-
-    started = time.time()
-    X, y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(X))
-    X, y = X[order] / 16.0, y[order]
-    cut = int(0.8 * len(X))
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(64, n), torch.nn.ReLU(), torch.nn.Linear(n, n),
-                                torch.nn.ReLU(), torch.nn.Linear(n, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    Xt = torch.as_tensor(X[:cut], dtype=torch.float32)
-    yt = torch.as_tensor(y[:cut])
-    with _few_threads():  # small batches: one thread beats an oversubscribed pool
-        for _ in range(epochs):
-            perm = torch.randperm(cut)
-            for k in range(0, cut, 128):
-                idx = perm[k:k + 128]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-                opt.step()
-        with torch.no_grad():
-            pred = model(torch.as_tensor(X[cut:], dtype=torch.float32)).argmax(1).numpy()
-    acc = float((pred == y[cut:]).mean())
-    W = model[2].weight.detach().numpy().astype(np.float64)
-    seconds = time.time() - started
-    np.savez(path, weight=W, acc=acc, seconds=seconds)
-    return DigitsWeight(W, acc, seconds, False)
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    label: str
-    matrix: np.ndarray
-    note: str
-
-
-def make_target(name: str, n: int, seed: int = 0, folder: str | Path | None = None) -> Target:
-    """The (n, n) target matrix ``name`` (one of TARGETS)."""
-    check_choice("target", name, TARGETS)
-    n = check_int("n", n, 4, 4096)
-    if name == "gaussian":
-        return Target(name, TARGETS[name], gaussian_matrix(n, seed), "i.i.d. N(0, 1/n) entries")
-    if name == "kernel":
-        return Target(name, TARGETS[name], kernel_matrix(n), "length scale 0.1 on n equispaced points")
-    if name == "dft":
-        return Target(name, TARGETS[name], dft_matrix(n), "complex: heatmaps show the real part")
-    if name == "conv":
-        h, w = conv_image_shape(n)
-        return Target(name, TARGETS[name], conv_matrix(n, seed),
-                      f"3x3 kernel, zero padding 1, {h}x{w} image, built by engine.layers.lowering.conv2d_as_sparse")
-    d = digits_weight(n, seed, folder)
-    how = "loaded from cache" if d.cached else f"trained in {d.seconds:.1f} s"
-    return Target(name, TARGETS[name], d.weight, f"64-{n}-{n}-10 MLP, test accuracy {d.test_accuracy:.1%}, {how}")
-
-
-# ----------------------------------------------------------------------- Pareto data
-def lowrank_ranks(n: int) -> list[int]:
-    return [r for r in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if r <= n // 2]
-
-
-def fit_family(A: np.ndarray, family: str, budget: int | None = None, *, rank: int | None = None,
-               nblocks: int | None = None, butterfly_steps: int = 100) -> StructuredMatrix | None:
-    """The best operator of ``family`` for A within ``budget`` parameters (None: no
-    configuration of the family fits the budget). rank / nblocks pick a configuration."""
-    check_choice("family", family, FAMILIES)
-    A = _square(A)
-    n = A.shape[0]
-    if family == "lowrank":
-        if rank is None:
-            rank = min(int(budget // (2 * n)), n) if budget is not None else 1
-            if rank < 1:
-                return None
-        return LowRank.fit(A, rank)
-    if family == "monarch":
-        if nblocks is None:
-            ok = [b for b in Monarch.valid_blocks(n) if budget is None or 2 * n * n // b <= budget]
-            if not ok:
-                return None
-            nblocks = min(ok)
-        return Monarch.fit(A, nblocks)
-    if family == "sparse":
-        k = n * n if budget is None else min(int(budget), n * n)
-        return MagnitudeSparse.fit(A, k)
-    fixed = {"butterfly": 2 * n * int(math.log2(n)) if _is_pow2(n) else None,
-             "circulant": n, "toeplitz": 2 * n - 1}[family]
-    if fixed is None or (budget is not None and fixed > budget):
-        return None
-    if family == "butterfly":
-        return Butterfly.fit(A, steps=butterfly_steps)
-    return Circulant.fit(A) if family == "circulant" else Toeplitz.fit(A)
-
-
-def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
-                butterfly_steps: int = 100) -> list[dict]:
-    """Relative Frobenius error against parameter count: every configuration of every
-    family, and magnitude-pruned sparse at each of those counts.
-
-    Returns rows {family, label, config, params, share_of_dense, flops_per_vector, rel_error}.
-    ``butterfly``: an already fitted butterfly for A (fitting it is the slow part).
-    """
-    A = _square(A)
-    n = A.shape[0]
-    with _few_threads():
-        u, s, vh = np.linalg.svd(A)  # once, for every rank
-        ops: list[StructuredMatrix] = [LowRank(u[:, :r] * s[:r], vh[:r].T) for r in lowrank_ranks(n)]
-        ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
-        if _is_pow2(n):
-            ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
-        ops += [Circulant.fit(A), Toeplitz.fit(A)]
-        rows = [_row(A, op) for op in ops]
-        for count in sorted({r["params"] for r in rows}):
-            rows.append(_row(A, MagnitudeSparse.fit(A, min(count, n * n))))
-    return rows
-
-
-def _row(A: np.ndarray, op: StructuredMatrix) -> dict:
-    n = A.shape[0]
-    return {"family": op.family, "label": FAMILY_LABELS[op.family], "config": op.config,
-            "params": int(op.n_params), "share_of_dense": op.n_params / (n * n),
-            "flops_per_vector": float(op.flops(1)), "rel_error": relative_error(A, op.to_dense())}
-
-
-# ----------------------------------------------------------------------- timing sweep
-@dataclass(frozen=True)
-class SweepSpec:
-    """What the timing sweep measures: every family at size n vs dense and sparse."""
-
-    n: int = 8192
-    batches: tuple[int, ...] = (1, 16, 256, 4096)
-    dtypes: tuple[str, ...] = ("float32", "float16")
-    rank: int = 32
-    monarch_blocks: int = 64
-    repeats: int = 15
-    max_total_s: float = 2.0
-    seed: int = 0
-
-    def __post_init__(self):
-        check_int("n", self.n, 16, 65536)
-        if not _is_pow2(self.n):
-            raise ValueError(f"n: expected a power of 2 (butterfly, Monarch), got {self.n}")
-        if not self.batches:
-            raise ValueError("batches: expected at least one batch size, got none")
-        for b in self.batches:
-            check_int("batch", b, 1, 65536)
-        for d in self.dtypes:
-            check_choice("dtype", d, ("float32", "float16", "bfloat16"))
-        check_int("rank", self.rank, 1, self.n)
-        Monarch.check_blocks(self.n, self.monarch_blocks)
-        check_int("repeats", self.repeats, 1, 1000)
-        check_float("max_total_s", self.max_total_s, 0.001, 60)
-
-    def operators(self) -> list[tuple[str, StructuredMatrix]]:
-        """(name, operator) with random values: time depends on the structure, not on the values."""
-        n, s = self.n, self.seed
-        low = LowRank.random(n, self.rank, s)
-        mon = Monarch.random(n, self.monarch_blocks, s)
-        return [
-            ("dense", Dense.random(n, s)),
-            ("lowrank", low),
-            ("monarch", mon),
-            ("butterfly", Butterfly.random(n, s)),
-            ("circulant", Circulant.random(n, s)),
-            ("toeplitz", Toeplitz.random(n, s)),
-            ("sparse@lowrank", MagnitudeSparse.random(n, low.n_params, s)),
-            ("sparse@monarch", MagnitudeSparse.random(n, mon.n_params, s)),
-        ]
-
-    @property
-    def total(self) -> int:
-        return len(self.batches) * len(self.dtypes) * 8
-
-
-def default_timer(call: Callable[[], object], device: str, spec: SweepSpec) -> dict:
-    """Median and IQR of call() with the lab's timer (engine.bench.timer: warm-up, CUDA
-    synchronisation, torch.utils.benchmark)."""
-    from engine.bench.timer import measure
-
-    t = measure(call, repeats=spec.repeats, device=device, max_total_s=spec.max_total_s)
-    return {"median_s": t.median_s, "iqr_s": t.iqr_s, "runs": t.runs, "method": t.method}
-
-
-def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
-                 timer: Callable | None = None) -> Iterator[dict]:
-    """Yield one row per (dtype, batch, operator): apply time vs dense at equal batch.
-
-    Rows: family, label, config, n, batch, dtype, device, params, flops, theoretical_speedup
-    (dense FLOPs / FLOPs), median_s, iqr_s, noisy (IQR/median > 0.1), speedup_vs_dense
-    (same dtype), speedup_vs_dense_fp32, efficiency (speedup / theoretical), status
-    ("ok" or "unavailable: <reason>").
-    """
-    import torch
-
-    timer = timer or default_timer
-    ops = spec.operators()
-    dense_t: dict[tuple[str, int], float] = {}
-    dtypes = sorted(spec.dtypes, key=lambda d: d != "float32")  # fp32 first: others compare to it
-    for dtype in dtypes:
-        closures: dict[str, Callable | str] = {}
-        for name, op in ops:
-            try:
-                closures[name] = op.torch_apply(device, dtype)
-            except Exception as exc:  # e.g. sparse half on CPU
-                closures[name] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        for batch in spec.batches:
-            g = torch.Generator(device="cpu").manual_seed(spec.seed + batch)
-            x = torch.randn(batch, spec.n, generator=g).to(device=device, dtype=_torch_dtype(dtype))
-            dense_flops = 2.0 * spec.n * spec.n * batch
-            for name, op in ops:
-                family = op.family
-                row = {"family": family, "name": name, "label": FAMILY_LABELS[family], "config": op.config,
-                       "n": spec.n, "batch": batch, "dtype": dtype, "device": device,
-                       "device_name": device_name, "params": int(op.n_params),
-                       "storage_bytes": int(op.storage_bytes(2 if dtype != "float32" else 4)),
-                       "flops": float(op.flops(batch)),
-                       "theoretical_speedup": dense_flops / float(op.flops(batch)),
-                       "median_s": None, "iqr_s": None, "noisy": None, "speedup_vs_dense": None,
-                       "speedup_vs_dense_fp32": None, "efficiency": None, "status": "ok",
-                       "torch": torch.__version__}
-                fn = closures[name]
-                if isinstance(fn, str):
-                    row["status"] = fn
-                    yield row
-                    continue
-                try:
-                    with torch.no_grad():
-                        t = timer(lambda: fn(x), device, spec)
-                except Exception as exc:
-                    row["status"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-                    yield row
-                    continue
-                med = t["median_s"]
-                row.update(median_s=med, iqr_s=t["iqr_s"], noisy=bool(t["iqr_s"] > 0.1 * med),
-                           method=t.get("method", ""))
-                if name == "dense":
-                    dense_t[(dtype, batch)] = med
-                if (dtype, batch) in dense_t:
-                    row["speedup_vs_dense"] = dense_t[(dtype, batch)] / med
-                    row["efficiency"] = row["speedup_vs_dense"] / row["theoretical_speedup"]
-                if ("float32", batch) in dense_t:
-                    row["speedup_vs_dense_fp32"] = dense_t[("float32", batch)] / med
-                yield row
-            del x
-
-
-# ------------------------------------------------ the chapter's table and decision guide
-CHAPTER_TABLE = [
-    # (row, family key in the sweep or None, storage, multiply cost, hardware efficiency)
-    ("Dense", "dense", "n^2", "O(n^2)", "100% (baseline)"),
-    ("Random 90% sparse", None, "~0.2 n^2", "O(0.1 n^2) theory", "20-30% of theoretical"),
-    ("Random sparse, same params as low-rank", "sparse@lowrank", "-", "-", "-"),
-    ("Random sparse, same params as Monarch", "sparse@monarch", "-", "-", "-"),
-    ("Block sparse (50%)", None, "0.5 n^2", "O(0.5 n^2)", "70-80% of theoretical"),
-    ("2:4 structured", None, "0.5 n^2", "O(0.5 n^2)", "100% (hardware support)"),
-    ("Low-rank (r=32)", "lowrank", "64 n", "O(64 n)", "100% (dense GEMMs)"),
-    ("Butterfly", "butterfly", "O(n log n)", "O(n log n)", "~80% (structured sparse)"),
-    ("Monarch", "monarch", "O(n sqrt n)", "O(n sqrt n)", "~90% (block GEMMs)"),
-    ("Circulant (FFT)", "circulant", "n", "O(n log n)", "-"),
-    ("Toeplitz (FFT)", "toeplitz", "2n - 1", "O(n log n)", "-"),
-]
-
-DECISION_GUIDE = [
-    ("Natural sparsity (pruned nets)", "2:4 structured sparsity", "/structured-sparsity"),
-    ("Conditional compute", "MoE (dynamic sparsity)", "/moe"),
-    ("Compressing large weights", "Low-rank (LoRA, SVD)", "/structured-matrices"),
-    ("Replacing dense layers", "Monarch or butterfly", "/structured-matrices"),
-    ("Convolution-like operations", "Circulant (FFT)", "/isomorphism"),
-    ("Long-range dependencies", "Structured attention (not sparse)", "/attention"),
-]
-
-
-def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str | None = None) -> list[dict]:
-    """The chapter's comparison table with measured numbers from sweep rows at one
-    (batch, dtype) (default: the largest batch; float16 on a GPU, float32 elsewhere)."""
-    if not rows:
-        return []
-    dtypes = {r["dtype"] for r in rows}
-    on_gpu = any(str(r.get("device", "")).startswith("cuda") for r in rows)
-    dtype = dtype or ("float16" if on_gpu and "float16" in dtypes else
-                      "float32" if "float32" in dtypes else sorted(dtypes)[0])
-    batch = batch or max(r["batch"] for r in rows if r["dtype"] == dtype)
-    by_name = {r["name"]: r for r in rows if r["dtype"] == dtype and r["batch"] == batch}
-    n_of = by_name["dense"]["n"] if "dense" in by_name else "?"
-    out = []
-    for label, key, storage, cost, eff in CHAPTER_TABLE:
-        r = by_name.get(key) if key else None
-        row = {"matrix type": label, "chapter: storage": storage, "chapter: multiply cost": cost,
-               "chapter: hardware efficiency": eff}
-        if key is None:
-            row.update({"measured: params": None, "measured: FLOPs": None, "measured: time (ms)": None,
-                        "measured: speedup vs dense": None, "measured: FLOP ratio": None,
-                        "measured: efficiency": None, "measured: status": "not measured on this page"})
-        elif r is None:
-            row.update({"measured: status": "no row in this sweep"})
-        else:
-            row.update({"measured: params": r["params"], "measured: FLOPs": r["flops"],
-                        "measured: time (ms)": None if r["median_s"] is None else 1e3 * r["median_s"],
-                        "measured: speedup vs dense": r["speedup_vs_dense"],
-                        "measured: FLOP ratio": r["theoretical_speedup"],
-                        "measured: efficiency": r["efficiency"], "measured: status": r["status"]})
-        row["at"] = f"n={n_of}, batch={batch}, {dtype}"
-        out.append(row)
-    return out
-
-
-def fits_at_budget(A: np.ndarray, budget: int, butterfly: StructuredMatrix | None = None) -> list[dict]:
-    """Each family's best operator within ``budget`` parameters.
-
-    Returns [{family, label, op (or None), config, params, rel_error, note}] in FAMILIES order;
-    op is None (with a note giving the smallest size) when the family cannot fit.
-    """
-    A = _square(A)
-    n = A.shape[0]
-    budget = check_int("budget", budget, 1, n * n)
-    out = []
-    with _few_threads():
-        for fam in FAMILIES:
-            if fam == "butterfly" and butterfly is not None:
-                op = butterfly if butterfly.n_params <= budget else None
-            else:
-                op = fit_family(A, fam, budget)
-            row = {"family": fam, "label": FAMILY_LABELS[fam], "op": op}
-            if op is None:
-                row.update(config="", params=None, rel_error=None,
-                           note=f"over budget: needs at least {_fmt(smallest_params(fam, n))} parameters")
-            else:
-                row.update(config=op.config, params=int(op.n_params), rel_error=relative_error(A, op.to_dense()),
-                           note="")
-            out.append(row)
-    return out
-
-
-def smallest_params(family: str, n: int) -> int:
-    """The fewest parameters any configuration of ``family`` stores at size n."""
-    check_choice("family", family, FAMILIES)
-    if family == "lowrank":
-        return 2 * n
-    if family == "monarch":
-        blocks = Monarch.valid_blocks(n)
-        return 2 * n * n // max(blocks) if blocks else n * n
-    if family == "butterfly":
-        return 2 * n * int(math.log2(n)) if _is_pow2(n) else n * n
-    return {"circulant": n, "toeplitz": 2 * n - 1, "sparse": 1}[family]
-
-
-# The issue's reference figures (H200, this month; n = 8192, batch 4096, fp16).
-ISSUE_REFERENCE = [
-    # (what, sweep name, dtype, compare-to, reference speedup, reference FLOP ratio)
-    ("Low-rank r=32 vs dense", "lowrank", "float16", "same dtype", 15.3, 128.0),
-    ("Monarch, 64 blocks (naive) vs dense", "monarch", "float16", "same dtype", 2.7, 32.0),
-    ("Circulant by FFT vs dense fp32", "circulant", "float32", "dense float32", 28.0, None),
-    ("Circulant by FFT (fp16) vs dense fp32", "circulant", "float16", "dense float32", None, None),
-]
-
-
-def reference_comparison(rows: Sequence[dict], n: int = 8192, batch: int = 4096) -> list[dict]:
-    """The issue's reference speedups beside the lab's own from sweep ``rows`` at (n, batch)."""
-    out = []
-    for what, name, dtype, against, ref, ref_flops in ISSUE_REFERENCE:
-        r = next((r for r in rows if r.get("name") == name and r.get("dtype") == dtype
-                  and int(r.get("n", 0)) == n and int(r.get("batch", 0)) == batch), None)
-        lab = None
-        status = f"no row at n={n}, batch={batch}, {dtype}"
-        if r is not None:
-            key = "speedup_vs_dense" if against == "same dtype" else "speedup_vs_dense_fp32"
-            lab = r.get(key)
-            lab = None if lab is None or (isinstance(lab, float) and math.isnan(lab)) else float(lab)
-            status = r.get("status", "ok") if lab is not None else (r.get("status") or "not measured")
-        out.append({"comparison": what, "dtype": dtype,
-                    "issue reference speedup (H200)": ref, "lab speedup": lab, "status": status,
-                    "issue reference FLOP ratio": ref_flops,
-                    "lab FLOP ratio": None if r is None else r.get("theoretical_speedup"),
-                    "lab config": None if r is None else r.get("config"),
-                    "lab at": None if r is None else f"n={r.get('n')}, batch={r.get('batch')}",
-                    "lab device": None if r is None else (r.get("device_name") or r.get("device")),
-                    "against": against})
-    return out
-
-
-def speedup_pivot(rows: Sequence[dict], dtype: str, value: str = "speedup_vs_dense") -> list[dict]:
-    """One row per operator, one column per batch: ``value`` (speedup vs dense by default)
-    of the sweep rows of ``dtype``. An unmeasured cell is None and the row's ``status``
-    says why (the first status that is not "ok")."""
-    sel = [r for r in rows if r.get("dtype") == dtype]
-    batches = sorted({int(r["batch"]) for r in sel})
-    out: dict[str, dict] = {}
-    for r in sel:
-        key = r["name"]
-        row = out.setdefault(key, {"operator": key, "config": r.get("config") or "",
-                                   "params": r.get("params"), "status": "ok"})
-        v = r.get(value)
-        ok = v is not None and not (isinstance(v, float) and math.isnan(v))
-        row[f"batch {int(r['batch'])}"] = float(v) if ok else None
-        if str(r.get("status") or "ok") != "ok" and row["status"] == "ok":
-            row["status"] = str(r["status"])
-    for row in out.values():
-        for b in batches:
-            row.setdefault(f"batch {b}", None)
-        row["status"] = row.pop("status")  # last column
-    return list(out.values())

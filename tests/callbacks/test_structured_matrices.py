@@ -9,7 +9,7 @@ if not dash.page_registry or "pages.structured_matrices" not in dash.page_regist
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import structured_matrices as page  # noqa: E402
 
-from engine.structured import operators as st  # noqa: E402
+from engine.structured import operators, sweep  # noqa: E402
 
 # (target, size, budget exponent) -> the words of the message shown
 BAD_ANALYSIS = [
@@ -33,9 +33,9 @@ BAD_SWEEP = [
 
 @pytest.fixture(scope="module")
 def sweep_rows():
-    spec = st.SweepSpec(n=64, batches=(1, 4), dtypes=("float32",), rank=4, monarch_blocks=4,
+    spec = sweep.SweepSpec(n=64, batches=(1, 4), dtypes=("float32",), rank=4, monarch_blocks=4,
                         repeats=2, max_total_s=0.05)
-    return list(st.timing_sweep(spec, "cpu", "test cpu"))
+    return list(sweep.timing_sweep(spec, "cpu", "test cpu"))
 
 
 def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
@@ -48,10 +48,10 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     assert pareto.layout.yaxis.title.text.startswith("relative error")
     bfly = next(r for r in rows if r["family"] == "butterfly")
     assert bfly["rel_error"] < 1e-9
-    assert len(table.data) == len(st.FAMILIES)
+    assert len(table.data) == len(operators.FAMILIES)
     assert all(pd.isna(r["params"]) or r["params"] <= 64 * 64 // 4 for r in table.data)
     titles = [a.text for a in heat.layout.annotations]
-    assert titles[0].startswith("target") and len(titles) == len(st.FAMILIES) + 2
+    assert titles[0].startswith("target") and len(titles) == len(operators.FAMILIES) + 2
 
 
 def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
@@ -105,14 +105,24 @@ def test_timing_view_empty_and_bad_source():
 
 
 def test_reference_csv_is_listed_and_loaded(tmp_path, monkeypatch, sweep_rows):
-    monkeypatch.setattr(page, "RESULTS", tmp_path)
+    """A committed sweep is found by its columns, whatever its name; another sweep's CSV
+    (the structured-sparsity timing) is not offered as this page's reference."""
+    monkeypatch.setattr(sweep, "RESULTS", tmp_path)
     (tmp_path / "structured").mkdir()
-    path = tmp_path / "structured" / "structured_timing.csv"
+    path = tmp_path / "structured" / "any_name.csv"
     pd.DataFrame(sweep_rows).to_csv(path, index=False)
-    assert page.reference_files() == [path]
-    assert "test cpu" in page._source_label(path)
+    pd.DataFrame([{"pattern": "block", "sparsity": 0.9, "median_s": 1.0}]).to_csv(
+        tmp_path / "structured_sparsity_timing.csv", index=False)
+    assert sweep.committed_runs() == [path]
+    assert "test cpu" in sweep.run_label(path)
     fig, rows, msgs, compare, ref, pivot = page.update_timing([], str(path), "float32")
     assert len(rows) == len(sweep_rows) and "test cpu" in str(msgs)
+
+
+def test_committed_reference_is_the_matrices_sweep():
+    runs = sweep.committed_runs()
+    assert runs and all("structured_sparsity" not in str(p) for p in runs)
+    assert all(len(sweep.load_run(p)) > 0 for p in runs)
 
 
 def test_budget_params():

@@ -7,46 +7,46 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from engine.structured import operators as st
+from engine.structured import operators, pareto, sweep, tables, targets
 
 # (name, builder) of operators with random values, real and complex
 OPERATORS = [
-    ("lowrank r=3", lambda n: st.LowRank.random(n, 3, seed=1)),
-    ("monarch b=2", lambda n: st.Monarch.random(n, 2, seed=2)),
-    ("monarch b=4", lambda n: st.Monarch.random(n, 4, seed=3)),
-    ("butterfly", lambda n: st.Butterfly.random(n, seed=4)),
-    ("butterfly dft", lambda n: st.Butterfly.dft(n)),
-    ("butterfly hadamard", lambda n: st.Butterfly.hadamard(n)),
-    ("circulant", lambda n: st.Circulant.random(n, seed=5)),
-    ("circulant complex", lambda n: st.Circulant(np.exp(1j * np.arange(n)))),
-    ("toeplitz", lambda n: st.Toeplitz.random(n, seed=6)),
-    ("sparse", lambda n: st.MagnitudeSparse.random(n, 3 * n, seed=7)),
-    ("dense", lambda n: st.Dense.random(n, seed=8)),
+    ("lowrank r=3", lambda n: operators.LowRank.random(n, 3, seed=1)),
+    ("monarch b=2", lambda n: operators.Monarch.random(n, 2, seed=2)),
+    ("monarch b=4", lambda n: operators.Monarch.random(n, 4, seed=3)),
+    ("butterfly", lambda n: operators.Butterfly.random(n, seed=4)),
+    ("butterfly dft", lambda n: operators.Butterfly.dft(n)),
+    ("butterfly hadamard", lambda n: operators.Butterfly.hadamard(n)),
+    ("circulant", lambda n: operators.Circulant.random(n, seed=5)),
+    ("circulant complex", lambda n: operators.Circulant(np.exp(1j * np.arange(n)))),
+    ("toeplitz", lambda n: operators.Toeplitz.random(n, seed=6)),
+    ("sparse", lambda n: operators.MagnitudeSparse.random(n, 3 * n, seed=7)),
+    ("dense", lambda n: operators.Dense.random(n, seed=8)),
 ]
 SIZES = (16, 64)
 
 # (family, builder of a matrix inside the family, fit) -> exact recovery
 EXACT = [
-    ("lowrank", lambda n: st.LowRank.random(n, 5, seed=11).to_dense(), lambda A: st.LowRank.fit(A, 5)),
-    ("monarch square", lambda n: st.Monarch.random(n, math.isqrt(n), seed=12).to_dense(),
-     lambda A: st.Monarch.fit(A, math.isqrt(A.shape[0]))),
-    ("monarch b=2", lambda n: st.Monarch.random(n, 2, seed=13).to_dense(), lambda A: st.Monarch.fit(A, 2)),
-    ("butterfly dft", lambda n: st.dft_matrix(n), lambda A: st.Butterfly.fit(A, steps=0)),
-    ("butterfly hadamard", lambda n: st.hadamard_matrix(n), lambda A: st.Butterfly.fit(A, steps=0)),
-    ("butterfly random", lambda n: st.Butterfly.random(n, seed=14).to_dense(), lambda A: st.Butterfly.fit(A, steps=0)),
-    ("circulant", lambda n: st.Circulant.random(n, seed=15).to_dense(), st.Circulant.fit),
-    ("toeplitz", lambda n: st.Toeplitz.random(n, seed=16).to_dense(), st.Toeplitz.fit),
-    ("kernel is toeplitz", lambda n: st.kernel_matrix(n), st.Toeplitz.fit),
+    ("lowrank", lambda n: operators.LowRank.random(n, 5, seed=11).to_dense(), lambda A: operators.LowRank.fit(A, 5)),
+    ("monarch square", lambda n: operators.Monarch.random(n, math.isqrt(n), seed=12).to_dense(),
+     lambda A: operators.Monarch.fit(A, math.isqrt(A.shape[0]))),
+    ("monarch b=2", lambda n: operators.Monarch.random(n, 2, seed=13).to_dense(), lambda A: operators.Monarch.fit(A, 2)),
+    ("butterfly dft", lambda n: targets.dft_matrix(n), lambda A: operators.Butterfly.fit(A, steps=0)),
+    ("butterfly hadamard", lambda n: targets.hadamard_matrix(n), lambda A: operators.Butterfly.fit(A, steps=0)),
+    ("butterfly random", lambda n: operators.Butterfly.random(n, seed=14).to_dense(), lambda A: operators.Butterfly.fit(A, steps=0)),
+    ("circulant", lambda n: operators.Circulant.random(n, seed=15).to_dense(), operators.Circulant.fit),
+    ("toeplitz", lambda n: operators.Toeplitz.random(n, seed=16).to_dense(), operators.Toeplitz.fit),
+    ("kernel is toeplitz", lambda n: targets.kernel_matrix(n), operators.Toeplitz.fit),
 ]
 
 # (n, family) -> parameter count formula
 PARAMS = [
-    (64, lambda: st.LowRank.random(64, 4), 2 * 64 * 4),
-    (64, lambda: st.Monarch.random(64, 8), 2 * 64 * 8),
-    (64, lambda: st.Monarch.random(64, 4), 2 * 64 * 16),
-    (64, lambda: st.Butterfly.random(64), 2 * 64 * 6),
-    (64, lambda: st.Circulant.random(64), 64),
-    (64, lambda: st.Toeplitz.random(64), 127),
+    (64, lambda: operators.LowRank.random(64, 4), 2 * 64 * 4),
+    (64, lambda: operators.Monarch.random(64, 8), 2 * 64 * 8),
+    (64, lambda: operators.Monarch.random(64, 4), 2 * 64 * 16),
+    (64, lambda: operators.Butterfly.random(64), 2 * 64 * 6),
+    (64, lambda: operators.Circulant.random(64), 64),
+    (64, lambda: operators.Toeplitz.random(64), 127),
 ]
 
 
@@ -76,7 +76,7 @@ def test_torch_path_equals_dense(name, build):
 @pytest.mark.parametrize("name,build,fit", EXACT, ids=[e[0] for e in EXACT])
 def test_exact_recovery_when_the_family_contains_the_target(name, build, fit, n):
     A = build(n)
-    assert st.relative_error(A, fit(A).to_dense()) < 1e-9
+    assert operators.relative_error(A, fit(A).to_dense()) < 1e-9
 
 
 @pytest.mark.parametrize("n,build,expected", PARAMS)
@@ -88,46 +88,46 @@ def test_parameter_counts(n, build, expected):
 
 
 def test_dft_butterfly_is_cooley_tukey_with_bit_reversal():
-    op = st.Butterfly.dft(32)
-    np.testing.assert_allclose(op.to_dense(), st.dft_matrix(32), atol=1e-12)
-    assert np.array_equal(op.perm, st.bit_reversal(32))
+    op = operators.Butterfly.dft(32)
+    np.testing.assert_allclose(op.to_dense(), targets.dft_matrix(32), atol=1e-12)
+    assert np.array_equal(op.perm, operators.bit_reversal(32))
     assert "bit-rev" in op.config
     # and the fit finds it without being told
-    fitted = st.Butterfly.fit(st.dft_matrix(32))
-    assert np.array_equal(fitted.perm, st.bit_reversal(32))
+    fitted = operators.Butterfly.fit(targets.dft_matrix(32))
+    assert np.array_equal(fitted.perm, operators.bit_reversal(32))
 
 
 def test_butterfly_gradient_descent_improves_on_the_projection():
-    A = st.gaussian_matrix(32, seed=3)
-    start = st.relative_error(A, st.Butterfly.fit(A, steps=0).to_dense())
-    refined = st.relative_error(A, st.Butterfly.fit(A, steps=60).to_dense())
+    A = targets.gaussian_matrix(32, seed=3)
+    start = operators.relative_error(A, operators.Butterfly.fit(A, steps=0).to_dense())
+    refined = operators.relative_error(A, operators.Butterfly.fit(A, steps=60).to_dense())
     assert refined < start - 1e-3
 
 
 def test_lowrank_fit_is_eckart_young():
-    A = st.gaussian_matrix(32, seed=4)
+    A = targets.gaussian_matrix(32, seed=4)
     s = np.linalg.svd(A, compute_uv=False)
-    err = np.linalg.norm(A - st.LowRank.fit(A, 6).to_dense())
+    err = np.linalg.norm(A - operators.LowRank.fit(A, 6).to_dense())
     assert err == pytest.approx(math.sqrt((s[6:] ** 2).sum()), rel=1e-9)
 
 
 def test_circulant_fit_is_the_closest_circulant():
-    A = st.gaussian_matrix(16, seed=5)
-    best = st.Circulant.fit(A)
+    A = targets.gaussian_matrix(16, seed=5)
+    best = operators.Circulant.fit(A)
     base = np.linalg.norm(A - best.to_dense())
     rng = np.random.default_rng(0)
     for _ in range(20):  # any perturbation of the first column is worse
-        other = st.Circulant(best.c + 0.01 * rng.standard_normal(16))
+        other = operators.Circulant(best.c + 0.01 * rng.standard_normal(16))
         assert np.linalg.norm(A - other.to_dense()) > base
 
 
 def test_monarch_projection_beats_random_perturbations():
-    A = st.gaussian_matrix(16, seed=6)
-    best = st.Monarch.fit(A, 4)
+    A = targets.gaussian_matrix(16, seed=6)
+    best = operators.Monarch.fit(A, 4)
     base = np.linalg.norm(A - best.to_dense())
     rng = np.random.default_rng(1)
     for _ in range(10):
-        other = st.Monarch(best.L + 0.01 * rng.standard_normal(best.L.shape), best.R)
+        other = operators.Monarch(best.L + 0.01 * rng.standard_normal(best.L.shape), best.R)
         assert np.linalg.norm(A - other.to_dense()) > base
 
 
@@ -135,23 +135,23 @@ def test_monarch_projection_beats_random_perturbations():
 @given(k=hst.integers(2, 5), seed=hst.integers(0, 10_000), fam=hst.sampled_from(["monarch", "butterfly", "toeplitz"]))
 def test_hypothesis_fast_equals_dense(k, seed, fam):
     n = 2 ** k if fam != "monarch" else 4 ** (k // 2 + 1)
-    op = {"monarch": lambda: st.Monarch.random(n, int(math.isqrt(n)), seed),
-          "butterfly": lambda: st.Butterfly.random(n, seed),
-          "toeplitz": lambda: st.Toeplitz.random(n, seed)}[fam]()
+    op = {"monarch": lambda: operators.Monarch.random(n, int(math.isqrt(n)), seed),
+          "butterfly": lambda: operators.Butterfly.random(n, seed),
+          "toeplitz": lambda: operators.Toeplitz.random(n, seed)}[fam]()
     x = np.random.default_rng(seed).standard_normal((2, n))
     np.testing.assert_allclose(op.apply(x), x @ op.to_dense().T, atol=1e-9)
 
 
 BAD_INPUTS = [
-    (lambda: st.LowRank.fit(np.zeros((4, 4)), 9), "rank"),
-    (lambda: st.Monarch.fit(np.eye(8), 4), "nblocks"),
-    (lambda: st.Butterfly.fit(np.eye(6)), "power of 2"),
-    (lambda: st.Circulant.fit(np.ones((3, 4))), "square"),
-    (lambda: st.make_target("nope", 64), "target"),
-    (lambda: st.LowRank.random(8, 2).apply(np.ones(7)), "last dimension"),
-    (lambda: st.SweepSpec(n=100), "power of 2"),
-    (lambda: st.SweepSpec(n=256, monarch_blocks=3), "nblocks"),
-    (lambda: st.fits_at_budget(np.eye(8), 0), "budget"),
+    (lambda: operators.LowRank.fit(np.zeros((4, 4)), 9), "rank"),
+    (lambda: operators.Monarch.fit(np.eye(8), 4), "nblocks"),
+    (lambda: operators.Butterfly.fit(np.eye(6)), "power of 2"),
+    (lambda: operators.Circulant.fit(np.ones((3, 4))), "square"),
+    (lambda: targets.make_target("nope", 64), "target"),
+    (lambda: operators.LowRank.random(8, 2).apply(np.ones(7)), "last dimension"),
+    (lambda: sweep.SweepSpec(n=100), "power of 2"),
+    (lambda: sweep.SweepSpec(n=256, monarch_blocks=3), "nblocks"),
+    (lambda: pareto.fits_at_budget(np.eye(8), 0), "budget"),
 ]
 
 
@@ -164,11 +164,11 @@ def test_bad_inputs_say_expected_got(call, word):
 
 @pytest.mark.parametrize("target", ["gaussian", "kernel", "dft", "conv"])
 def test_targets_and_pareto_rows(target):
-    tg = st.make_target(target, 64)
+    tg = targets.make_target(target, 64)
     assert tg.matrix.shape == (64, 64)
-    rows = st.pareto_rows(tg.matrix, butterfly_steps=10)
+    rows = pareto.pareto_rows(tg.matrix, butterfly_steps=10)
     fams = {r["family"] for r in rows}
-    assert fams == set(st.FAMILIES)
+    assert fams == set(operators.FAMILIES)
     assert all(0 <= r["rel_error"] <= 1.0 + 1e-9 for r in rows)
     # sparse appears at every parameter count a structured family uses
     counts = {r["params"] for r in rows if r["family"] != "sparse"}
@@ -180,7 +180,7 @@ def test_targets_and_pareto_rows(target):
 
 def test_conv_target_comes_from_lowering_and_matches_torch():
     torch = pytest.importorskip("torch")
-    A = st.conv_matrix(64, seed=0)  # 8 x 8 image
+    A = targets.conv_matrix(64, seed=0)  # 8 x 8 image
     g = torch.Generator().manual_seed(0)
     w = torch.randn(1, 1, 3, 3, generator=g)
     x = torch.randn(1, 1, 8, 8)
@@ -190,29 +190,29 @@ def test_conv_target_comes_from_lowering_and_matches_torch():
 
 def test_structure_wins_where_it_should():
     # the DFT: butterfly exact, low-rank and sparse at the same count far off
-    A = st.dft_matrix(64)
-    fits = {f["family"]: f for f in st.fits_at_budget(A, 64 * 64 // 4)}
+    A = targets.dft_matrix(64)
+    fits = {f["family"]: f for f in pareto.fits_at_budget(A, 64 * 64 // 4)}
     assert fits["butterfly"]["rel_error"] < 1e-9
     assert fits["lowrank"]["rel_error"] > 0.5 and fits["sparse"]["rel_error"] > 0.5
     # a tight budget leaves Monarch out, with the reason
-    tight = {f["family"]: f for f in st.fits_at_budget(A, 200)}
+    tight = {f["family"]: f for f in pareto.fits_at_budget(A, 200)}
     assert tight["monarch"]["op"] is None and "over budget" in tight["monarch"]["note"]
 
 
 def test_digits_weight_is_trained_once_and_cached(tmp_path):
-    first = st.digits_weight(16, folder=tmp_path, epochs=3)
+    first = targets.digits_weight(16, folder=tmp_path, epochs=3)
     assert first.weight.shape == (16, 16) and not first.cached
     assert first.test_accuracy > 0.3  # well above chance (0.1) even after 3 epochs
-    again = st.digits_weight(16, folder=tmp_path, epochs=3)
+    again = targets.digits_weight(16, folder=tmp_path, epochs=3)
     assert again.cached
     np.testing.assert_array_equal(again.weight, first.weight)
 
 
 def test_timing_sweep_yields_rows_and_reports_unavailable():
     pytest.importorskip("torch")
-    spec = st.SweepSpec(n=64, batches=(1, 8), dtypes=("float32", "float16"), rank=4, monarch_blocks=4,
+    spec = sweep.SweepSpec(n=64, batches=(1, 8), dtypes=("float32", "float16"), rank=4, monarch_blocks=4,
                         repeats=2, max_total_s=0.05)
-    rows = list(st.timing_sweep(spec, "cpu", "test cpu"))
+    rows = list(sweep.timing_sweep(spec, "cpu", "test cpu"))
     assert len(rows) == spec.total
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(r["median_s"] > 0 for r in ok)
@@ -224,10 +224,24 @@ def test_timing_sweep_yields_rows_and_reports_unavailable():
         assert r["status"] == "ok" or r["status"].startswith("unavailable: ")
     low = next(r for r in rows if r["name"] == "lowrank")
     assert low["theoretical_speedup"] == pytest.approx(64 * 64 / (2 * 64 * 4))
-    table = st.comparison_table(rows, dtype="float32")
-    assert [t["matrix type"] for t in table] == [c[0] for c in st.CHAPTER_TABLE]
-    pivot = {r["operator"]: r for r in st.speedup_pivot(rows, "float16")}
+    table = tables.comparison_table(rows, dtype="float32")
+    assert [t["matrix type"] for t in table] == [c[0] for c in tables.CHAPTER_TABLE]
+    pivot = {r["operator"]: r for r in tables.speedup_pivot(rows, "float16")}
     assert pivot["dense"]["batch 8"] == pytest.approx(1.0)
     assert all((r["batch 1"] is None) == (r["status"] != "ok") for r in pivot.values())
-    ref = st.reference_comparison(rows, n=64, batch=8)
-    assert ref[0]["issue reference speedup (H200)"] == 15.3 and ref[0]["lab speedup"] is not None
+    ref = tables.reference_comparison(rows, n=64, batch=8)
+    assert ref[0]["goal speedup (H200)"] == 15.3 and ref[0]["lab speedup"] is not None
+
+
+def test_goal_point_prefers_the_goal_size_else_the_largest():
+    rows = [{"n": 1024, "batch": 16}, {"n": 1024, "batch": 256}, {"n": 256, "batch": 4096}]
+    assert tables.goal_point(rows) == (1024, 256)
+    assert tables.goal_point(rows + [{"n": 8192, "batch": 1}]) == (8192, 1)
+    assert tables.goal_point([]) == (8192, 4096)
+
+
+def test_engine_structured_has_no_page_routes():
+    import inspect
+
+    for mod in (operators, targets, pareto, sweep, tables):
+        assert "\"/structured" not in inspect.getsource(mod) and "\"/moe" not in inspect.getsource(mod)

@@ -1,0 +1,118 @@
+"""Error against parameter count: every configuration of every structured family and
+magnitude-pruned sparse at the same counts (``pareto_rows``), and each family's best
+operator within a parameter budget (``fits_at_budget``)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.structured.operators import (FAMILIES, FAMILY_LABELS, Butterfly, Circulant, LowRank,
+                                         MagnitudeSparse, Monarch, StructuredMatrix, Toeplitz,
+                                         check_square, few_threads, is_pow2, relative_error)
+from engine.validate import check_choice, check_int
+
+def lowrank_ranks(n: int) -> list[int]:
+    return [r for r in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if r <= n // 2]
+
+
+def fit_family(A: np.ndarray, family: str, budget: int | None = None, *, rank: int | None = None,
+               nblocks: int | None = None, butterfly_steps: int = 100) -> StructuredMatrix | None:
+    """The best operator of ``family`` for A within ``budget`` parameters (None: no
+    configuration of the family fits the budget). rank / nblocks pick a configuration."""
+    check_choice("family", family, FAMILIES)
+    A = check_square(A)
+    n = A.shape[0]
+    if family == "lowrank":
+        if rank is None:
+            rank = min(int(budget // (2 * n)), n) if budget is not None else 1
+            if rank < 1:
+                return None
+        return LowRank.fit(A, rank)
+    if family == "monarch":
+        if nblocks is None:
+            ok = [b for b in Monarch.valid_blocks(n) if budget is None or 2 * n * n // b <= budget]
+            if not ok:
+                return None
+            nblocks = min(ok)
+        return Monarch.fit(A, nblocks)
+    if family == "sparse":
+        k = n * n if budget is None else min(int(budget), n * n)
+        return MagnitudeSparse.fit(A, k)
+    fixed = {"butterfly": 2 * n * int(math.log2(n)) if is_pow2(n) else None,
+             "circulant": n, "toeplitz": 2 * n - 1}[family]
+    if fixed is None or (budget is not None and fixed > budget):
+        return None
+    if family == "butterfly":
+        return Butterfly.fit(A, steps=butterfly_steps)
+    return Circulant.fit(A) if family == "circulant" else Toeplitz.fit(A)
+
+
+def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
+                butterfly_steps: int = 100) -> list[dict]:
+    """Relative Frobenius error against parameter count: every configuration of every
+    family, and magnitude-pruned sparse at each of those counts.
+
+    Returns rows {family, label, config, params, share_of_dense, flops_per_vector, rel_error}.
+    ``butterfly``: an already fitted butterfly for A (fitting it is the slow part).
+    """
+    A = check_square(A)
+    n = A.shape[0]
+    with few_threads():
+        u, s, vh = np.linalg.svd(A)  # once, for every rank
+        ops: list[StructuredMatrix] = [LowRank(u[:, :r] * s[:r], vh[:r].T) for r in lowrank_ranks(n)]
+        ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
+        if is_pow2(n):
+            ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
+        ops += [Circulant.fit(A), Toeplitz.fit(A)]
+        rows = [_row(A, op) for op in ops]
+        for count in sorted({r["params"] for r in rows}):
+            rows.append(_row(A, MagnitudeSparse.fit(A, min(count, n * n))))
+    return rows
+
+
+def _row(A: np.ndarray, op: StructuredMatrix) -> dict:
+    n = A.shape[0]
+    return {"family": op.family, "label": FAMILY_LABELS[op.family], "config": op.config,
+            "params": int(op.n_params), "share_of_dense": op.n_params / (n * n),
+            "flops_per_vector": float(op.flops(1)), "rel_error": relative_error(A, op.to_dense())}
+
+
+def fits_at_budget(A: np.ndarray, budget: int, butterfly: StructuredMatrix | None = None) -> list[dict]:
+    """Each family's best operator within ``budget`` parameters.
+
+    Returns [{family, label, op (or None), config, params, rel_error, note}] in FAMILIES order;
+    op is None (with a note giving the smallest size) when the family cannot fit.
+    """
+    A = check_square(A)
+    n = A.shape[0]
+    budget = check_int("budget", budget, 1, n * n)
+    out = []
+    with few_threads():
+        for fam in FAMILIES:
+            if fam == "butterfly" and butterfly is not None:
+                op = butterfly if butterfly.n_params <= budget else None
+            else:
+                op = fit_family(A, fam, budget)
+            row = {"family": fam, "label": FAMILY_LABELS[fam], "op": op}
+            if op is None:
+                row.update(config="", params=None, rel_error=None,
+                           note=f"over budget: needs at least {smallest_params(fam, n):,} parameters")
+            else:
+                row.update(config=op.config, params=int(op.n_params), rel_error=relative_error(A, op.to_dense()),
+                           note="")
+            out.append(row)
+    return out
+
+
+def smallest_params(family: str, n: int) -> int:
+    """The fewest parameters any configuration of ``family`` stores at size n."""
+    check_choice("family", family, FAMILIES)
+    if family == "lowrank":
+        return 2 * n
+    if family == "monarch":
+        blocks = Monarch.valid_blocks(n)
+        return 2 * n * n // max(blocks) if blocks else n * n
+    if family == "butterfly":
+        return 2 * n * int(math.log2(n)) if is_pow2(n) else n * n
+    return {"circulant": n, "toeplitz": 2 * n - 1, "sparse": 1}[family]

@@ -1,0 +1,191 @@
+"""The timing sweep of /structured-matrices: apply time of every family against dense
+and magnitude-pruned sparse at equal parameters, per batch and dtype."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from engine.structured.operators import (FAMILY_LABELS, Butterfly, Circulant, Dense, LowRank,
+                                         MagnitudeSparse, Monarch, StructuredMatrix, Toeplitz,
+                                         is_pow2)
+from engine.validate import check_choice, check_float, check_int
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What the timing sweep measures: every family at size n vs dense and sparse."""
+
+    n: int = 8192
+    batches: tuple[int, ...] = (1, 16, 256, 4096)
+    dtypes: tuple[str, ...] = ("float32", "float16")
+    rank: int = 32
+    monarch_blocks: int = 64
+    repeats: int = 15
+    max_total_s: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("n", self.n, 16, 65536)
+        if not is_pow2(self.n):
+            raise ValueError(f"n: expected a power of 2 (butterfly, Monarch), got {self.n}")
+        if not self.batches:
+            raise ValueError("batches: expected at least one batch size, got none")
+        for b in self.batches:
+            check_int("batch", b, 1, 65536)
+        for d in self.dtypes:
+            check_choice("dtype", d, ("float32", "float16", "bfloat16"))
+        check_int("rank", self.rank, 1, self.n)
+        Monarch.check_blocks(self.n, self.monarch_blocks)
+        check_int("repeats", self.repeats, 1, 1000)
+        check_float("max_total_s", self.max_total_s, 0.001, 60)
+
+    def operators(self) -> list[tuple[str, StructuredMatrix]]:
+        """(name, operator) with random values: time depends on the structure, not on the values."""
+        n, s = self.n, self.seed
+        low = LowRank.random(n, self.rank, s)
+        mon = Monarch.random(n, self.monarch_blocks, s)
+        return [
+            ("dense", Dense.random(n, s)),
+            ("lowrank", low),
+            ("monarch", mon),
+            ("butterfly", Butterfly.random(n, s)),
+            ("circulant", Circulant.random(n, s)),
+            ("toeplitz", Toeplitz.random(n, s)),
+            ("sparse@lowrank", MagnitudeSparse.random(n, low.n_params, s)),
+            ("sparse@monarch", MagnitudeSparse.random(n, mon.n_params, s)),
+        ]
+
+    @property
+    def total(self) -> int:
+        return len(self.batches) * len(self.dtypes) * 8
+
+
+def default_timer(call: Callable[[], object], device: str, spec: SweepSpec) -> dict:
+    """Median and IQR of call() with the lab's timer (engine.bench.timer: warm-up, CUDA
+    synchronisation, torch.utils.benchmark)."""
+    from engine.bench.timer import measure
+
+    t = measure(call, repeats=spec.repeats, device=device, max_total_s=spec.max_total_s)
+    return {"median_s": t.median_s, "iqr_s": t.iqr_s, "runs": t.runs, "method": t.method}
+
+
+def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
+                 timer: Callable | None = None) -> Iterator[dict]:
+    """Yield one row per (dtype, batch, operator): apply time vs dense at equal batch.
+
+    Rows: family, label, config, n, batch, dtype, device, params, flops, theoretical_speedup
+    (dense FLOPs / FLOPs), median_s, iqr_s, noisy (IQR/median > 0.1), speedup_vs_dense
+    (same dtype), speedup_vs_dense_fp32, efficiency (speedup / theoretical), status
+    ("ok" or "unavailable: <reason>").
+    """
+    import torch
+
+    from engine.sparse.formats import torch_dtype
+
+    timer = timer or default_timer
+    ops = spec.operators()
+    dense_t: dict[tuple[str, int], float] = {}
+    dtypes = sorted(spec.dtypes, key=lambda d: d != "float32")  # fp32 first: others compare to it
+    for dtype in dtypes:
+        closures: dict[str, Callable | str] = {}
+        for name, op in ops:
+            try:
+                closures[name] = op.torch_apply(device, dtype)
+            except Exception as exc:  # e.g. sparse half on CPU
+                closures[name] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        for batch in spec.batches:
+            g = torch.Generator(device="cpu").manual_seed(spec.seed + batch)
+            x = torch.randn(batch, spec.n, generator=g).to(device=device, dtype=torch_dtype(dtype))
+            dense_flops = 2.0 * spec.n * spec.n * batch
+            for name, op in ops:
+                family = op.family
+                row = {"family": family, "name": name, "label": FAMILY_LABELS[family], "config": op.config,
+                       "n": spec.n, "batch": batch, "dtype": dtype, "device": device,
+                       "device_name": device_name, "params": int(op.n_params),
+                       "storage_bytes": int(op.storage_bytes(2 if dtype != "float32" else 4)),
+                       "flops": float(op.flops(batch)),
+                       "theoretical_speedup": dense_flops / float(op.flops(batch)),
+                       "median_s": None, "iqr_s": None, "noisy": None, "speedup_vs_dense": None,
+                       "speedup_vs_dense_fp32": None, "efficiency": None, "status": "ok",
+                       "torch": torch.__version__}
+                fn = closures[name]
+                if isinstance(fn, str):
+                    row["status"] = fn
+                    yield row
+                    continue
+                try:
+                    with torch.no_grad():
+                        t = timer(lambda: fn(x), device, spec)
+                except Exception as exc:
+                    row["status"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                    yield row
+                    continue
+                med = t["median_s"]
+                row.update(median_s=med, iqr_s=t["iqr_s"], noisy=bool(t["iqr_s"] > 0.1 * med),
+                           method=t.get("method", ""))
+                if name == "dense":
+                    dense_t[(dtype, batch)] = med
+                if (dtype, batch) in dense_t:
+                    row["speedup_vs_dense"] = dense_t[(dtype, batch)] / med
+                    row["efficiency"] = row["speedup_vs_dense"] / row["theoretical_speedup"]
+                if ("float32", batch) in dense_t:
+                    row["speedup_vs_dense_fp32"] = dense_t[("float32", batch)] / med
+                yield row
+            del x
+
+
+# ------------------------------------------------------------- committed sweeps
+ROW_KEYS = frozenset({"family", "name", "label", "config", "n", "batch", "dtype", "device", "median_s",
+                      "status", "speedup_vs_dense", "theoretical_speedup", "params", "flops"})
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def committed_runs(root: Path | None = None) -> list[Path]:
+    """Committed timing sweeps of structured matrices under ``root``: CSVs whose header
+    holds this sweep's columns (ROW_KEYS), whatever the file is called."""
+    root = Path(root or RESULTS)
+    out = []
+    for path in sorted(root.rglob("*.csv")) if root.exists() else []:
+        try:
+            with path.open(encoding="utf-8") as fh:
+                header = set(fh.readline().strip().split(","))
+        except OSError:
+            continue
+        if ROW_KEYS <= header:
+            out.append(path)
+    return out
+
+
+def load_run(path: str | Path, root: Path | None = None) -> list[dict]:
+    """Rows of a committed sweep CSV (only files under ``root`` with this sweep's columns)."""
+    import pandas as pd
+
+    root = Path(root or RESULTS)
+    p = Path(str(path)).resolve()
+    if root.resolve() not in p.parents or p.suffix != ".csv" or not p.exists():
+        raise ValueError(f"reference: expected a CSV under benchmarks/results, got {str(path)!r}")
+    frame = pd.read_csv(p)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return check_rows(frame.to_dict("records"))
+
+
+def check_rows(rows) -> list[dict]:
+    """Rows with every column of ROW_KEYS ("expected the columns ... got ..." otherwise);
+    anything that is not a list of dicts counts as no rows."""
+    rows = [r for r in (rows if isinstance(rows, list) else []) if isinstance(r, dict)]
+    missing = [r for r in rows if not ROW_KEYS <= set(r)]
+    if missing:
+        raise ValueError(f"sweep rows: expected the columns {sorted(ROW_KEYS)}, got {sorted(missing[0])}")
+    return rows
+
+
+def run_label(path: Path, root: Path | None = None) -> str:
+    """"reference: structured/structured_matrices_timing.csv (NVIDIA H100 80GB HBM3)"."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, usecols=["device_name", "device"], nrows=1)
+        dev = frame.iloc[0]["device_name"] or frame.iloc[0]["device"]
+    except Exception:  # a file without those columns still gets listed by name
+        dev = "unknown device"
+    return f"reference: {Path(path).relative_to(root or RESULTS)} ({dev})"
