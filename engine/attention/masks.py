@@ -117,7 +117,12 @@ def causal() -> Mask:
 
 
 def sliding_window(w: int, two_sided: bool = False) -> Mask:
-    """Query i sees the w keys i-w+1..i (causal, as in the chapter's loop);
+    """Query i sees the w keys i-w+1..i (causal): w keys counting the query itself, the
+    convention of FlexAttention's examples and of Mistral's sliding window.
+
+    The chapter's loop (``start = max(0, i - window_size)``, ``end = i + 1``) gives query i
+    the keys i-window_size..i, one more: its window_size = w is this sliding_window(w + 1).
+    For w = 4, query 10 sees keys 7..10 here and 6..10 in the chapter's loop.
     ``two_sided``: keys with |i - j| < w (Longformer's encoder window)."""
     w = check_int("window w", w, lo=1, hi=MAX_SEQ)
     if two_sided:
@@ -174,7 +179,7 @@ def random_keys(r: int, seed: int, seq_len: int, block: int = 1, device: Any = "
     return _mask(name, fn, rebuild=lambda dev: random_keys(r, seed, seq_len, block, dev))
 
 
-random = random_keys  # the issue's name: random(r, seed, seq_len, block=1)
+random = random_keys  # the short name: random(r, seed, seq_len, block=1)
 
 
 def document(lengths: list[int] | tuple[int, ...], device: Any = "cpu") -> Mask:
@@ -227,7 +232,9 @@ class MaskKind:
 MASK_KINDS: dict[str, MaskKind] = {k.key: k for k in (
     MaskKind("full", "Full (dense)", (), "every query sees every key"),
     MaskKind("causal", "Causal", (), "query i sees keys 0..i"),
-    MaskKind("sliding_window", "Sliding window", ("w",), "causal; the last w keys"),
+    MaskKind("sliding_window", "Sliding window", ("w",),
+             "causal; the last w keys counting the query itself (the chapter's loop with "
+             "window_size = w takes w + 1: it starts at i - w)"),
     MaskKind("dilated", "Dilated window", ("w", "d"), "causal; w keys at stride d"),
     MaskKind("global_tokens", "Global tokens", ("g",), "first g tokens see and are seen by all"),
     MaskKind("random", "Random", ("r", "seed"), "r random key blocks per query block"),

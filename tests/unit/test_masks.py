@@ -199,3 +199,33 @@ def test_combinations_equal_the_elementwise_logic_of_their_parts(picks, use_and,
         expected = (expected & d) if use_and else (expected | d)
     assert torch.equal(combined.to_dense(s), expected)
     assert combined.parts == tuple(parts)
+
+
+def _chapter_loop_keys(seq_len: int, window_size: int) -> list[list[int]]:
+    """The keys each query sees in the chapter's sliding_window_attention loop, transcribed:
+    start = max(0, i - window_size); end = i + 1; k = K[start:end]."""
+    out = []
+    for i in range(seq_len):
+        start = max(0, i - window_size)
+        end = i + 1
+        out.append(list(range(start, end)))
+    return out
+
+
+@pytest.mark.parametrize("w", [1, 4, 7])
+def test_sliding_window_is_one_key_shorter_than_the_chapters_loop(w):
+    s = 24
+    ours = M.materialize(M.sliding_window(w), s)
+    theirs = _chapter_loop_keys(s, w)
+    # ours: w keys counting the query itself; the chapter's window_size = w is our w + 1
+    assert [torch.nonzero(ours[i]).flatten().tolist() for i in range(s)] == _chapter_loop_keys(s, w - 1)
+    plus_one = M.materialize(M.sliding_window(w + 1), s)
+    assert [torch.nonzero(plus_one[i]).flatten().tolist() for i in range(s)] == theirs
+    if w == 4:  # the docstring's example: query 10
+        assert torch.nonzero(ours[10]).flatten().tolist() == [7, 8, 9, 10]
+        assert theirs[10] == [6, 7, 8, 9, 10]
+
+
+def test_sliding_window_docstring_says_how_it_differs_from_the_chapter():
+    doc = M.sliding_window.__doc__
+    assert "as in the chapter's loop" not in doc and "w + 1" in doc
