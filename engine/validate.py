@@ -21,7 +21,7 @@ def check_int(what: str, value: Any, lo: int | None = None, hi: int | None = Non
         as_float = float(value)
     except (TypeError, ValueError):
         _fail(what, _range_text("an integer", lo, hi), value)
-    if as_float != as_float or as_float != int(as_float):
+    if as_float != as_float or as_float in (float("inf"), float("-inf")) or as_float != int(as_float):
         _fail(what, _range_text("an integer", lo, hi), value)
     out = int(as_float)
     if (lo is not None and out < lo) or (hi is not None and out > hi):

@@ -46,3 +46,9 @@ def test_an_empty_or_out_of_range_number_field_says_so_not_none(check):
     assert "got None" not in text
     assert text.endswith("in [16, 16384], got no number (the field is empty, or what was "
                          "typed is out of range)")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), "inf"])
+def test_check_int_refuses_infinity_with_a_message(value):
+    with pytest.raises(ValueError, match="expected an integer"):
+        check_int("size", value, 16, 16384)
