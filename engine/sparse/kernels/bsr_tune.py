@@ -1,0 +1,105 @@
+"""lab-bsr's tuner and GPU timer: ``graph_time`` (CUDA-graph replay with L2
+evicted before each call, no Python launch cost) and ``tune`` (time every candidate
+configuration on these inputs, remember the fastest per shape key).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.sparse.kernels.bsr_configs import Config, candidate_configs, config_ok
+from engine.sparse.kernels.bsr_launch import launch
+from engine.sparse.kernels.bsr_matrix import BsrMatrix
+
+
+_TUNED: dict[tuple, Config] = {}
+TUNE_LOG: list[dict] = []  # one row per (key, config) timed: what the tuner saw
+
+
+def _tune_key(a: BsrMatrix, b: torch.Tensor) -> tuple:
+    per_row = a.nnz_blocks / max(a.block_rows, 1)
+    bucket = int(round(2 * math.log2(per_row))) if per_row >= 1 else -1  # half octaves
+    return (a.block, int(b.shape[1]), str(a.dtype), bucket, a.block_rows >= 64)
+
+
+FLUSHES = ("write", "read", "none")
+
+
+def graph_time(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
+               flush: str = "write") -> tuple[float, float, float]:
+    """GPU time of ``fn()`` in ms as (median, q25, q75), free of Python launch cost:
+    two CUDA graphs are captured, G1 = n_inner x (evict L2, fn) and G0 = the same
+    without fn; each rep replays both (CUDA events) and the sample is
+    (t(G1) - t(G0)) / n_inner. CUDA only; fn must be capturable.
+
+    flush: how L2 is evicted before each call. "write" (what every benchmark here
+    uses, like triton's do_bench) overwrites a ``flush_mb`` buffer, leaving L2 full of
+    its dirty lines; "read" reads the buffer instead (clean lines); "none" does not
+    evict, so fn finds its own data of the previous call in L2 (warm)."""
+    if flush not in FLUSHES:
+        raise ValueError(f"flush: expected one of {FLUSHES}, got {flush!r}")
+    buf = torch.zeros(flush_mb * 2**20 // 4, dtype=torch.int32, device="cuda")
+
+    def evict() -> None:
+        if flush == "write":
+            buf.zero_()
+        elif flush == "read":
+            buf.amax()  # reads every line; its one-number result is dropped
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (compile, allocate) outside the capture
+        fn()
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    g1, g0 = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g1):
+        for _ in range(n_inner):
+            evict()
+            fn()
+    with torch.cuda.graph(g0):
+        for _ in range(n_inner):
+            evict()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    g1.replay()
+    g0.replay()
+    samples = []
+    for _ in range(reps):
+        pair = []
+        for g in (g1, g0):
+            start.record()
+            g.replay()
+            end.record()
+            end.synchronize()
+            pair.append(start.elapsed_time(end))
+        samples.append((pair[0] - pair[1]) / n_inner)
+    del g1, g0, buf
+    q = torch.tensor(samples, dtype=torch.float64).quantile(
+        torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
+         split_len: int | None = None) -> Config:
+    """Time every candidate on these inputs (``graph_time``: GPU time with L2 evicted
+    before each call, no Python launch cost) and remember the fastest for this
+    shape's key. A candidate that fails to compile or run is logged and skipped."""
+    key = _tune_key(a, b)
+    out = torch.empty(a.shape[0], b.shape[1], dtype=b.dtype, device=b.device)
+    best, best_ms = None, float("inf")
+    for cfg in configs or candidate_configs(a.block, int(b.shape[1])):
+        if not config_ok(a, b, cfg):
+            continue
+        try:
+            ms = graph_time(lambda: launch(a, b, out, cfg, split_len), n_inner=4, reps=5)[0]
+            err = ""
+        except Exception as exc:  # a config the compiler or the chip refuses
+            ms, err = float("nan"), f"{type(exc).__name__}: {str(exc)[:200]}"
+        TUNE_LOG.append({"key": str(key), **cfg.as_dict(), "ms": ms, "error": err})
+        if ms == ms and ms < best_ms:
+            best, best_ms = cfg, ms
+    if best is None:
+        raise RuntimeError(f"lab-bsr: no configuration ran for key {key}")
+    _TUNED[key] = best
+    return best
