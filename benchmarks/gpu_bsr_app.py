@@ -93,6 +93,7 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     p.add_argument("--skip-tune", action="store_true")
+    p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--skip-mlp", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
     args = p.parse_args()
@@ -300,7 +301,8 @@ def main() -> int:
             summary.append(line)
             write_csv(out_dir / "bsr_peers.csv", rows)
 
-    section("peers", peers)
+    if not args.skip_peers:
+        section("peers", peers)
 
     # ------------------------------------------------------------------ MLP
     def mlp():
