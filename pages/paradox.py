@@ -132,6 +132,9 @@ def layout(**_kwargs):
             "multiplied dense and in sparse formats (COO, CSR, BSR), and the measured speedup "
             "is drawn against the theoretical 1/density.",
             seed="the sparsity chapter, sections 10.1-10.2 (the sparsity paradox; why hardware hates random sparsity)"),
+        html.P(["Have a matrix of your own (a Matrix Market file, a pruned weight)? ",
+                dcc.Link("Measure it on Your matrix", href="/your-matrix", id=f"{P}-your-matrix-link"),
+                ": its structure, BSR fill-in, a roofline prediction and advice."], className="section-note"),
         section("Sweep", _controls(),
                 note="Each finished row is stored at once: cancel keeps what finished; see Runs."),
         section("Speedup", controls_row(

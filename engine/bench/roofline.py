@@ -129,7 +129,7 @@ class CalibrationPlan:
     """Sizes of the calibration steps (smaller for quick runs and tests)."""
 
     device: str = "cpu"
-    dtypes: tuple[str, ...] = ("float32", "float64")
+    dtypes: tuple[str, ...] = CAL_DTYPES
     copy_mb: int = 128
     gemm_n: int = 1024
     gemm_n_half_cpu: int = 256   # CPU half precision is emulated: keep it short

@@ -545,8 +545,6 @@ def fill_in_table(a: sp.csr_array, blocks=BLOCK_SIZES, reordered_matrix: sp.csr_
             "divides shape": bool(m % block == 0 and n % block == 0),
             "tiles": t0, "fill-in (zeros per nnz)": fill_in(a, block),
             "tiles after RCM": t1, "fill-in after RCM": fill_in(b, block),
-            "stored values / nnz": (t0 * block * block) / max(a.nnz, 1),
-            "after RCM: stored values / nnz": (t1 * block * block) / max(b.nnz, 1),
         })
     return out
 
@@ -625,3 +623,30 @@ def stored_matrices(folder: Path | None = None) -> list[dict]:
         except (OSError, ValueError):
             continue
     return sorted(out, key=lambda i: i.get("stored_at", ""), reverse=True)
+
+
+# -- everything the page draws, once per matrix ------------------------------------------
+def _summary(a: sp.csr_array, b: sp.csr_array) -> dict:
+    prof, prof_b = bandwidth_profile(a), bandwidth_profile(b)
+    prof.update(upper_rcm=prof_b["upper"], lower_rcm=prof_b["lower"])
+    return {"facts": facts(a), "facts_rcm": facts(b), "spy": spy_cells(a), "spy_rcm": spy_cells(b),
+            "hist": row_length_histogram(a), "profile": prof,
+            "fill": fill_in_table(a, reordered_matrix=b),
+            "tiles": {s: bsr_tiles(a, s) for s in BLOCK_SIZES},
+            "tiles_rcm": {s: bsr_tiles(b, s) for s in BLOCK_SIZES}}
+
+
+def _cached_summary():
+    from engine.runtime.cache import pure_cache
+
+    @pure_cache
+    def structure_summary(h: str) -> dict:
+        """Facts, spy cells (as stored and after RCM), row histogram, bandwidth profile and
+        fill-in table of the stored matrix ``h`` (content-addressed, so pure in ``h``)."""
+        a = load_stored(h)
+        return _summary(a, reordered(a))
+
+    return structure_summary
+
+
+structure_summary = _cached_summary()
