@@ -13,15 +13,15 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from components.figures_bench import color_of, empty_figure
+from components.figures_common import add_points, empty_figure, new_figure
 
 LEVELS = 255
 
 
 def _layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
-    fig.update_layout(title={"text": title, "font": {"size": 15}}, template="plotly_white",
-                      height=height, margin={"l": 70, "r": 20, "t": 50, "b": 60},
-                      legend={"font": {"size": 11}})
+    """The lab's template (components.figures_common) with a title and height."""
+    fig.update_layout(template=new_figure().layout.template, title={"text": title},
+                      height=height, margin={"l": 70, "r": 20, "t": 50, "b": 60})
     return fig
 
 
@@ -111,19 +111,15 @@ def predicted_measured_figure(predictions: list[dict] | None, rows: list[dict] |
             marker={"symbol": "diamond-open", "size": 11, "color": "#333", "line": {"width": 2}},
             customdata=[p["bound"] for p in preds],
             hovertemplate="%{x}<br>predicted %{y:.3g} us (%{customdata}-bound)<extra></extra>"))
-    for noisy in (False, True):
-        group = [r for r in meas if bool(r.get("noisy")) == noisy]
-        if not group:
-            continue
-        fig.add_trace(go.Scatter(
-            x=[r["candidate"] for r in group], y=[1e6 * r["median_s"] for r in group],
-            error_y={"type": "data", "array": [1e6 * (r.get("iqr_s") or 0) / 2 for r in group],
-                     "visible": True, "thickness": 1},
-            mode="markers", name="noisy (IQR/median > 0.1)" if noisy else "measured (median, IQR bar)",
-            marker={"symbol": "circle-open" if noisy else "circle", "size": 10,
-                    "color": "#999" if noisy else [color_of(r["backend"]) for r in group]},
-            customdata=[r.get("efficiency") for r in group],
-            hovertemplate="%{x}<br>measured %{y:.3g} us<br>efficiency %{customdata:.2f}<extra></extra>"))
+    if meas:
+        add_points(fig, [r["candidate"] for r in meas], [1e6 * r["median_s"] for r in meas],
+                   name="measured (median, IQR bar)", color="#1f77b4", mode="markers", size=10,
+                   noisy=[r.get("noisy") for r in meas],
+                   error_y={"type": "data", "array": [1e6 * (r.get("iqr_s") or 0) / 2 for r in meas],
+                            "visible": True, "thickness": 1},
+                   customdata=[r.get("efficiency") for r in meas],
+                   hovertemplate="%{x}<br>measured %{y:.3g} us<br>efficiency %{customdata:.2f}"
+                                 "<extra></extra>")
     fig.update_xaxes(categoryorder="array", categoryarray=order, tickangle=-35,
                      title_text="backend (block size, RCM = after reverse Cuthill-McKee)")
     fig.update_yaxes(type="log", title_text="time per product (us, log)")

@@ -30,6 +30,9 @@ from engine.sparse.formats import DTYPE_BYTES, DTYPES, OPS, SimpleSpec, get_back
 from engine.validate import check_budget, check_choice, check_int
 
 KIND = "your-matrix"
+# columns taken from each Measurement.row() (the rest of a row is the sweep's own)
+MEASUREMENT_KEYS = ("method", "repeats", "warmup", "number_per_run", "runs", "median_s", "iqr_s",
+                    "noisy")
 BLOCKS = (16, 32, 64, 128)
 # float32/64 products agree with float64 scipy to this relative error; half types looser.
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
@@ -106,7 +109,7 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
     """Yield one row per (op, candidate) of ``config`` on CSR matrix ``a`` (module doc)."""
     import torch
 
-    from engine.bench.timer import _sync, measure
+    from engine.bench.timer import Task, _sync, measure
     from engine.runtime.device import job_device, package_version, runtime_device_name
     from engine.sparse.formats import torch_dtype
     from engine.sparse.user_matrix import content_hash, permute, rcm_permutation
@@ -175,8 +178,13 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
                                f"{TOLERANCE[config.dtype]:g} against scipy float64, got {err:.3g}")
                     yield row
                     continue
+                task = Task(op=op, backend=cand.backend, dims={"rows": m, "cols": n, "k": k},
+                            dtype=config.dtype, block=cand.block or None,
+                            pattern=f"user {h[:12]}" + (" RCM" if cand.reordered else ""),
+                            device=config.device, device_name=name,
+                            versions={"torch_version": base["torch_version"]})
                 timing = measure(lambda: backend.matmul(prepared, rhs), repeats=config.repeats,
-                                 device=config.device, max_total_s=config.max_seconds_per_backend)
+                                 max_total_s=config.max_seconds_per_backend, task=task)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a row
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 low = text.lower()
@@ -189,9 +197,9 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
                 del prepared
             if cand.format == "dense":
                 dense_median = timing.median_s
-            row.update(status="ok", method=f"{timing.method} (number={timing.number_per_run})",
-                       median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs,
-                       noisy=timing.noisy, dense_median_s=dense_median,
+            timed = timing.row()  # the Measurement's own columns: how it was timed and its statistics
+            row.update({c: timed[c] for c in MEASUREMENT_KEYS})
+            row.update(status="ok", dense_median_s=dense_median,
                        speedup=(dense_median / timing.median_s) if dense_median else float("nan"),
                        efficiency=efficiency(pred["predicted_s"], timing.median_s),
                        gbs=pred["bytes_moved"] / timing.median_s / 1e9)

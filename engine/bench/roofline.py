@@ -162,9 +162,10 @@ class CalibrationPlan:
 
 
 def _row(step: str, what: str, value: float, unit: str, timing, detail: str, device_name: str) -> dict:
-    return {"step": step, "what": what, "value": float(value), "unit": unit,
-            "median_s": timing.median_s, "iqr_s": timing.iqr_s, "runs": timing.runs,
-            "noisy": bool(timing.noisy), "method": timing.method, "detail": detail,
+    """A calibration row: the step's result beside its Measurement's own columns."""
+    timed = timing.row()
+    return {"step": step, "what": what, "value": float(value), "unit": unit, "detail": detail,
+            **{c: timed[c] for c in ("method", "runs", "median_s", "iqr_s", "noisy", "dtype")},
             "device_name": device_name}
 
 
@@ -173,7 +174,7 @@ def calibrate(plan: CalibrationPlan, device_name: str | None = None,
     """Yield one row per step; after the last one the calibration is stored (see module)."""
     import torch
 
-    from engine.bench.timer import measure
+    from engine.bench.timer import Task, measure
     from engine.runtime.device import job_device, package_version, runtime_device_name
     from engine.sparse.formats import get_backend, torch_dtype
 
@@ -181,11 +182,18 @@ def calibrate(plan: CalibrationPlan, device_name: str | None = None,
     name = device_name or runtime_device_name(dev)
     d = plan.device
     rows = []
+    vers = {"torch_version": package_version("torch")}
+
+    def task(op: str, backend: str, dtype: str, **dims) -> Task:
+        return Task(op=op, backend=backend, dims=dims, dtype=dtype, device=d, device_name=name,
+                    versions=vers)
+
     # 1. copy bandwidth
     n_el = plan.copy_mb * 2**20 // 4
     src = torch.ones(n_el, dtype=torch.float32, device=d)
     dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), repeats=plan.repeats, device=d)
+    t = measure(lambda: dst.copy_(src), repeats=plan.repeats,
+                task=task("copy", "torch copy_", "float32", elements=n_el))
     copy_gbs = 2 * n_el * 4 / t.median_s / 1e9
     rows.append(_row("copy", "copy bandwidth", copy_gbs, "GB/s", t,
                      f"dst.copy_(src), {plan.copy_mb} MB float32, read + write", name))
@@ -199,7 +207,8 @@ def calibrate(plan: CalibrationPlan, device_name: str | None = None,
         a = torch.randn(n, n, generator=gen, device=d).to(torch_dtype(dtype))
         b = torch.randn(n, n, generator=gen, device=d).to(torch_dtype(dtype))
         try:
-            t = measure(lambda: a @ b, repeats=plan.repeats, device=d)
+            t = measure(lambda: a @ b, repeats=plan.repeats,
+                        task=task("gemm", "torch-dense", dtype, rows=n, cols=n, k=n))
         except RuntimeError as exc:  # e.g. a dtype this CPU build cannot multiply
             rows.append({"step": "gemm", "what": f"GEMM {dtype}", "value": float("nan"),
                          "unit": "GFLOP/s", "detail": f"failed: {str(exc)[:120]}", "device_name": name})
@@ -220,7 +229,8 @@ def calibrate(plan: CalibrationPlan, device_name: str | None = None,
     csr = torch.sparse_csr_tensor(crow, cols, vals, (m, m), check_invariants=False).to(d)
     x = torch.randn(m, generator=gen).to(d)
     backend = get_backend("torch-csr")
-    t = measure(lambda: backend.matmul(csr, x), repeats=plan.repeats, device=d)
+    t = measure(lambda: backend.matmul(csr, x), repeats=plan.repeats,
+                task=task("spmv", "torch-csr", "float32", rows=m, cols=m, k=1))
     nnz = m * per_row
     gather_gbs = csr_bytes(m, nnz, 1, 4) / t.median_s / 1e9
     rows.append(_row("gather", "random-gather bandwidth", gather_gbs, "GB/s", t,
@@ -230,7 +240,8 @@ def calibrate(plan: CalibrationPlan, device_name: str | None = None,
     yield rows[-1]
     # 4. per-call floor
     tiny = torch.zeros(1, device=d)
-    t = measure(lambda: tiny.add_(1.0), repeats=plan.repeats, device=d)
+    t = measure(lambda: tiny.add_(1.0), repeats=plan.repeats,
+                task=task("add_", "torch", "float32", elements=1))
     rows.append(_row("floor", "per-call floor", t.median_s * 1e6, "us", t,
                      "one-element in-place add: dispatch (and launch on a GPU)", name))
     cal = Calibration(device_name=name, device=d, copy_gbs=copy_gbs, gather_gbs=gather_gbs,

@@ -104,7 +104,7 @@ def test_predicted_vs_measured_on_generated_matrices(kind):
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == len(rows), [r["message"] for r in rows if r["status"] != "ok"]
     for r in ok:
-        assert r["max_rel_err"] < 1e-4
+        assert r["max_rel_err"] < 1e-4 and r["method"] == "eager per call"
         assert r["efficiency"] == pytest.approx(r["predicted_s"] / r["median_s"])
         assert 1e-2 < r["efficiency"] < 1e2, r
     dense = ok[0]
