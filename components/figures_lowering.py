@@ -15,36 +15,65 @@ def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = 
                col_label: str = "input column", height: int = 440) -> go.Figure:
     """Heatmap of a sparse matrix aggregated by ``engine.layers.lowering.spy_grid``.
 
-    Each cell is placed at its first row and column; its colour is the mean of the
-    stored values in it (blank where nothing is stored). Hover: row, column, value,
-    and for aggregated cells the rows/columns covered and the count of entries.
+    Up to 512 x 512 rows and columns each cell is one entry, coloured by its value (blank
+    where nothing is stored). A larger matrix is downsampled by block density: each cell
+    covers a block of rows and columns and is coloured by the fraction of the block that is
+    stored; the title says so. Arrays go to plotly as numpy (binary encoding).
     """
     z, count = grid["z"], grid["count"]
     re, ce = grid["row_edges"], grid["col_edges"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (z / np.where(count > 0, count, 1)).astype(np.float32)
-    mean[count == 0] = np.nan
     if grid["aggregated"]:
+        area = np.outer(np.diff(re), np.diff(ce)).astype(np.float64)
+        dens = (count / np.maximum(area, 1)).astype(np.float32)
+        dens[count == 0] = np.nan
         custom = np.stack([np.broadcast_to((re[1:] - 1)[:, None], z.shape),
                            np.broadcast_to((ce[1:] - 1)[None, :], z.shape),
                            count], axis=-1).astype(np.float32)
         hover = (f"{row_label}s %{{y}}-%{{customdata[0]}}<br>{col_label}s %{{x}}-%{{customdata[1]}}"
-                 "<br>mean value %{z:.4g}<br>entries %{customdata[2]}<extra></extra>")
+                 "<br>stored fraction %{z:.3g}<br>entries %{customdata[2]}<extra></extra>")
+        trace = go.Heatmap(z=dens, x=ce[:-1], y=re[:-1], customdata=custom, hovertemplate=hover,
+                           colorscale="Blues", zmin=0, colorbar=dict(title="stored fraction", thickness=12))
+        note = " (downsampled to %dx%d cells by block density)" % z.shape
     else:
-        custom = None
-        hover = f"{row_label} %{{y}}<br>{col_label} %{{x}}<br>value %{{z:.4g}}<extra></extra>"
-    finite = np.abs(mean[np.isfinite(mean)])
-    bound = float(finite.max()) if finite.size else 1.0
-    fig = go.Figure(go.Heatmap(
-        z=mean, x=ce[:-1], y=re[:-1], customdata=custom, hovertemplate=hover,
-        colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
-        colorbar=dict(title="value", thickness=12)))
-    fig.update_yaxes(autorange="reversed", title=f"{row_label} (of {shape[0]})")
-    fig.update_xaxes(title=f"{col_label} (of {shape[1]})", side="bottom")
-    note = " (aggregated into %dx%d cells)" % z.shape if grid["aggregated"] else ""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (z / np.where(count > 0, count, 1)).astype(np.float32)
+        mean[count == 0] = np.nan
+        finite = np.abs(mean[np.isfinite(mean)])
+        bound = float(finite.max()) if finite.size else 1.0
+        trace = go.Heatmap(z=mean, x=ce[:-1], y=re[:-1], colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+                           hovertemplate=f"{row_label} %{{y}}<br>{col_label} %{{x}}<br>value %{{z:.4g}}"
+                                         "<extra></extra>", colorbar=dict(title="value", thickness=12))
+        note = ""
+    fig = go.Figure(trace)
+    fig.update_yaxes(autorange="reversed", title=f"{row_label} (of {shape[0]:,})")
+    fig.update_xaxes(title=f"{col_label} (of {shape[1]:,})", side="bottom")
     fig.update_layout(title=dict(text=title + note, font_size=14), height=height, margin=MARGIN,
                       plot_bgcolor="#ffffff")
     return fig
+
+
+def matrix_spy(view: dict, name: str, row_label: str = "output row", col_label: str = "input column") -> go.Figure:
+    """The spy plot of a view from engine.layers.explore, titled with its shape and nonzeros."""
+    m = view["matrix"]
+    title = f"{name} {m.shape[0]} x {m.shape[1]}, nnz {m.nnz:,}"
+    return spy_figure(view["grid"], m.shape, title, row_label=row_label, col_label=col_label)
+
+
+def pool_reuse_figure(view: dict, digit: int) -> go.Figure:
+    """Max pooling of the next digit beside this digit's selection matrix applied to it."""
+    side = outputs_figure(view["truth"][0], view["reused"][0], title_left=f"max pool of digit {view['other_digit']}",
+                          title_right=f"digit {digit}'s selection matrix applied to it")
+    side.update_layout(title=dict(text=f"Not linear: reusing the selection gives max |error| "
+                                       f"{view['reuse_error']:.3f}", font_size=14), margin=dict(t=70))
+    return side
+
+
+def tanh_gap_figure(gap: dict) -> go.Figure:
+    """Per step: tanh applied once after L vs the tanh RNN, and L alone vs the tanh RNN."""
+    return lines_figure(gap["step"], {"tanh(L x) vs tanh RNN": gap["maxdiff_tanh_once"],
+                                      "L x vs tanh RNN": gap["maxdiff_linear"]},
+                        "time step t", "max |difference| over hidden units (state units)",
+                        f"tanh applied once vs at every step: relative error {gap['rel_error_tanh_once']:.3f}")
 
 
 def field_figure(image: np.ndarray, field: np.ndarray | None, title: str, height: int = 340) -> go.Figure:

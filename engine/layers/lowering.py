@@ -717,7 +717,10 @@ def sweep_size(channels: Sequence[int], images: Sequence[int], batches: Sequence
     return len(channels) * len(images) * len(batches)
 
 
-def spy_grid(m: Any, max_cells: int = 512) -> dict:
+SPY_MAX_CELLS = 512      # a spy plot or heatmap is drawn from at most this many cells per side
+
+
+def spy_grid(m: Any, max_cells: int = SPY_MAX_CELLS) -> dict:
     """Aggregate a sparse matrix into at most max_cells x max_cells cells for a spy plot.
 
     Returns z (cells: sum of |values| per cell, NaN where the cell holds no entry),
@@ -757,11 +760,11 @@ def sample_image(source: str = "digit", size: int = 8, channels: int = 1, index:
     c = check_int("channels", channels, 1, 512)
     if source == "random":
         return np.random.default_rng(seed).random((c, n, n))
-    from sklearn.datasets import load_digits
+    from engine.data import digits_images
 
-    images = load_digits().images
+    images = digits_images()
     i = check_int("digit index", index, 0, len(images) - 1)
-    img = images[i] / 16.0
+    img = images[i]
     if n != 8:
         import torch
         import torch.nn.functional as F

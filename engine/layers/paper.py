@@ -176,7 +176,7 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def load_vision(spec: PaperSpec) -> TaskData:
-    """Digits (1797 8x8 images; stratified 80/20 split) or MNIST from local IDX files."""
+    """Digits (the lab's one split, ``engine.data.digits_split``) or MNIST from local IDX files."""
     if spec.mnist_dir:
         folder = Path(spec.mnist_dir)
         xtr = read_idx(_find(folder, "train-images-idx3-ubyte")).astype(np.float32) / 255.0
@@ -185,13 +185,10 @@ def load_vision(spec: PaperSpec) -> TaskData:
         yte = read_idx(_find(folder, "t10k-labels-idx1-ubyte")).astype(np.int64)
         dataset = f"MNIST (IDX files in {folder.name})"
     else:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        from engine.data import digits_split
 
-        digits = load_digits()
-        x = (digits.images / 16.0).astype(np.float32)
-        xtr, xte, ytr, yte = train_test_split(x, digits.target.astype(np.int64), test_size=0.2,
-                                              random_state=0, stratify=digits.target)
+        xtr, xte, ytr, yte = digits_split()
+        xtr, xte = xtr.reshape(-1, 8, 8), xte.reshape(-1, 8, 8)
         dataset = "scikit-learn digits (8x8)"
     if spec.max_train:
         xtr, ytr = xtr[:spec.max_train], ytr[:spec.max_train]

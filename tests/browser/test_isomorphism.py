@@ -1,7 +1,7 @@
 """/isomorphism in a real browser: sliders, spy plot click, equality, downloads."""
 import pytest
 
-from tests.browser.conftest import download_csv, wait_for_text
+from tests.browser.conftest import SHOTS, download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -9,18 +9,15 @@ pytestmark = pytest.mark.browser
 def test_isomorphism_sliders_click_and_downloads(app_server, page):
     page.goto(app_server + "/isomorphism")
     page.wait_for_selector("#iso-conv-msg .msg")
-    # default settings are the paper's case: one channel, no padding -> upper-triangular
-    wait_for_text(page, "#iso-conv-msg", "For these settings it is upper-triangular")
-    assert "0.00e+00" in page.inner_text("#iso-conv-stats") or "e-1" in page.inner_text("#iso-conv-stats")
-
-    # move the padding slider one step: the matrix is no longer upper-triangular
-    page.focus("#iso-conv-padding [role=slider]")
-    page.keyboard.press("ArrowRight")
-    wait_for_text(page, "#iso-conv-msg", "For these settings it is neither")
+    # default settings are the paper's own: zero padding 1, where the upper-triangular claim fails
+    wait_for_text(page, "#iso-conv-msg", "For these settings (zero padding 1, 1 -> 1 channels) it is neither")
+    assert "In the paper's own setting the claim fails" in page.inner_text("#iso-conv-msg")
     wait_for_text(page, "#iso-conv-spy", "Convolution matrix 256 x 256")
-    stats = page.inner_text("#iso-conv-stats")
-    diff = float(stats.split("\n")[0])
+    diff = float(page.inner_text("#iso-conv-stats").split("\n")[0])
     assert diff < 1e-10
+    # slider values are visible without hovering
+    assert page.locator("#iso-conv-padding .dash-slider-tooltip, #iso-conv-padding .rc-slider-tooltip, "
+                        "#iso-conv-padding [class*=tooltip]").count() >= 1
 
     # click a row of the spy plot (lower part): its receptive field is lit on the digit
     box = page.locator("#iso-conv-spy .nsewdrag").first.bounding_box()
@@ -31,11 +28,12 @@ def test_isomorphism_sliders_click_and_downloads(app_server, page):
         timeout=20_000)
     row = int(page.input_value("#iso-conv-row"))
     assert 100 < row < 256
+    page.screenshot(path=str(SHOTS / "isomorphism-conv.png"), full_page=False)
 
     # downloads: facts as CSV, the matrix as Matrix Market
     facts = download_csv(page, "#iso-conv-facts-csv-button")
     values = dict(zip(facts["fact"], facts["value"]))
-    assert values["triangularity"] == "neither" and int(values["rows"]) == 256
+    assert values["triangularity"] == "neither" and values["rows"] == "256 rows"
     with page.expect_download() as info:
         page.click("#iso-conv-mtx-button")
     text = open(info.value.path()).read()
@@ -43,7 +41,13 @@ def test_isomorphism_sliders_click_and_downloads(app_server, page):
     assert first[0].startswith("%%MatrixMarket matrix coordinate")
     size_line = next(line for line in first if not line.startswith("%"))
     assert size_line.split()[:2] == ["256", "256"]
-    assert int(size_line.split()[2]) == int(values["nnz"])
+    assert int(size_line.split()[2]) == int(values["nnz"].split()[0].replace(",", ""))
+
+    # no padding: the special case where the claim holds
+    page.focus("#iso-conv-padding [role=slider]")
+    page.keyboard.press("ArrowLeft")
+    wait_for_text(page, "#iso-conv-msg", "No padding is the special case: here the claim holds")
+    wait_for_text(page, "#iso-conv-spy", "Convolution matrix 196 x 256")
 
     # the RNN tab: a block lower-triangular matrix equal to the loop
     page.click("#iso-tab-rnn")

@@ -10,6 +10,7 @@ from pages import isomorphism as iso
 # (source, digit, size, cin, cout, kernel, stride, padding, dilation, expected triangularity)
 CONV_CASES = [
     ("digit", 0, 8, 1, 1, 3, 1, 0, 1, "upper-triangular"),
+    ("digit", 0, 28, 1, 1, 3, 1, 1, 1, "neither"),
     ("digit", 5, 12, 1, 1, 3, 1, 1, 1, "neither"),
     ("random", 0, 10, 2, 3, 3, 2, 1, 2, "neither"),
 ]
@@ -44,6 +45,45 @@ def test_update_conv_rejects_a_too_large_matrix_without_traceback():
     assert "expected at most" in _text(msg) and "Cannot compute this" in _text(msg)
 
 
+def test_default_is_the_papers_zero_padding_and_its_verdict_fails():
+    """The paper assumes zero padding: the default; at 28x28 the matrix has 2,970 entries below the diagonal."""
+    assert iso.ex.ConvSpec().padding == iso.ex.PAPER_PADDING == 1
+    layout = str(iso.layout())
+    assert "'id': 'iso-conv-padding'" in layout or "iso-conv-padding" in layout
+    *_rest, msg = iso.update_conv("digit", 0, 28, 1, 1, 3, 1, 1, 1)
+    text = _text(msg)
+    assert "it is neither: 2,970 stored entries below the diagonal" in text
+    assert "In the paper's own setting the claim fails" in text
+    assert "special case where the claim holds" in text and "upper-triangular: the special case" in text
+    assert msg.className.endswith("warn")
+    *_rest, msg0 = iso.update_conv("digit", 0, 28, 1, 1, 3, 1, 0, 1)
+    assert "No padding is the special case: here the claim holds" in _text(msg0)
+    assert msg0.className.endswith("ok")
+
+
+def test_sliders_show_their_values_and_take_their_range_from_the_engine():
+    from dash import dcc
+
+    def walk(node):
+        yield node
+        for child in getattr(node, "children", None) or []:
+            if hasattr(child, "children") or hasattr(child, "id"):
+                yield from walk(child)
+        kids = getattr(node, "children", None)
+        if kids is not None and not isinstance(kids, (list, tuple, str)) and hasattr(kids, "to_plotly_json"):
+            yield from walk(kids)
+
+    sliders = [n for n in walk(iso.layout()) if isinstance(n, dcc.Slider)]
+    assert len(sliders) >= 18
+    for s in sliders:
+        assert s.tooltip.get("always_visible") is True, s.id
+    by_id = {s.id: s for s in sliders}
+    for tab, limits in iso.ex.LIMITS.items():
+        for field, (lo, hi) in limits.items():
+            if iso.wid(tab, field) in by_id:
+                assert (by_id[iso.wid(tab, field)].min, by_id[iso.wid(tab, field)].max) == (lo, hi)
+
+
 def test_row_click_lights_the_receptive_field():
     side, out = iso.update_conv_row(9, "digit", 0, 8, 1, 1, 3, 1, 0, 1)   # 6x6 output: row 9 = (1, 3)
     assert "Row 9: output channel 0, y 1, x 3 reads 9 pixels" in side.layout.title.text
@@ -61,7 +101,7 @@ def test_pick_row_from_spy_and_output_clicks():
     def call(prop_id, spy, out, row):
         token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": prop_id, "value": 1}]))
         try:
-            return iso.pick_conv_row(spy, out, row, 8, 3, 1, 0, 1)
+            return iso.pick_conv_row(spy, out, row, "digit", 0, 8, 1, 1, 3, 1, 0, 1)
         finally:
             context_value.reset(token)
 
@@ -113,8 +153,34 @@ def test_mtx_payload_for_each_tab():
               "rnn": [4, 2, 2, 0.9, 1.0], "attn": [2, 2, 2, 0, []]}
     shapes = {"conv": (36, 64), "pool": (16, 64), "rnn": (8, 8), "attn": (4, 64)}
     for tab, vals in values.items():
-        m = iso._matrix_for(tab, vals)
+        m = iso.ex.matrix_for(iso.ex.spec_from_widgets(tab, vals))
         assert m.shape == shapes[tab], tab
+
+
+@pytest.mark.parametrize("values, match", [
+    ([999999, 4, 2, 0.9, 1.0], "sequence length: expected an integer in \\[1, 64\\], got 999999"),
+    ([256, 64, 64, 0.9, 1.0], "sequence length: expected an integer in \\[1, 64\\], got 256"),
+    ([12, 4, 999999, 0.9, 1.0], "input size: expected an integer in \\[1, 8\\], got 999999"),
+])
+def test_rnn_callbacks_refuse_before_building(values, match):
+    """The crafted requests that once took 36-42 s and 8-14 GB are refused from the spec alone."""
+    import re
+    import time
+
+    started = time.process_time()
+    out = iso.update_rnn(*values)
+    assert re.search(match, _text(out[-1]))
+    mtx = iso.ex.spec_from_widgets
+    with pytest.raises(ValueError, match=match):
+        iso.ex.mtx_text(mtx("rnn", values), "rnn")
+    assert time.process_time() - started < 1.0
+
+
+def test_download_is_refused_against_the_memory_budget(monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_MEMORY_BUDGET_MB", "1")
+    spec = iso.ex.spec_from_widgets("conv", ["digit", 0, 64, 4, 4, 3, 1, 1, 1])
+    with pytest.raises(ValueError, match="expected at most 1 MB of memory .* got an estimated"):
+        iso.ex.mtx_text(spec, "conv")
 
 
 def test_plan_sweep_rows_and_validation(tmp_path, monkeypatch):
