@@ -52,17 +52,23 @@ def _sparsity_axis(fig: go.Figure, sparsities) -> None:
                      tickangle=-45 if len(ticks) > 4 else 0)
 
 
-def _base(title: str, ytitle: str) -> go.Figure:
+def _base(title: str, ytitle: str, legend_below: bool = False) -> go.Figure:
+    """A log-y figure; ``legend_below`` for the half-width figures (the plot keeps its width)."""
     fig = go.Figure()
+    legend = ({"font": {"size": 11}, "orientation": "h", "x": 0, "y": -0.32, "yanchor": "top"}
+              if legend_below else {"font": {"size": 11}, "orientation": "v"})
     fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
-                      height=420, margin={"l": 70, "r": 20, "t": 50, "b": 60},
-                      legend={"font": {"size": 11}, "orientation": "v"})
+                      height=520 if legend_below else 420, margin={"l": 70, "r": 20, "t": 50, "b": 60},
+                      legend=legend)
     fig.update_yaxes(type="log", title_text=ytitle)
     return fig
 
 
 def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbol: str, fig: go.Figure,
-            skip_dense: bool = True) -> None:
+            skip_dense: bool = True, group: str | None = None) -> None:
+    """One line per backend (median per sparsity); under a legend group titled ``group``
+    (e.g. "this CPU, n = 512") when given, else each name prefixed with ``label``."""
+    prefix = "" if group else label
     for backend, g in frame.groupby("backend", sort=False):
         if skip_dense and backend == "torch-dense":
             continue
@@ -71,15 +77,29 @@ def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbo
         g = g[np.isfinite(g[value]) & (g[value] > 0)]
         if g.empty:
             continue
-        add_points(fig, _x(g["sparsity"]), g[value], name=f"{label}{backend}", color=color_of(backend),
-                   noisy=g["noisy"], dash=dash or "solid", symbol=symbol,
+        grouping = {"legendgroup": group, "legendgrouptitle_text": group} if group else {}
+        add_points(fig, _x(g["sparsity"]), g[value], name=f"{prefix}{backend}", color=color_of(backend),
+                   noisy=g["noisy"], dash=dash or "solid", symbol=symbol, **grouping,
                    customdata=g["sparsity"],
                    hovertemplate="sparsity %{customdata:.4g}<br>%{y:.3g}<extra>%{fullData.name}</extra>")
 
 
+def _groups(ref: pd.DataFrame, ref_label: str, local_label: str | None) -> tuple[str | None, str | None]:
+    """Legend group titles (local, reference) when both are drawn and the local one is named."""
+    if local_label and not ref.empty:
+        return local_label, ref_label
+    return None, None
+
+
 def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
-                   breakeven: pd.DataFrame | None = None, ref_label: str = "reference") -> go.Figure:
-    """Measured speedup t_dense / t_backend vs theoretical 1/density, log-log; break-even marked."""
+                   breakeven: pd.DataFrame | None = None, ref_label: str = "reference",
+                   local_label: str | None = None) -> go.Figure:
+    """Measured speedup t_dense / t_backend vs theoretical 1/density, log-log; break-even marked.
+
+    ref_label / local_label: how the legend names the reference run and this run (the
+    page names their mismatch: "reference: H100 80GB HBM3, n = 8192", "this CPU, n = 512").
+    The chapter's measured speedups (1.1 / 1.8 / 2.3 / 3.5x) are drawn as stars.
+    """
     loc, ref = _ok(local), _ok(reference)
     if loc.empty and ref.empty:
         return empty_figure("No measured rows yet: run a sweep (or pick a reference run).")
@@ -88,11 +108,18 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     xs = _x(np.linspace(sp.min(), sp.max(), 50))
     fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="theoretical 1/density",
                              line={"color": "#999", "dash": "dash"}))
+    fig.add_trace(go.Scatter(x=_x(CHAPTER["sparsity"]), y=CHAPTER["chapter_actual"], mode="markers+text",
+                             name="the chapter's measured speedups (device not named)",
+                             marker={"symbol": "star", "size": 12, "color": "#111"},
+                             text=[f"{v:g}x" for v in CHAPTER["chapter_actual"]], textposition="top center",
+                             textfont={"size": 11}, customdata=CHAPTER["sparsity"],
+                             hovertemplate="the chapter: %{y:.2g}x at sparsity %{customdata:.3g}<extra></extra>"))
     reference_line(fig, "break-even (speedup 1)", y=1.0, color="#c00", dash="dot", side="bottom")
+    mine, theirs = _groups(ref, ref_label, local_label)
     if not loc.empty:
-        _series(loc, "speedup", "", None, "circle", fig)
+        _series(loc, "speedup", "", None, "circle", fig, group=mine)
     if not ref.empty:
-        _series(ref, "speedup", f"{ref_label}: ", "dot", "diamond-open", fig)
+        _series(ref, "speedup", f"{ref_label}: ", "dot", "diamond-open", fig, group=theirs)
     if breakeven is not None and len(breakeven):
         for _, r in breakeven.iterrows():
             be = r.get("break_even")
@@ -102,40 +129,42 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
             fig.add_trace(go.Scatter(x=[float(_x(be))], y=[1.0], mode="markers",
                                      marker={"symbol": "x", "size": 12, "color": color_of(r["backend"])},
                                      name=f"break-even {r['backend']} ({100 * be:.3g}%)"))
-    _sparsity_axis(fig, sp)
+    _sparsity_axis(fig, pd.concat([sp, CHAPTER["sparsity"]]))
     return fig
 
 
 def efficiency_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
-                      ref_label: str = "reference") -> go.Figure:
+                      ref_label: str = "reference", local_label: str | None = None) -> go.Figure:
     """Efficiency = measured speedup / theoretical speedup (1 = all of the skipped work saved)."""
     loc, ref = _ok(local), _ok(reference)
     if loc.empty and ref.empty:
         return empty_figure("No measured rows yet.")
-    fig = _base("Efficiency: measured / theoretical speedup", "efficiency (fraction, log scale)")
+    fig = _base("Efficiency: measured / theoretical speedup", "efficiency (fraction, log scale)", legend_below=True)
+    mine, theirs = _groups(ref, ref_label, local_label)
     if not loc.empty:
-        _series(loc, "efficiency", "", None, "circle", fig)
+        _series(loc, "efficiency", "", None, "circle", fig, group=mine)
     if not ref.empty:
-        _series(ref, "efficiency", f"{ref_label}: ", "dot", "diamond-open", fig)
+        _series(ref, "efficiency", f"{ref_label}: ", "dot", "diamond-open", fig, group=theirs)
     _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
     return fig
 
 
 def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
-                     ref_label: str = "reference") -> go.Figure:
+                     ref_label: str = "reference", local_label: str | None = None) -> go.Figure:
     """Achieved GB/s under the minimum-traffic model, with the device's peak when known."""
     loc, ref = _ok(local), _ok(reference)
     if loc.empty and ref.empty:
         return empty_figure("No measured rows yet.")
-    fig = _base("Achieved memory bandwidth (minimum-traffic model)", "GB/s (log scale)")
+    fig = _base("Achieved memory bandwidth (minimum-traffic model)", "GB/s (log scale)", legend_below=True)
+    mine, theirs = _groups(ref, ref_label, local_label)
     if not loc.empty:
-        _series(loc, "gbs", "", None, "circle", fig, skip_dense=False)
+        _series(loc, "gbs", "", None, "circle", fig, skip_dense=False, group=mine)
     if not ref.empty:
-        _series(ref, "gbs", f"{ref_label}: ", "dot", "diamond-open", fig, skip_dense=False)
-    for d, label in ((loc, "this device"), (ref, ref_label)):
+        _series(ref, "gbs", f"{ref_label}: ", "dot", "diamond-open", fig, skip_dense=False, group=theirs)
+    for d, label in ((loc, "this device"), (ref, "reference")):
         if not d.empty and "peak_gbs" in d and np.isfinite(d["peak_gbs"]).any():
             peak = float(d["peak_gbs"].dropna().iloc[0])
-            reference_line(fig, f"peak {peak:.0f} GB/s ({label})", y=peak, color="#000", along=0.01)
+            reference_line(fig, f"{label}'s peak {peak:.0f} GB/s", y=peak, color="#000", along=0.99)
     _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
     return fig
 

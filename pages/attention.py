@@ -1,7 +1,6 @@
 """Attention masks: the mask zoo, block masks, and when sparse attention beats dense."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import dash
 import pandas as pd
@@ -16,6 +15,7 @@ from components.tables import csv_download, data_table, register_csv_download
 from engine.attention import masks as M
 from engine.attention.attend import (SweepConfig, attention_sweep, crossover,
                               mask_fidelity, structured_qk, sweep_memory_bytes)
+from engine.bench.reference import Reference, references
 from engine.runtime.device import describe_device
 from engine.validate import check_budget, check_choice, check_int
 
@@ -35,7 +35,6 @@ PARAM_LIMITS = {"w": (1, 4096), "d": (1, 64), "g": (1, 4096), "r": (1, 64), "see
 WEIGHTS_MAX_SEQ = 512  # attention weights are computed on at most this many tokens
 SWEEP_SEQS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 SWEEP_BLOCK = 128
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _param_control(name: str) -> html.Div:
@@ -351,46 +350,17 @@ def draw_sweep(rows, baseline="causal"):
 
 
 # -- the committed reference CSV ----------------------------------------------------------
-REFERENCE_COLUMNS = {"seq_len", "mask", "impl", "status", "kernel_ms", "speedup_vs_causal"}
-
-
-def _is_attention_csv(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = set(fh.readline().strip().split(","))
-    except OSError:
-        return False
-    return REFERENCE_COLUMNS <= header
-
-
-def reference_files() -> list[Path]:
-    """Committed attention sweep CSVs (benchmarks/results/*attention*.csv with our columns)."""
-    if not RESULTS_DIR.is_dir():
-        return []
-    return sorted(p for p in RESULTS_DIR.rglob("*.csv")
-                  if "attention" in str(p.relative_to(RESULTS_DIR)) and _is_attention_csv(p))
-
-
-def _ref_name(path: Path) -> str:
-    return str(path.relative_to(RESULTS_DIR))
+def reference_files() -> list[Reference]:
+    """Committed attention sweeps (engine.bench.reference), newest first by their own date."""
+    return references("attention")
 
 
 @callback(Output(f"{P}-ref-file", "options"), Output(f"{P}-ref-file", "value"),
           Input(f"{P}-ref-file", "id"))
 def list_reference(_id):
-    paths = reference_files()
-    files = [_ref_name(p) for p in paths]
-    newest = max(paths, key=_measured_at, default=None)
-    return [{"label": f, "value": f} for f in files], (_ref_name(newest) if newest else None)
-
-
-def _measured_at(path: Path) -> str:
-    """The latest measured_at of a reference CSV ("" when it has none)."""
-    try:
-        frame = pd.read_csv(path, usecols=lambda c: c == "measured_at")
-    except (OSError, ValueError):
-        return ""
-    return str(frame["measured_at"].dropna().max()) if "measured_at" in frame else ""
+    refs = reference_files()
+    names = sorted(r.name for r in refs)
+    return [{"label": f, "value": f} for f in names], (refs[0].name if refs else None)
 
 
 @callback(Output(f"{P}-ref-plot", "figure"), Output(f"{P}-ref-note", "children"),
@@ -398,7 +368,7 @@ def _measured_at(path: Path) -> str:
           Output(f"{P}-ref-table", "children"), Input(f"{P}-ref-file", "value"),
           Input(f"{P}-baseline", "value"))
 def draw_reference(name, baseline="causal"):
-    files = {_ref_name(p): p for p in reference_files()}
+    files = {r.name: r.path for r in reference_files()}
     if not isinstance(name, str) or name not in files:
         return (figs.crossover_figure([], "Reference run", baseline),
                 message("No reference CSV committed yet under benchmarks/results/ "
@@ -431,7 +401,7 @@ BARE_COLUMNS = ["seq_len", "window", "status", "lab_speedup", "bare_events_speed
 def draw_bare(name):
     """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed
     (the one in the chosen reference CSV's folder)."""
-    files = {_ref_name(p): p for p in reference_files()}
+    files = {r.name: r.path for r in reference_files()}
     if not isinstance(name, str) or name not in files:  # only next to a listed reference CSV
         return None
     path = files[name].parent / BARE_FILE

@@ -7,9 +7,6 @@ the callback that needs it (nothing is held in the server between requests).
 """
 from __future__ import annotations
 
-import glob
-import os
-from pathlib import Path
 
 import dash
 import pandas as pd
@@ -20,6 +17,7 @@ from components.chain_controls import control_id
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.bench.reference import references
 from engine.layers import explore as ex
 from engine.layers import lowering as low
 from engine.validate import check_int
@@ -30,8 +28,6 @@ dash.register_page(__name__, path="/isomorphism", name="Isomorphism", order=3,
 
 P = "iso"
 SEED = "Unified Sparse-Matrix Representations for Diverse Neural Architectures (arXiv 2506.01966)"
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_GLOB = "benchmarks/results/**/gpu_isomorphism*.csv"
 SWEEP = job_ids(f"{P}-sweep")
 FACT_COLUMNS = [{"name": c, "id": c} for c in ("fact", "value")]
 
@@ -398,15 +394,13 @@ register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-swe
 
 
 def load_reference() -> tuple[pd.DataFrame | None, str]:
-    """The newest committed GPU reference CSV, and a line saying what it is."""
-    files = sorted(glob.glob(str(ROOT / REFERENCE_GLOB), recursive=True), key=os.path.getmtime)
-    files = [f for f in files if os.path.basename(f) == "gpu_isomorphism.csv"]   # the rows, not summaries
-    if not files:
-        return None, "No committed GPU reference CSV yet (benchmarks/results/gpu_isomorphism*.csv)."
-    frame = pd.read_csv(files[-1])
-    device = frame["device_name"].iloc[0] if "device_name" in frame and len(frame) else "unknown device"
-    rel = os.path.relpath(files[-1], ROOT)
-    return frame, f"Reference: {rel} measured on {device} ({len(frame)} rows)."
+    """The newest committed GPU reference run (engine.bench.reference), and a line saying what it is."""
+    refs = references("isomorphism")
+    if not refs:
+        return None, "No committed GPU reference CSV yet (benchmarks/results/isomorphism/gpu_isomorphism.csv)."
+    ref = refs[0]
+    return ref.frame(), (f"Reference: benchmarks/results/{ref.name} measured on {ref.device_name or 'unknown device'}"
+                         f" ({ref.date or 'undated'}, {ref.rows} rows).")
 
 
 @callback(Output("iso-sweep-plot", "figure"), Output("iso-ref-note", "children"),

@@ -1,7 +1,6 @@
 """/moe: routing, load balance, capacity, and the cost of conditional compute."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import dash
 from dash import Input, Output, State, callback, dcc, html
@@ -19,7 +18,6 @@ dash.register_page(__name__, path="/moe", name="Mixture of Experts", order=7,
                                "compute costs: dense FFN vs MoE timing.")
 
 P = "moe"
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 TRAIN, SWEEP = f"{P}-train", f"{P}-sweep"
 
 
@@ -328,7 +326,7 @@ register_job(SWEEP, [State(f"{SWEEP}-d", "value"), State(f"{SWEEP}-max", "value"
 def draw_sweep(rows):
     rows = rows or []
     try:
-        ref = moe.load_reference_sweep(RESULTS)
+        ref = moe.load_reference_sweep()
     except (ValueError, OSError) as exc:
         ref, note = None, message(f"Reference CSV unreadable: {exc}", "warn")
     else:

@@ -5,9 +5,6 @@ Thin page: widgets -> engine.layers.paper.PaperSpec -> a background job streamin
 """
 from __future__ import annotations
 
-import glob
-import os
-from pathlib import Path
 
 import dash
 import pandas as pd
@@ -17,6 +14,7 @@ from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_download, data_table, register_csv_download, table_columns
+from engine.bench.reference import references
 from engine.layers import paper as pp
 
 dash.register_page(__name__, path="/paper", name="Paper experiment", order=4,
@@ -25,8 +23,6 @@ dash.register_page(__name__, path="/paper", name="Paper experiment", order=4,
 
 P = "paper"
 JOB = job_ids(f"{P}-train")
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_GLOB = "benchmarks/results/**/gpu_paper*.csv"
 SEED = "Unified Sparse-Matrix Representations for Diverse Neural Architectures (arXiv 2506.01966), section 7"
 
 
@@ -157,13 +153,13 @@ def draw_run(rows):
 
 
 def load_reference() -> tuple[pd.DataFrame | None, str]:
-    files = sorted(glob.glob(str(ROOT / REFERENCE_GLOB), recursive=True), key=os.path.getmtime)
-    files = [f for f in files if os.path.basename(f) == "gpu_paper.csv"]   # the rows, not summaries
-    if not files:
-        return None, "No committed GPU run yet (benchmarks/results/gpu_paper*.csv)."
-    frame = pd.read_csv(files[-1])
-    device = frame["device"].iloc[0] if "device" in frame and len(frame) else "unknown device"
-    return frame, f"Reference: {os.path.relpath(files[-1], ROOT)}, measured on {device} ({len(frame)} rows)."
+    """The newest committed GPU run (engine.bench.reference), and a line saying what it is."""
+    refs = references("paper")
+    if not refs:
+        return None, "No committed GPU run yet (benchmarks/results/paper/gpu_paper.csv)."
+    ref = refs[0]
+    return ref.frame(), (f"Reference: benchmarks/results/{ref.name}, measured on "
+                         f"{ref.device_name or 'unknown device'} ({ref.date or 'undated'}, {ref.rows} rows).")
 
 
 @callback(Output("paper-ref-table", "data"), Output("paper-ref-table", "columns"),

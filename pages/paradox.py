@@ -14,9 +14,9 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.bench.reference import (RESULTS, load_reference, parse_float_list, reference_files,
-                                    reference_label)
-from engine.bench.sweeps import ParadoxConfig, break_even, paradox_sweep
+from engine.bench.measurement import normalise_method
+from engine.bench.reference import compare, find, parse_float_list, references, short_device
+from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
 from engine.runtime.device import describe_device
 from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
                             get_backend, storage_bytes)
@@ -37,15 +37,16 @@ STATES = [State(f"{P}-size", "value"), State(f"{P}-k", "value"), State(f"{P}-dty
           State(f"{P}-ops", "value"), State(f"{P}-repeats", "value"), State(f"{P}-reuse", "value")]
 
 
-def _num(id_: str, value, lo, hi, step=1) -> dcc.Input:
-    return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=step, debounce=True,
+def _num(what: str, value, step=1) -> dcc.Input:
+    """A number box for one of the engine's LIMITS ("size", "k", "block", "repeats")."""
+    lo, hi = LIMITS[what]
+    return dcc.Input(id=f"{P}-{what}", type="number", value=value, min=lo, max=hi, step=step, debounce=True,
                      style={"width": "9.5em"})
 
 
 def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
                  device: str = "cpu") -> ParadoxConfig:
     """Widget values -> a validated ParadoxConfig (ValueError "expected ... got ...")."""
-    size = check_int("size", size, lo=16, hi=16384)
     if not backends:
         raise ValueError("backends: expected at least one backend ticked, got none")
     if not ops:
@@ -56,12 +57,9 @@ def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repe
     if not isinstance(sparsities, str):
         raise ValueError(f"sparsities: expected text like 0.5, 0.9, got {sparsities!r:.60}")
     return ParadoxConfig(
-        sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, 0.0, 0.9999),
-        backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops),
-        k=check_int("k", k, lo=1, hi=4096), pattern=pattern,
-        block=check_int("block", block, lo=1, hi=512),
-        repeats=check_int("repeats", repeats, lo=1, hi=200), device=device,
-        memory_budget_bytes=memory_budget_bytes())
+        sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, *LIMITS["sparsity"]),
+        backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops), k=k, pattern=pattern, block=block,
+        repeats=repeats, device=device, memory_budget_bytes=memory_budget_bytes())
 
 
 def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reuse) -> JobPlan:
@@ -92,15 +90,15 @@ def _controls() -> html.Div:
     names = backend_names()
     return html.Div([
         controls_row(
-            labelled("Matrix size n (n x n)", _num(f"{P}-size", 512, 16, 16384)),
-            labelled("k (columns of B, SpMM)", _num(f"{P}-k", 64, 1, 4096)),
+            labelled("Matrix size n (n x n)", _num("size", 512)),
+            labelled("k (columns of B, SpMM)", _num("k", 64)),
             labelled("dtype", dcc.Dropdown(id=f"{P}-dtype", options=list(DTYPES), value="float32",
                                            clearable=False, style={"width": "9em"})),
             labelled("Pattern", dcc.Dropdown(id=f"{P}-pattern", value="uniform", clearable=False,
                                              options=[{"label": v, "value": k} for k, v in PATTERN_LABELS.items()],
                                              style={"width": "100%", "minWidth": "12em"})),
-            labelled("Block (BSR, block pattern)", _num(f"{P}-block", 16, 1, 512)),
-            labelled("Repeats", _num(f"{P}-repeats", 10, 1, 200)),
+            labelled("Block (BSR, block pattern)", _num("block", 16)),
+            labelled("Repeats", _num("repeats", 10)),
         ),
         controls_row(
             labelled("Sparsities (fractions of zeros)",
@@ -146,8 +144,10 @@ def layout(**_kwargs):
                      className="control", style={"maxWidth": "560px", "flex": "1 1 420px"}),
         ), html.Div(id=f"{P}-ref-note"),
             dcc.Graph(id=f"{P}-speedup", config={"displaylogo": False}),
-            note="Solid lines: this device. Dotted lines with open diamonds: the reference run. "
-                 "Grey dashed: theoretical 1/density. Red dotted: speedup 1 (break-even)."),
+            note="Solid lines: this device. Dotted lines with open diamonds: the reference run "
+                 "(the legend names where it differs from this run: device, size n, dtype, timing). "
+                 "Grey dashed: theoretical 1/density. Black stars: the chapter's measured speedups. "
+                 "Red dotted: speedup 1 (break-even). Hollow grey points: noisy (IQR/median > 0.1)."),
         html.Div([
             section("Efficiency", dcc.Graph(id=f"{P}-efficiency", config={"displaylogo": False}),
                     note="Measured speedup divided by the theoretical one: 1 would mean every "
@@ -187,7 +187,7 @@ def layout(**_kwargs):
                      "memory-bound SpMV can at best run dense bytes / sparse bytes times faster."),
         section("Measured speedups", data_table(f"{P}-measured", []), csv_download(f"{P}-measured-csv")),
         section("All rows", data_table(f"{P}-rows-table", [], page_size=10),
-                csv_download(f"{P}-rows-csv"),
+                csv_download(f"{P}-rows-table-csv"),
                 note="Every row with its spec, device, versions, timing method, median, IQR, "
                      "conversion time and derived columns; 'noisy' marks IQR/median > 0.1. "
                      "Unsupported combinations are listed with their reason, never drawn."),
@@ -233,10 +233,10 @@ def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
 @callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Output(f"{P}-ref", "placeholder"),
           Input(f"{P}-ref", "id"))
 def reference_options(_id):
-    """Committed reference CSVs (benchmarks/results/), the newest chosen; read at page load."""
-    files = reference_files()
-    opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
-    placeholder = "none" if opts else "none committed yet (benchmarks/results/ has no paradox CSV)"
+    """Committed paradox runs (engine.bench.reference), the newest chosen; read at page load."""
+    opts = [{"label": f"{r.name} ({r.label}, n = {', '.join(map(str, r.shape.get('rows', ())))})",
+             "value": r.name} for r in references(P)]
+    placeholder = "none" if opts else "none committed yet (benchmarks/results/ has no paradox run)"
     return opts, (opts[0]["value"] if opts else None), placeholder
 
 
@@ -255,25 +255,56 @@ def draw(rows, op, ref_path):
     if len(frame) and op not in set(frame["op"]):
         op = frame["op"].iloc[0]  # the sweep did not run the chosen op: show the one it ran
     local = frame[frame["op"] == op] if len(frame) else frame
-    reference, label, note = None, "reference", None
+    reference, labels, note = None, {}, None
     if ref_path:
         try:
-            reference = load_reference(ref_path)
-            label = reference_label(reference, ref_path)
-            dtype = local["dtype"].iloc[0] if len(local) else "float32"
-            reference = reference[(reference["op"] == op) & (reference["dtype"] == dtype)]
-            note = message(f"Reference: {label}, {dtype} {op}, from {os.path.basename(ref_path)} "
-                           f"({len(reference)} rows; measured by the GPU script, see docs/paradox.md).", "info")
+            reference, labels, note = reference_beside(local, op, ref_path)
         except (ValueError, OSError, KeyError) as exc:
             reference, note = None, error_message(exc)
     be = break_even(local)
     shown_be = be.drop(columns=["device_name"]) if "device_name" in be else be
     tables = [measured_vs_chapter(local), shown_be, measured_table(local), frame]
-    out = [speedup_figure(local, reference, be, label), efficiency_figure(local, reference, label),
-           bandwidth_figure(local, reference, label)]
+    out = [speedup_figure(local, reference, be, **labels), efficiency_figure(local, reference, **labels),
+           bandwidth_figure(local, reference, **labels)]
     for t in tables:
         out += [records(t), table_columns(t)]
     return (*out, note)
+
+
+def reference_beside(local: pd.DataFrame, op: str, name: str):
+    """(reference rows of ``op``, figure labels, note) for the committed run ``name``.
+
+    The labels and the note name every way the reference differs from the local rows
+    (device, n, k, dtype, timing method): "H100 80GB HBM3, n = 8192 · this CPU, n = 512".
+    """
+    ref = find(name, P)
+    rows = ref.frame()
+    rows = rows[rows["op"] == op]
+    ok = local[local["status"].isin(["ok", "reused"])] if len(local) else local
+    if len(ok):
+        dtype = str(ok["dtype"].iloc[0])
+        method = next((m for m in map(normalise_method, ok["method"].dropna()) if m), None) \
+            if "method" in ok else None
+        dims = {"rows": sorted(set(ok["rows"].astype(int))), "k": sorted(set(ok["k"].astype(int)))}
+        match = compare(ref, device_name=str(ok["device_name"].iloc[0]), dims=dims, dtype=dtype, method=method)
+    else:
+        dtype, match = "float32", compare(ref)
+    if "dtype" in rows and dtype not in set(rows["dtype"]) and len(rows):
+        dtype = str(rows["dtype"].iloc[0])  # the reference never ran this dtype: show its own (named below)
+    rows = rows[rows["dtype"] == dtype] if "dtype" in rows else rows
+    where = f"{ref.name} ({ref.date}, {len(rows)} rows of {dtype} {op}; the GPU script, see docs/paradox.md)"
+    if not len(ok):
+        text, kind = f"Reference: {short_device(ref.device_name)}, from {where}.", "info"
+        labels = {"ref_label": f"reference: {short_device(ref.device_name)}"}
+    elif match.same:
+        text, kind = f"Reference: {match.label}, from {where}.", "info"
+        labels = {"ref_label": f"reference: {short_device(ref.device_name)}", "local_label": "this run"}
+    else:
+        text = (f"Not like for like: {match.label}. Compare the shapes of the curves, not their values; "
+                f"reference from {where}.")
+        kind = "warn"
+        labels = {"ref_label": f"reference: {match.reference_text}", "local_label": match.local_text}
+    return rows, labels, message(text, kind)
 
 
 def rows_frame(rows) -> pd.DataFrame:
@@ -311,9 +342,9 @@ def storage_table(size: int, dtype: str, block: int, sparsities) -> pd.DataFrame
 def storage(size, dtype, block, sparsities):
     """The byte-count model for the chosen size, dtype, block and sparsities."""
     try:
-        size = check_int("size", size, lo=16, hi=16384)
-        block = check_int("block", block, lo=1, hi=512)
-        values = parse_float_list("sparsities", sparsities, 0.0, 0.9999)
+        size = check_int("size", size, *LIMITS["size"])
+        block = check_int("block", block, *LIMITS["block"])
+        values = parse_float_list("sparsities", sparsities, *LIMITS["sparsity"])
         dtype = dtype if dtype in DTYPES else "float32"
     except ValueError as exc:
         return [], [], error_message(exc)

@@ -14,7 +14,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_payload, data_table, table_columns
-from engine.bench.reference import RESULTS, load_reference, reference_files, reference_label
+from engine.bench.reference import find, references
 from engine.bench.schema import OK_REQUIRED, SCHEMAS
 from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
 
@@ -147,11 +147,16 @@ def list_runs(_version, _clicks, select, current):
         rows = run_table_rows(store)
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         opts = [{"label": run_label(m), "value": m["run_id"]} for m in store.list_runs()]
-        refs = [{"label": f"committed reference: {f.relative_to(RESULTS)}", "value": REF + str(f)}
-                for f in reference_files()]
-        ids = {o["value"] for o in opts}
+        refs = reference_options()
+        ids = {o["value"] for o in opts + refs}
         value = select if select in ids else (current if current in ids else None)
-        return frame.to_dict("records"), table_columns(frame), opts, refs + opts, value
+        return frame.to_dict("records"), table_columns(frame), opts + refs, refs + opts, value
+
+
+def reference_options() -> list[dict]:
+    """Every committed reference run (engine.bench.reference), for "Run" and "Compare with"."""
+    return [{"label": f"committed {r.kind} reference: {r.name} ({r.label})", "value": REF + r.name}
+            for r in references()]
 
 
 @callback(Output(f"{P}-confirm", "displayed"), Input(f"{P}-delete", "n_clicks"),
@@ -195,15 +200,15 @@ REF = "ref:"
 def load_run(store: RunStore, key: str):
     """(meta, rows frame) of a stored run id, or of a committed reference CSV ("ref:<path>")."""
     if key.startswith(REF):
-        path = key[len(REF):]
         try:
-            frame = load_reference(path)
+            ref = find(key[len(REF):])
+            frame = ref.frame()
         except (ValueError, OSError):
             return None
-        name = reference_label(frame, path)
-        return ({"run_id": Path(path).name, "kind": "paradox", "status": "committed reference",
-                 "created": "", "device_name": name, "n_rows": len(frame),
-                 "params": {"file": str(Path(path).relative_to(RESULTS))}}, frame)
+        return ({"run_id": Path(ref.name).name, "kind": ref.kind, "status": "committed reference",
+                 "created": ref.date, "device_name": ref.device_name, "n_rows": len(frame),
+                 "params": {"file": ref.name, "dtypes": ", ".join(ref.dtypes),
+                            "timing": ", ".join(ref.methods) or "not recorded"}}, frame)
     try:
         return store.meta(key), store.frame(key)
     except KeyError:
@@ -252,7 +257,8 @@ def show(run_id, other_id, x, y, op, dtype, _version):
         numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
                    and c not in ("seed",)]
         labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]"
-                  if m["status"] != "committed reference" else f"{m['device_name']} (reference)"
+                  if m["status"] != "committed reference"
+                  else f"{m['device_name'].replace('NVIDIA ', '')} (reference)"
                   for m, _ in frames]
         fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
                              x or "sparsity", y or "speedup")
@@ -279,8 +285,8 @@ def export(_clicks, run_id):
     if not run_id:
         return no_update
     with closing(RunStore()) as store:
-        try:
-            frame = store.frame(run_id)
-        except KeyError:
-            return no_update
-        return csv_payload(frame, f"run_{run_id}.csv")
+        loaded = load_run(store, run_id)
+    if loaded is None:
+        return no_update
+    name = Path(run_id[len(REF):]).stem if run_id.startswith(REF) else run_id
+    return csv_payload(loaded[1], f"run_{name}.csv")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
 
 import dash
 import pandas as pd
@@ -18,6 +17,7 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.bsr_results import (TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, break_even,
                                       load_bsr_bench, sweep_rows, targets)
+from engine.bench.reference import find, references, short_device
 from engine.runtime.device import describe_device
 from engine.sparse.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, accuracy_plan_size,
                             accuracy_rows, compare_patterns, random_weight)
@@ -36,7 +36,6 @@ TIME = f"{P}-time"
 ACC = f"{P}-acc"
 TIME_IDS = job_ids(TIME)
 ACC_IDS = job_ids(ACC)
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 SIZES = (64, 128, 256, 512, 1024, 2048)
 SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 SWEEP_SPARSITIES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99)
@@ -295,7 +294,7 @@ def _accuracy_section() -> html.Section:
              "pruned model did better on this test split).")
 
 
-BSR_BENCH = RESULTS / "bsr_bench.csv"
+BSR_BENCH = "bsr_bench.csv"  # the committed lab-bsr run the page shows (engine.bench.reference)
 BSR_TABLE_COLUMNS = ["block", "sparsity", "method", "ms", "speedup_vs_dense", "ms_events",
                      "speedup_vs_dense_events", "theory", "efficiency", "speedup_vs_torch_bsr",
                      "config", "rel_err"]
@@ -402,37 +401,15 @@ def timing_notes(size, k, dtype, blocks, sparsities, nm, repeats):
 
 @callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Input(f"{P}-ref", "id"))
 def reference_options(_id):
-    """Committed GPU CSVs of this sweep under benchmarks/results/ (read on demand)."""
-    files = reference_files(RESULTS)
-    opts = [{"label": str(f.relative_to(RESULTS)), "value": str(f)} for f in files]
+    """Committed runs of this sweep (engine.bench.reference), newest first."""
+    opts = [{"label": f"{r.name} ({r.label})", "value": r.name} for r in references("structured")]
     return opts, (opts[0]["value"] if opts else None)
 
 
-def reference_files(root: Path) -> list[Path]:
-    """Timing CSVs of this sweep under ``root`` (path names "structured_sparsity", rows
-    have a spec_key column), newest name first."""
-    if not root.exists():
-        return []
-    out = []
-    for path in sorted(root.rglob("*.csv"), reverse=True):
-        if "structured_sparsity" not in str(path.relative_to(root)):
-            continue
-        try:
-            with path.open(encoding="utf-8") as fh:
-                header = fh.readline()
-        except OSError:
-            continue
-        if all(c in header for c in ("spec_key", "speedup", "backend", "part")):
-            out.append(path)
-    return out
-
-
-def load_reference_rows(path: str) -> tuple[pd.DataFrame, str]:
-    """A committed reference CSV (only under benchmarks/results/) and its device label."""
-    from engine.bench.reference import load_reference, reference_label
-
-    frame = load_reference(path, root=RESULTS)
-    return frame, reference_label(frame, path)
+def load_reference_rows(name: str) -> tuple[pd.DataFrame, str]:
+    """A committed run of this sweep (only listed ones) and its device label."""
+    ref = find(name, "structured")
+    return ref.frame(), short_device(ref.device_name)
 
 
 def timing_frame(rows, ref_path) -> tuple[pd.DataFrame, object]:
@@ -447,7 +424,7 @@ def timing_frame(rows, ref_path) -> tuple[pd.DataFrame, object]:
             ref, label = load_reference_rows(ref_path)
             parts.append(ref.assign(source=f"reference: {label}"))
             note = message(f"Reference: {label}, from benchmarks/results/"
-                           f"{Path(ref_path).relative_to(RESULTS)} ({len(ref)} rows, measured by "
+                           f"{ref_path} ({len(ref)} rows, measured by "
                            "benchmarks/gpu_structured_sparsity.py; see docs/structured-sparsity.md).",
                            "info")
         except (ValueError, OSError, KeyError) as exc:
@@ -517,9 +494,9 @@ def draw_bsr_bench(timing):
              None, [], [], [], [])
     try:
         timing = check_choice("timing", timing, TIMINGS)
-        if not BSR_BENCH.is_file():
+        if BSR_BENCH not in {r.name for r in references("lab-bsr")}:
             return empty
-        frame = load_bsr_bench(BSR_BENCH)
+        frame = load_bsr_bench(find(BSR_BENCH, "lab-bsr").path)
     except (ValueError, OSError) as exc:
         return (empty_figure("The lab-bsr benchmark could not be read."), error_message(exc),
                 [], [], [], [])

@@ -34,7 +34,8 @@ METHODS = (EAGER, CUDA_GRAPH, WALL_CLOCK)
 
 # Method texts older CSVs carry, read as the method they name.
 _OLD_METHODS = {"torch.utils.benchmark": EAGER, "blocked_autorange": EAGER, "engine.bench.timer": EAGER,
-                "graph": CUDA_GRAPH, "perf_counter": WALL_CLOCK, "wall": WALL_CLOCK}
+                "graph": CUDA_GRAPH, "perf_counter": WALL_CLOCK, "wall": WALL_CLOCK,
+                "median of repeats": WALL_CLOCK}
 
 
 def normalise_method(text) -> str:

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from engine.bench.sweeps import (DENSE, ParadoxConfig, base_row, free_bytes, measure_spec,
+from engine.bench.sweeps import (DENSE, LIMITS, ParadoxConfig, base_row, free_bytes, measure_spec,
                                  memory_refusal, paradox_sweep, versions)
 from engine.bench.spec import BenchmarkSpec
 from engine.sparse.formats import BACKENDS, DTYPES, backend_names, torch_dtype
@@ -67,17 +67,17 @@ class StructuredSweepConfig:
     nm_square: bool = False  # 2:4 also at k = n (square products), beside k
 
     def __post_init__(self) -> None:
-        size = check_int("size", self.size, 8, 65536)
-        check_int("k", self.k, 1, 65536)
+        size = check_int("size", self.size, *LIMITS["size"])
+        check_int("k", self.k, *LIMITS["k"])
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, ("cpu", "cuda"))
-        check_int("repeats", self.repeats, 1, 1000)
+        check_int("repeats", self.repeats, *LIMITS["repeats"])
         if not self.sparsities:
             raise ValueError("sparsities: expected at least one sparsity, got none")
         for s in self.sparsities:
             check_float("sparsity", s, 0.0, 0.999)
         for b in self.blocks:
-            check_int("block", b, 1, 4096)
+            check_int("block", b, *LIMITS["block"])
             if size % b:
                 raise ValueError(f"block: expected a block size dividing the size {size}, got {b}")
         for n in self.nm_sizes:

@@ -1,52 +1,360 @@
-"""Committed reference runs (benchmarks/results/**.csv) and small input parsers for pages."""
+"""The one registry of committed reference runs (benchmarks/results/**.csv).
+
+    for ref in references("paradox"):               # newest first, by the run's own date
+        ref.name, ref.device_name, ref.dims, ref.dtypes, ref.methods, ref.date
+        frame = ref.frame()                          # typed rows (schema of the kind)
+    for match in comparable("paradox", device_name="CPU: x", dims={"rows": 512, "k": 1},
+                            dtype="float32", method="eager per call"):
+        match.same, match.label      # "H100 80GB HBM3, n = 8192 · this CPU, n = 512"
+
+Each CSV under the results folder is read once (per change of the folder) and listed
+under the kind its header shows (``KINDS``: the columns that identify it, and for
+sweeps with a ``sweep`` column, its value). Device, shapes, dtypes, timing method and
+date come from the CSV's own columns, else from the ``device.txt`` beside it; never from
+file times (they mean nothing after a git clone). Files of no known kind (summaries,
+tuning tables, explorations with other columns) are not listed.
+
+The folder is ``benchmarks/results`` of the checkout, or ``$SPARSITY_LAB_RESULTS``
+(tests point it at a temporary folder with one fixture).
+"""
 from __future__ import annotations
 
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from engine.bench.schema import PARADOX_COLUMNS, read_rows_csv
+from engine.bench.measurement import WALL_CLOCK, normalise_method
+from engine.bench.schema import SCHEMAS, read_rows_csv
 from engine.validate import check_float
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results"
+RESULTS_ENV = "SPARSITY_LAB_RESULTS"
 MAX_REFERENCE_BYTES = 20 * 2**20
 
 
-def reference_files(root: Path = RESULTS, sweep: str = "paradox") -> list[Path]:
-    """CSV files under ``root`` whose header has the sweep's key columns: files named for
-    the sweep first (other sweeps' CSVs with the same columns after them), newest name first."""
-    if not root.exists():
-        return []
-    out = []
-    for path in sorted(root.rglob("*.csv"), reverse=True):
+def results_dir() -> Path:
+    """The folder of committed runs ($SPARSITY_LAB_RESULTS, else benchmarks/results)."""
+    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to recognise one kind of run and read what/how it measured from its columns.
+
+    marker: columns every CSV of the kind has; sweep: the value of its "sweep" column
+    (None: it has none); device / date: columns tried in order; dims: shape columns;
+    symbols: how a dim is written in labels (None: left out of labels); method: the
+    column naming the timing method (None with ``fixed_method``).
+    """
+
+    name: str
+    title: str
+    page: str
+    marker: frozenset
+    dims: tuple[str, ...]
+    sweep: str | None = None
+    device: tuple[str, ...] = ("device_name", "device")
+    date: tuple[str, ...] = ("measured_at", "date_utc", "date")
+    method: str | None = "method"
+    fixed_method: str = ""
+    symbols: dict = field(default_factory=dict)
+
+
+_SWEEP_COLUMNS = frozenset({"sweep", "spec_key", "speedup", "backend", "sparsity"})
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("paradox", "sparsity paradox", "/paradox", _SWEEP_COLUMNS, ("rows", "cols", "k"), sweep="paradox",
+         symbols={"rows": "n", "cols": None}),
+    Kind("structured", "structured sparsity (blocks, 2:4)", "/structured-sparsity", _SWEEP_COLUMNS | {"part"},
+         ("rows", "cols", "k", "block"), sweep="structured", symbols={"rows": "n", "cols": None}),
+    Kind("lab-bsr", "lab-bsr kernel benchmark", "/structured-sparsity",
+         frozenset({"nnz_blocks", "ms", "speedup_vs_torch_bsr", "timing"}), ("n", "k", "block"),
+         device=("device",), method="timing"),
+    Kind("attention", "masked attention", "/attention", frozenset({"sweep", "seq_len", "mask", "impl", "kernel_ms"}),
+         ("seq_len", "batch", "heads", "head_dim"), sweep="attention", symbols={"seq_len": "S"}),
+    Kind("moe", "mixture of experts", "/moe", frozenset({"variant", "batch", "time_ms", "ratio_vs_dense_1x"}),
+         ("batch", "d_model", "d_ff", "experts", "k"), device=("device",), method="timer",
+         symbols={"d_model": "d", "d_ff": "h", "experts": "E"}),
+    Kind("isomorphism", "convolution as a sparse matrix", "/isomorphism",
+         frozenset({"matrix_over_native", "channels", "image", "batch"}),
+         ("channels", "batch", "image")),
+    Kind("paper", "the paper's training runs", "/paper", frozenset({"task", "variant", "epoch", "epoch_s"}),
+         ("batch_size",), device=("device",), method=None, fixed_method=WALL_CLOCK),
+    Kind("structured-matrices", "structured matrices", "/structured-matrices",
+         frozenset({"family", "theoretical_speedup", "speedup_vs_dense", "batch"}), ("n", "batch")),
+)}
+
+
+def _values(series: pd.Series, limit: int = 50) -> tuple:
+    vals = []
+    for v in series.dropna().unique()[:limit]:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        vals.append(v.item() if hasattr(v, "item") else v)
+    return tuple(sorted(vals, key=lambda x: (str(type(x)), x)))
+
+
+def short_device(name: str) -> str:
+    """ "NVIDIA H100 80GB HBM3" -> "H100 80GB HBM3"; "CPU: Intel Xeon" -> "CPU"."""
+    name = str(name or "").strip()
+    if name.lower().startswith("cpu"):
+        return "CPU"
+    return name.replace("NVIDIA ", "") or "unknown device"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One committed run: where it is, what kind, and what and how it measured."""
+
+    kind: str
+    path: Path
+    name: str                      # path relative to the results folder
+    device_name: str
+    dims: tuple[tuple[str, tuple], ...]
+    dtypes: tuple[str, ...]
+    methods: tuple[str, ...]
+    date: str
+    rows: int
+
+    @property
+    def shape(self) -> dict[str, tuple]:
+        return dict(self.dims)
+
+    @property
+    def label(self) -> str:
+        """"H100 80GB HBM3, 2026-11-22" (device and the run's date)."""
+        date = self.date[:10] if self.date else "undated"
+        return f"{short_device(self.device_name)}, {date}"
+
+    def frame(self) -> pd.DataFrame:
+        """The rows, typed by the kind's schema when it has one (engine/bench/schema.py)."""
+        text = self.path.read_text(encoding="utf-8")
+        if self.kind in SCHEMAS:
+            return read_rows_csv(text, SCHEMAS[self.kind])
+        return pd.read_csv(io.StringIO(text))
+
+    def records(self) -> list[dict]:
+        """The rows as dicts, empty cells as None."""
+        frame = self.frame()
+        return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def run_date(text) -> str:
+    """A run's date as "YYYY-MM-DD HH:MM" (UTC when the text says), "" when unreadable; the
+    CSVs write "2026-11-30T09:40:53+00:00", "2026-11-30 12:46 UTC", "2026-11-22T06:34Z"."""
+    text = str(text or "").strip().replace(" UTC", "+00:00")
+    if not text:
+        return ""
+    stamp = pd.to_datetime(text.split(" (")[0], errors="coerce", utc=True)
+    return "" if pd.isna(stamp) else stamp.strftime("%Y-%m-%d %H:%M")
+
+
+def _device_txt(folder: Path) -> tuple[str, str]:
+    """(date, device) from a device.txt beside the CSV: its first line is the date, the
+    second starts with the GPU's name (as nvidia-smi prints it)."""
+    for path in (folder / "device.txt", *sorted(folder.glob("*device.txt"))):
         try:
-            if path.stat().st_size > MAX_REFERENCE_BYTES:
-                continue
-            with path.open(encoding="utf-8") as fh:
-                header = fh.readline()
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         except OSError:
             continue
-        if all(c in header for c in ("spec_key", "speedup", "sparsity", "backend")) and (
-                sweep in path.name or "sweep" in header):
-            out.append(path)
-    return sorted(out, key=lambda p: sweep not in p.name)  # stable: keeps newest-first order
+        if lines:
+            date = run_date(lines[0].split(" ")[0])
+            dev = lines[1 if date else 0].split(",")[0] if len(lines) > (1 if date else 0) else ""
+            return date, dev
+    return "", ""
 
 
-def load_reference(path: str | Path, root: Path = RESULTS) -> pd.DataFrame:
-    """The rows of a committed reference CSV (only files under ``root`` are read)."""
-    p = Path(path).resolve()
-    if root.resolve() not in p.parents:
-        raise ValueError(f"reference: expected a file under {root}, got {path}")
-    return read_rows_csv(p.read_text(encoding="utf-8"), PARADOX_COLUMNS)
+def kind_of(header: list[str], first_row: dict) -> Kind | None:
+    """The kind a CSV's header (and its first row's "sweep") shows; None for none."""
+    cols = set(header)
+    best = None
+    for kind in KINDS.values():
+        if not kind.marker <= cols:
+            continue
+        if kind.sweep is not None and first_row.get("sweep") != kind.sweep:
+            continue
+        if best is None or len(kind.marker) > len(best.marker):
+            best = kind
+    return best
 
 
-def reference_label(frame: pd.DataFrame, path: str | Path) -> str:
-    """A short label: the device name(s) in the file, else its name."""
-    if frame is not None and "device_name" in frame and frame["device_name"].notna().any():
-        names = sorted(set(frame["device_name"].dropna().astype(str)))
-        return ", ".join(n.replace("NVIDIA ", "") for n in names)[:60]
-    return Path(path).stem
+def read_reference(path: Path, root: Path) -> Reference | None:
+    """The Reference for one CSV, or None when it is of no known kind (or unreadable)."""
+    try:
+        if path.stat().st_size > MAX_REFERENCE_BYTES:
+            return None
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            first = next(reader, {}) or {}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    kind = kind_of(header, first)
+    if kind is None:
+        return None
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    txt_date, txt_device = _device_txt(path.parent)
+    device = next((str(v) for c in kind.device if c in frame for v in frame[c].dropna()[:1]), "") or txt_device
+    date = next((d for c in kind.date if c in frame
+                 for d in [max((run_date(v) for v in frame[c].dropna()), default="")] if d), "")
+    methods = (tuple(sorted({normalise_method(m) for m in frame[kind.method].dropna()} - {""}))
+               if kind.method and kind.method in frame else ())
+    return Reference(kind=kind.name, path=path, name=path.relative_to(root).as_posix(), device_name=device,
+                     dims=tuple((d, _values(frame[d])) for d in kind.dims if d in frame),
+                     dtypes=tuple(sorted(str(v) for v in frame["dtype"].dropna().unique())) if "dtype" in frame else (),
+                     methods=methods or ((kind.fixed_method,) if kind.fixed_method else ()),
+                     date=date or txt_date, rows=len(frame))
+
+
+def _signature(root: Path) -> tuple:
+    """What the cache of one folder depends on: every CSV's path and size (and change time)."""
+    if not root.is_dir():
+        return ()
+    out = []
+    for p in sorted(root.rglob("*.csv")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def _registry(root: str, _signature: tuple) -> tuple[Reference, ...]:
+    base = Path(root)
+    refs = [read_reference(Path(p), base) for p, _s, _m in _signature]
+    return tuple(r for r in refs if r is not None)
+
+
+def registry(root: Path | None = None) -> tuple[Reference, ...]:
+    """Every committed run of a known kind under the results folder, each once."""
+    base = Path(root) if root is not None else results_dir()
+    return _registry(str(base), _signature(base))
+
+
+def references(kind: str | None = None, root: Path | None = None) -> list[Reference]:
+    """The runs of one kind (all kinds with None), newest first by their own date."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    refs = [r for r in registry(root) if kind is None or r.kind == kind]
+    return sorted(refs, key=lambda r: (r.date, r.name), reverse=True)
+
+
+def find(name: str, kind: str | None = None, root: Path | None = None) -> Reference:
+    """The listed run called ``name`` (its path relative to the results folder, or the
+    absolute path of a listed file); ValueError for anything not listed."""
+    for ref in references(kind, root):
+        if name in (ref.name, str(ref.path)):
+            return ref
+    where = f"a committed {kind} run" if kind else "a committed run"
+    raise ValueError(f"reference: expected {where} under {root or results_dir()}, got {name!r}")
+
+
+def _fmt(values) -> str:
+    vals = list(values)
+    text = ", ".join(str(v) for v in vals[:3])
+    return text + (", ..." if len(vals) > 3 else "")
+
+
+def _dims_text(kind: Kind, dims: dict, keys) -> str:
+    parts = []
+    for d in keys:
+        if d not in dims or kind.symbols.get(d, d) is None:
+            continue
+        vals = dims[d] if isinstance(dims[d], (tuple, list, set)) else (dims[d],)
+        parts.append(f"{kind.symbols.get(d, d)} = {_fmt(vals)}")
+    return ", ".join(parts)
+
+
+def local_device_label(device_name: str) -> str:
+    """How the device a page runs on is named beside a reference: "this CPU", "this H200"."""
+    return "this " + short_device(device_name) if device_name else "this device"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A reference and where it differs from the local spec (empty when like for like)."""
+
+    reference: Reference
+    mismatches: tuple[str, ...]    # "device", dim names, "dtype", "method"
+    local: dict
+
+    @property
+    def same(self) -> bool:
+        return not self.mismatches
+
+    def _sides(self) -> tuple[str, str]:
+        kind = KINDS[self.reference.kind]
+        ref, loc = self.reference, self.local
+        dims = [m for m in self.mismatches if m in kind.dims]
+        left = [short_device(ref.device_name)]
+        right = [local_device_label(loc.get("device_name", ""))]
+        if dims:
+            left.append(_dims_text(kind, ref.shape, dims))
+            right.append(_dims_text(kind, loc.get("dims", {}), dims))
+        if "dtype" in self.mismatches:
+            left.append(_fmt(ref.dtypes))
+            right.append(str(loc.get("dtype")))
+        if "method" in self.mismatches:
+            left.append(_fmt(ref.methods) or "method not recorded")
+            right.append(str(loc.get("method")))
+        return ", ".join(p for p in left if p), ", ".join(p for p in right if p)
+
+    @property
+    def reference_text(self) -> str:
+        """The reference's side: "H100 80GB HBM3, n = 8192"."""
+        return self._sides()[0]
+
+    @property
+    def local_text(self) -> str:
+        """The local side: "this CPU, n = 512"."""
+        return self._sides()[1]
+
+    @property
+    def label(self) -> str:
+        """"H100 80GB HBM3, n = 8192 · this CPU, n = 512" (what differs, both sides);
+        for a like-for-like run "same device, shape, dtype and method"."""
+        if self.same:
+            return f"{short_device(self.reference.device_name)}: same device, shape, dtype and method"
+        left, right = self._sides()
+        return f"{left} · {right}"
+
+
+def compare(ref: Reference, device_name: str | None = None, dims: dict | None = None,
+            dtype: str | None = None, method: str | None = None) -> Match:
+    """Where ``ref`` differs from a local spec (each of device, dims, dtype, method given)."""
+    miss = []
+    if device_name is not None and short_device(device_name) != short_device(ref.device_name):
+        miss.append("device")
+    shape = ref.shape
+    for d, v in (dims or {}).items():
+        want = set(v) if isinstance(v, (tuple, list, set)) else {v}
+        if d in shape and not want & set(shape[d]):
+            miss.append(d)
+    if dtype is not None and ref.dtypes and dtype not in ref.dtypes:
+        miss.append("dtype")
+    if method is not None and normalise_method(method) not in ref.methods:
+        miss.append("method")
+    return Match(ref, tuple(miss), {"device_name": device_name or "", "dims": dict(dims or {}),
+                                    "dtype": dtype, "method": method})
+
+
+def comparable(kind: str, device_name: str | None = None, dims: dict | None = None, dtype: str | None = None,
+               method: str | None = None, root: Path | None = None) -> list[Match]:
+    """Every reference of ``kind`` with its mismatches against the local spec: like-for-like
+    ones first, then by fewest mismatches, then newest."""
+    matches = [compare(r, device_name, dims, dtype, method) for r in references(kind, root)]
+    order = {id(m): i for i, m in enumerate(matches)}  # references() is newest first already
+    return sorted(matches, key=lambda m: (len(m.mismatches), order[id(m)]))
 
 
 def parse_float_list(what: str, text: str, lo: float, hi: float, max_items: int = 30) -> tuple[float, ...]:

@@ -32,6 +32,10 @@ from engine.validate import check_choice, check_float, check_int
 DENSE = "torch-dense"
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
 DEFAULT_BACKENDS = ("torch-dense", "torch-csr", "torch-coo", "torch-bsr")
+# The one set of limits of a paradox sweep (and the structured-sparsity sweep built on it):
+# ParadoxConfig checks them, /paradox sets its widgets' min/max from them.
+LIMITS = {"size": (16, 16384), "k": (1, 4096), "block": (1, 512), "repeats": (1, 200),
+          "sparsity": (0.0, 0.9999)}
 
 # Peak memory bandwidth (GB/s, vendor figures) by a substring of the device name.
 PEAK_GBS = {
@@ -76,9 +80,9 @@ class ParadoxConfig:
         if not self.backends:
             raise ValueError("backends: expected at least one backend, got none")
         for s in self.sizes:
-            check_int("size", s, lo=1, hi=65536)
+            check_int("size", s, *LIMITS["size"])
         for s in self.sparsities:
-            check_float("sparsity", s, lo=0.0, hi=0.99999)
+            check_float("sparsity", s, *LIMITS["sparsity"])
         for op in self.ops:
             check_choice("op", op, OPS)
         for dtype in self.dtypes:
@@ -87,8 +91,9 @@ class ParadoxConfig:
             check_choice("backend", name, backend_names())
         check_choice("pattern", self.pattern, PATTERNS)
         check_choice("device", self.device, ("cpu", "cuda"))
-        check_int("k", self.k, lo=1, hi=65536)
-        check_int("repeats", self.repeats, lo=1, hi=1000)
+        check_int("k", self.k, *LIMITS["k"])
+        check_int("block", self.block, *LIMITS["block"])
+        check_int("repeats", self.repeats, *LIMITS["repeats"])
 
     def specs(self) -> list[BenchmarkSpec]:
         """Every spec, in the order the sweep measures them (dense first per matrix)."""

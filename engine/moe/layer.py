@@ -872,30 +872,18 @@ def layer_params(d_model: int, d_ff: int, experts: int, k: int, gated: bool = Fa
             "router": router, "bytes_bf16_total": 2 * total, "bytes_bf16_active": 2 * active}
 
 
-def load_reference_sweep(root) -> tuple[list[dict], str] | None:
-    """The newest committed ``moe_timing.csv`` under ``root`` (benchmarks/results), by the
-    date inside it, as rows and a label naming its device and date; None when there is none."""
-    import pandas as pd
-    from pathlib import Path
+def load_reference_sweep(root=None) -> tuple[list[dict], str] | None:
+    """The newest committed MoE timing run (engine.bench.reference; ``root``: another results
+    folder), by the date inside it, as rows and a label naming its device, dtype, d and date;
+    None when there is none."""
+    from engine.bench.reference import references
 
-    paths = list(Path(root).glob("**/moe_timing.csv"))
-    if not paths:
+    refs = references("moe", root)
+    if not refs:
         return None
-
-    def when(path) -> str:  # the run's own date (file times mean nothing in a checkout)
-        try:
-            return str(pd.read_csv(path, usecols=["date_utc"], nrows=1)["date_utc"].iloc[0])
-        except (ValueError, KeyError, IndexError):
-            return ""
-
-    path = max(paths, key=lambda p: (when(p), str(p)))
-    df = pd.read_csv(path)
-    need = {"batch", "variant", "status", "time_ms", "ratio_vs_dense_1x", "device"}
-    if not need <= set(df.columns):
-        raise ValueError(f"{path}: expected columns {sorted(need)}, got {sorted(df.columns)}")
-    device = str(df["device"].iloc[0]) if len(df) else "unknown device"
-    date = str(df["date_utc"].iloc[0])[:10] if "date_utc" in df and len(df) else "undated"
-    dtype = str(df["dtype"].iloc[0]) if "dtype" in df and len(df) else ""
-    d = int(df["d_model"].iloc[0]) if "d_model" in df and len(df) else 0
-    label = f"{device}, {dtype}, d={d}, {date}"
+    ref = refs[0]
+    df = ref.frame()
+    dtype = ", ".join(ref.dtypes)
+    d = ", ".join(map(str, ref.shape.get("d_model", ())))
+    label = f"{ref.device_name or 'unknown device'}, {dtype}, d={d or '?'}, {ref.date[:10] or 'undated'}"
     return df.to_dict("records"), label

@@ -137,36 +137,21 @@ def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
 # ------------------------------------------------------------- committed sweeps
 ROW_KEYS = frozenset({"family", "name", "label", "config", "n", "batch", "dtype", "device", "median_s",
                       "status", "speedup_vs_dense", "theoretical_speedup", "params", "flops"})
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def committed_runs(root: Path | None = None) -> list[Path]:
-    """Committed timing sweeps of structured matrices under ``root``: CSVs whose header
-    holds this sweep's columns (ROW_KEYS), whatever the file is called."""
-    root = Path(root or RESULTS)
-    out = []
-    for path in sorted(root.rglob("*.csv")) if root.exists() else []:
-        try:
-            with path.open(encoding="utf-8") as fh:
-                header = set(fh.readline().strip().split(","))
-        except OSError:
-            continue
-        if ROW_KEYS <= header:
-            out.append(path)
-    return out
+    """Committed timing sweeps of structured matrices (engine.bench.reference, kind
+    "structured-matrices": found by their columns, whatever the file is called), newest first."""
+    from engine.bench.reference import references
+
+    return [r.path for r in references("structured-matrices", root)]
 
 
 def load_run(path: str | Path, root: Path | None = None) -> list[dict]:
-    """Rows of a committed sweep CSV (only files under ``root`` with this sweep's columns)."""
-    import pandas as pd
+    """Rows of a committed sweep (only runs the reference registry lists)."""
+    from engine.bench.reference import find
 
-    root = Path(root or RESULTS)
-    p = Path(str(path)).resolve()
-    if root.resolve() not in p.parents or p.suffix != ".csv" or not p.exists():
-        raise ValueError(f"reference: expected a CSV under benchmarks/results, got {str(path)!r}")
-    frame = pd.read_csv(p)
-    frame = frame.astype(object).where(frame.notna(), None)
-    return check_rows(frame.to_dict("records"))
+    return check_rows(find(str(path), "structured-matrices", root).records())
 
 
 def check_rows(rows) -> list[dict]:
@@ -180,12 +165,8 @@ def check_rows(rows) -> list[dict]:
 
 
 def run_label(path: Path, root: Path | None = None) -> str:
-    """"reference: structured/structured_matrices_timing.csv (NVIDIA H100 80GB HBM3)"."""
-    import pandas as pd
+    """"reference: structured/structured_timing.csv (NVIDIA H100 80GB HBM3, 2026-11-22 06:36)"."""
+    from engine.bench.reference import find
 
-    try:
-        frame = pd.read_csv(path, usecols=["device_name", "device"], nrows=1)
-        dev = frame.iloc[0]["device_name"] or frame.iloc[0]["device"]
-    except Exception:  # a file without those columns still gets listed by name
-        dev = "unknown device"
-    return f"reference: {Path(path).relative_to(root or RESULTS)} ({dev})"
+    ref = find(str(path), "structured-matrices", root)
+    return f"reference: {ref.name} ({ref.device_name or 'unknown device'}, {ref.date or 'undated'})"

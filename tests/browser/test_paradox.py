@@ -56,3 +56,35 @@ def test_cancel_keeps_finished_rows(app_server, page):
     cells = page.eval_on_selector_all("#runs-table td", "els => els.map(e => e.innerText)")
     i = cells.index("cancelled")
     assert int(cells[i + 1]) >= 3  # the finished rows were kept
+
+
+def test_local_n512_beside_the_committed_n8192_reference_names_the_mismatch(app_server, page):
+    """The committed H100 run (n = 8192) beside a local CPU run at n = 512: the legend and
+    the note say so; every download button on the page gives its table."""
+    page.goto(app_server + "/paradox")
+    page.wait_for_selector("#paradox-job-run")
+    page.wait_for_function("() => document.querySelector('#paradox-ref').innerText.includes('paradox_h100')")
+    _fill(page, "#paradox-size", "512")
+    _fill(page, "#paradox-sparsities", "0.5, 0.99")
+    _fill(page, "#paradox-repeats", "2")
+    page.click("#paradox-ops input[value='spmm']")  # SpMV only
+    page.click("#paradox-job-run")
+    wait_for_job(page, "#paradox-job-status", timeout=120_000)
+    wait_for_text(page, "#paradox-ref-note", "Not like for like")
+    note = page.inner_text("#paradox-ref-note")
+    assert "H100 80GB HBM3, n = 8192 · this CPU, n = 512" in note
+    legend = page.eval_on_selector("#paradox-speedup .legend", "e => e.textContent")
+    assert "reference: H100 80GB HBM3, n = 8192" in legend and "this CPU, n = 512" in legend
+    assert "the chapter's measured speedups" in legend
+    shown = page.eval_on_selector_all("#paradox-speedup .annotation-text", "els => els.map(e => e.textContent)")
+    assert "break-even (speedup 1)" in shown
+    for button, column in (("#paradox-chapter-csv-button", "chapter's actual"),
+                           ("#paradox-breakeven-csv-button", "break_even"),
+                           ("#paradox-measured-csv-button", "theoretical (1/density)"),
+                           ("#paradox-rows-table-csv-button", "median_s"),
+                           ("#paradox-storage-csv-button", "CSR MB"),
+                           ("#paradox-job-csv", "spec_key")):
+        frame = download_csv(page, button)
+        assert column in frame.columns, (button, list(frame.columns))
+    rows = download_csv(page, "#paradox-rows-table-csv-button")
+    assert len(rows) == 10 and set(rows["rows"]) == {512}

@@ -124,8 +124,8 @@ def test_draw_sweep(sweep_rows):
     assert list(masked["y"]) == pytest.approx([r["speedup_vs_dense"] for r in rows])
 
 
-def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
-    monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
+def test_reference_csv_is_listed_and_drawn(results_dir, sweep_rows):
+    tmp_path = results_dir
     assert attention.list_reference(None) == ([], None)
     assert "No reference CSV" in str(attention.draw_reference(None)[1])
     rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in sweep_rows]
@@ -148,8 +148,8 @@ def test_reference_csv_is_listed_and_drawn(tmp_path, monkeypatch, sweep_rows):
     assert "attention-ref-rows-table" in str(table)
 
 
-def test_bare_check_table(tmp_path, monkeypatch, sweep_rows):
-    monkeypatch.setattr(attention, "RESULTS_DIR", tmp_path)
+def test_bare_check_table(results_dir, sweep_rows):
+    tmp_path = results_dir
     pd.DataFrame(sweep_rows).to_csv(tmp_path / "attention_sweep.csv", index=False)
     assert attention.draw_bare("attention_sweep.csv") is None  # no bare check beside it
     assert attention.draw_bare("../../etc/passwd") is None and attention.draw_bare(["x"]) is None

@@ -195,16 +195,14 @@ def test_plan_sweep_rows_and_validation(tmp_path, monkeypatch):
     assert len(fig.data) == 1 and note is None
 
 
-def test_reference_csv_is_drawn_beside_a_run(tmp_path, monkeypatch):
-    results = tmp_path / "benchmarks" / "results"
-    results.mkdir(parents=True)
+def test_reference_csv_is_drawn_beside_a_run(results_dir):
+    results = results_dir
     pd.DataFrame({"channels": [1, 16], "image": ["32x32"] * 2, "batch": [32] * 2,
                   "matrix_over_native": [0.5, 4.0], "status": ["ok"] * 2,
                   "device_name": ["NVIDIA H100 80GB HBM3"] * 2}).to_csv(results / "gpu_isomorphism.csv",
                                                                           index=False)
     pd.DataFrame({"channels": [1], "matrix_over_native_32x32": [0.5]}).to_csv(
         results / "gpu_isomorphism_summary.csv", index=False)          # a summary is not the rows
-    monkeypatch.setattr(iso, "ROOT", tmp_path)
     fig, note = iso.draw_sweep([], ["ref"])
     assert "NVIDIA H100" in _text(note)
     assert "reference (NVIDIA H100 80GB HBM3)" in fig.data[0].name

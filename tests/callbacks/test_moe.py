@@ -144,14 +144,14 @@ def test_draw_training_and_sweep_from_rows():
     assert empty[2] is None or "this run" not in str(empty[2])
 
 
-def test_draw_sweep_shows_a_committed_reference(tmp_path, monkeypatch):
+def test_draw_sweep_shows_a_committed_reference(results_dir):
+    tmp_path = results_dir
     (tmp_path / "moe").mkdir()
     pd.DataFrame([{"batch": b, "variant": v, "status": "ok", "time_ms": t, "k": 2,
                    "ratio_vs_dense_1x": t / 1.0, "device": "NVIDIA H100 80GB HBM3",
                    "dtype": "bfloat16", "d_model": 2048, "date_utc": "2026-11-22T07:15:00Z"}
                   for b in (1, 16384) for v, t in (("dense_1x", 1.0), ("moe_grouped", 2.2))]
                  ).to_csv(tmp_path / "moe" / "moe_timing.csv", index=False)
-    monkeypatch.setattr(page, "RESULTS", tmp_path)
     time_fig, _, text, note = page.draw_sweep([])
     assert "NVIDIA H100 80GB HBM3" in str(note.children)
     assert any("NVIDIA H100" in t.name for t in time_fig.data)

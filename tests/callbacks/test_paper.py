@@ -51,13 +51,11 @@ def test_plan_training_rows_stream_from_a_tiny_run():
     assert rows[1]["max_abs_diff_vs_native"] < 1e-4 and "sunspots" in rows[0]["dataset"]
 
 
-def test_reference_csv_shown_with_its_device(tmp_path, monkeypatch):
-    results = tmp_path / "benchmarks" / "results"
-    results.mkdir(parents=True)
+def test_reference_csv_shown_with_its_device(results_dir):
+    results = results_dir
     frame = pd.DataFrame(_rows())
     frame["device"] = "NVIDIA H100 80GB HBM3"
     frame.to_csv(results / "gpu_paper.csv", index=False)
-    monkeypatch.setattr(page, "ROOT", tmp_path)
     data, cols, note = page.show_reference(["ref"])
     assert data[0]["native"] == 70.0
     assert "NVIDIA H100" in str(note[0].children)

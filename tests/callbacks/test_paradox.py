@@ -72,50 +72,47 @@ def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
     assert "expected numbers" in str(bad.children)
 
 
-def test_reference_shown_beside_local(rows, tmp_path, monkeypatch):
-    from engine.bench import reference
+def test_reference_shown_beside_local(rows, results_dir):
     from engine.runtime.store import to_csv_text
 
     ref_rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in rows]
-    folder = tmp_path / "results"
-    folder.mkdir()
-    path = folder / "paradox_h100.csv"
-    path.write_text(to_csv_text(ref_rows))
-    monkeypatch.setattr(reference, "RESULTS", folder)
-    monkeypatch.setattr(paradox, "RESULTS", folder)
-    monkeypatch.setattr(paradox, "reference_files", lambda: reference.reference_files(folder))
-    monkeypatch.setattr(paradox, "load_reference", lambda p: reference.load_reference(p, folder))
+    (results_dir / "paradox_h100.csv").write_text(to_csv_text(ref_rows))
     opts, value, _ph = paradox.reference_options(None)
-    assert value == str(path) and opts[0]["label"] == "paradox_h100.csv"
+    assert value == "paradox_h100.csv" and opts[0]["label"].startswith("paradox_h100.csv (H100 80GB HBM3")
     out = paradox.draw(rows, "spmv", value)
     names = {t.name for t in out[0].data}
-    assert any(n.startswith("H100 80GB HBM3: torch-csr") for n in names)
-    assert "H100" in str(out[-1].children)
+    groups = {t.legendgrouptitle.text for t in out[0].data if t.legendgrouptitle.text}
+    assert "torch-csr" in names and groups == {"reference: H100 80GB HBM3", "this CPU"}
+    assert "Not like for like: H100 80GB HBM3 · this CPU" in str(out[-1].children)
 
 
-def test_storage_model_table():
-    data, cols, note = paradox.storage(1000, "float32", 16, "0.9, 0.99")
-    assert [r["sparsity"] for r in data] == ["90%", "99%"]
-    assert data[0]["bytes dense / CSR"] == pytest.approx(4 / (0.1 * 12), rel=0.01)
-    assert "67%" in note and "80%" in note
-    _d, _c, bad = paradox.storage(1000, "float32", 16, "zero")
-    assert "expected numbers" in str(bad.children)
+def test_a_reference_of_another_size_names_the_mismatch(rows, results_dir):
+    """A local n = 32 run beside a committed n = 8192 run: legend and note give both n."""
+    from engine.runtime.store import to_csv_text
+
+    big = [dict(r, rows=8192, cols=8192, device_name="NVIDIA H100 80GB HBM3") for r in rows]
+    (results_dir / "paradox_h100.csv").write_text(to_csv_text(big))
+    out = paradox.draw(rows, "spmv", "paradox_h100.csv")
+    groups = {t.legendgrouptitle.text for t in out[0].data if t.legendgrouptitle.text}
+    assert groups == {"reference: H100 80GB HBM3, n = 8192", "this CPU, n = 32"}
+    assert "H100 80GB HBM3, n = 8192 · this CPU, n = 32" in str(out[-1].children)
+    with pytest.raises(ValueError, match="expected a committed paradox run"):
+        paradox.reference_beside(pd.DataFrame(rows), "spmv", "../../etc/passwd")
 
 
-hostile = __import__("hypothesis.strategies", fromlist=["x"])
-_values = hostile.one_of(hostile.none(), hostile.booleans(), hostile.integers(-10**9, 10**9),
-                         hostile.floats(allow_nan=True, allow_infinity=True), hostile.text(max_size=12),
-                         hostile.lists(hostile.integers(), max_size=4),
-                         hostile.dictionaries(hostile.text(max_size=3), hostile.integers(), max_size=2))
+def test_the_chapters_speedups_and_break_even_label_on_the_speedup_figure(rows):
+    import math
+
+    fig = paradox.draw(rows, "spmv", None)[0]
+    chapter = next(t for t in fig.data if t.name.startswith("the chapter's measured speedups"))
+    assert list(chapter.y) == [1.1, 1.8, 2.3, 3.5] and list(chapter.x) == pytest.approx([2, 10, 20, 100])
+    label = next(a for a in fig.layout.annotations if a.text.startswith("break-even"))
+    assert fig.layout.yaxis.type == "log" and label.y == pytest.approx(math.log10(1.0))
 
 
-@__import__("hypothesis").settings(max_examples=40, deadline=None)
-@__import__("hypothesis").given(hostile.lists(_values, min_size=12, max_size=12))
-def test_callbacks_survive_hostile_values(v):
-    """Whatever the browser sends, the callbacks answer (a message), never raise."""
-    notes = paradox.notes(*v[:9])
-    assert notes is not None
-    data, _cols, _note = paradox.storage(*v[:4])
-    assert isinstance(data, list)
-    out = paradox.draw(v[0], v[1], v[2])
-    assert len(out) == 12
+def test_noisy_rows_are_drawn_hollow(rows):
+    noisy = [dict(r, noisy=True) if r["backend"] == "torch-csr" else r for r in rows]
+    fig = paradox.draw(noisy, "spmv", None)[0]
+    csr = next(t for t in fig.data if t.name == "torch-csr")
+    assert all(s.endswith("-open") for s in csr.marker.symbol)
+    assert any(t.name == "noisy (IQR/median > 0.1)" for t in fig.data)

@@ -74,26 +74,36 @@ def test_decode_upload_rejects_garbage():
         runs.decode_upload("")
 
 
-def test_compare_with_committed_reference(store, tmp_path, monkeypatch):
-    from engine.bench import reference
-
-    folder = tmp_path / "results"
-    folder.mkdir()
-    ref = folder / "paradox_h100.csv"
+def test_compare_with_committed_reference(store, results_dir):
+    ref = results_dir / "paradox_h100.csv"
     ref.write_text(to_csv_text(sample_rows()))
-    monkeypatch.setattr(runs, "RESULTS", folder)
-    monkeypatch.setattr(runs, "reference_files", lambda: reference.reference_files(folder))
-    monkeypatch.setattr(runs, "load_reference", lambda p: reference.load_reference(p, folder))
     local = store.create_run("paradox", params={"ops": ["spmv"]}, meta={"device_name": "CPU: test"})
     for r in sample_rows():
         store.append(local, dict(r, device_name="CPU: test"))
     data, _c, opts, compare_opts, _v = runs.list_runs(0, 0, None, None)
     assert data[0]["op"] == "spmv"
-    assert compare_opts[0]["value"] == "ref:" + str(ref) and len(opts) == 1
+    assert compare_opts[0]["value"] == "ref:paradox_h100.csv" and len(opts) == 2
+    assert opts[1]["value"] == "ref:paradox_h100.csv"  # a reference opens under "Run" too
     _f, fig, rows, *_ = runs.show(local, compare_opts[0]["value"], "sparsity", "speedup", "spmv", None, 0)
     names = {t.name for t in fig.data}
     assert any("(reference)" in n for n in names) and any(n.startswith("CPU: test") for n in names)
     assert len(rows) == 4
+    facts, _fig, ref_rows, *_ = runs.show("ref:paradox_h100.csv", None, "sparsity", "speedup", None, None, 0)
+    assert len(ref_rows) == 4 and "committed reference" in str(facts)
+    assert runs.export(1, "ref:paradox_h100.csv")["filename"] == "run_paradox_h100.csv"
+
+
+def test_every_shipped_reference_opens_under_run(store):
+    from engine.bench.reference import KINDS, references
+
+    refs = references()
+    assert {r.kind for r in refs} == set(KINDS)  # every kind the lab ships a reference of
+    opened = {o["value"] for o in runs.list_runs(0, 0, None, None)[2]}
+    for ref in refs:
+        assert "ref:" + ref.name in opened
+        facts, _fig, rows, *_ = runs.show("ref:" + ref.name, None, "sparsity", "speedup", None, None, 0)
+        assert len(rows) == ref.rows > 0, ref.name
+        assert ref.device_name in str(facts) and ref.kind in str(facts)
 
 
 hostile = __import__("hypothesis.strategies", fromlist=["x"])

@@ -101,13 +101,13 @@ def test_timing_view_empty_and_bad_source():
     fig, rows, msgs, compare, ref, pivot = page.update_timing([], page.THIS_RUN, "float32")
     assert rows == [] and "No sweep rows yet" in str(msgs)
     fig, rows, msgs, *_ = page.update_timing([], "/etc/passwd", "float32")
-    assert "msg-error" in msgs.className and "expected a CSV under benchmarks/results" in str(msgs.children)
+    assert "msg-error" in msgs.className and "expected a committed structured-matrices run" in str(msgs.children)
 
 
-def test_reference_csv_is_listed_and_loaded(tmp_path, monkeypatch, sweep_rows):
+def test_reference_csv_is_listed_and_loaded(results_dir, sweep_rows):
     """A committed sweep is found by its columns, whatever its name; another sweep's CSV
     (the structured-sparsity timing) is not offered as this page's reference."""
-    monkeypatch.setattr(sweep, "RESULTS", tmp_path)
+    tmp_path = results_dir
     (tmp_path / "structured").mkdir()
     path = tmp_path / "structured" / "any_name.csv"
     pd.DataFrame(sweep_rows).to_csv(path, index=False)

@@ -61,17 +61,14 @@ def test_timing_rows_draw_figures_and_tables():
     assert nm[0]["median_s"] is None  # never drawn as a number
 
 
-def test_reference_csv_is_drawn_beside_the_local_run(tmp_path, monkeypatch):
+def test_reference_csv_is_drawn_beside_the_local_run(results_dir):
     plan = ss.timing_plan(64, 8, "float32", [8], [0.5, 0.9], [], 1)
     rows = list(plan.rows)
     ref = pd.DataFrame(rows).assign(device_name="NVIDIA H100 80GB HBM3")
-    folder = tmp_path / "results"
-    folder.mkdir()
-    path = folder / "gpu_structured_sparsity.csv"
-    ref.to_csv(path, index=False)
-    monkeypatch.setattr(ss, "RESULTS", folder)
+    ref.to_csv(results_dir / "gpu_structured_sparsity.csv", index=False)
     options, value = ss.reference_options(None)
-    assert value == str(path) and options[0]["label"] == "gpu_structured_sparsity.csv"
+    assert value == "gpu_structured_sparsity.csv"
+    assert options[0]["label"].startswith("gpu_structured_sparsity.csv (H100 80GB HBM3")
     speedup, *_rest, note = ss.draw_timing(rows, value)
     titles = [a.text for a in speedup.layout.annotations]
     assert any("reference: H100" in t for t in titles) and any("this run" in t for t in titles)
@@ -82,7 +79,7 @@ def test_reference_outside_results_is_refused(tmp_path):
     bad = tmp_path / "x.csv"
     bad.write_text("a\n1\n")
     *_rest, note = ss.draw_timing([], str(bad))
-    assert "expected a file under" in str(note)
+    assert "expected a committed structured run" in str(note)
 
 
 def test_accuracy_plan_and_drawing():
@@ -181,11 +178,10 @@ def test_lab_bsr_benchmark_section_draws_the_committed_run_and_its_targets():
     assert events[2][0]["timing"].startswith("call by call") and events[2] != goals
 
 
-def test_lab_bsr_benchmark_section_missing_or_broken_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(ss, "BSR_BENCH", tmp_path / "bsr_bench.csv")
+def test_lab_bsr_benchmark_section_missing_or_broken_file(results_dir):
     fig, note, *tables = ss.draw_bsr_bench("graph")
     assert note is None and tables == [[], [], [], []] and "No lab-bsr benchmark" in str(fig)
-    (tmp_path / "bsr_bench.csv").write_text("method,ms\nlab-bsr,1\n")
+    (results_dir / "bsr_bench.csv").write_text("method,ms,nnz_blocks,speedup_vs_torch_bsr,timing\nlab-bsr,1,2,1,x\n")
     fig, note, *tables = ss.draw_bsr_bench("graph")
     assert "expected columns" in str(note) and tables == [[], [], [], []]
     assert "expected one of" in str(ss.draw_bsr_bench("wall")[1])

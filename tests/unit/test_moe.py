@@ -304,8 +304,7 @@ def test_load_reference_sweep(tmp_path):
     rows, label = moe.load_reference_sweep(tmp_path)
     assert len(rows) == 1 and "NVIDIA H100" in label and "2026-11-22" in label
     pd.DataFrame([{"x": 1}]).to_csv(tmp_path / "moe" / "moe_timing.csv", index=False)
-    with pytest.raises(ValueError, match="expected columns"):
-        moe.load_reference_sweep(tmp_path)
+    assert moe.load_reference_sweep(tmp_path) is None  # not a MoE timing run: not listed
 
 
 def test_digits_arrays_are_sklearn_digits():
