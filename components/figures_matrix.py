@@ -97,7 +97,7 @@ def bandwidth_figure(profile: dict | None) -> go.Figure:
 def predicted_measured_figure(predictions: list[dict] | None, rows: list[dict] | None,
                               op: str) -> go.Figure:
     """Per backend configuration: the roofline prediction and the measured median (IQR bars)."""
-    preds = [p for p in (predictions or []) if p.get("op") == op and not p.get("note")]
+    preds = [p for p in (predictions or []) if p.get("op") == op and not p.get("skipped")]
     meas = [r for r in (rows or []) if r.get("op") == op and r.get("status") in ("ok", "reused")]
     if not preds and not meas:
         return empty_figure("Calibrate, then run the measurement to compare")

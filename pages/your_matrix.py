@@ -268,6 +268,8 @@ def load(contents, tensor, _example, filename):
 def load_action(example: bool, contents, tensor, filename):
     """What ``load`` does: (hash or None, message, tensor options, tensor box style)."""
     hidden, shown = {"display": "none"}, {"display": "block"}
+    tensor = tensor if isinstance(tensor, str) else None
+    filename = filename if isinstance(filename, str) else ""
     try:
         if example:
             loaded, options, box = example_matrix(), [], hidden

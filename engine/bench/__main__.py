@@ -1,5 +1,9 @@
 """Headless sweeps: ``python -m engine.bench paradox --device cuda --sizes 8192 --out results.csv``.
 
+With ``--matrix FILE`` (.mtx, .npz, .npy, .safetensors with ``--tensor NAME``) the sweep
+runs on that matrix instead of generated ones, as /your-matrix does (see
+engine.bench.matrix_sweep.run_matrix_cli): calibration, roofline, every backend, advice.
+
 Rows are written to the CSV as they finish (so an interrupted run keeps them), a
 progress bar goes to stderr, and with ``--store`` every row also lands in the
 lab's run store (so it shows on /runs).
@@ -51,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, required=True, help="CSV file to write")
     q.add_argument("--store", action="store_true", help="also store the run in the lab's run store")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--matrix", type=Path, default=None,
+                   help="your own matrix (.mtx, .npz, .npy, .safetensors): measured instead of generated ones")
+    q.add_argument("--tensor", default=None, help="with --matrix FILE.safetensors: the tensor's name")
+    q.add_argument("--recalibrate", action="store_true", help="with --matrix: calibrate this device again")
+    q.add_argument("--reordered-out", type=Path, default=None,
+                   help="with --matrix: also write the matrix after reverse Cuthill-McKee (.mtx)")
     return p
 
 
@@ -111,6 +121,10 @@ def run_paradox(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "paradox" and args.matrix is not None:
+            from engine.bench.matrix_sweep import run_matrix_cli
+
+            return run_matrix_cli(args)
         if args.command == "paradox":
             return run_paradox(args)
     except ValueError as exc:

@@ -5,8 +5,9 @@
         print(row["candidate"], row["predicted_s"], row["median_s"], row["efficiency"])
 
 Backends come only from the formats registry (``engine.sparse.formats``); block
-formats run at every block size of ``config.blocks`` that divides the shape, as stored
-and after reverse Cuthill-McKee (rows and columns permuted, so y comes out permuted:
+formats run at every block size of ``config.blocks`` (a shape that is not a multiple
+of the block is zero-padded up to one, as the fill-in count assumes), as stored and
+after reverse Cuthill-McKee (rows and columns permuted, so y comes out permuted:
 the time is what is compared). CSR runs reordered too. Dense is measured first on
 each op, so speedup = t_dense / t_backend is one run on one device. Every product is
 checked once against scipy in float64 (``max_rel_err``). A configuration the backend
@@ -95,6 +96,26 @@ def _dense(a, dtype: str, device: str):
     return t.to(torch_dtype(dtype)).to(device)
 
 
+def backend_needs_block(name: str) -> bool:
+    return bool(get_backend(name).needs_block)
+
+
+def _padded_shape(shape: tuple[int, int], block: int) -> tuple[int, int]:
+    """The shape rounded up to a multiple of ``block`` (block formats need whole tiles)."""
+    return tuple(-(-int(v) // block) * block for v in shape)
+
+
+def _pad(t, shape: tuple):
+    """``t`` with zero rows/columns appended up to ``shape`` (itself when it already fits)."""
+    if tuple(t.shape) == tuple(shape):
+        return t
+    import torch
+
+    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
+    out[tuple(slice(0, s) for s in t.shape)] = t
+    return out
+
+
 def _rel_err(y, ref: np.ndarray) -> float:
     import torch
 
@@ -152,7 +173,8 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
             pred = predict_one(cand, structure, cal, op, k, config.dtype)
             row.update(predicted_s=pred["predicted_s"], bound=pred["bound"],
                        bytes_moved=pred["bytes_moved"], flops=pred["flops"])
-            spec = SimpleSpec(device=config.device, dtype=config.dtype, op=op, shape=(m, n),
+            pm, pn = _padded_shape((m, n), cand.block if backend_needs_block(cand.backend) else 1)
+            spec = SimpleSpec(device=config.device, dtype=config.dtype, op=op, shape=(pm, pn),
                               block=cand.block or 16)
             backend = get_backend(cand.backend)
             reason = backend.supports(spec)
@@ -162,8 +184,12 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
                 continue
             if cand.reordered and "reordered" not in dense_t:
                 dense_t["reordered"] = _dense(b, config.dtype, config.device)
-            source = dense_t["reordered" if cand.reordered else "plain"]
+            source = _pad(dense_t["reordered" if cand.reordered else "plain"], (pm, pn))
             rhs_src, want = (xr, ref_r) if cand.reordered else (x, ref)
+            rhs_src = _pad(rhs_src, (pn,) + tuple(rhs_src.shape[1:]))
+            if (pm, pn) != (m, n):
+                row["message"] = (f"zero-padded to {pm} x {pn} (a multiple of block {cand.block}); "
+                                  "the padding's fill-in is counted")
             prepared = None
             try:
                 started = time.perf_counter()
@@ -171,7 +197,7 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
                 _sync(config.device)
                 row["prepare_s"] = time.perf_counter() - started
                 rhs = backend.prepare_rhs(rhs_src)
-                err = _rel_err(backend.matmul(prepared, rhs), want)
+                err = _rel_err(backend.matmul(prepared, rhs)[:m], want)
                 row["max_rel_err"] = err
                 if not err <= TOLERANCE[config.dtype]:
                     row.update(status="error", message=f"result: expected a relative error at most "
@@ -301,3 +327,76 @@ def efficiency_table(rows: list[dict]) -> list[dict]:
                     "far off roofline": bool(isinstance(eff, float) and math.isfinite(eff)
                                              and eff < OFF_ROOFLINE)})
     return out
+
+
+# -- the CLI: python -m engine.bench paradox --matrix FILE --out rows.csv -----------------------
+def run_matrix_cli(args) -> int:
+    """Load and store ``args.matrix``, calibrate if needed, measure, write the CSV, print advice."""
+    import sys
+
+    import pandas as pd
+
+    from engine.bench.__main__ import progress_bar, resolve_device
+    from engine.bench.roofline import CalibrationPlan, calibrate, load_calibration
+    from engine.bench.schema import column_order
+    from engine.runtime.device import job_device, runtime_device_name
+    from engine.runtime.store import RunStore, to_csv_text
+    from engine.sparse.user_matrix import (fill_in_table, load_matrix_file, load_stored, reordered,
+                                           store_matrix, to_mtx_bytes)
+
+    loaded = load_matrix_file(args.matrix, tensor=args.tensor)
+    info = store_matrix(loaded)
+    f = info["facts"]
+    print(f"{info['name']}: {f['rows']} x {f['cols']}, {f['nnz']} non-zeros (density {f['density']:.3g}), "
+          f"sha256 {info['hash'][:16]}")
+    a = load_stored(info["hash"])
+    b = reordered(a)
+    for r in fill_in_table(a, reordered_matrix=b):
+        print(f"  BSR {r['block']:>3}: fill-in {r['fill-in (zeros per nnz)']:.3g} stored zeros per "
+              f"non-zero, after RCM {r['fill-in after RCM']:.3g}")
+    if args.reordered_out is not None:
+        args.reordered_out.write_bytes(to_mtx_bytes(b, comment=f" {info['name']} after RCM"))
+        print(f"  reordered matrix -> {args.reordered_out}")
+    device = resolve_device(args.device)
+    name = runtime_device_name(job_device(device))
+    cal = None if args.recalibrate else load_calibration(name)
+    if cal is None:
+        plan = CalibrationPlan.for_device(device)
+        for row in calibrate(plan, device_name=name):
+            if not args.quiet:
+                sys.stderr.write(f"calibration: {row['what']} {row['value']:.4g} {row['unit']}\n")
+        cal = load_calibration(name)
+    config = MatrixSweepConfig(ops=tuple(args.ops), k=args.k, dtype=args.dtypes[0], device=device,
+                               repeats=args.repeats, seed=args.seed)
+    store = run_id = None
+    if args.store:
+        store = RunStore()
+        run_id = store.create_run(KIND, params={"source": "cli", "matrix_hash": info["hash"],
+                                                "matrix_name": info["name"], "k": config.k,
+                                                "dtype": config.dtype})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    order = column_order(MATRIX_COLUMNS)
+    rows, started, status = [], time.time(), "done"
+    try:
+        for row in matrix_sweep(config, a, cal, info, device_name=name):
+            rows.append(row)
+            if store is not None:
+                store.append(run_id, row)
+            frame = pd.DataFrame(rows)
+            args.out.write_text(to_csv_text(frame[[c for c in order if c in frame]
+                                                  + [c for c in frame if c not in order]]))
+            if not args.quiet:
+                sys.stderr.write(progress_bar(len(rows), config.total, started,
+                                              f"{row['candidate']} {row['op']} {row['status']}"))
+    except KeyboardInterrupt:
+        status = "cancelled"
+    finally:
+        if store is not None:
+            store.finish(run_id, status)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    for op in config.ops:
+        print(recommendation(rows, op))
+    bad = sum(r["status"] != "ok" for r in rows)
+    print(f"{len(rows)} rows ({bad} not ok) in {time.time() - started:.1f} s -> {args.out}")
+    return 0 if status == "done" else 130

@@ -337,7 +337,8 @@ def predict_one(c: Candidate, s: Structure, cal: Calibration, op: str, k: int, d
         moved, flop, bw, bound_note = coo_bytes(m, nnz, k, el), 2.0 * nnz * k, cal.gather_gbs, "gather"
     elif c.format == "bsr":
         tiles = (s.tiles_rcm if c.reordered else s.tiles)[c.block]
-        moved, flop = bsr_bytes(m, n, tiles, c.block, k, el), 2.0 * tiles * c.block**2 * k
+        pm, pn = -(-m // c.block) * c.block, -(-n // c.block) * c.block  # padded to whole tiles
+        moved, flop = bsr_bytes(pm, pn, tiles, c.block, k, el), 2.0 * tiles * c.block**2 * k
     elif c.format == "2:4":
         moved, flop = two_four_bytes(m, n, k, el), 1.0 * m * n * k
         peak = peak * 2  # sparse tensor cores: twice the dense rate (the vendor's claim)
@@ -363,9 +364,10 @@ def predict(s: Structure, cal: Calibration, op: str, k: int, dtype: str,
     for c in cands:
         row = predict_one(c, s, cal, op, k, dtype)
         if c.format == "2:4" and not s.is_two_four:
-            row["note"] = "the matrix is not 2:4 sparse (at most 2 non-zeros in every 4): not run"
+            row.update(note="the matrix is not 2:4 sparse (at most 2 non-zeros in every 4): not run",
+                       skipped=True)
         if c.format == "bsr" and (s.rows % c.block or s.cols % c.block):
-            row["note"] = f"block {c.block} does not divide {s.rows} x {s.cols}: not run"
+            row["note"] = f"zero-padded to a multiple of {c.block} (the padding counts as fill-in)"
         out.append(row)
     return out
 

@@ -139,3 +139,34 @@ def test_dense_that_does_not_fit_is_refused_before_allocating(monkeypatch):
     with pytest.raises(ValueError, match="measuring needs the dense 2048 x 2048"):
         list(matrix_sweep(MatrixSweepConfig(ops=("spmv",)), a, _cal()))
     assert math.isfinite(rl.efficiency(1.0, 2.0)) and rl.efficiency(1.0, 0.0) != rl.efficiency(1.0, 0.0)
+
+
+def test_cli_matrix_runs_headless_and_writes_rows(tmp_path, capsys):
+    import pandas as pd
+    import scipy.io
+
+    from engine.bench.__main__ import main
+    from engine.runtime.device import job_device, runtime_device_name
+
+    n = 100  # not a multiple of 16: block formats run zero-padded
+    p = np.random.default_rng(1).permutation(n)
+    band = sp.diags([1.0, 3.0, 1.0], [-1, 0, 1], shape=(n, n)).tocsr()[p][:, p]
+    path = tmp_path / "band.mtx"
+    scipy.io.mmwrite(str(path), band)
+    # a stored (quick) calibration of this CPU, so the CLI reuses it instead of calibrating
+    list(rl.calibrate(rl.CalibrationPlan.for_device("cpu", quick=True),
+                      device_name=runtime_device_name(job_device("cpu"))))
+    out, reordered = tmp_path / "rows.csv", tmp_path / "rcm.mtx"
+    code = main(["paradox", "--matrix", str(path), "--device", "cpu", "--ops", "spmv", "--repeats", "2",
+                 "--out", str(out), "--reordered-out", str(reordered), "--quiet", "--store"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "band.mtx: 100 x 100, 298 non-zeros" in text and "BSR  16: fill-in" in text
+    assert "On this CPU" in text and "dense for this matrix" in text
+    rows = pd.read_csv(out)
+    ok = rows[rows["status"] == "ok"]
+    assert len(ok) == len(rows) and set(rows["op"]) == {"spmv"}
+    assert ok["message"].fillna("").str.contains("zero-padded to 112 x 112").any()
+    back = scipy.io.mmread(str(reordered))
+    assert back.nnz == 298
+    assert main(["paradox", "--matrix", str(tmp_path / "missing.mtx"), "--out", str(out)]) == 2
