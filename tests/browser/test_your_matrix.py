@@ -70,6 +70,8 @@ def test_upload_spy_measure_advice_and_downloads(app_server, page, tmp_path):
     eff = download_csv(page, "#matrix-eff-csv-button")
     assert len(eff) == int((ok["op"] == "spmv").sum())
     page.screenshot(path=str(SHOTS / "your-matrix-full.png"), full_page=True)
+    for sel in ("#matrix-pvm", "#matrix-advice", "#matrix-pred", "#matrix-fill"):
+        page.locator(sel).screenshot(path=str(SHOTS / f"your-matrix-{sel[8:]}.png"))
     # the layout holds at 1280 px: nothing wider than the viewport
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 1280, width
