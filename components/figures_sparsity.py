@@ -14,44 +14,52 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure
-from engine.sparse.pruning import density_grid
-
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
 PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
            "#5c7cfa", "#495057", "#a61e4d"]
 OK = ("ok", "reused")
 
 
-def pattern_heatmaps(weight: np.ndarray, masks: Mapping[str, np.ndarray],
-                     rows: list[dict], max_cells: int = 128) -> go.Figure:
-    """The same (rows, cols) matrix pruned by each pattern, side by side.
+def pattern_heatmaps(view) -> go.Figure:
+    """The same n x n matrix pruned by each pattern (an engine.sparse.pruning.PatternView).
 
-    Small matrices show the kept |w| (0 where pruned); larger ones are aggregated to at
-    most ``max_cells`` a side and show the fraction kept per cell.
+    Top row: the whole matrix, as the kept |w| when it fits in VIEW_MAX_CELLS cells a
+    side, else downsampled by block density (the fraction kept per f x f cell, said in
+    the titles and colour bar). Bottom row: the top-left corner entry by entry, where
+    the shape of each pattern shows. Arrays go out as float32 (plotly's binary encoding).
     """
-    labels = list(masks)
-    info = {r["pattern"]: r for r in rows}
-    titles = [f"{lab}: {100 * info[lab]['sparsity']:.1f} % zeros" for lab in labels]
-    fig = make_subplots(rows=1, cols=len(labels), subplot_titles=titles, horizontal_spacing=0.04)
-    factor = 1
+    labels = list(view.labels)
+    info = {r["pattern"]: r for r in view.rows}
+    n, f, z = view.size, view.factor, view.zoom[0].shape[0]
+    whole = (f"whole {n} x {n}" if f == 1 else
+             f"{n} x {n} as {view.overview[0].shape[0]} x {view.overview[0].shape[1]} cells of {f} x {f}")
+    titles = [f"{lab}: {100 * info[lab]['sparsity']:.1f} % zeros<br>{whole}" for lab in labels]
+    titles += [f"{lab}: top-left {z} x {z} entries" for lab in labels]
+    fig = make_subplots(rows=2, cols=len(labels), subplot_titles=titles, horizontal_spacing=0.05,
+                        vertical_spacing=0.14, row_heights=[0.5, 0.5])
+    wmax = view.w_max or 1.0
     for i, lab in enumerate(labels, start=1):
-        grid, factor = density_grid(masks[lab], max_cells)
-        if factor == 1:
-            z = np.abs(weight) * masks[lab]
-            cbar = "|w| kept"
-            zmax = float(np.abs(weight).max()) or 1.0
-        else:
-            z, cbar, zmax = grid, f"fraction kept per {factor}x{factor} cell", 1.0
+        grid = view.overview[i - 1]
+        over_bar = "|w| kept" if f == 1 else f"fraction kept per {f}x{f} cell"
         fig.add_trace(go.Heatmap(
-            z=z, zmin=0, zmax=zmax, colorscale="Blues", showscale=(i == len(labels)),
-            colorbar=dict(title=dict(text=cbar, side="right"), thickness=12),
-            hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra>" + lab + "</extra>"), row=1, col=i)
-        fig.update_xaxes(title_text="column" + (f" / {factor}" if factor > 1 else ""),
-                         showgrid=False, row=1, col=i)
-        fig.update_yaxes(autorange="reversed", showgrid=False, scaleanchor=f"x{i if i > 1 else ''}",
-                         title_text=("row" + (f" / {factor}" if factor > 1 else "")) if i == 1 else None,
-                         row=1, col=i)
-    fig.update_layout(height=420, font=FONT, margin=dict(l=50, r=30, t=50, b=50),
+            z=grid, zmin=0, zmax=wmax if f == 1 else 1.0, colorscale="Blues",
+            showscale=(i == len(labels)), colorbar=dict(title=dict(text=over_bar, side="right"),
+                                                       thickness=12, len=0.42, y=0.79),
+            hovertemplate=("row %{y}, col %{x}: |w| %{z:.3g}" if f == 1 else
+                           f"rows %{{y}}x{f}.., cols %{{x}}x{f}..: %{{z:.0%}} kept") + f"<extra>{lab}</extra>"),
+            row=1, col=i)
+        fig.add_trace(go.Heatmap(
+            z=view.zoom[i - 1], zmin=0, zmax=wmax, colorscale="Blues", showscale=(i == len(labels)),
+            colorbar=dict(title=dict(text="|w| kept", side="right"), thickness=12, len=0.42, y=0.21),
+            xgap=1, ygap=1, hovertemplate="row %{y}, col %{x}: |w| %{z:.3g}<extra>" + lab + "</extra>"),
+            row=2, col=i)
+        for r, unit in ((1, "" if f == 1 else f" / {f}"), (2, "")):
+            k = (r - 1) * len(labels) + i
+            fig.update_xaxes(title_text="column" + unit, showgrid=False, row=r, col=i)
+            fig.update_yaxes(autorange="reversed", showgrid=False, scaleanchor="x" if k == 1 else f"x{k}",
+                             title_text=("row" + unit) if i == 1 else None, row=r, col=i)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=780, font=FONT, margin=dict(l=50, r=30, t=70, b=40),
                       plot_bgcolor="white")
     return fig
 
@@ -82,7 +90,9 @@ def speedup_figure(frame: pd.DataFrame) -> go.Figure:
     for c, src in enumerate(sources, start=1):
         part = ok[ok["source"] == src] if "source" in ok else ok
         part = part[part["backend"] != "torch-dense"]
-        part = part.assign(series=part.apply(_series_label, axis=1))
+        if part.empty:  # e.g. a run cancelled after its dense row: an empty panel, titled
+            continue
+        part = part.assign(series=[_series_label(r) for _i, r in part.iterrows()])
         for series, g in part.groupby("series", sort=True):
             # x is the measured fraction of zeros (random tiles miss the target a little),
             # so the theoretical 1/density line is exact for every point
@@ -163,9 +173,9 @@ def break_even_figure(be: pd.DataFrame) -> go.Figure:
             line += (" " if line else "") + item + ","
         lines.append(line.rstrip(",") + (" ..." if len(never) > 9 else ""))
         title = "<br>".join(lines[:3])
-    fig.update_layout(height=400, font=FONT, plot_bgcolor="white", showlegend=True,
-                      margin=dict(l=60, r=20, t=70, b=50),
-                      legend=dict(orientation="h", y=-0.22),
+    fig.update_layout(height=440, font=FONT, plot_bgcolor="white", showlegend=True,
+                      margin=dict(l=60, r=20, t=70, b=120),
+                      legend=dict(orientation="h", x=0, y=-0.3, yanchor="top"),
                       title=dict(text=title, font=dict(size=11, color="#5b6475"), x=0.01),
                       xaxis=dict(title="block size b (b x b tiles)", type="category",
                                  categoryorder="array",
@@ -196,7 +206,7 @@ def nm_figure(frame: pd.DataFrame) -> go.Figure:
     for i, (src, g) in enumerate(ok.groupby("source", sort=False)):
         g = g.sort_values(["rows", "k"])
         fig.add_trace(go.Bar(
-            x=[f"n={int(r)}, k={int(k)}" for r, k in zip(g["rows"], g["k"])],
+            x=[f"n={int(r)}<br>k={int(k)}" for r, k in zip(g["rows"], g["k"])],
             y=pd.to_numeric(g["speedup"]), name=f"2:4 ({src})", marker_color=PALETTE[i % len(PALETTE)],
             customdata=np.stack([1e3 * pd.to_numeric(g["median_s"]),
                                  1e3 * pd.to_numeric(g["dense_median_s"])], axis=1),
@@ -205,11 +215,11 @@ def nm_figure(frame: pd.DataFrame) -> go.Figure:
     fig.add_hline(y=1.0, line=dict(color="#c53030", width=1))
     fig.add_hline(y=2.0, line=dict(color="#868e96", dash="dash"),
                   annotation_text="2x: the sparse tensor cores' peak", annotation_position="top left")
-    fig.update_layout(barmode="group", height=360, font=FONT, plot_bgcolor="white",
-                      margin=dict(l=60, r=20, t=50, b=50), showlegend=True,
-                      legend=dict(orientation="h", y=-0.25),
+    fig.update_layout(barmode="group", height=440, font=FONT, plot_bgcolor="white",
+                      margin=dict(l=60, r=20, t=70, b=120), showlegend=True,
+                      legend=dict(orientation="h", x=0, y=-0.3, yanchor="top"),
                       title=dict(text="<br>".join(notes[:2]), font=dict(size=12, color="#7f1d1d")),
-                      xaxis=dict(title="product (n x n) @ (n x k)"),
+                      xaxis=dict(title="product (n x n) @ (n x k)", automargin=True, tickangle=0),
                       yaxis=dict(title="2:4 speedup over dense (x)", rangemode="tozero"))
     return fig
 
@@ -275,7 +285,7 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
                      goals: Mapping[float, float]) -> go.Figure:
     """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
     colour per block size, from benchmarks/bsr_bench.py; ``goals`` (sparsity -> speedup,
-    the issue's targets at 64 x 64 blocks) as red crosses, 1/density dashed, break-even
+    this lab's goals at 64 x 64 blocks) as red crosses, 1/density dashed, break-even
     (1) in red."""
     data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
     if data.empty:
@@ -295,8 +305,8 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
     fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
                              line=dict(color="#868e96", dash="dash")))
     fig.add_trace(go.Scatter(x=list(goals), y=list(goals.values()),
-                             mode="markers+text", name="issue targets (64x64 blocks)",
-                             text=[f"target {v:g}x at {s:.0%}" for s, v in goals.items()],
+                             mode="markers+text", name="lab goals (64x64 blocks)",
+                             text=[f"goal {v:g}x at {s:.0%}" for s, v in goals.items()],
                              textposition="top left",
                              marker=dict(symbol="x", size=12, color="#c53030")))
     fig.add_hline(y=1.0, line=dict(color="#c53030", width=1, dash="dot"))

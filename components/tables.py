@@ -33,11 +33,24 @@ def data_table(id: str, rows: Any = None, page_size: int = 12, **kwargs: Any) ->
     )
 
 
-def table_columns(frame: pd.DataFrame) -> list[dict]:
+def _is_float_column(values: pd.Series) -> bool:
+    """Float columns, and object columns (None beside numbers) whose values are all floats."""
+    if pd.api.types.is_float_dtype(values):
+        return True
+    if values.dtype != object:
+        return False
+    present = [v for v in values if v is not None and v == v]
+    return bool(present) and all(isinstance(v, float) for v in present)
+
+
+def table_columns(frame: pd.DataFrame, units: dict[str, str] | None = None) -> list[dict]:
+    """DataTable columns: numbers shown with 4 significant digits; ``units`` adds a unit
+    to a column's header ("median_ms" -> "median_ms (ms)") without changing its id."""
     cols = []
     for name in frame.columns:
-        col = {"name": str(name), "id": str(name)}
-        if pd.api.types.is_float_dtype(frame[name]):
+        unit = (units or {}).get(str(name))
+        col = {"name": f"{name} ({unit})" if unit else str(name), "id": str(name)}
+        if _is_float_column(frame[name]):
             col.update(type="numeric", format={"specifier": ".4~g"})
         cols.append(col)
     return cols

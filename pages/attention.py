@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dash
 import pandas as pd
-import torch
 from dash import Input, Output, State, callback, dcc, html
 
 from components import figures_attention as figs
@@ -13,8 +12,8 @@ from components.layout import (controls_row, error_message, labelled, message, p
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
 from engine.attention import masks as M
-from engine.attention.attend import (SweepConfig, attention_sweep, crossover,
-                              mask_fidelity, structured_qk, sweep_memory_bytes)
+from engine.attention.attend import (SweepConfig, attention_sweep, crossover, mask_zoo,
+                                     noisy_lengths, sweep_memory_bytes)
 from engine.bench.reference import Reference, references
 from engine.runtime.device import describe_device
 from engine.validate import check_budget, check_choice, check_int
@@ -156,9 +155,10 @@ def layout(**_kwargs):
             html.Div(id=f"{P}-bare"),
             csv_download(f"{P}-ref-csv", "Download reference CSV"),
             dcc.Store(id=f"{P}-ref-rows"),
-            note="For comparison this month on an H100 the issue quotes FlexAttention with a "
-                 "256-token sliding window at 5.0x the speed of SDPA causal at S = 16384 (32x by "
-                 "FLOPs) and only 1.07x at S = 4096: a reference, not a lab measurement.",
+            note="For comparison, a figure given to the lab from an H100 in November 2026 (not "
+                 "measured here, configuration not stated): FlexAttention with a 256-token "
+                 "sliding window at 5.0x the speed of SDPA causal at S = 16384 (32x by FLOPs) "
+                 "and only 1.07x at S = 4096. Neither the chapter's nor this lab's number.",
         ),
     ])
 
@@ -225,26 +225,6 @@ def draw_mask(kind, seq_len, block, *values):
 
 
 # -- attention weights of a structured input -------------------------------------------
-def zoo_rows(seq_len: int, block: int, params: dict) -> tuple[list[dict], dict]:
-    """Every zoo mask on the structured input: density and fidelity rows, and weights."""
-    q, k = structured_qk(seq_len, 64, seed=params.get("seed", 0))
-    v = torch.randn(seq_len, 64, generator=torch.Generator().manual_seed(1))
-    base = M.materialize(M.causal(), seq_len)
-    dense_of, names = {}, {}
-    for kind in M.MASK_KINDS:
-        mask = M.build_mask(kind, seq_len, params, block)
-        dense_of[kind], names[kind] = M.materialize(mask, seq_len), mask.name
-    fid = mask_fidelity(q, k, v, dense_of, base)
-    rows = []
-    for kind, dense in dense_of.items():
-        st = M.stats_of(dense, block, names[kind])
-        rows.append({"mask": names[kind], "density": st.density, "block_density": st.block_density,
-                     "theory_vs_causal": st.speedup_vs_causal, "mass_kept": fid[kind]["mass_kept"],
-                     "output_rel_error": fid[kind]["output_rel_error"]})
-    weights = {kind: f["weights"] for kind, f in fid.items()}
-    return rows, {"weights": weights, "names": names}
-
-
 @callback(Output(f"{P}-weights-base", "figure"), Output(f"{P}-weights-mask", "figure"),
           Output(f"{P}-zoo-table", "children"), Output(f"{P}-zoo-rows", "data"),
           Output(f"{P}-weights-note", "children"),
@@ -257,7 +237,7 @@ def draw_weights(kind, seq_len, block, *values):
         block = check_int("block size", block, lo=1, hi=max(BLOCK_CHOICES))
         params = read_params(values)
         check_choice("mask", kind, M.MASK_KINDS)
-        rows, parts = zoo_rows(seq_len, block, params)
+        rows, parts = mask_zoo(seq_len, block, params)
     except ValueError as exc:
         return dash.no_update, dash.no_update, error_message(exc), [], ""
     pb, f = M.downsample(parts["weights"]["causal"])
@@ -319,15 +299,19 @@ def _rows(rows) -> list[dict]:
 def crossover_text(rows, baseline="causal") -> html.Div | None:
     speed_col, _theory, base_name, base_text = figs.BASELINES.get(baseline, figs.BASELINES["causal"])
     found = crossover(rows or [], "flex", speed_col)
+    noisy = noisy_lengths(rows or [], "flex")
+    left_out = (" Left out as noisy (IQR / median > 0.1, drawn hollow): "
+                + "; ".join(f"{m} at S = {', '.join(map(str, v))}" for m, v in noisy.items()) + "."
+                if noisy else "")
     if not found:
         flex_rows = [r for r in rows or [] if r.get("impl") == "flex"]
         if flex_rows and all(str(r.get("status", "")).startswith("unavailable") for r in flex_rows):
             return message(f"FlexAttention {flex_rows[0]['status']}", "warn")
-        return None
-    parts = [f"{m} from S = {s}" if s else f"{m} not within the measured lengths"
+        return message("No settled FlexAttention timing to judge from." + left_out, "warn") if noisy else None
+    parts = [f"{m} from S = {s}" if s else f"{m} not within the settled lengths"
              for m, s in found.items()]
     return message(f"Where FlexAttention stays faster than {base_text} ({base_name}): "
-                   + "; ".join(parts) + ".", "ok" if any(found.values()) else "info")
+                   + "; ".join(parts) + "." + left_out, "ok" if any(found.values()) else "info")
 
 
 def sweep_table(rows, table_id: str = f"{P}-sweep-rows"):

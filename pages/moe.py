@@ -22,9 +22,10 @@ TRAIN, SWEEP = f"{P}-train", f"{P}-sweep"
 
 
 def _slider(id: str, lo, hi, step, value, marks=None) -> dcc.Slider:
+    """A slider whose value is always shown (a tooltip above the handle); no typed box."""
     return dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=step, value=value, marks=marks,
-                      allow_direct_input=True, updatemode="mouseup",
-                      tooltip={"placement": "bottom", "always_visible": False})
+                      allow_direct_input=False, updatemode="mouseup",
+                      tooltip={"placement": "top", "always_visible": True})
 
 
 def _routing_controls() -> html.Div:

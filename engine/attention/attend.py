@@ -30,8 +30,9 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from engine.attention.masks import (Mask, attention_flops, build_mask, causal, full, is_causal_mask,
-                          materialize, stats_of)
+from engine.attention.masks import (MASK_KINDS, Mask, attention_flops, build_mask, causal, full,
+                                    is_causal_mask, materialize, stats_of)
+from engine.sparse.formats import DTYPES
 from engine.runtime.threads import torch_threads
 from engine.validate import check_choice, check_int
 
@@ -40,8 +41,6 @@ try:  # the shared benchmark timer (warm-up, CUDA sync, median, IQR)
 except Exception:  # pragma: no cover - engine.bench absent or broken: torch's Timer below
     _measure = None
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-          "float64": torch.float64}
 
 
 # -- implementations ---------------------------------------------------------------
@@ -275,6 +274,28 @@ def mask_fidelity(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 # -- timing --------------------------------------------------------------------------
+def mask_zoo(seq_len: int, block: int, params: dict) -> tuple[list[dict], dict]:
+    """Every zoo mask (masks.MASK_KINDS) on the structured input of ``seq_len`` tokens
+    (head dim 64): a row per mask (density, block density, theory vs causal, the share of
+    dense causal attention's weight it keeps, the relative error of its output) and
+    {"weights": kind -> (S, S) weights, "names": kind -> mask name}."""
+    q, k = structured_qk(seq_len, 64, seed=params.get("seed", 0))
+    v = torch.randn(seq_len, 64, generator=torch.Generator().manual_seed(1))
+    base = materialize(causal(), seq_len)
+    dense_of, names = {}, {}
+    for kind in MASK_KINDS:
+        mask = build_mask(kind, seq_len, params, block)
+        dense_of[kind], names[kind] = materialize(mask, seq_len), mask.name
+    fid = mask_fidelity(q, k, v, dense_of, base)
+    rows = []
+    for kind, dense in dense_of.items():
+        st = stats_of(dense, block, names[kind])
+        rows.append({"mask": names[kind], "density": st.density, "block_density": st.block_density,
+                     "theory_vs_causal": st.speedup_vs_causal, "mass_kept": fid[kind]["mass_kept"],
+                     "output_rel_error": fid[kind]["output_rel_error"]})
+    return rows, {"weights": {kind: f["weights"] for kind, f in fid.items()}, "names": names}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -533,12 +554,33 @@ def _with_speedups(row: dict, timings: dict[str, float]) -> dict:
     return row
 
 
+def _is_noisy(row: dict) -> bool:
+    return row.get("noisy") in (True, "True", "true", 1, "1")
+
+
+def noisy_lengths(rows: list[dict], impl: str = "flex") -> dict[str, list[int]]:
+    """Per mask: the sequence lengths whose ``impl`` row, or a baseline row at that length,
+    is noisy (IQR / median over the threshold): no verdict may rest on them."""
+    noisy_base = {int(r["seq_len"]) for r in rows if r.get("impl") in ("sdpa-causal", "sdpa-dense")
+                  and r.get("status") == "ok" and _is_noisy(r)}
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        if r.get("impl") == impl and r.get("status") == "ok" and (
+                _is_noisy(r) or int(r["seq_len"]) in noisy_base):
+            out.setdefault(r["mask"], []).append(int(r["seq_len"]))
+    return {m: sorted(v) for m, v in out.items()}
+
+
 def crossover(rows: list[dict], impl: str = "flex", baseline: str = "speedup_vs_causal") -> dict:
     """Per mask: the smallest measured sequence length from which ``impl`` stays faster
-    than the baseline (speedup > 1 at that length and every longer one), or None."""
+    than the baseline (speedup > 1 at that length and every longer one), or None.
+
+    Rows that are noisy, or whose baseline at that length is (``noisy_lengths``), are
+    left out: a verdict rests only on settled timings."""
     by_mask: dict[str, list[tuple[int, float]]] = {}
+    skip = noisy_lengths(rows, impl)
     for r in rows:
-        if r.get("impl") == impl and r.get("status") == "ok":
+        if r.get("impl") == impl and r.get("status") == "ok" and int(r["seq_len"]) not in skip.get(r["mask"], ()):
             val = r.get(baseline)
             if val is not None and not (isinstance(val, float) and math.isnan(val)):
                 by_mask.setdefault(r["mask"], []).append((int(r["seq_len"]), float(val)))

@@ -29,8 +29,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from engine.validate import check_choice, check_float, check_int
+from engine.runtime.cache import pure_cache
 from engine.runtime.threads import torch_threads
+from engine.validate import check_choice, check_float, check_int
 
 PATTERNS = ("unstructured", "block", "nm")
 NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}
@@ -547,3 +548,51 @@ def compare_patterns(weight: np.ndarray, sparsity: float, block: int,
                      "energy_kept": round(float((np.asarray(weight)[mask] ** 2).sum()) / energy, 4),
                      "violations": violations})
     return masks, rows
+
+
+VIEW_SIZES = (64, 128, 256, 512, 1024, 2048)  # the page's sample matrices (n x n)
+VIEW_MAX_CELLS = 128  # overview heatmaps: at most this many cells a side
+VIEW_ZOOM = 32  # the zoomed corner: this many entries a side, drawn exactly
+
+
+@dataclass(frozen=True)
+class PatternView:
+    """What the pattern figure draws, small enough to send: for each pattern (``labels``)
+    an overview of at most VIEW_MAX_CELLS a side (the kept |w| when the matrix fits,
+    ``factor == 1``; else the fraction kept per factor x factor cell) and the kept |w| of
+    the top-left ``zoom`` x ``zoom`` corner, all float32; and one row per pattern
+    (compare_patterns)."""
+
+    size: int
+    labels: tuple[str, ...]
+    overview: tuple[np.ndarray, ...]
+    factor: int
+    zoom: tuple[np.ndarray, ...]
+    w_max: float
+    rows: tuple[dict, ...]
+
+
+@pure_cache
+def _pattern_view(size: int, sparsity: float, block: int, nm: str, seed: int) -> PatternView:
+    weight = random_weight(size, size, seed=seed)
+    masks, rows = compare_patterns(weight, sparsity, block, nm)
+    labels = tuple(masks)
+    absw = np.abs(weight)
+    grids, factor = [], 1
+    for lab in labels:
+        grid, factor = density_grid(masks[lab], VIEW_MAX_CELLS)
+        grids.append((absw * masks[lab] if factor == 1 else grid).astype(np.float32))
+    z = min(VIEW_ZOOM, size)
+    zoom = tuple((absw[:z, :z] * masks[lab][:z, :z]).astype(np.float32) for lab in labels)
+    return PatternView(size, labels, tuple(grids), factor, zoom, float(absw.max()), tuple(rows))
+
+
+def pattern_view(size: int, sparsity: Any, block: int, nm: str, seed: int = 0) -> PatternView:
+    """The page's sample matrix (size x size standard normal, ``seed``) pruned as
+    unstructured, block and N:M, reduced for drawing (PatternView). Checked here, then
+    computed once per distinct input and kept in the lab's bounded cache of pure results."""
+    size = check_choice("matrix size", check_int("matrix size", size, 1, max(VIEW_SIZES)), VIEW_SIZES)
+    sparsity = check_float("sparsity", sparsity, 0.0, 1.0)
+    block = check_choice("block size", check_int("block size", block, 1, max(BLOCK_SIZES)), BLOCK_SIZES)
+    check_choice("N:M pattern", nm, NM_PRESETS)
+    return _pattern_view(size, round(sparsity, 6), block, nm, check_int("seed", seed, 0))

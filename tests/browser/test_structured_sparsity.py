@@ -24,6 +24,15 @@ def _fill(page, selector: str, value: str) -> None:
     page.press(selector, "Enter")
 
 
+TABS = {"One matrix, three patterns": "patterns", "Timing against dense": "timing",
+        "The lab's kernel (lab-bsr)": "kernel", "Accuracy cost": "accuracy"}
+
+
+def _tab(page, label: str) -> None:
+    page.click(f"#ss-tab-{TABS[label]}")
+    wait_for_content(page, f"#ss-tab-{TABS[label]}", label)
+
+
 def test_sliders_update_the_three_patterns(app_server, page):
     page.goto(app_server + "/structured-sparsity")
     page.wait_for_selector("#ss-heatmaps .heatmaplayer")
@@ -39,11 +48,31 @@ def test_sliders_update_the_three_patterns(app_server, page):
     page.locator("#ss-nm label").filter(has_text="1:4").click()
     wait_for_content(page, "#ss-heatmaps", "1:4: 75.0 % zeros")
     wait_for_text(page, "#ss-pattern-table", "block 32x32")
-    assert page.locator("#ss-heatmaps .heatmaplayer .hm").count() == 3
+    assert page.locator("#ss-heatmaps .heatmaplayer .hm").count() == 6  # whole + corner, per pattern
+    # a large matrix is drawn downsampled, and the figure says so
+    page.click("#ss-size")
+    page.get_by_role("option", name="2048 x 2048", exact=True).click()
+    wait_for_content(page, "#ss-heatmaps", "2048 x 2048 as 128 x 128 cells of 16 x 16", timeout=60_000)
+    wait_for_content(page, "#ss-heatmaps", "fraction kept per 16x16 cell")
+
+
+def test_tabs_keep_the_page_short_at_1280(app_server, page):
+    page.goto(app_server + "/structured-sparsity")
+    page.wait_for_selector("#ss-heatmaps .heatmaplayer")
+    heights = {}
+    for label in ("One matrix, three patterns", "Timing against dense", "The lab's kernel (lab-bsr)",
+                  "Accuracy cost"):
+        _tab(page, label)
+        page.wait_for_timeout(800)
+        heights[label] = page.evaluate("() => document.documentElement.scrollHeight")
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= 1280, f"{label}: {wide} px wide at 1280"
+    assert max(heights.values()) < 3200, heights
 
 
 def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page):
     page.goto(app_server + "/structured-sparsity")
+    _tab(page, "Timing against dense")
     page.wait_for_selector("#ss-time-job-run")
     page.click("#ss-t-size")
     page.get_by_role("dialog").get_by_role("option", name="64", exact=True).click()
@@ -64,6 +93,7 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page):
     ok = frame[frame["status"] == "ok"]
     assert (ok["median_s"] > 0).all() and ok["device_name"].str.startswith("CPU").all()
 
+    _tab(page, "Accuracy cost")
     _untick(page, "#ss-a-models", ["CNN"])
     _untick(page, "#ss-a-patterns", ["block 4x4", "block 16x16"])
     _untick(page, "#ss-a-sparsities", ["75 %", "90 %"])
@@ -82,9 +112,10 @@ def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page):
 
 def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, page):
     page.goto(app_server + "/structured-sparsity")
+    _tab(page, "The lab's kernel (lab-bsr)")
     page.wait_for_selector("#ss-bsr-plot .scatterlayer .trace")
-    wait_for_content(page, "#ss-bsr-plot", "issue targets (64x64 blocks)")
-    wait_for_text(page, "#ss-bsr-note", "targets met at 64 x 64 blocks")
+    wait_for_content(page, "#ss-bsr-plot", "lab goals (64x64 blocks)")
+    wait_for_text(page, "#ss-bsr-note", "of the lab's 4 goals met at 64 x 64 blocks")
     wait_for_text(page, "#ss-bsr-targets", "GPU time (CUDA-graph replay")
     page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
     wait_for_text(page, "#ss-bsr-targets", "call by call")
@@ -92,3 +123,21 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     goals = download_csv(page, "#ss-bsr-targets-csv-button")
     assert len(goals) == 4 and goals["timing"].str.startswith("call by call").all()
     assert set(download_csv(page, "#ss-bsr-csv-button")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
+
+
+def test_a_cancelled_sweep_is_labelled_not_passed_off_as_complete(app_server, page):
+    page.goto(app_server + "/structured-sparsity")
+    _tab(page, "Timing against dense")
+    page.wait_for_selector("#ss-time-job-run")
+    _fill(page, "#ss-t-repeats", "40")
+    page.click("#ss-time-job-run")
+    page.wait_for_function("() => { const e = document.querySelector('#ss-time-job-status');"
+                           " return e && /running: [1-9]/.test(e.innerText); }", timeout=90_000)
+    page.click("#ss-time-job-cancel")
+    wait_for_text(page, "#ss-time-job-status", "cancelled")
+    wait_for_content(page, "#ss-speedup", "(cancelled: ", timeout=30_000)
+    text = page.text_content("#ss-speedup")
+    import re
+
+    done, total = map(int, re.search(r"cancelled: (\d+) of (\d+) rows", text).groups())
+    assert 0 < done < total

@@ -159,3 +159,13 @@ def test_bare_check_table(results_dir, sweep_rows):
                    "device_name": "NVIDIA H100"}]).to_csv(tmp_path / attention.BARE_FILE, index=False)
     out = str(attention.draw_bare("attention_sweep.csv"))
     assert "attention-bare-table" in out and "speedup_lab_over_bare" in out and "NVIDIA H100" in out
+
+
+def test_verdict_names_what_it_left_out_as_noisy():
+    rows = [{"impl": "flex", "status": "ok", "mask": "sliding_window(w=4)", "seq_len": s,
+             "speedup_vs_causal": sp, "noisy": s == 1024} for s, sp in ((512, 0.8), (1024, 0.6), (2048, 1.5))]
+    text = str(attention.crossover_text(rows))
+    assert "sliding_window(w=4) from S = 2048" in text
+    assert "Left out as noisy" in text and "S = 1024" in text
+    only_noisy = [dict(r, noisy=True) for r in rows]
+    assert "No settled FlexAttention timing" in str(attention.crossover_text(only_noisy))

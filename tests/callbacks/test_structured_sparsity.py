@@ -1,5 +1,6 @@
 """/structured-sparsity callbacks called as plain functions."""
 import dash
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,15 +24,46 @@ BAD_SWEEPS = [
 def test_patterns_update_with_the_sliders(sparsity, block_index, nm, size):
     fig, data, columns, msg = ss.draw_patterns(sparsity, block_index, nm, size)
     block = ss.BLOCK_SIZES[block_index]
-    assert (msg is None) == (block < size) and len(fig.data) == 3
+    assert (msg is None) == (block < size) and len(fig.data) == 6  # whole matrix + corner, per pattern
     by = {r["pattern"]: r for r in data}
     assert set(by) == {"unstructured", f"block {block}x{block}", nm}
     assert by["unstructured"]["sparsity"] == pytest.approx(sparsity, abs=1e-4)
     n, m = map(int, nm.split(":"))
     assert by[nm]["sparsity"] == pytest.approx(1 - n / m)
     assert all(r["violations"] == 0 for r in data)
-    assert max(max(len(row) for row in trace.z) for trace in fig.data) <= 256  # aggregated
+    assert max(max(len(row) for row in trace.z) for trace in fig.data) <= 128  # aggregated
+    assert all(trace.z.dtype == np.float32 for trace in fig.data)  # sent as binary, 4 bytes a cell
+    whole = [t for t in fig.data if t.xgap is None]
+    if size > 128:  # downsampled by block density, and the figure says so
+        f = size // 128
+        assert f"cells of {f} x {f}" in " ".join(a.text for a in fig.layout.annotations)
+        assert whole[0].colorbar.title.text == f"fraction kept per {f}x{f} cell"
+        assert all(0 <= t.z.min() and t.z.max() <= 1 for t in whole)
     assert {c["id"] for c in columns} >= {"pattern", "sparsity", "energy_kept"}
+
+
+@pytest.mark.parametrize("size", [256, 2048])
+def test_pattern_response_is_small(size):
+    """The heatmaps' callback answers in well under 1 MB at every size the page offers."""
+    import json
+
+    from plotly.utils import PlotlyJSONEncoder
+
+    out = ss.draw_patterns(0.9, 6, "2:4", size)
+    assert len(json.dumps([out[0].to_plotly_json(), out[1]], cls=PlotlyJSONEncoder)) < 400_000
+
+
+def test_pattern_view_is_cached_per_input_and_keys_differ(tmp_path, monkeypatch):
+    from engine.sparse import pruning
+
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    first = pruning.pattern_view(64, 0.5, 4, "2:4")
+    hits = pruning._pattern_view.cache_info().hits
+    again = pruning.pattern_view(64, 0.5, 4, "2:4")
+    assert pruning._pattern_view.cache_info().hits == hits + 1
+    assert np.array_equal(first.overview[0], again.overview[0]) and first.rows == again.rows
+    other = pruning.pattern_view(64, 0.6, 4, "2:4")  # another sparsity: another entry
+    assert other.rows[0]["sparsity"] != first.rows[0]["sparsity"]
 
 
 def test_pattern_error_is_a_message_not_a_traceback():
@@ -58,7 +90,30 @@ def test_timing_rows_draw_figures_and_tables():
     assert {r["block"] for r in be_rows} == {8, 16}
     nm = [r for r in table if r["backend"] == "torch-2:4"]
     assert nm and nm[0]["status"] == "unsupported" and "needs an NVIDIA GPU (sm80+)" in nm[0]["message"]
-    assert nm[0]["median_s"] is None  # never drawn as a number
+    assert nm[0]["median_ms"] is None  # never drawn as a number
+    ok = [r for r in table if r["status"] == "ok"]
+    by_spec = {(r["backend"], r["block"], r["sparsity"]): r for r in rows if r["status"] == "ok"}
+    assert all(r["median_ms"] == pytest.approx(1e3 * by_spec[(r["backend"], r["block"], r["sparsity"])]["median_s"])
+               for r in ok if (r["backend"], r["block"], r["sparsity"]) in by_spec)
+    headers = {c["id"]: c["name"] for c in _cols}
+    assert headers["median_ms"] == "median_ms (ms)" and headers["speedup"] == "speedup (x dense)"
+    assert all(c.get("format") for c in _cols if c["id"] in ("median_ms", "speedup", "efficiency"))
+
+
+def test_a_cancelled_run_is_labelled_as_cancelled_in_every_legend():
+    plan = ss.timing_plan(64, 8, "float32", [8], [0.5, 0.9], [], 2)
+    rows = list(plan.rows)[:3]
+    status = f"cancelled: {len(rows)} finished rows kept (stored, see Runs)"
+    speedup, *_rest, table, _cols, note = ss.draw_timing(rows, None, status, str(plan.total))
+    label = f"(cancelled: 3 of {plan.total} rows)"
+    assert all(label in r["source"] for r in table)
+    assert label in " ".join(a.text for a in speedup.layout.annotations)  # the panel title
+    # cancelled right after the dense row, beside the committed reference: still drawn
+    opts, ref = ss.reference_options(None)
+    speedup, *_rest, table, _cols, note = ss.draw_timing(rows[:1], ref, "cancelled: 1 finished", "74")
+    assert speedup.data and any("(cancelled: 1 of 74 rows)" in r["source"] for r in table)
+    done = ss.draw_timing(rows, None, f"done: {len(rows)} rows in 1 s (run 1)", str(plan.total))
+    assert all("cancelled" not in r["source"] for r in done[6])
 
 
 def test_reference_csv_is_drawn_beside_the_local_run(results_dir):
@@ -169,8 +224,8 @@ def test_several_seeds_give_mean_and_whiskers():
 def test_lab_bsr_benchmark_section_draws_the_committed_run_and_its_targets():
     fig, note, goals, goal_cols, rows, cols = ss.draw_bsr_bench("graph")
     names = {t.name for t in fig.data}
-    assert {"lab-bsr, 64x64", "torch-bsr, 64x64", "issue targets (64x64 blocks)"} <= names
-    assert "targets met at 64 x 64 blocks" in str(note) and "As fast as dense" in str(note)
+    assert {"lab-bsr, 64x64", "torch-bsr, 64x64", "lab goals (64x64 blocks)"} <= names
+    assert "of the lab's 4 goals met at 64 x 64 blocks" in str(note) and "As fast as dense" in str(note)
     assert [g["target"] for g in goals][0] == "lab-bsr vs dense at 90 % sparsity" and len(goals) == 4
     assert rows and {r["method"] for r in rows} == {"dense", "torch-bsr", "lab-bsr"}
     assert "speedup_vs_dense" in {c["id"] for c in cols}

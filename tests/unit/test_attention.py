@@ -132,6 +132,16 @@ def test_crossover():
     assert A.crossover(rows) == {"w": 8192, "never": None}
 
 
+def test_crossover_rests_only_on_settled_rows():
+    """A noisy FlexAttention row, or a noisy baseline at its length, decides nothing."""
+    rows = [{"impl": "flex", "status": "ok", "mask": "w", "seq_len": s, "speedup_vs_causal": sp,
+             "noisy": s == 4096} for s, sp in ((1024, 0.5), (2048, 1.2), (4096, 0.9), (8192, 2.0))]
+    assert A.crossover(rows) == {"w": 2048}  # the dip at 4096 was noise
+    assert A.noisy_lengths(rows) == {"w": [4096]}
+    rows.append({"impl": "sdpa-causal", "status": "ok", "mask": "causal", "seq_len": 2048, "noisy": "True"})
+    assert A.crossover(rows) == {"w": 8192} and A.noisy_lengths(rows) == {"w": [2048, 4096]}
+
+
 @pytest.mark.parametrize("kwargs,text", [
     ({"seq_lens": ()}, "sequence lengths: expected at least one"),
     ({"seq_lens": (8,)}, "sequence length: expected an integer in"),
