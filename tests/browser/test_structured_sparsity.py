@@ -67,7 +67,7 @@ def test_tabs_keep_the_page_short_at_1280(app_server, page):
         heights[label] = page.evaluate("() => document.documentElement.scrollHeight")
         wide = page.evaluate("() => document.documentElement.scrollWidth")
         assert wide <= 1280, f"{label}: {wide} px wide at 1280"
-    assert max(heights.values()) < 3200, heights
+    assert max(heights.values()) < 3500, heights  # one tab at a time (was ~6,000 px in all)
 
 
 def test_tiny_timing_sweep_and_accuracy_run_with_csv(app_server, page):
