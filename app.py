@@ -46,11 +46,14 @@ UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 ERROR_BAR = "lab-error"
 log = logging.getLogger("sparsity_lab")
 
-# Dash needs inline scripts (its config and renderer start-up, clientside callbacks)
-# and plotly builds some functions at run time; everything else stays on this origin.
-CONTENT_SECURITY_POLICY = "; ".join([
+# Scripts: this origin plus the SHA-256 of each inline script Dash writes into the page
+# (its renderer start-up and the inline clientside callbacks, from ``app.csp_hashes()``);
+# no 'unsafe-inline', no 'unsafe-eval' (Dash's renderer, plotly.js's default bundle for the
+# traces the lab draws, and cytoscape run without them: tests/browser/test_csp.py).
+# Styles keep 'unsafe-inline': Dash sets element styles and plotly.js injects its own.
+CSP_DIRECTIVES = [
     "default-src 'self'",
-    "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+    "script-src 'self' {script_hashes}",
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data: blob:",
     "media-src 'self' data: blob:",
@@ -59,8 +62,19 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "worker-src 'self' blob:",
     "object-src 'none'",
     "base-uri 'self'",
+    "form-action 'self'",
     "frame-ancestors 'self'",
-])
+]
+_CSP: dict[str, str] = {}
+
+
+def content_security_policy() -> str:
+    """The CSP header, built once every page has registered its callbacks (the first
+    response): inline scripts are allowed by their hashes only."""
+    if "header" not in _CSP:
+        hashes = " ".join(app.csp_hashes())
+        _CSP["header"] = "; ".join(CSP_DIRECTIVES).replace("{script_hashes}", hashes)
+    return _CSP["header"]
 
 
 def make_celery():
@@ -239,18 +253,22 @@ def add_security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())
     return response
 
 
 def navbar() -> html.Nav:
-    """Links to every registered page, in the pages' ``order``."""
+    """Links to every registered page, in the pages' ``order``, on one line at 1280 px: a
+    page may give a short ``nav_name`` (its full name is the link's tooltip), and the
+    device label is cut with an ellipsis (in full in its tooltip)."""
     pages = sorted(dash.page_registry.values(), key=page_order)
-    links = [dcc.Link(p["name"], href=p["relative_path"], className="nav-link") for p in pages]
+    links = [dcc.Link(p.get("nav_name", p["name"]), href=p["relative_path"], className="nav-link",
+                      title=p["name"]) for p in pages]
+    device = describe_device().label
     return html.Nav([
         dcc.Link("Sparsity Lab", href="/", className="brand"),
         html.Div(links, className="nav-links"),
-        html.Span(describe_device().label, className="nav-device", title="device the engine uses"),
+        html.Span(device, className="nav-device", title=f"device the engine uses: {device}"),
     ], className="navbar")
 
 

@@ -18,7 +18,7 @@ from engine.bench.reference import Reference, references
 from engine.runtime.device import describe_device
 from engine.validate import check_budget, check_choice, check_int
 
-dash.register_page(__name__, path="/attention", name="Attention masks", order=8,
+dash.register_page(__name__, path="/attention", name="Attention masks", nav_name="Attention", order=8,
                    description="The mask zoo, block masks, and when sparse attention beats dense "
                                "flash attention.")
 

@@ -13,7 +13,7 @@ from components.tables import csv_download, data_table, register_csv_download
 from engine.moe import layer as moe
 from engine.validate import check_budget, check_float, check_int
 
-dash.register_page(__name__, path="/moe", name="Mixture of Experts", order=7,
+dash.register_page(__name__, path="/moe", name="Mixture of Experts", nav_name="MoE", order=7,
                    description="Routing, load balance, capacity and drops, and what conditional "
                                "compute costs: dense FFN vs MoE timing.")
 

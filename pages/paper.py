@@ -17,7 +17,7 @@ from components.tables import csv_download, data_table, register_csv_download, t
 from engine.bench.reference import references
 from engine.layers import paper as pp
 
-dash.register_page(__name__, path="/paper", name="Paper experiment", order=4,
+dash.register_page(__name__, path="/paper", name="Paper experiment", nav_name="Paper", order=4,
                    description="Native CNN, linear RNN and linear attention trained beside their "
                                "sparse-matrix forms: does the paper's results table hold?")
 

@@ -23,7 +23,7 @@ from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_n
 from engine.runtime.store import RunStore, stored_rows_by_key
 from engine.validate import check_int, memory_budget_bytes
 
-dash.register_page(__name__, path="/paradox", name="Sparsity paradox", order=5,
+dash.register_page(__name__, path="/paradox", name="Sparsity paradox", nav_name="Paradox", order=5,
                    description="Theoretical vs measured speedup of sparse formats against dense, "
                                "on this device, with break-even sparsity.")
 
