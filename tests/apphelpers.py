@@ -99,3 +99,17 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
     stop_process(proc)
     raise RuntimeError("redis-server did not answer in 10 s")
+
+
+def start_celery_worker(folder: Path, redis_url: str) -> subprocess.Popen:
+    """``celery -A app:celery_app worker --concurrency=1`` on ``redis_url`` (its own
+    cache folder and process group, log in ``folder/worker.log``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, SPARSITY_LAB_REDIS_URL=redis_url, SPARSITY_LAB_CACHE=str(folder),
+               SPARSITY_LAB_FORCE_CPU="1", PYTHONUNBUFFERED="1")
+    log = open(folder / "worker.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "app:celery_app", "worker",
+                             "--concurrency=1", "--loglevel=INFO", "--without-gossip",
+                             "--without-mingle", "--without-heartbeat"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from engine.runtime.store import RunStore
-from tests.apphelpers import ROOT, start_app, start_redis, stop_process
+from tests.apphelpers import start_app, start_celery_worker, start_redis, stop_process
 from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -39,15 +37,7 @@ def redis_url(tmp_path):
 
 
 def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):
-    env = dict(os.environ, SPARSITY_LAB_REDIS_URL=redis_url, SPARSITY_LAB_CACHE=str(tmp_path / "worker"),
-               SPARSITY_LAB_FORCE_CPU="1", PYTHONUNBUFFERED="1")
-    (tmp_path / "worker").mkdir()
-    worker_log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "app:celery_app", "worker",
-                               "--concurrency=1", "--loglevel=INFO", "--without-gossip",
-                               "--without-mingle", "--without-heartbeat"],
-                              cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = start_celery_worker(tmp_path / "worker", redis_url)
     (tmp_path / "web").mkdir()
     web, url = start_app(tmp_path / "web", extra_env={"SPARSITY_LAB_REDIS_URL": redis_url})
     try:
@@ -57,7 +47,7 @@ def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):
         rows = download_csv(page, f"#{P}-job-csv")
         assert set(rows["sparsity"].round(3)) == {0.5, 0.9}
         assert (rows["status"] == "ok").any()
-        log = (tmp_path / "worker.log").read_text()
+        log = (tmp_path / "worker" / "worker.log").read_text()
         assert "succeeded" in log, log[-2000:]  # the worker, not the web process, ran it
         os.environ["SPARSITY_LAB_REDIS_URL"] = redis_url
         try:
