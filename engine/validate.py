@@ -87,9 +87,11 @@ def check_budget(what: str, nbytes: float) -> int:
     return int(nbytes)
 
 
-# Every file a page accepts, as "module:CONSTANT" holding its largest legal size in bytes.
-# A page that adds an upload adds its limit here, so the request cap stays above it.
-UPLOAD_LIMITS = ("engine.runtime.store:IMPORT_MAX_BYTES",)
+# Every file a page accepts, as "module:NAME": NAME holds its largest legal size in bytes,
+# or is a function returning it. A page that adds an upload adds its limit here, so the
+# request cap stays above it.
+UPLOAD_LIMITS = ("engine.runtime.store:IMPORT_MAX_BYTES",
+                 "engine.sparse.user_matrix:max_upload_bytes")
 # Room beside the file in a callback request: the JSON around it and the page's other state.
 REQUEST_SLACK_BYTES = 4 * 2**20
 
@@ -101,7 +103,8 @@ def largest_upload_bytes() -> int:
     sizes = []
     for entry in UPLOAD_LIMITS:
         module, name = entry.split(":")
-        sizes.append(int(getattr(importlib.import_module(module), name)))
+        limit = getattr(importlib.import_module(module), name)
+        sizes.append(int(limit() if callable(limit) else limit))
     return max(sizes)
 
 
