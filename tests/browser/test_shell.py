@@ -46,6 +46,11 @@ def test_navbar_is_one_line_at_1280_px(app_server, page):
     tops = {round(b["top"] + (b["bottom"] - b["top"]) / 2) for b in boxes}
     assert max(tops) - min(tops) <= 4, boxes  # one row: every item centred on one line
     assert all(b["right"] <= 1280 for b in boxes), boxes  # nothing past the window's edge
+    # no link hidden in the (scrollable) link row, none under the device label
+    fits = page.eval_on_selector(".nav-links", "e => e.scrollWidth <= e.clientWidth")
+    assert fits, boxes
+    device_left = page.eval_on_selector(".nav-device", "e => e.getBoundingClientRect().left")
+    assert max(b["right"] for b in boxes[:-1]) <= device_left, boxes
     height = page.eval_on_selector(".navbar", "e => e.getBoundingClientRect().height")
     assert height < 56, height
     SHOTS.mkdir(parents=True, exist_ok=True)
