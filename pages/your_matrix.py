@@ -16,7 +16,8 @@ from components.figures_matrix import (bandwidth_figure, predicted_measured_figu
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.bench.matrix_sweep import (KIND, MatrixSweepConfig, efficiency_table, recommendation)
+from engine.bench.matrix_sweep import (K_LIMITS, KIND, REPEATS_LIMITS, MatrixSweepConfig,
+                                       efficiency_table, recommendation)
 from engine.bench.roofline import (OFF_ROOFLINE, CalibrationPlan, Structure, calibrate,
                                    load_calibration, predict)
 from engine.runtime.device import describe_device
@@ -35,8 +36,7 @@ dash.register_page(__name__, path="/your-matrix", name="Your matrix", order=5.5,
 P = "matrix"
 CAL = "matrix-cal"
 IDS, CAL_IDS = job_ids(P), job_ids(CAL)
-K_RANGE = (1, 4096)       # MatrixSweepConfig's limits
-REPEATS_RANGE = (1, 200)
+K_RANGE, REPEATS_RANGE = K_LIMITS, REPEATS_LIMITS  # the engine's limits
 
 
 def ID(key: str) -> str:

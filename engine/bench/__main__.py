@@ -37,6 +37,38 @@ def progress_bar(done: int, total: int, started: float, label: str = "", width: 
             f"{time.time() - started:6.1f} s  {label[:60]:<60}")
 
 
+def write_rows_as_they_come(rows_iter, out: Path, order: list[str], store, run_id, total: int,
+                            label, quiet: bool = False) -> tuple[list[dict], str]:
+    """Consume a sweep: each row goes to the store (if any) and the CSV is rewritten (a
+    crash keeps what finished), with a progress bar on stderr. Returns (rows, status):
+    "done", or "cancelled" on Ctrl-C."""
+    import pandas as pd
+
+    from engine.runtime.store import to_csv_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started, rows, status = time.time(), [], "done"
+    try:
+        for row in rows_iter:
+            rows.append(row)
+            if store is not None:
+                store.append(run_id, row)
+            frame = pd.DataFrame(rows)
+            out.write_text(to_csv_text(frame[[c for c in order if c in frame]
+                                             + [c for c in frame if c not in order]]))
+            if not quiet:
+                sys.stderr.write(progress_bar(len(rows), total, started, label(row)))
+                sys.stderr.flush()
+    except KeyboardInterrupt:
+        status = "cancelled"
+    finally:
+        if store is not None:
+            store.finish(run_id, status)
+    if not quiet:
+        sys.stderr.write("\n")
+    return rows, status
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -73,10 +105,6 @@ def resolve_device(requested: str) -> str:
 
 
 def run_paradox(args) -> int:
-    import pandas as pd
-
-    from engine.runtime.store import to_csv_text
-
     config = ParadoxConfig(sizes=args.sizes, sparsities=args.sparsities, backends=args.backends,
                            dtypes=args.dtypes, ops=args.ops, k=args.k, pattern=args.pattern,
                            block=args.block, repeats=args.repeats, device=resolve_device(args.device),
@@ -90,29 +118,11 @@ def run_paradox(args) -> int:
         run_id = store.create_run("paradox", params={"source": "cli", **{
             k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}},
             meta={"pid": os.getpid(), "host": os.uname().nodename})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    rows = []
-    status = "done"
-    try:
-        for row in paradox_sweep(config):
-            rows.append(row)
-            if store is not None:
-                store.append(run_id, row)
-            frame = pd.DataFrame(rows)
-            frame = frame[[c for c in column_order() if c in frame] + [c for c in frame if c not in column_order()]]
-            args.out.write_text(to_csv_text(frame))  # rewritten each row: a crash keeps what finished
-            if not args.quiet:
-                sys.stderr.write(progress_bar(len(rows), total, started,
-                                              f"{row['backend']} {row['op']} {row['dtype']} s={row['sparsity']:g} {row['status']}"))
-                sys.stderr.flush()
-    except KeyboardInterrupt:
-        status = "cancelled"
-    finally:
-        if store is not None:
-            store.finish(run_id, status)
-    if not args.quiet:
-        sys.stderr.write("\n")
+    rows, status = write_rows_as_they_come(
+        paradox_sweep(config), args.out, column_order(), store, run_id, total,
+        lambda r: f"{r['backend']} {r['op']} {r['dtype']} s={r['sparsity']:g} {r['status']}",
+        quiet=args.quiet)
     bad = sum(r["status"] not in ("ok", "reused") for r in rows)
     print(f"{len(rows)} rows ({bad} not ok) in {time.time() - started:.1f} s -> {args.out}")
     return 0 if status == "done" else 130

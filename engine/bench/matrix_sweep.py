@@ -35,6 +35,8 @@ KIND = "your-matrix"
 MEASUREMENT_KEYS = ("method", "repeats", "warmup", "number_per_run", "runs", "median_s", "iqr_s",
                     "noisy")
 BLOCKS = (16, 32, 64, 128)
+K_LIMITS = (1, 4096)        # columns of B for SpMM (the page's widget limits come from here)
+REPEATS_LIMITS = (1, 200)
 # float32/64 products agree with float64 scipy to this relative error; half types looser.
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
 
@@ -58,8 +60,8 @@ class MatrixSweepConfig:
             check_choice("op", op, OPS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, ("cpu", "cuda"))
-        check_int("k", self.k, lo=1, hi=4096)
-        check_int("repeats", self.repeats, lo=1, hi=200)
+        check_int("k", self.k, *K_LIMITS)
+        check_int("repeats", self.repeats, *REPEATS_LIMITS)
         for b in self.blocks:
             check_int("block", b, lo=1, hi=512)
 
@@ -116,6 +118,17 @@ def _pad(t, shape: tuple):
     return out
 
 
+def _prepared(backend, source, spec) -> tuple:
+    """(backend.prepare(source, spec), its synchronised wall time in seconds): the
+    conversion is timed once, apart from the product."""
+    from engine.bench.timer import _sync
+
+    t0 = time.perf_counter()
+    out = backend.prepare(source, spec)
+    _sync(spec.device)
+    return out, time.perf_counter() - t0
+
+
 def _rel_err(y, ref: np.ndarray) -> float:
     import torch
 
@@ -130,7 +143,7 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
     """Yield one row per (op, candidate) of ``config`` on CSR matrix ``a`` (module doc)."""
     import torch
 
-    from engine.bench.timer import Task, _sync, measure
+    from engine.bench.timer import Task, measure
     from engine.runtime.device import job_device, package_version, runtime_device_name
     from engine.sparse.formats import torch_dtype
     from engine.sparse.user_matrix import content_hash, permute, rcm_permutation
@@ -192,10 +205,7 @@ def matrix_sweep(config: MatrixSweepConfig, a, cal: Calibration, info: dict | No
                                   "the padding's fill-in is counted")
             prepared = None
             try:
-                started = time.perf_counter()
-                prepared = backend.prepare(source, spec)
-                _sync(config.device)
-                row["prepare_s"] = time.perf_counter() - started
+                prepared, row["prepare_s"] = _prepared(backend, source, spec)
                 rhs = backend.prepare_rhs(rhs_src)
                 err = _rel_err(backend.matmul(prepared, rhs)[:m], want)
                 row["max_rel_err"] = err
@@ -334,13 +344,11 @@ def run_matrix_cli(args) -> int:
     """Load and store ``args.matrix``, calibrate if needed, measure, write the CSV, print advice."""
     import sys
 
-    import pandas as pd
-
-    from engine.bench.__main__ import progress_bar, resolve_device
+    from engine.bench.__main__ import resolve_device, write_rows_as_they_come
     from engine.bench.roofline import CalibrationPlan, calibrate, load_calibration
     from engine.bench.schema import column_order
     from engine.runtime.device import job_device, runtime_device_name
-    from engine.runtime.store import RunStore, to_csv_text
+    from engine.runtime.store import RunStore
     from engine.sparse.user_matrix import (fill_in_table, load_matrix_file, load_stored, reordered,
                                            store_matrix, to_mtx_bytes)
 
@@ -374,27 +382,11 @@ def run_matrix_cli(args) -> int:
         run_id = store.create_run(KIND, params={"source": "cli", "matrix_hash": info["hash"],
                                                 "matrix_name": info["name"], "k": config.k,
                                                 "dtype": config.dtype})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     order = column_order(MATRIX_COLUMNS)
-    rows, started, status = [], time.time(), "done"
-    try:
-        for row in matrix_sweep(config, a, cal, info, device_name=name):
-            rows.append(row)
-            if store is not None:
-                store.append(run_id, row)
-            frame = pd.DataFrame(rows)
-            args.out.write_text(to_csv_text(frame[[c for c in order if c in frame]
-                                                  + [c for c in frame if c not in order]]))
-            if not args.quiet:
-                sys.stderr.write(progress_bar(len(rows), config.total, started,
-                                              f"{row['candidate']} {row['op']} {row['status']}"))
-    except KeyboardInterrupt:
-        status = "cancelled"
-    finally:
-        if store is not None:
-            store.finish(run_id, status)
-    if not args.quiet:
-        sys.stderr.write("\n")
+    started = time.time()
+    rows, status = write_rows_as_they_come(
+        matrix_sweep(config, a, cal, info, device_name=name), args.out, order, store, run_id,
+        config.total, lambda r: f"{r['candidate']} {r['op']} {r['status']}", quiet=args.quiet)
     for op in config.ops:
         print(recommendation(rows, op))
     bad = sum(r["status"] != "ok" for r in rows)
