@@ -385,6 +385,11 @@ def predictions(h, op, k, dtype, _cal_result, _measure_result):
     return shown.to_dict("records"), table_columns(shown), rows, note
 
 
+def _dicts(value) -> list[dict]:
+    """The dicts of a list (a Store's data as the browser sent it); anything else: none."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 @callback(Output(ID("pvm"), "figure"), Output(ID("advice"), "children"),
           Output(ID("eff"), "data"), Output(ID("eff"), "columns"),
           Input(IDS.rows, "data"), Input(ID("pred-store"), "data"), Input(ID("op"), "value"),
@@ -394,7 +399,9 @@ def draw(rows, preds, op, h):
     import pandas as pd
 
     op = op if op in ("spmv", "spmm") else "spmv"
-    mine = [r for r in (rows or []) if isinstance(r, dict) and r.get("matrix_hash") == h]
+    mine = [r for r in _dicts(rows) if r.get("matrix_hash") == h and isinstance(h, str)
+            and {"op", "status", "candidate", "format", "backend"} <= set(r)]
+    preds = [p for p in _dicts(preds) if {"op", "candidate", "predicted_s", "bound"} <= set(p)]
     fig = predicted_measured_figure(preds, mine, op)
     advice = (message(recommendation(mine, op), "ok") if mine else
               message("Run the measurement to get a recommendation computed from the rows.", "info"))

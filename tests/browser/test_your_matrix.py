@@ -70,8 +70,10 @@ def test_upload_spy_measure_advice_and_downloads(app_server, page, tmp_path):
     eff = download_csv(page, "#matrix-eff-csv-button")
     assert len(eff) == int((ok["op"] == "spmv").sum())
     page.screenshot(path=str(SHOTS / "your-matrix-full.png"), full_page=True)
-    for sel in ("#matrix-pvm", "#matrix-advice", "#matrix-pred", "#matrix-fill"):
-        page.locator(sel).screenshot(path=str(SHOTS / f"your-matrix-{sel[8:]}.png"))
+    height = page.evaluate("document.documentElement.scrollHeight")
+    for i, top in enumerate(range(0, height, 900)):  # full resolution, 900 px at a time
+        page.screenshot(path=str(SHOTS / f"your-matrix-part{i}.png"), full_page=True,
+                        clip={"x": 0, "y": top, "width": 1280, "height": min(900, height - top)})
     # the layout holds at 1280 px: nothing wider than the viewport
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 1280, width

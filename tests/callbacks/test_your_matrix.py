@@ -149,3 +149,11 @@ def test_largest_response_stays_under_one_megabyte():
         assert size < MAX_RESPONSE, size
     list(rl.calibrate(rl.CalibrationPlan.for_device("cpu", quick=True), device_name=ym._device_name()))
     assert len(to_json(list(ym.predictions(h, "spmm", 64, "float32", None, None)))) < MAX_RESPONSE
+
+
+@pytest.mark.parametrize("rows, preds, op, h", [
+    (5, "x", None, [1]), ([1, "a", {"op": "spmv"}], [{"op": "spmv"}], "spmv", "0" * 64),
+    (None, None, "spmm", None)])
+def test_draw_survives_what_a_browser_may_send(rows, preds, op, h):
+    fig, advice, eff, _ = ym.draw(rows, preds, op, h)
+    assert eff == [] and "Run the measurement" in str(advice)
