@@ -2,7 +2,9 @@
 from contextlib import closing
 
 import dash
-from dash import html
+from urllib.parse import urlencode
+
+from dash import dcc, html
 
 from components.layout import card, page_header, page_order, section
 from engine.runtime.device import describe_device, package_version
@@ -36,9 +38,15 @@ def _recent_runs() -> html.Div:
         return html.P("No runs yet. Start a sweep on any page; it is stored here.")
     return html.Table(
         [html.Tr([html.Th(h) for h in ("when", "kind", "status", "rows")])]
-        + [html.Tr([html.Td(r["created"]), html.Td(r["kind"]), html.Td(r["status"]),
-                    html.Td(r["n_rows"])]) for r in runs],
-        className="facts")
+        + [html.Tr([html.Td(dcc.Link(r["created"] or r["run_id"], href=run_href(r["run_id"]),
+                                     title="open this run in Runs")),
+                    html.Td(r["kind"]), html.Td(r["status"]), html.Td(r["n_rows"])]) for r in runs],
+        className="facts", id="home-runs")
+
+
+def run_href(run_id: str) -> str:
+    """The /runs address that opens one run."""
+    return "/runs?" + urlencode({"run": run_id})
 
 
 def layout(**_kwargs):

@@ -15,8 +15,9 @@ from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_payload, data_table, table_columns
 from engine.bench.reference import find, references
-from engine.bench.schema import OK_REQUIRED, SCHEMAS
-from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, import_csv, mark_dead_runs)
+from engine.bench.schema import KIND_OK_REQUIRED, KIND_STATUSES, SCHEMAS, kind_of_columns
+from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, check_header, csv_header, import_csv,
+                                  mark_dead_runs)
 
 dash.register_page(__name__, path="/runs", name="Runs", order=10,
                    description="Every stored sweep: open, compare two runs in one plot, "
@@ -27,23 +28,40 @@ RUN_COLUMNS = ["created", "kind", "op", "device", "status", "rows", "run_id"]
 
 
 
+# What each kind of run times or trains, for kinds whose rows name no "op".
+KIND_OPS = {"attention": "masked attention (SDPA, FlexAttention)", "moe-timing": "MoE layer vs dense FFN",
+            "moe-router": "router training", "isomorphism-timing": "conv vs its sparse matrix",
+            "paper-training": "training epochs (native vs sparse-matrix layers)",
+            "structured-matrices": "structured matrix x batch", "structured-accuracy": "prune + fine-tune",
+            "your-matrix": "spmv / spmm on an uploaded matrix"}
+NOT_RECORDED = "not recorded in the rows"
+
+
 def run_table_rows(store: RunStore) -> list[dict]:
     """One dict per stored run, newest first (first marks runs whose job process is gone as "died")."""
     mark_dead_runs(store)
     out = []
     for r in store.list_runs():
-        params = r.get("params") or {}
         out.append({"created": r.get("created", ""), "kind": r.get("kind", ""), "op": run_ops(r),
-                    "device": r.get("device_name") or params.get("device_name") or "",
-                    "status": r.get("status", ""), "rows": r.get("n_rows", 0),
+                    "device": run_device(store, r), "status": r.get("status", ""), "rows": r.get("n_rows", 0),
                     "run_id": r["run_id"]})
     return out
 
 
-def run_ops(meta: dict) -> str:
-    """Which ops a run measured, from its parameters or metadata ("" when it does not say)."""
+def run_device(store: RunStore, meta: dict) -> str:
+    """The device a run ran on: from its metadata, else from its first row's device_name / device."""
     params = meta.get("params") or {}
-    ops = meta.get("ops") or params.get("ops") or params.get("op") or ""
+    named = meta.get("device_name") or params.get("device_name") or meta.get("device")
+    if named:
+        return str(named)
+    first = next(iter(store.rows(meta["run_id"])), {}) if meta.get("n_rows") else {}
+    return str(first.get("device_name") or first.get("device") or NOT_RECORDED)
+
+
+def run_ops(meta: dict) -> str:
+    """Which ops a run measured, from its parameters or metadata, else what its kind does."""
+    params = meta.get("params") or {}
+    ops = meta.get("ops") or params.get("ops") or params.get("op") or KIND_OPS.get(meta.get("kind"), "")
     return ", ".join(map(str, ops)) if isinstance(ops, (list, tuple)) else str(ops)
 
 
@@ -69,23 +87,37 @@ def decode_upload(contents: str) -> bytes:
 
 
 def import_upload(store: RunStore, raw: bytes, filename: str) -> str:
-    """Validate and store an uploaded CSV as a run of the kind its 'sweep' column names."""
+    """Validate and store an uploaded CSV as a run of the kind it is: the value of its
+    'sweep' column on every row, or for kinds without one, the kind its columns show."""
     name = filename or "upload.csv"
     if not name.lower().endswith(".csv"):
         raise ValueError(f"file name: expected a .csv file, got {name!r}")
-    head = raw[:4096].decode("utf-8-sig", errors="replace").splitlines()
-    header = head[0].split(",") if head else []
-    if "sweep" not in [h.strip().strip('"') for h in header]:
-        raise ValueError("columns: expected a 'sweep' column naming the kind of run "
-                         f"(one of {', '.join(SCHEMAS)}), got the columns {', '.join(header[:8])[:120]}")
-    frame = pd.read_csv(io.BytesIO(raw[:1_000_000]), usecols=["sweep"], dtype=str, nrows=1000) \
-        if raw else pd.DataFrame()
-    kinds = sorted(set(frame["sweep"].dropna())) if len(frame) else []
+    kind = upload_kind(raw)
+    return import_csv(store, raw, kind, SCHEMAS[kind], filename=name, ok_required=KIND_OK_REQUIRED.get(kind, ()),
+                      statuses=KIND_STATUSES.get(kind))
+
+
+def upload_kind(raw: bytes) -> str:
+    """The kind of run an uploaded CSV holds (ValueError "expected ... got ..." otherwise).
+
+    The header is read as written (a repeated column is refused, not renamed) and its
+    width capped before pandas parses anything; a 'sweep' column is read on every row.
+    """
+    text = raw.decode("utf-8-sig", errors="replace")
+    header = csv_header(text)
+    check_header(header, header)  # width and repeats first; unknown columns per kind below
+    if "sweep" not in header:
+        kind = kind_of_columns(header)
+        if kind is None:
+            raise ValueError("columns: expected a 'sweep' column naming the kind of run, or the columns of "
+                             f"one of {', '.join(SCHEMAS)}, got {', '.join(header[:8])[:120]}")
+        return kind
+    frame = pd.read_csv(io.StringIO(text), usecols=["sweep"], dtype=str, keep_default_na=False)
+    kinds = sorted(set(frame["sweep"]))
     if len(kinds) != 1 or kinds[0] not in SCHEMAS:
-        raise ValueError(f"column sweep: expected one of {', '.join(SCHEMAS)} on every row, "
-                         f"got {', '.join(kinds) or 'nothing'}")
-    return import_csv(store, raw, kinds[0], SCHEMAS[kinds[0]], filename=name,
-                      ok_required=OK_REQUIRED)
+        raise ValueError(f"column sweep: expected one of {', '.join(k for k in SCHEMAS if 'sweep' in SCHEMAS[k])} "
+                         f"on every row, got {', '.join(map(repr, kinds[:5])) or 'nothing'}")
+    return kinds[0]
 
 
 def wide_control(label: str, control) -> html.Div:
@@ -94,7 +126,9 @@ def wide_control(label: str, control) -> html.Div:
                     style={"maxWidth": "560px", "flex": "1 1 420px"})
 
 
-def layout(**_kwargs):
+def layout(run=None, **_kwargs):
+    """``run``: a run id to open (the home page's "Recent runs" link here with ?run=<id>)."""
+    opened = _text(run)
     return html.Div([
         page_header("Runs",
                     "Every sweep the lab has stored, from any page, the CLI or an import: open one "
@@ -112,7 +146,7 @@ def layout(**_kwargs):
                  "crashed) shows 'died'. Both keep every finished row. Imports are checked (columns, "
                  "types, empty numbers, size, spreadsheet formulas); a bad file stores nothing."),
         section("Open and compare", controls_row(
-            wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[], placeholder="choose a run")),
+            wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[], value=opened, placeholder="choose a run")),
             wide_control("Compare with", dcc.Dropdown(id=f"{P}-compare", options=[], placeholder="(none)")),
         ), controls_row(
             labelled("x", dcc.Dropdown(id=f"{P}-x", options=["sparsity"], value="sparsity", clearable=False,

@@ -66,6 +66,7 @@ PARADOX_COLUMNS: dict[str, tuple[str, bool]] = {
     "pct_peak_bw": ("float", False),
     "message": ("str", False),
     "measured_at": ("str", False),
+    "source_run": ("str", False),     # a reused row: the stored run it came from
 }
 # The structured-sparsity sweep (engine/bench/pattern_sweep.py): paradox rows + the part.
 STRUCTURED_COLUMNS = {**PARADOX_COLUMNS, "part": ("str", True)}  # "block" or "2:4"
@@ -88,10 +89,84 @@ MATRIX_COLUMNS: dict[str, tuple[str, bool]] = {
 STATUSES = ("ok", "unsupported", "refused", "error", "reused")
 OK_REQUIRED = ("median_s", "iqr_s", "density", "speedup", "theoretical")
 
+
+def columns(required: str, optional: str = "") -> dict[str, tuple[str, bool]]:
+    """ "op:str rows:int ..." (required) and the same for optional columns -> a schema."""
+    out = {}
+    for text, req in ((required, True), (optional, False)):
+        for item in text.split():
+            name, _, kind = item.partition(":")
+            out[name] = (kind or "str", req)
+    return out
+
+
+# The other kinds of run the lab's jobs export (the columns their engine rows carry).
+ATTENTION_COLUMNS = columns(
+    "sweep status seq_len:int mask impl",
+    "device device_name dtype batch:int heads:int head_dim:int block:int torch_version mask_kind message "
+    "density:float block_density:float theory_vs_causal:float theory_vs_dense:float "
+    "block_theory_vs_causal:float block_theory_vs_dense:float useful_flops:float mask_build_ms:float "
+    "compile_s:float first_call_ms:float kernel_ms:float iqr_ms:float runs:int noisy:bool method "
+    "tflops:float speedup_vs_causal:float speedup_vs_dense:float max_abs_diff:float measured_at "
+    "triton_version cuda flex_compile script")
+MOE_TIMING_COLUMNS = columns(
+    "batch:int variant status time_ms:float ratio_vs_dense_1x:float",
+    "device dtype d_model:int d_ff:int experts:int k:int torch host params:int active_params:int timer "
+    "iqr_ms:float runs:int noisy:bool tokens_per_s:float message date_utc")
+MOE_ROUTER_COLUMNS = columns(  # rows of several kinds (curves, loads, specialisation): "kind" says which
+    "kind variant",
+    "epoch:int alpha:float train_loss:float test_accuracy:float balance_loss:float max_share:float dead_experts:int "
+    "expert:int " + " ".join(f"load_e{i}:float" for i in range(64)) + " "
+    + " ".join(f"class_{i}:float" for i in range(10)))
+ISOMORPHISM_COLUMNS = columns(
+    "channels:int image batch:int matrix_over_native:float",
+    "c_out:int c_in:int kernel stride padding dilation device dtype rows:int cols:int nnz:int density:float "
+    "build_s:float native_median_s:float native_iqr_s:float matrix_median_s:float matrix_iqr_s:float "
+    "noisy:bool max_abs_diff:float repeats:int torch method cudnn_allow_tf32:bool device_name status message "
+    "date_utc cuda")
+PAPER_COLUMNS = columns(
+    "task variant epoch:int epoch_s:float",
+    "dataset train_loss:float test_loss:float metric_name metric:float params:int n_train:int n_test:int "
+    "device dtype lr:float batch_size:int seed:int torch max_abs_diff_vs_native:float date_utc cuda")
+STRUCTURED_MATRICES_COLUMNS = columns(
+    "family name status n:int batch:int",
+    "label config dtype device device_name params:int storage_bytes:int flops:float "
+    "theoretical_speedup:float median_s:float iqr_s:float noisy:bool speedup_vs_dense:float "
+    "speedup_vs_dense_fp32:float efficiency:float torch method message date_utc cuda tf32_matmul "
+    "host_pid:int")
+STRUCTURED_ACCURACY_COLUMNS = columns(
+    "model pattern sparsity:float acc_dense:float",
+    "target_sparsity:float acc_pruned:float acc_finetuned:float drop_pts:float prunable_weights:int "
+    "epochs:int finetune_epochs:int seed:int seconds:float")
+
 # Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
-SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {"paradox": PARADOX_COLUMNS,
-                                                   "structured": STRUCTURED_COLUMNS,
-                                                   "your-matrix": MATRIX_COLUMNS}
+SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
+    "paradox": PARADOX_COLUMNS, "structured": STRUCTURED_COLUMNS, "your-matrix": MATRIX_COLUMNS,
+    "attention": ATTENTION_COLUMNS, "moe-timing": MOE_TIMING_COLUMNS, "moe-router": MOE_ROUTER_COLUMNS,
+    "isomorphism-timing": ISOMORPHISM_COLUMNS, "paper-training": PAPER_COLUMNS,
+    "structured-matrices": STRUCTURED_MATRICES_COLUMNS, "structured-accuracy": STRUCTURED_ACCURACY_COLUMNS,
+}
+# Which values each kind's "status" column may hold. Kinds not listed write free text there
+# ("unavailable: on CPU, ..." on /attention) and are not checked.
+KIND_STATUSES = {"paradox": STATUSES, "structured": STATUSES, "your-matrix": STATUSES}
+# Columns with a value required on rows whose status is "ok" (the numbers drawn).
+KIND_OK_REQUIRED = {"paradox": OK_REQUIRED, "structured": OK_REQUIRED, "attention": ("kernel_ms",),
+                    "moe-timing": ("time_ms",), "structured-matrices": ("median_s",),
+                    "isomorphism-timing": ("matrix_over_native",)}
+
+
+def kind_of_columns(header) -> str | None:
+    """The kind a CSV without a "sweep" column shows by its columns: the kind whose
+    required columns it has (the one with most of them); None when none fits."""
+    cols = set(header)
+    best, size = None, 0
+    for kind, schema in SCHEMAS.items():
+        required = {c for c, (_t, req) in schema.items() if req}
+        if "sweep" in required or not required <= cols:
+            continue
+        if len(required) > size:
+            best, size = kind, len(required)
+    return best
 
 
 def schema_for(kind: str) -> dict[str, tuple[str, bool]]:

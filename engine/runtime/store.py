@@ -13,7 +13,9 @@ share between the web process and the forked job processes.
 """
 from __future__ import annotations
 
+import csv
 import io
+import math
 import os
 import sqlite3
 import time
@@ -166,10 +168,13 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
-            )
+            out[col] = out[col].map(_quote)
+    out.columns = [_quote(c) for c in out.columns]  # header cells too
     return out
+
+
+def _quote(v):
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
 
 
 def to_csv_text(rows: pd.DataFrame | Iterable[dict]) -> str:
@@ -183,6 +188,9 @@ def to_csv_text(rows: pd.DataFrame | Iterable[dict]) -> str:
 # -- additions for the benchmark pages (issue #4): lookup, dead jobs, CSV import ----
 IMPORT_MAX_BYTES = 5 * 2**20
 IMPORT_MAX_ROWS = 100_000
+IMPORT_MAX_COLUMNS = 200
+# Numeric columns with a range: (low, high); None is open. Every int column is >= 0.
+IMPORT_RANGES = {"sparsity": (0.0, 1.0), "density": (0.0, 1.0), "block_density": (0.0, 1.0)}
 # Text cells starting with these are refused on import (a negative number is data).
 IMPORT_FORMULA_PREFIXES = ("=", "+", "@", "\t", "\r")
 
@@ -249,14 +257,50 @@ def mark_cancelled(store: "RunStore", pid: int | None = None, task_id: str | Non
     return marked
 
 
+def csv_header(text: str) -> list[str]:
+    """The header cells of CSV text as written (pandas would rename a repeated "op" to "op.1")."""
+    first = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+    return [c.strip() for c in first]
+
+
+def check_header(header: list[str], columns: dict, extra_columns: bool = False) -> None:
+    """Refuse too many columns, repeated columns and (unless ``extra_columns``) unknown ones."""
+    if len(header) > IMPORT_MAX_COLUMNS:
+        raise ValueError(f"columns: expected at most {IMPORT_MAX_COLUMNS}, got {len(header)}")
+    seen: set[str] = set()
+    repeated = sorted({c for c in header if c in seen or seen.add(c)})
+    if repeated:
+        raise ValueError(f"columns: expected each column once, got {', '.join(map(repr, repeated[:5]))} "
+                         "more than once")
+    unknown = [c for c in header if c not in columns]
+    if unknown and not extra_columns:
+        raise ValueError(f"columns: expected only columns of this kind of run, got unknown "
+                         f"{', '.join(repr(c[:40]) for c in unknown[:5])}"
+                         + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+
+
+def _range_problem(col: str, kind: str, num: pd.Series, raw: pd.Series) -> str | None:
+    lo, hi = IMPORT_RANGES.get(col, (0, None) if kind == "int" else (None, None))
+    bad = num.notna() & (~num.map(lambda v: math.isfinite(v)) | ((num < lo) if lo is not None else False)
+                         | ((num > hi) if hi is not None else False))
+    if not bad.any():
+        return None
+    i = int(bad.idxmax())
+    where = "a finite number" + (f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}" if lo is not None else "")
+    return f"column {col}: expected {where}, got {raw[i]!r} on data row {i + 1}"
+
+
 def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MAX_BYTES,
-                    ok_required: Iterable[str] = (), status_column: str = "status") -> pd.DataFrame:
+                    ok_required: Iterable[str] = (), status_column: str = "status",
+                    statuses: Iterable[str] | None = None, extra_columns: bool = False) -> pd.DataFrame:
     """Parse and check an imported CSV; return a typed frame or raise ValueError listing problems.
 
     columns: name -> (type, required) with type "str", "int", "float" or "bool".
-    Checks: size limit, parses as CSV, required columns present, numbers parse as
-    numbers, required numbers not empty, ``ok_required`` columns not empty on rows
-    whose status is "ok", no text cell that a spreadsheet would run as a formula.
+    Checks: size limit, at most IMPORT_MAX_COLUMNS columns, each once, none unknown
+    (unless ``extra_columns``), parses as CSV, required columns present, numbers parse
+    as finite numbers in range (ints >= 0, IMPORT_RANGES), required numbers not empty,
+    ``status`` one of ``statuses``, ``ok_required`` columns not empty on rows whose status
+    is "ok", no text cell that a spreadsheet would run as a formula. Linear in the cells.
     """
     if isinstance(text, bytes):
         if len(text) > max_bytes:
@@ -269,6 +313,7 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
         raise ValueError(f"file size: expected at most {max_bytes // 2**20} MB, got {len(text.encode()) / 2**20:.1f} MB")
     if not text.strip():
         raise ValueError("file: expected CSV text with a header row, got an empty file")
+    check_header(csv_header(text.lstrip("\ufeff")), columns, extra_columns)
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises several parser errors
@@ -282,7 +327,7 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
     missing = [c for c, (_t, req) in columns.items() if req and c not in frame.columns]
     if missing:
         problems.append("columns: expected " + ", ".join(missing) + ", got a file without them")
-    out = pd.DataFrame(index=frame.index)
+    out: dict[str, pd.Series] = {}  # columns gathered, one frame built at the end (linear)
     for col in frame.columns:
         raw = frame[col]
         kind, required = columns.get(col, ("str", False))
@@ -303,6 +348,9 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
                 if frac.any():
                     i = int(frac.idxmax())
                     problems.append(f"column {col}: expected whole numbers, got {raw[i]!r} on data row {i + 1}")
+            problem = _range_problem(col, kind, num, raw)
+            if problem:
+                problems.append(problem)
             out[col] = num
         elif kind == "bool":
             low = raw.str.strip().str.lower()
@@ -323,6 +371,14 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
                 problems.append(f"column {col}: expected plain text, got a spreadsheet formula "
                                 f"{raw[i][:40]!r} on data row {i + 1}")
             out[col] = raw.map(lambda v: v[1:] if v[:2] in ("'=", "'+", "'-", "'@") else v)
+    out = pd.DataFrame(out, index=frame.index)
+    if status_column in out.columns and statuses is not None:
+        allowed = list(statuses)
+        bad = ~out[status_column].isin(allowed)
+        if bad.any():
+            i = int(bad.idxmax())
+            problems.append(f"column {status_column}: expected one of {', '.join(allowed)}, "
+                            f"got {str(out[status_column][i])[:40]!r} on data row {i + 1}")
     if status_column in out.columns:
         ok = out[status_column].isin(["ok", "reused"])
         for col in ok_required:
@@ -339,13 +395,15 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
 
 def import_csv(store: "RunStore", text: str | bytes, kind: str, columns: dict,
                filename: str = "", ok_required: Iterable[str] = (),
-               max_bytes: int = IMPORT_MAX_BYTES) -> str:
+               max_bytes: int = IMPORT_MAX_BYTES, statuses: Iterable[str] | None = None,
+               extra_columns: bool = False) -> str:
     """Validate ``text`` (see validate_import) and store it as a new run of ``kind``.
 
     Everything is checked before anything is stored: a bad file raises ValueError
     and leaves the store unchanged. Returns the new run id (status "imported").
     """
-    frame = validate_import(text, columns, max_bytes=max_bytes, ok_required=ok_required)
+    frame = validate_import(text, columns, max_bytes=max_bytes, ok_required=ok_required,
+                            statuses=statuses, extra_columns=extra_columns)
     rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in frame.to_dict("records")]
     devices = sorted({str(r.get("device_name")) for r in rows if r.get("device_name")})

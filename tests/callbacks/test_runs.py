@@ -29,6 +29,11 @@ BAD_UPLOADS = [
     ("a,b\n1,2\n", "x.csv", "expected a 'sweep' column"),
     (to_csv_text(sample_rows()).replace("paradox,", "other,"), "x.csv", "column sweep: expected"),
     (to_csv_text(sample_rows()), "x.txt", "expected a .csv file"),
+    # issue 22 item 8: the kind is checked on every row, not the first 1000
+    (to_csv_text(sample_rows() * 251 + [dict(r, sweep="structured") for r in sample_rows()]), "x.csv",
+     "column sweep: expected one of paradox, structured"),
+    # issue 22 item 9: a repeated column is refused (pandas would rename it op.1)
+    (to_csv_text(sample_rows()).replace(",backend,", ",op,", 1), "x.csv", "got 'op' more than once"),
 ]
 
 
@@ -104,6 +109,65 @@ def test_every_shipped_reference_opens_under_run(store):
         facts, _fig, rows, *_ = runs.show("ref:" + ref.name, None, "sparsity", "speedup", None, None, 0)
         assert len(rows) == ref.rows > 0, ref.name
         assert ref.device_name in str(facts) and ref.kind in str(facts)
+
+
+@pytest.fixture(scope="module")
+def exported():
+    """Rows of every kind of job the lab runs, from each page's own plan (tiny sizes)."""
+    from pages import attention, isomorphism, moe, paper, paradox, structured_matrices, structured_sparsity
+    from tests.callbacks.test_attention import params
+
+    plans = {
+        "paradox": paradox.plan(32, 4, "float32", "uniform", 8, "0.5, 0.9", ["torch-dense", "torch-csr"],
+                                ["spmv"], 2, []),
+        "structured": structured_sparsity.timing_plan(64, 8, "float32", [8], [0.5], [], 1),
+        "structured-accuracy": structured_sparsity.accuracy_plan(["mlp"], ["2:4"], [], 1, 1, 2),
+        "attention": attention.plan_sweep([64], ["sliding_window"], [], 32, *params(w=16)),
+        "moe-timing": moe.plan_sweep(64, 2, "8/2", "float32", "cpu"),
+        "moe-router": moe.plan_training(4, 2, 0.1, 1),
+        "isomorphism-timing": isomorphism.plan_sweep([1], [8], [2], 1),
+        "paper-training": paper.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, "", ""),
+        "structured-matrices": structured_matrices.plan_sweep(n=256, batches=[1], dtypes=["float32"], rank=8,
+                                                              blocks=4),
+    }
+    import itertools
+
+    return {kind: list(itertools.islice(plan.rows, 6)) for kind, plan in plans.items()}
+
+
+def test_every_kind_the_lab_exports_imports_back(store, exported, monkeypatch):
+    """Issue 18 item 10: each job's CSV (as its download writes it) imports as its own kind,
+    with every value back, and the run table shows its device."""
+    from components.jobs import csv_payload  # the jobs' Download CSV
+
+    monkeypatch.setattr(runs, "_trigger", lambda: "runs-upload")
+    for kind, rows in exported.items():
+        text = csv_payload(rows, f"{kind}.csv")["content"]
+        msg, _v, run_id = runs.change_store(_upload(text), None, f"{kind}.csv", None, 0)
+        assert "Imported" in str(msg.children), (kind, str(msg.children))
+        meta = store.meta(run_id)
+        assert meta["kind"] == kind and meta["n_rows"] == len(rows)
+        back = store.rows(run_id)
+        for col in rows[0]:
+            want = [r.get(col) for r in rows]
+            got = [b.get(col) for b in back]
+            assert [_norm(v) for v in got] == [_norm(v) for v in want], (kind, col)
+    table = {r["kind"]: r for r in runs.list_runs(0, 0, None, None)[0]}
+    for kind in exported:
+        assert table[kind]["device"], kind
+
+
+def _norm(v):
+    """A value as a CSV round trip keeps it: numbers as rounded floats, blanks as None."""
+    import math
+
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return round(float(v), 9) if math.isfinite(v) else str(v)
+    return str(v)
 
 
 hostile = __import__("hypothesis.strategies", fromlist=["x"])

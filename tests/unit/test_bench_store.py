@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from engine.bench.schema import OK_REQUIRED, PARADOX_COLUMNS, read_rows_csv
+from engine.bench.schema import OK_REQUIRED, PARADOX_COLUMNS, STATUSES, read_rows_csv
 from engine.bench.spec import BenchmarkSpec
 from engine.runtime.store import (RunStore, find_stored_row, import_csv, mark_dead_runs, stored_rows_by_key,
                           to_csv_text, validate_import)
@@ -41,6 +41,16 @@ BAD_IMPORTS = [
     ("empty", "empty file"),
     ("too_big", "file size"),
     ("not_csv", "expected"),
+    # issue 22 items 4, 6, 7, 9
+    ("inf", "column median_s: expected a finite number"),
+    ("minus_inf", "column speedup: expected a finite number"),
+    ("overflow", "column gbs: expected a finite number"),
+    ("sparsity_7.5", r"column sparsity: expected a finite number in \[0.0, 1.0\], got '7.5'"),
+    ("rows_-5", "column rows: expected a finite number >= 0, got '-5'"),
+    ("status_pwned", "column status: expected one of ok, unsupported, refused, error, reused, got 'pwned'"),
+    ("unknown_column", "columns: expected only columns of this kind of run, got unknown '=cmd|"),
+    ("duplicate_column", "columns: expected each column once, got 'op' more than once"),
+    ("too_many_columns", "columns: expected at most 200, got 2041"),
 ]
 
 
@@ -58,6 +68,27 @@ def _broken(kind: str) -> str | bytes:
     elif kind == "fraction_in_int":
         frame["rows"] = frame["rows"].astype(float)
         frame.loc[0, "rows"] = 64.5
+    elif kind == "inf":
+        frame.loc[1, "median_s"] = float("inf")
+    elif kind == "minus_inf":
+        frame.loc[1, "speedup"] = float("-inf")
+    elif kind == "overflow":
+        frame["gbs"] = frame["gbs"].astype(object)
+        frame.loc[0, "gbs"] = "1e999"
+    elif kind == "sparsity_7.5":
+        frame.loc[3, "sparsity"] = 7.5
+    elif kind == "rows_-5":
+        frame.loc[0, "rows"] = -5
+    elif kind == "status_pwned":
+        frame.loc[2, "status"] = "pwned"
+    elif kind == "unknown_column":
+        frame["=cmd|' /C calc'!A0"] = 1
+    elif kind == "duplicate_column":
+        text = frame.to_csv(index=False)
+        head, body = text.split("\n", 1)
+        return head.replace(",backend,", ",op,", 1) + "\n" + body
+    elif kind == "too_many_columns":
+        frame = pd.concat([frame, pd.DataFrame({f"x{i}": [1] * len(frame) for i in range(2000)})], axis=1)
     elif kind == "empty":
         return ""
     elif kind == "too_big":
@@ -90,8 +121,30 @@ def test_import_good_file_stores_a_run(tmp_path):
 def test_import_rejects_bad_files_and_stores_nothing(tmp_path, kind, words):
     store = RunStore(tmp_path)
     with pytest.raises(ValueError, match=words):
-        import_csv(store, _broken(kind), "paradox", PARADOX_COLUMNS, "bad.csv", OK_REQUIRED)
+        import_csv(store, _broken(kind), "paradox", PARADOX_COLUMNS, "bad.csv", OK_REQUIRED, statuses=STATUSES)
     assert store.list_runs() == []
+
+
+def test_header_cells_are_neutralised_on_export():
+    frame = pd.DataFrame({"=cmd|' /C calc'!A0": [1], "@message": ["x"], "-cmd": [2], "ok": ["=1"]})
+    header, row = to_csv_text(frame).splitlines()
+    assert header == "'=cmd|' /C calc'!A0,'@message,'-cmd,ok" and row == "1,x,2,'=1"
+
+
+def test_validation_is_linear_in_the_columns():
+    """A file at the column cap (200) validates in about the time of a narrow one, per cell."""
+    import time
+
+    def timed(n_cols: int) -> float:
+        frame = pd.DataFrame({f"c{i}": [0.5] * 2000 for i in range(n_cols)})
+        text = frame.to_csv(index=False)
+        cols = {f"c{i}": ("float", False) for i in range(n_cols)}
+        started = time.perf_counter()
+        validate_import(text, cols)
+        return (time.perf_counter() - started) / n_cols
+
+    narrow, wide = timed(20), timed(200)
+    assert wide < 3 * narrow + 2e-3  # per-column cost does not grow with the width
 
 
 def test_validate_import_allows_negative_numbers_and_quoted_export():
