@@ -392,13 +392,18 @@ def timing_notes(size, k, dtype, blocks, sparsities, nm, repeats):
     names = list(config.block_backends) + ([NM_BACKEND] if config.nm_sizes else [])
     notes = []
     for name in names:
-        block = config.blocks[0] if config.blocks else 16
-        reason = unsupported_reason(name, SimpleSpec(device=dev.kind, dtype=config.dtype, op="spmm",
-                                                     shape=(config.size, config.size), block=block))
-        if name == NM_BACKEND and dev.kind != "cuda":
-            reason = NEEDS_GPU
-        if reason:
-            notes.append(f"{name}: {reason}")
+        reasons = {}  # every ticked block is checked (lab-bsr runs only some block sizes)
+        for block in (config.blocks or (16,)) if name != NM_BACKEND else (4,):
+            reason = unsupported_reason(name, SimpleSpec(device=dev.kind, dtype=config.dtype, op="spmm",
+                                                         shape=(config.size, config.size), block=block))
+            if name == NM_BACKEND and dev.kind != "cuda":
+                reason = NEEDS_GPU
+            if reason:
+                reasons.setdefault(reason, []).append(block)
+        for reason, blocks in reasons.items():
+            where = "" if name == NM_BACKEND or len(blocks) == len(config.blocks or (16,)) else \
+                f" (block {', '.join(map(str, blocks))})"
+            notes.append(f"{name}{where}: {reason}")
     text = (f"{config.total} rows planned on {dev.label}."
             + (" Shown as unsupported, never drawn: " + "; ".join(notes) if notes else ""))
     return message(text, "warn" if notes else "info")

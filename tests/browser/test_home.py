@@ -18,16 +18,9 @@ def test_home_shows_device_and_a_card_per_page(app_server, page):
 def test_recent_runs_open_in_runs(app_server, page, tmp_path):
     """Issue 18 item 10: a run listed under "Recent runs" opens in /runs."""
     from tests.browser.conftest import wait_for_text
-    from tests.unit.test_bench_store import sample_rows
-    from engine.runtime.store import to_csv_text
+    from tests.browser.test_runs import import_sample_run
 
-    csv = tmp_path / "recent.csv"
-    csv.write_text(to_csv_text(sample_rows()))
-    page.goto(app_server + "/runs")
-    page.wait_for_selector("#runs-table")
-    page.set_input_files("#runs-upload input[type=file]", str(csv))
-    wait_for_text(page, "#runs-msg", "Imported 4 rows")
-    run_id = page.inner_text("#runs-msg").split(" as run ")[1].rstrip(". \n")
+    run_id = import_sample_run(app_server, page, tmp_path / "recent.csv")
     page.goto(app_server + "/")
     page.wait_for_selector("#home-runs a")
     href = page.get_attribute("#home-runs a", "href")

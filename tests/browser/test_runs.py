@@ -13,15 +13,20 @@ def _rows(n_sparsities=2):
     return sample_rows(n_sparsities)
 
 
-def test_import_csv_open_and_plot(app_server, page, tmp_path):
+def import_sample_run(app_server, page, path) -> str:
+    """Upload 4 paradox rows in /runs; returns the new run's id."""
     from engine.runtime.store import to_csv_text
 
-    good = tmp_path / "h100_paradox.csv"
-    good.write_text(to_csv_text(_rows()))
+    path.write_text(to_csv_text(_rows()))
     page.goto(app_server + "/runs")
     page.wait_for_selector("#runs-table")
-    page.set_input_files("#runs-upload input[type=file]", str(good))
+    page.set_input_files("#runs-upload input[type=file]", str(path))
     wait_for_text(page, "#runs-msg", "Imported 4 rows")
+    return page.inner_text("#runs-msg").split(" as run ")[1].rstrip(". \n")
+
+
+def test_import_csv_open_and_plot(app_server, page, tmp_path):
+    import_sample_run(app_server, page, tmp_path / "h100_paradox.csv")
     wait_for_text(page, "#runs-table", "imported")
     page.wait_for_selector("#runs-plot .scatterlayer .trace")
     assert "speedup" in page.eval_on_selector("#runs-plot", "e => e.textContent")

@@ -186,6 +186,16 @@ def test_timing_notes_list_what_this_cpu_cannot_run():
     assert "expected a block size at most" in str(ss.timing_notes(64, 8, "float32", [128], [0.5], [], 2))
 
 
+def test_timing_notes_check_every_ticked_block(monkeypatch):
+    """A reason that holds for the second block only is reported, with that block named."""
+    def fake(name, spec):
+        return "unsupported: expected block 8, got 16" if name == "torch-csr" and spec.block == 16 else None
+
+    monkeypatch.setattr(ss, "unsupported_reason", fake)
+    note = str(ss.timing_notes(64, 8, "float32", [8, 16], [0.5], [], 2))
+    assert "torch-csr (block 16): unsupported: expected block 8, got 16" in note
+
+
 def test_block_larger_than_the_matrix_is_explained():
     _fig, data, _cols, msg = ss.draw_patterns(0.5, 6, "2:4", 64)  # block 128 on 64 x 64
     assert "covers the whole 64 x 64 matrix" in str(msg)
