@@ -108,6 +108,7 @@ def test_every_callback_survives_hostile_input(server):
 
         one()
 
+    print(f"fuzzed {len(callbacks)} callbacks x {EXAMPLES_PER_CALLBACK} examples")
     with urllib.request.urlopen(server + "/", timeout=10) as resp:
         assert resp.status == 200, "server stopped serving pages"
     assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures[:20])
