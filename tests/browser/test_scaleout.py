@@ -120,7 +120,7 @@ def test_killed_job_keeps_rows_resumes_and_survives_restart(tmp_path, browser):
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         page = ctx.new_page()
         page.goto(url + "/runs")
-        page.wait_for_timeout(1500)
+        page.wait_for_selector("#runs-table td", timeout=30_000)  # a fixed 1.5 s was short on a busy machine
         text = page.inner_text("body")
         assert all(run_id in text for run_id in before), (before, text[:2000])
         ctx.close()
