@@ -55,7 +55,7 @@ def _sparsity_axis(fig: go.Figure, sparsities) -> None:
 def _base(title: str, ytitle: str, legend_below: bool = False) -> go.Figure:
     """A log-y figure; ``legend_below`` for the half-width figures (the plot keeps its width)."""
     fig = go.Figure()
-    legend = ({"font": {"size": 11}, "orientation": "h", "x": 0, "y": -0.32, "yanchor": "top"}
+    legend = ({"font": {"size": 11}, "orientation": "h", "x": 0, "y": -0.48, "yanchor": "top"}
               if legend_below else {"font": {"size": 11}, "orientation": "v"})
     fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
                       height=520 if legend_below else 420, margin={"l": 70, "r": 20, "t": 50, "b": 60},

@@ -63,14 +63,15 @@ def test_local_n512_beside_the_committed_n8192_reference_names_the_mismatch(app_
     the note say so; every download button on the page gives its table."""
     page.goto(app_server + "/paradox")
     page.wait_for_selector("#paradox-job-run")
-    page.wait_for_function("() => document.querySelector('#paradox-ref').innerText.includes('paradox_h100')")
+    page.wait_for_function("() => document.querySelector('#paradox-ref').innerText.includes('paradox_h100')",
+                           timeout=60_000)
     _fill(page, "#paradox-size", "512")
     _fill(page, "#paradox-sparsities", "0.5, 0.99")
     _fill(page, "#paradox-repeats", "2")
     page.click("#paradox-ops input[value='spmm']")  # SpMV only
     page.click("#paradox-job-run")
     wait_for_job(page, "#paradox-job-status", timeout=120_000)
-    wait_for_text(page, "#paradox-ref-note", "Not like for like")
+    wait_for_text(page, "#paradox-ref-note", "Not like for like", timeout=60_000)
     note = page.inner_text("#paradox-ref-note")
     assert "H100 80GB HBM3, n = 8192 · this CPU, n = 512" in note
     legend = page.eval_on_selector("#paradox-speedup .legend", "e => e.textContent")
