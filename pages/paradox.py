@@ -16,10 +16,10 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.measurement import normalise_method
 from engine.bench.reference import compare, find, parse_float_list, references, short_device
-from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
+from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep, storage_table
 from engine.runtime.device import describe_device
 from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
-                            get_backend, storage_bytes)
+                            get_backend)
 from engine.runtime.store import RunStore, stored_rows_by_key
 from engine.validate import check_int, memory_budget_bytes
 
@@ -321,18 +321,6 @@ def records(frame: pd.DataFrame) -> list[dict]:
         return []
     clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
     return clean.where(clean.notna(), None).to_dict("records")
-
-
-def storage_table(size: int, dtype: str, block: int, sparsities) -> pd.DataFrame:
-    """Bytes of dense / CSR / COO / BSR at each sparsity, and the byte ratio dense / CSR."""
-    rows = []
-    for s in sparsities:
-        d = 1.0 - s
-        mb = {f: storage_bytes(f, size, size, d, dtype, block) / 2**20 for f in ("dense", "csr", "coo", "bsr")}
-        rows.append({"sparsity": f"{100 * s:.4g}%", "theoretical (1/density)": 1.0 / d if d else float("inf"),
-                     "dense MB": mb["dense"], "CSR MB": mb["csr"], "COO MB": mb["coo"],
-                     f"BSR {block}x{block} MB": mb["bsr"], "bytes dense / CSR": mb["dense"] / mb["csr"]})
-    return pd.DataFrame(rows)
 
 
 @callback(Output(f"{P}-storage", "data"), Output(f"{P}-storage", "columns"),

@@ -344,3 +344,19 @@ def break_even(frame, dense: str = DENSE):
         out.append(dict(zip(cols[:6], keys), break_even=value, note=note))
     return pd.DataFrame(out, columns=cols)
 
+
+def storage_table(size: int, dtype: str, block: int, sparsities):
+    """Bytes of dense / CSR / COO / BSR (n x n, uniform random non-zeros) at each sparsity,
+    in MB, and the byte ratio dense / CSR: a byte-count model, not a measurement."""
+    import pandas as pd
+
+    from engine.sparse.formats import storage_bytes
+
+    rows = []
+    for s in sparsities:
+        d = 1.0 - s
+        mb = {f: storage_bytes(f, size, size, d, dtype, block) / 2**20 for f in ("dense", "csr", "coo", "bsr")}
+        rows.append({"sparsity": f"{100 * s:.4g}%", "theoretical (1/density)": 1.0 / d if d else float("inf"),
+                     "dense MB": mb["dense"], "CSR MB": mb["csr"], "COO MB": mb["coo"],
+                     f"BSR {block}x{block} MB": mb["bsr"], "bytes dense / CSR": mb["dense"] / mb["csr"]})
+    return pd.DataFrame(rows)

@@ -116,3 +116,15 @@ def test_noisy_rows_are_drawn_hollow(rows):
     csr = next(t for t in fig.data if t.name == "torch-csr")
     assert all(s.endswith("-open") for s in csr.marker.symbol)
     assert any(t.name == "noisy (IQR/median > 0.1)" for t in fig.data)
+
+
+def test_storage_model_table_comes_from_the_engine():
+    from engine.bench.sweeps import storage_table
+    from engine.sparse.formats import storage_bytes
+
+    data, columns, note = paradox.storage(1024, "float32", 16, "0.5, 0.99")
+    assert [r["sparsity"] for r in data] == ["50%", "99%"] and "CSR MB" in {c["id"] for c in columns}
+    assert data[0]["dense MB"] == pytest.approx(storage_bytes("dense", 1024, 1024, 0.5, "float32", 16) / 2**20)
+    assert data == storage_table(1024, "float32", 16, (0.5, 0.99)).to_dict("records")
+    assert "CSR needs fewer bytes than dense only above" in note
+    assert "size: expected" in str(paradox.storage(8, "float32", 16, "0.5")[2].children)
