@@ -15,8 +15,22 @@ LOSS_TITLES = {"vision": "cross-entropy (nats)", "timeseries": "MSE (standardise
                "text": "cross-entropy (nats / char)"}
 
 
+def _over_seeds(g: pd.DataFrame) -> pd.DataFrame:
+    """Per epoch: the mean over seeds of each curve, its standard deviation and the seed count."""
+    cols = ["train_loss", "test_loss", "metric", "epoch_s"]
+    agg = g.groupby("epoch", sort=True)[cols].agg(["mean", "std"])
+    out = pd.DataFrame({"epoch": agg.index.to_numpy()})
+    for c in cols:
+        out[c] = agg[(c, "mean")].to_numpy()
+        out[f"{c}_sd"] = agg[(c, "std")].fillna(0.0).to_numpy()
+    out["seeds"] = g.groupby("epoch", sort=True).size().to_numpy()
+    return out
+
+
 def curves_figure(rows: list[dict]) -> go.Figure:
-    """Per task: training / test loss, test metric and seconds per epoch, against epoch."""
+    """Per task: training / test loss, test metric and seconds per epoch, against epoch.
+
+    With several seeds each curve is the mean over seeds, with ± one standard deviation bars."""
     frame = pd.DataFrame(rows or [])
     if frame.empty:
         return empty_figure("No epochs yet: start a run; curves grow one epoch at a time.")
@@ -31,24 +45,23 @@ def curves_figure(rows: list[dict]) -> go.Figure:
     for r, task in enumerate(tasks, start=1):
         sub = frame[frame["task"] == task]
         for variant, g in sub.groupby("variant", sort=False):
-            g = g.sort_values("epoch")
+            g = _over_seeds(g)
             style = dict(color=COLORS.get(variant, "#555"), dash=DASHES.get(variant, "solid"))
             legend = variant not in shown
             shown.add(variant)
-            fig.add_trace(go.Scatter(x=g["epoch"], y=g["train_loss"], mode="lines+markers", line=style,
-                                     name=variant, legendgroup=variant, showlegend=legend,
-                                     hovertemplate=f"{variant} train loss %{{y:.4g}} epoch %{{x}}<extra></extra>"),
-                          r, 1)
-            fig.add_trace(go.Scatter(x=g["epoch"], y=g["test_loss"], mode="lines", line=style, opacity=0.45,
-                                     name=f"{variant} test", legendgroup=variant, showlegend=False,
-                                     hovertemplate=f"{variant} test loss %{{y:.4g}} epoch %{{x}}<extra></extra>"),
-                          r, 1)
-            fig.add_trace(go.Scatter(x=g["epoch"], y=g["metric"], mode="lines+markers", line=style,
-                                     name=variant, legendgroup=variant, showlegend=False,
-                                     hovertemplate=f"{variant} %{{y:.4g}} epoch %{{x}}<extra></extra>"), r, 2)
-            fig.add_trace(go.Scatter(x=g["epoch"], y=g["epoch_s"], mode="lines+markers", line=style,
-                                     name=variant, legendgroup=variant, showlegend=False,
-                                     hovertemplate=f"{variant} %{{y:.3g}} s epoch %{{x}}<extra></extra>"), r, 3)
+            for col, column, kw in ((1, "train_loss", dict(mode="lines+markers")),
+                                    (1, "test_loss", dict(mode="lines", opacity=0.45)),
+                                    (2, "metric", dict(mode="lines+markers")),
+                                    (3, "epoch_s", dict(mode="lines+markers"))):
+                unit = " s" if column == "epoch_s" else ""
+                fig.add_trace(go.Scatter(
+                    x=g["epoch"].to_numpy(), y=g[column].to_numpy(), line=style, name=variant, legendgroup=variant,
+                    showlegend=legend and column == "train_loss",
+                    error_y=dict(type="data", array=g[f"{column}_sd"].to_numpy(), visible=bool(g["seeds"].max() > 1),
+                                 thickness=1),
+                    hovertemplate=f"{variant} {column.replace('_', ' ')} %{{y:.4g}}{unit} (mean of %{{customdata}} "
+                                  f"seeds) epoch %{{x}}<extra></extra>", customdata=g["seeds"].to_numpy(), **kw),
+                    r, col)
         name = sub["metric_name"].iloc[0]
         fig.update_yaxes(title_text=LOSS_TITLES.get(task, "loss"), row=r, col=1)
         fig.update_yaxes(title_text=METRIC_TITLES.get(name, name), row=r, col=2)

@@ -16,6 +16,7 @@ from components.layout import controls_row, labelled, message, page_header, sect
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.reference import references
 from engine.layers import paper as pp
+from engine.runtime.datafiles import DATA_DIR_ENV
 
 dash.register_page(__name__, path="/paper", name="Paper experiment", nav_name="Paper", order=4,
                    description="Native CNN, linear RNN and linear attention trained beside their "
@@ -75,15 +76,19 @@ def layout(**_kwargs):
                     {"label": "CO2 (statsmodels)", "value": "co2"},
                     {"label": "sunspots (statsmodels)", "value": "sunspots"}])),
                 labelled("Seed", dcc.Input(id="paper-seed", type="number", min=0, step=1, value=0)),
+                labelled("Seeds per task", dcc.Input(id="paper-seeds", type="number", min=1, max=pp.SEEDS_MAX,
+                                                     step=1, value=3),
+                         help="seed, seed + 1, ...: initial weights and batch order; same data split"),
             ),
             controls_row(
                 labelled("MNIST folder (optional)", dcc.Input(id="paper-mnist", type="text", value="",
                                                               placeholder="folder with *-idx3-ubyte files",
                                                               debounce=True),
-                         help="local IDX files replace the digits"),
+                         help=f"inside the data folder ({DATA_DIR_ENV}); local IDX files replace the digits"),
                 labelled("Text file (optional)", dcc.Input(id="paper-text", type="text", value="",
                                                            placeholder="path to a UTF-8 file", debounce=True),
-                         help="blank: Python stdlib docstrings"),
+                         help=f"inside the data folder ({DATA_DIR_ENV}); blank: Python stdlib docstrings, "
+                              "held out by module"),
             ),
             job_panel(f"{P}-train", "Train",
                       note="One row per epoch and model, stored as it finishes (see Runs). Runs on the "
@@ -98,8 +103,9 @@ def layout(**_kwargs):
                     html.H3("Cost of each model", style={"marginTop": "12px"}),
                     data_table("paper-cost", [], page_size=9),
                     csv_download("paper-cost-csv", "Cost CSV"),
-                    note="Best test metric and the epoch it was reached, per model (native, weight-tied "
-                         "sparse, free sparse)."),
+                    note="Best test metric per model (native, weight-tied sparse, free sparse): mean and "
+                         "standard deviation over the seeds, and the mean epoch it was reached. Time ratios "
+                         "use only seeds whose epoch times are steady (IQR/median <= 0.1)."),
             section("The paper's table (theirs, for context)",
                     data_table("paper-theirs", _paper_table_rows(), page_size=9),
                     csv_download("paper-theirs-csv", "Their table CSV"),
@@ -114,10 +120,10 @@ def layout(**_kwargs):
     ])
 
 
-def plan_training(tasks, variants, epochs, lr, batch, max_train, series, seed, mnist, text) -> JobPlan:
+def plan_training(tasks, variants, epochs, lr, batch, max_train, series, seed, seeds, mnist, text) -> JobPlan:
     spec = pp.PaperSpec(tasks=tuple(tasks or ()), variants=tuple(variants or ()), epochs=epochs,
                         lr=float(lr), batch_size=batch, max_train=max_train or None, series=series,
-                        seed=seed if seed is not None else 0, mnist_dir=(mnist or "").strip() or None,
+                        seed=seed if seed is not None else 0, seeds=seeds, mnist_dir=(mnist or "").strip() or None,
                         text_path=(text or "").strip() or None)
     return JobPlan(rows=pp.train_rows(spec), total=spec.total_rows, params=spec.as_dict(),
                    meta={"page": "paper"})
@@ -127,7 +133,8 @@ register_job(f"{P}-train", [State("paper-tasks", "value"), State("paper-variants
                             State("paper-epochs", "value"), State("paper-lr", "value"),
                             State("paper-batch", "value"), State("paper-max-train", "value"),
                             State("paper-series", "value"), State("paper-seed", "value"),
-                            State("paper-mnist", "value"), State("paper-text", "value")],
+                            State("paper-seeds", "value"), State("paper-mnist", "value"),
+                            State("paper-text", "value")],
              plan_training, kind="paper-training", filename="paper-training.csv")
 register_csv_download("paper-final-csv", ("paper-final", "data"), "paper-table.csv")
 register_csv_download("paper-cost-csv", ("paper-cost", "data"), "paper-cost.csv")
@@ -146,10 +153,14 @@ def verdict_children(rows: list[dict]) -> list:
           Output("paper-verdict", "children"), Input(JOB.rows, "data"))
 def draw_run(rows):
     """Curves, the paper-form table, the cost table and the verdict from the rows so far."""
-    table = pd.DataFrame(pp.paper_form(rows or []))
-    cost = pd.DataFrame(pp.cost_table(rows or []))
-    return (figs.curves_figure(rows or []), table.to_dict("records"), table_columns(table),
-            cost.to_dict("records"), table_columns(cost), verdict_children(rows or []))
+    return (figs.curves_figure(rows or []), *_table(pp.paper_form(rows or [])), *_table(pp.cost_table(rows or [])),
+            verdict_children(rows or []))
+
+
+def _table(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """An engine table as DataTable data (a missing value, such as the spread of one seed, blank) and columns."""
+    frame = pd.DataFrame(records)
+    return frame.astype(object).where(frame.notna(), None).to_dict("records"), table_columns(frame)
 
 
 def load_reference() -> tuple[pd.DataFrame | None, str]:
@@ -170,6 +181,6 @@ def show_reference(show):
     frame, text = load_reference()
     if frame is None:
         return [], [], message(text, "info")
-    table = pd.DataFrame(pp.paper_form(frame.to_dict("records")))
+    data, columns = _table(pp.paper_form(frame.to_dict("records")))
     lines = [message(text, "info")] + [message(t, k) for k, t in pp.verdict(frame.to_dict("records"))]
-    return table.to_dict("records"), table_columns(table), lines
+    return data, columns, lines

@@ -17,10 +17,20 @@ This module rebuilds the experiment on data that ships with installed packages
   attention, native ``(XWq)(XWk)^T(XWv)`` vs the third-order tensor acting on the
   lifted input x⊗x⊗x (tied / free).
 
-Every variant of a task starts from the same seed (the sparse models copy the native
-model's initial weights), sees the same batches in the same order, and uses Adam with
-the same learning rate. ``train_rows(spec)`` yields one result row per (epoch,
-variant), so a background job can stream and store them.
+Within a seed every variant of a task starts from the same initial weights (the sparse
+models copy the native model's), sees the same batches in the same order, and uses
+torch.optim.Adam with the same learning rate; each task runs ``spec.seeds`` seeds (3 by
+default) on the same data split, and the summaries give mean and standard deviation over
+them. ``train_rows(spec)`` yields one result row per (seed, epoch, variant), so a
+background job can stream and store them.
+
+Held-out data: digits use the lab's one split (``engine.data``); the series is split in
+time; the text is split by source module (whole stdlib modules are held out, and a test
+line that also occurs in training is dropped), and the run reports how many test windows
+occur verbatim in training beside what a module left out of training shows by chance.
+
+Epoch times: each (task, variant, seed) is one ``Measurement`` (wall clock, one run per
+epoch, after one warm-up step); a time ratio in the verdict uses only non-noisy ones.
 """
 from __future__ import annotations
 
@@ -39,8 +49,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.bench.measurement import NOISY_LABEL, WALL_CLOCK, Measurement, Task
 from engine.layers import lowering as low
-from engine.validate import check_choice, check_float, check_int
+from engine.validate import check_budget, check_choice, check_float, check_int
 
 TASKS = ("vision", "timeseries", "text")
 VARIANTS = ("native", "tied", "free")
@@ -71,6 +82,14 @@ PAPER_RESULTS = [
      "sparse": None, "sparse_epoch": 56},
 ]
 
+# The text task's held-out set: whole modules, never seen in training (see ``split_held_out``).
+TEXT_TEST_MODULES = ("textwrap", "fractions", "heapq")
+MODULE_MAX_CHARS = 4500      # per module: the training text stays near 120k characters
+FILE_GROUPS = 10             # a user's text file is cut into this many blocks of lines; the last is held out
+TEXT_MAX_CHARS = 400_000     # characters read from a user's text file
+SEEDS_MAX = 10
+EPOCH_METHOD = WALL_CLOCK    # an epoch is timed once, by the wall clock; its epochs are the runs
+
 STDLIB_MODULES = ("collections", "functools", "itertools", "json", "os", "re", "string", "textwrap",
                   "typing", "argparse", "pathlib", "random", "statistics", "csv", "datetime", "logging",
                   "shutil", "subprocess", "tempfile", "threading", "unittest", "heapq", "bisect",
@@ -82,7 +101,10 @@ class PaperSpec:
     """One rerun of the experiment.
 
     tasks: subset of TASKS; variants: subset of VARIANTS (native is always trained,
-    the others are compared with it); max_train: cap on training examples (None: all).
+    the others are compared with it); max_train: cap on training examples (None: all);
+    seeds: how many seeds (seed, seed + 1, ...) each task is trained with: they vary the
+    initial weights and the batch order, never the data split. mnist_dir / text_path:
+    relative to the data folder (``engine.runtime.datafiles``), checked and resolved here.
     """
 
     tasks: tuple = ("vision",)
@@ -91,6 +113,7 @@ class PaperSpec:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
+    seeds: int = 3
     max_train: int | None = None
     device: str = "auto"
     series: str = "co2"
@@ -116,23 +139,34 @@ class PaperSpec:
         check_int("batch size", self.batch_size, 1, 4096)
         check_float("learning rate", self.lr, 1e-6, 1.0)
         check_int("seed", self.seed, 0, 2**31 - 1)
+        check_int("seeds", self.seeds, 1, SEEDS_MAX)
         if self.max_train is not None:
             check_int("max training examples", self.max_train, 8, 10**7)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         check_choice("series", self.series, ("co2", "sunspots"))
         check_int("text context", self.context, 2, 16)
         check_choice("dtype", self.dtype, ("float32", "float64"))
-        if self.mnist_dir and not Path(self.mnist_dir).is_dir():
-            raise ValueError(f"MNIST folder: expected an existing folder with IDX files, got {self.mnist_dir!r}")
-        if self.text_path and not Path(self.text_path).is_file():
-            raise ValueError(f"text file: expected an existing file, got {self.text_path!r}")
+        from engine.runtime import datafiles
+
+        if self.mnist_dir:
+            folder = datafiles.resolve("MNIST folder", self.mnist_dir, folder=True)
+            check_budget("MNIST folder", MNIST_BYTES_PER_FILE_BYTE * mnist_bytes(folder))
+            object.__setattr__(self, "mnist_dir", str(folder))
+        if self.text_path:
+            path = datafiles.resolve("text file", self.text_path)
+            check_budget("text file", TEXT_BYTES_PER_CHAR * min(path.stat().st_size, TEXT_MAX_CHARS * 4))
+            object.__setattr__(self, "text_path", str(path))
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.seeds))
+
+    @property
     def total_rows(self) -> int:
-        return self.epochs * len(self.tasks) * len(self.variants)
+        return self.epochs * len(self.tasks) * len(self.variants) * self.seeds
 
 
 # ------------------------------------------------------------------ data
@@ -168,11 +202,37 @@ def read_idx(path: str | Path) -> np.ndarray:
     return arr.reshape(shape)
 
 
+MNIST_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+# reading an IDX file holds its bytes, the uint8 array, float32 images and their tensors
+MNIST_BYTES_PER_FILE_BYTE = 16
+TEXT_BYTES_PER_CHAR = 48     # the text, its ids (int64), windows and targets, the n-gram sets
+
+
+def _candidates(folder: Path, stem: str) -> list[Path]:
+    dotted = stem.replace("-idx", ".idx")
+    return [folder / n for n in (stem, stem + ".gz", dotted, dotted + ".gz")]
+
+
 def _find(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if (folder / name).exists():
-            return folder / name
-    raise ValueError(f"MNIST folder: expected {stem}[.gz] in {folder}, got {sorted(os.listdir(folder))[:8]}")
+    for path in _candidates(folder, stem):
+        if path.is_file():
+            return path
+    raise ValueError(f"MNIST folder: expected a file {stem}[.gz] in the folder, got none by that name")
+
+
+def _unpacked_size(path: Path) -> int:
+    """Bytes the file holds once read: a .gz file's size from its trailer (ISIZE, mod 2**32)."""
+    if path.suffix != ".gz":
+        return path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        return max(int.from_bytes(fh.read(4), "little"), path.stat().st_size)
+
+
+def mnist_bytes(folder: Path) -> int:
+    """Bytes the four IDX files hold once read, from their sizes alone (before reading)."""
+    return sum(_unpacked_size(_find(folder, stem)) for stem in MNIST_STEMS)
 
 
 def load_vision(spec: PaperSpec) -> TaskData:
@@ -234,25 +294,132 @@ def load_timeseries(spec: PaperSpec, window: int = 24) -> TaskData:
                     {"window": window, "predict_zero_mse": float(np.mean(yte ** 2))})
 
 
-def stdlib_docstrings(max_chars: int = 120_000) -> str:
-    """Docstrings of a fixed list of standard-library modules and their public members."""
+def _own_docs(name: str) -> list[str]:
+    """The docstrings a module defines: its own and those of the public members it defines
+    (a member imported from another module, or a constant whose doc is its type's, is skipped)."""
     import importlib
 
-    parts: list[str] = []
-    for name in STDLIB_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        return []
+    docs = [inspect.getdoc(mod) or ""]
+    for attr in sorted(dir(mod)):
+        obj = getattr(mod, attr, None)
+        if attr.startswith("_") or not (inspect.isclass(obj) or inspect.isroutine(obj)):
             continue
-        parts.append(inspect.getdoc(mod) or "")
-        for attr in sorted(dir(mod)):
-            if attr.startswith("_"):
-                continue
-            doc = inspect.getdoc(getattr(mod, attr, None))
-            if doc and len(doc) > 40:
+        if (getattr(obj, "__module__", None) or "").split(".")[0] != name:
+            continue
+        doc = inspect.getdoc(obj)
+        if doc and len(doc) > 40:
+            docs.append(doc)
+    return docs
+
+
+def stdlib_docstrings_by_module(max_chars: int = MODULE_MAX_CHARS) -> dict[str, str]:
+    """Per standard-library module of STDLIB_MODULES, the docstrings it defines (at most
+    ``max_chars`` each, cut at a line end); a docstring already seen in an earlier module is dropped."""
+    seen: set[str] = set()
+    out: dict[str, str] = {}
+    for name in STDLIB_MODULES:
+        parts = []
+        for doc in _own_docs(name):
+            if doc and doc not in seen:
+                seen.add(doc)
                 parts.append(doc)
-    text = "\n".join(parts)
-    return text[:max_chars]
+        text = "\n".join(parts)
+        if len(text) > max_chars:
+            text = text[:text.rfind("\n", 0, max_chars) + 1 or max_chars]
+        if text:
+            out[name] = text
+    return out
+
+
+def stdlib_docstrings(max_chars: int = 120_000) -> str:
+    """All of ``stdlib_docstrings_by_module`` joined, at most ``max_chars``."""
+    return "\n".join(stdlib_docstrings_by_module().values())[:max_chars]
+
+
+def text_groups(spec: "PaperSpec") -> tuple[dict[str, str], tuple[str, ...], str]:
+    """The text's source groups, the held-out ones and the data set's name.
+
+    Stdlib docstrings: one group per module; TEXT_TEST_MODULES are held out. A user's file:
+    ``FILE_GROUPS`` contiguous blocks of lines; the last block is held out.
+    """
+    if not spec.text_path:
+        return stdlib_docstrings_by_module(), TEXT_TEST_MODULES, "Python stdlib docstrings"
+    text = read_text_file(spec.text_path)
+    lines = text.splitlines(keepends=True)
+    size = -(-len(lines) // FILE_GROUPS)
+    groups = {f"lines {i * size + 1}-{min((i + 1) * size, len(lines))}": "".join(lines[i * size:(i + 1) * size])
+              for i in range(FILE_GROUPS) if lines[i * size:(i + 1) * size]}
+    return groups, (list(groups)[-1],), f"text file {Path(spec.text_path).name}"
+
+
+def _line_key(line: str) -> str:
+    return " ".join(line.split())
+
+
+def split_held_out(groups: dict[str, str], test_names: tuple[str, ...]) -> tuple[str, str, int]:
+    """(training text, test text, test lines dropped): the test groups keep only the lines
+    (compared without surrounding white space) that occur nowhere in the training groups."""
+    train = "\n".join(t for n, t in groups.items() if n not in test_names)
+    train_lines = {_line_key(l) for l in train.splitlines() if _line_key(l)}
+    kept, dropped = [], 0
+    for name in test_names:
+        for line in groups.get(name, "").splitlines():
+            if _line_key(line) and _line_key(line) in train_lines:
+                dropped += 1
+            else:
+                kept.append(line)
+    return train, "\n".join(kept), dropped
+
+
+def _windows(text: str, width: int, step: int) -> list[str]:
+    return [text[i:i + width] for i in range(0, len(text) - width + 1, step)]
+
+
+def window_overlap(test: str, train: str, context: int) -> float:
+    """Fraction of the test windows (``context`` characters and the next one, as the model
+    sees them) that occur verbatim anywhere in the training text."""
+    wins = _windows(test, context + 1, context)
+    if not wins:
+        return float("nan")
+    seen = set(_windows(train, context + 1, 1))
+    return sum(w in seen for w in wins) / len(wins)
+
+
+def chance_overlap(groups: dict[str, str], test_names: tuple[str, ...], context: int) -> float:
+    """The overlap independent text of the same kind shows by chance: each training group in
+    turn is held out (its lines that occur elsewhere dropped) and its windows are looked up
+    in the other training groups; the mean over groups, weighted by windows."""
+    train = {n: t for n, t in groups.items() if n not in test_names}
+    if len(train) < 2:
+        return float("nan")
+    width = context + 1
+    owners: dict[str, int] = {}
+    line_owners: dict[str, int] = {}
+    for text in train.values():
+        for w in set(_windows(text, width, 1)):
+            owners[w] = owners.get(w, 0) + 1
+        for key in {_line_key(l) for l in text.splitlines() if _line_key(l)}:
+            line_owners[key] = line_owners.get(key, 0) + 1
+    hits = total = 0
+    for text in train.values():
+        own_lines = {_line_key(l) for l in text.splitlines() if _line_key(l)}
+        own = set(_windows(text, width, 1))
+        held = "\n".join(l for l in text.splitlines()
+                         if not _line_key(l) or line_owners[_line_key(l)] - (_line_key(l) in own_lines) == 0)
+        for w in _windows(held, width, context):
+            total += 1
+            hits += owners.get(w, 0) - (w in own) > 0
+    return hits / total if total else float("nan")
+
+
+def read_text_file(path: str | Path) -> str:
+    """At most TEXT_MAX_CHARS characters of a UTF-8 file (never the whole of a large file)."""
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        return fh.read(TEXT_MAX_CHARS)
 
 
 def build_vocab(text: str, max_size: int = 64) -> list[str]:
@@ -264,29 +431,40 @@ def build_vocab(text: str, max_size: int = 64) -> list[str]:
     return ["\x00"] + sorted(top)
 
 
-def load_text(spec: PaperSpec) -> TaskData:
-    """Character windows of length context+1 from stdlib docstrings (or the user's file); 90/10 split."""
-    if spec.text_path:
-        text = Path(spec.text_path).read_text(encoding="utf-8", errors="replace")[:400_000]
-        dataset = f"text file {Path(spec.text_path).name}"
-    else:
-        text = stdlib_docstrings()
-        dataset = "Python stdlib docstrings"
-    vocab = build_vocab(text)
-    index = {c: i for i, c in enumerate(vocab)}
+def _encode(text: str, index: dict, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping windows of t characters (x) and the same shifted by one (y)."""
     ids = np.array([index.get(c, 0) for c in text], dtype=np.int64)
+    n = max((len(ids) - 1) // t, 0)
+    return ids[:n * t].reshape(n, t), ids[1:n * t + 1].reshape(n, t)
+
+
+def load_text(spec: PaperSpec) -> TaskData:
+    """Character windows of length context+1 from stdlib docstrings (or the user's file).
+
+    Held out by source: whole modules (TEXT_TEST_MODULES; for a file, its last block of
+    lines), and a test line that also occurs in training is dropped. ``info`` reports the
+    measured share of test windows that occur verbatim in training beside the share a
+    module left out of training shows with the rest (what text of this kind shares by chance).
+    """
+    groups, test_names, dataset = text_groups(spec)
+    train, test, dropped = split_held_out(groups, test_names)
     t = spec.context
-    n = (len(ids) - 1) // t
-    if n < 20:
-        raise ValueError(f"text: expected at least {20 * t + 1} characters, got {len(ids)}")
-    x = ids[:n * t].reshape(n, t)
-    y = ids[1:n * t + 1].reshape(n, t)
-    split = int(0.9 * n)
-    xtr, ytr, xte, yte = x[:split], y[:split], x[split:split + 1024], y[split:split + 1024]
+    vocab = build_vocab(train)
+    index = {c: i for i, c in enumerate(vocab)}
+    xtr, ytr = _encode(train, index, t)
+    xte, yte = _encode(test, index, t)
+    if len(xtr) < 20 or len(xte) < 4:
+        raise ValueError(f"text: expected at least {20 * t + 1} training and {4 * t + 1} held-out characters, "
+                         f"got {len(train)} and {len(test)}")
+    xte, yte = xte[:1024], yte[:1024]
     if spec.max_train:
         xtr, ytr = xtr[:spec.max_train], ytr[:spec.max_train]
+    overlap = window_overlap(test[:1024 * t + 1], train, t)
+    info = {"vocab": len(vocab), "chars": len(train) + len(test), "context": t, "test_groups": list(test_names),
+            "train_groups": len(groups) - len(test_names), "test_lines_dropped": dropped,
+            "test_window_overlap": overlap, "chance_window_overlap": chance_overlap(groups, test_names, t)}
     return TaskData("text", dataset, torch.as_tensor(xtr), torch.as_tensor(ytr), torch.as_tensor(xte),
-                    torch.as_tensor(yte), {"vocab": len(vocab), "chars": len(text), "context": t})
+                    torch.as_tensor(yte), info)
 
 
 def load_task(task: str, spec: PaperSpec) -> TaskData:
@@ -614,10 +792,11 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def train_rows(spec: PaperSpec) -> Iterator[dict]:
-    """Train every (task, variant) for spec.epochs; yield one row per epoch and variant.
+    """Train every (task, seed, variant) for spec.epochs; yield one row per epoch and variant.
 
-    Runs where it is called (a background job): the device is resolved here.
-    Variants of a task share the initial weights, the batch order and the optimiser.
+    Runs where it is called (a background job): the device is resolved here. Within a
+    seed, the variants share the initial weights, the batch order and the optimiser; the
+    seeds (``spec.seed_list``) vary those, never the data split.
     """
     from engine.runtime.device import job_device, runtime_device_name
 
@@ -626,45 +805,53 @@ def train_rows(spec: PaperSpec) -> Iterator[dict]:
     dtype = torch.float64 if spec.dtype == "float64" else torch.float32
     for task in spec.tasks:
         data = load_task(task, spec)
-        models = build_models(task, data, spec.variants, spec.seed, spec.context)
-        opts = {}
-        for v, m in models.items():
-            m.to(dev, dtype)
-            opts[v] = torch.optim.Adam(m.parameters(), lr=spec.lr)
-        cast = (lambda t: t.to(dev, dtype) if t.is_floating_point() else t.to(dev))
-        xtr, ytr, xte, yte = (cast(t) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
-        probe = xte[:64]
-        for model in models.values():          # warm-up (kernels, allocator) so epoch 1 times fairly
-            loss_fn(task, model(xtr[:spec.batch_size]), ytr[:spec.batch_size]).backward()
-            model.zero_grad(set_to_none=True)
-        gen = torch.Generator().manual_seed(spec.seed)
-        metric_name, _better = METRICS[task]
-        for epoch in range(1, spec.epochs + 1):
-            order = torch.randperm(len(xtr), generator=gen).to(dev)
-            for v, model in models.items():
-                t0 = time.perf_counter()
-                total, count = 0.0, 0
-                for i in range(0, len(order), spec.batch_size):
-                    sel = order[i:i + spec.batch_size]
-                    loss = loss_fn(task, model(xtr[sel]), ytr[sel])
-                    opts[v].zero_grad(set_to_none=True)
-                    loss.backward()
-                    opts[v].step()
-                    total += float(loss.detach()) * len(sel)
-                    count += len(sel)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                epoch_s = time.perf_counter() - t0
-                ev = evaluate(task, model, xte, yte)
-                row = {"task": task, "dataset": data.dataset, "variant": v, "epoch": epoch,
-                       "train_loss": total / max(count, 1), "test_loss": ev["test_loss"],
-                       "metric_name": metric_name, "metric": ev["metric"], "epoch_s": epoch_s,
-                       "params": parameter_count(model), "n_train": len(xtr), "n_test": len(xte),
-                       "device": dev_name, "dtype": spec.dtype, "lr": spec.lr, "batch_size": spec.batch_size,
-                       "seed": spec.seed, "torch": torch.__version__}
-                # native trains first each epoch, so both have taken the same steps here
-                row["max_abs_diff_vs_native"] = 0.0 if v == "native" else probe_diff(model, models["native"], probe)
+        leak = {k: data.info[k] for k in ("test_window_overlap", "chance_window_overlap") if k in data.info}
+        for seed in spec.seed_list:
+            for row in _train_seed(spec, task, data, seed, dev, dtype):
+                row.update(device=dev_name, **leak)
                 yield row
+
+
+def _train_seed(spec: PaperSpec, task: str, data: TaskData, seed: int, dev, dtype) -> Iterator[dict]:
+    models = build_models(task, data, spec.variants, seed, spec.context)
+    opts = {}
+    for v, m in models.items():
+        m.to(dev, dtype)
+        opts[v] = torch.optim.Adam(m.parameters(), lr=spec.lr)
+    cast = (lambda t: t.to(dev, dtype) if t.is_floating_point() else t.to(dev))
+    xtr, ytr, xte, yte = (cast(t) for t in (data.x_train, data.y_train, data.x_test, data.y_test))
+    probe = xte[:64]
+    for model in models.values():          # warm-up (kernels, allocator) so epoch 1 times fairly
+        loss_fn(task, model(xtr[:spec.batch_size]), ytr[:spec.batch_size]).backward()
+        model.zero_grad(set_to_none=True)
+    gen = torch.Generator().manual_seed(seed)
+    metric_name, _better = METRICS[task]
+    for epoch in range(1, spec.epochs + 1):
+        order = torch.randperm(len(xtr), generator=gen).to(dev)
+        for v, model in models.items():
+            t0 = time.perf_counter()
+            total, count = 0.0, 0
+            for i in range(0, len(order), spec.batch_size):
+                sel = order[i:i + spec.batch_size]
+                loss = loss_fn(task, model(xtr[sel]), ytr[sel])
+                opts[v].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[v].step()
+                total += float(loss.detach()) * len(sel)
+                count += len(sel)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            epoch_s = time.perf_counter() - t0
+            ev = evaluate(task, model, xte, yte)
+            row = {"task": task, "dataset": data.dataset, "variant": v, "seed": seed, "epoch": epoch,
+                   "train_loss": total / max(count, 1), "test_loss": ev["test_loss"],
+                   "metric_name": metric_name, "metric": ev["metric"], "epoch_s": epoch_s,
+                   "params": parameter_count(model), "n_train": len(xtr), "n_test": len(xte),
+                   "dtype": spec.dtype, "lr": spec.lr, "batch_size": spec.batch_size,
+                   "method": EPOCH_METHOD, "device_type": dev.type, "torch": torch.__version__}
+            # native trains first each epoch, so both have taken the same steps here
+            row["max_abs_diff_vs_native"] = 0.0 if v == "native" else probe_diff(model, models["native"], probe)
+            yield row
 
 
 def probe_diff(model: nn.Module, native: nn.Module, probe: torch.Tensor) -> float:
@@ -679,72 +866,151 @@ def probe_diff(model: nn.Module, native: nn.Module, probe: torch.Tensor) -> floa
 # ------------------------------------------------------------------ results in the paper's form
 
 
+def _sd(values: list[float]) -> float:
+    """Sample standard deviation; NaN for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def epoch_measurement(g) -> Measurement:
+    """The epoch times of one (task, variant, seed) as a Measurement (wall clock, one run per epoch)."""
+    first = g.iloc[0]
+    name = str(first.get("device", ""))
+    device = str(first.get("device_type", "") or ("cpu" if "cpu" in name.lower() or not name else "cuda"))
+    task = Task(op=f"{first['task']} training epoch", backend=str(first["variant"]),
+                dims={"n_train": int(first.get("n_train", 0) or 0), "batch_size": int(first.get("batch_size", 0) or 0)},
+                dtype=str(first.get("dtype", "")), device=device, device_name=name,
+                versions={"torch_version": str(first.get("torch", ""))})
+    return Measurement.from_times(task, g["epoch_s"].astype(float).tolist(), method=WALL_CLOCK, warmup=1)
+
+
+def _per_seed(grp, variant: str, better: str) -> dict[int, dict]:
+    out = {}
+    for seed, g in grp[grp["variant"] == variant].groupby("seed", sort=True):
+        g = g.sort_values("epoch")
+        best_i = g["metric"].idxmax() if better == "max" else g["metric"].idxmin()
+        out[int(seed)] = {"best": float(g.loc[best_i, "metric"]), "epoch": int(g.loc[best_i, "epoch"]),
+                          "final": float(g["metric"].iloc[-1]), "params": int(g["params"].iloc[0]),
+                          "time": epoch_measurement(g), "diff": float(g["max_abs_diff_vs_native"].max())}
+    return out
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """One row per task in the paper's form: best metric and the epoch of best per variant,
-    plus parameters and median seconds per epoch."""
+    """One record per task: per variant, mean and spread over seeds of the best metric, the
+    epoch of best and the final metric; parameters; median seconds per epoch; and, against
+    native, the epoch-time ratio over the seeds whose epoch times are not noisy (both models)."""
     import pandas as pd
 
     frame = pd.DataFrame(rows or [])
     if frame.empty:
         return []
+    if "seed" not in frame:
+        frame["seed"] = 0
     out = []
     for task, grp in frame.groupby("task", sort=False):
         name, better = METRICS[task]
         rec = {"task": task, "dataset": grp["dataset"].iloc[0], "metric": name,
-               "epochs_run": int(grp["epoch"].max())}
+               "epochs_run": int(grp["epoch"].max()), "seeds": int(grp["seed"].nunique())}
+        for k in ("test_window_overlap", "chance_window_overlap"):
+            if k in grp and grp[k].notna().any():
+                rec[k] = float(grp[k].dropna().iloc[0])
+        native = _per_seed(grp, "native", better)
         for v in VARIANTS:
-            g = grp[grp["variant"] == v].sort_values("epoch")
-            if g.empty:
+            seeds = native if v == "native" else _per_seed(grp, v, better)
+            if not seeds:
                 continue
-            best_i = g["metric"].idxmax() if better == "max" else g["metric"].idxmin()
-            rec[f"{v}_best"] = float(g.loc[best_i, "metric"])
-            rec[f"{v}_epoch_of_best"] = int(g.loc[best_i, "epoch"])
-            rec[f"{v}_final"] = float(g["metric"].iloc[-1])
-            rec[f"{v}_params"] = int(g["params"].iloc[0])
-            rec[f"{v}_s_per_epoch"] = float(g["epoch_s"].median())
+            vals = list(seeds.values())
+            best = [r["best"] for r in vals]
+            rec.update({f"{v}_best_mean": float(np.mean(best)), f"{v}_best_sd": _sd(best),
+                        f"{v}_epoch_of_best_mean": float(np.mean([r["epoch"] for r in vals])),
+                        f"{v}_final_mean": float(np.mean([r["final"] for r in vals])),
+                        f"{v}_params": vals[0]["params"], f"{v}_seeds": len(vals),
+                        f"{v}_s_per_epoch": float(np.median([r["time"].median_s for r in vals])),
+                        f"{v}_rel_iqr": float(np.mean([r["time"].relative_iqr for r in vals])),
+                        f"{v}_noisy_seeds": sum(r["time"].noisy for r in vals)})
             if v != "native":
-                rec[f"{v}_max_abs_diff_vs_native"] = float(g["max_abs_diff_vs_native"].max())
+                steady = [r["time"].median_s / native[sd]["time"].median_s for sd, r in seeds.items()
+                          if sd in native and not r["time"].noisy and not native[sd]["time"].noisy
+                          and native[sd]["time"].median_s > 0]
+                rec.update({f"{v}_time_ratio_mean": float(np.mean(steady)) if steady else float("nan"),
+                            f"{v}_time_ratio_sd": _sd(steady), f"{v}_time_ratio_seeds": len(steady),
+                            f"{v}_max_abs_diff_vs_native": max(r["diff"] for r in vals)})
         out.append(rec)
     return out
 
 
 def paper_form(rows: list[dict]) -> list[dict]:
-    """The paper's table layout: per dataset, each model's best metric and the epoch of best."""
+    """The paper's table layout: per dataset, each model's best metric (mean and standard
+    deviation over seeds) and the mean epoch it was reached."""
     out = []
     for rec in summarise(rows):
-        row = {"dataset": rec["dataset"], "metric": rec["metric"]}
+        row = {"dataset": rec["dataset"], "metric": rec["metric"], "seeds": rec["seeds"]}
         for v in VARIANTS:
-            if f"{v}_best" in rec:
-                row[v] = round(rec[f"{v}_best"], 4)
-                row[f"{v} epoch"] = rec[f"{v}_epoch_of_best"]
+            if f"{v}_best_mean" in rec:
+                row[f"{v} mean"] = rec[f"{v}_best_mean"]
+                row[f"{v} sd"] = rec[f"{v}_best_sd"]
+                row[f"{v} epoch"] = rec[f"{v}_epoch_of_best_mean"]
         out.append(row)
     return out
 
 
 def cost_table(rows: list[dict]) -> list[dict]:
-    """Per task and model: parameters, median seconds per epoch, max |output - native| over the run."""
+    """Per task and model: parameters, seconds per epoch (median), how steady the epoch times
+    were, the time ratio to native over the steady seeds, max |output - native|, final metric."""
     out = []
     for rec in summarise(rows):
         for v in VARIANTS:
-            if f"{v}_best" not in rec:
+            if f"{v}_best_mean" not in rec:
                 continue
             out.append({"task": rec["task"], "model": v, "params": rec[f"{v}_params"],
-                        "s_per_epoch": round(rec[f"{v}_s_per_epoch"], 4),
-                        "max_abs_diff_vs_native": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
-                        "final_metric": round(rec[f"{v}_final"], 4)})
+                        "s per epoch (median)": rec[f"{v}_s_per_epoch"],
+                        "epoch time IQR/median": rec[f"{v}_rel_iqr"],
+                        "noisy seeds": f"{rec[f'{v}_noisy_seeds']} of {rec[f'{v}_seeds']}",
+                        "time vs native (x, mean)": rec.get(f"{v}_time_ratio_mean", 1.0),
+                        "time vs native (x, sd)": rec.get(f"{v}_time_ratio_sd", float("nan")),
+                        "max |output - native|": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
+                        "final metric (mean)": rec[f"{v}_final_mean"]})
     return out
 
 
+def _pm(rec: dict, v: str, unit: str) -> str:
+    sd = rec[f"{v}_best_sd"]
+    spread = f" ± {sd:.2g}" if math.isfinite(sd) else ""
+    return f"{rec[f'{v}_best_mean']:.4g}{spread}{unit}"
+
+
+def _time_text(rec: dict, v: str) -> str:
+    """The epoch-time ratio, from steady seeds only; otherwise why it is not given."""
+    n, total = rec[f"{v}_time_ratio_seeds"], rec[f"{v}_seeds"]
+    if not n:
+        return (f"its time per epoch is not compared: the epoch times were {NOISY_LABEL} in every seed; "
+                f"more epochs give a steadier median")
+    sd = rec[f"{v}_time_ratio_sd"]
+    spread = f" ± {sd:.2g}" if math.isfinite(sd) else ""
+    return (f"it took {rec[f'{v}_time_ratio_mean']:.2g}x{spread} native's time per epoch "
+            f"({n} of {total} seeds with steady epoch times)")
+
+
 def verdict(rows: list[dict], tied_tolerance: float = 1e-3) -> list[tuple[str, str]]:
-    """Plain sentences on what the run shows: (kind, text) with kind ok, warn or info."""
+    """Plain sentences on what the run shows: (kind, text) with kind ok, warn or info.
+
+    Metrics are means ± standard deviation over the seeds; a time ratio uses only seeds
+    whose epoch times are not noisy."""
     lines = []
     for rec in summarise(rows):
         task, name = rec["task"], rec["metric"]
         unit = " %" if name == "accuracy" else ""
-        if "native_best" not in rec:
+        if "native_best_mean" not in rec:
             continue
-        nb = rec["native_best"]
-        if "tied_best" in rec:
+        seeds = f"over {rec['seeds']} seed{'s' if rec['seeds'] > 1 else ''}"
+        if "test_window_overlap" in rec:
+            ov, ch = rec["test_window_overlap"], rec.get("chance_window_overlap", float("nan"))
+            near = math.isfinite(ch) and ov <= ch + 0.1
+            lines.append(("info" if near else "warn",
+                          f"{task}: held out by source ({rec['dataset']}: whole modules or the last block of "
+                          f"lines, lines seen in training dropped): {100 * ov:.0f} % of test windows occur "
+                          f"verbatim in the training text, against {100 * ch:.0f} % for a module left out of "
+                          f"training (what text of this kind shares by chance)."))
+        if "tied_best_mean" in rec:
             diff = rec["tied_max_abs_diff_vs_native"]
             same = diff <= tied_tolerance
             how = ("equals the native model up to float error" if same else
@@ -752,21 +1018,22 @@ def verdict(rows: list[dict], tied_tolerance: float = 1e-3) -> list[tuple[str, s
                    "the Adam steps")
             lines.append(("ok" if same else "warn",
                           f"{task}: the weight-tied sparse model {how} (max |output difference| over the run "
-                          f"{diff:.2g}); best "
-                          f"{name} {rec['tied_best']:.4g}{unit} at epoch {rec['tied_epoch_of_best']} vs native "
-                          f"{nb:.4g}{unit} at epoch {rec['native_epoch_of_best']}. It is the same function "
-                          f"computed another way, so it cannot be better or worse except by rounding; it took "
-                          f"{rec['tied_s_per_epoch'] / max(rec['native_s_per_epoch'], 1e-12):.2g}x native's time "
-                          f"per epoch."))
-        if "free_best" in rec:
-            fb = rec["free_best"]
+                          f"{diff:.2g}); best {name} {_pm(rec, 'tied', unit)} at epoch "
+                          f"{rec['tied_epoch_of_best_mean']:.3g} vs native {_pm(rec, 'native', unit)} at epoch "
+                          f"{rec['native_epoch_of_best_mean']:.3g} ({seeds}). It is the same function computed "
+                          f"another way, so it cannot be better or worse except by rounding; "
+                          f"{_time_text(rec, 'tied')}."))
+        if "free_best_mean" in rec:
+            fb, nb = rec["free_best_mean"], rec["native_best_mean"]
+            spread = np.nansum([rec["free_best_sd"], rec["native_best_sd"]])
             better = (fb > nb) if METRICS[task][1] == "max" else (fb < nb)
+            how = ("within the spread over seeds" if rec["seeds"] > 1 and abs(fb - nb) <= spread
+                   else "better" if better else "not better")
             lines.append(("info",
                           f"{task}: the free sparse model (each stored entry its own parameter) reached {name} "
-                          f"{fb:.4g}{unit} at epoch {rec['free_epoch_of_best']} vs native {nb:.4g}{unit} "
-                          f"({'better' if better else 'not better'}; difference {fb - nb:+.4g}) with "
+                          f"{_pm(rec, 'free', unit)} at epoch {rec['free_epoch_of_best_mean']:.3g} vs native "
+                          f"{_pm(rec, 'native', unit)} ({seeds}; {how}; difference {fb - nb:+.4g}) with "
                           f"{rec['free_params']:,} parameters instead of {rec['native_params']:,} "
-                          f"({rec['free_params'] / max(rec['native_params'], 1):.1f}x) and "
-                          f"{rec['free_s_per_epoch'] / max(rec['native_s_per_epoch'], 1e-12):.2g}x the time per "
-                          f"epoch. It is a different, larger model (not the isomorphism)."))
+                          f"({rec['free_params'] / max(rec['native_params'], 1):.1f}x); {_time_text(rec, 'free')}. "
+                          f"It is a different, larger model (not the isomorphism)."))
     return lines

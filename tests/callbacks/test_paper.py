@@ -21,31 +21,34 @@ def _rows():
 def test_draw_run_gives_curves_paper_table_cost_and_verdict():
     fig, table, cols, cost, cost_cols, verdict = page.draw_run(_rows())
     assert len(fig.data) == 12                                     # 3 models x 4 traces
-    assert table == [{"dataset": "digits", "metric": "accuracy", "native": 70.0, "native epoch": 2,
-                      "tied": 70.0, "tied epoch": 2, "free": 65.0, "free epoch": 2}]
-    assert {c["id"] for c in cols} >= {"native", "tied epoch"}
+    row = table[0]
+    assert (row["dataset"], row["metric"], row["seeds"]) == ("digits", "accuracy", 1)
+    assert (row["native mean"], row["native epoch"], row["tied mean"], row["free mean"]) == (70.0, 2, 70.0, 65.0)
+    assert {c["id"] for c in cols} >= {"native mean", "native sd", "tied epoch"}
+    assert next(c for c in cols if c["id"] == "native mean")["format"]["specifier"] == ".4~g"
     assert [r["params"] for r in cost] == [100, 100, 900]
     text = " ".join(str(v.children) for v in verdict)
     assert "weight-tied sparse model equals the native model" in text
     assert "not better; difference -5" in text and "9.0x" in text
-
-
+    assert "(over 1 seed)" in text or "(over 1 seed;" in text
 def test_draw_run_empty():
     fig, table, cols, cost, cost_cols, verdict = page.draw_run([])
     assert table == [] and cost == [] and "No run yet" in str(verdict[0].children)
 
 
 def test_plan_training_validates_and_counts_rows():
-    plan = page.plan_training(["vision", "text"], ["tied"], 3, 3e-3, 64, None, "co2", 0, "", "")
-    assert plan.total == 12 and plan.params["tasks"] == ["vision", "text"]
+    plan = page.plan_training(["vision", "text"], ["tied"], 3, 3e-3, 64, None, "co2", 0, 3, "", "")
+    assert plan.total == 36 and plan.params["tasks"] == ["vision", "text"] and plan.params["seeds"] == 3
     with pytest.raises(ValueError, match="tasks: expected at least one"):
-        page.plan_training([], ["tied"], 3, 3e-3, 64, None, "co2", 0, "", "")
-    with pytest.raises(ValueError, match="text file: expected an existing file"):
-        page.plan_training(["text"], [], 3, 3e-3, 64, None, "co2", 0, "", "/no/such.txt")
+        page.plan_training([], ["tied"], 3, 3e-3, 64, None, "co2", 0, 3, "", "")
+    with pytest.raises(ValueError, match="text file: expected a path inside the data folder"):
+        page.plan_training(["text"], [], 3, 3e-3, 64, None, "co2", 0, 3, "", "/etc/passwd")
+    with pytest.raises(ValueError, match="text file: expected an existing file inside the data folder"):
+        page.plan_training(["text"], [], 3, 3e-3, 64, None, "co2", 0, 3, "", "no/such.txt")
 
 
 def test_plan_training_rows_stream_from_a_tiny_run():
-    plan = page.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, "", "")
+    plan = page.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, 1, "", "")
     rows = list(plan.rows)
     assert [r["variant"] for r in rows] == ["native", "tied"]
     assert rows[1]["max_abs_diff_vs_native"] < 1e-4 and "sunspots" in rows[0]["dataset"]
@@ -57,7 +60,7 @@ def test_reference_csv_shown_with_its_device(results_dir):
     frame["device"] = "NVIDIA H100 80GB HBM3"
     frame.to_csv(results / "gpu_paper.csv", index=False)
     data, cols, note = page.show_reference(["ref"])
-    assert data[0]["native"] == 70.0
+    assert data[0]["native mean"] == 70.0
     assert "NVIDIA H100" in str(note[0].children)
     assert page.show_reference([]) == ([], [], None)
 
