@@ -6,35 +6,28 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure
+from components.figures_common import add_points, empty_figure, new_figure, reference_line
 
 MARGIN = dict(l=60, r=20, t=40, b=50)
+
+
+VALUE_CELLS_MAX = 256 * 256    # one float32 per cell up to here; beyond it one byte per cell (response < 1 MB)
+DENSITY_LEVELS = 100           # stored fraction in percent (one byte; not 255, whose base64 "////" JSON escapes 6x)
 
 
 def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = "output row",
                col_label: str = "input column", height: int = 440) -> go.Figure:
     """Heatmap of a sparse matrix aggregated by ``engine.layers.lowering.spy_grid``.
 
-    Up to 512 x 512 rows and columns each cell is one entry, coloured by its value (blank
-    where nothing is stored). A larger matrix is downsampled by block density: each cell
-    covers a block of rows and columns and is coloured by the fraction of the block that is
-    stored; the title says so. Arrays go to plotly as numpy (binary encoding).
+    A small matrix (at most 256 x 256 entries) is drawn one cell per entry, coloured by its
+    value (blank where nothing is stored). A larger one is drawn from at most 512 x 512
+    cells, each coloured by the stored fraction of the block of rows and columns it covers
+    (block density, in percent: one byte per cell), and the title says so. Arrays go to
+    plotly as numpy (binary encoding), so no response grows past a megabyte.
     """
     z, count = grid["z"], grid["count"]
     re, ce = grid["row_edges"], grid["col_edges"]
-    if grid["aggregated"]:
-        area = np.outer(np.diff(re), np.diff(ce)).astype(np.float64)
-        dens = (count / np.maximum(area, 1)).astype(np.float32)
-        dens[count == 0] = np.nan
-        custom = np.stack([np.broadcast_to((re[1:] - 1)[:, None], z.shape),
-                           np.broadcast_to((ce[1:] - 1)[None, :], z.shape),
-                           count], axis=-1).astype(np.float32)
-        hover = (f"{row_label}s %{{y}}-%{{customdata[0]}}<br>{col_label}s %{{x}}-%{{customdata[1]}}"
-                 "<br>stored fraction %{z:.3g}<br>entries %{customdata[2]}<extra></extra>")
-        trace = go.Heatmap(z=dens, x=ce[:-1], y=re[:-1], customdata=custom, hovertemplate=hover,
-                           colorscale="Blues", zmin=0, colorbar=dict(title="stored fraction", thickness=12))
-        note = " (downsampled to %dx%d cells by block density)" % z.shape
-    else:
+    if not grid["aggregated"] and z.size <= VALUE_CELLS_MAX:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = (z / np.where(count > 0, count, 1)).astype(np.float32)
         mean[count == 0] = np.nan
@@ -44,6 +37,17 @@ def spy_figure(grid: dict, shape: tuple[int, int], title: str, row_label: str = 
                            hovertemplate=f"{row_label} %{{y}}<br>{col_label} %{{x}}<br>value %{{z:.4g}}"
                                          "<extra></extra>", colorbar=dict(title="value", thickness=12))
         note = ""
+    else:
+        area = np.outer(np.diff(re), np.diff(ce)).astype(np.float64)
+        dens = count / np.maximum(area, 1)
+        level = np.where(count > 0, np.maximum(np.rint(dens * DENSITY_LEVELS), 1), 0).astype(np.uint8)
+        trace = go.Heatmap(z=level, x=ce[:-1], y=re[:-1], zmin=0, zmax=DENSITY_LEVELS,
+                           colorscale=[[0, "#ffffff"], [0.01, "#dbe7f6"], [1, "#08306b"]],
+                           colorbar=dict(title="stored (%)", thickness=12),
+                           hovertemplate=f"{row_label}s from %{{y}}<br>{col_label}s from %{{x}}<br>"
+                                         "stored %{z} %<extra></extra>")
+        note = (" (downsampled to %dx%d cells by block density)" % z.shape if grid["aggregated"]
+                else " (cells: stored fraction)")
     fig = go.Figure(trace)
     fig.update_yaxes(autorange="reversed", title=f"{row_label} (of {shape[0]:,})")
     fig.update_xaxes(title=f"{col_label} (of {shape[1]:,})", side="bottom")
@@ -133,26 +137,33 @@ def support_figure(support: np.ndarray, title: str, height: int = 320) -> go.Fig
     return fig
 
 
-def timing_figure(frames: dict[str, pd.DataFrame], height: int = 380) -> go.Figure:
-    """matrix time / native time against channels, one line per (source, image, batch)."""
-    fig = go.Figure()
+SWEEP_COLORS = ["#2f6fdb", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#5c940d", "#d6336c"]
+
+
+def timing_figure(frames: dict[str, pd.DataFrame], height: int = 400) -> go.Figure:
+    """matrix time / native time against channels, one line per (source, image, batch).
+
+    Rows whose timing stayed noisy (IQR/median > 0.1) are drawn hollow and grey, with a
+    legend entry saying so; the reference (committed run) is dotted."""
+    fig = new_figure(height)
+    fig.update_xaxes(title="channels (C_in = C_out)", type="log", tickvals=[1, 2, 4, 8, 16, 32, 64, 128])
+    fig.update_yaxes(title="time ratio matrix / native (×)", type="log")
+    i = 0
     for label, frame in frames.items():
         if frame is None or frame.empty or "matrix_over_native" not in frame:
             continue
-        ok = frame[frame.get("status", "ok") == "ok"] if "status" in frame else frame
+        ok = frame[frame["status"] == "ok"] if "status" in frame else frame
         for (image, batch), grp in ok.groupby(["image", "batch"], sort=True):
             grp = grp.sort_values("channels")
-            fig.add_trace(go.Scatter(
-                x=grp["channels"], y=grp["matrix_over_native"], mode="lines+markers",
-                name=f"{label}: {image}, batch {batch}",
-                line=dict(dash="dot" if label.startswith("reference") else "solid")))
-    fig.add_hline(y=1.0, line_dash="dash", line_color="#888",
-                  annotation_text="equal time", annotation_position="top left")
-    fig.update_layout(title=dict(text="Sparse matrix time / native conv time (lower is better for the matrix)",
-                                 font_size=14), height=height, margin=MARGIN,
-                      legend=dict(font_size=11))
-    fig.update_xaxes(title="channels (C_in = C_out)", type="log", tickvals=[1, 2, 4, 8, 16, 32, 64, 128])
-    fig.update_yaxes(title="time ratio matrix / native (×)", type="log")
+            add_points(fig, grp["channels"].to_numpy(), grp["matrix_over_native"].to_numpy(),
+                       name=f"{label}: {image}, batch {batch}", color=SWEEP_COLORS[i % len(SWEEP_COLORS)],
+                       noisy=grp["noisy"] if "noisy" in grp else None,
+                       dash="dot" if label.startswith("reference") else "solid",
+                       hovertemplate="%{x} channels: %{y:.3g}x<extra></extra>")
+            i += 1
     if not fig.data:
         return empty_figure("no timing rows yet: run the sweep or load the reference CSV", height)
+    reference_line(fig, "equal time (ratio 1)", y=1.0, along=0.01)
+    fig.update_layout(title=dict(text="Sparse matrix time / native conv time (lower is better for the matrix)",
+                                 font_size=14), legend=dict(font_size=11))
     return fig

@@ -20,7 +20,7 @@ from components.tables import csv_download, data_table, register_csv_download, t
 from engine.bench.reference import references
 from engine.layers import explore as ex
 from engine.layers import lowering as low
-from engine.validate import check_int
+from engine.validate import check_float, check_int
 
 dash.register_page(__name__, path="/isomorphism", name="Isomorphism", order=3,
                    description="Convolution, pooling, a linear RNN and attention built as sparse "
@@ -173,8 +173,11 @@ def _sweep_section() -> html.Section:
                                                  options=[16, 32, 64], inline=True)),
             labelled("Batch", dcc.Checklist(id="iso-sweep-batches", value=[8],
                                             options=[8, 32, 64, 128, 256], inline=True)),
-            labelled("Repeats", dcc.Input(id="iso-sweep-repeats", type="number", min=1, max=50, step=1,
-                                          value=3)),
+            labelled("Runs (at least)", dcc.Input(id="iso-sweep-repeats", type="number", min=3, max=50, step=1,
+                                                 value=5)),
+            labelled("Time budget per side (s)", dcc.Dropdown(id="iso-sweep-budget", value=low.SWEEP_BUDGET_S,
+                                                              clearable=False, options=[0.5, 1.0, 2.0, 5.0]),
+                     help="runs go on until IQR/median <= 0.1 or this is spent"),
         ),
         job_panel(f"{P}-sweep", "Run sweep",
                   note="3x3 kernel, padding 1, float32. Runs on the GPU when the job host has one; "
@@ -184,6 +187,7 @@ def _sweep_section() -> html.Section:
             options=[{"label": " show the committed GPU reference CSV (benchmarks/results)", "value": "ref"}]))),
         html.Div(id="iso-ref-note"),
         dcc.Graph(id="iso-sweep-plot", figure=figs.empty_figure("no rows yet")),
+        html.Div(id="iso-sweep-summary"),
         note="Ratios above 1 mean the matrix is slower. The committed reference is this lab's own run on "
              "an H100 (benchmarks/results/isomorphism); an earlier run of this lab on an H200, not committed, "
              "gave 0.39x, 4.5x and 58x at 1, 16 and 64 channels.",
@@ -230,8 +234,8 @@ def _stats(view: dict, extra: list | None = None) -> list:
     (n0, t0), (n1, t1) = view["times"].items()
     ratio = f"{view['ratio']:.2f}x" + (" (noisy)" if view["noisy"] else "")
     return [stat("max |native - matrix|", f"{view['diff']:.2e}"),
-            stat(f"{n0} (median)", f"{t0['median_s'] * 1e3:.3f} ms"),
-            stat(f"{n1} (median)", f"{t1['median_s'] * 1e3:.3f} ms"),
+            stat(f"{n0} (median)", f"{t0.median_s * 1e3:.3f} ms"),
+            stat(f"{n1} (median)", f"{t1.median_s * 1e3:.3f} ms"),
             stat("matrix / native time", ratio)] + list(extra or [])
 
 
@@ -374,22 +378,24 @@ for _tab, _states in STATES.items():
 
 # ------------------------------------------------------------------ timing sweep
 
-def plan_sweep(channels, images, batches, repeats) -> JobPlan:
+def plan_sweep(channels, images, batches, repeats, budget=low.SWEEP_BUDGET_S) -> JobPlan:
     """The background sweep: native conv vs CSR matrix for every chosen size."""
     chans = sorted(int(c) for c in (channels or []))
     imgs = sorted(int(i) for i in (images or []))
     bats = sorted(int(b) for b in (batches or []))
     if not chans or not imgs or not bats:
         raise ValueError("sweep: expected at least one channel count, image size and batch, got none")
-    reps = check_int("repeats", repeats, 1, 50)
-    return JobPlan(rows=low.conv_timing_sweep(chans, imgs, bats, device="auto", repeats=reps),
+    reps = check_int("runs", repeats, 3, 50)
+    budget_s = check_float("time budget", budget, 0.1, 10.0)
+    return JobPlan(rows=low.conv_timing_sweep(chans, imgs, bats, device="auto", repeats=reps, budget_s=budget_s),
                    total=low.sweep_size(chans, imgs, bats),
-                   params={"channels": chans, "images": imgs, "batches": bats, "repeats": reps},
+                   params={"channels": chans, "images": imgs, "batches": bats, "repeats": reps, "budget_s": budget_s},
                    meta={"page": "isomorphism"})
 
 
 register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-sweep-images", "value"),
-                            State("iso-sweep-batches", "value"), State("iso-sweep-repeats", "value")],
+                            State("iso-sweep-batches", "value"), State("iso-sweep-repeats", "value"),
+                            State("iso-sweep-budget", "value")],
              plan_sweep, kind="isomorphism-timing", filename="isomorphism-timing.csv")
 
 
@@ -404,11 +410,10 @@ def load_reference() -> tuple[pd.DataFrame | None, str]:
 
 
 @callback(Output("iso-sweep-plot", "figure"), Output("iso-ref-note", "children"),
-          Input(SWEEP.rows, "data"), Input("iso-ref-show", "value"))
+          Output("iso-sweep-summary", "children"), Input(SWEEP.rows, "data"), Input("iso-ref-show", "value"))
 def draw_sweep(rows, show_ref):
-    frames = {}
-    if rows:
-        frames["this run"] = pd.DataFrame(rows)
+    """This run's rows (and the reference's) drawn; sentences only from rows that are not noisy."""
+    frames = {"this run": pd.DataFrame(rows)} if rows else {}
     note = None
     if "ref" in (show_ref or []):
         ref, text = load_reference()
@@ -416,4 +421,5 @@ def draw_sweep(rows, show_ref):
         if ref is not None:
             dev = ref["device_name"].iloc[0] if "device_name" in ref else "GPU"
             frames[f"reference ({dev})"] = ref
-    return figs.timing_figure(frames), note
+    summary = [message(t, k) for k, t in low.sweep_summary(rows or [])]
+    return figs.timing_figure(frames), note, summary

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from engine.layers import lowering as low
+from engine.runtime.cache import pure_cache
 from engine.validate import check_budget, check_choice, check_float, check_int
 
 # (lo, hi) of every integer widget, per tab. The page's sliders use these numbers.
@@ -228,16 +229,8 @@ def attn_weights(d: int, d_v: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def matrix_for(spec: Any) -> sp.csr_matrix:
     """The tab's matrix alone (for the .mtx download), after the size check with the download's cost."""
     spec.check_size(download=True)
-    if isinstance(spec, ConvSpec):
-        w = low.random_conv_weight(spec.cout, spec.cin, spec.kernel, spec.kernel, seed=0)
-        return low.conv2d_as_sparse(w, (spec.size,) * 2, spec.stride, spec.padding, spec.dilation)
-    if isinstance(spec, PoolSpec):
-        return _pool_matrix(spec, low.sample_image("digit", spec.size, spec.channels, spec.digit))
-    if isinstance(spec, RnnSpec):
-        return low.rnn_as_block_lower_triangular(*rnn_weights(spec.hidden, spec.d, spec.radius), spec.t_len)
-    wq, wk, wv = attn_weights(spec.d, spec.d_v)
-    return low.linear_attention_as_tensor(wq, wk, wv, spec.t_len, causal=spec.causal,
-                                          scale=1.0 / math.sqrt(spec.d)).as_matrix()
+    parts = {ConvSpec: conv_parts, PoolSpec: pool_parts, RnnSpec: rnn_parts, AttnSpec: attn_parts}[type(spec)]
+    return parts(spec)["matrix"]
 
 
 def mtx_text(spec: Any, tab: str) -> str:
@@ -274,18 +267,24 @@ def facts_rows(facts: dict, extra: list[tuple[str, Any]] = ()) -> list[dict]:
 
 
 def timing_rows(times: dict, extra: dict) -> list[dict]:
-    """One row per timed path: median and IQR in ms, noisy, and the setting."""
-    return [{"path": name, "median_ms": t["median_s"] * 1e3, "iqr_ms": t["iqr_s"] * 1e3,
-             "noisy": str(t["noisy"]), **extra} for name, t in times.items()]
+    """One row per timed path, from its Measurement: median and IQR in ms, runs, noisy, method."""
+    return [{"path": name, "median_ms": m.median_s * 1e3, "iqr_ms": m.iqr_s * 1e3, "runs": m.runs,
+             "noisy": str(m.noisy), "method": m.method, **extra} for name, m in times.items()]
 
 
-def _result(matrix, facts, times, diff, extra_facts=(), timing_extra=None, **more) -> dict:
+def _parts(matrix, facts, diff, extra_facts=(), **more) -> dict:
+    """The pure part of a view: matrix, its spy grid (at most SPY_MAX_CELLS a side), facts and their table."""
+    return {"matrix": matrix, "grid": low.spy_grid(matrix, low.SPY_MAX_CELLS), "facts": facts,
+            "facts_rows": facts_rows(facts, extra_facts), "diff": diff, **more}
+
+
+def _with_times(parts: dict, times: dict, timing_extra: dict | None = None) -> dict:
+    """A view: the (cached) pure parts plus this request's timing, which is never cached."""
     names = list(times)
-    ratio = times[names[1]]["median_s"] / max(times[names[0]]["median_s"], 1e-12)
-    extra = {"device": "cpu", "dtype": "float32", "nnz": int(matrix.nnz), **(timing_extra or {})}
-    return {"matrix": matrix, "grid": low.spy_grid(matrix, low.SPY_MAX_CELLS), "facts": facts, "facts_rows": facts_rows(facts, extra_facts), "times": times,
-            "timing_rows": timing_rows(times, extra), "diff": diff, "ratio": ratio,
-            "noisy": any(t["noisy"] for t in times.values()), **more}
+    ratio = times[names[1]].median_s / max(times[names[0]].median_s, 1e-12)
+    extra = {"device": "cpu", "dtype": "float32", "nnz": int(parts["matrix"].nnz), **(timing_extra or {})}
+    return {**parts, "times": times, "timing_rows": timing_rows(times, extra), "ratio": ratio,
+            "noisy": any(m.noisy for m in times.values())}
 
 
 # ------------------------------------------------------------------ convolution
@@ -317,49 +316,51 @@ def conv_claim(spec: ConvSpec, facts: dict) -> tuple[str, str]:
     return ("ok" if holds else "warn"), text
 
 
-def conv_view(spec: ConvSpec) -> dict:
-    """Matrix, native F.conv2d and matrix outputs, facts, timing and the claim for one conv spec."""
+@pure_cache
+def conv_parts(spec: ConvSpec) -> dict:
+    """What a conv spec shows, without timing: weight, image, matrix, native F.conv2d and matrix outputs,
+    facts and the claim. Pure in ``spec``, so cached (engine.runtime.cache)."""
     import torch
     import torch.nn.functional as F
 
-    spec.check_size()
     weight = low.random_conv_weight(spec.cout, spec.cin, spec.kernel, spec.kernel, seed=0)
     image = low.sample_image(spec.source, spec.size, spec.cin, spec.digit)
     pattern = low.conv2d_pattern(weight.shape, (spec.size,) * 2, spec.stride, spec.padding, spec.dilation)
     m = low.conv2d_as_sparse(weight, (spec.size,) * 2, spec.stride, spec.padding, spec.dilation)
-    conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
-    native = F.conv2d(torch.as_tensor(image)[None], torch.as_tensor(weight), **conv)[0].numpy()
+    native = F.conv2d(torch.as_tensor(image)[None], torch.as_tensor(weight), stride=spec.stride,
+                      padding=spec.padding, dilation=spec.dilation)[0].numpy()
     matrix_out = (m @ image.reshape(-1)).reshape(native.shape)
     facts = low.matrix_facts(m, "convolution")
-    xb = torch.as_tensor(np.repeat(image[None], TIMING_BATCH, axis=0), dtype=torch.float32)
-    wt = torch.as_tensor(weight, dtype=torch.float32)
-    mt = low.torch_csr(m)
+    return _parts(m, facts, float(np.abs(matrix_out - native).max()), weight=weight, image=image,
+                  native=native, matrix_out=matrix_out, pattern=pattern, claim=conv_claim(spec, facts))
+
+
+def conv_view(spec: ConvSpec) -> dict:
+    """``conv_parts`` and a small CPU timing of F.conv2d against the CSR matrix on a batch."""
+    import torch
+    import torch.nn.functional as F
+
+    parts = conv_parts(spec.check_size())
+    xb = torch.as_tensor(np.repeat(parts["image"][None], TIMING_BATCH, axis=0), dtype=torch.float32)
+    wt = torch.as_tensor(parts["weight"], dtype=torch.float32)
+    mt = low.torch_csr(parts["matrix"])
+    conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
     times = low.time_callables({
         "native F.conv2d": lambda: F.conv2d(xb, wt, **conv),
-        "CSR matrix @ X": lambda: (mt @ xb.reshape(TIMING_BATCH, -1).T).T}, repeats=5)
-    diff = float(np.abs(matrix_out - native).max())
-    return _result(m, facts, times, diff, timing_extra={"batch": TIMING_BATCH}, image=image, native=native,
-                   matrix_out=matrix_out, pattern=pattern, claim=conv_claim(spec, facts))
+        "CSR matrix @ X": lambda: (mt @ xb.reshape(TIMING_BATCH, -1).T).T})
+    return _with_times(parts, times, {"batch": TIMING_BATCH})
 
 
 def conv_row_view(spec: ConvSpec, row: int) -> dict:
     """The receptive field of one output row and native / matrix outputs of its channel."""
-    import torch
-    import torch.nn.functional as F
-
-    spec.check_size()
-    weight = low.random_conv_weight(spec.cout, spec.cin, spec.kernel, spec.kernel, seed=0)
-    image = low.sample_image(spec.source, spec.size, spec.cin, spec.digit)
-    pattern = low.conv2d_pattern(weight.shape, (spec.size,) * 2, spec.stride, spec.padding, spec.dilation)
-    m = low.conv2d_as_sparse(weight, (spec.size,) * 2, spec.stride, spec.padding, spec.dilation)
+    parts = conv_parts(spec.check_size())
+    pattern = parts["pattern"]
     c_out, h_out, w_out = pattern.out_chw
-    row = min(max(int(row or 0), 0), m.shape[0] - 1)
+    row = min(max(int(row or 0), 0), parts["matrix"].shape[0] - 1)
     channel, rest = divmod(row, h_out * w_out)
-    native = F.conv2d(torch.as_tensor(image)[None], torch.as_tensor(weight), stride=spec.stride,
-                      padding=spec.padding, dilation=spec.dilation)[0].numpy()
-    return {"row": row, "channel": channel, "oy": rest // w_out, "ox": rest % w_out, "image": image,
-            "field": low.receptive_field(pattern, row, pattern.in_chw), "native": native[channel],
-            "matrix_out": (m @ image.reshape(-1)).reshape(c_out, h_out, w_out)[channel]}
+    return {"row": row, "channel": channel, "oy": rest // w_out, "ox": rest % w_out, "image": parts["image"],
+            "field": low.receptive_field(pattern, row, pattern.in_chw), "native": parts["native"][channel],
+            "matrix_out": parts["matrix_out"][channel]}
 
 
 def conv_row_from_click(spec: ConvSpec, current_row: int, x: int, y: int) -> int:
@@ -378,23 +379,21 @@ def _pool_matrix(spec: PoolSpec, image: np.ndarray) -> sp.csr_matrix:
     return low.avgpool2d_as_sparse(spec.channels, (spec.size, spec.size), spec.kernel, spec.stride)
 
 
-def pool_view(spec: PoolSpec) -> dict:
-    """Pooling as a matrix; for max pooling also the selection reused on the next digit."""
+@pure_cache
+def pool_parts(spec: PoolSpec) -> dict:
+    """Pooling as a matrix beside F.avg_pool2d / F.max_pool2d; for max pooling also the selection
+    reused on the next digit. Pure in ``spec``, so cached."""
     import torch
     import torch.nn.functional as F
 
-    spec.check_size()
     k, s = spec.kernel, spec.stride
     image = low.sample_image("digit", spec.size, spec.channels, spec.digit)
     m = _pool_matrix(spec, image)
     pool_fn = F.max_pool2d if spec.mode == "max" else F.avg_pool2d
     native = pool_fn(torch.as_tensor(image)[None], k, s)[0].numpy()
     out = (m @ image.reshape(-1)).reshape(native.shape)
-    xt = torch.as_tensor(image, dtype=torch.float32)[None]
-    mt = low.torch_csr(m)
-    times = low.time_callables({f"native F.{pool_fn.__name__}": lambda: pool_fn(xt, k, s),
-                                "CSR matrix @ x": lambda: mt @ xt.reshape(-1, 1)})
     more = {"image": image, "native": native, "matrix_out": out, "fn": pool_fn.__name__}
+    facts = low.matrix_facts(m, f"{spec.mode} pooling")
     if spec.mode == "max":
         other_digit = (spec.digit + 1) % (LIMITS["pool"]["digit"][1] + 1)
         other = low.sample_image("digit", spec.size, spec.channels, other_digit)
@@ -402,36 +401,60 @@ def pool_view(spec: PoolSpec) -> dict:
         more["truth"] = F.max_pool2d(torch.as_tensor(other)[None], k, s)[0].numpy()
         more["reuse_error"] = float(np.abs(more["reused"] - more["truth"]).max())
         more["other_digit"] = other_digit
-    else:
-        more["field"] = low.receptive_field(m, 0, (spec.channels, spec.size, spec.size))
-    facts = low.matrix_facts(m, f"{spec.mode} pooling")
-    if spec.mode == "max":
         more["claim"] = ("warn", "Max pooling is not linear: its matrix is a 0/1 selection that depends on the "
                                  "input. It reproduces max pooling for this image only; the right plot reuses it "
                                  "on the next digit.")
     else:
+        more["field"] = low.receptive_field(m, 0, (spec.channels, spec.size, spec.size))
         more["claim"] = ("ok", f"Average pooling is linear: one fixed block-diagonal matrix, each row holding "
                                f"{k * k} entries of 1/{k * k}. It is {facts['triangularity']}.")
-    return _result(m, facts, times, float(np.abs(out - native).max()), **more)
+    return _parts(m, facts, float(np.abs(out - native).max()), **more)
+
+
+def pool_view(spec: PoolSpec) -> dict:
+    """``pool_parts`` and a small CPU timing of the native pooling against the CSR matrix."""
+    import torch
+    import torch.nn.functional as F
+
+    parts = pool_parts(spec.check_size())
+    xt = torch.as_tensor(parts["image"], dtype=torch.float32)[None]
+    mt = low.torch_csr(parts["matrix"])
+    pool_fn = getattr(F, parts["fn"])
+    times = low.time_callables({f"native F.{parts['fn']}": lambda: pool_fn(xt, spec.kernel, spec.stride),
+                                "CSR matrix @ x": lambda: mt @ xt.reshape(-1, 1)})
+    return _with_times(parts, times)
 
 
 # ------------------------------------------------------------------ RNN
 
 
-def rnn_view(spec: RnnSpec) -> dict:
-    """L (block lower-triangular), the loop beside it, the tanh gap and a small timing."""
-    import torch
-
-    spec.check_size()
+@pure_cache
+def rnn_parts(spec: RnnSpec) -> dict:
+    """L (block lower-triangular) beside the loop, the tanh gap and the claim. Pure in ``spec``, so cached."""
     w_ih, w_hh = rnn_weights(spec.hidden, spec.d, spec.radius)
     x = spec.scale * np.random.default_rng(1).standard_normal((spec.t_len, spec.d))
     lmat = low.rnn_as_block_lower_triangular(w_ih, w_hh, spec.t_len)
     loop = low.rnn_reference(w_ih, w_hh, x)
     mat = (lmat @ x.reshape(-1)).reshape(spec.t_len, spec.hidden)
     facts = low.matrix_facts(lmat, "RNN (unrolled)", block=(spec.hidden, spec.d))
-    xs32 = torch.as_tensor(x, dtype=torch.float32)
-    wi32, wh32 = torch.as_tensor(w_ih, dtype=torch.float32), torch.as_tensor(w_hh, dtype=torch.float32)
-    lt = low.torch_csr(lmat)
+    block = "block lower-triangular" if facts["block_lower_triangular"] else "not block lower-triangular"
+    claim = ("warn" if facts["triangularity"] != "lower-triangular" else "ok",
+             f"The paper calls this matrix strictly lower-triangular (block-banded). It is {block} in "
+             f"{spec.hidden}x{spec.d} blocks (the diagonal blocks hold W_ih, so not strictly), elementwise "
+             f"{facts['triangularity']}, and dense below the block diagonal: block (t, s) is W_hh^(t-s) W_ih, "
+             f"so it is not banded.")
+    return _parts(lmat, facts, float(np.abs(loop - mat).max()), loop=loop, matrix_out=mat, x=x, w_ih=w_ih,
+                  w_hh=w_hh, gap=low.rnn_tanh_gap(w_ih, w_hh, x), claim=claim)
+
+
+def rnn_view(spec: RnnSpec) -> dict:
+    """``rnn_parts`` and a small CPU timing of the step loop against L @ x."""
+    import torch
+
+    parts = rnn_parts(spec.check_size())
+    xs32 = torch.as_tensor(parts["x"], dtype=torch.float32)
+    wi32, wh32 = (torch.as_tensor(parts[k], dtype=torch.float32) for k in ("w_ih", "w_hh"))
+    lt = low.torch_csr(parts["matrix"])
 
     def native():
         h, states = torch.zeros(spec.hidden), []
@@ -441,24 +464,16 @@ def rnn_view(spec: RnnSpec) -> dict:
         return torch.stack(states)
 
     times = low.time_callables({"native loop over steps": native, "CSR L @ x": lambda: lt @ xs32.reshape(-1, 1)})
-    block = "block lower-triangular" if facts["block_lower_triangular"] else "not block lower-triangular"
-    claim = ("warn" if facts["triangularity"] != "lower-triangular" else "ok",
-             f"The paper calls this matrix strictly lower-triangular (block-banded). It is {block} in "
-             f"{spec.hidden}x{spec.d} blocks (the diagonal blocks hold W_ih, so not strictly), elementwise "
-             f"{facts['triangularity']}, and dense below the block diagonal: block (t, s) is W_hh^(t-s) W_ih, "
-             f"so it is not banded.")
-    return _result(lmat, facts, times, float(np.abs(loop - mat).max()), loop=loop, matrix_out=mat,
-                   gap=low.rnn_tanh_gap(w_ih, w_hh, x), claim=claim)
+    return _with_times(parts, times)
 
 
 # ------------------------------------------------------------------ attention
 
 
-def attn_view(spec: AttnSpec) -> dict:
-    """The attention tensor, its contraction beside the layer, the softmax gap and a timing."""
-    import torch
-
-    spec.check_size()
+@pure_cache
+def attn_parts(spec: AttnSpec) -> dict:
+    """The attention tensor, its contraction beside the layer, the softmax gap and the token support.
+    Pure in ``spec``, so cached."""
     wq, wk, wv = attn_weights(spec.d, spec.d_v)
     x = np.random.default_rng(2).standard_normal((spec.t_len, spec.d))
     scale = 1.0 / math.sqrt(spec.d)
@@ -470,12 +485,6 @@ def attn_view(spec: AttnSpec) -> dict:
     score_diff = float(np.abs(scores_t.contract(flat) - ((x @ wq) @ (x @ wk).T).reshape(-1)).max())
     gap = low.attention_softmax_gap(wq, wk, wv, x, causal=spec.causal)
     mat = tensor.as_matrix()
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    tq, tk, tv = (torch.as_tensor(w, dtype=torch.float32) for w in (wq, wk, wv))
-    tm = low.torch_csr(mat)
-    lifted = torch.einsum("i,j,k->ijk", *(torch.as_tensor(flat, dtype=torch.float32),) * 3).reshape(-1, 1)
-    times = low.time_callables({"native (XWq)(XWk)^T(XWv)": lambda: ((xt @ tq) @ (xt @ tk).T) @ (xt @ tv),
-                                "CSR tensor @ (x⊗x⊗x)": lambda: tm @ lifted})
     facts = low.matrix_facts(mat, "attention tensor as matrix")
     extra = [("tensor shape", str(tensor.shape)), ("tensor density", f"{100 * tensor.density:.3g} %"),
              ("scores tensor shape", str(scores_t.shape)), ("scores tensor nnz", f"{scores_t.nnz:,} entries")]
@@ -484,7 +493,22 @@ def attn_view(spec: AttnSpec) -> dict:
                      f"{tensor.density:.2g}); index i lies in the output's token, j and k in one shared token. "
                      f"With softmax (the real layer) the same tensor is off by a relative error of "
                      f"{gap['rel_error']:.3g}: the paper's stated limitation, measured.")
-    return _result(mat, facts, times, float(np.abs(native - via_tensor).max()), extra_facts=extra,
-                   timing_extra={"nnz": tensor.nnz}, tensor=tensor, native=native, matrix_out=via_tensor,
-                   score_diff=score_diff, gap=gap, claim=claim,
-                   support=low.token_support(tensor, spec.t_len)[spec.token, spec.token])
+    return _parts(mat, facts, float(np.abs(native - via_tensor).max()), extra_facts=extra, tensor_nnz=tensor.nnz,
+                  native=native, matrix_out=via_tensor, score_diff=score_diff, gap=gap, claim=claim, x=x,
+                  weights=(wq, wk, wv), support=low.token_support(tensor, spec.t_len)[spec.token, spec.token])
+
+
+def attn_view(spec: AttnSpec) -> dict:
+    """``attn_parts`` and a small CPU timing of native linear attention against the CSR tensor."""
+    import torch
+
+    parts = attn_parts(spec.check_size())
+    x = parts["x"]
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    tq, tk, tv = (torch.as_tensor(w, dtype=torch.float32) for w in parts["weights"])
+    tm = low.torch_csr(parts["matrix"])
+    flat = torch.as_tensor(x.reshape(-1), dtype=torch.float32)
+    lifted = torch.einsum("i,j,k->ijk", flat, flat, flat).reshape(-1, 1)
+    times = low.time_callables({"native (XWq)(XWk)^T(XWv)": lambda: ((xt @ tq) @ (xt @ tk).T) @ (xt @ tv),
+                                "CSR tensor @ (x⊗x⊗x)": lambda: tm @ lifted})
+    return _with_times(parts, times, {"nnz": parts["tensor_nnz"]})

@@ -561,38 +561,48 @@ def torch_csr(m: sp.spmatrix, device: Any = "cpu", dtype: Any = None):
                                        size=csr.shape, device=device, check_invariants=False)
 
 
-def _time(fn, sync, repeats: int, warmup: int = 2) -> dict:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    arr = np.array(times)
-    med = float(np.median(arr))
-    iqr = float(np.percentile(arr, 75) - np.percentile(arr, 25))
-    return {"median_s": med, "iqr_s": iqr, "noisy": bool(iqr / med > 0.1) if med > 0 else False}
+SWEEP_BUDGET_S = 2.0     # per timed path of a sweep point: runs go on until IQR/median settles or this is spent
+INLINE_BUDGET_S = 0.1    # per timed path of the page's small inline timing
+
+
+def _versions() -> dict:
+    import torch
+
+    return {"torch_version": torch.__version__}
+
+
+def conv_task(backend: str, c_out: int, c_in: int, kh: int, kw: int, h: int, w: int, batch: int,
+              device: str, device_name: str = "") -> Any:
+    """What one side of a conv timing is: engine.bench.measurement.Task with named dims."""
+    from engine.bench.measurement import Task
+
+    return Task(op="conv2d 3x3" if (kh, kw) == (3, 3) else f"conv2d {kh}x{kw}", backend=backend,
+                dims={"c_out": c_out, "c_in": c_in, "kh": kh, "kw": kw, "height": h, "width": w, "batch": batch},
+                dtype="float32", device=device, device_name=device_name, versions=_versions())
 
 
 def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: Any = 1,
                     padding: Any = 0, dilation: Any = 1, device: Any = "cpu", repeats: int = 5,
-                    seed: int = 0, x: Any = None, prebuilt: tuple | None = None) -> dict:
+                    seed: int = 0, x: Any = None, prebuilt: tuple | None = None,
+                    budget_s: float = SWEEP_BUDGET_S, device_name: str = "") -> dict:
     """Time F.conv2d against the CSR matrix times the flattened batch, on one device.
 
     weight: (C_out, C_in, kh, kw), float32. x: (batch, C_in, H, W) or None (random).
     The matrix side includes the reshapes/transposes it needs: (M @ X^T)^T with X the
-    batch as rows. Returns a row: nnz, build time, median/IQR of both, the ratio
-    matrix/native and max |native - matrix|. ``prebuilt``: (scipy matrix, torch CSR on
-    device, build seconds) from an earlier call with the same layer, to skip the build.
+    batch as rows. Each side is timed by ``engine.bench.timer.repeat_until_settled``: at
+    least ``repeats`` runs, then more until IQR/median <= 0.1 or ``budget_s`` is spent.
+    Returns the matrix side's ``Measurement.row()`` with the native side's statistics,
+    the ratio matrix/native, ``noisy`` (either side), nnz, build time and max |native - matrix|.
+    ``prebuilt``: (scipy matrix, torch CSR on device, build seconds) from an earlier call
+    with the same layer, to skip the build.
     """
     import torch
     import torch.nn.functional as F
 
+    from engine.bench.timer import repeat_until_settled
+
     b = check_int("batch", batch, 1, 4096)
-    reps = check_int("repeats", repeats, 1, 1000)
+    reps = check_int("repeats", repeats, 3, 1000)
     dev = torch.device(device)
     wt = torch.as_tensor(_as_numpy(weight, "weight"), dtype=torch.float32)
     h, w = _pair("input_hw", tuple(input_hw), 1)
@@ -604,7 +614,6 @@ def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: An
         prebuilt = build_conv_matrix(wt, (h, w), stride, padding, dilation, dev)
     m, mt, build_s = prebuilt
     wt, x = wt.to(dev), x.to(dev)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     s_, p_, d_ = _pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1)
 
     def native():
@@ -613,21 +622,24 @@ def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: An
     def matrix():
         return (mt @ x.reshape(b, -1).T).T
 
+    dims = (int(wt.shape[0]), int(wt.shape[1]), int(wt.shape[2]), int(wt.shape[3]), h, w, b, dev.type, device_name)
     with torch.no_grad():
-        tn = _time(native, sync, reps)
-        tm = _time(matrix, sync, reps)
+        tn = repeat_until_settled(native, task=conv_task("torch F.conv2d", *dims), budget_s=budget_s,
+                                  min_runs=reps, max_runs=max(reps, 1000), warmup=2)
+        tm = repeat_until_settled(matrix, task=conv_task("torch sparse CSR @ X", *dims), budget_s=budget_s,
+                                  min_runs=reps, max_runs=max(reps, 1000), warmup=2)
         diff = float((native().reshape(b, -1) - matrix()).abs().max())
     return {
+        **tm.row(), "settled": tm.settled,
         "c_out": int(wt.shape[0]), "c_in": int(wt.shape[1]), "kernel": f"{wt.shape[2]}x{wt.shape[3]}",
         "image": f"{h}x{w}", "batch": b, "stride": str(s_), "padding": str(p_), "dilation": str(d_),
-        "device": dev.type, "dtype": "float32",
         "rows": m.shape[0], "cols": m.shape[1], "nnz": int(m.nnz),
         "density": m.nnz / (m.shape[0] * m.shape[1]), "build_s": build_s,
-        "native_median_s": tn["median_s"], "native_iqr_s": tn["iqr_s"],
-        "matrix_median_s": tm["median_s"], "matrix_iqr_s": tm["iqr_s"],
-        "matrix_over_native": tm["median_s"] / tn["median_s"] if tn["median_s"] > 0 else float("nan"),
-        "noisy": tn["noisy"] or tm["noisy"], "max_abs_diff": diff, "repeats": reps,
-        "torch": torch.__version__, "method": "median of repeats after 2 warm-ups, synchronised",
+        "native_median_s": tn.median_s, "native_iqr_s": tn.iqr_s, "native_runs": tn.runs, "native_noisy": tn.noisy,
+        "matrix_median_s": tm.median_s, "matrix_iqr_s": tm.iqr_s, "matrix_runs": tm.runs, "matrix_noisy": tm.noisy,
+        "matrix_over_native": tm.median_s / tn.median_s if tn.median_s > 0 else float("nan"),
+        "noisy": tn.noisy or tm.noisy, "max_abs_diff": diff, "budget_s": budget_s,
+        "torch": torch.__version__,
         # cuDNN may run float32 convolutions in TF32 on Ampere+ GPUs: that, not the matrix,
         # is why max_abs_diff reaches ~1e-3 there
         "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
@@ -636,11 +648,11 @@ def time_conv_layer(weight: Any, input_hw: Sequence[int], batch: int, stride: An
 
 def build_conv_matrix(weight: Any, input_hw: Sequence[int], stride: Any = 1, padding: Any = 0,
                       dilation: Any = 1, device: Any = "cpu") -> tuple:
-    """(scipy CSR, torch CSR float32 on device, seconds to build both)."""
-    t0 = time.perf_counter()
+    """(scipy CSR, torch CSR float32 on device, seconds to build both: one wall-clock reading)."""
+    started = time.perf_counter()
     m = conv2d_as_sparse(weight, input_hw, stride=stride, padding=padding, dilation=dilation)
     mt = torch_csr(m, device)
-    return m, mt, time.perf_counter() - t0
+    return m, mt, time.perf_counter() - started
 
 
 def time_conv_native_vs_matrix(channels: int, image: int, batch: int | Sequence[int], kernel: int = 3,
@@ -668,10 +680,20 @@ def time_conv_native_vs_matrix(channels: int, image: int, batch: int | Sequence[
     return rows[0] if isinstance(batch, int) else rows
 
 
-def time_callables(fns: dict, repeats: int = 5, warmup: int = 2) -> dict:
-    """Median / IQR seconds of each zero-argument callable (CPU, no synchronisation)."""
-    reps = check_int("repeats", repeats, 1, 1000)
-    return {name: _time(fn, lambda: None, reps, warmup) for name, fn in fns.items()}
+def time_callables(fns: dict, task: Any = None, repeats: int = 5, budget_s: float = INLINE_BUDGET_S) -> dict:
+    """A Measurement per zero-argument CPU callable: ``{name: Measurement}``.
+
+    Each runs at least ``repeats`` times, then until IQR/median settles or ``budget_s`` is
+    spent (``engine.bench.timer.repeat_until_settled``). ``task``: a function name ->
+    engine.bench.measurement.Task, or None (op = the name, on the CPU).
+    """
+    from engine.bench.measurement import Task
+    from engine.bench.timer import repeat_until_settled
+
+    reps = check_int("repeats", repeats, 3, 1000)
+    make = task or (lambda name: Task(op=name, device="cpu", dtype="float32", versions=_versions()))
+    return {name: repeat_until_settled(fn, task=make(name), budget_s=budget_s, min_runs=reps,
+                                       max_runs=max(reps, 1000), warmup=2) for name, fn in fns.items()}
 
 
 def torch_generator(seed: int):
@@ -681,11 +703,14 @@ def torch_generator(seed: int):
 
 
 def conv_timing_sweep(channels: Sequence[int], images: Sequence[int], batches: Sequence[int],
-                      device: Any = "auto", repeats: int = 5, max_nnz: float = 4e8) -> Iterator[dict]:
+                      device: Any = "auto", repeats: int = 5, max_nnz: float = 4e8,
+                      budget_s: float = SWEEP_BUDGET_S) -> Iterator[dict]:
     """Yield one timing row per (channels, image, batch); skipped sizes say why.
 
     device: "auto", "cpu" or "cuda"; resolved lazily through engine.runtime.device.job_device
     when the first row is asked for (so a job process, never the web server, does it).
+    Each point runs until its IQR settles or ``budget_s`` per side is spent; rows that stay
+    noisy say so (``noisy``, ``settled``).
     """
     from engine.runtime.device import job_device, runtime_device_name
 
@@ -707,10 +732,29 @@ def conv_timing_sweep(channels: Sequence[int], images: Sequence[int], batches: S
             pre = build_conv_matrix(weight, (n, n), 1, 1, 1, dev)
             for b in batches:
                 row = time_conv_layer(weight, (n, n), b, padding=1, device=dev, repeats=repeats,
-                                      prebuilt=pre)
-                row.update(channels=c, device_name=name, status="ok")
+                                      prebuilt=pre, budget_s=budget_s, device_name=name)
+                row.update(channels=c, status="ok")
                 yield row
             del pre
+
+
+def sweep_summary(rows: list[dict]) -> list[tuple[str, str]]:
+    """Sentences on a sweep's rows, (kind, text): ratios only from rows that are not noisy;
+    how many rows stayed noisy after their time budget (those are drawn hollow, never quoted)."""
+    ok = [r for r in rows or [] if r.get("status", "ok") == "ok" and "matrix_over_native" in r]
+    noisy = [r for r in ok if str(r.get("noisy")).lower() in ("true", "1")]
+    steady = [r for r in ok if r not in noisy]
+    lines = []
+    if steady:
+        parts = [f"{r['channels']} channel{'s' if int(r['channels']) != 1 else ''}, {r['image']}, batch {r['batch']}: "
+                 f"{float(r['matrix_over_native']):.2g}x" for r in sorted(steady, key=lambda r: (
+                     int(r["channels"]), str(r["image"]), int(r["batch"])))]
+        lines.append(("info", "Matrix time / native time, steady rows only: " + "; ".join(parts) + "."))
+    if noisy:
+        lines.append(("warn", f"{len(noisy)} of {len(ok)} timed rows stayed noisy (IQR/median > 0.1) after their "
+                              "time budget: drawn hollow and grey, and not used in any sentence here. A larger "
+                              "budget or a quieter machine may settle them."))
+    return lines
 
 
 def sweep_size(channels: Sequence[int], images: Sequence[int], batches: Sequence[int]) -> int:

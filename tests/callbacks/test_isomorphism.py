@@ -186,13 +186,31 @@ def test_download_is_refused_against_the_memory_budget(monkeypatch):
 def test_plan_sweep_rows_and_validation(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="expected at least one"):
         iso.plan_sweep([], [16], [8], 3)
-    plan = iso.plan_sweep([2, 1], [8], [2], 1)
-    assert plan.total == 2 and plan.params["channels"] == [1, 2]
+    with pytest.raises(ValueError, match="runs: expected an integer in \\[3, 50\\]"):
+        iso.plan_sweep([1], [8], [2], 1)
+    plan = iso.plan_sweep([2, 1], [8], [2], 3, 0.2)
+    assert plan.total == 2 and plan.params["channels"] == [1, 2] and plan.params["budget_s"] == 0.2
     rows = list(plan.rows)
     assert [r["channels"] for r in rows] == [1, 2]
-    assert all(r["max_abs_diff"] < 1e-4 and r["status"] == "ok" for r in rows)
-    fig, note = iso.draw_sweep(rows, [])
-    assert len(fig.data) == 1 and note is None
+    assert all(r["max_abs_diff"] < 1e-4 and r["status"] == "ok" and r["method"] == "eager per call" for r in rows)
+    assert all(r["runs"] >= 3 and isinstance(r["settled"], bool) for r in rows)
+    fig, note, summary = iso.draw_sweep(rows, [])
+    assert note is None
+    assert [t.name for t in fig.data if "this run" in (t.name or "")] == ["this run: 8x8, batch 2"]
+
+
+def test_noisy_sweep_rows_are_drawn_hollow_and_never_quoted():
+    rows = [{"channels": c, "image": "16x16", "batch": 8, "status": "ok", "matrix_over_native": r, "noisy": n}
+            for c, r, n in ((1, 1.5, False), (4, 0.7, True), (16, 9.0, False))]
+    fig, _note, summary = iso.draw_sweep(rows, [])
+    trace = next(t for t in fig.data if t.name == "this run: 16x16, batch 8")
+    assert list(trace.marker.symbol) == ["circle", "circle-open", "circle"]
+    assert any(t.name == "noisy (IQR/median > 0.1)" for t in fig.data)
+    text = " ".join(_text(m) for m in summary)
+    assert "1.5x" in text and "9x" in text and "0.7x" not in text
+    assert "1 of 3 timed rows stayed noisy" in text
+    label = next(a for a in fig.layout.annotations if "equal time" in a.text)
+    assert label.y == 0.0                                            # log10(1): on the line, not at 10
 
 
 def test_reference_csv_is_drawn_beside_a_run(results_dir):
@@ -203,7 +221,7 @@ def test_reference_csv_is_drawn_beside_a_run(results_dir):
                                                                           index=False)
     pd.DataFrame({"channels": [1], "matrix_over_native_32x32": [0.5]}).to_csv(
         results / "gpu_isomorphism_summary.csv", index=False)          # a summary is not the rows
-    fig, note = iso.draw_sweep([], ["ref"])
+    fig, note, _summary = iso.draw_sweep([], ["ref"])
     assert "NVIDIA H100" in _text(note)
     assert "reference (NVIDIA H100 80GB HBM3)" in fig.data[0].name
     assert list(fig.data[0].y) == [0.5, 4.0]
@@ -215,3 +233,36 @@ def test_layout_is_cheap_and_has_the_tabs():
     for tab in ("iso-tab-conv", "iso-tab-pool", "iso-tab-rnn", "iso-tab-attn", "iso-sweep-job-run"):
         assert tab in text
     assert isinstance(lay, html.Div)
+
+
+def test_lowering_parts_are_cached_by_spec_and_timings_are_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    a = iso.ex.ConvSpec(size=12, padding=1)
+    b = iso.ex.ConvSpec(size=12, padding=0)
+    assert iso.ex.conv_parts.cache_key(a) != iso.ex.conv_parts.cache_key(b)
+    before = iso.ex.conv_parts.cache_info()
+    first = iso.ex.conv_view(a)
+    second = iso.ex.conv_view(a)
+    after = iso.ex.conv_parts.cache_info()
+    assert after.hits - before.hits >= 1
+    assert (first["matrix"] != second["matrix"]).nnz == 0
+    assert first["times"] is not second["times"]                      # each request times afresh
+    assert iso.ex.conv_view(b)["facts"]["triangularity"] == "upper-triangular"
+
+
+@pytest.mark.parametrize("call, values", [
+    ("update_conv", ("digit", 0, 64, 4, 4, 3, 1, 1, 1)), ("update_conv", ("digit", 0, 16, 1, 1, 3, 1, 1, 1)),
+    ("update_conv", ("digit", 0, 64, 2, 2, 7, 1, 3, 1)), ("update_conv_row", (0, "digit", 0, 64, 4, 4, 3, 1, 1, 1)),
+    ("update_pool", ("max", 64, 8, 1, 1, 0)), ("update_pool", ("avg", 64, 8, 1, 1, 0)),
+    ("update_rnn", (64, 16, 8, 1.5, 3.0)), ("update_attn", (8, 6, 6, 7, ["causal"])),
+])
+def test_no_response_passes_one_megabyte_and_heatmaps_hold_at_most_512_cells(call, values):
+    from dash._utils import to_json
+
+    out = getattr(iso, call)(*values)
+    assert len(to_json(out)) < 2**20, call
+    for fig in (o for o in out if hasattr(o, "data")):
+        for trace in fig.data:
+            if trace.type == "heatmap":
+                assert max(np.shape(trace.z)) <= 512
+                assert isinstance(trace.z, np.ndarray)                 # binary-encoded, not a JSON list

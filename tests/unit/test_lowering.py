@@ -295,7 +295,30 @@ def test_spy_grid_aggregates_to_at_most_512_cells():
 
 
 def test_timing_row_reports_equal_outputs():
-    row = low.time_conv_native_vs_matrix(2, 8, 4, repeats=2)
+    row = low.time_conv_native_vs_matrix(2, 8, 4, repeats=3)
     assert row["max_abs_diff"] < 1e-4
     assert row["native_median_s"] > 0 and row["matrix_median_s"] > 0
     assert row["nnz"] == low.conv2d_as_sparse(np.ones((2, 2, 3, 3)), (8, 8), padding=1).nnz
+
+
+def test_timing_row_comes_from_measurements_and_repeats_until_settled():
+    from engine.bench.measurement import is_noisy
+
+    row = low.time_conv_native_vs_matrix(2, 8, 4, repeats=5)
+    assert row["method"] == "eager per call" and row["runs"] >= 5 and row["native_runs"] >= 5
+    assert (row["c_out"], row["c_in"], row["height"], row["width"], row["batch"]) == (2, 2, 8, 8, 4)
+    assert row["matrix_noisy"] == is_noisy(row["matrix_median_s"], row["matrix_iqr_s"], row["matrix_runs"])
+    assert row["noisy"] == (row["native_noisy"] or row["matrix_noisy"])
+    assert row["settled"] is (not row["matrix_noisy"]) or row["runs"] >= 1000
+
+
+def test_sweep_summary_uses_only_steady_rows():
+    rows = [{"channels": 1, "image": "16x16", "batch": 8, "status": "ok", "matrix_over_native": 2.0, "noisy": False},
+            {"channels": 4, "image": "16x16", "batch": 8, "status": "ok", "matrix_over_native": 0.5, "noisy": True},
+            {"channels": 64, "image": "64x64", "batch": 8, "status": "skipped: too large"}]
+    lines = low.sweep_summary(rows)
+    text = " ".join(t for _k, t in lines)
+    assert "1 channel" in text and "2x" in text and "0.5x" not in text
+    assert "1 of 2 timed rows stayed noisy" in text
+    assert low.sweep_summary([{"channels": 4, "image": "16x16", "batch": 8, "status": "ok",
+                               "matrix_over_native": 0.5, "noisy": True}])[0][0] == "warn"
