@@ -1,8 +1,10 @@
 """Figures for the /paper page: training curves of native and sparse-matrix models."""
 from __future__ import annotations
 
+import functools
+import json
+
 import pandas as pd
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure
@@ -27,10 +29,24 @@ def _over_seeds(g: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def curves_figure(rows: list[dict]) -> go.Figure:
+@functools.lru_cache(maxsize=8)
+def _grid_layout(titles: tuple[str, ...]) -> str:
+    """The subplot grid's layout for these titles (make_subplots is slow: built once per grid), as JSON."""
+    n = len(titles) // 3
+    fig = make_subplots(rows=n, cols=3, subplot_titles=list(titles), horizontal_spacing=0.08,
+                        vertical_spacing=0.16 if n > 1 else 0.1)
+    fig.update_layout(height=330 * n + 40, margin=dict(l=60, r=110, t=50, b=50),
+                      legend=dict(title="model", x=1.01, y=1.0, yanchor="top"))
+    fig.update_annotations(font_size=13)
+    return json.dumps(fig.to_dict()["layout"])
+
+
+def curves_figure(rows: list[dict]):
     """Per task: training / test loss, test metric and seconds per epoch, against epoch.
 
-    With several seeds each curve is the mean over seeds, with ± one standard deviation bars."""
+    With several seeds each curve is the mean over seeds, with ± one standard deviation bars.
+    Returned as a plain figure dict (data, layout): it is redrawn on every streamed row, and
+    plotly's object validation would cost more than the job's progress interval."""
     frame = pd.DataFrame(rows or [])
     if frame.empty:
         return empty_figure("No epochs yet: start a run; curves grow one epoch at a time.")
@@ -39,36 +55,38 @@ def curves_figure(rows: list[dict]) -> go.Figure:
     for t in tasks:
         name = frame.loc[frame["task"] == t, "metric_name"].iloc[0]
         titles += [f"{t}: loss (solid train, faint test)", f"{t}: {name}", f"{t}: time per epoch"]
-    fig = make_subplots(rows=len(tasks), cols=3, subplot_titles=titles, horizontal_spacing=0.08,
-                        vertical_spacing=0.16 if len(tasks) > 1 else 0.1)
-    shown = set()
-    for r, task in enumerate(tasks, start=1):
+    layout = json.loads(_grid_layout(tuple(titles)))
+    data, shown = [], set()
+    for r, task in enumerate(tasks):
         sub = frame[frame["task"] == task]
         for variant, g in sub.groupby("variant", sort=False):
             g = _over_seeds(g)
             style = dict(color=COLORS.get(variant, "#555"), dash=DASHES.get(variant, "solid"))
             legend = variant not in shown
             shown.add(variant)
+            many = bool(g["seeds"].max() > 1)
             for col, column, kw in ((1, "train_loss", dict(mode="lines+markers")),
                                     (1, "test_loss", dict(mode="lines", opacity=0.45)),
                                     (2, "metric", dict(mode="lines+markers")),
                                     (3, "epoch_s", dict(mode="lines+markers"))):
+                axis = 3 * r + col
                 unit = " s" if column == "epoch_s" else ""
-                fig.add_trace(go.Scatter(
-                    x=g["epoch"].to_numpy(), y=g[column].to_numpy(), line=style, name=variant, legendgroup=variant,
-                    showlegend=legend and column == "train_loss",
-                    error_y=dict(type="data", array=g[f"{column}_sd"].to_numpy(), visible=bool(g["seeds"].max() > 1),
-                                 thickness=1),
-                    hovertemplate=f"{variant} {column.replace('_', ' ')} %{{y:.4g}}{unit} (mean of %{{customdata}} "
-                                  f"seeds) epoch %{{x}}<extra></extra>", customdata=g["seeds"].to_numpy(), **kw),
-                    r, col)
+                trace = dict(type="scatter", x=g["epoch"].to_numpy(), y=g[column].to_numpy(), line=style,
+                             name=variant, legendgroup=variant, showlegend=legend and column == "train_loss",
+                             xaxis=f"x{axis if axis > 1 else ''}", yaxis=f"y{axis if axis > 1 else ''}",
+                             customdata=g["seeds"].to_numpy(),
+                             hovertemplate=f"{variant} {column.replace('_', ' ')} %{{y:.4g}}{unit} (mean of "
+                                           f"%{{customdata}} seeds) epoch %{{x}}<extra></extra>", **kw)
+                if many:
+                    trace["error_y"] = dict(type="data", array=g[f"{column}_sd"].to_numpy(), thickness=1)
+                data.append(trace)
         name = sub["metric_name"].iloc[0]
-        fig.update_yaxes(title_text=LOSS_TITLES.get(task, "loss"), row=r, col=1)
-        fig.update_yaxes(title_text=METRIC_TITLES.get(name, name), row=r, col=2)
-        fig.update_yaxes(title_text="seconds per epoch (s)", rangemode="tozero", row=r, col=3)
-        for c in (1, 2, 3):
-            fig.update_xaxes(title_text="epoch", row=r, col=c)
-    fig.update_layout(height=330 * len(tasks) + 40, margin=dict(l=60, r=110, t=50, b=50),
-                      legend=dict(title="model", x=1.01, y=1.0, yanchor="top"))
-    fig.update_annotations(font_size=13)
-    return fig
+        for col, title in ((1, LOSS_TITLES.get(task, "loss")), (2, METRIC_TITLES.get(name, name)),
+                           (3, "seconds per epoch (s)")):
+            axis = 3 * r + col
+            suffix = axis if axis > 1 else ""
+            layout[f"yaxis{suffix}"] = {**layout.get(f"yaxis{suffix}", {}), "title": {"text": title},
+                                        **({"rangemode": "tozero"} if col == 3 else {})}
+            layout[f"xaxis{suffix}"] = {**layout.get(f"xaxis{suffix}", {}), "title": {"text": "epoch"}}
+    layout["template"] = "plotly_white"
+    return {"data": data, "layout": layout}

@@ -104,8 +104,10 @@ def layout(**_kwargs):
                     data_table("paper-cost", [], page_size=9),
                     csv_download("paper-cost-csv", "Cost CSV"),
                     note="Best test metric per model (native, weight-tied sparse, free sparse): mean and "
-                         "standard deviation over the seeds, and the mean epoch it was reached. Time ratios "
-                         "use only seeds whose epoch times are steady (IQR/median <= 0.1)."),
+                         "standard deviation (sd) over the seeds, and the mean epoch it was reached. Cost: "
+                         "seconds per epoch (median over seeds), the spread of epoch times (IQR/median), "
+                         "how many seeds were noisy, time as a multiple of native's (x native, steady seeds "
+                         "only), max |output - native| over the run, and the final metric."),
             section("The paper's table (theirs, for context)",
                     data_table("paper-theirs", _paper_table_rows(), page_size=9),
                     csv_download("paper-theirs-csv", "Their table CSV"),
@@ -141,8 +143,8 @@ register_csv_download("paper-cost-csv", ("paper-cost", "data"), "paper-cost.csv"
 register_csv_download("paper-theirs-csv", ("paper-theirs", "data"), "paper-their-table.csv")
 
 
-def verdict_children(rows: list[dict]) -> list:
-    lines = pp.verdict(rows)
+def verdict_children(rows: list[dict], summary: list[dict] | None = None) -> list:
+    lines = pp.verdict(rows, summary=summary)
     if not lines:
         return [message("No run yet." if not rows else "Waiting for a full epoch of every model.", "info")]
     return [message(text, kind) for kind, text in lines]
@@ -153,8 +155,10 @@ def verdict_children(rows: list[dict]) -> list:
           Output("paper-verdict", "children"), Input(JOB.rows, "data"))
 def draw_run(rows):
     """Curves, the paper-form table, the cost table and the verdict from the rows so far."""
-    return (figs.curves_figure(rows or []), *_table(pp.paper_form(rows or [])), *_table(pp.cost_table(rows or [])),
-            verdict_children(rows or []))
+    rows = rows or []
+    summary = pp.summarise(rows)
+    return (figs.curves_figure(rows), *_table(pp.paper_form(rows, summary)), *_table(pp.cost_table(rows, summary)),
+            verdict_children(rows, summary))
 
 
 def _table(records: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -938,37 +938,38 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def paper_form(rows: list[dict]) -> list[dict]:
+def paper_form(rows: list[dict], summary: list[dict] | None = None) -> list[dict]:
     """The paper's table layout: per dataset, each model's best metric (mean and standard
-    deviation over seeds) and the mean epoch it was reached."""
+    deviation over seeds) and the mean epoch it was reached. ``summary``: ``summarise(rows)``
+    when the caller has it already."""
     out = []
-    for rec in summarise(rows):
+    for rec in summarise(rows) if summary is None else summary:
         row = {"dataset": rec["dataset"], "metric": rec["metric"], "seeds": rec["seeds"]}
         for v in VARIANTS:
             if f"{v}_best_mean" in rec:
-                row[f"{v} mean"] = rec[f"{v}_best_mean"]
+                row[v] = rec[f"{v}_best_mean"]                   # mean over seeds
                 row[f"{v} sd"] = rec[f"{v}_best_sd"]
                 row[f"{v} epoch"] = rec[f"{v}_epoch_of_best_mean"]
         out.append(row)
     return out
 
 
-def cost_table(rows: list[dict]) -> list[dict]:
+def cost_table(rows: list[dict], summary: list[dict] | None = None) -> list[dict]:
     """Per task and model: parameters, seconds per epoch (median), how steady the epoch times
     were, the time ratio to native over the steady seeds, max |output - native|, final metric."""
     out = []
-    for rec in summarise(rows):
+    for rec in summarise(rows) if summary is None else summary:
         for v in VARIANTS:
             if f"{v}_best_mean" not in rec:
                 continue
             out.append({"task": rec["task"], "model": v, "params": rec[f"{v}_params"],
-                        "s per epoch (median)": rec[f"{v}_s_per_epoch"],
-                        "epoch time IQR/median": rec[f"{v}_rel_iqr"],
+                        "s/epoch": rec[f"{v}_s_per_epoch"],               # median over seeds
+                        "IQR/median": rec[f"{v}_rel_iqr"],                # of the epoch times, mean over seeds
                         "noisy seeds": f"{rec[f'{v}_noisy_seeds']} of {rec[f'{v}_seeds']}",
-                        "time vs native (x, mean)": rec.get(f"{v}_time_ratio_mean", 1.0),
-                        "time vs native (x, sd)": rec.get(f"{v}_time_ratio_sd", float("nan")),
-                        "max |output - native|": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
-                        "final metric (mean)": rec[f"{v}_final_mean"]})
+                        "x native": rec.get(f"{v}_time_ratio_mean", 1.0),  # steady seeds only
+                        "x native sd": rec.get(f"{v}_time_ratio_sd", float("nan")),
+                        "max |diff|": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
+                        "final": rec[f"{v}_final_mean"]})
     return out
 
 
@@ -990,13 +991,14 @@ def _time_text(rec: dict, v: str) -> str:
             f"({n} of {total} seeds with steady epoch times)")
 
 
-def verdict(rows: list[dict], tied_tolerance: float = 1e-3) -> list[tuple[str, str]]:
+def verdict(rows: list[dict], tied_tolerance: float = 1e-3,
+            summary: list[dict] | None = None) -> list[tuple[str, str]]:
     """Plain sentences on what the run shows: (kind, text) with kind ok, warn or info.
 
     Metrics are means ± standard deviation over the seeds; a time ratio uses only seeds
     whose epoch times are not noisy."""
     lines = []
-    for rec in summarise(rows):
+    for rec in summarise(rows) if summary is None else summary:
         task, name = rec["task"], rec["metric"]
         unit = " %" if name == "accuracy" else ""
         if "native_best_mean" not in rec:

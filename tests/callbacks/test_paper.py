@@ -20,12 +20,12 @@ def _rows():
 
 def test_draw_run_gives_curves_paper_table_cost_and_verdict():
     fig, table, cols, cost, cost_cols, verdict = page.draw_run(_rows())
-    assert len(fig.data) == 12                                     # 3 models x 4 traces
+    assert len(fig["data"]) == 12                                  # 3 models x 4 traces
     row = table[0]
     assert (row["dataset"], row["metric"], row["seeds"]) == ("digits", "accuracy", 1)
-    assert (row["native mean"], row["native epoch"], row["tied mean"], row["free mean"]) == (70.0, 2, 70.0, 65.0)
-    assert {c["id"] for c in cols} >= {"native mean", "native sd", "tied epoch"}
-    assert next(c for c in cols if c["id"] == "native mean")["format"]["specifier"] == ".4~g"
+    assert (row["native"], row["native epoch"], row["tied"], row["free"]) == (70.0, 2, 70.0, 65.0)
+    assert {c["id"] for c in cols} >= {"native", "native sd", "tied epoch"}
+    assert next(c for c in cols if c["id"] == "native")["format"]["specifier"] == ".4~g"
     assert [r["params"] for r in cost] == [100, 100, 900]
     text = " ".join(str(v.children) for v in verdict)
     assert "weight-tied sparse model equals the native model" in text
@@ -60,7 +60,7 @@ def test_reference_csv_shown_with_its_device(results_dir):
     frame["device"] = "NVIDIA H100 80GB HBM3"
     frame.to_csv(results / "gpu_paper.csv", index=False)
     data, cols, note = page.show_reference(["ref"])
-    assert data[0]["native mean"] == 70.0
+    assert data[0]["native"] == 70.0
     assert "NVIDIA H100" in str(note[0].children)
     assert page.show_reference([]) == ([], [], None)
 
