@@ -193,7 +193,8 @@ def test_plan_sweep_rows_and_validation(tmp_path, monkeypatch):
     rows = list(plan.rows)
     assert [r["channels"] for r in rows] == [1, 2]
     assert all(r["max_abs_diff"] < 1e-4 and r["status"] == "ok" and r["method"] == "eager per call" for r in rows)
-    assert all(r["runs"] >= 3 and isinstance(r["settled"], bool) for r in rows)
+    # a spent budget may stop a side before its 3 runs (a loaded machine): then it is noisy by rule
+    assert all(isinstance(r["settled"], bool) and (r["runs"] >= 3 or r["noisy"]) for r in rows)
     fig, note, summary = iso.draw_sweep(rows, [])
     assert note is None
     assert [t.name for t in fig.data if "this run" in (t.name or "")] == ["this run: 8x8, batch 2"]

