@@ -123,11 +123,14 @@ ISOMORPHISM_COLUMNS = columns(
     "c_out:int c_in:int kernel stride padding dilation device dtype rows:int cols:int nnz:int density:float "
     "build_s:float native_median_s:float native_iqr_s:float matrix_median_s:float matrix_iqr_s:float "
     "noisy:bool max_abs_diff:float repeats:int torch method cudnn_allow_tf32:bool device_name status message "
-    "date_utc cuda")
+    "date_utc cuda op backend kh:int kw:int height:int width:int block pattern sparsity torch_version "
+    "warmup:int number_per_run:int runs:int median_s:float iqr_s:float settled:bool native_runs:int "
+    "native_noisy:bool matrix_runs:int matrix_noisy:bool budget_s:float")
 PAPER_COLUMNS = columns(
     "task variant epoch:int epoch_s:float",
     "dataset train_loss:float test_loss:float metric_name metric:float params:int n_train:int n_test:int "
-    "device dtype lr:float batch_size:int seed:int torch max_abs_diff_vs_native:float date_utc cuda")
+    "device dtype lr:float batch_size:int seed:int torch max_abs_diff_vs_native:float date_utc cuda method "
+    "device_type test_window_overlap:float chance_window_overlap:float")
 STRUCTURED_MATRICES_COLUMNS = columns(
     "family name status n:int batch:int",
     "label config dtype device device_name params:int storage_bytes:int flops:float "

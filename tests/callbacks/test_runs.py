@@ -125,8 +125,9 @@ def exported():
         "attention": attention.plan_sweep([64], ["sliding_window"], [], 32, *params(w=16)),
         "moe-timing": moe.plan_sweep(64, 2, "8/2", "float32", "cpu"),
         "moe-router": moe.plan_training(4, 2, 0.1, 1),
-        "isomorphism-timing": isomorphism.plan_sweep([1], [8], [2], 1),
-        "paper-training": paper.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, "", ""),
+        "isomorphism-timing": isomorphism.plan_sweep([1], [8], [2], 3, 0.2),
+        "paper-training": paper.plan_training(["timeseries"], ["tied"], 1, 3e-3, 64, 64, "sunspots", 0, 1, "",
+                                              ""),
         "structured-matrices": structured_matrices.plan_sweep(n=256, batches=[1], dtypes=["float32"], rank=8,
                                                               blocks=4),
     }

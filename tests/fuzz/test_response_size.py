@@ -32,9 +32,6 @@ KNOWN_OVER_1MB = {
     "sm-target-info.children",        # /structured-matrices Pareto and heatmaps, 1.7 MB
     "attention-weights-base.figure",  # /attention weights, 1.5 MB
     "gen-frames.data",                # /generator's precomputed frames at its largest sizes, 3.1 MB
-    "iso-conv-spy.figure",            # /isomorphism spy plots at the sliders' maxima, 5.9-6.3 MB
-    "iso-pool-spy.figure",
-    "iso-rnn-spy.figure",
 }
 WIDGETS = ("Slider", "RangeSlider", "Input", "Dropdown", "RadioItems", "Checklist")
 
