@@ -318,10 +318,12 @@
              Math.max(Math.abs(r), 0.6).toFixed(1) + '" height="' + bh.toFixed(1) + '" fill="' + col +
              '"><title>reverse ' + fmt(ph.rev[i][j]) + '</title></rect>');
       }
+      var nob = ph.bound[i] === null;
+      if (nob) { col = "#5b6475"; }
       push('<text x="' + X + '" y="' + (RBOT + 22) + '" text-anchor="middle" fill="' + col + '" font-weight="700">' +
-           (ok ? "agrees" : "diverges") + '</text>');
-      push('<text x="' + X + '" y="' + (RBOT + 38) + '" text-anchor="middle" fill="#5b6475" font-size="10">rel. err ' +
-           fmt(ph.err[i]) + '</text>');
+           (nob ? "no bound" : (ok ? "within bound" : "exceeds bound")) + '</text>');
+      push('<text x="' + X + '" y="' + (RBOT + 38) + '" text-anchor="middle" fill="#5b6475" font-size="10">err ' +
+           fmt(ph.err[i]) + (nob ? '' : ' / ' + fmt(ph.bound[i])) + '</text>');
       push('</g>');
       if (i < 6) {
         push('<line x1="' + (colX(i + 1) - 44) + '" y1="' + (RBOT + 52) + '" x2="' + (colX(i) + 44) + '" y2="' +
@@ -349,7 +351,7 @@
           y0: tt - 0.5, y1: tt + 0.5, line: {color: ACTIVE, width: 2.5}}]});
       }, t);
       var ok = frames.phases[t].agree.filter(Boolean).length;
-      return "phase " + t + " / " + T + " \u00b7 pattern " + frames.lut[t] + " \u00b7 " + ok + " of 7 columns agree";
+      return "phase " + t + " / " + T + " \u00b7 pattern " + frames.lut[t] + " \u00b7 " + ok + " of 7 columns within their bound";
     },
     play: function (_n, disabled) {
       if (disabled === false) { return [true, "Play"]; }

@@ -26,7 +26,7 @@ NUMBER_LABELS = {
     "n_phases": ("T phases", "clock ticks per cycle"),
     "n_patterns": ("P patterns", "rows of the routing matrix R"),
     "k": ("K entries", "length of the sparse vector"),
-    "nnz_per_row": ("nonzeros per row", "dice per pattern (<= K)"),
+    "nnz_per_row": ("nonzeros per row", "dice per pattern (<= K; dense fills all K)"),
     "hidden": ("H hidden", "rows of W"),
     "n_harmonics": ("F harmonics", "rows of M, tones of the output"),
     "seed": ("seed", "all randomness"),
@@ -34,7 +34,7 @@ NUMBER_LABELS = {
 PRESET_HELP = {
     "concentrated": "one or two heavy entries per row",
     "balanced": "roughly uniform weights",
-    "dense": "many small entries",
+    "dense": "every entry nonzero, all small",
     "random": "seeded gaussian",
 }
 NUMBER_KEYS = tuple(NUMBER_LABELS)

@@ -12,30 +12,38 @@ SUPPORT_SCALE = [[0.0, "#ffffff"], [0.25, "#ffffff"], [0.25, "#b9e3c9"], [0.5, "
                  [0.5, "#c53030"], [0.75, "#c53030"], [0.75, "#f08c00"], [1.0, "#f08c00"]]
 
 
-def agreement_heatmap(table: pd.DataFrame, threshold: float) -> dict:
+def agreement_heatmap(table: pd.DataFrame) -> dict:
     """Phases (rows) x columns (forward order, so the reverse pass reads right to left).
 
-    Colour: log10(rel_error / threshold), clipped to [-3, 3]; green agrees, red diverges.
+    Colour: log10(rel_error / bound), clipped to [-3, 3]: green within the certified
+    bound, red beyond it; a blank cell has no finite bound (hover still gives the error).
     """
     T = int(table["phase"].max()) + 1
     wide = table.pivot(index="phase", columns="column", values="rel_error")[list(COLUMNS)]
+    bound = table.pivot(index="phase", columns="column", values="bound")[list(COLUMNS)].to_numpy()
     cos = table.pivot(index="phase", columns="column", values="cosine")[list(COLUMNS)]
     rel = wide.to_numpy()
-    z = np.clip(np.log10(np.maximum(rel, 1e-300) / max(threshold, 1e-300)), -3, 3)
-    z = np.where(rel <= threshold, np.minimum(z, -1e-3), np.maximum(z, 1e-3))
-    custom = np.dstack([rel, cos.to_numpy()])
+    finite = np.isfinite(bound)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.maximum(rel, 1e-300) / np.where(finite, np.maximum(bound, 1e-300), 1.0)
+    z = np.clip(np.log10(ratio), -3, 3)
+    z = np.where(rel <= bound, np.minimum(z, -1e-3), np.maximum(z, 1e-3))
+    z = np.where(finite, z, np.nan)
+    custom = np.dstack([rel, np.where(finite, bound, -1.0), cos.to_numpy()])
     return {
-        "data": [dict(type="heatmap", z=z.tolist(), x=[COLUMN_TITLES[c] for c in COLUMNS],
+        "data": [dict(type="heatmap", z=[[None if np.isnan(v) else float(v) for v in row] for row in z],
+                      x=[COLUMN_TITLES[c] for c in COLUMNS],
                       y=list(range(T)), zmin=-3, zmax=3, colorscale=AGREE_SCALE,
-                      customdata=custom.tolist(), xgap=1, ygap=1,
-                      colorbar=dict(title=dict(text="log10(rel. error / threshold)", side="right"),
+                      customdata=custom.tolist(), xgap=1, ygap=1, hoverongaps=True,
+                      colorbar=dict(title=dict(text="log10(rel. error / bound)", side="right"),
                                     thickness=12),
                       hovertemplate="phase %{y}, %{x}<br>rel. error %{customdata[0]:.3g}"
-                                    "<br>cosine %{customdata[1]:.4f}<extra></extra>")],
+                                    "<br>bound %{customdata[1]:.3g} (-1: none)"
+                                    "<br>cosine %{customdata[2]:.4f}<extra></extra>")],
         "layout": dict(height=max(300, min(640, 120 + 14 * T)), margin=dict(l=60, r=20, t=20, b=70),
                        xaxis=dict(title=dict(text="column (the scanner reads right to left)"), side="bottom"),
                        yaxis=dict(title=dict(text="phase t"), autorange="reversed"),
-                       uirevision="agree"),
+                       uirevision="agree", plot_bgcolor="#eef0f4"),
     }
 
 
@@ -77,11 +85,12 @@ def _r(a) -> list:
 def scan_frames(chain: Chain, fwd: dict[str, np.ndarray], rev: dict[str, np.ndarray],
                 table: pd.DataFrame) -> dict:
     """What the reverse-pass animation needs, for every phase: forward and reverse values of
-    every column (reverse values clipped at 3x the column's forward scale) and per-column
-    agreement."""
+    every column (reverse values clipped at 3x the column's forward scale), per-column
+    error, bound (None: no finite bound) and whether the error is within it."""
     T = chain.spec.n_phases
     scale = {c: float(np.max(np.abs(fwd[c]))) or 1.0 for c in COLUMNS}
     wide = table.pivot(index="phase", columns="column", values="rel_error")
+    bound = table.pivot(index="phase", columns="column", values="bound")
     agree = table.pivot(index="phase", columns="column", values="agree")
     phases = []
     for t in range(T):
@@ -89,6 +98,8 @@ def scan_frames(chain: Chain, fwd: dict[str, np.ndarray], rev: dict[str, np.ndar
             "fwd": [_r(fwd[c][t] / scale[c]) for c in COLUMNS],
             "rev": [_r(np.clip(rev[c][t] / scale[c], -3, 3)) for c in COLUMNS],
             "err": [float(wide.loc[t, c]) for c in COLUMNS],
+            "bound": [float(bound.loc[t, c]) if np.isfinite(bound.loc[t, c]) else None
+                      for c in COLUMNS],
             "agree": [bool(agree.loc[t, c]) for c in COLUMNS],
         })
     return {"T": T, "titles": [COLUMN_TITLES[c] for c in COLUMNS], "phases": phases,

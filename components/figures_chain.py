@@ -52,13 +52,13 @@ def pipeline_spec(chain: Chain, allc: dict[str, np.ndarray]) -> dict:
         first_phase.setdefault(int(p), t)
     values = {str(p): {c: _r(allc[c][t]) for c in ("sparse", "activation", "propagate", "assemble")}
               for p, t in first_phase.items()}
-    captions = [c.format(nnz=s.nnz_per_row, k=s.k, act=s.activation) for c in PIPE_CAPTIONS]
+    captions = [c.format(nnz=s.row_nnz, k=s.k, act=s.activation) for c in PIPE_CAPTIONS]
     return {
         "titles": [COLUMN_TITLES[c] for c in COLUMNS], "captions": captions,
         "sizes": [chain.sizes[c] for c in COLUMNS],
         "R": [_r(row) for row in chain.R], "rmax": _scale(chain.R),
         "scales": {c: _scale(allc[c]) for c in COLUMNS},
-        "labels": s.nnz_per_row <= 6, "values": values,
+        "labels": s.row_nnz <= 6, "values": values,
     }
 
 

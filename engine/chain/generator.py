@@ -91,6 +91,12 @@ class ChainSpec:
     seed: int = 0
     weights: str = "gaussian"
 
+    @property
+    def row_nnz(self) -> int:
+        """Nonzeros in each routing row: every one of the K entries for the dense preset
+        (the deck's dense pattern has the highest nonzero count), else ``nnz_per_row``."""
+        return self.k if self.preset == "dense" else self.nnz_per_row
+
     def __post_init__(self) -> None:
         check_choice("preset", self.preset, PRESETS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -104,10 +110,13 @@ class ChainSpec:
                              f"(K >= nonzeros per row), got {nnz}")
         object.__setattr__(self, "nnz_per_row", nnz)
         if self.weights == "orthogonal":
+            nnz = self.row_nnz
             if self.n_patterns * nnz > self.k:
+                dense = " (the dense preset fills all K)" if self.preset == "dense" else ""
                 raise ValueError(
                     f"orthogonal weights: expected n_patterns * nnz_per_row <= K so the routing "
-                    f"rows can have disjoint supports, got {self.n_patterns} * {nnz} > {self.k}")
+                    f"rows can have disjoint supports, got {self.n_patterns} * {nnz} > "
+                    f"{self.k}{dense}")
             if not (self.k <= self.hidden <= self.n_harmonics):
                 raise ValueError(
                     "orthogonal weights: expected K <= hidden <= n_harmonics (W and M with "
@@ -124,7 +133,7 @@ def _routing_values(preset: str, rng: np.random.Generator, nnz: int) -> np.ndarr
         mags[:heavy] = rng.uniform(1.2, 2.0, size=heavy)
     elif preset == "balanced":  # roughly uniform magnitudes
         mags = rng.uniform(0.9, 1.1, size=nnz)
-    elif preset == "dense":  # many small entries
+    elif preset == "dense":  # every entry nonzero, each small
         mags = rng.uniform(0.15, 0.35, size=nnz)
     else:  # seeded random: gaussian values, kept away from zero
         mags = np.abs(rng.normal(0.0, 1.0, size=nnz)) + 0.05
@@ -141,7 +150,7 @@ def _orthonormal_columns(rows: int, cols: int, rng: np.random.Generator) -> np.n
 class Chain:
     """The explicit matrices of one chain (numpy float64).
 
-    lut: (T,) int pattern per phase;  R: (P, K) routing matrix (nnz_per_row per row);
+    lut: (T,) int pattern per phase;  R: (P, K) routing matrix (``spec.row_nnz`` per row);
     W: (H, K) dense propagation;  M: (F, H) output mixing.
     """
 
@@ -244,7 +253,7 @@ class Chain:
     def cost_table(self) -> pd.DataFrame:
         """Per column: dense multiply-adds vs the work actually done with the zeros skipped."""
         s = self.spec
-        T, P, K, H, F, nnz = s.n_phases, s.n_patterns, s.k, s.hidden, s.n_harmonics, s.nnz_per_row
+        T, P, K, H, F, nnz = s.n_phases, s.n_patterns, s.k, s.hidden, s.n_harmonics, s.row_nnz
         rows = [
             ("clock", "phase counter t", "-", 1, 1, "one increment per tick"),
             ("lookup", "e_p = L e_t", f"P x T = {P * T}", P * T, 1,
@@ -270,14 +279,16 @@ def make_chain(preset: str = "balanced", n_phases: int = 16, n_patterns: int = 8
     """Build a chain from a pattern-dictionary preset; all randomness from ``seed``.
 
     preset: concentrated (one or two heavy entries per row), balanced (roughly uniform),
-    dense (many small entries), random (seeded gaussian). weights="orthogonal" gives W and
-    M orthonormal columns and R orthonormal rows (disjoint supports), so the transposes
-    invert the linear part exactly (the scanner's well-conditioned preset).
+    dense (every one of the K entries nonzero and small: the most nonzeros, the lowest
+    magnitudes; ``nnz_per_row`` does not apply), random (seeded gaussian).
+    weights="orthogonal" gives W and M orthonormal columns and R orthonormal rows (disjoint
+    supports), so the transposes invert the linear part exactly (the scanner's
+    well-conditioned preset).
     """
     spec = ChainSpec(preset, n_phases, n_patterns, k, nnz_per_row, hidden, n_harmonics,
                      activation, seed, weights)
     rng = np.random.default_rng(spec.seed)
-    P, K, nnz = spec.n_patterns, spec.k, spec.nnz_per_row
+    P, K, nnz = spec.n_patterns, spec.k, spec.row_nnz
     lut = np.arange(spec.n_phases) % P  # one full clock cycle passes the whole dictionary
     R = np.zeros((P, K))
     if spec.weights == "orthogonal":

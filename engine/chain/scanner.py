@@ -15,18 +15,30 @@ inverses, and compares every column with what the forward pass produced:
 
 ``pinv`` replaces each transpose by the pseudo-inverse, and takes a^ from y through
 M W jointly (``pinv(M W) y``: exact whenever M W has full column rank, even when M
-alone is wide); ``tikhonov`` uses the ridge inverse (A^T A + lam I)^-1 A^T the same way.
-sigma^-1 is atanh for tanh and logit for sigmoid (clipped to the open interval, with
-the clipped entries counted); relu is not invertible: the reverse pass passes the
-positive part through and marks entries with a^ <= 0, where a negative pre-activation
-may have been lost.
+alone is wide); ``tikhonov`` uses the ridge inverse (A^T A + lam I)^-1 A^T the same way;
+``omp`` recovers a^ from y knowing it has the routing row's number of nonzeros
+(orthogonal matching pursuit, engine/chain/recovery.py), then h^ = W a^, and the
+lookup and clock columns by least squares. sigma^-1 is atanh for tanh and logit for
+sigmoid (clipped to the open interval, with the clipped entries counted); relu is not
+invertible: the reverse pass passes the positive part through and marks entries with
+a^ <= 0, where a negative pre-activation may have been lost.
 
-The transpose pass is the vector-Jacobian product: for the linear part,
-``scan(..., "transpose")`` equals torch.autograd's VJP of the forward chain at the same
-y (``transpose_vjp_difference`` computes it).
+**Certified agreement.** ``error_bounds`` predicts, from the matrices, the forward
+values and the noise level alone, how large each column's relative error can be: each
+reverse step v^ = B u^ of a forward step u = A v adds ``||B|| * err(u) + ||(B A - I) v||``
+(zero for an exact inverse), sigma^-1 multiplies by its largest slope over the error
+ball, relu adds what it set to zero. ``agreement`` reports every column's measured
+error beside its bound: "agrees within its bound" or "exceeds its bound" (possible
+only when the noise drawn is larger than its level), or "no finite bound".
+
+**The transpose pass and the vector-Jacobian product.** For the linear columns
+(propagate, activation) ``scan(..., "transpose")`` equals torch.autograd's VJP of the
+forward chain. Left of the activation they differ unless sigma is the identity: the
+VJP multiplies by sigma'(x), the scanner applies sigma^-1 (``vjp_table`` computes both
+and says for which columns the claim holds).
 
     chain = make_chain(**SCAN_PRESETS["orthogonal + identity"])
-    table = agreement(chain, "transpose")        # every (phase, column) agrees
+    table = agreement(chain, "transpose")        # every (phase, column) within its bound
 """
 from __future__ import annotations
 
@@ -36,9 +48,10 @@ import numpy as np
 import pandas as pd
 
 from engine.chain.generator import ACTIVATIONS, COLUMNS, Chain
+from engine.chain.recovery import exact_recovery_coefficient, omp
 from engine.validate import check_choice, check_float, check_int
 
-MODES = ("transpose", "pinv", "tikhonov")
+MODES = ("transpose", "pinv", "tikhonov", "omp")
 REVERSE_COLUMNS = tuple(reversed(COLUMNS))
 CLIP_EPS = 1e-6
 SIGMOID_ZERO_TOL = 1e-9
@@ -53,16 +66,24 @@ SCAN_PRESETS = {
     # transposes cannot undo them either.
     "relu + wide W": dict(preset="balanced", n_phases=16, n_patterns=8, k=24, nnz_per_row=3,
                           hidden=8, n_harmonics=6, activation="relu", seed=0),
+    # F = 12 outputs for K = 24 entries: no linear inverse can undo M W, but the sparse
+    # vector has 2 nonzeros, and orthogonal matching pursuit (mode omp) recovers it.
+    "sparse recovery (F < K)": dict(preset="random", n_phases=8, n_patterns=8, k=24,
+                                    nnz_per_row=2, hidden=24, n_harmonics=12,
+                                    activation="identity", seed=0),
 }
 
 
 # -- linear reverse operators ----------------------------------------------------------------
 def reverse_operator(A: np.ndarray, mode: str, lam: float = 0.0) -> np.ndarray:
-    """The (n, m) matrix that maps back through A (m, n): A^T, pinv(A) or the ridge inverse."""
+    """The (n, m) matrix that maps back through A (m, n): A^T, pinv(A) or the ridge inverse.
+
+    omp mode uses the pseudo-inverse for the columns it does not recover by pursuit.
+    """
     if mode == "transpose":
         return A.T.copy()
     u, s, vt = np.linalg.svd(A, full_matrices=False)
-    if mode == "pinv":
+    if mode in ("pinv", "omp"):
         cutoff = (s.max() if s.size else 0.0) * max(A.shape) * np.finfo(float).eps
         inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > cutoff)
     else:  # tikhonov: V diag(s / (s^2 + lam)) U^T = (A^T A + lam I)^-1 A^T
@@ -131,10 +152,14 @@ def scan(chain: Chain, y, mode: str = "transpose", lam: float = 0.0) -> Scan:
     if Y.ndim != 2 or Y.shape[1] != F or not np.all(np.isfinite(Y)):
         raise ValueError(f"y: expected finite outputs of shape (F,) or (n, F) with F = {F}, "
                          f"got shape {np.asarray(y).shape}")
-    h_hat = Y @ reverse_operator(chain.M, mode, lam).T
+    if mode == "omp":  # a^ is k-sparse: pursuit through M W, then forward to h^
+        a_hat = omp(chain.M @ chain.W, Y, chain.spec.row_nnz)
+        h_hat = a_hat @ chain.W.T
+    else:
+        h_hat = Y @ reverse_operator(chain.M, mode, lam).T
     if mode == "transpose":
         a_hat = h_hat @ chain.W                      # W^T h^ for every row
-    else:
+    elif mode != "omp":
         a_hat = Y @ reverse_operator(chain.M @ chain.W, mode, lam).T
     x_hat, clipped, ambiguous = inverse_activation(a_hat, chain.spec.activation)
     r_hat = np.where(chain.support_mask[None, :], x_hat, 0.0)
@@ -167,22 +192,123 @@ def _rel_error_cosine(f: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndar
     return rel, cos
 
 
-def agreement(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: float = 0.0,
-              seed: int = 0, threshold: float = 0.1) -> pd.DataFrame:
-    """For every phase and column: rel_error, cosine, agree (rel_error <= threshold).
+def noise_level(chain: Chain, noise: float) -> float:
+    """The predicted norm of one phase's added noise: noise x rms(y) x sqrt(F).
 
-    Columns: phase, pattern, column, rel_error, cosine, agree. Rows run phase by
-    phase, columns in reverse order (assemble first), as the scanner reads them.
+    This is the noise *level* (the expected norm); a draw can be larger, which is why a
+    measured error can exceed its bound once there is noise.
     """
-    threshold = check_float("threshold", threshold, 0.0, 1e6)
+    noise = check_float("noise", noise, 0.0, 100.0)
+    Y = chain.forward_all()["assemble"]
+    rms = float(np.sqrt(np.mean(Y**2))) or 1.0
+    return noise * rms * float(np.sqrt(Y.shape[1])) if noise > 0 else 0.0
+
+
+ROUNDING = 1e-12  # relative floating-point slack added at every step of the bound
+
+
+def _step(B: np.ndarray, A: np.ndarray, V: np.ndarray, err_in: np.ndarray,
+          size_in: np.ndarray) -> np.ndarray:
+    """Error bound of v^ = B u^ where u = A v: ||B|| err(u) + ||(B A - I) v|| + rounding.
+
+    V: (T, n) forward values v per phase; err_in, size_in: (T,) error bound and norm of u.
+    """
+    nb = float(np.linalg.norm(B, 2)) if B.size else 0.0
+    bias = np.linalg.norm(V @ (B @ A - np.eye(A.shape[1])).T, axis=1)
+    return nb * err_in + bias + ROUNDING * (1.0 + nb) * (size_in + err_in + 1.0)
+
+
+def _inverse_activation_bound(chain: Chain, a: np.ndarray, x: np.ndarray,
+                              err_a: np.ndarray) -> np.ndarray:
+    """(T,) bound on ||sigma^-1(a^) - x|| given ||a^ - a|| <= err_a (per phase)."""
+    act = chain.spec.activation
+    exact = np.linalg.norm(inverse_activation(a, act)[0] - x, axis=1)  # clipping, relu's loss
+    e = err_a[:, None]
+    if act in ("identity", "relu"):
+        return err_a + exact
+    if act == "tanh":  # atanh's slope over the ball, or: the clip caps |x^| at atanh(lim)
+        lim = 1.0 - CLIP_EPS
+        m = np.minimum(np.abs(a) + e, lim)
+        slope = np.max(1.0 / (1.0 - m**2), axis=1)
+        cap = np.linalg.norm(x, axis=1) + np.arctanh(lim) * np.sqrt(a.shape[1])
+        return np.minimum(slope * err_a + exact, cap)
+    # sigmoid: 0 <-> 0 below SIGMOID_ZERO_TOL, logit elsewhere; a jump between the two
+    zero = a == 0
+    jumps = np.any(zero & (e >= SIGMOID_ZERO_TOL), axis=1) | np.any(
+        ~zero & (a - e <= SIGMOID_ZERO_TOL), axis=1)
+    lo = np.clip(a - e, CLIP_EPS, 1 - CLIP_EPS)
+    hi = np.clip(a + e, CLIP_EPS, 1 - CLIP_EPS)
+    slope_end = np.maximum(1.0 / (lo * (1 - lo)), 1.0 / (hi * (1 - hi)))
+    slope = np.max(np.where(zero, 0.0, slope_end), axis=1)
+    return np.where(jumps, np.inf, slope * err_a + exact)
+
+
+def error_bounds(chain: Chain, mode: str = "transpose", lam: float = 0.0,
+                 noise: float = 0.0) -> dict[str, np.ndarray]:
+    """{column: (T,)} the predicted bound on ||reverse - forward|| / ||forward|| per phase.
+
+    From the matrices, the forward values and the noise level (``noise_level``) only;
+    never from the reverse values. inf: no finite bound (sigmoid's inverse jumps at 0;
+    omp where the phase's support fails Tropp's exact-recovery condition, or with noise).
+    """
+    mode, lam = _check_mode(mode, lam)
+    fwd = chain.forward_all()
+    T = chain.spec.n_phases
+    norm = {c: np.linalg.norm(fwd[c], axis=1) for c in COLUMNS}
+    err = {"assemble": np.full(T, noise_level(chain, noise)) + ROUNDING * (norm["assemble"] + 1)}
+    M, W, MW = chain.M, chain.W, chain.M @ chain.W
+    if mode == "omp":  # certified per phase by Tropp's ERC of the forward support, noiseless
+        erc = np.array([exact_recovery_coefficient(MW, np.flatnonzero(a)) for a in fwd["activation"]])
+        ok = (noise == 0) & (erc < 1)
+        cond = float(np.linalg.cond(MW)) if np.all(np.isfinite(MW)) else np.inf
+        base = ROUNDING * (1 + cond) * (norm["activation"] + 1)
+        err["activation"] = np.where(ok, base, np.inf)
+        nw = float(np.linalg.norm(W, 2))
+        err["propagate"] = nw * err["activation"] + ROUNDING * (1 + nw) * (norm["activation"] + 1)
+    else:
+        err["propagate"] = _step(reverse_operator(M, mode, lam), M, fwd["propagate"],
+                                 err["assemble"], norm["assemble"])
+        if mode == "transpose":
+            err["activation"] = _step(W.T, W, fwd["activation"], err["propagate"], norm["propagate"])
+        else:
+            err["activation"] = _step(reverse_operator(MW, mode, lam), MW, fwd["activation"],
+                                      err["assemble"], norm["assemble"])
+    with np.errstate(invalid="ignore"):
+        err["sparse"] = _inverse_activation_bound(chain, fwd["activation"], fwd["sparse"],
+                                                  err["activation"])
+        err["select"] = err["sparse"].copy()  # masking to the support never adds error
+        err["lookup"] = _step(reverse_operator(chain.S, mode, lam), chain.S, fwd["lookup"],
+                              err["select"], norm["select"])
+        err["clock"] = _step(reverse_operator(chain.L, mode, lam), chain.L, fwd["clock"],
+                             err["lookup"], norm["lookup"])
+    return {c: np.where(norm[c] > 0, err[c] / np.where(norm[c] > 0, norm[c], 1.0), err[c])
+            for c in COLUMNS}
+
+
+VERDICTS = ("agrees within its bound", "exceeds its bound", "no finite bound")
+
+
+def agreement(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: float = 0.0,
+              seed: int = 0) -> pd.DataFrame:
+    """For every phase and column: rel_error beside its certified bound, and the verdict.
+
+    Columns: phase, pattern, column, rel_error, bound (``error_bounds``), verdict (one of
+    ``VERDICTS``), agree (rel_error <= bound), cosine. Rows run phase by phase, columns
+    in reverse order (assemble first), as the scanner reads them.
+    """
     fwd = chain.forward_all()
     rev = scan(chain, noisy_outputs(chain, noise, seed), mode, lam).columns
+    bounds = error_bounds(chain, mode, lam, noise)
     T = chain.spec.n_phases
     parts = []
     for c in REVERSE_COLUMNS:
         rel, cos = _rel_error_cosine(fwd[c], rev[c])
+        b = bounds[c]
+        within = rel <= b
+        verdict = np.where(~np.isfinite(b), VERDICTS[2], np.where(within, VERDICTS[0], VERDICTS[1]))
         parts.append(pd.DataFrame({"phase": np.arange(T), "pattern": chain.lut, "column": c,
-                                   "rel_error": rel, "cosine": cos, "agree": rel <= threshold}))
+                                   "rel_error": rel, "bound": b, "verdict": verdict,
+                                   "agree": within & np.isfinite(b), "cosine": cos}))
     frame = pd.concat(parts, ignore_index=True)
     order = {c: i for i, c in enumerate(REVERSE_COLUMNS)}
     frame["_o"] = frame["column"].map(order)
@@ -190,10 +316,14 @@ def agreement(chain: Chain, mode: str = "transpose", lam: float = 0.0, noise: fl
 
 
 def column_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per column (reverse order): fraction of phases that agree, median and max rel_error."""
+    """Per column (reverse order): fraction of phases within their bound, the median and
+    max measured rel_error beside the median and max bound, the mean cosine."""
     g = table.groupby("column", sort=False)
-    out = pd.DataFrame({"agree_fraction": g["agree"].mean(), "median_rel_error": g["rel_error"].median(),
-                        "max_rel_error": g["rel_error"].max(), "mean_cosine": g["cosine"].mean()})
+    out = pd.DataFrame({"within_bound": g["agree"].mean(),
+                        "median_rel_error": g["rel_error"].median(),
+                        "median_bound": g["bound"].median(),
+                        "max_rel_error": g["rel_error"].max(), "max_bound": g["bound"].max(),
+                        "mean_cosine": g["cosine"].mean()})
     return out.reindex([c for c in REVERSE_COLUMNS if c in out.index]).reset_index()
 
 
@@ -276,37 +406,96 @@ def conditioning(chain: Chain) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# -- the transpose pass is the vector-Jacobian product ----------------------------------------------
-def transpose_vjp_difference(chain: Chain, y) -> dict[str, float]:
-    """max |scan(transpose) - torch.autograd VJP| per linear column, at cotangent ``y`` (F,).
+# -- the transpose pass and the vector-Jacobian product --------------------------------------------
+VJP_TOL = 1e-9  # relative: |scan - VJP| <= VJP_TOL x (1 + max |VJP|) counts as equal
 
-    propagate: VJP of h -> M h; activation: VJP of a -> M W a. With the identity
-    activation the whole chain is linear, and select, lookup and clock are checked too
-    (VJP of e_t -> M W mask(S L e_t)).
-    """
+
+def _torch_activation(name: str):
     import torch
 
-    y = np.asarray(y, dtype=float).ravel()
-    rev = scan(chain, y, "transpose").columns
-    M = torch.tensor(chain.M, dtype=torch.float64)
-    W = torch.tensor(chain.W, dtype=torch.float64)
-    ty = torch.tensor(y, dtype=torch.float64)
+    if name == "sigmoid":  # applied to the nonzeros only: off the support the map is 0
+        return lambda x: torch.where(x != 0, torch.sigmoid(x), torch.zeros_like(x))
+    return {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda x: x}[name]
 
-    def vjp(fn, n):
-        x = torch.zeros(n, dtype=torch.float64, requires_grad=True)
-        (g,) = torch.autograd.grad(fn(x), x, grad_outputs=ty)
-        return g.numpy()
 
-    out = {"propagate": vjp(lambda h: M @ h, chain.spec.hidden),
-           "activation": vjp(lambda a: M @ (W @ a), chain.spec.k)}
-    if chain.spec.activation == "identity":
-        S = torch.tensor(chain.S, dtype=torch.float64)
-        L = torch.tensor(chain.L, dtype=torch.float64)
-        mask = torch.tensor(chain.support_mask, dtype=torch.float64)
-        out["select"] = vjp(lambda r: M @ (W @ (mask * r)), chain.spec.k)
-        out["lookup"] = vjp(lambda e: M @ (W @ (mask * (S @ e))), chain.spec.n_patterns)
-        out["clock"] = vjp(lambda e: M @ (W @ (mask * (S @ (L @ e)))), chain.spec.n_phases)
-    return {c: float(np.max(np.abs(rev[c][0] - g))) for c, g in out.items()}
+def true_vjps(chain: Chain, phase: int, y) -> dict[str, np.ndarray]:
+    """torch.autograd's VJP of the forward chain at ``phase``, cotangent ``y`` (F,):
+    {column: d<y, chain(column)>/d column} for every column, through sigma'(x)."""
+    import torch
+
+    t = check_int("phase", phase, 0, chain.spec.n_phases - 1)
+    fwd = chain.forward(t)
+    f64 = dict(dtype=torch.float64)
+    M, W = torch.tensor(chain.M, **f64), torch.tensor(chain.W, **f64)
+    S, L = torch.tensor(chain.S, **f64), torch.tensor(chain.L, **f64)
+    mask = torch.tensor(chain.support_mask, **f64)
+    sigma = _torch_activation(chain.spec.activation)
+    ty = torch.tensor(np.asarray(y, dtype=float).ravel(), **f64)
+    to_y = {
+        "assemble": lambda v: v,
+        "propagate": lambda h: M @ h,
+        "activation": lambda a: M @ (W @ a),
+        "sparse": lambda x: M @ (W @ sigma(x)),
+        "select": lambda r: M @ (W @ sigma(mask * r)),
+        "lookup": lambda e: M @ (W @ sigma(mask * (S @ e))),
+        "clock": lambda e: M @ (W @ sigma(mask * (S @ (L @ e)))),
+    }
+    out = {}
+    for c in COLUMNS:
+        v = torch.tensor(fwd[c], **f64, requires_grad=True)
+        (g,) = torch.autograd.grad(to_y[c](v), v, grad_outputs=ty)
+        out[c] = g.numpy()
+    return out
+
+
+def vjp_table(chain: Chain, Y=None) -> pd.DataFrame:
+    """Per column (reverse order): does the transpose pass equal the true VJP?
+
+    Checked at every phase t, with cotangent Y[t] (default: the forward outputs; the page
+    passes the scanner's input, noise included). Columns: column, scanner_uses (what the
+    transpose mode applies there), max_abs_diff (max over phases of |scan(transpose) -
+    VJP|), equals_vjp (at every phase, to rounding).
+    """
+    T = chain.spec.n_phases
+    Y = chain.forward_all()["assemble"] if Y is None else np.asarray(Y, dtype=float)
+    if Y.shape != (T, chain.spec.n_harmonics):
+        raise ValueError(f"Y: expected one cotangent per phase, shape {(T, chain.spec.n_harmonics)}, "
+                         f"got {Y.shape}")
+    rev = scan(chain, Y, "transpose").columns
+    act = chain.spec.activation
+    uses = {"assemble": "y", "propagate": "M^T y", "activation": "W^T h^",
+            "sparse": f"sigma^-1 = inverse {act}" if act != "identity" else "identity",
+            "select": "support mask", "lookup": "R r^ (S^T)", "clock": "L^T"}
+    diff = {c: 0.0 for c in COLUMNS}
+    equal = {c: True for c in COLUMNS}
+    for t in range(T):
+        vjp = true_vjps(chain, t, Y[t])
+        for c in COLUMNS:
+            d = float(np.max(np.abs(rev[c][t] - vjp[c])))
+            diff[c] = max(diff[c], d)
+            equal[c] &= d <= VJP_TOL * (1.0 + float(np.max(np.abs(vjp[c]))))
+    return pd.DataFrame([{"column": c, "scanner_uses": uses[c], "max_abs_diff": diff[c],
+                          "equals_vjp": bool(equal[c])} for c in REVERSE_COLUMNS])
+
+
+def transpose_vjp_difference(chain: Chain, Y=None) -> dict[str, float]:
+    """max |scan(transpose) - torch.autograd VJP| per column over the phases."""
+    table = vjp_table(chain, Y)
+    return dict(zip(table["column"], table["max_abs_diff"]))
+
+
+def vjp_claim(table: pd.DataFrame) -> str:
+    """One sentence: for which columns the transpose pass is the VJP, and where not."""
+    holds = [c for c, ok in zip(table["column"], table["equals_vjp"]) if ok and c != "assemble"]
+    fails = table[~table["equals_vjp"]]
+    text = ("The transpose pass equals the vector-Jacobian product (torch.autograd, through "
+            "sigma') for " + (", ".join(holds) if holds else "no column") + ".")
+    if len(fails):
+        worst = fails.iloc[int(np.argmax(fails["max_abs_diff"].to_numpy()))]
+        text += (" It does not for " + ", ".join(fails["column"]) + ": there the scanner "
+                 "applies sigma^-1 where the VJP multiplies by sigma'(x) (largest difference "
+                 f"{worst['max_abs_diff']:.3g}, in {worst['column']}).")
+    return text
 
 
 def divergence_reasons(chain: Chain, mode: str = "transpose", lam: float = 0.0,
