@@ -78,20 +78,25 @@ def omp_certified(A: np.ndarray, k: int) -> bool:
 
 
 def exact_recovery_coefficient(A: np.ndarray, support) -> float:
-    """Tropp's ERC(S) = max over columns j outside S of ||pinv(A_S) a_j||_1.
+    """Tropp's ERC(S) = max over columns j outside S of ||pinv(A_S) a_j||_1, on A with
+    unit-norm columns (the dictionary OMP works with; a zero column makes it inf).
 
     ERC < 1 guarantees that OMP recovers *every* vector supported on S exactly from
     noiseless y = A a (Tropp 2004, "Greed is good", theorem 3.1); inf when A_S has
     dependent columns.
     """
     A = np.asarray(A, dtype=float)
+    norms = np.linalg.norm(A, axis=0)
+    if np.any(norms == 0):
+        return float("inf")
+    A = A / norms
     S = np.asarray(sorted(set(int(i) for i in np.ravel(support))), dtype=np.int64)
     rest = np.setdiff1d(np.arange(A.shape[1]), S)
+    sub = A[:, S]
+    if S.size and np.linalg.matrix_rank(sub) < S.size:
+        return float("inf")
     if S.size == 0 or rest.size == 0:
         return 0.0
-    sub = A[:, S]
-    if np.linalg.matrix_rank(sub) < S.size:
-        return float("inf")
     return float(np.max(np.abs(np.linalg.pinv(sub) @ A[:, rest]).sum(axis=0)))
 
 
