@@ -29,11 +29,36 @@
     return (gd && gd.data && window.Plotly) ? gd : null;
   }
 
-  /* Run fn(gd, arg) on a plotly figure at most every PLOT_GAP_MS; a newer arg replaces a
-   * waiting one, so plots show the latest phase and never hold the clock back. */
+  /* Is the element with this id on screen? Off-screen views are not redrawn at every
+   * tick (at the largest sizes that work is what held the clock back); the last update
+   * they missed runs when they scroll into view. */
+  var seen = {};
+  function onScreen(id, whenShown) {
+    var el = document.getElementById(id);
+    if (!el || !window.IntersectionObserver) { return true; }
+    var w = seen[id];
+    if (!w || w.el !== el) {
+      if (w && w.obs) { w.obs.disconnect(); }
+      w = seen[id] = {el: el, visible: true, later: null, obs: null};
+      w.obs = new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          w.visible = e.isIntersecting;
+          if (w.visible && w.later) { var f = w.later; w.later = null; f(); }
+        });
+      });
+      w.obs.observe(el);
+    }
+    if (!w.visible) { w.later = whenShown; }
+    return w.visible;
+  }
+
+  /* Run fn(gd, arg) on a plotly figure at most every PLOT_GAP_MS while it is on screen; a
+   * newer arg replaces a waiting one, so plots show the latest phase and never hold the
+   * clock back. */
   var PLOT_GAP_MS = 150;
   var pending = {};
   function latest(id, fn, arg) {
+    if (!onScreen(id, function () { latest(id, fn, arg); })) { return; }
     var slot = pending[id] = pending[id] || {last: 0, timer: null, arg: null};
     slot.arg = arg;
     if (slot.timer) { return; }
@@ -63,13 +88,14 @@
   function entryY(j, n) { return TOP + (j + 0.5) * (BOT - TOP) / n; }
   function pitch(n) { return (BOT - TOP) / n; }
 
-  /* The pipeline view: seven labelled columns left to right at phase t (pattern p). */
-  function drawPipeline(spec, T, t, p) {
+  /* The pipeline view: seven labelled columns left to right at phase t (pattern p).
+   * Drawn in two parts: what never changes for a chain (titles, the clock face, the
+   * pattern slots, the routing matrix R) once per chain, and per tick only the clock
+   * hand, the picked pattern and its row, and the dice of columns four to seven (one
+   * string per pattern, built once and reused). */
+  function pipeStatic(spec, T) {
     var out = [];
     var push = function (s) { out.push(s); };
-    push('<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%" height="100%" ' +
-         'preserveAspectRatio="xMidYMid meet" data-phase="' + t + '" data-pattern="' + p + '" ' +
-         'font-family="inherit" font-size="11">');
     push('<defs><marker id="gen-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" ' +
          'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#7a8496"/></marker></defs>');
     spec.titles.forEach(function (title, i) {
@@ -81,27 +107,21 @@
              '" y2="' + (H / 2 - 8) + '" stroke="#7a8496" stroke-width="1.5" marker-end="url(#gen-arrow)"/>');
       }
     });
-    // 1 clock: a dial of T ticks, the hand on t
+    // 1 clock: a dial of T ticks (the lit tick and the hand are dynamic)
     var cx = colX(0), cy = H / 2 - 8, rad = 40;
     push('<circle cx="' + cx + '" cy="' + cy + '" r="' + (rad + 6) + '" fill="#fbfcfe" stroke="#c3c9d4"/>');
     for (var k = 0; k < T; k++) {
       var ang = 2 * Math.PI * k / T - Math.PI / 2;
-      var on = k === t;
       push('<circle cx="' + (cx + rad * Math.cos(ang)).toFixed(1) + '" cy="' + (cy + rad * Math.sin(ang)).toFixed(1) +
-           '" r="' + (on ? 5 : 2.5) + '" fill="' + (on ? ACTIVE : "#c3c9d4") + '"><title>phase ' + k + '</title></circle>');
+           '" r="2.5" fill="#c3c9d4"><title>phase ' + k + '</title></circle>');
     }
-    var ha = 2 * Math.PI * t / T - Math.PI / 2;
-    push('<line x1="' + cx + '" y1="' + cy + '" x2="' + (cx + (rad - 8) * Math.cos(ha)).toFixed(1) + '" y2="' +
-         (cy + (rad - 8) * Math.sin(ha)).toFixed(1) + '" stroke="' + ACTIVE + '" stroke-width="3" stroke-linecap="round"/>');
-    push('<text x="' + cx + '" y="' + (cy + rad + 24) + '" text-anchor="middle" font-size="13" font-weight="700">t = ' + t + '</text>');
-    // 2 lookup: P pattern slots, the looked-up one lit
+    // 2 lookup: P pattern slots (the looked-up one is dynamic)
     var P = spec.sizes[1];
     for (var j = 0; j < P; j++) {
       var y = entryY(j, P), r = Math.max(2, Math.min(7, pitch(P) * 0.38));
-      push('<circle cx="' + colX(1) + '" cy="' + y.toFixed(1) + '" r="' + (j === p ? r * 1.3 : r) + '" fill="' +
-           (j === p ? ACTIVE : "#dfe3ea") + '" stroke="#8a93a3" stroke-width="0.5"><title>pattern ' + j + '</title></circle>');
+      push('<circle cx="' + colX(1) + '" cy="' + y.toFixed(1) + '" r="' + r + '" fill="#dfe3ea" stroke="#8a93a3" ' +
+           'stroke-width="0.5"><title>pattern ' + j + '</title></circle>');
     }
-    push('<text x="' + (colX(1) + 12) + '" y="' + (entryY(p, P) + 4).toFixed(1) + '" font-size="11" font-weight="700">p = ' + p + '</text>');
     // 3 select: the routing matrix R, rows aligned with the lookup, the picked row outlined
     var K = spec.sizes[2], x0 = colX(2) - 42, cw = 84 / K, ch = pitch(P);
     for (var i = 0; i < P; i++) {
@@ -114,8 +134,16 @@
       }
     }
     push('<rect x="' + x0 + '" y="' + TOP + '" width="84" height="' + (BOT - TOP) + '" fill="none" stroke="#dfe3ea"/>');
-    push('<rect x="' + (x0 - 2) + '" y="' + (TOP + p * ch - 1).toFixed(1) + '" width="88" height="' + (ch + 2).toFixed(1) +
-         '" fill="none" stroke="' + ACTIVE + '" stroke-width="2.5"/>');
+    return out.join("");
+  }
+
+  var diceCache = {key: null, byPattern: {}};
+  function pipeDice(spec, p, key) {
+    if (diceCache.key !== key) { diceCache = {key: key, byPattern: {}}; }
+    var cache = diceCache.byPattern;
+    if (cache[p] !== undefined) { return cache[p]; }
+    var out = [];
+    var push = function (s) { out.push(s); };
     // 4-7: the sparse vector as dice (nonzeros only), its activation, h and y
     var vals = spec.values[String(p)];
     [["sparse", 3, "x", true], ["activation", 4, "a", true], ["propagate", 5, "h", false],
@@ -152,8 +180,62 @@
         push('<line x1="' + X + '" y1="' + TOP + '" x2="' + X + '" y2="' + BOT + '" stroke="#8a93a3" stroke-width="0.8"/>');
       }
     });
-    push('</svg>');
+    cache[p] = out.join("");
+    return cache[p];
+  }
+
+  function pipeDynamic(spec, T, t, p, key) {
+    var out = [];
+    var push = function (s) { out.push(s); };
+    var cx = colX(0), cy = H / 2 - 8, rad = 40;
+    var ta = 2 * Math.PI * t / T - Math.PI / 2;
+    push('<circle cx="' + (cx + rad * Math.cos(ta)).toFixed(1) + '" cy="' + (cy + rad * Math.sin(ta)).toFixed(1) +
+         '" r="5" fill="' + ACTIVE + '"><title>phase ' + t + '</title></circle>');
+    push('<line x1="' + cx + '" y1="' + cy + '" x2="' + (cx + (rad - 8) * Math.cos(ta)).toFixed(1) + '" y2="' +
+         (cy + (rad - 8) * Math.sin(ta)).toFixed(1) + '" stroke="' + ACTIVE + '" stroke-width="3" stroke-linecap="round"/>');
+    push('<text x="' + cx + '" y="' + (cy + rad + 24) + '" text-anchor="middle" font-size="13" font-weight="700">t = ' + t + '</text>');
+    var P = spec.sizes[1], rp = Math.max(2, Math.min(7, pitch(P) * 0.38)) * 1.3;
+    push('<circle cx="' + colX(1) + '" cy="' + entryY(p, P).toFixed(1) + '" r="' + rp + '" fill="' + ACTIVE +
+         '" stroke="#8a93a3" stroke-width="0.5"><title>pattern ' + p + '</title></circle>');
+    push('<text x="' + (colX(1) + 12) + '" y="' + (entryY(p, P) + 4).toFixed(1) + '" font-size="11" font-weight="700">p = ' + p + '</text>');
+    var x0 = colX(2) - 42, ch = pitch(P);
+    push('<rect x="' + (x0 - 2) + '" y="' + (TOP + p * ch - 1).toFixed(1) + '" width="88" height="' + (ch + 2).toFixed(1) +
+         '" fill="none" stroke="' + ACTIVE + '" stroke-width="2.5"/>');
     return out.join("");
+  }
+
+  /* The dice of pattern p as a ready <g> node: parsed once per pattern, then swapped in. */
+  var diceNodes = {key: null, byPattern: {}};
+  function diceNode(spec, p, key) {
+    if (diceNodes.key !== key) { diceNodes = {key: key, byPattern: {}}; }
+    var g = diceNodes.byPattern[p];
+    if (!g) {
+      g = document.createElementNS("http://www.w3.org/2000/svg", "g");
+      g.setAttribute("class", "gen-dice");
+      g.innerHTML = pipeDice(spec, p, key);
+      diceNodes.byPattern[p] = g;
+    }
+    return g;
+  }
+
+  /* Draw phase t into the box: the static part only when the chain (key) changed. */
+  function drawPipeline(box, spec, T, t, p, key) {
+    var svg = box.firstElementChild;
+    if (!svg || box._chainKey !== key) {
+      var out = [];
+      var push = function (s) { out.push(s); };
+      push('<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%" height="100%" ' +
+         'preserveAspectRatio="xMidYMid meet" data-phase="' + t + '" data-pattern="' + p + '" ' +
+         'font-family="inherit" font-size="11">');
+      box.innerHTML = out.join("") + pipeStatic(spec, T) + '<g class="gen-dyn"></g><g class="gen-dice"></g></svg>';
+      box._chainKey = key;
+      svg = box.firstElementChild;
+    }
+    var dyn = svg.querySelector("g.gen-dyn"), dice = svg.lastElementChild, want = diceNode(spec, p, key);
+    dyn.innerHTML = pipeDynamic(spec, T, t, p, key);
+    if (dice !== want) { svg.replaceChild(want, dice); }
+    svg.setAttribute("data-phase", String(t));
+    svg.setAttribute("data-pattern", String(p));
   }
 
   function playTone(frames, p) {
@@ -211,20 +293,43 @@
             layout: frames.layouts.harm};
   }
 
+  /* Light the phase's path: only the elements whose state changes are touched (at the
+   * largest sizes a full relight of every element is what made the clock stutter). */
+  var litState = {};
   function lightGraph(cy, frames, ph) {
-    var act = frames.active[ph.key];
+    var act = frames.active[ph.key], key = frames.gkey, want = [];
+    act.nodes.forEach(function (n) { want.push(key + "n" + n); });
+    act.edges.forEach(function (e) { want.push(key + "e" + e); });
+    want.push(key + "n" + ph.t);
+    if (!frames.clock_drawn || frames.clock_drawn[ph.t]) { want.push(key + "e" + ph.t); }
+    var st = litState.gen;
+    if (!st || st.cy !== cy || st.key !== key) { st = litState.gen = {cy: cy, key: key, on: {}}; }
+    var on = {}, wanted = {};
+    want.forEach(function (id) { wanted[id] = true; });
     cy.batch(function () {
-      cy.elements(".lit").removeClass("lit");
-      cy.$(act.nodes.concat(["#" + frames.gkey + "n" + ph.t]).join(", ")).addClass("lit");
-      cy.$(act.edges.concat(["#" + frames.gkey + "e" + ph.t]).join(", ")).addClass("lit");
+      Object.keys(st.on).forEach(function (id) {
+        if (!wanted[id]) { cy.getElementById(id).removeClass("lit"); }
+      });
+      want.forEach(function (id) {
+        if (st.on[id]) { on[id] = true; return; }
+        var el = cy.getElementById(id);
+        if (el.nonempty()) { el.addClass("lit"); on[id] = true; }
+      });
     });
+    st.on = on;
+  }
+
+  var lastGen = null;  // the phase on the clock: what an off-screen view catches up to
+  function lightLatest() {
+    var cy = cyOf("gen-cyto");
+    if (lastGen && cy && cy.nodes().length) { lightGraph(cy, lastGen.frames, lastGen.ph); }
   }
 
   function drawPhase(frames, ph) {
+    lastGen = {frames: frames, ph: ph};
     var box = document.getElementById("gen-pipeline");
-    if (box) { box.innerHTML = drawPipeline(frames.pipe, frames.T, ph.t, ph.p); }
-    var cy = cyOf("gen-cyto");
-    if (cy && cy.nodes().length) { lightGraph(cy, frames, ph); }
+    if (box) { drawPipeline(box, frames.pipe, frames.T, ph.t, ph.p, frames.gkey + "/" + frames.T); }
+    if (onScreen("gen-cyto", lightLatest)) { lightLatest(); }
     latest("gen-heat", function (gd, key) { return window.Plotly.relayout(gd, {shapes: frames.heat[key]}); }, ph.key);
     latest("gen-wave", function (gd, key) { return window.Plotly.restyle(gd, {y: [frames.wave_y[key]]}, [0]); }, ph.key);
     latest("gen-harm", function (gd, key) { return window.Plotly.restyle(gd, {y: [frames.harm_y[key]]}, [0]); }, ph.key);
@@ -250,10 +355,7 @@
       var ph = phaseOf(frames, phase);
       drawPhase(frames, ph);
       // the graph may still be laying out new elements: light it again once it has
-      window.setTimeout(function () {
-        var cy = cyOf("gen-cyto");
-        if (cy && cy.nodes().length) { lightGraph(cy, frames, ph); }
-      }, 80);
+      window.setTimeout(function () { if (onScreen("gen-cyto", lightLatest)) { lightLatest(); } }, 80);
       if (muted === false) { playTone(frames, ph.p); }
       return "phase " + ph.t + " / " + frames.T + " \u00b7 pattern " + ph.p;
     },
@@ -336,6 +438,44 @@
     return out.join("");
   }
 
+  /* The transpose graph: every node takes its column's verdict at phase t (within /
+   * exceeds / no bound); nodes with a nonzero reverse value are outlined. Only the
+   * layers and nodes whose state changed are touched. */
+  var VERDICT_CLASSES = "within exceeds nobound";
+  function colourReverse(cy, fr, t) {
+    var ph = fr.phases[t], key = fr.gkey;
+    var st = litState.scan;
+    if (!st || st.cy !== cy || st.key !== key) { st = litState.scan = {cy: cy, key: key, layer: [], on: {}}; }
+    var want = {};
+    for (var i = 0; i < 7; i++) {
+      for (var j = 0; j < ph.rev[i].length; j++) {
+        if (ph.rev[i][j] !== 0) { want[key + "n" + (fr.offsets[i] + j)] = true; }
+      }
+    }
+    var on = {};
+    cy.batch(function () {
+      for (var i = 0; i < 7; i++) {
+        var cls = ph.bound[i] === null ? "nobound" : (ph.agree[i] ? "within" : "exceeds");
+        if (st.layer[i] !== cls) {
+          var layer = cy.nodes(".L" + i);
+          if (layer.nonempty()) { layer.removeClass(VERDICT_CLASSES).addClass(cls); st.layer[i] = cls; }
+        }
+      }
+      Object.keys(st.on).forEach(function (id) { if (!want[id]) { cy.getElementById(id).removeClass("hot"); } });
+      Object.keys(want).forEach(function (id) {
+        if (st.on[id]) { on[id] = true; return; }
+        var el = cy.getElementById(id);
+        if (el.nonempty()) { el.addClass("hot"); on[id] = true; }
+      });
+    });
+    st.on = on;
+  }
+
+  function colourScanGraph(frames, t) {
+    var cy = cyOf("scan-cyto");
+    if (cy && cy.nodes().length && frames.gkey) { colourReverse(cy, frames, t); }
+  }
+
   ns.scanner = {
     tick: function (_n, _back, _fwd, frames, phase, periodMs) {
       if (!frames || !frames.T) { return NO(); }
@@ -346,6 +486,9 @@
       var T = frames.T, t = ((Number(phase) || 0) % T + T) % T;
       var box = document.getElementById("scan-pipeline");
       if (box) { box.innerHTML = drawReverse(frames, t); }
+      colourScanGraph(frames, t);
+      // new elements may still be arriving with the frames: colour again once they have
+      window.setTimeout(function () { colourScanGraph(frames, t); }, 120);
       latest("scan-heat", function (gd, tt) {
         return window.Plotly.relayout(gd, {shapes: [{type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y",
           y0: tt - 0.5, y1: tt + 0.5, line: {color: ACTIVE, width: 2.5}}]});

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from components.figures_chain import graph_key
+from components.figures_common import empty_figure
 from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain
+
+SCAN_GRAPH_PREFIX = "s"  # the scanner's graph ids: a different key from the generator's
 
 AGREE_SCALE = [[0.0, "#0b6b36"], [0.499, "#b9e3c9"], [0.5, "#f3c1c1"], [1.0, "#a61b1b"]]
 SUPPORT_SCALE = [[0.0, "#ffffff"], [0.25, "#ffffff"], [0.25, "#b9e3c9"], [0.5, "#b9e3c9"],
@@ -102,5 +106,42 @@ def scan_frames(chain: Chain, fwd: dict[str, np.ndarray], rev: dict[str, np.ndar
                       for c in COLUMNS],
             "agree": [bool(agree.loc[t, c]) for c in COLUMNS],
         })
+    g = chain.to_graph()
     return {"T": T, "titles": [COLUMN_TITLES[c] for c in COLUMNS], "phases": phases,
-            "lut": [int(p) for p in chain.lut]}
+            "lut": [int(p) for p in chain.lut], "gkey": graph_key(chain, SCAN_GRAPH_PREFIX),
+            "offsets": [int(o) for o in g.offsets]}
+
+
+def phase_transition_figure(rows: list[dict]) -> dict:
+    """OMP's success rate over (nonzeros, outputs) at fixed K, from the job's rows, with
+    the line where pinv starts to succeed (outputs = K) and the cells not yet computed
+    left blank."""
+    if not rows:
+        return empty_figure("Run the map: each cell is a batch of random sparse recoveries.")
+    frame = pd.DataFrame(rows)
+    K = int(frame["K"].iloc[0])
+    nz = list(range(1, K // 2 + 1))
+    outs = list(range(1, K + 1))
+    wide = frame.pivot_table(index="nonzeros", columns="outputs", values="omp_success_rate")
+    wide = wide.reindex(index=nz, columns=outs)
+    z = [[None if pd.isna(v) else float(v) for v in row] for row in wide.to_numpy()]
+    pinv = frame[frame["pinv_success_rate"] > 0.5]["outputs"]
+    shapes = []
+    if len(pinv):
+        x = float(pinv.min()) - 0.5
+        shapes.append(dict(type="line", x0=x, x1=x, yref="paper", y0=0, y1=1,
+                           line=dict(color="#c53030", dash="dash", width=2)))
+    return {
+        "data": [dict(type="heatmap", z=z, x=outs, y=nz, zmin=0, zmax=1, colorscale="Viridis",
+                      colorbar=dict(title=dict(text="OMP success rate", side="right"), thickness=12),
+                      hovertemplate="%{y} nonzeros, %{x} outputs: OMP succeeds %{z:.0%}"
+                                    "<extra></extra>")],
+        "layout": dict(height=360, margin=dict(l=70, r=20, t=30, b=55), shapes=shapes,
+                       xaxis=dict(title=dict(text=f"outputs F (equations), K = {K} entries")),
+                       yaxis=dict(title=dict(text="nonzeros of the sparse vector")),
+                       annotations=[dict(x=float(pinv.min()) - 0.5 if len(pinv) else K, y=1.02,
+                                         yref="paper", showarrow=False, xanchor="right",
+                                         text="pinv succeeds from here (F >= K)",
+                                         font=dict(size=11, color="#c53030"))],
+                       uirevision="pt"),
+    }

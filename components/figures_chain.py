@@ -63,63 +63,156 @@ def pipeline_spec(chain: Chain, allc: dict[str, np.ndarray]) -> dict:
 
 
 # -- graph view (dash-cytoscape) --------------------------------------------------------------
-def graph_key(chain: Chain) -> str:
+EDGE_LIMIT = 300    # a matrix with more edges than this is thinned ...
+EDGE_BUDGET = 160   # ... to its EDGE_BUDGET largest |weight|
+LABEL_Y = -300.0    # layer labels sit above the tallest layer (dy <= 520 / n per node)
+
+
+def graph_key(chain: Chain, prefix: str = "g") -> str:
     """A prefix for element ids, unique per chain: cytoscape cannot re-wire an existing edge,
     so a new chain must bring new ids rather than reuse ``e0`` with other endpoints."""
-    return "g" + hashlib.sha1(repr(chain.spec).encode()).hexdigest()[:8]
+    return prefix + hashlib.sha1(repr(chain.spec).encode()).hexdigest()[:8]
 
 
-def graph_elements(chain: Chain) -> list[dict]:
-    """Cytoscape nodes (fixed positions, seven layers left to right) and nonzero edges.
+def drawn_edges(chain: Chain, budget: int = EDGE_BUDGET,
+                limit: int = EDGE_LIMIT) -> tuple[np.ndarray, list[dict]]:
+    """(edge ids to draw, one note row per thinned layer) for a readable graph at any size.
 
-    Ids: ``{key}n{node}`` and ``{key}e{edge}`` with ``key = graph_key(chain)``.
+    Layers with more than ``limit`` edges keep the ``budget`` largest |weight|, plus the
+    strongest input of every node (so no node looks cut off) and the critical path; the
+    others are hidden from the drawing only (message passing and the equality check use
+    every edge). Note rows: layer, drawn, total, min_drawn_abs_weight.
     """
+    from engine.chain.graph import critical_path
+
     g = chain.to_graph()
-    key = graph_key(chain)
+    keep = np.zeros(g.n_edges, dtype=bool)
+    path = critical_path(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+    on_path = set(zip(path, path[1:]))
+    notes = []
+    for layer in range(1, len(g.layers)):
+        idx = np.flatnonzero(g.edge_layer == layer)
+        if idx.size <= limit:
+            keep[idx] = True
+            continue
+        aw = np.abs(g.weight[idx])
+        keep[idx[np.argsort(-aw, kind="stable")[:budget]]] = True
+        for d in np.unique(g.dst[idx]):  # every node's strongest input
+            mine = idx[g.dst[idx] == d]
+            keep[mine[np.argmax(np.abs(g.weight[mine]))]] = True
+        notes.append({"layer": COLUMN_TITLES[COLUMNS[layer]], "drawn": int(keep[idx].sum()),
+                      "total": int(idx.size),
+                      "min_drawn_abs_weight": float(np.abs(g.weight[idx[keep[idx]]]).min())})
+    for e in range(g.n_edges):
+        if (int(g.src[e]), int(g.dst[e])) in on_path:
+            keep[e] = True
+    return np.flatnonzero(keep), notes
+
+
+def hidden_note(notes: list[dict], total_edges: int, drawn: int) -> str:
+    """What the graph view does not draw, in one sentence ("" when it draws everything)."""
+    if not notes:
+        return f"All {total_edges} edges are drawn."
+    parts = [f"{n['layer']}: {n['drawn']} of {n['total']} (|w| >= {n['min_drawn_abs_weight']:.2g})"
+             for n in notes]
+    return (f"Drawn: {drawn} of {total_edges} edges. Hidden for readability: the weakest "
+            "edges of " + "; ".join(parts) + ". Each node keeps its strongest input; every "
+            "edge still computes (the equality check uses all of them).")
+
+
+def graph_elements(chain: Chain, reverse: bool = False, prefix: str = "g",
+                   edges: np.ndarray | None = None) -> list[dict]:
+    """Cytoscape nodes (fixed positions, seven layers left to right), the drawn edges and
+    one label per layer (name, dependency level, nodes that run in parallel).
+
+    Ids: ``{key}n{node}``, ``{key}e{edge}`` and ``{key}L{layer}`` with
+    ``key = graph_key(chain, prefix)``. reverse=True flips every edge (the scanner's
+    transpose graph: same nodes, same positions, wires right to left). Edges on the
+    critical path carry the class ``crit``.
+    """
+    from engine.chain.graph import chain_levels, critical_path
+
+    g = chain.to_graph()
+    key = graph_key(chain, prefix)
+    lv = chain_levels(chain)
+    path = critical_path(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+    on_path = set(zip(path, path[1:]))
     elements = []
     for li, ((name, n), off) in enumerate(zip(g.layers, g.offsets)):
         dy = min(26.0, 520.0 / max(n, 1))
         for j in range(n):
             elements.append({"data": {"id": f"{key}n{off + j}", "label": f"{name}[{j}]"},
                              "position": {"x": li * GRAPH_LAYER_DX, "y": (j - (n - 1) / 2) * dy},
-                             "classes": f"L{li}"})
+                             "classes": f"L{li}" + (" off" if lv[off + j] < 0 else "")})
+        levels_here = sorted({int(v) for v in lv[off:off + n] if v >= 0})
+        parallel = int(np.sum(lv[off:off + n] >= 0))
+        level_text = f"level {levels_here[0]}" if len(levels_here) == 1 else "unreached"
+        elements.append({"data": {"id": f"{key}L{li}",
+                                  "label": f"{COLUMN_TITLES[name]}\n{level_text} \u00b7 {parallel} parallel"},
+                         "position": {"x": li * GRAPH_LAYER_DX, "y": LABEL_Y},
+                         "classes": "layer-label", "selectable": False})
     wmax = _scale(g.weight)
-    for e, (s, d, w) in enumerate(zip(g.src, g.dst, g.weight)):
-        elements.append({"data": {"id": f"{key}e{e}", "source": f"{key}n{s}", "target": f"{key}n{d}",
-                                  "w": round(float(w), 4), "aw": round(abs(float(w)) / wmax, 4)},
-                         "classes": "pos" if w > 0 else "neg"})
+    for e in (np.arange(g.n_edges) if edges is None else edges):
+        s, d, w = int(g.src[e]), int(g.dst[e]), float(g.weight[e])
+        a, b = (d, s) if reverse else (s, d)
+        cls = ("pos" if w > 0 else "neg") + (" crit" if (s, d) in on_path else "")
+        elements.append({"data": {"id": f"{key}e{e}", "source": f"{key}n{a}", "target": f"{key}n{b}",
+                                  "w": round(w, 4), "aw": round(abs(w) / wmax, 4)},
+                         "classes": cls})
     return elements
 
 
-def graph_stylesheet() -> list[dict]:
-    """Idle look: grey nodes, edges width and colour by weight (blue +, red -), faded."""
-    return [
+def graph_stylesheet(reverse: bool = False) -> list[dict]:
+    """Idle look: grey nodes, edges width and colour by weight (blue +, red -), faded;
+    layer labels above the columns; the critical path dashed; the reverse graph has arrows
+    pointing right to left and nodes coloured by their column's agreement."""
+    sheet = [
         {"selector": "node", "style": {"width": 9, "height": 9, "background-color": IDLE,
                                        "border-width": 0.5, "border-color": "#8a93a3"}},
+        {"selector": "node.off", "style": {"opacity": 0.35}},
+        {"selector": "node.layer-label", "style": {
+            "label": "data(label)", "text-wrap": "wrap", "text-valign": "top", "text-halign": "center",
+            "font-size": 24, "font-weight": 600, "color": "#2b3240", "width": 1, "height": 1,
+            "background-opacity": 0, "border-width": 0, "text-margin-y": -4, "events": "no"}},
         {"selector": "edge", "style": {"width": "mapData(aw, 0, 1, 0.4, 3.5)", "opacity": 0.22,
                                        "curve-style": "straight"}},
         {"selector": "edge.pos", "style": {"line-color": "#2f6fdb"}},
         {"selector": "edge.neg", "style": {"line-color": "#c53030"}},
+        {"selector": "edge.crit", "style": {"line-style": "dashed", "opacity": 0.6}},
         {"selector": "node.lit", "style": {"background-color": ACTIVE, "width": 13, "height": 13}},
         {"selector": "edge.lit", "style": {"opacity": 0.95, "line-color": ACTIVE, "z-index": 5}},
     ]
+    if reverse:
+        sheet += [
+            {"selector": "edge", "style": {"target-arrow-shape": "triangle", "arrow-scale": 0.6,
+                                           "target-arrow-color": "#7a8496"}},
+            {"selector": "node.within", "style": {"background-color": "#1f8a4c"}},
+            {"selector": "node.exceeds", "style": {"background-color": "#c53030"}},
+            {"selector": "node.nobound", "style": {"background-color": "#8a93a3"}},
+            {"selector": "node.hot", "style": {"width": 13, "height": 13, "border-width": 1.5,
+                                               "border-color": "#2b3240"}},
+        ]
+    return sheet
 
 
-def active_path(chain: Chain, phase: int) -> dict:
-    """Node and edge selectors lit at ``phase``: nonzero nodes, edges that sent a message.
+def active_path(chain: Chain, phase: int, drawn: np.ndarray | None = None) -> dict:
+    """Node and edge indices lit at ``phase``: nonzero nodes, drawn edges that sent a message.
 
-    The clock layer is left out (node ``n{t}`` and edge ``e{t}`` are the clock's, added by
-    the browser for the current tick), so one entry serves every phase of a pattern.
+    The clock layer is left out (node ``t`` and edge ``t`` are the clock's, added by the
+    browser for the current tick), so one entry serves every phase of a pattern.
     """
     g = chain.to_graph()
-    key = graph_key(chain)
     T = g.layers[0][1]
     vals = graph_forward(g, phase)
     flat = np.concatenate([vals[c] for c in COLUMNS])
+    sent = flat[g.src] != 0
+    if drawn is not None:
+        mask = np.zeros(g.n_edges, dtype=bool)
+        mask[drawn] = True
+        sent &= mask
     nodes = np.flatnonzero(flat)
-    edges = np.flatnonzero(flat[g.src] != 0)
-    return {"nodes": [f"#{key}n{i}" for i in nodes if i >= T],
-            "edges": [f"#{key}e{i}" for i in edges if i >= T]}
+    edges = np.flatnonzero(sent)
+    return {"nodes": [int(i) for i in nodes if i >= T], "edges": [int(i) for i in edges if i >= T]}
 
 
 # -- heatmaps of R, W, M --------------------------------------------------------------------
@@ -142,15 +235,22 @@ def heatmaps_base(chain: Chain) -> dict:
 
 
 def heat_shapes(chain: Chain, p: int) -> list[dict]:
-    """The active row of R, and the columns of W that the nonzeros touch."""
+    """The active row of R, and the columns of W that the nonzeros touch (one outline per
+    run of neighbouring columns, so a dense row is one shape, not K)."""
     K = chain.R.shape[1]
     H = chain.W.shape[0]
     line = dict(color=ACTIVE, width=2.5)
     shapes = [dict(type="rect", xref="x", yref="y", x0=-0.5, x1=K - 0.5, y0=p - 0.5, y1=p + 0.5,
                    line=line)]
-    for k in np.flatnonzero(chain.R[p]):
-        shapes.append(dict(type="rect", xref="x2", yref="y2", x0=k - 0.5, x1=k + 0.5, y0=-0.5,
-                           y1=H - 0.5, line=dict(color=ACTIVE, width=1.5)))
+    ks = np.flatnonzero(chain.R[p])
+    if ks.size:
+        breaks = np.flatnonzero(np.diff(ks) > 1)
+        starts = np.concatenate([[ks[0]], ks[breaks + 1]])
+        ends = np.concatenate([ks[breaks], [ks[-1]]])
+        for a, b in zip(starts, ends):
+            shapes.append(dict(type="rect", xref="x2", yref="y2", x0=float(a) - 0.5,
+                               x1=float(b) + 0.5, y0=-0.5, y1=H - 0.5,
+                               line=dict(color=ACTIVE, width=1.5)))
     return shapes
 
 
@@ -208,6 +308,7 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
     used = sorted(first_phase)
     scales = {c: _scale(allc[c]) for c in COLUMNS}
     heat, active, wav, wave_y, harm_y = ({} for _ in range(5))
+    drawn, _ = drawn_edges(chain)
     period_s = 2.0 / F0_HZ
     t_wave, _ = waveform([1.0], F0_HZ, 20000, period_s)
     ymax = 0.0
@@ -215,7 +316,7 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
         t = first_phase[p]
         cols_p = {c: allc[c][t] for c in COLUMNS}
         heat[p] = heat_shapes(chain, p)
-        active[p] = active_path(chain, t)
+        active[p] = active_path(chain, t, drawn)
         y = cols_p["assemble"]
         wav[p] = wav_data_uri(y)
         _, sig = waveform(y, F0_HZ, 20000, period_s)
@@ -224,6 +325,7 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
         harm_y[p] = _r(y)
     return {
         "T": s.n_phases, "P": P, "lut": [int(p) for p in chain.lut], "gkey": graph_key(chain),
+        "clock_drawn": [bool(v) for v in np.isin(np.arange(s.n_phases), drawn)],
         "pipe": pipeline_spec(chain, allc),
         "heat_base": heatmaps_base(chain), "heat": {str(p): v for p, v in heat.items()},
         "active": {str(p): v for p, v in active.items()},

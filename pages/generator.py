@@ -14,11 +14,12 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 
 from components.chain_controls import (chain_controls, chain_inputs, chain_params, chain_query,
                                        params_from_query)
-from components.figures_chain import (equality_figure, generator_frames, graph_elements,
-                                      graph_stylesheet)
+from components.figures_chain import (drawn_edges, equality_figure, generator_frames,
+                                      graph_elements, graph_stylesheet, hidden_note)
 from components.layout import controls_row, error_message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.chain.generator import make_chain, pipeline_graph_difference
+from engine.chain.graph import level_table
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
                    description="One sparse chain drawn as a rule-based pipeline and as a "
@@ -63,9 +64,12 @@ def _views() -> html.Div:
                        stylesheet=graph_stylesheet(), autoungrabify=True,
                        userZoomingEnabled=False, userPanningEnabled=False,
                        boxSelectionEnabled=False, style={"width": "100%", "height": "470px"}),
-        html.P("seven layers, one node per entry; edges are the nonzero matrix entries "
-               "(blue positive, red negative, width by |weight|); the current phase's path "
-               "is lit", className="section-note"),
+        html.P("seven layers, one node per entry, labelled with its dependency level and the "
+               "nodes that run in parallel; edges are the nonzero matrix entries (blue "
+               "positive, red negative, width by |weight|); the current phase's path is lit, "
+               "one critical path is dashed, faded nodes never receive input",
+               className="section-note"),
+        html.P(id="gen-graph-note", className="section-note"),
     ], id="gen-graph-box", className="gen-view-box")
     return html.Div([pipeline, graph], id="gen-views", className="two-col")
 
@@ -110,6 +114,16 @@ def layout(**query):
                 dcc.Graph(id="gen-heat", config={"displayModeBar": False}),
                 note="The orange outline marks the routing row picked at this phase, and the "
                      "columns of W its nonzeros touch; M always uses all of h (h is dense)."),
+        section("Parallelism: dependency levels",
+                html.Div(id="gen-levels-stat"),
+                data_table("gen-levels-table", page_size=7),
+                csv_download("gen-levels-csv"),
+                note="Computed from the graph, not assumed: a node's level is the longest path "
+                     "from the clock to it. Nodes of one level never feed each other, so each "
+                     "level runs in parallel; the number of levels fixes the critical path, "
+                     "whatever the size. Work per level: multiply-adds of the dense matrix, of "
+                     "the nonzero weights (edges), and of the messages actually sent when zero "
+                     "nodes send nothing (mean over the phases)."),
         section("Cost per column",
                 data_table("gen-cost-table", page_size=7),
                 csv_download("gen-cost-csv"),
@@ -157,7 +171,9 @@ def _stats(chain, diff) -> html.Div:
     Output("gen-equality", "figure"), Output("gen-cost-table", "data"),
     Output("gen-cost-table", "columns"), Output("gen-phase-table", "data"),
     Output("gen-phase-table", "columns"), Output("gen-stats", "children"),
-    Output("gen-scan-link", "href"),
+    Output("gen-scan-link", "href"), Output("gen-graph-note", "children"),
+    Output("gen-levels-table", "data"), Output("gen-levels-table", "columns"),
+    Output("gen-levels-stat", "children"),
     *[Input(i, p) for i, p in chain_inputs(PREFIX)],
 )
 def compute(*values):
@@ -166,17 +182,26 @@ def compute(*values):
         params = chain_params(*values)
         chain = make_chain(**params)
     except (TypeError, ValueError) as exc:
-        return (dash.no_update, error_message(exc), *[dash.no_update] * 8)
+        return (dash.no_update, error_message(exc), *[dash.no_update] * 12)
     diff = pipeline_graph_difference(chain)
     cost = chain.cost_table()
     phases = chain.phase_table()
-    return (generator_frames(chain), None, graph_elements(chain), equality_figure(diff),
-            cost.to_dict("records"), table_columns(cost), phases.to_dict("records"),
-            table_columns(phases), _stats(chain, diff), "/scanner" + chain_query(params))
+    drawn, notes = drawn_edges(chain)
+    g = chain.to_graph()
+    levels = level_table(chain)
+    crit = stat("critical path", f"{levels.attrs['critical_path']} steps "
+                f"({len(levels)} levels)", id="gen-critical")
+    unreached = stat("nodes that never receive input", str(levels.attrs["unreached"]))
+    return (generator_frames(chain), None, graph_elements(chain, edges=drawn),
+            equality_figure(diff), cost.to_dict("records"), table_columns(cost),
+            phases.to_dict("records"), table_columns(phases), _stats(chain, diff),
+            "/scanner" + chain_query(params), hidden_note(notes, g.n_edges, drawn.size),
+            levels.to_dict("records"), table_columns(levels), html.Div([crit, unreached]))
 
 
 register_csv_download("gen-cost-csv", ("gen-cost-table", "data"), "generator_cost.csv")
 register_csv_download("gen-phase-csv", ("gen-phase-table", "data"), "generator_phases.csv")
+register_csv_download("gen-levels-csv", ("gen-levels-table", "data"), "generator_levels.csv")
 
 clientside_callback(ClientsideFunction("generator", "tick"), Output("gen-phase", "data"),
                     Input("gen-interval", "n_intervals"), Input("gen-back", "n_clicks"),

@@ -9,16 +9,21 @@ browser (``assets/generator.js``, namespace ``scanner``).
 from __future__ import annotations
 
 import dash
+import dash_cytoscape as cyto
 import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
                                        params_from_query)
-from components.chain_scan_figures import (agreement_heatmap, scan_frames, singular_value_figure,
-                                           support_heatmap)
+from components.chain_scan_figures import (SCAN_GRAPH_PREFIX, agreement_heatmap,
+                                           phase_transition_figure, scan_frames,
+                                           singular_value_figure, support_heatmap)
+from components.figures_chain import drawn_edges, graph_elements, graph_stylesheet, hidden_note
+from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.chain.generator import WEIGHTS, make_chain
+from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
 from engine.chain.scanner import (MODES, VERDICTS, SCAN_PRESETS, agreement, column_summary, conditioning,
                                   divergence_reasons, hallucinated_map, noisy_outputs, recovery,
                                   scan, singular_values, vjp_claim, vjp_table)
@@ -30,6 +35,8 @@ dash.register_page(__name__, path="/scanner", name="Scanner", order=2,
 
 PREFIX = "scan"
 CUSTOM = "from the URL / my settings"
+PT = "scan-pt"  # the phase-transition job
+PT_IDS = job_ids(PT)
 NOISE_MARKS = {0: "0", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5", 1: "1"}
 
 
@@ -100,30 +107,65 @@ def layout(**query):
                          **{"aria-label": "reverse pass: seven columns, right to left"}),
                 note="The same clock as the Generator; at each tick the output enters at the "
                      "right and the transposes carry it leftwards, column by column."),
+        section("Graph view: the transpose graph",
+                cyto.Cytoscape(id="scan-cyto", elements=[], layout={"name": "preset", "fit": True,
+                                                                   "padding": 12},
+                               stylesheet=graph_stylesheet(reverse=True), autoungrabify=True,
+                               userZoomingEnabled=False, userPanningEnabled=False,
+                               boxSelectionEnabled=False,
+                               style={"width": "100%", "height": "500px"}),
+                html.P(id="scan-graph-note", className="section-note"),
+                note="The Generator's graph with every edge reversed: same nodes, same "
+                     "positions, the wires flow right to left. The reverse pass is message "
+                     "passing on these edges (equal to the transpose products, tested to "
+                     "rounding). Nodes take their column's colour at the clock's phase: green "
+                     "within its bound, red beyond it, grey without a finite bound; outlined "
+                     "nodes carry a nonzero reverse value."),
         html.Div([
             section("Agreement: phases x columns",
                     dcc.Graph(id="scan-heat", config={"displayModeBar": False}),
-                    note="Hover a cell for its relative error and cosine; the orange frame is "
+                    note="Colour: the measured relative error over its certified bound. Hover "
+                         "a cell for the error, the bound and the cosine; the orange frame is "
                          "the phase on the clock."),
-            section("Column summary",
-                    data_table("scan-summary", page_size=7), csv_download("scan-summary-csv"),
-                    note="Fraction of phases whose column agrees, and its errors."),
-        ], className="two-col"),
-        html.Div([
             section("Hallucinated support",
                     dcc.Graph(id="scan-support", config={"displayModeBar": False}),
                     note="The sparse vector (column four) as the reverse pass rebuilds it: "
                          "entries above 5% of the largest forward value where the forward "
                          "vector was zero are hallucinated; forward entries it drops are missed."),
-            section("Conditioning",
-                    dcc.Graph(id="scan-sv", config={"displayModeBar": False}),
-                    data_table("scan-cond", page_size=3), csv_download("scan-cond-csv")),
         ], className="two-col"),
+        section("Column summary",
+                data_table("scan-summary", page_size=7), csv_download("scan-summary-csv"),
+                note="Per column: the share of phases within their bound, the measured relative "
+                     "errors beside the certified bounds (a blank bound: none is finite)."),
+        section("Conditioning",
+                html.Div([dcc.Graph(id="scan-sv", config={"displayModeBar": False}),
+                          html.Div([data_table("scan-cond", page_size=3),
+                                    csv_download("scan-cond-csv")])], className="two-col")),
         section("Pattern recovery",
                 html.Div(id="scan-recovery-stat"),
                 data_table("scan-recovery", page_size=8), csv_download("scan-recovery-csv"),
                 note="The pattern id of each phase is read from the rebuilt sparse vector: the "
                      "nearest routing row (for relu, the nearest row's positive part)."),
+        section("Sparse recovery: where OMP succeeds and pinv cannot",
+                controls_row(
+                    labelled("K entries", dcc.Input(id="scan-pt-k", type="number",
+                                                    min=PT_LIMITS["k"][0], max=PT_LIMITS["k"][1],
+                                                    step=1, value=24, className="num-input"),
+                             help="fixed length of the sparse vector"),
+                    labelled("trials per cell", dcc.Input(id="scan-pt-trials", type="number",
+                                                          min=PT_LIMITS["trials"][0],
+                                                          max=PT_LIMITS["trials"][1], step=1,
+                                                          value=10, className="num-input"),
+                             help="random gaussian operators and vectors per cell, seeded")),
+                job_panel(PT, run_label="Compute the map",
+                          note="One row per (nonzeros, outputs) cell: the share of random "
+                               "k-sparse vectors that OMP (and pinv) bring back to a relative "
+                               "error below 1e-3."),
+                dcc.Graph(id="scan-pt-figure", config={"displayModeBar": False}),
+                note="The phase transition of sparse recovery: below the diagonal band OMP "
+                     "recovers the vector from fewer outputs than entries; pinv needs as many "
+                     "outputs as entries (right of the dashed line). At F = 6, K = 24 with 3 "
+                     "nonzeros OMP succeeds only part of the time."),
         section("Agreement table",
                 data_table("scan-table", page_size=10),
                 csv_download("scan-csv", "Download agreement CSV"),
@@ -177,7 +219,7 @@ def _frame(df):
     return df.replace([np.inf, -np.inf], np.nan).to_dict("records"), table_columns(df)
 
 
-N_OUT = 17
+N_OUT = 19
 
 
 @callback(
@@ -187,6 +229,7 @@ N_OUT = 17
     Output("scan-cond", "data"), Output("scan-cond", "columns"), Output("scan-recovery", "data"),
     Output("scan-recovery", "columns"), Output("scan-recovery-stat", "children"),
     Output("scan-table", "data"), Output("scan-table", "columns"), Output("scan-frames", "data"),
+    Output("scan-cyto", "elements"), Output("scan-graph-note", "children"),
     *[Input(i, p) for i, p in chain_inputs(PREFIX)], Input("scan-weights", "value"),
     Input("scan-mode", "value"), Input("scan-lam", "value"), Input("scan-noise", "value"),
 )
@@ -208,6 +251,7 @@ def compute(*values):
     vjp = vjp_table(chain, y)
     summary = column_summary(table)
     cond = conditioning(chain)
+    drawn, notes = drawn_edges(chain)
     T = chain.spec.n_phases
     return (None, _stats(table, rec), _vjp_view(vjp),
             [html.Li(r) for r in divergence_reasons(chain, mode, lam, noise, seed)],
@@ -215,7 +259,30 @@ def compute(*values):
             support_heatmap(fwd["sparse"], hallucinated_map(chain, mode, lam, noise, seed)),
             singular_value_figure(singular_values(chain)), *_frame(cond), *_frame(rec),
             stat("pattern recovery accuracy", f"{rec['correct'].mean():.1%} of {T} phases"),
-            *_frame(table), scan_frames(chain, fwd, rev, table))
+            *_frame(table), scan_frames(chain, fwd, rev, table),
+            graph_elements(chain, reverse=True, prefix=SCAN_GRAPH_PREFIX, edges=drawn),
+            hidden_note(notes, chain.to_graph().n_edges, drawn.size))
+
+
+def plan_phase_map(k, trials) -> JobPlan:
+    """The phase-transition job: validated here (a bad K or trials shows its message)."""
+    from engine.validate import check_int
+
+    k = check_int("K entries", k, *PT_LIMITS["k"])
+    trials = check_int("trials per cell", trials, *PT_LIMITS["trials"])
+    return JobPlan(rows=phase_transition_rows(k, trials, seed=0),
+                   total=len(phase_transition_cells(k)),
+                   params={"K": k, "trials": trials, "seed": 0, "solver": "sklearn orthogonal_mp"})
+
+
+register_job(PT, [State("scan-pt-k", "value"), State("scan-pt-trials", "value")], plan_phase_map,
+             kind="scanner-phase-map", filename="scanner_phase_map.csv")
+
+
+@callback(Output("scan-pt-figure", "figure"), Input(PT_IDS.rows, "data"))
+def draw_phase_map(rows):
+    """The map fills in as the job's rows arrive."""
+    return phase_transition_figure(rows or [])
 
 
 register_csv_download("scan-csv", ("scan-table", "data"), "scanner_agreement.csv")

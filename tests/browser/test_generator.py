@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import download_csv, wait_for_text
+from tests.browser.conftest import SHOTS, download_csv, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -109,7 +109,7 @@ def test_generator_plays_toggles_updates_sounds_and_downloads(app_server, page):
     _set_number(page, "#gen-k", 12)
     wait_for_text(page, "#gen-stats", "24 of 96")
     page.wait_for_function("() => document.getElementById('gen-cyto')._cyreg.cy.nodes().length "
-                           "=== 16 + 8 + 3 * 12 + 12 + 6")
+                           "=== 16 + 8 + 3 * 12 + 12 + 6 + 7")
     # every edge joins the new chain's nodes (no edge kept from the old chain)
     assert page.evaluate("""() => { const cy = document.getElementById('gen-cyto')._cyreg.cy;
         const key = cy.nodes()[0].id().replace(/n0$/, '');
@@ -143,3 +143,34 @@ def test_generator_plays_toggles_updates_sounds_and_downloads(app_server, page):
     # a bad K is explained on the page, not a traceback
     _set_number(page, "#gen-k", 2)
     wait_for_text(page, "#gen-error", "expected at most K = 2")
+
+
+LARGEST = "preset=dense&n_phases=64&n_patterns=32&k=64&nnz_per_row=8&hidden=32&n_harmonics=16"
+
+
+def test_the_clock_keeps_its_rate_at_the_largest_sizes(app_server, page):
+    """Issue: at the largest sizes, no gap over 2 ticks at 5 ticks/s (it was up to 0.63 s)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(app_server + "/generator?" + LARGEST)
+    wait_for_text(page, "#gen-phase-text", "phase 0 / 64")
+    page.wait_for_function("() => { const c = document.getElementById('gen-cyto')._cyreg;"
+                           " return c && c.cy.nodes().length === 64 + 32 + 3 * 64 + 32 + 16 + 7; }")
+    assert "of 4800 edges" in page.inner_text("#gen-graph-note")
+    labels = page.evaluate("() => document.getElementById('gen-cyto')._cyreg.cy"
+                           ".nodes('.layer-label').map(n => n.data('label'))")
+    assert [lab.split("\n")[0] for lab in labels] == [
+        "1 clock", "2 lookup", "3 select", "4 sparse vector", "5 activation", "6 propagate (W)",
+        "7 assemble (M)"]
+    page.wait_for_timeout(500)  # let the first figures settle
+    page.evaluate("""() => { window.__stamps = [];
+        new MutationObserver(() => window.__stamps.push(performance.now()))
+            .observe(document.getElementById('gen-phase-text'),
+                     {childList: true, subtree: true, characterData: true});
+        document.getElementById('gen-play').click(); }""")
+    page.wait_for_timeout(4000)
+    page.click("#gen-play")
+    stamps = page.evaluate("() => window.__stamps")
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(stamps) >= 15, stamps  # about 20 ticks in 4 s at 5 ticks/s
+    assert max(gaps) <= 2 * 200, [round(g) for g in gaps]
+    page.screenshot(path=str(SHOTS / "generator-largest.png"), full_page=False)

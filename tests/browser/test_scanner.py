@@ -1,7 +1,7 @@
 """/scanner in a real browser: heatmap, presets, noise, modes, clock, CSV."""
 import pytest
 
-from tests.browser.conftest import download_csv, wait_for_text
+from tests.browser.conftest import download_csv, wait_for_job, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -60,10 +60,19 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     page.click("#scan-mode >> text='transpose'")
     wait_for_text(page, "#scan-phase-text", "/ 16")
 
-    # the reverse pass animates with the clock
+    # the reverse pass animates with the clock, in the pipeline and on the transpose graph
+    page.wait_for_function("() => { const c = document.getElementById('scan-cyto')._cyreg;"
+                           " return c && c.cy.nodes('.L6.within').length === 6; }")
     page.click("#scan-fwd")
     wait_for_text(page, "#scan-phase-text", "phase 1 / 16")
     assert page.evaluate("() => document.querySelector('#scan-pipeline svg').dataset.phase") == "1"
+    graph = page.evaluate("""() => { const cy = document.getElementById('scan-cyto')._cyreg.cy;
+        const e = cy.edges()[0];
+        return {labels: cy.nodes('.layer-label').map(n => n.data('label').split('\\n')[0]),
+                back: e.source().position('x') > e.target().position('x'),
+                hot: cy.nodes('.hot').length}; }""")
+    assert graph["labels"][0] == "1 clock" and graph["labels"][6] == "7 assemble (M)"
+    assert graph["back"] and graph["hot"] > 0
     page.click("#scan-play")
     page.wait_for_function("() => !document.getElementById('scan-phase-text').innerText.startsWith('phase 1 ')")
     page.click("#scan-play")
@@ -76,3 +85,15 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     assert len(frame) == 16 * 7
     assert set(frame["column"]) == {"clock", "lookup", "select", "sparse", "activation",
                                     "propagate", "assemble"}
+
+    # the phase-transition map runs as a job with progress, and fills the heatmap
+    page.fill("#scan-pt-k", "8")
+    page.fill("#scan-pt-trials", "2")
+    page.click("#scan-pt-job-run")
+    status = wait_for_job(page, "#scan-pt-job-status", timeout=60_000)
+    assert status.startswith("done: 32 rows")
+    assert page.get_attribute("#scan-pt-job-progress", "value") == "32"
+    z = page.evaluate(f"() => ({GD})('scan-pt-figure').data[0].z")
+    assert len(z) == 4 and len(z[0]) == 8
+    rows = download_csv(page, "#scan-pt-job-csv")
+    assert len(rows) == 32 and {"omp_success_rate", "pinv_success_rate"} <= set(rows.columns)

@@ -29,15 +29,23 @@ def _values(**change):
 
 
 def test_compute_returns_frames_for_every_phase_and_the_views():
-    frames, err, elements, eq, cost, cost_cols, phases, phase_cols, stats, href = gen.compute(*DEFAULT_VALUES)
+    (frames, err, elements, eq, cost, cost_cols, phases, phase_cols, stats, href, note, levels,
+     level_cols, level_stat) = gen.compute(*DEFAULT_VALUES)
     assert err is None
     T, P = CHAIN_DEFAULTS["n_phases"], CHAIN_DEFAULTS["n_patterns"]
     assert frames["T"] == T and len(frames["lut"]) == T
     assert set(frames["wav"]) == {str(p) for p in range(P)}
     assert set(frames["pipe"]["values"]) == {str(p) for p in range(P)}
-    # graph: a node per entry and an edge per nonzero
-    nodes = [e for e in elements if "source" not in e["data"]]
-    assert len(nodes) == make_chain(**CHAIN_DEFAULTS).to_graph().n_nodes
+    # graph: a node per entry, a label per layer and, at this size, an edge per nonzero
+    g = make_chain(**CHAIN_DEFAULTS).to_graph()
+    nodes = [e for e in elements if "source" not in e["data"] and "layer-label" not in e["classes"]]
+    labels = [e["data"]["label"] for e in elements if e.get("classes") == "layer-label"]
+    assert len(nodes) == g.n_nodes and len(labels) == 7
+    assert labels[0].startswith("1 clock\nlevel 0") and labels[6].startswith("7 assemble (M)\nlevel 6")
+    assert len([e for e in elements if "source" in e["data"]]) == g.n_edges
+    assert note == f"All {g.n_edges} edges are drawn."
+    # parallelism: seven levels, a critical path of six steps
+    assert [r["level"] for r in levels] == list(range(7)) and "6 steps" in str(level_stat)
     # equality figure: one bar per phase, all at rounding level
     assert len(eq["data"][0]["y"]) == T and max(eq["data"][0]["y"]) <= 1e-12
     assert [r["column"] for r in cost] == ["clock", "lookup", "select", "sparse", "activation",
@@ -61,10 +69,34 @@ def test_frames_follow_the_chain():
     T = chain.spec.n_phases
     key = frames["gkey"]
     lit = set(frames["active"]["3"]["nodes"])
-    assert f"#{key}n{T + 3}" in lit
-    assert {f"#{key}n{T + chain.spec.n_patterns + k}" for k in np.flatnonzero(chain.R[3])} <= lit
+    assert T + 3 in lit
+    assert {T + chain.spec.n_patterns + k for k in np.flatnonzero(chain.R[3])} <= lit
     # another chain brings other element ids (cytoscape cannot re-wire an existing edge)
     assert gen.compute(*DEFAULT_VALUES)[0]["gkey"] != key
+
+
+LARGEST = dict(preset="dense", n_phases=64, n_patterns=32, k=64, nnz_per_row=8, hidden=32,
+               n_harmonics=16)
+
+
+def test_the_largest_graph_is_thinned_and_says_what_is_hidden():
+    import json
+
+    out = gen.compute(*_values(**LARGEST))
+    frames, elements, note = out[0], out[2], out[10]
+    g = make_chain(**{**CHAIN_DEFAULTS, **LARGEST}).to_graph()
+    edges = [e for e in elements if "source" in e["data"]]
+    assert len(edges) < g.n_edges / 4  # 4800 edges: the drawing keeps the strongest
+    assert f"of {g.n_edges} edges" in note and "3 select: 1" in note and "(W)" in note
+    # every node keeps an input: no drawn node of a later layer looks cut off
+    targets = {e["data"]["target"] for e in edges}
+    key = frames["gkey"]
+    assert all(f"{key}n{n}" in targets for n in range(g.offsets[1], g.n_nodes))
+    # the payload stays compact (issue: no response over 1 MB)
+    assert len(json.dumps(frames)) + len(json.dumps(elements)) < 1_000_000
+    # the lit path only names drawn edges
+    drawn = {int(e["data"]["id"].split("e")[-1]) for e in edges}
+    assert all(set(a["edges"]) <= drawn for a in frames["active"].values())
 
 
 def test_wav_of_each_pattern_is_a_playable_tone():
@@ -91,3 +123,11 @@ def test_layout_reads_the_chain_from_the_url_query():
     params = params_from_query({"preset": "dense", "k": "12", "seed": "zz"})
     assert params["k"] == 12 and params["seed"] == CHAIN_DEFAULTS["seed"]
     assert chain_query(params).startswith("?preset=dense")
+
+
+def test_the_callback_declares_one_output_per_returned_value():
+    """Calling compute() directly cannot see a missing Output: count the registered ones."""
+    from dash._callback import GLOBAL_CALLBACK_MAP
+
+    key = next(k for k in GLOBAL_CALLBACK_MAP if k.startswith("..gen-frames.data..."))
+    assert len(key.strip(".").split("...")) == len(gen.compute(*DEFAULT_VALUES))

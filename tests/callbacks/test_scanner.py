@@ -96,3 +96,44 @@ def test_orthogonal_weights_that_do_not_fit_are_explained():
 def test_layout_takes_the_chain_from_the_url():
     text = str(sc.layout(preset="concentrated", k="10", activation="sigmoid"))
     assert "'concentrated'" in text and "'sigmoid'" in text and "value=10" in text
+
+
+def test_the_graph_view_is_the_generators_graph_reversed():
+    out = _run()
+    elements, frames = out[17], out[16]
+    g = sc.make_chain(**CHAIN_DEFAULTS).to_graph()
+    key = frames["gkey"]
+    nodes = {e["data"]["id"]: e for e in elements if "source" not in e["data"]}
+    edges = [e for e in elements if "source" in e["data"]]
+    assert len(edges) == g.n_edges and "All" in out[18]
+    layer = lambda node_id: int(nodes[node_id]["classes"].split()[0][1:])  # "L3" -> 3
+    # every wire flows right to left: from a later layer to an earlier one
+    assert all(layer(e["data"]["source"]) > layer(e["data"]["target"]) for e in edges)
+    assert all(e["data"]["id"].startswith(key) for e in edges)
+    # same positions as the generator's drawing of the same chain
+    from components.figures_chain import graph_elements
+    gen_pos = {e["data"]["id"][len(key):]: e["position"] for e in graph_elements(
+        sc.make_chain(**CHAIN_DEFAULTS)) if "position" in e}
+    assert all(gen_pos[i[len(key):]] == e["position"] for i, e in nodes.items())
+    # the frames colour the nodes: per phase, per column, a verdict and a bound
+    assert frames["offsets"] == list(g.offsets)
+    assert all(len(ph["bound"]) == 7 for ph in frames["phases"])
+
+
+def test_the_phase_map_job_plans_every_cell_and_refuses_bad_input():
+    job = sc.plan_phase_map(8, 2)
+    assert job.total == 4 * 8 and job.params["K"] == 8
+    rows = list(job.rows)
+    assert len(rows) == job.total and {"omp_success_rate", "pinv_success_rate"} <= set(rows[0])
+    fig = sc.draw_phase_map(rows)
+    assert len(fig["data"][0]["z"]) == 4 and len(fig["data"][0]["z"][0]) == 8
+    with pytest.raises(ValueError, match="K entries: expected an integer in"):
+        sc.plan_phase_map(1, 2)
+    assert "Run the map" in str(sc.draw_phase_map([]).layout.annotations[0].text)
+
+
+def test_the_callback_declares_one_output_per_returned_value():
+    from dash._callback import GLOBAL_CALLBACK_MAP
+
+    key = next(k for k in GLOBAL_CALLBACK_MAP if k.startswith("..scan-error.children..."))
+    assert len(key.strip(".").split("...")) == len(_run()) == sc.N_OUT
