@@ -89,6 +89,32 @@ def chain_query(params: dict) -> str:
     return "?" + urlencode({k: params[k] for k in CHAIN_DEFAULTS if k in params})
 
 
+TRAIN_KEYS = ("target", "steps", "lr", "custom")
+
+
+def train_query(trained: dict | None) -> str:
+    """``&target=...&steps=...`` for a trained chain (empty for the seeded weights)."""
+    if not trained:
+        return ""
+    return "&" + urlencode({k: trained[k] for k in TRAIN_KEYS if trained.get(k) not in (None, "")})
+
+
+def train_from_query(query: dict) -> dict[str, Any] | None:
+    """The training settings a link carries (with the link's chain parameters), or None
+    (the seeded weights); the engine validates them when it trains."""
+    query = query or {}
+    if not isinstance(query.get("target"), str):
+        return None
+    out: dict[str, Any] = {"target": query["target"], "custom": query.get("custom", ""),
+                           "params": params_from_query(query)}
+    for key, cast in (("steps", int), ("lr", float)):
+        try:
+            out[key] = cast(query.get(key))
+        except (TypeError, ValueError):
+            return None
+    return out
+
+
 def params_from_query(query: dict) -> dict[str, Any]:
     """Chain parameters from URL query values (strings); what cannot be read keeps its default."""
     out = dict(CHAIN_DEFAULTS)
@@ -105,3 +131,18 @@ def params_from_query(query: dict) -> dict[str, Any]:
         elif key == "activation" and raw in ACTIVATIONS:
             out[key] = raw
     return out
+
+
+def maybe_trained(chain, params: dict, trained: dict | None):
+    """The trained chain when a training (``{"params", "target", "steps", "lr", "custom"}``)
+    matches these chain parameters, else ``chain`` as it is: (chain, a sentence saying which
+    weights are drawn, the training used or None). Trained from the pure cache."""
+    from engine.chain.training import cached_trained_chain
+
+    if not trained or dict(trained.get("params") or {}) != dict(params) \
+            or chain.spec.weights != "gaussian":
+        return chain, "Drawing the seeded weights.", None
+    got, losses = cached_trained_chain(params, trained["target"], trained["steps"], trained["lr"],
+                                       trained.get("custom", ""))
+    return got, (f"Drawing the trained weights: target {trained['target']}, {trained['steps']} "
+                 f"steps, loss {losses[0]:.3g} -> {losses[-1]:.3g}."), trained

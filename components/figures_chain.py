@@ -277,6 +277,26 @@ def equality_figure(diff: np.ndarray) -> dict:
     return fig
 
 
+# -- the training's loss curve -------------------------------------------------------------------
+def loss_figure(rows: list[dict]) -> dict:
+    """Loss per Adam step on a log axis, from the training job's rows."""
+    if not rows:
+        return {"data": [], "layout": dict(
+            height=260, xaxis=dict(visible=False), yaxis=dict(visible=False),
+            annotations=[dict(text="Press Train: the loss appears here step by step.", x=0.5, y=0.5,
+                              xref="paper", yref="paper", showarrow=False,
+                              font=dict(size=14, color="#5b6475"))])}
+    steps = [int(r["step"]) for r in rows]
+    loss = [max(float(r["loss"]), 1e-300) for r in rows]
+    return {"data": [dict(type="scatter", mode="lines", x=steps, y=loss, line=dict(color="#2f6fdb"),
+                          hovertemplate="step %{x}: loss %{y:.3g}<extra></extra>", name="loss")],
+            "layout": dict(height=260, margin=dict(l=70, r=20, t=20, b=50), showlegend=False,
+                           xaxis=dict(title=dict(text="Adam step")),
+                           yaxis=dict(title=dict(text="loss: mean_p ||y_p - target_p||^2 (a.u.)"),
+                                      type="log", exponentformat="e"),
+                           uirevision="loss")}
+
+
 # -- audio and waveform ------------------------------------------------------------------------
 def wav_data_uri(amplitudes: np.ndarray) -> str:
     data = to_wav_bytes(amplitudes, F0_HZ, WAV_RATE, WAV_SECONDS)

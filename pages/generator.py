@@ -13,19 +13,25 @@ import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (chain_controls, chain_inputs, chain_params, chain_query,
-                                       params_from_query)
+                                       maybe_trained, params_from_query, train_query)
+from components.figures_chain import loss_figure
+from components.jobs import JobPlan, job_ids, job_panel, register_job
+from components.layout import labelled
 from components.figures_chain import (drawn_edges, equality_figure, generator_frames,
                                       graph_elements, graph_stylesheet, hidden_note)
 from components.layout import controls_row, error_message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.chain.generator import make_chain, pipeline_graph_difference
 from engine.chain.graph import level_table
+from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, cached_trained_chain, targets_for
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
                    description="One sparse chain drawn as a rule-based pipeline and as a "
                                "seven-layer graph, driven by a clock, with sound.")
 
 PREFIX = "gen"
+TRAIN = "gen-train"
+TRAIN_IDS = job_ids(TRAIN)
 TPS_CHOICES = (1, 2, 5, 10, 20)
 VIEW_OPTIONS = [{"label": "side by side", "value": "both"},
                 {"label": "pipeline only", "value": "pipeline"},
@@ -114,6 +120,7 @@ def layout(**query):
                 dcc.Graph(id="gen-heat", config={"displayModeBar": False}),
                 note="The orange outline marks the routing row picked at this phase, and the "
                      "columns of W its nonzeros touch; M always uses all of h (h is dense)."),
+        _training_section(),
         section("Parallelism: dependency levels",
                 html.Div(id="gen-levels-stat"),
                 data_table("gen-levels-table", page_size=7),
@@ -149,10 +156,40 @@ def layout(**query):
                             "entries); they are the presets here, plus seeded random."),
                 ])),
         dcc.Store(id="gen-frames"),
+        dcc.Store(id="gen-trained", data=None),
         dcc.Store(id="gen-phase", data=0),
         dcc.Store(id="gen-muted", data=True),
         dcc.Interval(id="gen-interval", interval=200, disabled=True),
     ], className="gen-page")
+
+
+def _training_section() -> html.Div:
+    return section(
+        "A trained chain: learn R, W and M so each pattern plays a chord",
+        controls_row(
+            labelled("Target", dcc.RadioItems(
+                id="gen-target", value="major triad", inline=True, className="radio-inline",
+                options=[{"label": k, "value": k, "title": v} for k, v in TARGETS.items()]),
+                help="major triad: harmonics 4, 5, 6 of 220 Hz (A, C#, E)"),
+            labelled("custom amplitudes", dcc.Input(
+                id="gen-custom", type="text", value="0 0 0 1 1 1; 1 0 1 0 0 0", debounce=True,
+                className="num-input"), help="F numbers per pattern, rows split by ';'"),
+            labelled("steps", dcc.Input(id="gen-steps", type="number", value=300, step=1,
+                                        min=TRAIN_LIMITS["steps"][0], max=TRAIN_LIMITS["steps"][1],
+                                        className="num-input"), help="Adam steps"),
+            labelled("learning rate", dcc.Input(id="gen-lr", type="number", value=0.05, step="any",
+                                                min=TRAIN_LIMITS["lr"][0], max=TRAIN_LIMITS["lr"][1],
+                                                className="num-input"), help="Adam's step size"),
+        ),
+        job_panel(TRAIN, run_label="Train",
+                  note="Autograd (torch, float64) on mean_p ||M W sigma(R_p) - target_p||^2; R's "
+                       "gradient is masked to its nonzeros, so the trained chain keeps its dice. "
+                       "When it is done, every view above draws the learned weights."),
+        html.Button("Back to the seeded weights", id="gen-untrain", className="btn", n_clicks=0),
+        html.Div(id="gen-weights-note", className="section-note", role="status"),
+        dcc.Graph(id="gen-loss", config={"displayModeBar": False}),
+        note="The deck's point from the other side: a network trained from data is the rule "
+             "pipeline. The equality check still holds for the learned weights.")
 
 
 def _stats(chain, diff) -> html.Div:
@@ -173,16 +210,19 @@ def _stats(chain, diff) -> html.Div:
     Output("gen-phase-table", "columns"), Output("gen-stats", "children"),
     Output("gen-scan-link", "href"), Output("gen-graph-note", "children"),
     Output("gen-levels-table", "data"), Output("gen-levels-table", "columns"),
-    Output("gen-levels-stat", "children"),
-    *[Input(i, p) for i, p in chain_inputs(PREFIX)],
+    Output("gen-levels-stat", "children"), Output("gen-weights-note", "children"),
+    *[Input(i, p) for i, p in chain_inputs(PREFIX)], Input("gen-trained", "data"),
 )
 def compute(*values):
-    """Widget values -> chain -> every view's data for all phases (one round trip)."""
+    """Widget values (and a finished training) -> chain -> every view's data for all phases
+    (one round trip)."""
+    *values, trained = values
     try:
         params = chain_params(*values)
         chain = make_chain(**params)
+        chain, weights_note, trained = maybe_trained(chain, params, trained)
     except (TypeError, ValueError) as exc:
-        return (dash.no_update, error_message(exc), *[dash.no_update] * 12)
+        return (dash.no_update, error_message(exc), *[dash.no_update] * 13)
     diff = pipeline_graph_difference(chain)
     cost = chain.cost_table()
     phases = chain.phase_table()
@@ -195,8 +235,58 @@ def compute(*values):
     return (generator_frames(chain), None, graph_elements(chain, edges=drawn),
             equality_figure(diff), cost.to_dict("records"), table_columns(cost),
             phases.to_dict("records"), table_columns(phases), _stats(chain, diff),
-            "/scanner" + chain_query(params), hidden_note(notes, g.n_edges, drawn.size),
-            levels.to_dict("records"), table_columns(levels), html.Div([crit, unreached]))
+            "/scanner" + chain_query(params) + train_query(trained),
+            hidden_note(notes, g.n_edges, drawn.size), levels.to_dict("records"),
+            table_columns(levels), html.Div([crit, unreached]), weights_note)
+
+
+def plan_training(*values) -> JobPlan:
+    """The training job: the chain of the controls, its targets, then Adam step by step; at
+    the end the result goes to the shared pure cache so the page can draw it at once."""
+    *chain_values, target, custom, steps, lr = values
+    params = chain_params(*chain_values)
+    start = make_chain(**params)
+    run = TrainRun(start, targets_for(start, target, custom), steps, lr)
+
+    def rows():
+        for row in run.rows():
+            yield {"step": row["step"], "loss": row["loss"]}
+        cached_trained_chain(params, target, run.steps, run.lr, custom)
+
+    return JobPlan(rows=rows(), total=run.steps + 1,
+                   params={**params, "target": target, "steps": run.steps, "lr": run.lr,
+                           "custom": custom if target == "custom" else ""})
+
+
+register_job(TRAIN, [State(i, p) for i, p in chain_inputs(PREFIX)]
+             + [State("gen-target", "value"), State("gen-custom", "value"),
+                State("gen-steps", "value"), State("gen-lr", "value")],
+             plan_training, kind="generator-training", filename="generator_training_loss.csv")
+
+
+@callback(Output("gen-loss", "figure"), Input(TRAIN_IDS.rows, "data"))
+def draw_loss(rows):
+    """The loss curve, step by step as the job runs."""
+    return loss_figure(rows or [])
+
+
+@callback(Output("gen-trained", "data"), Input(TRAIN_IDS.result, "data"),
+          Input("gen-untrain", "n_clicks"), State(TRAIN_IDS.run, "n_clicks"),
+          prevent_initial_call=True)
+def use_training(result, _untrain, _runs):
+    """A finished training switches the views to its weights; the button switches back."""
+    if dash.ctx.triggered_id == "gen-untrain" or not result or result.get("status") != "done":
+        return None
+    from engine.runtime.store import RunStore
+
+    try:
+        p = dict(RunStore().meta(result["run_id"])["params"]) if result.get("run_id") else {}
+    except KeyError:  # the run was deleted meanwhile
+        p = {}
+    train = {k: p.pop(k) for k in ("target", "steps", "lr", "custom") if k in p}
+    if set(train) != {"target", "steps", "lr", "custom"}:
+        return None
+    return {"params": p, **train}
 
 
 register_csv_download("gen-cost-csv", ("gen-cost-table", "data"), "generator_cost.csv")

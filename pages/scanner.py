@@ -14,7 +14,7 @@ import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
-                                       params_from_query)
+                                       maybe_trained, params_from_query, train_from_query)
 from components.chain_scan_figures import (SCAN_GRAPH_PREFIX, agreement_heatmap,
                                            phase_transition_figure, scan_frames,
                                            singular_value_figure, support_heatmap)
@@ -72,6 +72,7 @@ def _clock() -> html.Div:
 
 def layout(**query):
     values = params_from_query(query)
+    trained = train_from_query(query)
     preset_options = [CUSTOM] + list(SCAN_PRESETS)
     return html.Div([
         page_header(
@@ -97,6 +98,7 @@ def layout(**query):
                         help="orthogonal needs K <= H <= F and P x nnz <= K"),
                 ),
                 controls_row(*chain_controls(PREFIX, values)),
+                html.Div(id="scan-weights-note", className="section-note", role="status"),
                 html.Div(id="scan-error")),
         section("Reverse pass", _reverse_controls(), html.Div(id="scan-stats"),
                 html.Div(id="scan-vjp", className="section-note")),
@@ -172,6 +174,7 @@ def layout(**query):
                 note="phase, pattern, column, rel_error, cosine, agree: one row per phase and "
                      "column."),
         dcc.Store(id="scan-frames"),
+        dcc.Store(id="scan-trained", data=trained),
         dcc.Store(id="scan-phase", data=0),
         dcc.Interval(id="scan-interval", interval=200, disabled=True),
     ], className="gen-page")
@@ -219,7 +222,7 @@ def _frame(df):
     return df.replace([np.inf, -np.inf], np.nan).to_dict("records"), table_columns(df)
 
 
-N_OUT = 19
+N_OUT = 20
 
 
 @callback(
@@ -230,15 +233,18 @@ N_OUT = 19
     Output("scan-recovery", "columns"), Output("scan-recovery-stat", "children"),
     Output("scan-table", "data"), Output("scan-table", "columns"), Output("scan-frames", "data"),
     Output("scan-cyto", "elements"), Output("scan-graph-note", "children"),
+    Output("scan-weights-note", "children"),
     *[Input(i, p) for i, p in chain_inputs(PREFIX)], Input("scan-weights", "value"),
     Input("scan-mode", "value"), Input("scan-lam", "value"), Input("scan-noise", "value"),
+    Input("scan-trained", "data"),
 )
 def compute(*values):
     """Chain + reverse-pass settings -> agreement, recovery, conditioning, figures."""
-    *chain_values, weights, mode, lam, noise = values
+    *chain_values, weights, mode, lam, noise, trained = values
     try:
         params = chain_params(*chain_values)
         chain = make_chain(**params, weights=weights)
+        chain, weights_note, _ = maybe_trained(chain, params, trained)
         lam = 0.0 if mode != "tikhonov" else lam
         y = noisy_outputs(chain, noise, chain.spec.seed)
         table = agreement(chain, mode, lam, noise, chain.spec.seed)
@@ -261,7 +267,7 @@ def compute(*values):
             stat("pattern recovery accuracy", f"{rec['correct'].mean():.1%} of {T} phases"),
             *_frame(table), scan_frames(chain, fwd, rev, table),
             graph_elements(chain, reverse=True, prefix=SCAN_GRAPH_PREFIX, edges=drawn),
-            hidden_note(notes, chain.to_graph().n_edges, drawn.size))
+            hidden_note(notes, chain.to_graph().n_edges, drawn.size), weights_note)
 
 
 def plan_phase_map(k, trials) -> JobPlan:

@@ -4,6 +4,7 @@ import re
 import pytest
 
 from tests.browser.conftest import SHOTS, download_csv, wait_for_text
+from tests.browser.test_chain_helpers import run_job_and_read
 
 pytestmark = pytest.mark.browser
 
@@ -174,3 +175,19 @@ def test_the_clock_keeps_its_rate_at_the_largest_sizes(app_server, page):
     assert len(stamps) >= 15, stamps  # about 20 ticks in 4 s at 5 ticks/s
     assert max(gaps) <= 2 * 200, [round(g) for g in gaps]
     page.screenshot(path=str(SHOTS / "generator-largest.png"), full_page=False)
+
+
+def test_training_runs_as_a_job_and_the_views_draw_the_learned_weights(app_server, page):
+    page.goto(app_server + "/generator")
+    wait_for_text(page, "#gen-phase-text", "phase 0 / 16")
+    wait_for_text(page, "#gen-weights-note", "seeded weights")
+    heat_before = page.evaluate(f"() => JSON.stringify(({GD})('gen-heat').data[0].z)")
+    loss = run_job_and_read(page, "gen-train", {"#gen-steps": "40"}, 41, "gen-loss")["y"]
+    assert len(loss) == 41 and loss[-1] < loss[0]
+    wait_for_text(page, "#gen-weights-note", "trained weights: target major triad, 40 steps")
+    page.wait_for_function(f"hb => JSON.stringify(({GD})('gen-heat').data[0].z) !== hb",
+                           arg=heat_before)
+    assert float(page.inner_text("#gen-maxdiff")) <= 1e-12  # pipeline == graph still
+    assert "target=major+triad" in page.get_attribute("#gen-scan-link", "href")
+    page.click("#gen-untrain")
+    wait_for_text(page, "#gen-weights-note", "seeded weights")

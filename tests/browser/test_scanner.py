@@ -1,7 +1,8 @@
 """/scanner in a real browser: heatmap, presets, noise, modes, clock, CSV."""
 import pytest
 
-from tests.browser.conftest import download_csv, wait_for_job, wait_for_text
+from tests.browser.conftest import download_csv, wait_for_text
+from tests.browser.test_chain_helpers import run_job_and_read
 
 pytestmark = pytest.mark.browser
 
@@ -87,13 +88,8 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
                                     "propagate", "assemble"}
 
     # the phase-transition map runs as a job with progress, and fills the heatmap
-    page.fill("#scan-pt-k", "8")
-    page.fill("#scan-pt-trials", "2")
-    page.click("#scan-pt-job-run")
-    status = wait_for_job(page, "#scan-pt-job-status", timeout=60_000)
-    assert status.startswith("done: 32 rows")
-    assert page.get_attribute("#scan-pt-job-progress", "value") == "32"
-    z = page.evaluate(f"() => ({GD})('scan-pt-figure').data[0].z")
+    z = run_job_and_read(page, "scan-pt", {"#scan-pt-k": "8", "#scan-pt-trials": "2"}, 32,
+                         "scan-pt-figure")["z"]
     assert len(z) == 4 and len(z[0]) == 8
     rows = download_csv(page, "#scan-pt-job-csv")
     assert len(rows) == 32 and {"omp_success_rate", "pinv_success_rate"} <= set(rows.columns)

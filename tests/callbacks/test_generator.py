@@ -30,7 +30,8 @@ def _values(**change):
 
 def test_compute_returns_frames_for_every_phase_and_the_views():
     (frames, err, elements, eq, cost, cost_cols, phases, phase_cols, stats, href, note, levels,
-     level_cols, level_stat) = gen.compute(*DEFAULT_VALUES)
+     level_cols, level_stat, weights_note) = gen.compute(*DEFAULT_VALUES, None)
+    assert weights_note == "Drawing the seeded weights."
     assert err is None
     T, P = CHAIN_DEFAULTS["n_phases"], CHAIN_DEFAULTS["n_patterns"]
     assert frames["T"] == T and len(frames["lut"]) == T
@@ -57,7 +58,7 @@ def test_compute_returns_frames_for_every_phase_and_the_views():
 
 def test_frames_follow_the_chain():
     values = _values(preset="concentrated", activation="relu", k=10, nnz_per_row=2, seed=4)
-    frames = gen.compute(*values)[0]
+    frames = gen.compute(*values, None)[0]
     chain = make_chain(**dict(zip(CHAIN_DEFAULTS, values)))
     allc = chain.forward_all()
     for t in range(chain.spec.n_phases):
@@ -72,7 +73,7 @@ def test_frames_follow_the_chain():
     assert T + 3 in lit
     assert {T + chain.spec.n_patterns + k for k in np.flatnonzero(chain.R[3])} <= lit
     # another chain brings other element ids (cytoscape cannot re-wire an existing edge)
-    assert gen.compute(*DEFAULT_VALUES)[0]["gkey"] != key
+    assert gen.compute(*DEFAULT_VALUES, None)[0]["gkey"] != key
 
 
 LARGEST = dict(preset="dense", n_phases=64, n_patterns=32, k=64, nnz_per_row=8, hidden=32,
@@ -82,7 +83,7 @@ LARGEST = dict(preset="dense", n_phases=64, n_patterns=32, k=64, nnz_per_row=8, 
 def test_the_largest_graph_is_thinned_and_says_what_is_hidden():
     import json
 
-    out = gen.compute(*_values(**LARGEST))
+    out = gen.compute(*_values(**LARGEST), None)
     frames, elements, note = out[0], out[2], out[10]
     g = make_chain(**{**CHAIN_DEFAULTS, **LARGEST}).to_graph()
     edges = [e for e in elements if "source" in e["data"]]
@@ -100,7 +101,7 @@ def test_the_largest_graph_is_thinned_and_says_what_is_hidden():
 
 
 def test_wav_of_each_pattern_is_a_playable_tone():
-    frames = gen.compute(*DEFAULT_VALUES)[0]
+    frames = gen.compute(*DEFAULT_VALUES, None)[0]
     uri = frames["wav"]["0"]
     assert uri.startswith("data:audio/wav;base64,")
     with wave.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as w:
@@ -110,7 +111,7 @@ def test_wav_of_each_pattern_is_a_playable_tone():
 
 @pytest.mark.parametrize("change, text", BAD_INPUTS)
 def test_bad_inputs_show_a_message_and_change_nothing_else(change, text):
-    out = gen.compute(*_values(**change))
+    out = gen.compute(*_values(**change), None)
     assert text in str(out[1].children)
     assert out[1].className == "msg msg-error"
     assert all(o is gen.dash.no_update for i, o in enumerate(out) if i != 1)
@@ -129,5 +130,31 @@ def test_the_callback_declares_one_output_per_returned_value():
     """Calling compute() directly cannot see a missing Output: count the registered ones."""
     from dash._callback import GLOBAL_CALLBACK_MAP
 
-    key = next(k for k in GLOBAL_CALLBACK_MAP if k.startswith("..gen-frames.data..."))
-    assert len(key.strip(".").split("...")) == len(gen.compute(*DEFAULT_VALUES))
+    registered = {**GLOBAL_CALLBACK_MAP, **app.app.callback_map}  # the app takes them over
+    key = next(k for k in registered if k.startswith("..gen-frames.data..."))
+    assert len(key.strip(".").split("...")) == len(gen.compute(*DEFAULT_VALUES, None))
+
+
+def test_training_job_then_the_views_draw_the_learned_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    job = gen.plan_training(*DEFAULT_VALUES, "major triad", "", 80, 0.05)
+    rows = list(job.rows)
+    assert job.total == 81 and [r["step"] for r in rows] == list(range(81))
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    fig = gen.draw_loss(rows)
+    assert fig["data"][0]["y"][0] == rows[0]["loss"] and fig["layout"]["yaxis"]["type"] == "log"
+    trained = {"params": dict(CHAIN_DEFAULTS), "target": "major triad", "steps": 80, "lr": 0.05,
+               "custom": ""}
+    out = gen.compute(*DEFAULT_VALUES, trained)
+    seeded = gen.compute(*DEFAULT_VALUES, None)
+    assert "trained weights: target major triad, 80 steps" in out[14]
+    assert out[0]["pipe"]["R"] != seeded[0]["pipe"]["R"]  # the learned R is drawn ...
+    support = lambda R: [[v != 0 for v in row] for row in R]
+    assert support(out[0]["pipe"]["R"]) == support(seeded[0]["pipe"]["R"])  # ... on R's support
+    assert max(out[3]["data"][0]["y"]) <= 1e-12  # pipeline == graph still
+    assert "target=major+triad" in out[9] and "steps=80" in out[9]  # the scanner gets it too
+    # a training for other chain parameters is not applied
+    other = gen.compute(*_values(seed=3), trained)
+    assert other[14] == "Drawing the seeded weights."
+    with pytest.raises(ValueError, match="target: expected one of"):
+        gen.plan_training(*DEFAULT_VALUES, "chord", "", 80, 0.05)

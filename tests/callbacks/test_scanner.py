@@ -15,9 +15,9 @@ BAD = [
 ]
 
 
-def _run(chain=None, weights="gaussian", mode="transpose", lam=0.01, noise=0.0):
+def _run(chain=None, weights="gaussian", mode="transpose", lam=0.01, noise=0.0, trained=None):
     values = list((chain or CHAIN_DEFAULTS).values()) if isinstance(chain or CHAIN_DEFAULTS, dict) else list(chain)
-    return sc.compute(*values, weights, mode, lam, noise)
+    return sc.compute(*values, weights, mode, lam, noise, trained)
 
 
 def _agree(out) -> float:
@@ -135,5 +135,21 @@ def test_the_phase_map_job_plans_every_cell_and_refuses_bad_input():
 def test_the_callback_declares_one_output_per_returned_value():
     from dash._callback import GLOBAL_CALLBACK_MAP
 
-    key = next(k for k in GLOBAL_CALLBACK_MAP if k.startswith("..scan-error.children..."))
+    registered = {**GLOBAL_CALLBACK_MAP, **app.app.callback_map}  # the app takes them over
+    key = next(k for k in registered if k.startswith("..scan-error.children..."))
     assert len(key.strip(".").split("...")) == len(_run()) == sc.N_OUT
+
+
+def test_the_scanner_runs_a_trained_chain_backwards_from_its_link():
+    from components.chain_controls import train_from_query
+
+    query = {"target": "arpeggio", "steps": "60", "lr": "0.05", "custom": ""}
+    trained = train_from_query(query)
+    assert trained["params"] == CHAIN_DEFAULTS and trained["steps"] == 60
+    out = _run(trained=trained)
+    assert out[0] is None and "trained weights: target arpeggio, 60 steps" in out[19]
+    seeded = _run()
+    assert "seeded weights" in seeded[19] and seeded[14] != out[14]
+    # other chain parameters than the link's: the seeded weights, and the page says so
+    other = _run(chain={**CHAIN_DEFAULTS, "seed": 5}, trained=trained)
+    assert "seeded weights" in other[19]

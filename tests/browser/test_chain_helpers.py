@@ -1,0 +1,16 @@
+"""Shared steps of the /generator and /scanner browser tests (no tests here)."""
+from tests.browser.conftest import wait_for_job
+
+GD = "id => document.getElementById(id).querySelector('.js-plotly-plot')"
+
+
+def run_job_and_read(page, prefix: str, fills: dict[str, str], rows: int, figure: str):
+    """Fill the inputs, run the job ``prefix``, assert it is done with ``rows`` rows and a
+    full progress bar; return the first trace of ``figure`` (its data[0])."""
+    for selector, value in fills.items():
+        page.fill(selector, value)
+    page.click(f"#{prefix}-job-run")
+    status = wait_for_job(page, f"#{prefix}-job-status", timeout=60_000)
+    assert status.startswith(f"done: {rows} rows"), status
+    assert page.get_attribute(f"#{prefix}-job-progress", "value") == str(rows)
+    return page.evaluate(f"() => ({GD})('{figure}').data[0]")
