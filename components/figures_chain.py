@@ -9,13 +9,16 @@ trip. Every function here is plain data in, plain dicts out.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from typing import Any
 
 import numpy as np
 from plotly.subplots import make_subplots
 
-from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain, graph_forward, to_wav_bytes, waveform
+from engine.chain.generator import (COLUMN_TITLES, COLUMNS, Chain, ChainSpec, graph_forward,
+                                    to_wav_bytes, waveform)
+from engine.runtime.cache import pure_cache
 
 F0_HZ = 220.0
 WAV_RATE = 8000
@@ -149,7 +152,8 @@ def graph_elements(chain: Chain, reverse: bool = False, prefix: str = "g",
         level_text = f"level {levels_here[0]}" if len(levels_here) == 1 else "unreached"
         elements.append({"data": {"id": f"{key}L{li}",
                                   "label": f"{COLUMN_TITLES[name]}\n{level_text} \u00b7 {parallel} parallel"},
-                         "position": {"x": li * GRAPH_LAYER_DX, "y": LABEL_Y},
+                         # staggered: neighbouring labels never overlap, however narrow the view
+                         "position": {"x": li * GRAPH_LAYER_DX, "y": LABEL_Y - 62 * (li % 2)},
                          "classes": "layer-label", "selectable": False})
     wmax = _scale(g.weight)
     for e in (np.arange(g.n_edges) if edges is None else edges):
@@ -172,7 +176,7 @@ def graph_stylesheet(reverse: bool = False) -> list[dict]:
         {"selector": "node.off", "style": {"opacity": 0.35}},
         {"selector": "node.layer-label", "style": {
             "label": "data(label)", "text-wrap": "wrap", "text-valign": "top", "text-halign": "center",
-            "font-size": 24, "font-weight": 600, "color": "#2b3240", "width": 1, "height": 1,
+            "font-size": 21, "font-weight": 600, "color": "#2b3240", "width": 1, "height": 1,
             "background-opacity": 0, "border-width": 0, "text-margin-y": -4, "events": "no"}},
         {"selector": "edge", "style": {"width": "mapData(aw, 0, 1, 0.4, 3.5)", "opacity": 0.22,
                                        "curve-style": "straight"}},
@@ -354,4 +358,40 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
         "harm_x": [round(F0_HZ * (f + 1), 3) for f in range(s.n_harmonics)],
         "harm_y": {str(p): v for p, v in harm_y.items()},
         "layouts": wave_layouts(s.n_harmonics, ymax or 1.0, scales["assemble"]),
+    }
+
+
+# -- everything /generator shows for one chain, cached --------------------------------------------
+@pure_cache
+def generator_views(spec: ChainSpec, training: tuple | None = None) -> dict[str, Any]:
+    """Every view's data for the chain of ``spec`` (trained with ``training`` = (target,
+    steps, lr, custom) when given): plain data, deterministic in its arguments, so it is
+    kept in the lab's pure cache and many clients moving the same controls share it."""
+    from components.tables import table_columns
+    from engine.chain.generator import make_chain, pipeline_graph_difference
+    from engine.chain.graph import level_table
+    from engine.chain.training import cached_trained_chain
+
+    params = dataclasses.asdict(spec)
+    chain = make_chain(**params)
+    losses = None
+    if training is not None:
+        target, steps, lr, custom = training
+        chain, losses = cached_trained_chain({k: v for k, v in params.items() if k != "weights"},
+                                             target, steps, lr, custom)
+    diff = pipeline_graph_difference(chain)
+    cost, phases, levels = chain.cost_table(), chain.phase_table(), level_table(chain)
+    drawn, notes = drawn_edges(chain)
+    g = chain.to_graph()
+    return {
+        "frames": generator_frames(chain), "elements": graph_elements(chain, edges=drawn),
+        "equality": equality_figure(diff), "max_diff": float(diff.max()),
+        "cost": (cost.to_dict("records"), table_columns(cost)),
+        "phases": (phases.to_dict("records"), table_columns(phases)),
+        "levels": (levels.to_dict("records"), table_columns(levels)),
+        "critical_path": levels.attrs["critical_path"], "n_levels": len(levels),
+        "unreached": levels.attrs["unreached"], "note": hidden_note(notes, g.n_edges, drawn.size),
+        "nnz": int(np.count_nonzero(chain.R)), "R_size": int(chain.R.size),
+        "nodes": g.n_nodes, "edges": g.n_edges,
+        "losses": None if losses is None else (losses[0], losses[-1]),
     }

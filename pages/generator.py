@@ -1,7 +1,8 @@
 """/generator: one sparse chain drawn as a pipeline and as a graph, driven by a clock.
 
 Parameters -> ``engine.chain.generator.make_chain`` -> every phase precomputed into the
-``gen-frames`` store (one server round trip per parameter change); the clock, both
+``gen-frames`` store (one server round trip per parameter change, its data from the lab's
+pure cache: ``components.figures_chain.generator_views``); the clock, both
 views, the heatmap marks, the waveform and the audio then advance in the browser
 (``assets/generator.js``), so 10 ticks/s never waits on the server.
 """
@@ -9,20 +10,15 @@ from __future__ import annotations
 
 import dash
 import dash_cytoscape as cyto
-import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (chain_controls, chain_inputs, chain_params, chain_query,
                                        maybe_trained, params_from_query, train_query)
-from components.figures_chain import loss_figure
+from components.figures_chain import generator_views, graph_stylesheet, loss_figure
 from components.jobs import JobPlan, job_ids, job_panel, register_job
-from components.layout import labelled
-from components.figures_chain import (drawn_edges, equality_figure, generator_frames,
-                                      graph_elements, graph_stylesheet, hidden_note)
-from components.layout import controls_row, error_message, page_header, section, stat
-from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.chain.generator import make_chain, pipeline_graph_difference
-from engine.chain.graph import level_table
+from components.layout import controls_row, error_message, labelled, page_header, section, stat
+from components.tables import csv_download, data_table, register_csv_download
+from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, cached_trained_chain, targets_for
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
@@ -192,14 +188,12 @@ def _training_section() -> html.Div:
              "pipeline. The equality check still holds for the learned weights.")
 
 
-def _stats(chain, diff) -> html.Div:
-    g = chain.to_graph()
-    nnz = int(np.count_nonzero(chain.R))
+def _stats(v: dict) -> html.Div:
     return html.Div([
-        stat("nonzeros in R", f"{nnz} of {chain.R.size}"),
-        stat("density of R", f"{nnz / chain.R.size:.3f}"),
-        stat("graph nodes / edges", f"{g.n_nodes} / {g.n_edges}"),
-        stat("max |pipeline - graph|, all phases", f"{float(diff.max()):.2e}", id="gen-maxdiff"),
+        stat("nonzeros in R", f"{v['nnz']} of {v['R_size']}"),
+        stat("density of R", f"{v['nnz'] / v['R_size']:.3f}"),
+        stat("graph nodes / edges", f"{v['nodes']} / {v['edges']}"),
+        stat("max |pipeline - graph|, all phases", f"{v['max_diff']:.2e}", id="gen-maxdiff"),
     ])
 
 
@@ -215,29 +209,24 @@ def _stats(chain, diff) -> html.Div:
 )
 def compute(*values):
     """Widget values (and a finished training) -> chain -> every view's data for all phases
-    (one round trip)."""
+    (one round trip; the data come from the pure cache, keyed by the chain's spec)."""
     *values, trained = values
     try:
         params = chain_params(*values)
         chain = make_chain(**params)
-        chain, weights_note, trained = maybe_trained(chain, params, trained)
+        _, weights_note, trained = maybe_trained(chain, params, trained)
+        training = None if trained is None else (
+            trained["target"], int(trained["steps"]), float(trained["lr"]),
+            trained.get("custom", "") if trained["target"] == "custom" else "")
+        v = generator_views(chain.spec, training)
     except (TypeError, ValueError) as exc:
         return (dash.no_update, error_message(exc), *[dash.no_update] * 13)
-    diff = pipeline_graph_difference(chain)
-    cost = chain.cost_table()
-    phases = chain.phase_table()
-    drawn, notes = drawn_edges(chain)
-    g = chain.to_graph()
-    levels = level_table(chain)
-    crit = stat("critical path", f"{levels.attrs['critical_path']} steps "
-                f"({len(levels)} levels)", id="gen-critical")
-    unreached = stat("nodes that never receive input", str(levels.attrs["unreached"]))
-    return (generator_frames(chain), None, graph_elements(chain, edges=drawn),
-            equality_figure(diff), cost.to_dict("records"), table_columns(cost),
-            phases.to_dict("records"), table_columns(phases), _stats(chain, diff),
-            "/scanner" + chain_query(params) + train_query(trained),
-            hidden_note(notes, g.n_edges, drawn.size), levels.to_dict("records"),
-            table_columns(levels), html.Div([crit, unreached]), weights_note)
+    crit = stat("critical path", f"{v['critical_path']} steps ({v['n_levels']} levels)",
+                id="gen-critical")
+    unreached = stat("nodes that never receive input", str(v["unreached"]))
+    return (v["frames"], None, v["elements"], v["equality"], *v["cost"], *v["phases"],
+            _stats(v), "/scanner" + chain_query(params) + train_query(trained), v["note"],
+            *v["levels"], html.Div([crit, unreached]), weights_note)
 
 
 def plan_training(*values) -> JobPlan:

@@ -158,3 +158,16 @@ def test_training_job_then_the_views_draw_the_learned_weights(tmp_path, monkeypa
     assert other[14] == "Drawing the seeded weights."
     with pytest.raises(ValueError, match="target: expected one of"):
         gen.plan_training(*DEFAULT_VALUES, "chord", "", 80, 0.05)
+
+
+def test_the_views_come_from_the_pure_cache(tmp_path, monkeypatch):
+    from components.figures_chain import generator_views
+
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    before = generator_views.cache_info()
+    first = gen.compute(*_values(seed=11), None)
+    second = gen.compute(*_values(seed=11), None)
+    after = generator_views.cache_info()
+    assert after.hits >= before.hits + 1 or after.skipped > before.skipped  # off: skipped
+    assert first[0] == second[0] and first[2] == second[2]
+    assert gen.compute(*_values(seed=12), None)[0]["gkey"] != first[0]["gkey"]  # no collision
