@@ -14,3 +14,14 @@ def run_job_and_read(page, prefix: str, fills: dict[str, str], rows: int, figure
     assert status.startswith(f"done: {rows} rows"), status
     assert page.get_attribute(f"#{prefix}-job-progress", "value") == str(rows)
     return page.evaluate(f"() => ({GD})('{figure}').data[0]")
+
+
+def every_download_gives_rows(page, buttons: dict[str, int]) -> None:
+    """Click each CSV button; each file must read back with at least the given rows."""
+    import pandas as pd
+
+    for selector, min_rows in buttons.items():
+        with page.expect_download() as dl:
+            page.click(selector)
+        frame = pd.read_csv(dl.value.path())
+        assert len(frame) >= min_rows and len(frame.columns) > 1, (selector, frame.shape)

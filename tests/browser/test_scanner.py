@@ -2,7 +2,7 @@
 import pytest
 
 from tests.browser.conftest import download_csv, wait_for_text
-from tests.browser.test_chain_helpers import run_job_and_read
+from tests.browser.test_chain_helpers import every_download_gives_rows, run_job_and_read
 
 pytestmark = pytest.mark.browser
 
@@ -93,3 +93,10 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     assert len(z) == 4 and len(z[0]) == 8
     rows = download_csv(page, "#scan-pt-job-csv")
     assert len(rows) == 32 and {"omp_success_rate", "pinv_success_rate"} <= set(rows.columns)
+
+
+def test_every_download_button_of_the_scanner(app_server, page):
+    page.goto(app_server + "/scanner")
+    page.wait_for_selector("#scan-recovery .dash-cell")
+    every_download_gives_rows(page, {"#scan-csv-button": 16 * 7, "#scan-summary-csv-button": 7,
+                                     "#scan-cond-csv-button": 3, "#scan-recovery-csv-button": 16})
