@@ -113,3 +113,13 @@ def start_celery_worker(folder: Path, redis_url: str) -> subprocess.Popen:
                              "--without-mingle", "--without-heartbeat"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def callback_outputs(spec: str) -> list[dict] | dict:
+    """The ``outputs`` of a callback request from its ``output`` spec: "a.b", or
+    "..a.b...c.d.." for several outputs."""
+    if spec.startswith(".."):
+        parts = [p for p in spec.strip(".").split("...") if p]
+        return [dict(zip(("id", "property"), p.rsplit(".", 1))) for p in parts]
+    cid, prop = spec.rsplit(".", 1)
+    return {"id": cid, "property": prop}

@@ -109,3 +109,17 @@ def download_csv(page, selector: str) -> pd.DataFrame:
     with page.expect_download() as dl:
         page.click(selector)
     return pd.read_csv(dl.value.path())
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A throwaway redis-server for one test (skipped without redis-server on PATH)."""
+    import shutil
+
+    from tests.apphelpers import start_redis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    proc, url = start_redis(tmp_path)
+    yield url
+    stop_app(proc)

@@ -4,28 +4,18 @@ Needs redis-server (skipped without it)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
 import pytest
 
 from engine.runtime.store import RunStore
-from tests.apphelpers import start_app, start_celery_worker, start_redis, stop_process
+from tests.apphelpers import start_app, start_celery_worker, stop_process
 from tests.browser.conftest import wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 P = "paradox"
 DETECT_S = 20  # heartbeat stale after 5 s, the page's poll and its 1.5 s recheck, a busy machine
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    proc, url = start_redis(tmp_path)
-    yield url
-    stop_process(proc)
 
 
 def test_a_killed_celery_worker_is_reported_within_seconds(redis_url, tmp_path, page, monkeypatch):

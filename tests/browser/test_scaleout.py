@@ -3,14 +3,13 @@ job keeps its rows and the run resumes; stored runs survive a server restart."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
 import pytest
 
 from engine.runtime.store import RunStore
-from tests.apphelpers import start_app, start_celery_worker, start_redis, stop_process
+from tests.apphelpers import start_app, start_celery_worker, stop_process
 from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,15 +24,6 @@ def _tiny_sweep(page, url: str, sparsities: str, repeats: int = 3, size: int = 6
     page.fill(f"#{P}-sparsities", sparsities)
     page.press(f"#{P}-sparsities", "Enter")
     page.click("body")
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    proc, url = start_redis(tmp_path)
-    yield url
-    stop_process(proc)
 
 
 def test_sweep_runs_on_a_celery_worker_through_redis(redis_url, tmp_path, page):

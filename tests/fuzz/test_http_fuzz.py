@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.apphelpers import start_app, stop_app
+from tests.apphelpers import callback_outputs, start_app, stop_app
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +53,6 @@ def _post(url: str, payload: dict) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
-
-
-def _outputs(spec: str) -> list[dict] | dict:
-    # "a.b" or "..a.b...c.d.." for several outputs
-    if spec.startswith(".."):
-        parts = [p for p in spec.strip(".").split("...") if p]
-        return [dict(zip(("id", "property"), p.rsplit(".", 1))) for p in parts]
-    cid, prop = spec.rsplit(".", 1)
-    return {"id": cid, "property": prop}
 
 
 def _callbacks(url: str) -> list[dict]:
@@ -98,7 +89,7 @@ def test_every_callback_survives_hostile_input(server):
                     item["value"] = value
                 items.append(item)
             n_in = len(dep["inputs"])
-            payload = {"output": dep["output"], "outputs": _outputs(dep["output"]),
+            payload = {"output": dep["output"], "outputs": callback_outputs(dep["output"]),
                        "inputs": items[:n_in], "state": items[n_in:],
                        "changedPropIds": [f"{i['id']}.{i['property']}" for i in items[:n_in]]}
             status, body = _post(server, payload)

@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from tests.apphelpers import start_app, stop_app
+from tests.apphelpers import callback_outputs, start_app, stop_app
 
 pytestmark = pytest.mark.slow
 
@@ -96,14 +96,6 @@ def _post(url: str, payload: dict) -> tuple[int | None, int]:
         return None, 0
 
 
-def _outputs(spec: str):
-    if spec.startswith(".."):
-        parts = [p for p in spec.strip(".").split("...") if p]
-        return [dict(zip(("id", "property"), p.rsplit(".", 1))) for p in parts]
-    cid, prop = spec.rsplit(".", 1)
-    return {"id": cid, "property": prop}
-
-
 def first_output(spec: str) -> str:
     return spec.strip(".").split("...")[0]
 
@@ -131,7 +123,7 @@ def requests_for(dep: dict, components: dict) -> list[dict]:
     out = []
     for vals in sets:
         items = [{"id": a["id"], "property": a["property"], "value": v} for a, v in zip(args, vals)]
-        out.append({"output": dep["output"], "outputs": _outputs(dep["output"]),
+        out.append({"output": dep["output"], "outputs": callback_outputs(dep["output"]),
                     "inputs": items[:n_in], "state": items[n_in:],
                     "changedPropIds": [f"{i['id']}.{i['property']}" for i in items[:n_in]]})
     return out
