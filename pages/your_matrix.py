@@ -258,11 +258,16 @@ def _tensor_options(data: bytes) -> list[dict]:
 
 @callback(Output(ID("hash"), "data"), Output(ID("load-msg"), "children"),
           Output(ID("tensor"), "options"), Output(ID("tensor-box"), "style"),
+          Output(ID("tensor"), "value"),
           Input(ID("upload"), "contents"), Input(ID("tensor"), "value"), Input(ID("example"), "n_clicks"),
           State(ID("upload"), "filename"), prevent_initial_call=True)
 def load(contents, tensor, _example, filename):
     """Validate and store the uploaded file (or the example); nothing is stored on a refusal."""
-    return load_action(ctx.triggered_id == ID("example"), contents, tensor, filename)
+    h, msg, options, box = load_action(ctx.triggered_id == ID("example"), contents, tensor, filename)
+    chosen = no_update
+    if h:  # show which tensor was loaded (None for other files and the example)
+        chosen = stored_info(h).get("tensor") if options else None
+    return h, msg, options, box, chosen
 
 
 def load_action(example: bool, contents, tensor, filename):

@@ -77,3 +77,33 @@ def test_upload_spy_measure_advice_and_downloads(app_server, page, tmp_path):
     # the layout holds at 1280 px: nothing wider than the viewport
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 1280, width
+
+
+def test_safetensors_choice_and_cancel_keeps_rows(app_server, page, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    w = torch.zeros(512, 512)
+    w[::3, ::5] = 1.5
+    save_file({"layer.bias": torch.ones(512), "layer.weight": w, "head.weight": torch.eye(64)},
+              str(tmp_path / "model.safetensors"))
+    page.goto(app_server + "/your-matrix")
+    page.wait_for_selector("#matrix-upload")
+    page.set_input_files("#matrix-upload input[type=file]", str(tmp_path / "model.safetensors"))
+    # the first 2-D tensor in the file's (sorted) header is loaded and shown as chosen
+    wait_for_text(page, "#matrix-load-msg", "(tensor 'head.weight'): 64 x 64")
+    wait_for_text(page, "#matrix-tensor", "head.weight")
+    page.click("#matrix-tensor")
+    assert page.get_by_text("expected 2 dimensions, got 1").count() == 1  # the bias is listed, disabled
+    page.get_by_text("layer.weight").click()
+    wait_for_text(page, "#matrix-load-msg", "(tensor 'layer.weight'): 512 x 512")
+    page.fill("#matrix-repeats", "200")
+    page.press("#matrix-repeats", "Enter")
+    page.click("#matrix-job-run")
+    wait_for_text(page, "#matrix-job-status", "running: 2", timeout=120_000)
+    page.click("#matrix-job-cancel")
+    wait_for_text(page, "#matrix-job-status", "cancelled")
+    kept = page.inner_text("#matrix-job-status")
+    page.wait_for_timeout(3000)
+    assert page.inner_text("#matrix-job-status") == kept  # progress stays put after a cancel
+    assert not page.is_disabled("#matrix-job-run")
