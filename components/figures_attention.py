@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from components.figures_common import add_points, noisy_mask, reference_line
+
 from components.figures_common import empty_figure
 
 BLUE = "#2f6fdb"
@@ -100,6 +102,15 @@ def _ok(rows) -> pd.DataFrame:
 IMPL_DASH = {"flex": "solid", "sdpa-masked": "dot"}
 
 
+def _noisy_flags(part: pd.DataFrame, frame: pd.DataFrame) -> list[bool]:
+    """A point is noisy when its own timing is, or a baseline's (SDPA causal or without
+    mask) at its length is: a speedup is only as steady as both of its times."""
+    flags = noisy_mask(part["noisy"] if "noisy" in part else None, len(part))
+    base = frame[frame["impl"].isin(("sdpa-causal", "sdpa-dense"))] if "impl" in frame else frame.iloc[:0]
+    noisy_base = set(base.loc[noisy_mask(base["noisy"], len(base)), "seq_len"]) if "noisy" in base else set()
+    return [bool(f) or s in noisy_base for f, s in zip(flags, part["seq_len"])]
+
+
 BASELINES = {
     "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),
     "dense": ("speedup_vs_dense", "block_theory_vs_dense", "SDPA without mask", "dense flash"),
@@ -128,19 +139,16 @@ def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -
                 part = sub[sub["impl"] == impl].sort_values("seq_len")
                 if part.empty:
                     continue
-                fig.add_trace(go.Scatter(x=part["seq_len"], y=part[speed_col],
-                                         mode="lines+markers", name=f"{mask} · {impl}",
-                                         line=dict(color=color, dash=IMPL_DASH.get(impl, "solid"))))
+                add_points(fig, part["seq_len"], part[speed_col], name=f"{mask} · {impl}", color=color,
+                           dash=IMPL_DASH.get(impl, "solid"), noisy=_noisy_flags(part, frame))
             if theory_col in sub:
                 theory = sub.drop_duplicates("seq_len").sort_values("seq_len")
                 fig.add_trace(go.Scatter(x=theory["seq_len"], y=pd.to_numeric(theory[theory_col], errors="coerce"),
                                          mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
                                          line=dict(color=color, dash="dash", width=1)))
-        fig.add_hline(y=1.0, line=dict(color="#868e96", width=1),
-                      annotation_text=f"as fast as {base_text}", annotation_position="top left",
-                      annotation_font=dict(size=11, color="#5b6475"))
         fig.update_xaxes(type="log", dtick=math.log10(2), tickformat="d")
         fig.update_yaxes(type="log")
+        reference_line(fig, f"as fast as {base_text}", y=1.0, color="#868e96", dash="solid", along=0.01)
     fig.update_xaxes(title="sequence length S (tokens)")
     fig.update_yaxes(title=f"speedup vs {base_name} (x)")
     fig.update_layout(legend=dict(font=dict(size=11), orientation="h", x=0, y=-0.22,

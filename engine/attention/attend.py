@@ -36,10 +36,8 @@ from engine.sparse.formats import DTYPES
 from engine.runtime.threads import torch_threads
 from engine.validate import check_choice, check_int
 
-try:  # the shared benchmark timer (warm-up, CUDA sync, median, IQR)
-    from engine.bench.timer import measure as _measure
-except Exception:  # pragma: no cover - engine.bench absent or broken: torch's Timer below
-    _measure = None
+from engine.bench.measurement import Task
+from engine.bench.timer import repeat_until_settled
 
 
 
@@ -324,21 +322,23 @@ def timer_threads():
     return torch_threads(TIMER_THREADS)
 
 
-def time_kernel(fn: Callable[[], Any], device: torch.device, repeats: int = 10) -> dict:
-    """Median and IQR of steady calls, in ms (the shared engine.bench timer)."""
-    if _measure is not None:
-        # On a GPU a timed run lasts ~20 ms, so the synchronisation around it adds ~1 %
-        # (at the default 2 ms it added 5-8 % to a 0.5 ms kernel: flex_gap.csv).
-        target = 0.02 if device.type == "cuda" else 2e-3
-        t = _measure(fn, repeats=repeats, device=device.type, warmup=1, target_run_s=target,
-                     max_total_s=5.0)
-        return {"kernel_ms": t.median_s * 1e3, "iqr_ms": t.iqr_s * 1e3, "runs": t.runs,
-                "noisy": t.noisy, "method": t.method}
-    import torch.utils.benchmark as benchmark
+def time_kernel(fn: Callable[[], Any], device: torch.device, repeats: int = 10,
+                task: Task | None = None, budget_s: float = 5.0) -> dict:
+    """Time steady calls of ``fn`` with the lab's timer and return the row's timing columns.
 
-    m = benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.2)
-    return {"kernel_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3, "runs": len(m.times),
-            "noisy": m.iqr / m.median > 0.1, "method": "torch.utils.benchmark blocked_autorange"}
+    Runs are taken until IQR / median settles at or below the lab's noise threshold (at
+    least ``repeats`` runs) or ``budget_s`` is spent (engine.bench.timer.repeat_until_settled);
+    what stays above it is flagged ``noisy``. Returns ``Measurement.row()`` (op, backend,
+    dims, method, runs, median_s, iqr_s, noisy, ...) plus kernel_ms / iqr_ms in ms and
+    ``settled``.
+    """
+    # On a GPU a timed run lasts ~20 ms, so the synchronisation around it adds ~1 %
+    # (at the default 2 ms it added 5-8 % to a 0.5 ms kernel: flex_gap.csv).
+    target = 0.02 if device.type == "cuda" else 2e-3
+    task = task or Task(op="attention", device=device.type)
+    m = repeat_until_settled(fn, task=task, budget_s=budget_s, min_runs=max(3, repeats),
+                             max_runs=max(3, repeats) * 20, warmup=1, target_run_s=target)
+    return {**m.row(), "kernel_ms": m.median_s * 1e3, "iqr_ms": m.iqr_s * 1e3, "settled": m.settled}
 
 
 # -- the sweep -----------------------------------------------------------------------
@@ -357,7 +357,9 @@ class SweepConfig:
     flex_fresh_compile: reset dynamo before each FlexAttention row, so every row is
     compiled and called as in a script of its own (one cache entry, nothing left from
     the rows before: no symbolic sizes, no guard checks over earlier entries);
-    time_budget_s: rows after this many seconds are reported as skipped.
+    time_budget_s: rows after this many seconds are reported as skipped;
+    settle_budget_s: seconds one row may spend repeating its timed runs until IQR / median
+    settles (engine.bench.timer.repeat_until_settled); a row still above then is noisy.
     """
 
     seq_lens: tuple[int, ...] = (1024, 2048, 4096)
@@ -374,6 +376,7 @@ class SweepConfig:
     flex_fresh_compile: bool = True
     check: bool = True
     time_budget_s: float | None = None
+    settle_budget_s: float = 3.0
     seed: int = 0
 
     def __post_init__(self):
@@ -391,6 +394,17 @@ class SweepConfig:
         check_int("heads", self.heads, lo=1, hi=128)
         check_int("head dim", self.head_dim, lo=16, hi=256)
         check_int("repeats", self.repeats, lo=1, hi=1000)
+        if not (isinstance(self.settle_budget_s, (int, float)) and 0 < self.settle_budget_s <= 600):
+            raise ValueError(f"settle budget: expected seconds in (0, 600], got {self.settle_budget_s!r}")
+
+    def task(self, impl: str, seq_len: int, mask: str, density: float | None, device: str,
+             device_name: str = "") -> Task:
+        """What one row times (engine.bench.measurement.Task)."""
+        return Task(op="attention", backend=impl, dtype=self.dtype, block=self.block, pattern=mask,
+                    sparsity=None if density is None else 1.0 - density, device=device,
+                    device_name=device_name, versions=_versions(),
+                    dims={"seq_len": seq_len, "batch": self.batch, "heads": self.heads,
+                          "head_dim": self.head_dim})
 
     @property
     def total(self) -> int:
@@ -448,7 +462,8 @@ def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str =
                 rows.append({**row, "status": "skipped: time budget"})
                 continue
             fn = ATTENTION_BACKENDS[impl].run
-            row.update(_measure_row(lambda: fn(q, k, v), lambda: None, device, config, compiles=False))
+            task = config.task(impl, seq_len, mask.name, row["density"], device.type, base["device_name"])
+            row.update(_measure_row(lambda: fn(q, k, v), lambda: None, device, config, task, compiles=False))
             row.pop("_out", None)
             if row["status"] == "ok":
                 timings[seq_len][impl] = row["kernel_ms"]
@@ -481,7 +496,9 @@ def attention_sweep(config: SweepConfig, device: Any = "cpu", device_name: str =
                 else:
                     prepare = lambda m=mask, s=seq_len: materialize(m, s, device=device)  # noqa: E731
                     run = lambda dm: attention_sdpa_masked(q, k, v, dm)  # noqa: E731
-                result = _measure_row(run, prepare, device, config, compiles=impl == "flex",
+                task = config.task(impl, seq_len, mask.name, theory["density"], device.type,
+                                   base["device_name"])
+                result = _measure_row(run, prepare, device, config, task, compiles=impl == "flex",
                                       reference=reference_out)
                 out = result.pop("_out", None)
                 if impl == "sdpa-masked" and out is not None:
@@ -515,7 +532,7 @@ def _row(base: dict, seq_len: int, kind: str, mask: Mask, impl: str, config: Swe
 
 
 def _measure_row(run: Callable[[Any], Any] | Callable[[], Any], prepare: Callable[[], Any],
-                 device: torch.device, config: SweepConfig, compiles: bool,
+                 device: torch.device, config: SweepConfig, task: Task, compiles: bool,
                  reference: torch.Tensor | None = None) -> dict:
     """Build the mask (timed), first call (timed: includes compile), steady calls."""
     out: dict[str, Any] = {}
@@ -524,7 +541,7 @@ def _measure_row(run: Callable[[Any], Any] | Callable[[], Any], prepare: Callabl
             prepared, build_s = _timed(prepare, device)
             call = (lambda: run(prepared)) if prepared is not None else run
             result, first_s = _timed(call, device)
-            timing = time_kernel(call, device, config.repeats)
+            timing = time_kernel(call, device, config.repeats, task, config.settle_budget_s)
     except torch.cuda.OutOfMemoryError as exc:
         torch.cuda.empty_cache()
         return {"status": "error: out of memory", "message": str(exc).splitlines()[0][:200]}

@@ -169,3 +169,20 @@ def test_verdict_names_what_it_left_out_as_noisy():
     assert "Left out as noisy" in text and "S = 1024" in text
     only_noisy = [dict(r, noisy=True) for r in rows]
     assert "No settled FlexAttention timing" in str(attention.crossover_text(only_noisy))
+
+
+def test_noisy_points_are_hollow_and_the_reference_label_sits_on_its_line():
+    from components import figures_attention as figs
+    from engine.bench.measurement import NOISY_LABEL
+
+    rows = [{"impl": impl, "status": "ok", "mask": m, "seq_len": s, "speedup_vs_causal": sp,
+             "kernel_ms": 1.0, "noisy": noisy}
+            for impl, m, s, sp, noisy in (("sdpa-causal", "causal", 512, 1.0, False),
+                                          ("sdpa-causal", "causal", 1024, 1.0, True),
+                                          ("flex", "w", 512, 0.8, False), ("flex", "w", 1024, 1.3, False))]
+    fig = figs.crossover_figure(rows)
+    flex = next(t for t in fig.data if t.name == "w · flex")
+    assert list(flex.marker.symbol) == ["circle", "circle-open"]  # 1024: its baseline was noisy
+    assert any(t.name == NOISY_LABEL for t in fig.data)
+    label = next(a for a in fig.layout.annotations if a.text.startswith("as fast as"))
+    assert fig.layout.yaxis.type == "log" and label.y == 0.0  # log10(1): on the line, not at 10

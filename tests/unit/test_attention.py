@@ -116,6 +116,34 @@ def test_sweep_rows_on_cpu():
     flex = by[(128, "bigbird", "flex")]
     assert flex["status"].startswith("unavailable:") and math.isnan(flex["kernel_ms"])
     assert all(r["device"] == "cpu" and r["dtype"] == "float32" for r in rows)
+    # every timing comes from a Measurement: its method, runs and one noise rule
+    from engine.bench.measurement import EAGER, is_noisy
+
+    timed = [r for r in rows if r["status"] == "ok"]
+    assert all(r["method"] == EAGER and r["op"] == "attention" and r["backend"] == r["impl"] for r in timed)
+    assert all(r["runs"] >= config.repeats and r["median_s"] == pytest.approx(r["kernel_ms"] / 1e3)
+               for r in timed)
+    assert all(r["noisy"] == is_noisy(r["median_s"], r["iqr_s"], r["runs"]) for r in timed)
+    assert all(r["settled"] == (not r["noisy"]) or r["runs"] >= 3 * config.repeats for r in timed)
+
+
+def test_time_kernel_repeats_until_settled_or_the_budget_is_spent():
+    import time as _time
+
+    import random
+
+    rng = random.Random(0)
+
+    def jumpy():  # 0.3 ms or 6 ms at random: never settles
+        _time.sleep(0.006 if rng.random() < 0.5 else 0.0003)
+
+    started = _time.perf_counter()
+    t = A.time_kernel(jumpy, torch.device("cpu"), repeats=3, budget_s=0.5)
+    assert _time.perf_counter() - started < 5
+    assert t["settled"] is False and t["noisy"] is True and t["runs"] > 3
+
+    steady = A.time_kernel(lambda: sum(range(200)), torch.device("cpu"), repeats=3, budget_s=5)
+    assert steady["runs"] >= 3 and (steady["settled"] is True) == (not steady["noisy"])
 
 
 def test_sweep_time_budget_skips_rows():
