@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure
+from components.figures_common import add_points
 from engine.structured.operators import FAMILY_LABELS
 
 COLORS = {
@@ -114,16 +115,13 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
         if name.startswith("sparse@"):
             label = f"Sparse, params of {FAMILY_LABELS[name.split('@')[1]].lower()}"
         style = dict(color=COLORS[fam], dash="dot" if name == "sparse@monarch" else "solid")
-        fig.add_trace(go.Scatter(x=[r["batch"] for r in sel], y=[1e3 * r["median_s"] for r in sel],
-                                 mode="lines+markers", name=label, legendgroup=name, line=style,
-                                 hovertemplate=label + "<br>batch %{x}<br>%{y:.4g} ms<extra></extra>"),
-                      row=1, col=1)
+        add_points(fig, [r["batch"] for r in sel], [1e3 * r["median_s"] for r in sel], name=label,
+                   legendgroup=name, noisy=[r.get("noisy") for r in sel], **style,
+                   hovertemplate=label + "<br>batch %{x}<br>%{y:.4g} ms<extra></extra>")
         sp = [r for r in sel if r.get("speedup_vs_dense") is not None]
-        fig.add_trace(go.Scatter(x=[r["batch"] for r in sp], y=[r["speedup_vs_dense"] for r in sp],
-                                 mode="lines+markers", name=label, legendgroup=name, line=style,
-                                 showlegend=False,
-                                 hovertemplate=label + "<br>batch %{x}<br>%{y:.3g}x<extra></extra>"),
-                      row=1, col=2)
+        add_points(fig, [r["batch"] for r in sp], [r["speedup_vs_dense"] for r in sp], name=label,
+                   legendgroup=name, noisy=[r.get("noisy") for r in sp], showlegend=False, **style,
+                   xaxis="x2", yaxis="y2", hovertemplate=label + "<br>batch %{x}<br>%{y:.3g}x<extra></extra>")
     fig.add_hline(y=1, line=dict(color="#5b6475", dash="dash"), row=1, col=2)
     fig.update_xaxes(type="log", dtick=1, title="batch (vectors per call, log scale)", gridcolor="#eef0f4")
     fig.update_yaxes(type="log", dtick=1, title="median time (ms, log scale)", gridcolor="#eef0f4", row=1, col=1)

@@ -60,13 +60,13 @@ class SweepSpec:
         return len(self.batches) * len(self.dtypes) * 8
 
 
-def default_timer(call: Callable[[], object], device: str, spec: SweepSpec) -> dict:
-    """Median and IQR of call() with the lab's timer (engine.bench.timer: warm-up, CUDA
-    synchronisation, torch.utils.benchmark)."""
+def default_timer(call: Callable[[], object], task, spec: SweepSpec):
+    """A Measurement of call() with the lab's timer (engine.bench.timer: warm-up, CUDA
+    synchronisation, torch.utils.benchmark; at most ``spec.repeats`` runs in
+    ``spec.max_total_s``)."""
     from engine.bench.timer import measure
 
-    t = measure(call, repeats=spec.repeats, device=device, max_total_s=spec.max_total_s)
-    return {"median_s": t.median_s, "iqr_s": t.iqr_s, "runs": t.runs, "method": t.method}
+    return measure(call, repeats=spec.repeats, max_total_s=spec.max_total_s, task=task)
 
 
 def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
@@ -74,12 +74,14 @@ def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
     """Yield one row per (dtype, batch, operator): apply time vs dense at equal batch.
 
     Rows: family, label, config, n, batch, dtype, device, params, flops, theoretical_speedup
-    (dense FLOPs / FLOPs), median_s, iqr_s, noisy (IQR/median > 0.1), speedup_vs_dense
-    (same dtype), speedup_vs_dense_fp32, efficiency (speedup / theoretical), status
-    ("ok" or "unavailable: <reason>").
+    (dense FLOPs / FLOPs), the Measurement's columns (op, backend, method, runs, median_s,
+    iqr_s, noisy: the lab's one rule), speedup_vs_dense (same dtype), speedup_vs_dense_fp32,
+    efficiency (speedup / theoretical), status ("ok" or "unavailable: <reason>").
+    ``timer(call, task, spec)`` returns an engine.bench.measurement.Measurement.
     """
     import torch
 
+    from engine.bench.measurement import Task
     from engine.sparse.formats import torch_dtype
 
     timer = timer or default_timer
@@ -113,16 +115,18 @@ def timing_sweep(spec: SweepSpec, device: str = "cpu", device_name: str = "",
                     row["status"] = fn
                     yield row
                     continue
+                task = Task(op="structured-apply", backend=name, dims={"n": spec.n, "batch": batch},
+                            dtype=dtype, device=device.split(":")[0], device_name=device_name,
+                            versions={"torch_version": torch.__version__})
                 try:
                     with torch.no_grad():
-                        t = timer(lambda: fn(x), device, spec)
+                        m = timer(lambda: fn(x), task, spec)
                 except Exception as exc:
                     row["status"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
                     yield row
                     continue
-                med = t["median_s"]
-                row.update(median_s=med, iqr_s=t["iqr_s"], noisy=bool(t["iqr_s"] > 0.1 * med),
-                           method=t.get("method", ""))
+                row.update({k: v for k, v in m.row().items() if k not in ("device",)})
+                med = m.median_s
                 if name == "dense":
                     dense_t[(dtype, batch)] = med
                 if (dtype, batch) in dense_t:

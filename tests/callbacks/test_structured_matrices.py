@@ -140,3 +140,17 @@ def test_timing_view_survives_junk_rows(junk):
 def test_view_follows_a_run_once_rows_arrive():
     assert page.follow_run([{"name": "dense"}]) == page.THIS_RUN
     assert page.follow_run([]) is dash.no_update
+
+
+def test_noisy_timings_are_drawn_hollow_with_a_legend_entry(sweep_rows):
+    from components import figures_structured as figs
+    from engine.bench.measurement import NOISY_LABEL
+
+    rows = [dict(r, noisy=(r["name"] == "lowrank" and r["batch"] == 4)) for r in sweep_rows]
+    fig = figs.timing_figure(rows, "float32")
+    low = [t for t in fig.data if t.legendgroup == "lowrank"]
+    assert len(low) == 2 and all("circle-open" in list(t.marker.symbol) for t in low)
+    assert {t.xaxis or "x" for t in low} == {"x", "x2"}  # time panel and speedup panel
+    dense = next(t for t in fig.data if t.legendgroup == "dense")
+    assert "circle-open" not in list(dense.marker.symbol)
+    assert any(t.name == NOISY_LABEL for t in fig.data)

@@ -211,11 +211,15 @@ def test_digits_weight_is_trained_once_and_cached(tmp_path):
 def test_timing_sweep_yields_rows_and_reports_unavailable():
     pytest.importorskip("torch")
     spec = sweep.SweepSpec(n=64, batches=(1, 8), dtypes=("float32", "float16"), rank=4, monarch_blocks=4,
-                        repeats=2, max_total_s=0.05)
+                           repeats=2, max_total_s=0.05)
     rows = list(sweep.timing_sweep(spec, "cpu", "test cpu"))
     assert len(rows) == spec.total
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(r["median_s"] > 0 for r in ok)
+    from engine.bench.measurement import EAGER, is_noisy  # every timing is a Measurement's row
+
+    assert all(r["method"] == EAGER and r["op"] == "structured-apply" and r["backend"] == r["name"]
+               and r["runs"] >= 1 and r["noisy"] == is_noisy(r["median_s"], r["iqr_s"], r["runs"]) for r in ok)
     dense32 = [r for r in ok if r["name"] == "dense" and r["dtype"] == "float32"]
     assert all(r["speedup_vs_dense"] == pytest.approx(1.0) for r in dense32)
     # every row is either measured or says why not; never a number for an unavailable one
