@@ -80,19 +80,22 @@ def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4)
     # the target sets the scale when it is the first panel, so errors are comparable
     if panels[0][1] is not None:
         lim = float(np.max(np.abs(_shrink(panels[0][1])))) or lim
+    traces, where, axes = [], ([], []), {}
     for k, (title, M) in enumerate(panels):
         r, c = divmod(k, cols)
         if M is None:
-            fig.add_trace(go.Heatmap(z=[[None]], showscale=False), row=r + 1, col=c + 1)
+            traces.append(go.Heatmap(z=[[None]], showscale=False))
         else:
-            Z = _shrink(M)
-            fig.add_trace(go.Heatmap(z=Z, zmin=-lim, zmax=lim, colorscale="RdBu_r", showscale=(k == 0),
-                                     colorbar=dict(title="value", len=0.8, thickness=12),
-                                     hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"),
-                          row=r + 1, col=c + 1)
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{k + 1 if k else ''}", row=r + 1, col=c + 1,
-                         showticklabels=False)
-        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+            traces.append(go.Heatmap(z=_shrink(M).astype(np.float32), zmin=-lim, zmax=lim, colorscale="RdBu_r",
+                                     showscale=(k == 0), colorbar=dict(title="value", len=0.8, thickness=12),
+                                     hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"))
+        where[0].append(r + 1)
+        where[1].append(c + 1)
+        suffix = str(k + 1) if k else ""
+        axes[f"yaxis{suffix}"] = dict(autorange="reversed", scaleanchor=f"x{suffix}", showticklabels=False)
+        axes[f"xaxis{suffix}"] = dict(showticklabels=False)
+    fig.add_traces(traces, rows=where[0], cols=where[1])  # one update, not one per panel
+    fig.update_layout(axes)
     fig.update_annotations(font_size=12)
     return _base(fig, 270 * rows + 40).update_layout(margin=dict(l=20, r=20, t=50, b=20))
 

@@ -4,8 +4,11 @@ operator within a parameter budget (``fits_at_budget``)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from engine.runtime.cache import pure_cache
 
 from engine.structured.operators import (FAMILIES, FAMILY_LABELS, Butterfly, Circulant, LowRank,
                                          MagnitudeSparse, Monarch, StructuredMatrix, Toeplitz,
@@ -116,3 +119,82 @@ def smallest_params(family: str, n: int) -> int:
     if family == "butterfly":
         return 2 * n * int(math.log2(n)) if is_pow2(n) else n * n
     return {"circulant": n, "toeplitz": 2 * n - 1, "sparse": 1}[family]
+
+
+# ------------------------------------------------- what the page draws, computed once
+HEATMAP_PIXELS = 128  # approximations larger than this are drawn as block means
+BUDGET_EXPONENTS = range(1, 9)  # the budget slider: n^2 / 2^k parameters
+SIZE_EXPONENTS = range(6, 10)  # the size slider: n = 2^k
+
+
+def butterfly_steps(n: int) -> int:
+    """Gradient-descent steps for the butterfly fit: fewer at n = 512 to keep the page quick."""
+    return 100 if n <= 256 else 30
+
+
+def budget_params(n: int, exponent: int) -> int:
+    """Budget slider value k -> n^2 / 2^k parameters."""
+    return max(1, (n * n) >> exponent)
+
+
+def block_means(M: np.ndarray, pixels: int = HEATMAP_PIXELS) -> np.ndarray:
+    """Real part, block means down to at most ``pixels`` per side, as float32."""
+    R = np.real(np.asarray(M))
+    n = R.shape[0]
+    if n > pixels and n % pixels == 0:
+        f = n // pixels
+        R = R.reshape(pixels, f, pixels, f).mean(axis=(1, 3))
+    return R.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A target, its fitted butterfly (the slow fit) and its Pareto rows."""
+
+    target: object  # engine.structured.targets.Target
+    butterfly: StructuredMatrix | None
+    rows: tuple[dict, ...]
+
+
+@pure_cache
+def analysis(target: str, n: int) -> Analysis:
+    """The target ``target`` at size n, its butterfly fit and pareto_rows: computed once
+    per (target, n) and kept in the lab's bounded cache of pure results."""
+    from engine.structured.targets import make_target
+
+    tg = make_target(target, n)
+    bfly = Butterfly.fit(tg.matrix, steps=butterfly_steps(n)) if is_pow2(n) else None
+    return Analysis(tg, bfly, tuple(pareto_rows(tg.matrix, butterfly=bfly)))
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """What /structured-matrices shows at one (target, n, budget): the table rows of each
+    family's best fit within the budget, and the heatmap panels (title, matrix as block
+    means or None when over budget): target, each fit, the best fit's error."""
+
+    n: int
+    budget: int
+    table: tuple[dict, ...]
+    panels: tuple[tuple[str, np.ndarray | None], ...]
+
+
+@pure_cache
+def budget_view(target: str, n: int, exponent: int) -> BudgetView:
+    """Each family's best operator for the target within n^2 / 2^exponent parameters,
+    as table rows and heatmap panels (computed once per input, cached)."""
+    a = analysis(target, n)
+    A = a.target.matrix
+    budget = budget_params(n, exponent)
+    fits = fits_at_budget(A, budget, butterfly=a.butterfly)
+    table = tuple({"family": f["label"], "relative error": f["rel_error"], "params": f["params"],
+                   "configuration": f["config"] or "-",
+                   "share of dense": None if f["params"] is None else f["params"] / (n * n),
+                   "note": f["note"]} for f in fits)
+    panels = [(f"target: {a.target.label.split(' (')[0]}", block_means(A))]
+    panels += [(f["label"].split(" (")[0] + (f" ({f['rel_error']:.3f})" if f["op"] else " (over budget)"),
+                block_means(f["op"].to_dense()) if f["op"] else None) for f in fits]
+    ok = [f for f in fits if f["op"] is not None]
+    best = min(ok, key=lambda f: f["rel_error"]) if ok else None
+    panels.append(("error of the best family", None if best is None else block_means(A - best["op"].to_dense())))
+    return BudgetView(n, budget, table, tuple(panels))
