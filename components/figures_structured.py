@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure
 from components.figures_common import add_points
+from engine.runtime.cache import pure_cache
 from engine.structured.operators import FAMILY_LABELS
 
 COLORS = {
@@ -18,7 +19,6 @@ COLORS = {
 }
 SYMBOLS = {"lowrank": "circle", "monarch": "square", "butterfly": "diamond", "circulant": "star",
            "toeplitz": "triangle-up", "sparse": "x"}
-HEATMAP_PIXELS = 128  # larger matrices are shown as block means
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=13)
 
 
@@ -56,37 +56,28 @@ def pareto_figure(rows: Sequence[dict], budget: int | None, n: int) -> go.Figure
     return _base(fig, 420)
 
 
-def _shrink(M: np.ndarray, pixels: int = HEATMAP_PIXELS) -> np.ndarray:
-    """Real part, block means down to at most ``pixels`` per side."""
-    R = np.real(np.asarray(M))
-    n = R.shape[0]
-    if n <= pixels or n % pixels:
-        return R
-    f = n // pixels
-    return R.reshape(pixels, f, pixels, f).mean(axis=(1, 3))
-
-
 def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4) -> go.Figure:
     """One heatmap per (title, matrix); matrices share one symmetric colour scale.
 
-    A panel with no matrix (over budget) is left empty with its title saying why."""
+    Matrices arrive small and real (engine.structured.pareto.block_means); a panel with no
+    matrix (over budget) is left empty with its title saying why."""
     if not panels:
         return empty_figure("no data")
     rows = math.ceil(len(panels) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
                         horizontal_spacing=0.03, vertical_spacing=0.09)
-    mats = [_shrink(M) for _, M in panels if M is not None]
+    mats = [np.asarray(M) for _, M in panels if M is not None]
     lim = max((float(np.max(np.abs(M))) for M in mats), default=1.0) or 1.0
     # the target sets the scale when it is the first panel, so errors are comparable
     if panels[0][1] is not None:
-        lim = float(np.max(np.abs(_shrink(panels[0][1])))) or lim
+        lim = float(np.max(np.abs(panels[0][1]))) or lim
     traces, where, axes = [], ([], []), {}
     for k, (title, M) in enumerate(panels):
         r, c = divmod(k, cols)
         if M is None:
             traces.append(go.Heatmap(z=[[None]], showscale=False))
         else:
-            traces.append(go.Heatmap(z=_shrink(M).astype(np.float32), zmin=-lim, zmax=lim, colorscale="RdBu_r",
+            traces.append(go.Heatmap(z=np.asarray(M, dtype=np.float32), zmin=-lim, zmax=lim, colorscale="RdBu_r",
                                      showscale=(k == 0), colorbar=dict(title="value", len=0.8, thickness=12),
                                      hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"))
         where[0].append(r + 1)
@@ -133,3 +124,17 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
     fig = _base(fig, 460)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(b=120))
     return fig
+
+
+@pure_cache
+def heatmap_grid_json(panels: tuple[tuple[str, np.ndarray | None], ...]) -> dict:
+    """heatmap_grid(panels) as the JSON-ready dict dcc.Graph takes (arrays base64-encoded),
+    built once per distinct panels and kept in the lab's bounded cache: building the
+    eight-panel figure costs far more than reading it back."""
+    return heatmap_grid(list(panels)).to_plotly_json()
+
+
+@pure_cache
+def pareto_figure_json(rows: tuple[dict, ...], budget: int, n: int) -> dict:
+    """pareto_figure as a JSON-ready dict, built once per (rows, budget, n) and cached."""
+    return pareto_figure(list(rows), budget, n).to_plotly_json()

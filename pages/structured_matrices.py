@@ -1,7 +1,6 @@
 """/structured-matrices: when structure beats sparsity (the chapter's section 10.6)."""
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import dash
@@ -12,7 +11,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine.structured import operators, pareto, sweep, tables, targets
+from engine.structured import pareto, sweep, tables, targets
 from engine.validate import check_choice, check_int
 
 dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
@@ -33,27 +32,6 @@ DECISION_GUIDE = [
     ("Convolution-like operations", "Circulant (FFT)", "/isomorphism"),
     ("Long-range dependencies", "Structured attention (not sparse)", "/attention"),
 ]
-
-
-# ------------------------------------------------------------------------ helpers
-@lru_cache(maxsize=12)
-def _analysis(target: str, n: int) -> tuple[targets.Target, operators.StructuredMatrix, tuple]:
-    """Target, its fitted butterfly (the slow fit) and the Pareto rows, memoised per
-    (target, n): moving the budget slider must not refit the butterfly."""
-    tg = targets.make_target(target, n)
-    bfly = operators.Butterfly.fit(tg.matrix, steps=butterfly_steps(n))
-    rows = pareto.pareto_rows(tg.matrix, butterfly=bfly)
-    return tg, bfly, tuple(rows)
-
-
-def butterfly_steps(n: int) -> int:
-    """Gradient-descent steps for the butterfly fit: fewer at n = 512 to keep the page quick."""
-    return 100 if n <= 256 else 30
-
-
-def budget_params(n: int, exponent: int) -> int:
-    """Budget slider value k -> n^2 / 2^k parameters."""
-    return max(1, (n * n) >> exponent)
 
 
 # ------------------------------------------------------------------------- layout
@@ -174,51 +152,43 @@ def layout(**_kwargs):
 
 
 # ---------------------------------------------------------------------- callbacks
-@callback(
-    Output(f"{P}-target-info", "children"),
-    Output(f"{P}-pareto", "figure"),
-    Output(f"{P}-pareto-rows", "data"),
-    Output(f"{P}-budget-table", "children"),
-    Output(f"{P}-heatmaps", "figure"),
-    Input(f"{P}-target", "value"),
-    Input(f"{P}-size", "value"),
-    Input(f"{P}-budget", "value"),
-)
+def _view_inputs(target, size_log2, budget_exp) -> tuple[str, int, int]:
+    """Widget values -> (target, n, budget exponent), checked once ("expected ... got ...")."""
+    target = check_choice("target", target, targets.TARGETS)
+    n = 2 ** check_int("size (log2 n)", size_log2, min(pareto.SIZE_EXPONENTS), max(pareto.SIZE_EXPONENTS))
+    return target, n, check_int("budget", budget_exp, min(pareto.BUDGET_EXPONENTS), max(pareto.BUDGET_EXPONENTS))
+
+
+VIEW_INPUTS = [Input(f"{P}-target", "value"), Input(f"{P}-size", "value"), Input(f"{P}-budget", "value")]
+
+
+@callback(Output(f"{P}-target-info", "children"), Output(f"{P}-pareto", "figure"),
+          Output(f"{P}-pareto-rows", "data"), Output(f"{P}-budget-table", "children"), *VIEW_INPUTS)
 def update_analysis(target, size_log2, budget_exp):
+    """Target, Pareto plot and the at-budget table (fits computed once per input, cached)."""
     try:
-        target = check_choice("target", target, targets.TARGETS)
-        n = 2 ** check_int("size (log2 n)", size_log2, 6, 9)
-        k = check_int("budget", budget_exp, 1, 8)
-        tg, bfly, rows = _analysis(target, n)
-        budget = budget_params(n, k)
-        fits = pareto.fits_at_budget(tg.matrix, budget, butterfly=bfly)
+        target, n, k = _view_inputs(target, size_log2, budget_exp)
+        a, view = pareto.analysis(target, n), pareto.budget_view(target, n, k)
     except ValueError as exc:
-        empty = figs.empty_figure(str(exc))
-        return error_message(exc), empty, [], None, empty
+        return error_message(exc), figs.empty_figure(str(exc)), [], None
     info = html.Div([
-        stat("target", tg.label, id=f"{P}-target-label"),
+        stat("target", a.target.label, id=f"{P}-target-label"),
         stat("size", f"{n} x {n}"),
-        stat("budget (parameters)", f"{budget:,}", id=f"{P}-budget-value"),
-        html.P(tg.note, className="section-note"),
+        stat("budget (parameters)", f"{view.budget:,}", id=f"{P}-budget-value"),
+        html.P(a.target.note, className="section-note"),
     ])
-    table_rows = [{"family": f["label"], "relative error": f["rel_error"], "params": f["params"],
-                   "configuration": f["config"] or "-",
-                   "share of dense": None if f["params"] is None else f["params"] / (n * n),
-                   "note": f["note"]} for f in fits]
-    panels = [(f"target: {tg.label.split(' (')[0]}", tg.matrix)]
-    panels += [(f"{f['label'].split(' (')[0]}" + (f" ({f['rel_error']:.3f})" if f["op"] else " (over budget)"),
-                f["op"].to_dense() if f["op"] else None) for f in fits]
-    panels.append(("error of the best family", _best_error(tg.matrix, fits)))
-    return (info, figs.pareto_figure(rows, budget, n), list(rows),
-            data_table(f"{P}-budget-data", table_rows, page_size=8), figs.heatmap_grid(panels))
+    return (info, figs.pareto_figure_json(a.rows, view.budget, n), list(a.rows),
+            data_table(f"{P}-budget-data", list(view.table), page_size=8))
 
 
-def _best_error(A, fits):
-    ok = [f for f in fits if f["op"] is not None]
-    if not ok:
-        return None
-    best = min(ok, key=lambda f: f["rel_error"])
-    return A - best["op"].to_dense()
+@callback(Output(f"{P}-heatmaps", "figure"), *VIEW_INPUTS)
+def update_heatmaps(target, size_log2, budget_exp):
+    """The target, each family's fit at the budget and the best fit's error, as heatmaps."""
+    try:
+        view = pareto.budget_view(*_view_inputs(target, size_log2, budget_exp))
+    except ValueError as exc:
+        return figs.empty_figure(str(exc))
+    return figs.heatmap_grid_json(view.panels)
 
 
 def _sweep_spec(n, batches, dtypes, rank, blocks) -> sweep.SweepSpec:

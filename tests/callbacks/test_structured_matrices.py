@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dash
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,7 +41,11 @@ def sweep_rows():
 
 def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    info, pareto, rows, table, heat = page.update_analysis("dft", 6, 2)
+    import plotly.graph_objects as go
+
+    info, pareto, rows, table = page.update_analysis("dft", 6, 2)
+    heat = page.update_heatmaps("dft", 6, 2)
+    pareto, heat = go.Figure(pareto), go.Figure(heat)  # cached as JSON-ready dicts
     assert "DFT" in str(info) and f"{64 * 64 // 4:,}" in str(info)
     names = {t.name for t in pareto.data}
     assert {"Low-rank", "Monarch", "Butterfly", "Sparse (magnitude-pruned)"} <= names
@@ -52,6 +57,25 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     assert all(pd.isna(r["params"]) or r["params"] <= 64 * 64 // 4 for r in table.data)
     titles = [a.text for a in heat.layout.annotations]
     assert titles[0].startswith("target") and len(titles) == len(operators.FAMILIES) + 2
+    raw = page.update_heatmaps("dft", 6, 2)["data"]
+    assert all(t["z"]["dtype"] == "f4" for t in raw if isinstance(t.get("z"), dict))  # binary, small
+
+
+def test_moving_the_budget_reuses_the_cached_fits(tmp_path, monkeypatch):
+    """The butterfly fit and the Pareto rows are computed once per (target, n); each budget's
+    fits once per (target, n, budget); a repeat is a cache hit, and keys never collide."""
+    from engine.structured import pareto as par
+
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    page.update_analysis("kernel", 6, 3)
+    a_misses, v_misses = par.analysis.cache_info().misses, par.budget_view.cache_info().misses
+    page.update_analysis("kernel", 6, 4)  # new budget: the analysis is reused
+    assert par.analysis.cache_info().misses == a_misses and par.budget_view.cache_info().misses == v_misses + 1
+    hits = par.budget_view.cache_info().hits
+    page.update_heatmaps("kernel", 6, 4)
+    assert par.budget_view.cache_info().hits == hits + 1
+    assert par.budget_view("kernel", 6, 3).budget != par.budget_view("kernel", 6, 4).budget
+    assert par.budget_view("gaussian", 6, 3).panels[0][0] != par.budget_view("kernel", 6, 3).panels[0][0]
 
 
 def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
@@ -67,9 +91,10 @@ def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("target,size,budget,words", BAD_ANALYSIS)
 def test_analysis_shows_bad_input_as_a_message(target, size, budget, words):
-    info, pareto, rows, table, heat = page.update_analysis(target, size, budget)
+    info, pareto, rows, table = page.update_analysis(target, size, budget)
     assert "msg-error" in info.className and words in str(info.children), info.children
-    assert rows == []
+    assert rows == [] and words in page.update_heatmaps(target, size, budget).layout.annotations[0].text
+    assert "msg-error" in info.className
 
 
 @pytest.mark.parametrize("change,words", BAD_SWEEP)
@@ -126,8 +151,10 @@ def test_committed_reference_is_the_matrices_sweep():
 
 
 def test_budget_params():
-    assert page.budget_params(256, 3) == 8192
-    assert page.budget_params(64, 8) == 16
+    from engine.structured import pareto as par
+
+    assert par.budget_params(256, 3) == 8192
+    assert par.budget_params(64, 8) == 16
 
 
 @pytest.mark.parametrize("junk", [5, {"a": 1}, [1, 2], [{"family": "dense"}]])
