@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from engine.bench.measurement import Task  # noqa: E402
 from engine.moe import layer as moe  # noqa: E402
 from engine.runtime.device import job_device, runtime_device_name  # noqa: E402
 
@@ -148,9 +149,11 @@ def profile_rows(device, dtype, d: int, tokens: int, out_dir: Path, experts: int
                          "out_max_abs": float(base.float().abs().max())})
         for name, fn in stages.items():
             try:
-                med, iqr, runs, timer = moe._time(fn, min_run_time, device.type)
-                rows.append({"stage": name, "tokens": tokens, "d_model": d, "time_ms": med * 1e3,
-                             "iqr_ms": iqr * 1e3, "runs": runs, "status": "ok"})
+                m = moe.time_call(fn, min_run_time, Task(op="moe-stage", backend=name, device=device.type,
+                                                         dims={"tokens": tokens, "d_model": d}))
+                rows.append({"stage": name, "tokens": tokens, "d_model": d, "time_ms": m.median_s * 1e3,
+                             "iqr_ms": m.iqr_s * 1e3, "runs": m.runs, "noisy": m.noisy,
+                             "method": m.method, "status": "ok"})
             except Exception as exc:  # report, do not hide
                 rows.append({"stage": name, "tokens": tokens, "d_model": d,
                              "status": f"error: {str(exc).splitlines()[0][:160]}"})

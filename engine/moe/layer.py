@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.bench.measurement import Task
 from engine.validate import check_choice, check_float, check_int
 from engine.runtime.threads import torch_threads
 
@@ -557,32 +558,6 @@ def _digits(seed: int):
     return x[~test], x[test], y[~test], y[test]
 
 
-class _Adam:
-    """Plain Adam. torch.optim's constructor imports torch._dynamo, which takes seconds
-    on a busy machine: too slow for a job meant to finish in seconds."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** self.t))
-
-
 def train_router_plan_total(epochs: int, experts: int) -> int:
     """Rows ``train_router_rows`` yields: per variant, epochs + experts + one summary."""
     return 2 * (epochs + experts + 1)
@@ -619,7 +594,7 @@ def _train_router(experts, k, alpha, epochs, batch, lr, seed) -> Iterator[dict]:
     ytr, yte = torch.from_numpy(ytr).long(), torch.from_numpy(yte).long()
     for variant, a in (("no balancing loss", 0.0), (f"balancing alpha={alpha:g}", alpha)):
         model = DigitsMoE(experts, k, seed=seed)
-        opt = _Adam(list(model.parameters()), lr=lr)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
         g = torch.Generator().manual_seed(seed)
         for epoch in range(1, epochs + 1):
             model.train()
@@ -723,34 +698,22 @@ def _warm(fn, device: str, seconds: float) -> None:
     sync()
 
 
-def _time(fn, min_run_time: float, device: str) -> tuple[float, float, int, str]:
-    """(median s, IQR s, timed runs, method): warm-up, CUDA sync, median and IQR.
+def time_call(fn, min_run_time: float, task):
+    """A Measurement (engine.bench.measurement) of ``fn``: warm-up, CUDA sync, median and IQR.
 
     Each row first runs ``fn`` back to back for ``min(WARMUP_S, 2 * min_run_time)``
-    seconds (GPU clocks settle, caches and kernel choices fill), then the project's
-    timer (engine.bench.timer.measure) takes up to ``REPEATS`` runs, each repeating the
-    call for about ``min(TARGET_RUN_S, min_run_time / 20)`` (min_run_time 0.2, the GPU
-    script's: 10 ms, so a 2 ms GEMM is averaged over 5 calls per run; the page's 0.05:
-    2.5 ms), within ``max(20 * min_run_time, 0.5)`` s per row.
-    Falls back to torch.utils.benchmark's blocked_autorange without that timer.
+    seconds (GPU clocks settle, caches and kernel choices fill), then the lab's timer
+    (engine.bench.timer.measure) takes up to ``REPEATS`` runs, each repeating the call for
+    about ``min(TARGET_RUN_S, min_run_time / 20)`` (min_run_time 0.2, the GPU script's:
+    10 ms, so a 2 ms GEMM is averaged over 5 calls per run; the page's 0.05: 2.5 ms),
+    within ``max(20 * min_run_time, 0.5)`` s per row. ``task``: what is timed
+    (engine.bench.measurement.Task, whose device is synchronised).
     """
-    try:
-        from engine.bench.timer import measure
-    except ImportError:
-        measure = None
-    _warm(fn, device, min(WARMUP_S, 2 * min_run_time))
-    if measure is not None:
-        try:
-            t = measure(fn, repeats=REPEATS, device=device,
-                        target_run_s=min(TARGET_RUN_S, min_run_time / 20),
-                        max_total_s=max(20 * min_run_time, 0.5))
-            return t.median_s, t.iqr_s, t.runs, f"engine.bench.timer.measure ({t.method}), median"
-        except (TypeError, AttributeError):  # a different timer API: fall back, still measure
-            pass
-    from torch.utils import benchmark
+    from engine.bench.timer import measure
 
-    m = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
-    return m.median, m.iqr, len(m.times), "torch.utils.benchmark blocked_autorange, median"
+    _warm(fn, task.device, min(WARMUP_S, 2 * min_run_time))
+    return measure(fn, repeats=REPEATS, target_run_s=min(TARGET_RUN_S, min_run_time / 20),
+                   max_total_s=max(20 * min_run_time, 0.5), task=task)
 
 
 def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
@@ -804,17 +767,23 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
                     return moe_forward(x, exp, r.expert, r.weight, method=method)
                 row["params"] = exp.params() + gate.numel()
                 row["active_params"] = k * exp.params() // E + gate.numel()
+            task = Task(op="moe-layer" if variant.startswith("moe") else "ffn", backend=variant,
+                        dims={"batch": batch, "d_model": d, "d_ff": h, "experts": E, "k": k},
+                        dtype=spec.dtype, device=dev.type, device_name=base["device"],
+                        versions={"torch_version": torch.__version__})
             try:
                 with torch.inference_mode():
-                    median, iqr, runs, timer = _time(fn, spec.min_run_time, dev.type)
+                    m = time_call(fn, spec.min_run_time, task)
             except (RuntimeError, ValueError) as exc:  # e.g. out of memory: say so, go on
                 row.update(status=f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 yield row
                 continue
-            row.update(status="ok", timer=timer, time_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=runs,
-                       noisy=bool(runs < 3 or (median > 0 and iqr / median > 0.1)),
+            median = m.median_s
+            row.update({k2: v for k2, v in m.row().items() if k2 not in ("device", "k")})
+            row.update(status="ok", timer=f"engine.bench.timer.measure ({m.method}), median",
+                       time_ms=median * 1e3, iqr_ms=m.iqr_s * 1e3,
                        tokens_per_s=batch / median if median else float("nan"))
             if variant == "dense_1x":
                 t_ref = median

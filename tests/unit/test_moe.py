@@ -279,6 +279,11 @@ def test_timing_sweep_rows_tiny():
     assert (df.loc[df["variant"] == "dense_1x", "ratio_vs_dense_1x"] == 1.0).all()
     ok = df[df["status"] == "ok"]
     assert (ok["time_ms"] > 0).all()
+    from engine.bench.measurement import EAGER, is_noisy  # every timing is a Measurement's row
+
+    assert (ok["method"] == EAGER).all() and (ok["backend"] == ok["variant"]).all()
+    assert (ok["time_ms"] == 1e3 * ok["median_s"]).all() and (ok["device_name"] == ok["device"]).all()
+    assert all(r.noisy == is_noisy(r.median_s, r.iqr_s, r.runs) for r in ok.itertuples())
     dense_total = df[df["variant"] == "dense_total"].iloc[0]
     moe_row = df[df["variant"].str.startswith("moe_")].iloc[0]
     assert dense_total["params"] == pytest.approx(moe_row["params"], rel=0.02)  # equal total
