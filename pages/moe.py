@@ -21,11 +21,13 @@ P = "moe"
 TRAIN, SWEEP = f"{P}-train", f"{P}-sweep"
 
 
-def _slider(id: str, lo, hi, step, value, marks=None) -> dcc.Slider:
-    """A slider whose value is always shown (a tooltip above the handle); no typed box."""
-    return dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=step, value=value, marks=marks,
-                      allow_direct_input=False, updatemode="mouseup",
-                      tooltip={"placement": "top", "always_visible": True})
+def _slider(id: str, lo, hi, step, value, marks=None) -> html.Div:
+    """A slider whose value is always shown (a tooltip above the handle, in room kept free
+    for it below the label); no typed box beside it."""
+    return html.Div(dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=step, value=value, marks=marks,
+                               allow_direct_input=False, updatemode="mouseup",
+                               tooltip={"placement": "top", "always_visible": True}),
+                    className="slider-with-value", style={"paddingTop": "30px"})
 
 
 def _routing_controls() -> html.Div:
