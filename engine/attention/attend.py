@@ -526,7 +526,7 @@ def _row(base: dict, seq_len: int, kind: str, mask: Mask, impl: str, config: Swe
             "status": "pending", "message": "", **theory,
             "mask_build_ms": math.nan, "compile_s": math.nan,
             "first_call_ms": math.nan, "kernel_ms": math.nan, "iqr_ms": math.nan, "runs": 0,
-            "noisy": False, "method": "", "tflops": math.nan, "speedup_vs_causal": math.nan,
+            "noisy": False, "settled": False, "method": "", "tflops": math.nan, "speedup_vs_causal": math.nan,
             "speedup_vs_dense": math.nan, "max_abs_diff": math.nan,
             "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 

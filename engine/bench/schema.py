@@ -101,7 +101,8 @@ def columns(required: str, optional: str = "") -> dict[str, tuple[str, bool]]:
 
 
 # The other kinds of run the lab's jobs export (the columns their engine rows carry).
-ATTENTION_COLUMNS = columns(
+# Timing kinds carry the Measurement's columns too (theirs listed below win on overlap).
+ATTENTION_COLUMNS = measurement_columns(("seq_len", "batch", "heads", "head_dim")) | {"settled": ("bool", False)} | columns(
     "sweep status seq_len:int mask impl",
     "device device_name dtype batch:int heads:int head_dim:int block:int torch_version mask_kind message "
     "density:float block_density:float theory_vs_causal:float theory_vs_dense:float "
@@ -109,7 +110,7 @@ ATTENTION_COLUMNS = columns(
     "compile_s:float first_call_ms:float kernel_ms:float iqr_ms:float runs:int noisy:bool method "
     "tflops:float speedup_vs_causal:float speedup_vs_dense:float max_abs_diff:float measured_at "
     "triton_version cuda flex_compile script")
-MOE_TIMING_COLUMNS = columns(
+MOE_TIMING_COLUMNS = measurement_columns(("batch", "d_model", "d_ff", "experts", "k")) | columns(
     "batch:int variant status time_ms:float ratio_vs_dense_1x:float",
     "device dtype d_model:int d_ff:int experts:int k:int torch host params:int active_params:int timer "
     "iqr_ms:float runs:int noisy:bool tokens_per_s:float message date_utc")
@@ -131,7 +132,7 @@ PAPER_COLUMNS = columns(
     "dataset train_loss:float test_loss:float metric_name metric:float params:int n_train:int n_test:int "
     "device dtype lr:float batch_size:int seed:int torch max_abs_diff_vs_native:float date_utc cuda method "
     "device_type test_window_overlap:float chance_window_overlap:float")
-STRUCTURED_MATRICES_COLUMNS = columns(
+STRUCTURED_MATRICES_COLUMNS = measurement_columns(("n", "batch")) | columns(
     "family name status n:int batch:int",
     "label config dtype device device_name params:int storage_bytes:int flops:float "
     "theoretical_speedup:float median_s:float iqr_s:float noisy:bool speedup_vs_dense:float "
