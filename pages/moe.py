@@ -27,7 +27,7 @@ def _slider(id: str, lo, hi, step, value, marks=None) -> html.Div:
     return html.Div(dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=step, value=value, marks=marks,
                                allow_direct_input=False, updatemode="mouseup",
                                tooltip={"placement": "top", "always_visible": True}),
-                    className="slider-with-value", style={"paddingTop": "30px"})
+                    className="slider-with-value", style={"paddingTop": "40px"})
 
 
 def _routing_controls() -> html.Div:
