@@ -1,5 +1,5 @@
 """Where lab-bsr's host time per call goes (CUDA): cProfile over repeated cached calls on
-a matrix with one stored block (the GPU does almost nothing), top functions by own time.
+a matrix with one stored block per block row (the GPU does almost nothing), top functions by own time.
 
     python3 benchmarks/bsr_host_profile.py [--calls 3000] > profile.txt
 """
@@ -18,20 +18,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=3000)
+    p.add_argument("--graphs", action="store_true", help="with graph replay (default: direct launch)")
     args = p.parse_args()
     import torch
 
     from engine.sparse.kernels import bsr_matmul as lab
 
     n, k, blk = 8192, 512, 64
-    keep = torch.zeros(n // blk, n // blk, dtype=torch.bool)
-    keep[0, 0] = True
+    keep = torch.eye(n // blk, dtype=torch.bool)  # one block per block row
+
     a = lab.BsrMatrix.from_dense(torch.randn(n, n).half().cuda(), blk, keep=keep.cuda())
     b = torch.randn(n, k, device="cuda").half()
     y = torch.empty(n, k, device="cuda", dtype=torch.float16)
     for _ in range(10):
         lab.bsr_matmul(a, b, out=y, autotune=False)
     torch.cuda.synchronize()
+    from engine.sparse.kernels import bsr_launch
+    bsr_launch.GRAPH_REPLAY = "--graphs" in sys.argv
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(args.calls):

@@ -11,8 +11,8 @@ Writes under DIR (one CSV each, every row with device, torch, triton and date):
                    ``graph_time``) and "eager per call, back-to-back over 4 rotating
                    input sets" (what a Python caller gets: host work included whenever
                    it is longer than the GPU's); speedups vs dense per method.
-  bsr_host.csv     host cost per call on a matrix with one stored block (the GPU does
-                   almost nothing, so the time is the host's): the whole bsr_matmul,
+  bsr_host.csv     host cost per call on a matrix with one stored block per block row
+                   (the GPU does almost nothing, so the time is the host's): the whole bsr_matmul,
                    the cached launch alone, building the arguments, torch.empty, and
                    torch.matmul of the same shapes for scale.
   bsr_peers.csv    at k = 512: torch's Triton BSR kernel (torch.sparse._triton_ops
@@ -101,6 +101,7 @@ def main() -> int:
     import triton
 
     from engine.sparse.kernels import bsr_matmul as lab
+    from engine.sparse.kernels import bsr_launch
     from engine.sparse.kernels.bsr_launch import launcher
 
     if not torch.cuda.is_available():
@@ -133,9 +134,12 @@ def main() -> int:
                            (64, 0.5, 256), (64, 0.95, 128), (128, 0.5, 256), (64, 0.9, 40)):
             a = lab.BsrMatrix.random(1024, 1024, b_sz, 1 - s, dtype=dtype, device="cuda",
                                      seed=b_sz + k, empty_rows=(1,))
-            for rep in range(3):  # first: the JIT path; then the cached direct launch
-                b = torch.randn(1024, k, device="cuda").half()
-                y = torch.full((1024, k), float("nan"), device="cuda", dtype=dtype)
+            for rep in range(4):  # the JIT path, the direct launch, then graph replays
+                if rep < 2:  # the same two buffers from then on: the graph's case
+                    b = torch.empty(1024, k, device="cuda").half()
+                    y = torch.empty((1024, k), device="cuda", dtype=dtype)
+                b.copy_(torch.randn(1024, k, device="cuda").half())  # fresh values
+                y.fill_(float("nan"))
                 lab.bsr_matmul(a, b, out=y, autotune=False)
                 ref = lab.bsr_matmul_reference(a, b).double()
                 err = float((y.double() - ref).norm() / ref.norm())
@@ -144,13 +148,17 @@ def main() -> int:
                              "config": lab.preset_config(a, b).label(), "rel_err": err,
                              "nan": int(torch.isnan(y).sum()),
                              "direct_launches": call.launch.fast_calls,
+                             "graph_replays": call.launch.graph_calls,
                              "direct_error": call.launch.direct_error,
+                             "graph_error": call.launch.graph_error,
                              "ok": err < 3e-3 and not torch.isnan(y).any()})
         write_csv(out_dir / "bsr_check.csv", rows)
         bad = [r for r in rows if not r["ok"]]
+        last = [r for r in rows if r["rep"] == 3]
         summary.append(f"check: {len(rows) - len(bad)}/{len(rows)} ok; direct launches "
-                       f"used: {sum(r['direct_launches'] > 0 for r in rows if r['rep'] == 2)}"
-                       f"/{sum(r['rep'] == 2 for r in rows)}")
+                       f"used: {sum(r['direct_launches'] > 0 for r in last)}/{len(last)}; "
+                       f"graph replays used: {sum(r['graph_replays'] > 0 for r in last)}/{len(last)}"
+                       + "".join(f"; {r['graph_error']}" for r in last if r["graph_error"])[:300])
 
     section("check", check)
 
@@ -174,7 +182,11 @@ def main() -> int:
                 lab_out_fns = [lambda i=i: lab.bsr_matmul(mats[i], bs[i], out=ys[i],
                                                           autotune=False) for i in range(4)]
                 dense_fns = [lambda i=i: torch.matmul(dense[i], bs[i]) for i in range(4)]
+                bsr_launch.GRAPH_REPLAY = False
+                direct = eager_per_call(torch, lab_fns)
+                bsr_launch.GRAPH_REPLAY = True
                 res = {
+                    ("lab-bsr, direct launch (no graph replay)", EAGER): direct,
                     ("lab-bsr", GRAPH): lab.graph_time(lab_out_fns[0], n_inner=8, reps=9),
                     ("dense", GRAPH): lab.graph_time(lambda: torch.matmul(dense[0], bs[0], out=ys[1]),
                                                      n_inner=8, reps=9),
@@ -195,7 +207,8 @@ def main() -> int:
                 e = res[("lab-bsr", EAGER)][0]
                 line = (f"s={s} k={k}: lab-bsr kernel {g * 1e3:.1f} us ({res[('dense', GRAPH)][0] / g:.2f}x dense), "
                         f"per call {e * 1e3:.1f} us ({res[('dense', EAGER)][0] / e:.2f}x dense eager), "
-                        f"per call / kernel {e / g:.2f}")
+                        f"per call / kernel {e / g:.2f}; direct launch without graphs "
+                        f"{direct[0] * 1e3:.1f} us ({res[('dense', EAGER)][0] / direct[0]:.2f}x)")
                 print(line, flush=True)
                 summary.append(line)
                 write_csv(out_dir / "bsr_percall.csv", percall)
@@ -205,8 +218,7 @@ def main() -> int:
     # ------------------------------------------------------------------ host cost
     def host():
         k = 512
-        one = torch.zeros(n // blk, n // blk, dtype=torch.bool)
-        one[0, 0] = True
+        one = torch.eye(n // blk, dtype=torch.bool)  # one block per block row: no empty rows
         a = lab.BsrMatrix.from_dense(torch.randn(n, n).half().cuda(), blk, keep=one.cuda())
         b = torch.randn(n, k, device="cuda").half()
         y = torch.empty(n, k, device="cuda", dtype=dtype)
@@ -216,7 +228,18 @@ def main() -> int:
         dense = torch.randn(n, n, device="cuda").half()
         small = torch.randn(64, 64, device="cuda").half()
         rows = []
+        def no_graph(fn):
+            def call():
+                bsr_launch.GRAPH_REPLAY = False
+                try:
+                    return fn()
+                finally:
+                    bsr_launch.GRAPH_REPLAY = True
+            return call
         for what, fn in (("bsr_matmul(a, b) (Y allocated)", lambda: lab.bsr_matmul(a, b, autotune=False)),
+                         ("bsr_matmul(a, b), direct launch (no graph replay)",
+                          no_graph(lambda: lab.bsr_matmul(a, b, autotune=False))),
+                         ("cached launch alone, no graph replay", no_graph(lambda: run(b, y))),
                          ("bsr_matmul(a, b, out=y)", lambda: lab.bsr_matmul(a, b, out=y, autotune=False)),
                          ("cached launch alone: launch(b, y)", lambda: run(b, y)),
                          ("arguments alone: make_args(b, y)", lambda: run.make_args(b, y)),
@@ -230,7 +253,7 @@ def main() -> int:
             print(f"host: {what}: {us:.1f} us", flush=True)
         write_csv(out_dir / "bsr_host.csv", rows)
         summary.append("host: " + "; ".join(f"{r['what']} {r['host_us_per_call']:.1f} us"
-                                            for r in rows[:4]))
+                                            for r in rows[:6]))
 
     section("host cost", host)
 
