@@ -158,3 +158,87 @@ def test_from_linear_rejects_what_it_cannot_store():
         bsr_op.BlockSparseLinear.from_linear(nn.Conv1d(4, 4, 1), 16, 0.5)
     with pytest.raises(ValueError, match="expected in and out features divisible by the block 32"):
         bsr_op.BlockSparseLinear.from_linear(nn.Linear(48, 64), 32, 0.5)
+
+
+# ----------------------------------------------------------------------------- launch policy
+class _FakeKernel:
+    """Stands for a compiled Triton kernel: records the launches it is asked for."""
+
+    function = packed_metadata = None
+
+    def __init__(self):
+        self.launches = []
+
+    def run(self, *args):
+        self.launches.append(args[9:])
+
+    def launch_metadata(self, grid, stream, *args):
+        return None
+
+
+class _FakeGraph:
+    def __init__(self):
+        self.replays = 0
+
+    def replay(self):
+        self.replays += 1
+
+
+def _fake_launch(monkeypatch, capturing=lambda: False):
+    from engine.sparse.kernels import bsr_launch
+
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda idx: 0, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", capturing)
+    captured = []
+
+    def capture(self, b, out):
+        captured.append((b.data_ptr(), out.data_ptr()))
+        return _FakeGraph()
+
+    monkeypatch.setattr(bsr_launch.Launch, "_capture", capture)
+    kern = _FakeKernel()
+    launch = bsr_launch.Launch("bsr_mm_kernel", (4, 1, 1), lambda b, out: [b, out, 7], 4, 3,
+                               device_index=0, compiled=kern)
+    return bsr_launch, launch, kern, captured
+
+
+def test_graph_is_captured_the_second_time_the_same_buffers_come_back(monkeypatch):
+    bsr_launch, launch, kern, captured = _fake_launch(monkeypatch)
+    monkeypatch.setattr(bsr_launch, "GRAPH_REPLAY", True)
+    b, y = torch.zeros(64, 8), torch.zeros(64, 8)
+    launch(b, y)  # first sight: direct launch with exactly the built arguments
+    assert len(kern.launches) == 1 and kern.launches[0][0] is b and launch.graph_calls == 0
+    launch(b, y)  # second: captured, then replayed
+    launch(b, y)
+    assert captured == [(b.data_ptr(), y.data_ptr())] and launch.graph_calls == 2
+    assert len(kern.launches) == 1
+    other = torch.zeros(64, 8)
+    launch(other, y)  # another B buffer: direct again
+    assert len(kern.launches) == 2 and launch.graph_calls == 2
+
+
+def test_no_graph_inside_a_callers_capture_or_when_switched_off(monkeypatch):
+    bsr_launch, launch, kern, captured = _fake_launch(monkeypatch, capturing=lambda: True)
+    monkeypatch.setattr(bsr_launch, "GRAPH_REPLAY", True)
+    b, y = torch.zeros(64, 8), torch.zeros(64, 8)
+    for _ in range(3):
+        launch(b, y)
+    assert captured == [] and len(kern.launches) == 3  # launched into the caller's graph
+    bsr_launch, launch, kern, captured = _fake_launch(monkeypatch)
+    monkeypatch.setattr(bsr_launch, "GRAPH_REPLAY", False)
+    for _ in range(3):
+        launch(b, y)
+    assert captured == [] and len(kern.launches) == 3
+
+
+def test_graphs_per_launch_are_bounded(monkeypatch):
+    bsr_launch, launch, kern, captured = _fake_launch(monkeypatch)
+    monkeypatch.setattr(bsr_launch, "GRAPH_REPLAY", True)
+    monkeypatch.setattr(bsr_launch, "GRAPHS_PER_LAUNCH", 2)
+    bufs = [torch.zeros(64, 8) for _ in range(3)]
+    y = torch.zeros(64, 8)
+    for _ in range(2):
+        for b in bufs:
+            launch(b, y)
+    assert len(captured) == 2 and len(launch.graphs) == 2
+    assert len(kern.launches) == 3 + 1  # three first sights, and the pair that found no room
