@@ -14,7 +14,7 @@ import torch
 
 from engine.sparse.kernels.bsr_matrix import BsrMatrix, auto_split_len
 
-UNION_KINDS = ("uptr", "utma", "uatma")  # several block rows per program (see union_plan)
+UNION_KINDS = ("utma",)  # several block rows per program (see union_plan)
 TMA_KINDS = ("tma", "pers")  # one block row per work item, tiles moved by TMA
 
 
@@ -26,9 +26,11 @@ def interpreting() -> bool:
 @dataclass(frozen=True)
 class Config:
     """One way to launch the kernel. kind "ptr" (pointer loads; any GROUP, TRANS),
-    "tma" (tensor-memory-accelerator descriptors; GROUP 1 or 2, no TRANS, sm_90+),
+    "tma" (tensor-memory-accelerator descriptors; GROUP 1, no TRANS, sm_90+),
     "pers" (persistent, TMA: ``occ`` programs per SM walk host-balanced runs of steps,
-    see ``persist_plan``; GROUP 1, no TRANS), or a union kind (see ``union_plan``)."""
+    see ``persist_plan``; GROUP 1, no TRANS), or "utma" (the union schedule, B by TMA,
+    ``rows`` block rows per program, see ``union_plan``). ``skip`` survives only so that
+    labels of explored kinds in old tuning CSVs still parse; no kernel here takes it."""
 
     block_n: int = 128
     group: int = 1
@@ -44,7 +46,7 @@ class Config:
 
     @property
     def union(self) -> bool:
-        """True for the several-block-rows-per-program kernel (kinds "uptr", "utma")."""
+        """True for the several-block-rows-per-program kernel (kind "utma")."""
         return self.kind in UNION_KINDS
 
     def label(self) -> str:
@@ -98,7 +100,7 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 
     def add(**kw):
         c = Config(**kw)
-        tma_kind = c.kind in TMA_KINDS + ("utma", "uatma")
+        tma_kind = c.kind in TMA_KINDS + UNION_KINDS
         limit = min(bn_max, 256) if tma_kind else bn_max  # a TMA box is at most 256 wide
         if c.block_n <= limit and c not in out:
             if not tma_kind or tma:
@@ -106,16 +108,13 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
 
     # the union schedule (several block rows per program, one B tile for all of them)
     # (measured on the H100, 2026-11-22: r4 at b64, and the MMA-skipping "S" form,
-    # were 1.3-2x slower than r2 at every density, so they are not tried any more)
-    union = {16: ("utma n128 r4 N w4 s3", "utma n256 r4 N w4 s3", "utma n128 r8 N w8 s3",
-                  "uptr n128 r4 N w4 s3"),
-             32: ("utma n128 r2 N w4 s3", "utma n256 r2 N w4 s3", "uatma n128 r2 N w4 s3",
-                  "uatma n256 r2 N w4 s3", "uatma n256 r2 N w8 s3"),
-             64: ("utma n128 r2 N w4 s3", "utma n256 r2 N w8 s3", "utma n128 r2 N w8 s3",
-                  "uptr n128 r2 N w8 s3", "uatma n128 r2 N w4 s3", "uatma n128 r2 N w8 s3",
-                  "uatma n256 r2 N w8 s3", "uatma n128 r2 N w4 s4", "uatma n256 r2 N w4 s3",
-                  "uatma n64 r2 N w4 s3"),
-             128: ("utma n64 r2 N w8 s2", "uatma n64 r2 N w4 s2")}
+    # were 1.3-2x slower than r2 at every density; the pointer-load "uptr" and the
+    # pairs-with-A-by-TMA "uatma" kinds never won on the H200 of 2026-11-30: all three
+    # are in benchmarks/bsr_explore_kernels.py now)
+    union = {16: ("utma n128 r4 N w4 s3", "utma n256 r4 N w4 s3", "utma n128 r8 N w8 s3"),
+             32: ("utma n128 r2 N w4 s3", "utma n256 r2 N w4 s3"),
+             64: ("utma n128 r2 N w4 s3", "utma n256 r2 N w8 s3", "utma n128 r2 N w8 s3"),
+             128: ("utma n64 r2 N w8 s2",)}
     for label in union[block] + DEEP_CANDIDATES[block]:
         add(**Config.from_label(label).as_dict())
 
@@ -148,8 +147,6 @@ def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
             for bn, w, s in ((128, 4, 3), (128, 4, 4), (256, 8, 3), (256, 4, 3), (128, 4, 2),
                              (64, 4, 3), (64, 4, 4)):
                 add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
-            for bn, w, s in ((128, 4, 3), (128, 8, 3), (256, 8, 3), (64, 4, 3)):
-                add(block_n=bn, group=2, num_warps=w, num_stages=s, kind="tma")
     else:  # 128
         for bn in (64, 128, 256):
             for w, s in ((4, 3), (8, 3), (8, 2)):
@@ -244,24 +241,14 @@ def _has_tma(device: torch.device) -> bool:
 
 def config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:
     """True when ``cfg`` can run these inputs here (kind, TMA on this device, k)."""
-    if cfg.union:
-        if cfg.rows < 1 or (cfg.skip and cfg.rows != 2) or cfg.group != 1 or cfg.trans:
-            return False
-        if cfg.kind == "uatma" and (cfg.rows != 2 or cfg.skip or a.nnz_blocks == 0):
-            return False
-        if cfg.kind in ("utma", "uatma"):
-            if not (interpreting() and a.device.type == "cpu"):
-                if not (a.device.type == "cuda" and _has_tma(a.device)):
-                    return False
-            return b.shape[1] % 8 == 0
-        return True
-    if cfg.kind in TMA_KINDS:
+    if cfg.kind in TMA_KINDS + UNION_KINDS:
         if interpreting() and a.device.type == "cpu":
             where_ok = True
         else:
             where_ok = a.device.type == "cuda" and _has_tma(a.device)
-        groups = (1, 2) if cfg.kind == "tma" else (1,)  # "pers": one stored block a step
-        return (where_ok and a.nnz_blocks > 0 and b.shape[1] % 8 == 0
-                and cfg.group in groups and not cfg.trans and cfg.occ >= 1
-                and cfg.store in ("N", "H"))
+        if not where_ok or b.shape[1] % 8 or cfg.group != 1 or cfg.trans:
+            return False
+        if cfg.union:  # the MMA-skipping form moved to benchmarks/bsr_explore_kernels.py
+            return cfg.rows >= 1 and not cfg.skip
+        return a.nnz_blocks > 0 and cfg.occ >= 1 and cfg.store in ("N", "H")
     return cfg.kind == "ptr"

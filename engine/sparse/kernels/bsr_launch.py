@@ -249,7 +249,7 @@ def _build(a: BsrMatrix, k: int, dtype: torch.dtype, cfg: Config,
             if b_tpl is None:
                 b_tpl, y_tpl = _descriptor(b, [bsz, cfg.block_n]), _descriptor(out, [bsz, cfg.block_n])
             return [plan.sched, a.col, a_desc, _rebase(b_tpl, b), _rebase(y_tpl, out), ws, cnt,
-                    pieces, k, n_tiles, max_tiles, bsz, cfg.block_n, cfg.group, upcast]
+                    pieces, k, n_tiles, max_tiles, bsz, cfg.block_n, upcast]
 
         return Launch("bsr_mm_tma_kernel", grid, make_args, cfg.num_warps, cfg.num_stages,
                       device_index=dev)
@@ -297,32 +297,14 @@ def _build_union(a: BsrMatrix, k: int, cfg: Config, upcast: bool, dev: int) -> L
     n_tiles = -(-k // cfg.block_n)
     grid = (int(plan.gsched.shape[0]) * n_tiles, 1, 1)
     bsz = a.block
-    if cfg.kind == "uatma":  # pairs of rows, A by TMA too (missing blocks: zero fill)
-        a_desc = _descriptor(a.values.view(a.nnz_blocks * bsz, bsz), [bsz, bsz])
-        b_tpl = None
-
-        def make_atma_args(b, out):
-            nonlocal b_tpl
-            if b_tpl is None:
-                b_tpl = _descriptor(b, [bsz, cfg.block_n])
-            return [plan.gsched, plan.entries, plan.members, a_desc, _rebase(b_tpl, b), out, k,
-                    n_tiles, a.nnz_blocks, bsz, cfg.block_n, upcast]
-
-        return Launch("bsr_mm_union2_tma_kernel", grid, make_atma_args, cfg.num_warps,
-                      cfg.num_stages, device_index=dev)
-    use_tma = cfg.kind == "utma"
-    even = k % cfg.block_n == 0
     b_tpl = None
 
     def make_args(b, out):
         nonlocal b_tpl
-        b_desc = b
-        if use_tma:
-            if b_tpl is None:
-                b_tpl = _descriptor(b, [bsz, cfg.block_n])
-            b_desc = _rebase(b_tpl, b)
-        return [plan.gsched, plan.entries, plan.members, a.values, b, b_desc, out, k, n_tiles,
-                bsz, cfg.rows, cfg.block_n, use_tma, cfg.skip, even, upcast]
+        if b_tpl is None:
+            b_tpl = _descriptor(b, [bsz, cfg.block_n])
+        return [plan.gsched, plan.entries, plan.members, a.values, _rebase(b_tpl, b), out, k,
+                n_tiles, bsz, cfg.rows, cfg.block_n, upcast]
 
     return Launch("bsr_mm_union_kernel", grid, make_args, cfg.num_warps, cfg.num_stages,
                   device_index=dev)

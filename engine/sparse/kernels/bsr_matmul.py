@@ -130,7 +130,7 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
     tuner's recorded choice for this block, density and split).
     split: "auto" cuts block rows longer than twice the mean into segments (see
     ``auto_split_len``); an int cuts rows longer than that; None never cuts. Union
-    configurations (kinds "uptr", "utma", "uatma") never cut rows: split is ignored."""
+    configurations (kind "utma") never cut rows: split is ignored."""
     if type(a) is BsrMatrix and type(b) is torch.Tensor and b.dim() == 2:
         try:
             call = a._plans.get(("call", int(b.shape[1]), config, autotune, split))

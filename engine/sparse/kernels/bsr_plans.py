@@ -1,7 +1,7 @@
 """lab-bsr's host-side planners, each run once per matrix and cached on it:
 
 * ``union_plan`` / ``group_rows``: groups of block rows that walk the union of their
-  block columns (kind "utma"/"uptr"), so each B tile is loaded once for all of them;
+  block columns (kind "utma"), so each B tile is loaded once for all of them;
 * ``persist_plan``: host-balanced runs of precomputed steps for the persistent kernel
   (kind "pers"), longest work item first into the least loaded bin.
 """
