@@ -15,9 +15,10 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.bench.bsr_results import (TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, break_even,
-                                      load_bsr_bench, sweep_rows, targets)
-from engine.bench.reference import find, references, short_device
+from engine.bench.bsr_results import (PERCALL_CSV, TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS,
+                                      break_even, load_bsr_bench, percall_table, sweep_rows,
+                                      targets)
+from engine.bench.reference import find, references, results_dir, short_device
 from engine.runtime.device import describe_device
 from engine.sparse.pruning import (ACCURACY_MODELS, BLOCK_SIZES, NM_PRESETS, VIEW_SIZES,
                                    accuracy_plan_size, accuracy_rows, pattern_view)
@@ -301,7 +302,19 @@ BSR_TABLE_COLUMNS = ["block", "sparsity", "method", "ms", "speedup_vs_dense", "m
                      "config", "rel_err"]
 
 
+def _percall_note(frame: pd.DataFrame) -> html.P:
+    if not len(frame):
+        return message(f"No per-call run committed (benchmarks/results/{PERCALL_CSV}).",
+                       id=f"{P}-bsr-percall-note")
+    return html.P(f"{frame.attrs['device']}, {frame.attrs['date']}, benchmarks/gpu_bsr_app.py: "
+                  "kernel-only = CUDA-graph replay with L2 evicted before each call (no Python "
+                  "launch cost); per call = bsr_matmul called back to back from Python in eager "
+                  "mode, what a caller gets. Each speedup compares with dense torch.matmul timed "
+                  "the same way.", className="section-note", id=f"{P}-bsr-percall-note")
+
+
 def _kernel_section() -> html.Section:
+    percall = percall_table(results_dir() / PERCALL_CSV)
     return section(
         "The lab's own block-sparse kernel (lab-bsr) on a GPU",
         controls_row(labelled("Timing", dcc.RadioItems(
@@ -310,6 +323,10 @@ def _kernel_section() -> html.Section:
                      {"label": " call by call (launch included)", "value": "events"}]))),
         html.Div(id=f"{P}-bsr-note"),
         dcc.Graph(id=f"{P}-bsr-plot", config={"displaylogo": False}),
+        html.H3("Per call and kernel-only, side by side (64 x 64 blocks, n = 8192, fp16)"),
+        _percall_note(percall),
+        data_table(f"{P}-bsr-percall", percall),
+        csv_download(f"{P}-bsr-percall-csv"),
         html.H3("This lab's goals for its kernel (64 x 64 blocks)"),
         data_table(f"{P}-bsr-targets", []),
         csv_download(f"{P}-bsr-targets-csv"),
@@ -354,6 +371,7 @@ for _id, _source, _name in (
         ("acc", f"{P}-acc-table", "structured_accuracy.csv"),
         ("bsr", f"{P}-bsr-table", "bsr_bench.csv"),
         ("bsr-targets", f"{P}-bsr-targets", "bsr_targets.csv"),
+        ("bsr-percall", f"{P}-bsr-percall", "bsr_percall_side_by_side.csv"),
         ("chapter", f"{P}-chapter", "structured_chapter_accuracy.csv")):
     register_csv_download(f"{P}-{_id}-csv", (_source, "data"), _name)
 

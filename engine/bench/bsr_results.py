@@ -101,3 +101,45 @@ def targets(frame: pd.DataFrame, timing: str = "graph") -> list[dict]:
         row["block"] = b
         row["timing"] = label
     return out
+
+
+PERCALL_CSV = "bsr_percall/bsr_percall.csv"  # under benchmarks/results/ (gpu_bsr_app.py)
+KERNEL_ONLY = "cuda-graph replay, L2 evicted before each call"
+PER_CALL = "eager per call, back-to-back over 4 rotating input sets"
+
+
+def percall_table(path: str | Path) -> pd.DataFrame:
+    """``benchmarks/gpu_bsr_app.py``'s per-call CSV as one row per (sparsity, k): lab-bsr
+    and dense timed kernel-only (CUDA-graph replay) and per call (eager), side by side,
+    with each speedup taken within one timing method. Empty when the file is missing;
+    ValueError naming what is missing when its columns are not the script's."""
+    p = Path(path)
+    if not p.exists():
+        return pd.DataFrame()
+    frame = pd.read_csv(p)
+    need = ("device", "date", "k", "sparsity", "method", "timing", "ms")
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{p.name}: expected columns {', '.join(need)}, got "
+                         f"{', '.join(map(str, frame.columns))}")
+    us = {(r.sparsity, r.k, r.method, r.timing): float(r.ms) * 1e3 for r in frame.itertuples()}
+    rows = []
+    for (s, k) in sorted({(r.sparsity, r.k) for r in frame.itertuples()}, key=lambda t: (-t[0], t[1])):
+        got = {name: us.get((s, k, method, timing)) for name, method, timing in (
+            ("lab_kernel", "lab-bsr", KERNEL_ONLY), ("dense_kernel", "dense", KERNEL_ONLY),
+            ("lab_call", "lab-bsr", PER_CALL), ("dense_call", "dense", PER_CALL))}
+        if None in got.values():
+            continue
+        rows.append({
+            "sparsity": s, "k": int(k),
+            "kernel-only: lab-bsr (us)": got["lab_kernel"],
+            "kernel-only: x dense": got["dense_kernel"] / got["lab_kernel"],
+            "per call: lab-bsr (us)": got["lab_call"],
+            "per call: x dense": got["dense_call"] / got["lab_call"],
+            "per call / kernel-only": got["lab_call"] / got["lab_kernel"],
+        })
+    out = pd.DataFrame(rows)
+    if len(out):
+        out.attrs["device"] = str(frame["device"].iloc[0])
+        out.attrs["date"] = str(frame["date"].iloc[0])
+    return out

@@ -2,7 +2,7 @@
 import pytest
 
 from engine.bench.pattern_sweep import default_block_backends
-from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
+from tests.browser.conftest import SHOTS, download_csv, wait_for_text, wait_for_job
 
 pytestmark = pytest.mark.browser
 
@@ -123,6 +123,17 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     goals = download_csv(page, "#ss-bsr-targets-csv-button")
     assert len(goals) == 4 and goals["timing"].str.startswith("call by call").all()
     assert set(download_csv(page, "#ss-bsr-csv-button")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
+    # the committed per-call run: both timing methods side by side, each named
+    wait_for_text(page, "#ss-bsr-percall", "per call: lab-bsr (us)")
+    wait_for_text(page, "#ss-bsr-percall", "kernel-only: lab-bsr (us)")
+    wait_for_text(page, "#ss-bsr-percall-note", "kernel-only = CUDA-graph replay")
+    side = download_csv(page, "#ss-bsr-percall-csv-button")
+    assert {"kernel-only: lab-bsr (us)", "per call: lab-bsr (us)",
+            "kernel-only: x dense", "per call: x dense"} <= set(side.columns)
+    assert sorted(side["k"].unique()) == [512, 2048, 8192]
+    page.get_by_text("Per call and kernel-only, side by side").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, -120)")  # below the fixed navbar
+    page.screenshot(path=str(SHOTS / "structured-sparsity-bsr-percall.png"))
 
 
 def test_a_cancelled_sweep_is_labelled_not_passed_off_as_complete(app_server, page):
