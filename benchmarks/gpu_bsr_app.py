@@ -101,6 +101,7 @@ def main() -> int:
     import triton
 
     from engine.sparse.kernels import bsr_matmul as lab
+    from engine.bench.measurement import is_noisy  # the lab's one noise rule
     from engine.sparse.kernels import bsr_launch
     from engine.sparse.kernels.bsr_launch import launcher
 
@@ -199,7 +200,7 @@ def main() -> int:
                     percall.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk,
                                     "sparsity": s, "density": mats[0].density, "method": method,
                                     "timing": timing, "ms": med, "ms_q25": q25, "ms_q75": q75,
-                                    "noisy": (q75 - q25) / med > 0.1 if med else True,
+                                    "noisy": is_noisy(med, q75 - q25),
                                     "speedup_vs_dense": d / med,
                                     "config": cfg if method.startswith("lab") else "torch.matmul",
                                     "rel_err": err if method.startswith("lab") else ""})
@@ -311,7 +312,7 @@ def main() -> int:
                 rows.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": s,
                              "density": a.density, "method": name, "timing": GRAPH, "ms": v[0],
                              "ms_q25": v[1], "ms_q75": v[2],
-                             "noisy": (v[2] - v[1]) / v[0] > 0.1,
+                             "noisy": is_noisy(v[0], v[2] - v[1]),
                              "fraction_of_ceiling": ceiling / v[0],
                              "speedup_vs_dense": t["dense torch.matmul"][0] / v[0],
                              "config": cfgs.get(name, ""), "rel_err": errs.get(name, "")})
@@ -363,7 +364,7 @@ def main() -> int:
                                  "model": name, "mode": mode,
                                  "timing": "per forward, back-to-back (CUDA events)",
                                  "ms": med, "ms_q25": q25, "ms_q75": q75,
-                                 "noisy": (q75 - q25) / med > 0.1,
+                                 "noisy": is_noisy(med, q75 - q25),
                                  "dense_tflops_equiv": flops / med / 1e9, "rel_err": err,
                                  "first_call_s": compile_s})
                     print(f"mlp {name} {mode}: {med:.3f} ms (err {err})", flush=True)
