@@ -6,6 +6,7 @@ About 40 s on 2 cores."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -27,7 +28,7 @@ CASES = [
 ]
 
 MEASURE = r"""
-import json, os, resource, sys
+import json, os, sys
 os.environ["SPARSITY_LAB_FORCE_CPU"] = "1"
 import psutil
 from engine.bench.sweeps import ParadoxConfig, memory_refusal, paradox_sweep
@@ -55,7 +56,10 @@ run(**small)  # libraries, thread pools and allocator arenas, loaded before the 
 estimates.clear()
 base = psutil.Process().memory_info().rss
 rows = run()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM is this process's own high-water mark; ru_maxrss would also carry the pytest
+# parent's RSS at the fork (Linux keeps it across execve), inflating "peak" in a full suite.
+with open("/proc/self/status") as f:
+    peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 print(json.dumps({"peak": peak - base, "estimate": max(estimates),
                   "statuses": sorted({r["status"] for r in rows})}))
 """
@@ -63,8 +67,13 @@ print(json.dumps({"peak": peak - base, "estimate": max(estimates),
 
 @pytest.mark.parametrize("kind, config", CASES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(CASES)])
 def test_estimate_covers_the_measured_peak(kind, config):
+    # A clean environment: variables other tests leave in this process (thread counts, the
+    # Triton interpreter, cache folders) must not change what the sweep allocates.
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+           if k in os.environ}
+    env.update(PYTHONPATH=str(ROOT), SPARSITY_LAB_FORCE_CPU="1", SPARSITY_LAB_PURE_CACHE_MB="0")
     out = subprocess.run([sys.executable, "-c", MEASURE, json.dumps([kind, config])], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert "refused" not in got["statuses"] and "ok" in got["statuses"], got
