@@ -67,6 +67,8 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     page.click("#scan-fwd")
     wait_for_text(page, "#scan-phase-text", "phase 1 / 16")
     assert page.evaluate("() => document.querySelector('#scan-pipeline svg').dataset.phase") == "1"
+    # the graph's highlight is drawn by the clock's next animation frame, after the phase text
+    page.wait_for_function("() => document.getElementById('scan-cyto')._cyreg.cy.nodes('.hot').length > 0")
     graph = page.evaluate("""() => { const cy = document.getElementById('scan-cyto')._cyreg.cy;
         const e = cy.edges()[0];
         return {labels: cy.nodes('.layer-label').map(n => n.data('label').split('\\n')[0]),

@@ -29,9 +29,7 @@ LIMIT_BYTES = 2**20
 REQUEST_TIMEOUT_S = 20
 # First output of each callback measured over 1 MB here (2026-12-02, at the settings named):
 KNOWN_OVER_1MB = {
-    "sm-target-info.children",        # /structured-matrices Pareto and heatmaps, 1.7 MB
     "attention-weights-base.figure",  # /attention weights, 1.5 MB
-    "gen-frames.data",                # /generator's precomputed frames at its largest sizes, 3.1 MB
 }
 WIDGETS = ("Slider", "RangeSlider", "Input", "Dropdown", "RadioItems", "Checklist")
 
