@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure
+from components.figures_common import empty_figure, reference_line
 
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
           "moe_grouped": "#c53030", "moe_loop": "#1f8a4c"}
@@ -194,9 +194,10 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
         fig.add_scatter(x=part["batch"], y=part["ratio_vs_dense_1x"], mode="lines+markers",
                         name=f"{LABELS.get(variant, variant)} [{source}]",
                         line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
-    fig.add_hline(y=k, line=dict(color="#1d2330", dash="dot"), annotation_text=f"ideal MoE = k = {k}")
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
+    # on the log axis: add_hline's label would sit at 10**k, not at k
+    reference_line(fig, f"ideal MoE = k = {k}", y=float(k), color="#1d2330", dash="dot", along=0.01)
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dash
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -152,7 +153,10 @@ def test_draw_sweep_shows_a_committed_reference(results_dir):
                    "dtype": "bfloat16", "d_model": 2048, "date_utc": "2026-11-22T07:15:00Z"}
                   for b in (1, 16384) for v, t in (("dense_1x", 1.0), ("moe_grouped", 2.2))]
                  ).to_csv(tmp_path / "moe" / "moe_timing.csv", index=False)
-    time_fig, _, text, note = page.draw_sweep([])
+    time_fig, ratio_fig, text, note = page.draw_sweep([])
+    # the "ideal MoE = k" label sits on its line at k = 2 on the log axis (log10 units), not at 10**2
+    label = next(a for a in ratio_fig.layout.annotations if a.text.startswith("ideal MoE"))
+    assert ratio_fig.layout.yaxis.type == "log" and abs(label.y - np.log10(2)) < 1e-9
     assert "NVIDIA H100 80GB HBM3" in str(note.children)
     assert any("NVIDIA H100" in t.name for t in time_fig.data)
     assert "2.20x one dense FFN" in str(text)
