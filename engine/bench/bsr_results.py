@@ -5,7 +5,7 @@
 (n x k), fp16, twice: GPU time from CUDA-graph replays with L2 evicted before every
 call (``ms``, ``speedup_vs_dense``) and call by call (``ms_events``,
 ``speedup_vs_dense_events``). This module reads it for the pages and holds it
-against the issue's targets (at 64 x 64 blocks: >= 5x dense at 90 % sparsity,
+against the lab's goals for it (at 64 x 64 blocks: >= 5x dense at 90 % sparsity,
 >= 1.6x at 50 %, >= 15x torch BSR at 90 %, break-even sparsity <= 40 %).
 
     frame = load_bsr_bench(path)
@@ -81,7 +81,7 @@ def _at(frame: pd.DataFrame, method: str, sparsity: float, block: int, col: str)
 
 
 def targets(frame: pd.DataFrame, timing: str = "graph") -> list[dict]:
-    """The issue's four targets at 64 x 64 blocks: goal, what this run reached, met."""
+    """The lab's four goals at 64 x 64 blocks: goal, what this run reached, met."""
     ms, col, label = TIMINGS[check_choice("timing", timing, TIMINGS)]
     b = TARGET_BLOCK
     lab90, torch90 = _at(frame, "lab-bsr", 0.9, b, ms), _at(frame, "torch-bsr", 0.9, b, ms)

@@ -321,7 +321,7 @@ def density_grid(mask: Any, max_cells: int = 128) -> tuple[np.ndarray, int]:
 # ------------------------------------------------------------------ accuracy experiment
 
 ACCURACY_MODELS = ("mlp", "cnn")
-# (pattern, sparsity, block, n, m): the matched-sparsity grid of the issue.
+# (pattern, sparsity, block, n, m): the matched-sparsity grid of the accuracy comparison.
 DEFAULT_ACCURACY_GRID: tuple[tuple, ...] = tuple(
     [("unstructured", s, None, None, None) for s in (0.5, 0.75, 0.9)]
     + [("block", s, b, None, None) for b in (4, 16) for s in (0.5, 0.75, 0.9)]
