@@ -142,6 +142,11 @@ STRUCTURED_ACCURACY_COLUMNS = columns(
     "model pattern sparsity:float acc_dense:float",
     "target_sparsity:float acc_pruned:float acc_finetuned:float drop_pts:float prunable_weights:int "
     "epochs:int finetune_epochs:int seed:int seconds:float")
+# /scanner's phase-transition map (engine.chain.recovery.phase_transition_rows) and the
+# /generator's trained chain (engine.chain.training: the loss step by step).
+SCANNER_PHASE_MAP_COLUMNS = columns(
+    "K:int nonzeros:int outputs:int trials:int omp_success_rate:float pinv_success_rate:float")
+GENERATOR_TRAINING_COLUMNS = columns("step:int loss:float", "steps:int lr:float")
 
 # Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
 SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -149,6 +154,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "attention": ATTENTION_COLUMNS, "moe-timing": MOE_TIMING_COLUMNS, "moe-router": MOE_ROUTER_COLUMNS,
     "isomorphism-timing": ISOMORPHISM_COLUMNS, "paper-training": PAPER_COLUMNS,
     "structured-matrices": STRUCTURED_MATRICES_COLUMNS, "structured-accuracy": STRUCTURED_ACCURACY_COLUMNS,
+    "scanner-phase-map": SCANNER_PHASE_MAP_COLUMNS, "generator-training": GENERATOR_TRAINING_COLUMNS,
 }
 # Which values each kind's "status" column may hold. Kinds not listed write free text there
 # ("unavailable: on CPU, ..." on /attention) and are not checked.

@@ -114,8 +114,10 @@ def test_every_shipped_reference_opens_under_run(store):
 @pytest.fixture(scope="module")
 def exported():
     """Rows of every kind of job the lab runs, from each page's own plan (tiny sizes)."""
-    from pages import attention, isomorphism, moe, paper, paradox, structured_matrices, structured_sparsity
+    from pages import (attention, generator, isomorphism, moe, paper, paradox, scanner, structured_matrices,
+                       structured_sparsity)
     from tests.callbacks.test_attention import params
+    from tests.callbacks.test_generator import DEFAULT_VALUES
 
     plans = {
         "paradox": paradox.plan(32, 4, "float32", "uniform", 8, "0.5, 0.9", ["torch-dense", "torch-csr"],
@@ -130,6 +132,8 @@ def exported():
                                               ""),
         "structured-matrices": structured_matrices.plan_sweep(n=256, batches=[1], dtypes=["float32"], rank=8,
                                                               blocks=4),
+        "scanner-phase-map": scanner.plan_phase_map(8, 2),
+        "generator-training": generator.plan_training(*DEFAULT_VALUES, "major triad", "", 5, 0.05),
     }
     import itertools
 
