@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Callable, Iterable
 
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
+from components.ids import PageIds, page_ids
 from components.tables import csv_payload
 from engine.runtime.jobslots import JobSlots, max_jobs_from_env
 from engine.runtime.liveness import HEARTBEAT_S, Heartbeat, job_identity
@@ -41,10 +41,10 @@ class JobPlan:
     meta: dict = field(default_factory=dict)
 
 
-def job_ids(prefix: str) -> SimpleNamespace:
-    names = ("run", "cancel", "progress", "progress_text", "status", "rows", "result", "csv",
-             "csv_download", "panel", "recheck")
-    return SimpleNamespace(**{n: f"{prefix}-job-{n.replace('_', '-')}" for n in names})
+def job_ids(prefix: str) -> PageIds:
+    """The ids of the job panel of ``prefix`` (components.ids): ``job_ids("moe").run == "moe-job-run"``."""
+    return page_ids(f"{prefix}-job", "run", "cancel", "progress", "progress_text", "status", "rows",
+                    "result", "csv", "csv_download", "panel", "recheck")
 
 
 def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> html.Div:
