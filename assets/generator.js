@@ -26,7 +26,8 @@
   function gdOf(id) {
     var el = document.getElementById(id);
     var gd = el && el.querySelector(".js-plotly-plot");
-    return (gd && gd.data && window.Plotly) ? gd : null;
+    // a figure not drawn yet is left to its own figure prop (it is built at the current phase)
+    return (gd && gd.data && gd.data.length && window.Plotly) ? gd : null;
   }
 
   /* Is the element with this id on screen? Off-screen views are not redrawn at every
@@ -250,23 +251,67 @@
     if (played && played.catch) { played.catch(function () { /* blocked until a gesture */ }); }
   }
 
-  /* The clock keeps real time: an interval tick advances by the ticks that elapsed since
-   * the last one (a busy browser skips phases rather than falling behind). */
-  var clocks = {gen: {last: null}, scan: {last: null}};
-  function stepPhase(clock, prop, phase, T, periodMs) {
-    var t = (typeof phase === "number" && isFinite(phase)) ? phase : 0;
-    if (prop.indexOf("back") >= 0) { return ((t - 1) % T + T) % T; }
-    if (prop.indexOf("fwd") >= 0) { return (t + 1) % T; }
-    if (prop.indexOf("n_intervals") < 0) { return ((t % T) + T) % T; }
-    var now = performance.now(), period = Math.max(Number(periodMs) || 100, 10), steps = 1;
-    if (clock.last !== null) {
-      steps = Math.max(1, Math.round((now - clock.last) / period));
-      clock.last += steps * period;
-    } else {
-      clock.last = now;
+  /* The clock: a timer in the page, not a Dash Interval. A tick through Dash updates a
+   * store, and the renderer then re-checks the whole page; at the largest sizes that was
+   * most of the main thread's work per tick, and on a busy machine it is what stretched
+   * ticks to 0.4-0.7 s. Here each tick advances by the ticks that elapsed in real time (a
+   * busy browser skips phases rather than falling behind) and draws the phase directly;
+   * the phase goes back into the page's Dash store (so steps, mute and new parameters
+   * continue from it) when the clock stops. One clock per page: /generator and /scanner. */
+  function Clock(prefix, draw) {
+    this.prefix = prefix; this.draw = draw; this.timer = null; this.period = 200;
+    this.t = 0; this.frames = null; this.muted = true; this.startedAt = null; this.tickAt = null;
+  }
+  Clock.prototype.running = function () { return this.timer !== null; };
+  Clock.prototype.phase = function (stored) {
+    return this.running() ? this.t : ((typeof stored === "number" && isFinite(stored)) ? stored : 0);
+  };
+  Clock.prototype.start = function (t) {
+    this.t = t; this.last = this.startedAt = performance.now(); this.schedule();
+  };
+  Clock.prototype.schedule = function () {
+    var self = this, wait = Math.max(0, self.last + self.period - performance.now());
+    self.timer = window.setTimeout(function () { self.fire(); }, wait);
+  };
+  Clock.prototype.fire = function () {
+    if (!document.getElementById(this.prefix + "-phase-text")) { this.timer = null; return; }  // page left
+    var now = performance.now(), steps = Math.max(1, Math.floor((now - this.last) / this.period));
+    this.last += steps * this.period;
+    this.tickAt = now;
+    if (this.frames && this.frames.T) {
+      this.t = (this.t + steps) % this.frames.T;
+      this.draw(this.t);
     }
-    window.__genTickAt = now;
-    return (t + steps) % T;
+    this.schedule();
+  };
+  Clock.prototype.stop = function () {
+    window.clearTimeout(this.timer);
+    this.timer = null;
+    window.dash_clientside.set_props(this.prefix + "-phase", {data: this.t});
+  };
+  /* the play button and the rate radio -> start / stop the clock, or set its period */
+  Clock.prototype.control = function (phase, tps) {
+    var v = Number(tps);
+    this.period = Math.round(1000 / Math.min(Math.max(isFinite(v) && v > 0 ? v : 5, 1), 20));
+    if (triggered().indexOf("-play.") < 0) { return NO(); }
+    if (this.running()) { this.stop(); return "Play"; }
+    this.start(this.phase(phase));
+    return "Pause";
+  };
+  /* a step button or new frames -> the phase the page shows (the running clock follows) */
+  Clock.prototype.step = function (frames, phase) {
+    if (!frames || !frames.T) { return NO(); }
+    this.frames = frames;
+    var T = frames.T, t = this.phase(phase), prop = triggered();
+    if (prop.indexOf("-back.") >= 0) { t = t - 1; } else if (prop.indexOf("-fwd.") >= 0) { t = t + 1; }
+    t = ((t % T) + T) % T;
+    if (this.running()) { this.t = t; }
+    return t;
+  };
+
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el && el.textContent !== text) { el.textContent = text; }
   }
 
   function phaseOf(frames, phase) {
@@ -335,51 +380,53 @@
     latest("gen-harm", function (gd, key) { return window.Plotly.restyle(gd, {y: [frames.harm_y[key]]}, [0]); }, ph.key);
   }
 
+  /* one phase drawn everywhere: the pipeline, the graph, the plots, the text, the tone */
+  function drawGen(t) {
+    var frames = clocks.gen.frames, ph = phaseOf(frames, t);
+    drawPhase(frames, ph);
+    if (clocks.gen.muted === false) { playTone(frames, ph.p); }
+    setText("gen-phase-text", "phase " + ph.t + " / " + frames.T + " \u00b7 pattern " + ph.p);
+  }
+
+  var clocks = {gen: new Clock("gen", drawGen), scan: null};
+  window.__clocks = clocks;  // read by the browser tests (the clock's start and last tick)
+
   ns.generator = {
-    /* interval / step buttons / new frames -> the phase (wraps around the clock) */
-    tick: function (_n, _back, _fwd, frames, phase, periodMs) {
-      if (!frames || !frames.T) { return NO(); }
-      return stepPhase(clocks.gen, triggered(), phase, frames.T, periodMs);
-    },
+    /* step buttons / new frames -> the phase (wraps around the clock) */
+    tick: function (_back, _fwd, frames, phase) { return clocks.gen.step(frames, phase); },
 
     /* new frames (parameters changed) -> the plotly figures, through Dash, once */
     setup: function (frames, phase) {
       if (!frames || !frames.T) { return [NO(), NO(), NO()]; }
-      var ph = phaseOf(frames, phase);
+      clocks.gen.frames = frames;
+      var ph = phaseOf(frames, clocks.gen.phase(phase));
       return [heatFigure(frames, ph), waveFigure(frames, ph), harmFigure(frames, ph)];
     },
 
-    /* every tick: redraw in place (no Dash props but the counter, no round trip) */
+    /* a stored phase (a step, new frames, the clock stopped): draw it in place; the text is
+     * written by drawGen, so the Dash output stays as it was */
     render: function (phase, frames, muted) {
       if (!frames || !frames.T) { return NO(); }
-      var ph = phaseOf(frames, phase);
-      drawPhase(frames, ph);
+      var c = clocks.gen;
+      c.frames = frames;
+      c.muted = muted;
+      drawGen(c.phase(phase));
       // the graph may still be laying out new elements: light it again once it has
       window.setTimeout(function () { if (onScreen("gen-cyto", lightLatest)) { lightLatest(); } }, 80);
-      if (muted === false) { playTone(frames, ph.p); }
-      return "phase " + ph.t + " / " + frames.T + " \u00b7 pattern " + ph.p;
+      return NO();
     },
 
-    play: function (_n, disabled) {
-      if (disabled === false) { return [true, "Play"]; }
-      clocks.gen.last = performance.now();  // ticks count from the press
-      window.__genPlayedAt = clocks.gen.last;
-      return [false, "Pause"];
-    },
-
-    rate: function (tps) {
-      var v = Number(tps);
-      if (!isFinite(v) || v <= 0) { v = 5; }
-      return Math.round(1000 / Math.min(Math.max(v, 1), 20));
-    },
+    play: function (_n, tps, phase) { return clocks.gen.control(phase, tps); },
 
     mute: function (_n, muted, phase, frames) {
       var audio = document.getElementById("gen-audio");
       if (muted === false) {
         if (audio) { audio.pause(); audio.muted = true; }
+        clocks.gen.muted = true;
         return [true, "Unmute"];
       }
-      if (frames && frames.T) { playTone(frames, phaseOf(frames, phase).p); }
+      clocks.gen.muted = false;
+      if (frames && frames.T) { playTone(frames, phaseOf(frames, clocks.gen.phase(phase)).p); }
       return [false, "Mute"];
     },
 
@@ -476,30 +523,33 @@
     if (cy && cy.nodes().length && frames.gkey) { colourReverse(cy, frames, t); }
   }
 
+  function drawScan(t) {
+    var frames = clocks.scan.frames, T = frames.T;
+    t = ((t % T) + T) % T;
+    var box = document.getElementById("scan-pipeline");
+    if (box) { box.innerHTML = drawReverse(frames, t); }
+    colourScanGraph(frames, t);
+    latest("scan-heat", function (gd, tt) {
+      return window.Plotly.relayout(gd, {shapes: [{type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y",
+        y0: tt - 0.5, y1: tt + 0.5, line: {color: ACTIVE, width: 2.5}}]});
+    }, t);
+    var ok = frames.phases[t].agree.filter(Boolean).length;
+    setText("scan-phase-text", "phase " + t + " / " + T + " \u00b7 pattern " + frames.lut[t] + " \u00b7 " + ok +
+            " of 7 columns within their bound");
+  }
+  clocks.scan = new Clock("scan", drawScan);
+
   ns.scanner = {
-    tick: function (_n, _back, _fwd, frames, phase, periodMs) {
-      if (!frames || !frames.T) { return NO(); }
-      return stepPhase(clocks.scan, triggered(), phase, frames.T, periodMs);
-    },
+    tick: function (_back, _fwd, frames, phase) { return clocks.scan.step(frames, phase); },
     render: function (phase, frames) {
       if (!frames || !frames.T) { return NO(); }
-      var T = frames.T, t = ((Number(phase) || 0) % T + T) % T;
-      var box = document.getElementById("scan-pipeline");
-      if (box) { box.innerHTML = drawReverse(frames, t); }
-      colourScanGraph(frames, t);
+      var c = clocks.scan, t = c.phase(phase);
+      c.frames = frames;
+      drawScan(t);
       // new elements may still be arriving with the frames: colour again once they have
-      window.setTimeout(function () { colourScanGraph(frames, t); }, 120);
-      latest("scan-heat", function (gd, tt) {
-        return window.Plotly.relayout(gd, {shapes: [{type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y",
-          y0: tt - 0.5, y1: tt + 0.5, line: {color: ACTIVE, width: 2.5}}]});
-      }, t);
-      var ok = frames.phases[t].agree.filter(Boolean).length;
-      return "phase " + t + " / " + T + " \u00b7 pattern " + frames.lut[t] + " \u00b7 " + ok + " of 7 columns within their bound";
+      window.setTimeout(function () { colourScanGraph(frames, ((t % frames.T) + frames.T) % frames.T); }, 120);
+      return NO();
     },
-    play: function (_n, disabled) {
-      if (disabled === false) { return [true, "Play"]; }
-      clocks.scan.last = performance.now();
-      return [false, "Pause"];
-    }
+    play: function (_n, tps, phase) { return clocks.scan.control(phase, tps); }
   };
 })();

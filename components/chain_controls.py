@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from dash import dcc
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 
 from components.layout import labelled
 from engine.chain.generator import ACTIVATIONS, PRESETS
@@ -146,3 +146,44 @@ def maybe_trained(chain, params: dict, trained: dict | None):
                                        trained.get("custom", ""))
     return got, (f"Drawing the trained weights: target {trained['target']}, {trained['steps']} "
                  f"steps, loss {losses[0]:.3g} -> {losses[-1]:.3g}."), trained
+
+
+TPS_CHOICES = (1, 2, 5, 10, 20)
+
+
+def clock_row(prefix: str, *extra) -> html.Div:
+    """A page's clock: play, one step back / forward, the rate, and the phase line.
+
+    The clock itself runs in the browser (assets/generator.js: ``Clock``); ``register_clock``
+    wires these controls to it.
+    """
+    return html.Div([
+        html.Button("Play", id=f"{prefix}-play", className="btn btn-primary", n_clicks=0),
+        html.Button("< step", id=f"{prefix}-back", className="btn", n_clicks=0, title="one phase back"),
+        html.Button("step >", id=f"{prefix}-fwd", className="btn", n_clicks=0, title="one phase forward"),
+        html.Div([html.Label("ticks per second", className="control-label"),
+                  dcc.RadioItems(id=f"{prefix}-tps", value=5, inline=True, className="radio-inline",
+                                 options=[{"label": str(v), "value": v} for v in TPS_CHOICES])],
+                 className="gen-tps"),
+        html.Div("phase 0 / 0", id=f"{prefix}-phase-text", className="gen-phase-text", role="status"),
+        *extra,
+    ], className="gen-clock-row")
+
+
+def register_clock(prefix: str, namespace: str, *render_states: State) -> None:
+    """The clock's three browser callbacks, on ``{prefix}-phase`` and ``{prefix}-frames``.
+
+    A step or new frames set the phase; the stored phase is drawn by ``render`` (which
+    writes the phase line itself); play / pause and the rate go to the page's clock.
+    No tick goes through Dash.
+    """
+    phase = State(f"{prefix}-phase", "data")
+    clientside_callback(ClientsideFunction(namespace, "tick"), Output(f"{prefix}-phase", "data"),
+                        Input(f"{prefix}-back", "n_clicks"), Input(f"{prefix}-fwd", "n_clicks"),
+                        Input(f"{prefix}-frames", "data"), phase)
+    clientside_callback(ClientsideFunction(namespace, "render"),
+                        Output(f"{prefix}-phase-text", "children"),
+                        Input(f"{prefix}-phase", "data"), State(f"{prefix}-frames", "data"),
+                        *render_states)
+    clientside_callback(ClientsideFunction(namespace, "play"), Output(f"{prefix}-play", "children"),
+                        Input(f"{prefix}-play", "n_clicks"), Input(f"{prefix}-tps", "value"), phase)

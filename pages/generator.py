@@ -13,7 +13,8 @@ import dash_cytoscape as cyto
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (chain_controls, chain_inputs, chain_params, chain_query,
-                                       maybe_trained, params_from_query, train_query)
+                                       clock_row, maybe_trained, params_from_query, register_clock,
+                                       train_query)
 from components.figures_chain import generator_views, graph_stylesheet, loss_figure
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, page_header, section, stat
@@ -28,27 +29,18 @@ dash.register_page(__name__, path="/generator", name="Generator", order=1,
 PREFIX = "gen"
 TRAIN = "gen-train"
 TRAIN_IDS = job_ids(TRAIN)
-TPS_CHOICES = (1, 2, 5, 10, 20)
 VIEW_OPTIONS = [{"label": "side by side", "value": "both"},
                 {"label": "pipeline only", "value": "pipeline"},
                 {"label": "graph only", "value": "graph"}]
 
 
 def _clock_controls() -> html.Div:
-    return html.Div([
-        html.Button("Play", id="gen-play", className="btn btn-primary", n_clicks=0),
-        html.Button("< step", id="gen-back", className="btn", n_clicks=0, title="one phase back"),
-        html.Button("step >", id="gen-fwd", className="btn", n_clicks=0, title="one phase forward"),
-        html.Div([html.Label("ticks per second", className="control-label"),
-                  dcc.RadioItems(id="gen-tps", value=5, inline=True, className="radio-inline",
-                                 options=[{"label": str(v), "value": v} for v in TPS_CHOICES])],
-                 className="gen-tps"),
-        html.Div("phase 0 / 0", id="gen-phase-text", className="gen-phase-text", role="status"),
+    return clock_row(
+        "gen",
         html.Button("Unmute", id="gen-mute", className="btn", n_clicks=0,
                     title="audio stays off until you unmute"),
         dcc.RadioItems(id="gen-view", options=VIEW_OPTIONS, value="both", inline=True,
-                       className="radio-inline gen-view"),
-    ], className="gen-clock-row")
+                       className="radio-inline gen-view"))
 
 
 def _views() -> html.Div:
@@ -155,7 +147,6 @@ def layout(**query):
         dcc.Store(id="gen-trained", data=None),
         dcc.Store(id="gen-phase", data=0),
         dcc.Store(id="gen-muted", data=True),
-        dcc.Interval(id="gen-interval", interval=200, disabled=True),
     ], className="gen-page")
 
 
@@ -282,24 +273,11 @@ register_csv_download("gen-cost-csv", ("gen-cost-table", "data"), "generator_cos
 register_csv_download("gen-phase-csv", ("gen-phase-table", "data"), "generator_phases.csv")
 register_csv_download("gen-levels-csv", ("gen-levels-table", "data"), "generator_levels.csv")
 
-clientside_callback(ClientsideFunction("generator", "tick"), Output("gen-phase", "data"),
-                    Input("gen-interval", "n_intervals"), Input("gen-back", "n_clicks"),
-                    Input("gen-fwd", "n_clicks"), Input("gen-frames", "data"),
-                    State("gen-phase", "data"), State("gen-interval", "interval"))
+register_clock("gen", "generator", State("gen-muted", "data"))
 clientside_callback(ClientsideFunction("generator", "setup"),
                     Output("gen-heat", "figure"),
                     Output("gen-wave", "figure"), Output("gen-harm", "figure"),
                     Input("gen-frames", "data"), State("gen-phase", "data"))
-clientside_callback(ClientsideFunction("generator", "render"),
-                    Output("gen-phase-text", "children"),
-                    Input("gen-phase", "data"), State("gen-frames", "data"),
-                    State("gen-muted", "data"))
-clientside_callback(ClientsideFunction("generator", "play"),
-                    Output("gen-interval", "disabled"), Output("gen-play", "children"),
-                    Input("gen-play", "n_clicks"), State("gen-interval", "disabled"),
-                    prevent_initial_call=True)
-clientside_callback(ClientsideFunction("generator", "rate"), Output("gen-interval", "interval"),
-                    Input("gen-tps", "value"))
 clientside_callback(ClientsideFunction("generator", "mute"),
                     Output("gen-muted", "data"), Output("gen-mute", "children"),
                     Input("gen-mute", "n_clicks"), State("gen-muted", "data"),

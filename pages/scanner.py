@@ -14,7 +14,8 @@ import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
-                                       maybe_trained, params_from_query, train_from_query)
+                                       clock_row, maybe_trained, params_from_query, register_clock,
+                                       train_from_query)
 from components.chain_scan_figures import (SCAN_GRAPH_PREFIX, agreement_heatmap,
                                            phase_transition_figure, scan_frames,
                                            singular_value_figure, support_heatmap)
@@ -57,19 +58,6 @@ def _reverse_controls() -> html.Div:
     )
 
 
-def _clock() -> html.Div:
-    return html.Div([
-        html.Button("Play", id="scan-play", className="btn btn-primary", n_clicks=0),
-        html.Button("< step", id="scan-back", className="btn", n_clicks=0),
-        html.Button("step >", id="scan-fwd", className="btn", n_clicks=0),
-        html.Div([html.Label("ticks per second", className="control-label"),
-                  dcc.RadioItems(id="scan-tps", value=5, inline=True, className="radio-inline",
-                                 options=[{"label": str(v), "value": v} for v in (1, 2, 5, 10, 20)])],
-                 className="gen-tps"),
-        html.Div("phase 0 / 0", id="scan-phase-text", className="gen-phase-text", role="status"),
-    ], className="gen-clock-row")
-
-
 def layout(**query):
     values = params_from_query(query)
     trained = train_from_query(query)
@@ -104,7 +92,7 @@ def layout(**query):
                 html.Div(id="scan-vjp", className="section-note")),
         section("Why it agrees or diverges", html.Ul(id="scan-why", className="scan-why"),
                 note="Computed from this chain: ranks, Gram matrices, relu losses, clipping."),
-        section("The reverse pass, phase by phase", _clock(),
+        section("The reverse pass, phase by phase", clock_row("scan"),
                 html.Div(id="scan-pipeline", className="scan-pipeline", role="img",
                          **{"aria-label": "reverse pass: seven columns, right to left"}),
                 note="The same clock as the Generator; at each tick the output enters at the "
@@ -176,7 +164,6 @@ def layout(**query):
         dcc.Store(id="scan-frames"),
         dcc.Store(id="scan-trained", data=trained),
         dcc.Store(id="scan-phase", data=0),
-        dcc.Interval(id="scan-interval", interval=200, disabled=True),
     ], className="gen-page")
 
 
@@ -296,15 +283,4 @@ register_csv_download("scan-summary-csv", ("scan-summary", "data"), "scanner_col
 register_csv_download("scan-cond-csv", ("scan-cond", "data"), "scanner_conditioning.csv")
 register_csv_download("scan-recovery-csv", ("scan-recovery", "data"), "scanner_recovery.csv")
 
-clientside_callback(ClientsideFunction("scanner", "tick"), Output("scan-phase", "data"),
-                    Input("scan-interval", "n_intervals"), Input("scan-back", "n_clicks"),
-                    Input("scan-fwd", "n_clicks"), Input("scan-frames", "data"),
-                    State("scan-phase", "data"), State("scan-interval", "interval"))
-clientside_callback(ClientsideFunction("scanner", "render"), Output("scan-phase-text", "children"),
-                    Input("scan-phase", "data"), State("scan-frames", "data"))
-clientside_callback(ClientsideFunction("scanner", "play"),
-                    Output("scan-interval", "disabled"), Output("scan-play", "children"),
-                    Input("scan-play", "n_clicks"), State("scan-interval", "disabled"),
-                    prevent_initial_call=True)
-clientside_callback(ClientsideFunction("generator", "rate"), Output("scan-interval", "interval"),
-                    Input("scan-tps", "value"))
+register_clock("scan", "scanner")
