@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.figures_chain import graph_key
+from components.figures_chain import drawn_edges, graph_elements, graph_key, hidden_note
 from components.figures_common import empty_figure
-from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain
+from components.tables import table_columns
+from engine.chain.generator import COLUMN_TITLES, COLUMNS, Chain, make_chain
+from engine.runtime.cache import pure_cache
 
 SCAN_GRAPH_PREFIX = "s"  # the scanner's graph ids: a different key from the generator's
 
@@ -144,4 +146,46 @@ def phase_transition_figure(rows: list[dict]) -> dict:
                                          text="pinv succeeds from here (F >= K)",
                                          font=dict(size=11, color="#c53030"))],
                        uirevision="pt"),
+    }
+
+
+def _frame(df: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+    """A table's rows (infinities as blanks) and columns, as DataTable takes them."""
+    return df.replace([np.inf, -np.inf], np.nan).to_dict("records"), table_columns(df)
+
+
+# -- everything /scanner shows for one chain and reverse-pass setting, cached ------------------------
+@pure_cache
+def scanner_views(params: dict, weights: str, mode: str, lam: float, noise: float,
+                  trained: dict | None = None) -> dict:
+    """Every view's data for the chain of ``params`` run backwards with ``mode``: plain data
+    and figures, deterministic in the arguments (the noise is seeded by the chain's seed),
+    so it is kept in the lab's pure cache and clients moving the same controls share it.
+    Raises ValueError / TypeError for a chain or setting the engine refuses."""
+    from components.chain_controls import maybe_trained
+    from engine.chain.scanner import (agreement, column_summary, conditioning, divergence_reasons,
+                                      hallucinated_map, noisy_outputs, recovery, scan,
+                                      singular_values, vjp_table)
+
+    chain = make_chain(**params, weights=weights)
+    chain, weights_note, _ = maybe_trained(chain, params, trained)
+    lam = 0.0 if mode != "tikhonov" else lam
+    seed = chain.spec.seed
+    y = noisy_outputs(chain, noise, seed)
+    table = agreement(chain, mode, lam, noise, seed)
+    rec = recovery(chain, mode, lam, noise, seed)
+    fwd = chain.forward_all()
+    rev = scan(chain, y, mode, lam).columns
+    drawn, notes = drawn_edges(chain)
+    return {
+        "table": table, "rec": rec, "vjp": vjp_table(chain, y),
+        "why": divergence_reasons(chain, mode, lam, noise, seed),
+        "heat": agreement_heatmap(table), "summary": _frame(column_summary(table)),
+        "support": support_heatmap(fwd["sparse"], hallucinated_map(chain, mode, lam, noise, seed)),
+        "sv": singular_value_figure(singular_values(chain)), "cond": _frame(conditioning(chain)),
+        "rec_frame": _frame(rec), "table_frame": _frame(table),
+        "frames": scan_frames(chain, fwd, rev, table),
+        "elements": graph_elements(chain, reverse=True, prefix=SCAN_GRAPH_PREFIX, edges=drawn),
+        "note": hidden_note(notes, chain.to_graph().n_edges, drawn.size),
+        "weights_note": weights_note, "T": chain.spec.n_phases,
     }

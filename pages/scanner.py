@@ -14,20 +14,16 @@ import numpy as np
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
-                                       clock_row, maybe_trained, params_from_query, register_clock,
+                                       clock_row, params_from_query, register_clock,
                                        train_from_query)
-from components.chain_scan_figures import (SCAN_GRAPH_PREFIX, agreement_heatmap,
-                                           phase_transition_figure, scan_frames,
-                                           singular_value_figure, support_heatmap)
-from components.figures_chain import drawn_edges, graph_elements, graph_stylesheet, hidden_note
+from components.chain_scan_figures import phase_transition_figure, scanner_views
+from components.figures_chain import graph_stylesheet
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
-from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.chain.generator import WEIGHTS, make_chain
+from components.tables import csv_download, data_table, register_csv_download
+from engine.chain.generator import WEIGHTS
 from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
-from engine.chain.scanner import (MODES, VERDICTS, SCAN_PRESETS, agreement, column_summary, conditioning,
-                                  divergence_reasons, hallucinated_map, noisy_outputs, recovery,
-                                  scan, singular_values, vjp_claim, vjp_table)
+from engine.chain.scanner import MODES, VERDICTS, SCAN_PRESETS, vjp_claim
 
 dash.register_page(__name__, path="/scanner", name="Scanner", order=2,
                    description="The same chain run backwards through its transposes: where the "
@@ -205,10 +201,6 @@ def _vjp_view(vjp) -> html.Div:
                className="section-note")])
 
 
-def _frame(df):
-    return df.replace([np.inf, -np.inf], np.nan).to_dict("records"), table_columns(df)
-
-
 N_OUT = 20
 
 
@@ -226,35 +218,18 @@ N_OUT = 20
     Input("scan-trained", "data"),
 )
 def compute(*values):
-    """Chain + reverse-pass settings -> agreement, recovery, conditioning, figures."""
+    """Chain + reverse-pass settings -> agreement, recovery, conditioning, figures (one
+    round trip; the data come from the pure cache, keyed by the settings)."""
     *chain_values, weights, mode, lam, noise, trained = values
     try:
-        params = chain_params(*chain_values)
-        chain = make_chain(**params, weights=weights)
-        chain, weights_note, _ = maybe_trained(chain, params, trained)
-        lam = 0.0 if mode != "tikhonov" else lam
-        y = noisy_outputs(chain, noise, chain.spec.seed)
-        table = agreement(chain, mode, lam, noise, chain.spec.seed)
+        v = scanner_views(chain_params(*chain_values), weights, mode, lam, noise, trained)
     except (TypeError, ValueError) as exc:
         return (error_message(exc), *[dash.no_update] * (N_OUT - 1))
-    seed = chain.spec.seed
-    rec = recovery(chain, mode, lam, noise, seed)
-    fwd = chain.forward_all()
-    rev = scan(chain, y, mode, lam).columns
-    vjp = vjp_table(chain, y)
-    summary = column_summary(table)
-    cond = conditioning(chain)
-    drawn, notes = drawn_edges(chain)
-    T = chain.spec.n_phases
-    return (None, _stats(table, rec), _vjp_view(vjp),
-            [html.Li(r) for r in divergence_reasons(chain, mode, lam, noise, seed)],
-            agreement_heatmap(table), *_frame(summary),
-            support_heatmap(fwd["sparse"], hallucinated_map(chain, mode, lam, noise, seed)),
-            singular_value_figure(singular_values(chain)), *_frame(cond), *_frame(rec),
-            stat("pattern recovery accuracy", f"{rec['correct'].mean():.1%} of {T} phases"),
-            *_frame(table), scan_frames(chain, fwd, rev, table),
-            graph_elements(chain, reverse=True, prefix=SCAN_GRAPH_PREFIX, edges=drawn),
-            hidden_note(notes, chain.to_graph().n_edges, drawn.size), weights_note)
+    rec = v["rec"]
+    return (None, _stats(v["table"], rec), _vjp_view(v["vjp"]), [html.Li(r) for r in v["why"]],
+            v["heat"], *v["summary"], v["support"], v["sv"], *v["cond"], *v["rec_frame"],
+            stat("pattern recovery accuracy", f"{rec['correct'].mean():.1%} of {v['T']} phases"),
+            *v["table_frame"], v["frames"], v["elements"], v["note"], v["weights_note"])
 
 
 def plan_phase_map(k, trials) -> JobPlan:

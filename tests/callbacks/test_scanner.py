@@ -3,6 +3,7 @@ import pytest
 
 import app  # noqa: F401  (registers the pages)
 from components.chain_controls import CHAIN_DEFAULTS
+from engine.chain.generator import make_chain
 from engine.chain.scanner import SCAN_PRESETS
 from pages import scanner as sc
 
@@ -101,7 +102,7 @@ def test_layout_takes_the_chain_from_the_url():
 def test_the_graph_view_is_the_generators_graph_reversed():
     out = _run()
     elements, frames = out[17], out[16]
-    g = sc.make_chain(**CHAIN_DEFAULTS).to_graph()
+    g = make_chain(**CHAIN_DEFAULTS).to_graph()
     key = frames["gkey"]
     nodes = {e["data"]["id"]: e for e in elements if "source" not in e["data"]}
     edges = [e for e in elements if "source" in e["data"]]
@@ -113,7 +114,7 @@ def test_the_graph_view_is_the_generators_graph_reversed():
     # same positions as the generator's drawing of the same chain
     from components.figures_chain import graph_elements
     gen_pos = {e["data"]["id"][len(key):]: e["position"] for e in graph_elements(
-        sc.make_chain(**CHAIN_DEFAULTS)) if "position" in e}
+        make_chain(**CHAIN_DEFAULTS)) if "position" in e}
     assert all(gen_pos[i[len(key):]] == e["position"] for i, e in nodes.items())
     # the frames colour the nodes: per phase, per column, a verdict and a bound
     assert frames["offsets"] == list(g.offsets)
