@@ -60,7 +60,19 @@ JOBS: dict[str, str] = {
     "moe-sweep": "/moe",
     "paper-train": "/paper",
     "sm-sweep": "/structured-matrices",
+    "gen-train": "/generator",
+    "scan-pt": "/scanner",
+    "matrix-cal": "/your-matrix",
+    "matrix": "/your-matrix",
 }
+# Jobs that run on the CPU on every host, and why: their rows must name the CPU instead.
+CPU_BY_DESIGN = {
+    "gen-train": "float64 autograd on a chain of at most 64 x 64 matrices",
+    "scan-pt": "numpy + scikit-learn's orthogonal matching pursuit",
+}
+# Jobs that need a stored input first: the callback output that makes it, and the input
+# to set (here /your-matrix's "use the example matrix" button -> the matrix's hash).
+SETUP = {"matrix": ("matrix-hash.data", "matrix-example", "n_clicks", 1)}
 SMALL: dict[str, object] = {
     "paradox-size": 256, "paradox-k": 16, "paradox-repeats": 2, "paradox-sparsities": "0.5, 0.9",
     "paradox-block": 16,
@@ -75,6 +87,8 @@ SMALL: dict[str, object] = {
     "moe-train-epochs": 1, "moe-sweep-d": 32, "moe-sweep-max": 64,
     "paper-epochs": 1, "paper-max-train": 64, "paper-tasks": "first",
     "sm-sweep-n": "min", "sm-sweep-batches": "first",
+    "gen-steps": 20, "scan-pt-k": "min", "scan-pt-trials": "min",
+    "matrix-k": "min", "matrix-repeats": "min",
 }
 # on a GPU host: the GPU's own backends and dtypes, so the rows show whether they ran
 GPU: dict[str, object] = {
@@ -261,6 +275,24 @@ def start_job(client: Client, prefix: str, comps: dict, gpu: bool, extra: dict |
     return body, resp, used
 
 
+def setup_input(client: Client, comps: dict, prefix: str) -> dict:
+    """Run the callback that makes a job's stored input (SETUP) -> {store id: value}."""
+    output, trigger, prop, value = SETUP[prefix]
+    dep = client.dep_with_output(output)
+    inputs = [{"id": i["id"], "property": i["property"],
+               "value": value if i["id"] == trigger else comps.get(i["id"], {}).get(i["property"])}
+              for i in dep["inputs"]]
+    state = [{"id": x["id"], "property": x["property"], "value": comps.get(x["id"], {}).get(x["property"])}
+             for x in dep["state"]]
+    status, resp = client.post({"output": dep["output"], "outputs": outputs_of(dep["output"]),
+                                "inputs": inputs, "state": state, "changedPropIds": [f"{trigger}.{prop}"]})
+    store, _, field = output.rpartition(".")
+    got = ((resp or {}).get("response") or {}).get(store, {}).get(field)
+    if status != 200 or not got:
+        raise RuntimeError(f"{prefix}: making its input ({output}) answered {status}: {str(resp)[:300]}")
+    return {store: got}
+
+
 def poll(client: Client, prefix: str, body: dict, handles: dict, deadline_s: float,
          web_pid: int, seen: dict, until_rows: int | None = None) -> dict:
     """Poll like the renderer (inputs and state nulled, the handles in the query) until
@@ -319,7 +351,8 @@ def run_job(url: str, prefix: str, gpu: bool, gpu_label: str, web_pid: int,
     try:
         client = Client(url, path)
         comps = page_components(client, path)
-        body, handles, used = start_job(client, prefix, comps, gpu)
+        extra = setup_input(client, comps, prefix) if prefix in SETUP else None
+        body, handles, used = start_job(client, prefix, comps, gpu, extra=extra)
         rec["inputs"] = used
         got = poll(client, prefix, body, handles, deadline_s, web_pid, seen)
         result, rows = got["result"], got["rows"]
@@ -332,7 +365,13 @@ def run_job(url: str, prefix: str, gpu: bool, gpu_label: str, web_pid: int,
             rec["checks"].append(f"job status {result.get('status')}: {result.get('error')}")
         if not rows:
             rec["checks"].append("no rows")
-        if gpu and rows:
+        if rows and not devices:
+            rec["checks"].append("rows name no device")
+        if prefix in CPU_BY_DESIGN:
+            rec["note"] = f"on the CPU by design: {CPU_BY_DESIGN[prefix]}"
+            if devices and not all(d.startswith("CPU") for d in devices):
+                rec["checks"].append(f"rows name {devices}, expected the CPU")
+        elif gpu and rows:
             if not any(gpu_label in d for d in devices):
                 rec["checks"].append(f"rows name {devices}, not the GPU {gpu_label!r}")
             for want in EXPECTED_GPU_BACKENDS.get(prefix, ()):
@@ -479,7 +518,7 @@ def write_report(out_dir: Path, report: dict) -> None:
              f"- command: `{report['command']}`", ""]
     for mode in report["modes"]:
         lines += [f"## {mode['mode']}", "",
-                  "| job | page | ok | rows | s | device in rows | backends in rows | CUDA pids seen (jobs) | web process held CUDA | problems |",
+                  "| job | page | ok | rows | s | device in rows | backends in rows | CUDA pids seen (jobs) | web process held CUDA | problems / notes |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for j in mode["jobs"]:
             lines.append("| " + " | ".join(str(x) for x in (
@@ -488,7 +527,8 @@ def write_report(out_dir: Path, report: dict) -> None:
                 ", ".join(j.get("devices", [])), ", ".join(j.get("backends", []))[:120],
                 ", ".join(map(str, j.get("cuda_pids", []))) or ("n/a" if not j.get("cuda_polls") else "none"),
                 "yes" if j.get("web_held_cuda") else "no",
-                "; ".join(j.get("checks", [])).replace("|", "/")[:300])) + " |")
+                "; ".join(j.get("checks", []) + ([j["note"]] if j.get("note") else [])
+                          ).replace("|", "/")[:300])) + " |")
         for n in mode.get("notes", []):
             lines.append(f"\nNote: {n}")
         lines.append("")

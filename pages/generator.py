@@ -21,6 +21,7 @@ from components.layout import controls_row, error_message, labelled, page_header
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, cached_trained_chain, targets_for
+from engine.runtime.device import cpu_device_name
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
                    description="One sparse chain drawn as a rule-based pipeline and as a "
@@ -227,10 +228,11 @@ def plan_training(*values) -> JobPlan:
     params = chain_params(*chain_values)
     start = make_chain(**params)
     run = TrainRun(start, targets_for(start, target, custom), steps, lr)
+    device = cpu_device_name()  # TrainRun's tensors are float64 on the CPU, also on a GPU host
 
     def rows():
         for row in run.rows():
-            yield {"step": row["step"], "loss": row["loss"]}
+            yield {"step": row["step"], "loss": row["loss"], "device": device}
         cached_trained_chain(params, target, run.steps, run.lr, custom)
 
     return JobPlan(rows=rows(), total=run.steps + 1,

@@ -145,8 +145,8 @@ STRUCTURED_ACCURACY_COLUMNS = columns(
 # /scanner's phase-transition map (engine.chain.recovery.phase_transition_rows) and the
 # /generator's trained chain (engine.chain.training: the loss step by step).
 SCANNER_PHASE_MAP_COLUMNS = columns(
-    "K:int nonzeros:int outputs:int trials:int omp_success_rate:float pinv_success_rate:float")
-GENERATOR_TRAINING_COLUMNS = columns("step:int loss:float", "steps:int lr:float")
+    "K:int nonzeros:int outputs:int trials:int omp_success_rate:float pinv_success_rate:float", "device")
+GENERATOR_TRAINING_COLUMNS = columns("step:int loss:float", "steps:int lr:float device")
 
 # Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
 SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {

@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 from sklearn.linear_model import orthogonal_mp
 
+from engine.runtime.device import cpu_device_name
 from engine.validate import check_float, check_int
 
 SUCCESS_TOL = 1e-3      # relative error below which a recovery counts as a success
@@ -134,6 +135,7 @@ def phase_transition_rows(k: int = 24, trials: int = 20, seed: int = 0,
     trials = check_int("trials", trials, *PT_LIMITS["trials"])
     seed = check_int("seed", seed, 0, 2**32 - 1)
     tol = check_float("tol", tol, 0.0, 1.0)
+    device = cpu_device_name()  # numpy and scikit-learn: the CPU, also on a GPU host
     for s, f in phase_transition_cells(k):
         rng = np.random.default_rng([seed, s, f])
         omp_ok = pinv_ok = 0
@@ -143,4 +145,5 @@ def phase_transition_rows(k: int = 24, trials: int = 20, seed: int = 0,
             omp_ok += int(relative_error(X[0], omp(A, y, s))[0] <= tol)
             pinv_ok += int(relative_error(X[0], np.linalg.pinv(A) @ y)[0] <= tol)
         yield {"K": k, "nonzeros": s, "outputs": f, "trials": trials,
-               "omp_success_rate": omp_ok / trials, "pinv_success_rate": pinv_ok / trials}
+               "omp_success_rate": omp_ok / trials, "pinv_success_rate": pinv_ok / trials,
+               "device": device}

@@ -117,10 +117,15 @@ def job_device(requested: str = "auto"):
     return torch.device("cpu")
 
 
+def cpu_device_name() -> str:
+    """The name rows of work done on this machine's CPU carry ("CPU: <model>")."""
+    return "CPU: " + _cpu_name()
+
+
 def runtime_device_name(device) -> str:
     """Human name of a torch.device (call inside a job)."""
     import torch
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return "CPU: " + _cpu_name()
+    return cpu_device_name()

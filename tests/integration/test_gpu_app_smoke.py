@@ -1,6 +1,8 @@
 """benchmarks/gpu_app_smoke.py against the CPU app at small sizes, so the protocol code
 (page-load token, layout through the pages callback, signed background handles,
-polling, cancel) cannot rot: one paradox job and one cancel with DiskcacheManager,
+polling, cancel, a job whose input is made first) cannot rot: a paradox job, the
+generator's training (on the CPU by design), a /your-matrix measurement of the example
+matrix and one cancel with DiskcacheManager,
 and the same with Celery + Redis when SPARSITY_LAB_SMOKE_CELERY=auto and a
 redis-server is installed."""
 from __future__ import annotations
@@ -20,9 +22,9 @@ CELERY = os.environ.get("SPARSITY_LAB_SMOKE_CELERY", "off")
 
 
 def test_smoke_script_drives_a_job_and_a_cancel_over_http(tmp_path):
-    cmd = [sys.executable, "benchmarks/gpu_app_smoke.py", "--out", str(tmp_path), "--jobs", "paradox",
+    cmd = [sys.executable, "benchmarks/gpu_app_smoke.py", "--out", str(tmp_path), "--jobs", "paradox,gen-train,matrix",
            "--cpu", "--celery", CELERY, "--job-timeout", "60", "--port", PORT]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170,
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
     report_path = tmp_path / "smoke_report.json"
     assert report_path.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -37,6 +39,10 @@ def test_smoke_script_drives_a_job_and_a_cancel_over_http(tmp_path):
         assert run["ok"], run
         assert run["rows"] > 0 and run["devices"], run  # rows name the device they ran on
         assert "dense" in run["backends"]
+        # a job whose input is made first (/your-matrix's example matrix), and a CPU-by-design job
+        assert jobs["matrix"]["ok"] and jobs["matrix"]["rows"] > 0, jobs["matrix"]
+        assert jobs["gen-train"]["ok"] and jobs["gen-train"]["devices"][0].startswith("CPU"), jobs["gen-train"]
+        assert "by design" in jobs["gen-train"]["note"]
         cancel = jobs["paradox (cancel)"]
         assert cancel["ok"], cancel
         assert cancel["rows_before_cancel"] >= 1 and cancel["rows_kept"] >= cancel["rows_before_cancel"]
