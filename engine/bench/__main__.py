@@ -11,7 +11,6 @@ lab's run store (so it shows on /runs).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +68,19 @@ def write_rows_as_they_come(rows_iter, out: Path, order: list[str], store, run_i
     return rows, status
 
 
+def create_cli_run(kind: str, params: dict, device_name: str):
+    """(store, run_id) of a new run for a CLI sweep of ``kind``, recorded like every job's:
+    pid, host and process start time (engine.runtime.liveness.job_identity), so /runs can
+    tell "died" (the process is gone) from "running"."""
+    from engine.runtime.liveness import job_identity
+    from engine.runtime.store import RunStore
+
+    store = RunStore()
+    run_id = store.create_run(kind, params={"source": "cli", **params},
+                              meta={"device_name": device_name, **job_identity()})
+    return store, run_id
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -112,12 +124,11 @@ def run_paradox(args) -> int:
     total = config.total
     store = run_id = None
     if args.store:
-        from engine.runtime.store import RunStore
+        from engine.runtime.device import job_device, runtime_device_name
 
-        store = RunStore()
-        run_id = store.create_run("paradox", params={"source": "cli", **{
-            k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}},
-            meta={"pid": os.getpid(), "host": os.uname().nodename})
+        store, run_id = create_cli_run("paradox", {
+            k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
+            runtime_device_name(job_device(config.device)))
     started = time.time()
     rows, status = write_rows_as_they_come(
         paradox_sweep(config), args.out, column_order(), store, run_id, total,

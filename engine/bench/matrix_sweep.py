@@ -344,11 +344,10 @@ def run_matrix_cli(args) -> int:
     """Load and store ``args.matrix``, calibrate if needed, measure, write the CSV, print advice."""
     import sys
 
-    from engine.bench.__main__ import resolve_device, write_rows_as_they_come
+    from engine.bench.__main__ import create_cli_run, resolve_device, write_rows_as_they_come
     from engine.bench.roofline import CalibrationPlan, calibrate, load_calibration
     from engine.bench.schema import column_order
     from engine.runtime.device import job_device, runtime_device_name
-    from engine.runtime.store import RunStore
     from engine.sparse.user_matrix import (fill_in_table, load_matrix_file, load_stored, reordered,
                                            store_matrix, to_mtx_bytes)
 
@@ -378,10 +377,8 @@ def run_matrix_cli(args) -> int:
                                repeats=args.repeats, seed=args.seed)
     store = run_id = None
     if args.store:
-        store = RunStore()
-        run_id = store.create_run(KIND, params={"source": "cli", "matrix_hash": info["hash"],
-                                                "matrix_name": info["name"], "k": config.k,
-                                                "dtype": config.dtype})
+        store, run_id = create_cli_run(KIND, {"matrix_hash": info["hash"], "matrix_name": info["name"],
+                                              "k": config.k, "dtype": config.dtype}, name)
     order = column_order(MATRIX_COLUMNS)
     started = time.time()
     rows, status = write_rows_as_they_come(

@@ -170,3 +170,45 @@ def test_cli_matrix_runs_headless_and_writes_rows(tmp_path, capsys):
     back = scipy.io.mmread(str(reordered))
     assert back.nnz == 298
     assert main(["paradox", "--matrix", str(tmp_path / "missing.mtx"), "--out", str(out)]) == 2
+
+
+def test_cli_matrix_run_records_pid_and_host_so_a_killed_one_shows_died(tmp_path):
+    """Issue 22 item 11: ``python -m engine.bench paradox --matrix FILE --store`` records
+    its pid and host like every job: "running" while it runs, "died" once it is killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import scipy.io
+
+    from engine.runtime.device import job_device, runtime_device_name
+    from engine.runtime.liveness import host_name
+    from engine.runtime.store import RunStore, mark_dead_runs
+
+    cache = tmp_path / "cache"  # the autouse fixture's folder: the child shares it
+    list(rl.calibrate(rl.CalibrationPlan.for_device("cpu", quick=True),
+                      device_name=runtime_device_name(job_device("cpu"))))
+    path = tmp_path / "band.mtx"
+    scipy.io.mmwrite(str(path), sp.diags([1.0, 3.0, 1.0], [-1, 0, 1], shape=(600, 600)).tocsr())
+    env = dict(os.environ, SPARSITY_LAB_CACHE=str(cache), SPARSITY_LAB_FORCE_CPU="1")
+    cmd = [sys.executable, "-m", "engine.bench", "paradox", "--matrix", str(path), "--device", "cpu",
+           "--repeats", "200", "--quiet", "--store", "--out", str(tmp_path / "rows.csv")]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    store = RunStore(cache)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (store.list_runs() and store.list_runs()[0]["n_rows"] >= 1):
+            assert proc.poll() is None, "the CLI ended before its first row"
+            time.sleep(0.2)
+        run = store.list_runs()[0]
+        assert run["kind"] == "your-matrix" and run["pid"] == proc.pid and run["host"] == host_name()
+        assert run["pid_started"] and run["device_name"].startswith("CPU")
+        assert mark_dead_runs(store) == [] and store.meta(run["run_id"])["status"] == "running"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert mark_dead_runs(store) == [run["run_id"]]
+    meta = store.meta(run["run_id"])
+    assert meta["status"] == "died" and meta["n_rows"] >= 1
