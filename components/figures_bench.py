@@ -84,6 +84,21 @@ def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbo
                    hovertemplate="sparsity %{customdata:.4g}<br>%{y:.3g}<extra>%{fullData.name}</extra>")
 
 
+def timing_text(local: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+    """ " · timing: eager per call" from the rows' own ``method`` (each run named when they differ)."""
+    from engine.bench.measurement import normalise_method
+
+    def methods(frame):
+        if frame is None or frame.empty or "method" not in frame:
+            return ""
+        return ", ".join(sorted({m for m in map(normalise_method, frame["method"].dropna()) if m}))
+
+    mine, theirs = methods(local), methods(reference)
+    if mine and theirs and mine != theirs:
+        return f" · timing: {mine} (this run), {theirs} (reference)"
+    return f" · timing: {mine or theirs}" if mine or theirs else ""
+
+
 def _groups(ref: pd.DataFrame, ref_label: str, local_label: str | None) -> tuple[str | None, str | None]:
     """Legend group titles (local, reference) when both are drawn and the local one is named."""
     if local_label and not ref.empty:
@@ -103,7 +118,7 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     loc, ref = _ok(local), _ok(reference)
     if loc.empty and ref.empty:
         return empty_figure("No measured rows yet: run a sweep (or pick a reference run).")
-    fig = _base("Measured vs theoretical speedup", "speedup over dense (x, log scale)")
+    fig = _base("Measured vs theoretical speedup" + timing_text(loc, ref), "speedup over dense (x, log scale)")
     sp = pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty])
     xs = _x(np.linspace(sp.min(), sp.max(), 50))
     fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="theoretical 1/density",
@@ -282,3 +297,49 @@ def measured_table(local: pd.DataFrame | None) -> pd.DataFrame:
     piv["sparsity"] = [f"{100 * s:.4g}%" for s in piv["sparsity"]]
     piv.columns = [str(c) if c in ("sparsity", "theoretical (1/density)") else f"measured {c}" for c in piv.columns]
     return piv
+
+
+PER_CALL_VIEWS = (("per call", "per call: x dense", "per call: lab-bsr (us)"),
+                  ("kernel only", "kernel-only: x dense", "kernel-only: lab-bsr (us)"))
+
+
+def per_call_figures(table: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
+    """lab-bsr's speedup over dense against k, timed per call (eager) and kernel only
+    (CUDA-graph replay): two figures on one y range, each titled with its timing method.
+
+    table: engine.bench.bsr_results.percall_table (one row per sparsity and k).
+    """
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
+
+    if table is None or not len(table):
+        empty = empty_figure("No per-call run committed yet (benchmarks/gpu_bsr_app.py on a GPU writes one).")
+        return empty, empty
+    speed = [c for _v, c, _t in PER_CALL_VIEWS]
+    top = float(table[speed].max().max())
+    figs = []
+    for (view, col, us), method in zip(PER_CALL_VIEWS, (PER_CALL, KERNEL_ONLY)):
+        fig = _base(f"{view}: {method}", "lab-bsr speedup over dense (x, log scale)", legend_below=True)
+        fig.update_layout(title={"font": {"size": 13}})
+        for s, g in table.sort_values("k").groupby("sparsity", sort=False):
+            fig.add_trace(go.Scatter(x=g["k"], y=g[col], mode="lines+markers+text", name=f"{100 * s:g}% sparsity",
+                                     text=[f"{v:.2f}x" for v in g[col]], textposition="top center",
+                                     customdata=g[us], hovertemplate="k = %{x}: %{y:.3g}x dense, %{customdata:.4g} us"
+                                                                     "<extra>%{fullData.name}</extra>"))
+        reference_line(fig, "as fast as dense", y=1.0, color="#c00", dash="dot", side="bottom")
+        fig.update_xaxes(type="log", title_text="k (columns of B)", tickvals=sorted(set(table["k"])))
+        fig.update_yaxes(range=[math.log10(0.5), math.log10(top * 1.6)])
+        figs.append(fig)
+    return figs[0], figs[1]
+
+
+def per_call_note(table: pd.DataFrame):
+    """One sentence from the table: per call and kernel only at the highest sparsity, smallest k."""
+    from components.layout import message
+
+    if table is None or not len(table):
+        return message("No per-call run committed yet: run benchmarks/gpu_bsr_app.py on a GPU.", "info")
+    row = table.sort_values(["sparsity", "k"], ascending=[False, True]).iloc[0]
+    where = f"{table.attrs.get('device', 'the GPU')} ({table.attrs.get('date', 'undated')})"
+    return message(f"On {where}, at {100 * row['sparsity']:g}% sparsity and k = {int(row['k'])}: per call "
+                   f"{row['per call: x dense']:.2f}x dense, kernel only {row['kernel-only: x dense']:.2f}x "
+                   f"(a call takes {row['per call / kernel-only']:.2f}x the kernel's time).", "info")

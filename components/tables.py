@@ -15,22 +15,65 @@ def _frame(rows: Any) -> pd.DataFrame:
     return pd.DataFrame(list(rows or []))
 
 
+# Units of the lab's common row columns (headers read "median_s (s)").
+COLUMN_UNITS = {"median_s": "s", "iqr_s": "s", "prepare_s": "s", "dense_median_s": "s", "predicted_s": "s",
+                "gbs": "GB/s", "peak_gbs": "GB/s", "gflops": "GFLOP/s", "flops": "FLOP", "bytes_moved": "B",
+                "pct_peak_bw": "%", "kernel_ms": "ms", "time_ms": "ms", "epoch_s": "s", "speedup": "x",
+                "theoretical": "x", "sparsity": "fraction of zeros", "density": "fraction"}
+# What a short header means, shown when the pointer rests on it.
+COLUMN_HELP = {
+    "speedup": "t_dense / t_backend, same device, same run", "theoretical": "1 / density",
+    "theoretical (1/density)": "the theoretical speedup: 1 / density",
+    "efficiency": "measured speedup / theoretical speedup", "noisy": "IQR / median > 0.1, or fewer than 3 runs",
+    "iqr_s": "interquartile range of the timed runs", "median_s": "median time of one call",
+    "gbs": "bytes of A as stored plus x and y, over the median time (minimum-traffic model)",
+    "method": "how it was timed: eager per call, cuda-graph replay or wall clock",
+    "prepare_s": "time to convert the dense matrix to this format, once",
+    "bytes dense / CSR": "bytes of the dense matrix over bytes of CSR: a memory-bound SpMV's best speedup",
+    "fill_in": "stored zeros per non-zero in BSR", "spec_key": "hash of what was measured (the cache key)",
+    "per call / kernel-only": "time of one eager call over the kernel's own time (1 = no host overhead)",
+}
+# The columns a wide table of benchmark rows shows first; the CSV download has them all.
+KEY_COLUMNS = ("status", "backend", "candidate", "op", "format", "block", "sparsity", "rows", "cols", "k",
+               "dtype", "median_s", "iqr_s", "noisy", "speedup", "theoretical", "efficiency", "gbs",
+               "method", "message")
+MAX_SHOWN = 14  # more columns than this do not fit 1280 px: the rest are in the CSV
+
+
 def data_table(id: str, rows: Any = None, page_size: int = 12, **kwargs: Any) -> dash_table.DataTable:
-    """A sortable DataTable; numbers shown with 4 significant digits."""
+    """A sortable DataTable; numbers shown with 4 significant digits; headers wrap and
+    explain themselves on hover (``COLUMN_HELP``), so a table fits its container."""
     frame = _frame(rows)
+    styles = {"style_table": {"overflowX": "auto"},
+              "style_cell": {"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px",
+                             "textAlign": "right", "maxWidth": "240px", "overflow": "hidden",
+                             "textOverflow": "ellipsis"},
+              "style_header": {"fontWeight": "600", "backgroundColor": "#f1f3f6", "whiteSpace": "normal",
+                               "height": "auto"},
+              "style_data": {"whiteSpace": "normal", "height": "auto"}}
+    for name, default in styles.items():  # a caller's style adds to (or overrides) the defaults
+        styles[name] = {**default, **kwargs.pop(name, {})}
     return dash_table.DataTable(
         id=id,
         columns=table_columns(frame),
         data=frame.to_dict("records"),
         page_size=page_size,
         sort_action="native",
-        style_table={"overflowX": "auto"},
-        style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "4px 8px",
-                    "textAlign": "right", "maxWidth": "240px", "overflow": "hidden",
-                    "textOverflow": "ellipsis"},
-        style_header={"fontWeight": "600", "backgroundColor": "#f1f3f6"},
+        tooltip_header=kwargs.pop("tooltip_header", COLUMN_HELP),
+        tooltip_delay=300,
+        tooltip_duration=None,
+        **styles,
         **kwargs,
     )
+
+
+def shown_columns(frame: pd.DataFrame, first=KEY_COLUMNS, limit: int = MAX_SHOWN) -> list[str]:
+    """The columns a table of ``frame`` shows: ``first`` (those present), then the columns
+    whose values differ between rows, at most ``limit`` in all (the CSV keeps every column)."""
+    names = [c for c in first if c in frame.columns]
+    rest = [c for c in frame.columns if c not in names]
+    varying = [c for c in rest if frame[c].astype(str).nunique(dropna=False) > 1]
+    return (names + varying + [c for c in rest if c not in varying])[:limit]
 
 
 def _is_float_column(values: pd.Series) -> bool:
@@ -43,17 +86,27 @@ def _is_float_column(values: pd.Series) -> bool:
     return bool(present) and all(isinstance(v, float) for v in present)
 
 
-def table_columns(frame: pd.DataFrame, units: dict[str, str] | None = None) -> list[dict]:
+def table_columns(frame: pd.DataFrame, units: dict[str, str] | None = None,
+                  only: list[str] | None = None) -> list[dict]:
     """DataTable columns: numbers shown with 4 significant digits; ``units`` adds a unit
-    to a column's header ("median_ms" -> "median_ms (ms)") without changing its id."""
+    to a column's header ("median_s" -> "median_s (s)") without changing its id; ``only``
+    shows those columns (``shown_columns``), while the table's data keeps them all."""
     cols = []
-    for name in frame.columns:
+    for name in (only if only is not None else frame.columns):
         unit = (units or {}).get(str(name))
         col = {"name": f"{name} ({unit})" if unit else str(name), "id": str(name)}
         if _is_float_column(frame[name]):
             col.update(type="numeric", format={"specifier": ".4~g"})
         cols.append(col)
     return cols
+
+
+def table_records(frame: pd.DataFrame) -> list[dict]:
+    """A DataTable's ``data``: the frame's rows with NaN / inf as empty cells (JSON has neither)."""
+    if not len(frame):
+        return []
+    clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
+    return clean.where(clean.notna(), None).to_dict("records")
 
 
 def csv_download(id: str, label: str = "Download CSV") -> html.Div:

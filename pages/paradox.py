@@ -8,20 +8,24 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
+from components.chain_controls import control_id
 from components.figures_bench import (bandwidth_figure, efficiency_figure, measured_table,
-                                      measured_vs_chapter, speedup_figure)
+                                      measured_vs_chapter, per_call_figures, per_call_note,
+                                      speedup_figure)
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
-from components.tables import csv_download, data_table, register_csv_download, table_columns
+from components.tables import (COLUMN_UNITS, csv_download, data_table, register_csv_download,
+                               shown_columns, table_columns, table_records)
+from engine.bench.bsr_results import PERCALL_CSV, percall_table
 from engine.bench.measurement import normalise_method
-from engine.bench.reference import compare, find, parse_float_list, references, short_device
-from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep, storage_table
+from engine.bench.reference import compare, find, references, results_dir, short_device
+from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
 from engine.runtime.device import describe_device
 from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
-                            get_backend)
+                                   get_backend)
 from engine.runtime.store import RunStore, stored_rows_by_key
-from engine.validate import check_int, memory_budget_bytes
+from engine.validate import memory_budget_bytes
 
 dash.register_page(__name__, path="/paradox", name="Sparsity paradox", nav_name="Paradox", order=5,
                    description="Theoretical vs measured speedup of sparse formats against dense, "
@@ -31,39 +35,46 @@ P = "paradox"
 IDS = job_ids(P)
 DEFAULT_SPARSITIES = "0.5, 0.9, 0.95, 0.99"
 DEFAULT_BACKENDS = ["torch-dense", "torch-csr", "torch-coo", "torch-bsr", "scipy-csr"]
-STATES = [State(f"{P}-size", "value"), State(f"{P}-k", "value"), State(f"{P}-dtype", "value"),
-          State(f"{P}-pattern", "value"), State(f"{P}-block", "value"),
-          State(f"{P}-sparsities", "value"), State(f"{P}-backends", "value"),
-          State(f"{P}-ops", "value"), State(f"{P}-repeats", "value"), State(f"{P}-reuse", "value")]
+# The widgets ParadoxConfig.from_form reads, in its argument order.
+FORM = ("size", "k", "dtype", "pattern", "block", "sparsities", "backends", "ops", "repeats")
+
+
+def ID(key: str) -> str:
+    """The id of this page's component ``key`` ("size" -> "paradox-size")."""
+    return control_id(P, key)
+
+
+STATES = [State(ID(w), "value") for w in FORM] + [State(ID("reuse"), "value")]
 
 
 def _num(what: str, value, step=1) -> dcc.Input:
     """A number box for one of the engine's LIMITS ("size", "k", "block", "repeats")."""
     lo, hi = LIMITS[what]
-    return dcc.Input(id=f"{P}-{what}", type="number", value=value, min=lo, max=hi, step=step, debounce=True,
+    return dcc.Input(id=ID(what), type="number", value=value, min=lo, max=hi, step=step, debounce=True,
                      style={"width": "9.5em"})
 
 
 def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
                  device: str = "cpu") -> ParadoxConfig:
     """Widget values -> a validated ParadoxConfig (ValueError "expected ... got ...")."""
-    if not backends:
-        raise ValueError("backends: expected at least one backend ticked, got none")
-    if not ops:
-        raise ValueError("ops: expected SpMV and/or SpMM ticked, got none")
-    for what, value in (("backends", backends), ("ops", ops)):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{what}: expected a list of names, got {value!r:.60}")
-    if not isinstance(sparsities, str):
-        raise ValueError(f"sparsities: expected text like 0.5, 0.9, got {sparsities!r:.60}")
-    return ParadoxConfig(
-        sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, *LIMITS["sparsity"]),
-        backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops), k=k, pattern=pattern, block=block,
-        repeats=repeats, device=device, memory_budget_bytes=memory_budget_bytes())
+    return ParadoxConfig.from_form(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
+                                   device=device, memory_budget_bytes=memory_budget_bytes())
+
+
+def spec_of(data) -> ParadoxConfig:
+    """The config the spec store holds (``spec``'s output); ValueError with its message."""
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        raise ValueError(data["error"])
+    return ParadoxConfig.from_dict(data.get("config") if isinstance(data, dict) else data,
+                                   memory_budget_bytes=memory_budget_bytes())
 
 
 def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reuse) -> JobPlan:
-    """Runs inside the background job (so it may look at the GPU)."""
+    """Runs inside the background job (so it may look at the GPU).
+
+    A job's states come from its caller as widget values (the browser, or any HTTP client
+    such as benchmarks/gpu_app_smoke.py), so the job reads them with the same one builder
+    as ``spec``; everything else on the page takes ``spec``'s output."""
     from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device("auto")
@@ -75,7 +86,7 @@ def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reu
         with closing(RunStore()) as store:
             stored = stored_rows_by_key(store, device_name=name, kind=P)
     rows = paradox_sweep(config, device_name=name, reuse=(lambda s: stored.get(s.key)) if reuse else None)
-    params = {"size": config.sizes[0], "k": config.k, "dtype": dtype, "pattern": pattern,
+    params = {"size": config.sizes[0], "k": config.k, "dtype": config.dtypes[0], "pattern": config.pattern,
               "block": config.block, "sparsities": list(config.sparsities),
               "backends": list(config.backends), "ops": list(config.ops), "repeats": config.repeats}
     return JobPlan(rows=rows, total=config.total, params=params,
@@ -92,9 +103,9 @@ def _controls() -> html.Div:
         controls_row(
             labelled("Matrix size n (n x n)", _num("size", 512)),
             labelled("k (columns of B, SpMM)", _num("k", 64)),
-            labelled("dtype", dcc.Dropdown(id=f"{P}-dtype", options=list(DTYPES), value="float32",
+            labelled("dtype", dcc.Dropdown(id=ID("dtype"), options=list(DTYPES), value="float32",
                                            clearable=False, style={"width": "9em"})),
-            labelled("Pattern", dcc.Dropdown(id=f"{P}-pattern", value="uniform", clearable=False,
+            labelled("Pattern", dcc.Dropdown(id=ID("pattern"), value="uniform", clearable=False,
                                              options=[{"label": v, "value": k} for k, v in PATTERN_LABELS.items()],
                                              style={"width": "100%", "minWidth": "12em"})),
             labelled("Block (BSR, block pattern)", _num("block", 16)),
@@ -102,19 +113,20 @@ def _controls() -> html.Div:
         ),
         controls_row(
             labelled("Sparsities (fractions of zeros)",
-                     dcc.Input(id=f"{P}-sparsities", type="text", value=DEFAULT_SPARSITIES,
+                     dcc.Input(id=ID("sparsities"), type="text", value=DEFAULT_SPARSITIES,
                                debounce=True, style={"width": "18em"}),
                      help="comma-separated, e.g. 0.5, 0.9, 0.99, 0.999"),
-            labelled("Ops", dcc.Checklist(id=f"{P}-ops", value=["spmv", "spmm"], inline=True,
+            labelled("Ops", dcc.Checklist(id=ID("ops"), value=["spmv", "spmm"], inline=True,
                                           options=[{"label": " SpMV (A x) ", "value": "spmv"},
                                                    {"label": " SpMM (A B) ", "value": "spmm"}])),
-            labelled("Backends", dcc.Checklist(id=f"{P}-backends", inline=True,
+            labelled("Backends", dcc.Checklist(id=ID("backends"), inline=True,
                                                value=[b for b in DEFAULT_BACKENDS if b in names],
                                                options=[{"label": f" {b} ", "value": b} for b in names])),
-            labelled("Stored rows", dcc.Checklist(id=f"{P}-reuse", value=[], options=[
+            labelled("Stored rows", dcc.Checklist(id=ID("reuse"), value=[], options=[
                 {"label": " reuse rows already measured on this device", "value": "reuse"}])),
         ),
-        html.Div(id=f"{P}-notes"),
+        dcc.Store(id=ID("spec"), data=None),
+        html.Div(id=ID("notes")),
         job_panel(P, run_label="Run sweep",
                   note=f"Runs on {dev.label}. Dense is always measured first on the same matrix, "
                        "so every speedup compares like with like."),
@@ -131,43 +143,53 @@ def layout(**_kwargs):
             "is drawn against the theoretical 1/density.",
             seed="the sparsity chapter, sections 10.1-10.2 (the sparsity paradox; why hardware hates random sparsity)"),
         html.P(["Have a matrix of your own (a Matrix Market file, a pruned weight)? ",
-                dcc.Link("Measure it on Your matrix", href="/your-matrix", id=f"{P}-your-matrix-link"),
+                dcc.Link("Measure it on Your matrix", href="/your-matrix", id=ID("your-matrix-link")),
                 ": its structure, BSR fill-in, a roofline prediction and advice."], className="section-note"),
         section("Sweep", _controls(),
                 note="Each finished row is stored at once: cancel keeps what finished; see Runs."),
         section("Speedup", controls_row(
-            labelled("Plot op", dcc.RadioItems(id=f"{P}-plot-op", value="spmv", inline=True,
+            labelled("Plot op", dcc.RadioItems(id=ID("plot-op"), value="spmv", inline=True,
                                                 options=[{"label": " SpMV ", "value": "spmv"},
                                                          {"label": " SpMM ", "value": "spmm"}])),
             html.Div([html.Label("Reference run (committed CSV)", className="control-label"),
-                      dcc.Dropdown(id=f"{P}-ref", options=[], value=None, placeholder="none")],
+                      dcc.Dropdown(id=ID("ref"), options=[], value=None, placeholder="none")],
                      className="control", style={"maxWidth": "560px", "flex": "1 1 420px"}),
-        ), html.Div(id=f"{P}-ref-note"),
-            dcc.Graph(id=f"{P}-speedup", config={"displaylogo": False}),
+        ), html.Div(id=ID("ref-note")),
+            dcc.Graph(id=ID("speedup"), config={"displaylogo": False}),
             note="Solid lines: this device. Dotted lines with open diamonds: the reference run "
                  "(the legend names where it differs from this run: device, size n, dtype, timing). "
                  "Grey dashed: theoretical 1/density. Black stars: the chapter's measured speedups. "
                  "Red dotted: speedup 1 (break-even). Hollow grey points: noisy (IQR/median > 0.1)."),
         html.Div([
-            section("Efficiency", dcc.Graph(id=f"{P}-efficiency", config={"displaylogo": False}),
+            section("Efficiency", dcc.Graph(id=ID("efficiency"), config={"displaylogo": False}),
                     note="Measured speedup divided by the theoretical one: 1 would mean every "
                          "skipped multiply turned into saved time."),
-            section("Bandwidth", dcc.Graph(id=f"{P}-bandwidth", config={"displaylogo": False}),
+            section("Bandwidth", dcc.Graph(id=ID("bandwidth"), config={"displaylogo": False}),
                     note="Bytes of A as stored, plus x and y, over the median time: the least "
                          "traffic the multiply needs. Dashed: the GPU's peak when known."),
         ], className="two-col"),
         html.Div([
             section("The chapter's table beside this device",
-                    data_table(f"{P}-chapter", measured_vs_chapter(None)),
-                    csv_download(f"{P}-chapter-csv"),
+                    data_table(ID("chapter"), measured_vs_chapter(None)),
+                    csv_download(ID("chapter-csv")),
                     note="'theoretical' and 'chapter's actual' are the chapter's figures (it does "
                          "not name the device); 'measured' columns are this device's medians for "
                          "the plotted op and the sweep's dtype."),
-            section("Break-even sparsity", data_table(f"{P}-breakeven", []),
-                    csv_download(f"{P}-breakeven-csv"),
+            section("Break-even sparsity", data_table(ID("breakeven"), []),
+                    csv_download(ID("breakeven-csv")),
                     note="Sparsity where a format's time equals dense time, interpolated between "
                          "the two measured sparsities around it."),
         ], className="two-col"),
+        section("lab-bsr on a GPU: per call and kernel only, side by side",
+                html.Div(id=ID("percall-note")),
+                html.Div([dcc.Graph(id=ID("percall"), config={"displaylogo": False}),
+                          dcc.Graph(id=ID("kernel"), config={"displaylogo": False})], className="two-col"),
+                data_table(ID("percall-table"), []), csv_download(ID("percall-table-csv")),
+                note="The lab's own block-sparse kernel (64 x 64 blocks, fp16, A 8192 x 8192 times "
+                     "B 8192 x k) against dense torch.matmul, from the committed GPU run "
+                     f"(benchmarks/results/{PERCALL_CSV}). Left: what a Python caller gets per call "
+                     "(eager, launch and host work included). Right: the kernel alone (CUDA-graph "
+                     "replay). Each speedup compares lab-bsr and dense timed the same way."),
         section("Why the zeros do not turn into time",
                 html.Div([
                     html.Div([
@@ -178,46 +200,54 @@ def layout(**_kwargs):
                                "more bytes per useful number than a dense one. Parallelism: GPU "
                                "threads run in lockstep, and rows with different numbers of "
                                "non-zeros leave many of them idle."),
-                        html.P(id=f"{P}-bytes-note"),
+                        html.P(id=ID("bytes-note")),
                     ]),
-                    html.Div([data_table(f"{P}-storage", []), csv_download(f"{P}-storage-csv")]),
+                    html.Div([data_table(ID("storage"), []), csv_download(ID("storage-csv"))]),
                 ], className="two-col"),
                 note="The table is a byte-count model for uniform random non-zeros at the chosen "
                      "size, dtype and block (torch stores int64 indices), not a measurement. A "
                      "memory-bound SpMV can at best run dense bytes / sparse bytes times faster."),
-        section("Measured speedups", data_table(f"{P}-measured", []), csv_download(f"{P}-measured-csv")),
-        section("All rows", data_table(f"{P}-rows-table", [], page_size=10),
-                csv_download(f"{P}-rows-table-csv"),
-                note="Every row with its spec, device, versions, timing method, median, IQR, "
-                     "conversion time and derived columns; 'noisy' marks IQR/median > 0.1. "
-                     "Unsupported combinations are listed with their reason, never drawn."),
+        section("Measured speedups", data_table(ID("measured"), []), csv_download(ID("measured-csv"))),
+        section("All rows", data_table(ID("rows-table"), [], page_size=10),
+                csv_download(ID("rows-table-csv")),
+                note="The main columns of every row; Download CSV has all of them (spec, device, "
+                     "versions, timing method, median, IQR, conversion time and derived columns). "
+                     "'noisy' marks IQR/median > 0.1. Unsupported combinations are listed with their "
+                     "reason, never drawn."),
     ])
 
 
 for _id, _name in (("chapter", "paradox_chapter_vs_measured.csv"), ("breakeven", "paradox_break_even.csv"),
                    ("measured", "paradox_measured_speedups.csv"), ("rows-table", "paradox_rows.csv"),
-                   ("storage", "paradox_storage_model.csv")):
-    register_csv_download(f"{P}-{_id}-csv", (f"{P}-{_id}", "data"), _name)
+                   ("storage", "paradox_storage_model.csv"),
+                   ("percall-table", "lab_bsr_per_call_vs_kernel.csv")):
+    register_csv_download(ID(f"{_id}-csv"), (ID(_id), "data"), _name)
 
 
-@callback(Output(f"{P}-notes", "children"),
-          Input(f"{P}-dtype", "value"), Input(f"{P}-backends", "value"), Input(f"{P}-ops", "value"),
-          Input(f"{P}-size", "value"), Input(f"{P}-block", "value"), Input(f"{P}-sparsities", "value"),
-          Input(f"{P}-k", "value"), Input(f"{P}-pattern", "value"), Input(f"{P}-repeats", "value"))
-def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
-    """Which ticked backends this device cannot run (and why), and how many rows are stored."""
-    dev = describe_device()
+@callback(Output(ID("spec"), "data"), *[Input(ID(w), "value") for w in FORM])
+def spec(*values):
+    """The page's widgets -> ONE validated sweep config (or its error), for every callback below."""
     try:
-        config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
-                              device=dev.kind)
+        return {"config": build_config(*values, device=describe_device().kind).to_dict()}
+    except ValueError as exc:
+        return {"error": str(exc)}
+
+
+@callback(Output(ID("notes"), "children"), Input(ID("spec"), "data"))
+def notes(data):
+    """Which ticked backends this device cannot run (and why), and how many rows are stored."""
+    try:
+        config = spec_of(data)
     except ValueError as exc:
         return error_message(exc)
     out = []
     for name in config.backends:
-        reason = get_backend(name).supports(SimpleSpec(device=dev.kind, dtype=dtype, op=config.ops[0],
-                                                       shape=(config.sizes[0],) * 2, block=config.block))
+        reason = get_backend(name).supports(SimpleSpec(device=config.device, dtype=config.dtypes[0],
+                                                       op=config.ops[0], shape=(config.sizes[0],) * 2,
+                                                       block=config.block))
         if reason:
             out.append(message(f"{name}: unavailable: {reason.removeprefix('unsupported: ')}", "warn"))
+    dev = describe_device()
     device_name = dev.name if dev.kind == "cuda" else "CPU: " + dev.name
     # Close at once: an SQLite handle left open in the server breaks the writes of
     # jobs forked from it (their rows would be lost).
@@ -230,8 +260,8 @@ def notes(dtype, backends, ops, size, block, sparsities, k, pattern, repeats):
     return out
 
 
-@callback(Output(f"{P}-ref", "options"), Output(f"{P}-ref", "value"), Output(f"{P}-ref", "placeholder"),
-          Input(f"{P}-ref", "id"))
+@callback(Output(ID("ref"), "options"), Output(ID("ref"), "value"), Output(ID("ref"), "placeholder"),
+          Input(ID("ref"), "id"))
 def reference_options(_id):
     """Committed paradox runs (engine.bench.reference), the newest chosen; read at page load."""
     opts = [{"label": f"{r.name} ({r.label}, n = {', '.join(map(str, r.shape.get('rows', ())))})",
@@ -240,13 +270,13 @@ def reference_options(_id):
     return opts, (opts[0]["value"] if opts else None), placeholder
 
 
-@callback(Output(f"{P}-speedup", "figure"), Output(f"{P}-efficiency", "figure"),
-          Output(f"{P}-bandwidth", "figure"), Output(f"{P}-chapter", "data"),
-          Output(f"{P}-chapter", "columns"), Output(f"{P}-breakeven", "data"),
-          Output(f"{P}-breakeven", "columns"), Output(f"{P}-measured", "data"),
-          Output(f"{P}-measured", "columns"), Output(f"{P}-rows-table", "data"),
-          Output(f"{P}-rows-table", "columns"), Output(f"{P}-ref-note", "children"),
-          Input(IDS.rows, "data"), Input(f"{P}-plot-op", "value"), Input(f"{P}-ref", "value"))
+@callback(Output(ID("speedup"), "figure"), Output(ID("efficiency"), "figure"),
+          Output(ID("bandwidth"), "figure"), Output(ID("chapter"), "data"),
+          Output(ID("chapter"), "columns"), Output(ID("breakeven"), "data"),
+          Output(ID("breakeven"), "columns"), Output(ID("measured"), "data"),
+          Output(ID("measured"), "columns"), Output(ID("rows-table"), "data"),
+          Output(ID("rows-table"), "columns"), Output(ID("ref-note"), "children"),
+          Input(IDS.rows, "data"), Input(ID("plot-op"), "value"), Input(ID("ref"), "value"))
 def draw(rows, op, ref_path):
     """Rows of the current sweep (+ an optional reference CSV) -> figures and tables."""
     frame = rows_frame(rows)
@@ -263,11 +293,11 @@ def draw(rows, op, ref_path):
             reference, note = None, error_message(exc)
     be = break_even(local)
     shown_be = be.drop(columns=["device_name"]) if "device_name" in be else be
-    tables = [measured_vs_chapter(local), shown_be, measured_table(local), frame]
     out = [speedup_figure(local, reference, be, **labels), efficiency_figure(local, reference, **labels),
            bandwidth_figure(local, reference, **labels)]
-    for t in tables:
-        out += [records(t), table_columns(t)]
+    for t in (measured_vs_chapter(local), shown_be, measured_table(local)):
+        out += [table_records(t), table_columns(t)]
+    out += [table_records(frame), table_columns(frame, COLUMN_UNITS, only=shown_columns(frame))]
     return (*out, note)
 
 
@@ -315,29 +345,31 @@ def rows_frame(rows) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Table rows with NaN/inf as empty cells (JSON has no NaN)."""
-    if not len(frame):
-        return []
-    clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
-    return clean.where(clean.notna(), None).to_dict("records")
-
-
-@callback(Output(f"{P}-storage", "data"), Output(f"{P}-storage", "columns"),
-          Output(f"{P}-bytes-note", "children"),
-          Input(f"{P}-size", "value"), Input(f"{P}-dtype", "value"), Input(f"{P}-block", "value"),
-          Input(f"{P}-sparsities", "value"))
-def storage(size, dtype, block, sparsities):
-    """The byte-count model for the chosen size, dtype, block and sparsities."""
+@callback(Output(ID("storage"), "data"), Output(ID("storage"), "columns"),
+          Output(ID("bytes-note"), "children"), Input(ID("spec"), "data"))
+def storage(data):
+    """The byte-count model for the sweep's size, dtype, block and sparsities."""
     try:
-        size = check_int("size", size, *LIMITS["size"])
-        block = check_int("block", block, *LIMITS["block"])
-        values = parse_float_list("sparsities", sparsities, *LIMITS["sparsity"])
-        dtype = dtype if dtype in DTYPES else "float32"
+        config = spec_of(data)
     except ValueError as exc:
         return [], [], error_message(exc)
-    table = storage_table(size, dtype, block, values)
+    table, dtype = config.storage_model(), config.dtypes[0]
     note = (f"In {dtype}, CSR needs fewer bytes than dense only above "
             f"{100 * bytes_break_even('csr', dtype):.0f}% sparsity, COO above "
             f"{100 * bytes_break_even('coo', dtype):.0f}%.")
-    return records(table), table_columns(table), note
+    return table_records(table), table_columns(table), note
+
+
+@callback(Output(ID("percall"), "figure"), Output(ID("kernel"), "figure"),
+          Output(ID("percall-table"), "data"), Output(ID("percall-table"), "columns"),
+          Output(ID("percall-note"), "children"), Input(ID("percall"), "id"))
+def per_call(_id):
+    """lab-bsr per call (eager) beside kernel only (CUDA-graph replay), from the committed GPU run."""
+    try:
+        table = percall_table(results_dir() / PERCALL_CSV)
+    except (ValueError, OSError) as exc:
+        table, problem = pd.DataFrame(), error_message(exc)
+    else:
+        problem = None
+    call, kernel = per_call_figures(table)
+    return call, kernel, table_records(table), table_columns(table), problem or per_call_note(table)

@@ -13,7 +13,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
-from components.tables import csv_payload, data_table, table_columns
+from components.tables import COLUMN_UNITS, csv_payload, data_table, shown_columns, table_columns
 from engine.bench.reference import find, references
 from engine.bench.schema import KIND_OK_REQUIRED, KIND_STATUSES, SCHEMAS, kind_of_columns
 from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, check_header, csv_header, import_csv,
@@ -165,7 +165,8 @@ def layout(run=None, **_kwargs):
             ], className="control"),
         ), html.Div(id=f"{P}-facts"),
             dcc.Graph(id=f"{P}-plot", config={"displaylogo": False}),
-            data_table(f"{P}-rows", [], page_size=10)),
+            data_table(f"{P}-rows", [], page_size=10),
+            note="The rows' main columns (those that differ between rows first); Export CSV has every column."),
     ])
 
 
@@ -309,7 +310,8 @@ def show(run_id, other_id, x, y, op, dtype, _version):
         dtypes = sorted(both["dtype"].dropna().unique()) if "dtype" in both else []
         xs = numeric + [v for v in (x,) if v and v not in numeric]
         ys = numeric + [v for v in (y,) if v and v not in numeric]
-        return (facts, fig, clean.to_dict("records"), table_columns(shown), xs, ys, ops, dtypes)
+        return (facts, fig, clean.to_dict("records"), table_columns(shown, COLUMN_UNITS, only=shown_columns(shown)),
+                xs, ys, ops, dtypes)
 
 
 @callback(Output(f"{P}-download", "data"), Input(f"{P}-export", "n_clicks"),

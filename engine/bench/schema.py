@@ -80,6 +80,7 @@ MATRIX_COLUMNS: dict[str, tuple[str, bool]] = {
     "nnz": ("int", True), "fill_in": ("float", False), "repeats": ("int", False),
     "method": ("str", False), "median_s": ("float", False), "iqr_s": ("float", False),
     "runs": ("int", False), "noisy": ("bool", False), "prepare_s": ("float", False),
+    "warmup": ("int", False), "number_per_run": ("int", False),  # Measurement.row()'s "how"
     "dense_median_s": ("float", False), "speedup": ("float", False),
     "predicted_s": ("float", False), "bound": ("str", False), "efficiency": ("float", False),
     "bytes_moved": ("float", False), "flops": ("float", False), "gbs": ("float", False),

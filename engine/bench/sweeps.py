@@ -77,8 +77,9 @@ class ParadoxConfig:
             raise ValueError("sizes: expected at least one size, got none")
         if not self.sparsities:
             raise ValueError("sparsities: expected at least one sparsity, got none")
-        if not self.backends:
-            raise ValueError("backends: expected at least one backend, got none")
+        for what in ("backends", "dtypes", "ops"):
+            if not getattr(self, what):
+                raise ValueError(f"{what}: expected at least one, got none")
         for s in self.sizes:
             check_int("size", s, *LIMITS["size"])
         for s in self.sparsities:
@@ -94,6 +95,54 @@ class ParadoxConfig:
         check_int("k", self.k, *LIMITS["k"])
         check_int("block", self.block, *LIMITS["block"])
         check_int("repeats", self.repeats, *LIMITS["repeats"])
+
+    @classmethod
+    def from_form(cls, size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
+                  device: str = "cpu", memory_budget_bytes: int | None = None) -> "ParadoxConfig":
+        """A page's widget values -> a validated config (ValueError "expected ... got ...").
+
+        The one place /paradox's widgets are read: the sparsities text is parsed here once
+        (``parse_float_list``), every other value is checked by the constructor.
+        """
+        from engine.bench.reference import parse_float_list
+
+        for what, value, needs in (("backends", backends, "at least one backend ticked"),
+                                   ("ops", ops, "SpMV and/or SpMM ticked")):
+            if not value:
+                raise ValueError(f"{what}: expected {needs}, got none")
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{what}: expected a list of names, got {value!r:.60}")
+        if not isinstance(sparsities, str):
+            raise ValueError(f"sparsities: expected text like 0.5, 0.9, got {sparsities!r:.60}")
+        return cls(sizes=(size,), sparsities=parse_float_list("sparsities", sparsities, *LIMITS["sparsity"]),
+                   backends=tuple(backends), dtypes=(dtype,), ops=tuple(ops), k=k, pattern=pattern,
+                   block=block, repeats=repeats, device=device, memory_budget_bytes=memory_budget_bytes)
+
+    def to_dict(self) -> dict:
+        """What was asked for, as JSON (a page's dcc.Store): every field but the server's own
+        settings (memory budget, time per spec), which ``from_dict`` takes from the server."""
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in vars(self).items()
+                if name in _ASKED}
+
+    @classmethod
+    def from_dict(cls, data, **server) -> "ParadoxConfig":
+        """The config ``to_dict`` wrote (``server``: memory_budget_bytes, max_seconds_per_spec).
+
+        The data may have travelled through a browser, so the constructor checks it again
+        (the same one check); anything that is not what ``to_dict`` writes is refused.
+        """
+        if not isinstance(data, dict) or set(data) != _ASKED:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"sweep: expected the fields {', '.join(sorted(_ASKED))}, got {got}"[:300])
+        for name in _LISTS:
+            if not isinstance(data[name], list):
+                raise ValueError(f"{name}: expected a list, got {data[name]!r:.60}")
+        fields = {k: tuple(v) if k in _LISTS else v for k, v in data.items()}
+        return cls(**fields, **server)
+
+    def storage_model(self):
+        """The byte-count model (``storage_table``) at this config's first size and dtype."""
+        return storage_table(self.sizes[0], self.dtypes[0], self.block, self.sparsities)
 
     def specs(self) -> list[BenchmarkSpec]:
         """Every spec, in the order the sweep measures them (dense first per matrix)."""
@@ -113,6 +162,11 @@ class ParadoxConfig:
     @property
     def total(self) -> int:
         return len(self.specs())
+
+
+_LISTS = ("sizes", "sparsities", "backends", "dtypes", "ops")
+_ASKED = {"sizes", "sparsities", "backends", "dtypes", "ops", "k", "pattern", "block", "repeats", "device",
+          "seed"}
 
 
 def versions() -> dict:

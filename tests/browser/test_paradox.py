@@ -2,6 +2,7 @@
 import pytest
 
 from tests.browser.conftest import download_csv, wait_for_text, wait_for_job
+from tests.browser.layout_checks import assert_tables_fit
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +33,10 @@ def test_tiny_sweep_end_to_end_with_csv(app_server, page):
     ok = frame[frame["status"] == "ok"]
     assert (ok["median_s"] > 0).all() and ok["device_name"].str.startswith("CPU").all()
     assert (ok.loc[ok["backend"] == "torch-dense", "speedup"] == 1.0).all()
+    # issue 18 item 13: at 1280 px every table (the 40-column rows too) fits its box
+    shown = assert_tables_fit(page, at_least=6)
+    assert {"paradox-rows-table", "paradox-storage", "paradox-percall-table"} <= set(shown)
+    assert frame.shape[1] > len(page.eval_on_selector_all("#paradox-rows-table th.dash-header", "e => e"))
 
 
 def test_cancel_keeps_finished_rows(app_server, page):
@@ -84,8 +89,24 @@ def test_local_n512_beside_the_committed_n8192_reference_names_the_mismatch(app_
                            ("#paradox-measured-csv-button", "theoretical (1/density)"),
                            ("#paradox-rows-table-csv-button", "median_s"),
                            ("#paradox-storage-csv-button", "CSR MB"),
+                           ("#paradox-percall-table-csv-button", "per call: x dense"),
                            ("#paradox-job-csv", "spec_key")):
         frame = download_csv(page, button)
         assert column in frame.columns, (button, list(frame.columns))
     rows = download_csv(page, "#paradox-rows-table-csv-button")
     assert len(rows) == 10 and set(rows["rows"]) == {512}
+
+
+def test_per_call_and_kernel_only_figures_side_by_side(app_server, page):
+    """Issue 19 item 6: lab-bsr per call beside kernel only, each titled with its timing
+    method, and the note gives both numbers."""
+    page.goto(app_server + "/paradox")
+    page.wait_for_selector("#paradox-percall .gtitle")
+    call = page.eval_on_selector("#paradox-percall .gtitle", "e => e.textContent")
+    kernel = page.eval_on_selector("#paradox-kernel .gtitle", "e => e.textContent")
+    assert call.startswith("per call: eager per call") and kernel.startswith("kernel only: cuda-graph replay")
+    left = page.eval_on_selector("#paradox-percall", "e => e.getBoundingClientRect().toJSON()")
+    right = page.eval_on_selector("#paradox-kernel", "e => e.getBoundingClientRect().toJSON()")
+    assert abs(left["top"] - right["top"]) < 2 and left["right"] <= right["left"]  # side by side
+    note = page.inner_text("#paradox-percall-note")
+    assert "per call" in note and "x dense, kernel only" in note

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from tests.browser.conftest import download_csv, wait_for_text
+from tests.browser.layout_checks import assert_tables_fit
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +33,11 @@ def test_import_csv_open_and_plot(app_server, page, tmp_path):
     assert "speedup" in page.eval_on_selector("#runs-plot", "e => e.textContent")
     back = download_csv(page, "#runs-export")
     assert len(back) == 4 and set(back["backend"]) == {"torch-dense", "torch-csr"}
+    # issue 18 item 13: the run table and the opened run's rows (a paradox run has 40
+    # columns: the main ones are shown, the export has all) fit at 1280 px
+    page.wait_for_selector("#runs-rows td")
+    assert {"runs-table", "runs-rows"} <= set(assert_tables_fit(page, at_least=2))
+    assert len(page.eval_on_selector_all("#runs-rows th.dash-header", "e => e")) < back.shape[1]
 
 
 def test_bad_csv_rejected_and_nothing_stored(app_server, page, tmp_path):

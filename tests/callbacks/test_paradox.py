@@ -64,12 +64,81 @@ def test_draw_with_no_rows_is_empty_not_broken():
     assert out[9] == []
 
 
+def _spec(**change):
+    return paradox.spec(*{**GOOD, **change}.values())
+
+
 def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    notes = paradox.notes("float16", ["torch-dense", "torch-csr"], ["spmv"], 64, 16, "0.5", 4, "uniform", 2)
+    notes = paradox.notes(_spec(dtype="float16", size=64, block=16))
     assert any("torch-csr: unavailable: expected dtype" in str(n.children) for n in notes)
-    bad = paradox.notes("float32", ["torch-csr"], ["spmv"], 64, 16, "nope", 4, "uniform", 2)
+    bad = paradox.notes(_spec(sparsities="nope"))
     assert "expected numbers" in str(bad.children)
+
+
+def test_one_spec_from_the_widgets_feeds_every_other_callback():
+    """Issue 17 item 3: only ``spec`` (and the job, whose caller sends widget values) reads
+    the widgets; notes and the storage model chain from the spec it built."""
+    from dash._callback import GLOBAL_CALLBACK_LIST
+
+    widgets = {paradox.ID(w) for w in paradox.FORM}
+    readers = {cb["output"] for cb in GLOBAL_CALLBACK_LIST
+               if widgets & {d["id"] for d in cb["inputs"] + cb["state"]}}
+    assert readers == {paradox.ID("spec") + ".data", paradox.IDS.result + ".data"}
+    data = _spec()
+    assert data["config"]["sparsities"] == [0.5, 0.9] and "memory_budget_bytes" not in data["config"]
+    assert paradox.spec_of(data) == paradox.build_config(*GOOD.values())
+    assert _spec(size=8) == {"error": "size: expected an integer in [16, 16384], got 8"}
+
+
+# (what a browser could put in the spec store, expected words): checked again, refused
+TAMPERED = [
+    ({"config": {"sizes": [10 ** 9]}}, "sweep: expected the fields"),
+    ({"config": {}}, "sweep: expected the fields"),
+    ({"error": 5}, "sweep: expected the fields"),
+    ("nonsense", "sweep: expected the fields"),
+    (None, "sweep: expected the fields"),
+]
+
+
+@pytest.mark.parametrize("data,words", TAMPERED)
+def test_a_tampered_spec_store_is_refused(data, words):
+    with pytest.raises(ValueError, match=words):
+        paradox.spec_of(data)
+    assert words in str(paradox.notes(data).children) and paradox.storage(data)[:2] == ([], [])
+
+
+def test_a_spec_store_with_out_of_range_values_is_checked_again():
+    config = dict(_spec()["config"], sizes=[10 ** 9])
+    with pytest.raises(ValueError, match="size: expected an integer in"):
+        paradox.spec_of({"config": config})
+
+
+def test_per_call_and_kernel_only_side_by_side_each_named_by_its_timing_method():
+    """Issue 19 item 6: lab-bsr per call (eager) beside kernel only (CUDA-graph replay),
+    from the committed GPU run; the note gives both figures, never one alone."""
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL, PERCALL_CSV, percall_table
+    from engine.bench.reference import results_dir
+
+    call, kernel, data, columns, note = paradox.per_call(None)
+    assert call.layout.title.text == f"per call: {PER_CALL}"
+    assert kernel.layout.title.text == f"kernel only: {KERNEL_ONLY}"
+    table = percall_table(results_dir() / PERCALL_CSV)
+    first = table.sort_values(["sparsity", "k"], ascending=[False, True]).iloc[0]
+    ninety = next(t for t in call.data if t.name == "90% sparsity")
+    assert list(ninety.x) == sorted(table.loc[table["sparsity"] == 0.9, "k"])
+    assert ninety.y[0] == pytest.approx(first["per call: x dense"])
+    assert next(t for t in kernel.data if t.name == "90% sparsity").y[0] == pytest.approx(first["kernel-only: x dense"])
+    assert call.layout.yaxis.range == kernel.layout.yaxis.range  # one scale: the two compare by eye
+    text = str(note.children)
+    assert f"per call {first['per call: x dense']:.2f}x dense" in text
+    assert f"kernel only {first['kernel-only: x dense']:.2f}x" in text
+    assert len(data) == len(table) and {"per call: x dense", "kernel-only: x dense"} <= {c["id"] for c in columns}
+
+
+def test_the_speedup_figure_names_the_timing_method_of_its_rows(rows):
+    fig = paradox.draw(rows, "spmv", None)[0]
+    assert fig.layout.title.text.endswith("· timing: eager per call")
 
 
 def test_reference_shown_beside_local(rows, results_dir):
@@ -122,9 +191,27 @@ def test_storage_model_table_comes_from_the_engine():
     from engine.bench.sweeps import storage_table
     from engine.sparse.formats import storage_bytes
 
-    data, columns, note = paradox.storage(1024, "float32", 16, "0.5, 0.99")
+    data, columns, note = paradox.storage(_spec(size=1024, block=16, sparsities="0.5, 0.99"))
     assert [r["sparsity"] for r in data] == ["50%", "99%"] and "CSR MB" in {c["id"] for c in columns}
     assert data[0]["dense MB"] == pytest.approx(storage_bytes("dense", 1024, 1024, 0.5, "float32", 16) / 2**20)
     assert data == storage_table(1024, "float32", 16, (0.5, 0.99)).to_dict("records")
     assert "CSR needs fewer bytes than dense only above" in note
-    assert "size: expected" in str(paradox.storage(8, "float32", 16, "0.5")[2].children)
+    assert "size: expected" in str(paradox.storage(_spec(size=8))[2].children)
+
+
+_junk = __import__("hypothesis.strategies", fromlist=["x"])
+_values = _junk.recursive(_junk.none() | _junk.booleans() | _junk.integers() | _junk.floats() | _junk.text(max_size=5),
+                          lambda c: _junk.lists(c, max_size=3) | _junk.dictionaries(_junk.text(max_size=3), c,
+                                                                                     max_size=3), max_leaves=6)
+
+
+@__import__("hypothesis").settings(max_examples=150, deadline=None)
+@__import__("hypothesis").given(_junk.sampled_from(sorted(_spec()["config"])), _values)
+def test_any_value_in_the_spec_store_is_a_config_or_a_message(key, value):
+    """The store's data comes back from the browser: whatever it holds, the config is
+    rebuilt through the one check, or refused with "expected ... got ..." (no traceback)."""
+    data = {"config": dict(_spec()["config"], **{key: value})}
+    try:
+        paradox.spec_of(data)
+    except ValueError as exc:
+        assert "expected" in str(exc)

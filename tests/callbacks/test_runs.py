@@ -111,8 +111,26 @@ def test_every_shipped_reference_opens_under_run(store):
         assert ref.device_name in str(facts) and ref.kind in str(facts)
 
 
+def your_matrix_rows(cache, n: int) -> list[dict]:
+    """The first ``n`` rows of /your-matrix's measurement job on its example matrix (a quick
+    calibration stored first, in ``cache``, so the job does not calibrate for 10 s)."""
+    import itertools
+
+    from engine.bench import roofline
+    from engine.runtime.device import job_device, runtime_device_name
+    from engine.sparse.user_matrix import store_matrix
+    from pages import your_matrix
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARSITY_LAB_CACHE", str(cache))
+        list(roofline.calibrate(roofline.CalibrationPlan.for_device("cpu", quick=True),
+                                device_name=runtime_device_name(job_device("cpu"))))
+        h = store_matrix(your_matrix.example_matrix())["hash"]
+        return list(itertools.islice(your_matrix.plan_measure(h, 4, "float32", 1).rows, n))
+
+
 @pytest.fixture(scope="module")
-def exported():
+def exported(tmp_path_factory):
     """Rows of every kind of job the lab runs, from each page's own plan (tiny sizes)."""
     from pages import (attention, generator, isomorphism, moe, paper, paradox, scanner, structured_matrices,
                        structured_sparsity)
@@ -137,12 +155,14 @@ def exported():
     }
     import itertools
 
-    return {kind: list(itertools.islice(plan.rows, 6)) for kind, plan in plans.items()}
+    rows = {kind: list(itertools.islice(plan.rows, 6)) for kind, plan in plans.items()}
+    return {**rows, "your-matrix": your_matrix_rows(tmp_path_factory.mktemp("matrix-cache"), 6)}
 
 
 def test_every_kind_the_lab_exports_imports_back(store, exported, monkeypatch):
-    """Issue 18 item 10: each job's CSV (as its download writes it) imports as its own kind,
-    with every value back, and the run table shows its device."""
+    """Issue 18 items 9-10: each job's CSV (as its download writes it, /your-matrix's
+    measurement sweep included) imports as its own kind, with every value back, and the
+    run table shows its device."""
     from components.jobs import csv_payload  # the jobs' Download CSV
 
     monkeypatch.setattr(runs, "_trigger", lambda: "runs-upload")
