@@ -319,7 +319,7 @@ def per_call_figures(table: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
     figs = []
     for (view, col, us), method in zip(PER_CALL_VIEWS, (PER_CALL, KERNEL_ONLY)):
         fig = _base(f"{view}: {method}", "lab-bsr speedup over dense (x, log scale)", legend_below=True)
-        fig.update_layout(title={"font": {"size": 13}})
+        fig.update_layout(title={"font": {"size": 13}}, height=440, legend={"y": -0.28})
         for s, g in table.sort_values("k").groupby("sparsity", sort=False):
             fig.add_trace(go.Scatter(x=g["k"], y=g[col], mode="lines+markers+text", name=f"{100 * s:g}% sparsity",
                                      text=[f"{v:.2f}x" for v in g[col]], textposition="top center",

@@ -166,7 +166,8 @@ def layout(run=None, **_kwargs):
         ), html.Div(id=f"{P}-facts"),
             dcc.Graph(id=f"{P}-plot", config={"displaylogo": False}),
             data_table(f"{P}-rows", [], page_size=10),
-            note="The rows' main columns (those that differ between rows first); Export CSV has every column."),
+            note="The table under the plot shows the opened run's main columns (those that differ between rows "
+                 "first); Export CSV has every column."),
     ])
 
 
