@@ -244,3 +244,14 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
         if not rows:
             return no_update
         return csv_payload(rows, filename)
+
+
+def cancelled_total(status, total) -> int | None:
+    """The planned row count when a job's status line says it was cancelled, else None
+    (pages label a partial run "cancelled: N of M rows")."""
+    if not str(status or "").startswith("cancelled"):
+        return None
+    try:
+        return int(float(total))
+    except (TypeError, ValueError):
+        return None

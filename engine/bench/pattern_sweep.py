@@ -32,11 +32,16 @@ import numpy as np
 from engine.bench.sweeps import (DENSE, LIMITS, ParadoxConfig, base_row, free_bytes, measure_spec,
                                  memory_refusal, paradox_sweep, versions)
 from engine.bench.spec import BenchmarkSpec
-from engine.sparse.formats import BACKENDS, DTYPES, backend_names, torch_dtype
-from engine.validate import check_choice, check_float, check_int
+from engine.sparse.formats import BACKENDS, DTYPES, SimpleSpec, backend_names, torch_dtype, unsupported_reason
+from engine.sparse.pruning import BLOCK_SIZES
+from engine.validate import check_choice, check_float, check_int, memory_budget_bytes
 
 SWEEP = "structured"
 NM_BACKEND = "torch-2:4"
+# What the page offers: matrix sizes (A is n x n), sparsities and block edges to tick.
+SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+SWEEP_SPARSITIES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99)
+SWEEP_BLOCKS = BLOCK_SIZES
 
 
 def default_block_backends() -> tuple[str, ...]:
@@ -113,6 +118,61 @@ class StructuredSweepConfig:
             if self.nm_square and n != self.k:
                 out.append((n, n))
         return out
+
+
+def sweep_config(size, k, dtype, blocks, sparsities, nm, repeats,
+                 device: str = "cpu") -> StructuredSweepConfig:
+    """The page's widget values -> a StructuredSweepConfig, checked once ("expected ... got ...").
+
+    blocks: ticked block edges (SWEEP_BLOCKS); nm: ticked 2:4 options ("on": dense vs 2:4
+    at n; "square": also k = n).
+    """
+    size = check_choice("matrix size", check_int("matrix size", size, 8, max(SWEEP_SIZES)), SWEEP_SIZES)
+    nm = tuple(nm or ())
+    if not blocks and "on" not in nm:
+        raise ValueError("blocks: expected at least one block size or 2:4 ticked, got none")
+    if blocks and not sparsities:
+        raise ValueError("sparsities: expected at least one sparsity ticked, got none")
+    blocks = tuple(sorted(check_choice("block", check_int("block", b, 1, max(SWEEP_BLOCKS)), SWEEP_BLOCKS)
+                          for b in blocks or ()))
+    for b in blocks:
+        if b > size:
+            raise ValueError(f"block: expected a block size at most the matrix size {size}, got {b}")
+    return StructuredSweepConfig(
+        size=size, k=k, sparsities=tuple(sorted(float(s) for s in sparsities or (0.5,))),
+        blocks=blocks, dtype=dtype, device=device, repeats=repeats,
+        nm_sizes=(size,) if "on" in nm else (), nm_square="square" in nm,
+        memory_budget_bytes=memory_budget_bytes())
+
+
+def sweep_params(config: StructuredSweepConfig) -> dict:
+    """What a run of ``config`` records as its parameters (the run store, /runs)."""
+    return {"size": config.size, "k": config.k, "dtype": config.dtype, "blocks": list(config.blocks),
+            "sparsities": list(config.sparsities), "nm_shapes": [list(p) for p in config.nm_shapes],
+            "repeats": config.repeats}
+
+
+def unsupported_notes(config: StructuredSweepConfig, device: str) -> list[str]:
+    """Before a run: every planned backend ``device`` cannot run, with the reason and, when it
+    holds for some ticked blocks only, which ("lab-bsr (block 8): unsupported: ...")."""
+    from engine.sparse.two_four import NEEDS_GPU
+
+    names = list(config.block_backends) + ([NM_BACKEND] if config.nm_sizes else [])
+    notes = []
+    for name in names:
+        blocks = config.blocks or (16,) if name != NM_BACKEND else (4,)
+        reasons: dict[str, list[int]] = {}
+        for block in blocks:  # every ticked block is checked (lab-bsr runs only some sizes)
+            reason = unsupported_reason(name, SimpleSpec(device=device, dtype=config.dtype, op="spmm",
+                                                         shape=(config.size, config.size), block=block))
+            if name == NM_BACKEND and device != "cuda":
+                reason = NEEDS_GPU
+            if reason:
+                reasons.setdefault(reason, []).append(block)
+        for reason, hit in reasons.items():
+            where = "" if len(hit) == len(blocks) else f" (block {', '.join(map(str, hit))})"
+            notes.append(f"{name}{where}: {reason}")
+    return notes
 
 
 def _nm_matrix(n: int, dtype: str, device: str, seed: int):

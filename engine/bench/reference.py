@@ -64,6 +64,7 @@ class Kind:
     method: str | None = "method"
     fixed_method: str = ""
     symbols: dict = field(default_factory=dict)
+    absent: frozenset = frozenset()  # columns a CSV of the kind never has
 
 
 _SWEEP_COLUMNS = frozenset({"sweep", "spec_key", "speedup", "backend", "sparsity"})
@@ -75,6 +76,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("lab-bsr", "lab-bsr kernel benchmark", "/structured-sparsity",
          frozenset({"nnz_blocks", "ms", "speedup_vs_torch_bsr", "timing"}), ("n", "k", "block"),
          device=("device",), method="timing"),
+    Kind("lab-bsr-percall", "lab-bsr per call and kernel-only", "/structured-sparsity",
+         frozenset({"method", "timing", "ms", "speedup_vs_dense", "density", "n", "k", "block"}),
+         ("n", "k", "block"), device=("device",), method="timing",
+         absent=frozenset({"nnz_blocks", "fraction_of_ceiling"})),
     Kind("attention", "masked attention", "/attention", frozenset({"sweep", "seq_len", "mask", "impl", "kernel_ms"}),
          ("seq_len", "batch", "heads", "head_dim"), sweep="attention", symbols={"seq_len": "S"}),
     Kind("moe", "mixture of experts", "/moe", frozenset({"variant", "batch", "time_ms", "ratio_vs_dense_1x"}),
@@ -174,7 +179,7 @@ def kind_of(header: list[str], first_row: dict) -> Kind | None:
     cols = set(header)
     best = None
     for kind in KINDS.values():
-        if not kind.marker <= cols:
+        if not kind.marker <= cols or kind.absent & cols:
             continue
         if kind.sweep is not None and first_row.get("sweep") != kind.sweep:
             continue

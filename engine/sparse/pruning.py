@@ -18,8 +18,9 @@ and shape (True = kept). ``prune_mask_reference`` is the slow loop beside it.
     mask = prune_mask(w, "2:4", None)                 # same as pattern="nm", n=2, m=4
 
 ``accuracy_rows`` measures the accuracy cost: a small MLP and a small CNN trained
-on scikit-learn's digits, pruned to each pattern at matched sparsity and
-fine-tuned with the mask held, one result row per (model, pattern, sparsity).
+on scikit-learn's digits (the lab's one split, ``engine.data.digits_split``), pruned
+to each pattern at matched sparsity and fine-tuned with the mask held (torch.optim's
+Adam), one result row per (model, pattern, sparsity), each naming the device it ran on.
 """
 from __future__ import annotations
 
@@ -329,20 +330,6 @@ DEFAULT_ACCURACY_GRID: tuple[tuple, ...] = tuple(
 )
 
 
-def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
-    """scikit-learn's 8x8 digits (bundled, no download), scaled to [0, 1], stratified split.
-
-    Returns x_train (N, 64) float32, y_train (N,), x_test, y_test.
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    y = data.target.astype(np.int64)
-    return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-
-
 def build_model(name: str):
     """A small torch model for 8x8 digits; input (batch, 64), output logits (batch, 10).
 
@@ -376,49 +363,23 @@ def prunable_weights(model) -> list:
     return [mod.weight for mod in layers]
 
 
-class _Adam:
-    """Adam (Kingma & Ba) in a few lines, for these tiny models.
-
-    torch.optim's first use imports torch._dynamo, which takes seconds on a busy CPU,
-    in every job process; the update here is the textbook one.
-    """
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        import torch
-
-        self.params = list(params)
-        self.lr, (self.b1, self.b2), self.eps, self.t = lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        import torch
-
-        self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v):
-                if p.grad is None:
-                    continue
-                m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
-                v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
-                p.sub_(self.lr * (m / c1) / ((v / c2).sqrt() + self.eps))
-
-
 def _train(model, x, y, epochs: int, lr: float, seed: int, masks=None, batch: int = 64) -> None:
+    """Adam on cross-entropy, minibatches in a seeded order; ``masks`` held after every step.
+
+    x: (N, 64) on the model's device, y: (N,). torch.optim is imported here, not at module
+    level: its first import pulls in torch._dynamo (seconds on a busy CPU), which only a
+    training job (a forked child) should pay, never the web process's page import.
+    """
     import torch
+    from torch.optim import Adam
 
     gen = torch.Generator().manual_seed(seed)
-    opt = _Adam(model.parameters(), lr=lr)
+    opt = Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     weights = prunable_weights(model) if masks else []
     model.train()
     for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=gen)
+        perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
         for start in range(0, x.shape[0], batch):
             idx = perm[start:start + batch]
             opt.zero_grad()
@@ -443,39 +404,122 @@ def accuracy_plan_size(models: Sequence[str], grid: Sequence[tuple]) -> int:
     return len(models) * (1 + len(grid))
 
 
+# The page's pattern choices: label -> (kind, block or (n, m)); N:M fix their own sparsity.
+ACCURACY_PATTERNS = {"unstructured": ("unstructured", None), "block 4x4": ("block", 4),
+                     "block 16x16": ("block", 16), "2:4": ("nm", (2, 4)), "1:4": ("nm", (1, 4)),
+                     "4:8": ("nm", (4, 8))}
+ACCURACY_SPARSITIES = (0.5, 0.75, 0.9)  # offered for unstructured and block
+# (lo, hi) of every integer the accuracy job takes; the page's number boxes read these.
+ACCURACY_LIMITS = {"epochs": (1, 100), "finetune_epochs": (0, 50), "seeds": (1, 10)}
+
+
+def accuracy_grid(patterns: Sequence[str], sparsities: Sequence[float]) -> tuple[tuple, ...]:
+    """Pattern labels (ACCURACY_PATTERNS) x sparsities -> (pattern, sparsity, block, n, m) entries;
+    an N:M label gives one entry at its own sparsity."""
+    if not patterns:
+        raise ValueError("patterns: expected at least one pattern ticked, got none")
+    grid = []
+    for label in patterns:
+        kind, arg = ACCURACY_PATTERNS[check_choice("pattern", label, ACCURACY_PATTERNS)]
+        if kind == "nm":
+            grid.append(("nm", None, None, *arg))
+            continue
+        if not sparsities:
+            raise ValueError("sparsities: expected at least one sparsity ticked, got none")
+        grid += [(kind, check_float("sparsity", s, 0.0, 0.999), arg, None, None) for s in sorted(sparsities)]
+    return tuple(grid)
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """One accuracy job: every model x grid entry, trained once per seed (0, 1, ...).
+
+    Checked once here ("expected ... got ..."); ``total`` is the number of rows it yields.
+    """
+
+    models: tuple[str, ...]
+    grid: tuple[tuple, ...]
+    epochs: int = 15
+    finetune_epochs: int = 3
+    seeds: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("models: expected MLP and/or CNN ticked, got none")
+        for m in self.models:
+            check_choice("model", m, ACCURACY_MODELS)
+        if not self.grid:
+            raise ValueError("patterns: expected at least one pattern ticked, got none")
+        for p, s, b, n, m in self.grid:
+            pattern_spec(p, s, b, n, m)
+        for name, label in (("epochs", "epochs"), ("finetune_epochs", "fine-tune epochs"),
+                            ("seeds", "seeds")):
+            object.__setattr__(self, name, check_int(label, getattr(self, name), *ACCURACY_LIMITS[name]))
+
+    @property
+    def total(self) -> int:
+        return self.seeds * accuracy_plan_size(self.models, self.grid)
+
+    def params(self) -> dict:
+        return {"models": list(self.models), "grid": [list(g) for g in self.grid],
+                "epochs": self.epochs, "finetune_epochs": self.finetune_epochs, "seeds": self.seeds}
+
+
+def accuracy_spec(models, patterns, sparsities, epochs, finetune_epochs, seeds=1) -> AccuracySpec:
+    """The page's widget values -> an AccuracySpec (ValueError "expected ... got ...")."""
+    return AccuracySpec(models=tuple(models or ()), grid=accuracy_grid(patterns, sparsities),
+                        epochs=epochs, finetune_epochs=finetune_epochs, seeds=seeds)
+
+
+def accuracy_spec_rows(spec: AccuracySpec, device: str = "cpu",
+                       device_name: str | None = None) -> Iterator[dict]:
+    """Every row of ``spec``: ``accuracy_rows`` for seeds 0 .. seeds - 1, one after another."""
+    for seed in range(spec.seeds):
+        yield from accuracy_rows(models=spec.models, grid=spec.grid, epochs=spec.epochs,
+                                 finetune_epochs=spec.finetune_epochs, seed=seed, device=device,
+                                 device_name=device_name)
+
+
 def accuracy_rows(models: Sequence[str] = ACCURACY_MODELS, grid: Sequence[tuple] = DEFAULT_ACCURACY_GRID,
                   epochs: int = 15, finetune_epochs: int = 3, lr: float = 3e-3,
-                  seed: int = 0, threads: int | None = 1) -> Iterator[dict]:
+                  seed: int = 0, threads: int | None = 1, device: str = "cpu",
+                  device_name: str | None = None) -> Iterator[dict]:
     """Train, prune to each pattern at matched sparsity, fine-tune; yield one row each.
 
     For every model: a "dense" row, then per (pattern, sparsity, block, n, m) in
     ``grid`` a row with the accuracy right after pruning, after ``finetune_epochs``
-    with the mask held, and the drop against dense in percentage points. Runs on the
-    CPU (the models are tiny) with ``threads`` torch threads (one by default: on a
-    shared machine more threads are slower). Deterministic for a given seed.
+    with the mask held, and the drop against dense in percentage points. Data: the
+    lab's one digits split (``engine.data.digits_split``, the same test set for every
+    seed); ``seed`` sets the initial weights and the batch order. Runs on ``device``
+    ("cpu" or "cuda": call inside a job, it may initialise CUDA) and every row names
+    it (``device``, ``device_name``); on the CPU with ``threads`` torch threads (one by
+    default: on a shared machine more threads are slower).
     """
-    if threads:
+    if threads and device == "cpu":
         with torch_threads(check_int("threads", threads, 1, 256)):
-            yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed)
+            yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed, device, device_name)
     else:
-        yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed)
+        yield from _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed, device, device_name)
 
 
-def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed) -> Iterator[dict]:
+def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed, device, device_name) -> Iterator[dict]:
     import torch
+
+    from engine.data import digits_split
+    from engine.runtime.device import runtime_device_name
 
     for name in models:
         check_choice("model", name, ACCURACY_MODELS)
     epochs = check_int("epochs", epochs, 1, 200)
     finetune_epochs = check_int("finetune_epochs", finetune_epochs, 0, 100)
     specs = [pattern_spec(p, s, b, n, m) for p, s, b, n, m in grid]
+    dev = torch.device(check_choice("device", device, ("cpu", "cuda")))
+    where = {"device": dev.type, "device_name": device_name or runtime_device_name(dev)}
 
-    x_tr, x_te, y_tr, y_te = load_digits_split(seed)
-    x_tr, x_te = torch.from_numpy(x_tr), torch.from_numpy(x_te)
-    y_tr, y_te = torch.from_numpy(y_tr), torch.from_numpy(y_te)
+    x_tr, x_te, y_tr, y_te = (torch.from_numpy(a).to(dev) for a in digits_split())
     for name in models:
         torch.manual_seed(seed)
-        dense = build_model(name)
+        dense = build_model(name).to(dev)
         t0 = time.perf_counter()
         _train(dense, x_tr, y_tr, epochs, lr, seed)
         dense_acc = _accuracy(dense, x_te, y_te)
@@ -483,11 +527,12 @@ def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed) -> Iterator[
         yield {"model": name, "pattern": "dense", "target_sparsity": 0.0, "sparsity": 0.0,
                "acc_dense": dense_acc, "acc_pruned": dense_acc, "acc_finetuned": dense_acc,
                "drop_pts": 0.0, "prunable_weights": n_prunable, "epochs": epochs,
-               "finetune_epochs": 0, "seed": seed, "seconds": round(time.perf_counter() - t0, 3)}
+               "finetune_epochs": 0, "seed": seed, **where,
+               "seconds": round(time.perf_counter() - t0, 3)}
         state = {k: v.clone() for k, v in dense.state_dict().items()}
         for spec in specs:
             t0 = time.perf_counter()
-            model = build_model(name)
+            model = build_model(name).to(dev)
             model.load_state_dict(state)
             weights = prunable_weights(model)
             masks = []
@@ -506,7 +551,7 @@ def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed) -> Iterator[
                    "acc_dense": dense_acc, "acc_pruned": acc_pruned, "acc_finetuned": acc_ft,
                    "drop_pts": round(100.0 * (dense_acc - acc_ft), 2),
                    "prunable_weights": n_prunable, "epochs": epochs,
-                   "finetune_epochs": finetune_epochs, "seed": seed,
+                   "finetune_epochs": finetune_epochs, "seed": seed, **where,
                    "seconds": round(time.perf_counter() - t0, 3)}
 
 

@@ -8,6 +8,7 @@ if not dash.page_registry or "pages.structured_sparsity" not in dash.page_regist
     dash.Dash(__name__, use_pages=True, pages_folder="")
 
 import pages.structured_sparsity as ss  # noqa: E402
+from engine.bench import pattern_sweep  # noqa: E402
 
 # (sparsity, block slider index, nm, size): what the sliders send
 PATTERN_CASES = [(0.75, 3, "2:4", 256), (0.5, 0, "1:4", 64), (0.9, 6, "4:8", 128),
@@ -74,7 +75,7 @@ def test_pattern_error_is_a_message_not_a_traceback():
 @pytest.mark.parametrize("args,message", BAD_SWEEPS)
 def test_bad_sweep_inputs_say_expected_got(args, message):
     with pytest.raises(ValueError, match=message):
-        ss.build_sweep_config(*args)
+        ss.sweep_config(*args)
 
 
 def test_timing_rows_draw_figures_and_tables():
@@ -163,22 +164,6 @@ def test_accuracy_inputs_rejected(args, message):
         ss.accuracy_plan(*args)
 
 
-def test_chapter_table_is_labelled_as_the_chapters():
-    assert {r["pattern"] for r in ss.CHAPTER_ACCURACY} >= {"unstructured", "block 16x16", "2:4"}
-    facts = {(r["pattern"], r["sparsity"]): r["chapter (ResNet-50)"] for r in ss.CHAPTER_ACCURACY}
-    assert facts[("unstructured", "90 %")] == "1-2 %" and facts[("2:4", "50 %")] == "< 1 %"
-    assert facts[("block 16x16", "75 %")] == "1-2 %"
-
-
-def test_chapter_table_gets_our_drop_beside_it():
-    rows = [{"model": "mlp", "pattern": "2:4", "target_sparsity": 0.5, "drop_pts": 0.44},
-            {"model": "cnn", "pattern": "unstructured", "target_sparsity": 0.9, "drop_pts": 1.11}]
-    table = {r["pattern"]: r for r in ss.chapter_beside_ours(pd.DataFrame(rows))}
-    assert table["2:4"]["ours MLP"] == 0.44 and table["2:4"]["ours CNN"] == "not run"
-    assert table["unstructured"]["ours CNN"] == 1.11
-    assert table["block 64x64"]["chapter (ResNet-50)"] == "1-2 %"
-
-
 def test_timing_notes_list_what_this_cpu_cannot_run():
     note = str(ss.timing_notes(64, 8, "float16", [8], [0.5], ["on"], 2))
     assert "torch-2:4: unavailable: needs an NVIDIA GPU (sm80+)" in note
@@ -191,7 +176,7 @@ def test_timing_notes_check_every_ticked_block(monkeypatch):
     def fake(name, spec):
         return "unsupported: expected block 8, got 16" if name == "torch-csr" and spec.block == 16 else None
 
-    monkeypatch.setattr(ss, "unsupported_reason", fake)
+    monkeypatch.setattr(pattern_sweep, "unsupported_reason", fake)
     note = str(ss.timing_notes(64, 8, "float32", [8, 16], [0.5], [], 2))
     assert "torch-csr (block 16): unsupported: expected block 8, got 16" in note
 
@@ -214,7 +199,7 @@ def test_committed_gpu_reference_draws_24_and_block_speedups():
 
 
 def test_square_24_products_are_planned():
-    config = ss.build_sweep_config(64, 8, "float16", [], [0.5], ["on", "square"], 1)
+    config = ss.sweep_config(64, 8, "float16", [], [0.5], ["on", "square"], 1)
     assert config.nm_shapes == [(64, 8), (64, 64)] and config.total == 4
 
 
@@ -248,5 +233,32 @@ def test_lab_bsr_benchmark_section_missing_or_broken_file(results_dir):
     assert note is None and tables == [[], [], [], []] and "No lab-bsr benchmark" in str(fig)
     (results_dir / "bsr_bench.csv").write_text("method,ms,nnz_blocks,speedup_vs_torch_bsr,timing\nlab-bsr,1,2,1,x\n")
     fig, note, *tables = ss.draw_bsr_bench("graph")
-    assert "expected columns" in str(note) and tables == [[], [], [], []]
+    assert "bsr_bench.csv" in str(note) and "expected columns" in str(note) and tables == [[], [], [], []]
     assert "expected one of" in str(ss.draw_bsr_bench("wall")[1])
+
+
+def test_call_by_call_shows_the_newest_comparable_per_call_run_and_names_it():
+    """The per-call view takes the newest committed per-call run most like the kernel-only
+    run (by the runs' own dates), and its note and title say which (device, date, method)."""
+    kernel = ss.draw_bsr_bench("graph")
+    events = ss.draw_bsr_bench("events")
+    from engine.bench.bsr_runs import kernel_only_run, per_call_run
+
+    k, c = kernel_only_run(), per_call_run(like=kernel_only_run())
+    assert c.reference.date > k.reference.date or c.reference is k.reference
+    assert c.label in str(events[1]) and c.label in events[0].layout.title.text
+    assert "eager per call" in c.label and "cuda-graph replay" in str(kernel[1])
+    assert k.label in str(events[1])  # the kernel-only run beside it is named too
+    assert {r["timing"] for r in events[4]} == {"eager per call"}
+
+
+def test_accuracy_job_runs_on_the_job_device_and_every_row_names_it(monkeypatch):
+    """Off a GPU the job trains on the CPU; its meta and every row say which device."""
+    monkeypatch.setenv("SPARSITY_LAB_FORCE_CPU", "1")
+    plan = ss.accuracy_plan(["mlp"], ["2:4"], [], 1, 0)
+    assert plan.meta["device_name"].startswith("CPU: ")
+    rows = list(plan.rows)
+    assert len(rows) == plan.total == 2
+    assert {(r["device"], r["device_name"]) for r in rows} == {("cpu", plan.meta["device_name"])}
+    _fig, table, columns, *_ = ss.draw_accuracy(rows)
+    assert "device" in {c["id"] for c in columns} and table[0]["device_name"] == plan.meta["device_name"]

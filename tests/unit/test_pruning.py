@@ -157,17 +157,54 @@ def test_torch_path_equals_numpy_path(args, kwargs, dtype):
     assert np.array_equal(got.numpy(), prune_mask(w.double().numpy(), *args, **kwargs))
 
 
-def test_hand_written_adam_matches_torch_adam():
-    from engine.sparse.pruning import _Adam
+def test_accuracy_rows_name_their_device_and_use_the_labs_one_split():
+    from engine.data import digits_split
+    from engine.sparse.pruning import accuracy_rows
 
-    torch.manual_seed(0)
-    a, b = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
-    b.load_state_dict(a.state_dict())
-    ours, ref = _Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
-    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
-    for _ in range(5):
-        for model, opt in ((a, ours), (b, ref)):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-    assert torch.allclose(a.weight, b.weight, atol=1e-6) and not torch.equal(a.weight, a.weight * 0)
+    rows = list(accuracy_rows(models=("mlp",), grid=[("nm", None, None, 2, 4)], epochs=3,
+                              finetune_epochs=1, device="cpu"))
+    assert all(r["device"] == "cpu" and r["device_name"].startswith("CPU: ") for r in rows)
+    assert rows[0]["acc_dense"] > 0.7  # torch.optim.Adam, 3 epochs: far above chance (0.1)
+    # the accuracy is a multiple of 1 / (the lab's test set): the one split, 450 images
+    assert len(digits_split()[1]) == 450
+    assert abs(rows[0]["acc_dense"] * 450 - round(rows[0]["acc_dense"] * 450)) < 1e-3
+    named = list(accuracy_rows(models=("mlp",), grid=[], epochs=1, finetune_epochs=0,
+                               device_name="GPU under test"))
+    assert named[0]["device_name"] == "GPU under test"
+
+
+def test_importing_pruning_does_not_import_torch_optim():
+    """torch.optim pulls in torch._dynamo (seconds): only a training job may pay that."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.sparse.pruning, engine.sparse.tables, engine.bench.bsr_runs; "
+            "print('torch.optim' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (((), ["2:4"], [0.5], 2, 1, 1), "models: expected"),
+    ((["mlp"], [], [0.5], 2, 1, 1), "patterns: expected"),
+    ((["mlp"], ["block 4x4"], [], 2, 1, 1), "sparsities: expected"),
+    ((["mlp"], ["2:4"], [], 0, 1, 1), r"epochs: expected an integer in \[1, 100\]"),
+    ((["mlp"], ["2:4"], [], 2, 51, 1), r"fine-tune epochs: expected an integer in \[0, 50\]"),
+    ((["mlp"], ["2:4"], [], 2, 1, 11), r"seeds: expected an integer in \[1, 10\]"),
+])
+def test_accuracy_spec_checks_once_with_expected_got(args, message):
+    from engine.sparse.pruning import accuracy_spec
+
+    with pytest.raises(ValueError, match=message):
+        accuracy_spec(*args)
+
+
+def test_accuracy_spec_counts_its_rows():
+    from engine.sparse.pruning import accuracy_spec
+
+    spec = accuracy_spec(["mlp", "cnn"], ["unstructured", "2:4"], [0.5, 0.9], 2.0, 1, 2)
+    assert spec.epochs == 2 and isinstance(spec.epochs, int)
+    assert spec.grid == (("unstructured", 0.5, None, None, None), ("unstructured", 0.9, None, None, None),
+                         ("nm", None, None, 2, 4))
+    assert spec.total == 2 * 2 * (1 + 3)

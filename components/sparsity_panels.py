@@ -1,0 +1,64 @@
+"""Notes and table outputs of /structured-sparsity: they say whose each number is.
+
+Plain functions returning Dash components or DataTable props; nothing here computes.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from dash import html
+
+from components.layout import message
+from components.tables import table_columns
+from engine.sparse.tables import records
+
+
+def table_output(frame, units: dict | None = None, shown: list[str] | None = None) -> tuple[list, list]:
+    """A DataTable's (data, columns): every column in data (the CSV gets them all), the
+    ``shown`` ones (default all) as columns, with ``units`` in their headers."""
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame or []))
+    view = frame[[c for c in shown if c in frame]] if shown and len(frame) else frame
+    return records(frame), table_columns(view, units)
+
+
+def reference_note(ref) -> html.Div | None:
+    """Which committed run is drawn beside this one (device, date, rows, file)."""
+    if ref is None:
+        return None
+    return message(f"Reference: {ref.label}, from benchmarks/results/{ref.name} ({ref.rows} rows, "
+                   f"timed {', '.join(ref.methods) or 'by an unrecorded method'}; measured by "
+                   "benchmarks/gpu_structured_sparsity.py, see docs/structured-sparsity.md).", "info")
+
+
+def percall_note(frame, ref, id: str) -> html.Div:
+    """What the per-call / kernel-only table is and whose run it is."""
+    if frame is None or not len(frame):
+        return message("No per-call run committed (benchmarks/gpu_bsr_app.py writes one).", id=id)
+    return html.P(f"{frame.attrs['device']}, {frame.attrs['date']}, benchmarks/results/{ref.name} "
+                  "(benchmarks/gpu_bsr_app.py): kernel-only = CUDA-graph replay with L2 evicted "
+                  "before each call (no Python launch cost); per call = bsr_matmul called back to "
+                  "back from Python in eager mode, what a caller gets. Each speedup compares with "
+                  "dense torch.matmul timed the same way.", className="section-note", id=id)
+
+
+def bsr_notes(run, kernel, goals: pd.DataFrame, evens: dict, label: str) -> html.Div:
+    """Which lab-bsr run is shown (device, date, method, file), how it sits beside the
+    kernel-only run, and how many of the lab's goals it meets."""
+    f = run.frame
+    first = f.iloc[0]
+    shape = f"A {int(first['n'])} x {int(first['n'])}, B {int(first['n'])} x {int(first['k'])}, {first['dtype']}"
+    versions = ", ".join(f"{lib} {first[lib]}" for lib in ("torch", "triton") if str(first[lib]))
+    beside = ""
+    if kernel is not None and run is not kernel:
+        beside = (f" Kernel-only (the other timing) is {kernel.label}"
+                  + (f"; this run differs from it in {run.mismatch}." if run.mismatch else
+                     ", same device and shape."))
+    met = int(goals["met"].sum())
+    even_text = "; ".join(f"{m} from {v:.0%} of the blocks zero" if v is not None
+                          else f"{m} at no measured sparsity" for m, v in evens.items())
+    return html.Div([
+        message(f"Shown: {label}, run {run.label}" + (f" ({versions})" if versions else "")
+                + f"; {shape}; {len(f)} rows of {' / '.join(sorted(set(f['method'])))}.{beside}", "info"),
+        message(f"{met} of the lab's {len(goals)} goals met at 64 x 64 blocks with this timing "
+                "('not measured' where this run has no such row). As fast as dense at 64 x 64: "
+                f"{even_text}.", "ok" if met == len(goals) else "warn"),
+    ])

@@ -1,0 +1,218 @@
+"""Which committed lab-bsr run /structured-sparsity shows, per timing method.
+
+lab-bsr (the lab's Triton block-sparse kernel) against dense and torch BSR is timed
+two ways, and the committed runs under benchmarks/results/ hold either or both:
+
+* kernel-only ("cuda-graph replay"): the GPU's time, no Python launch cost;
+* per call ("eager per call"): what a Python caller gets, launch and host work included.
+
+Three kinds of committed CSV carry lab-bsr rows (engine.bench.reference.KINDS):
+"lab-bsr" (benchmarks/bsr_bench.py: ``ms`` kernel-only, ``ms_events`` call by call),
+"lab-bsr-percall" (benchmarks/gpu_bsr_app.py: ``timing`` names each row's method) and
+"structured" (this page's own timing sweep, rows from Measurement: ``method``).
+``runs(method)`` reads every one into one shape (one row per method x block x sparsity
+x k, speedups within the same run and method) and ``kernel_only_run`` / ``per_call_run``
+pick what the page draws, by the runs' own dates (never file times):
+
+* kernel-only: the newest run that covers the lab's goals (lab-bsr, torch BSR and dense
+  at 64 x 64 blocks over at least 3 sparsities);
+* per call: the run most like the kernel-only one (device, n, k, dtype), newest first:
+  per-call times depend on the host path, which changes, so an older per-call run is
+  not what a caller gets today.
+
+    kernel = kernel_only_run()
+    call = per_call_run(like=kernel)
+    call.label   # "H200, 2026-12-02 01:43, eager per call (bsr_percall/bsr_percall.csv)"
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.bench.bsr_results import TARGET_BLOCK, break_even, load_bsr_bench
+from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method
+from engine.bench.reference import Reference, references, short_device
+from engine.validate import check_choice
+
+TIMING_METHODS = {"graph": CUDA_GRAPH, "events": EAGER}  # bsr_results.TIMINGS keys -> method
+KINDS = ("lab-bsr", "lab-bsr-percall", "structured")
+_DTYPES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
+_BACKENDS = {"torch-dense": "dense", "dense": "dense", "torch-bsr": "torch-bsr", "lab-bsr": "lab-bsr"}
+COLUMNS = ["device", "date", "torch", "triton", "n", "k", "dtype", "block", "sparsity", "density",
+           "method", "ms", "noisy", "timing"]
+MIN_SWEEP_SPARSITIES = 3
+
+
+def _lab_bsr_kind(ref: Reference, method: str) -> pd.DataFrame:
+    f = load_bsr_bench(ref.path)
+    col = "ms" if method == CUDA_GRAPH else "ms_events"
+    if col not in f:
+        return pd.DataFrame(columns=COLUMNS)
+    if "pattern" in f:
+        f = f[f["pattern"].isna()]
+    noisy = f["noisy"] if method == CUDA_GRAPH and "noisy" in f else np.nan
+    return f.assign(ms=f[col], noisy=noisy)
+
+
+def _percall_kind(ref: Reference, method: str) -> pd.DataFrame:
+    f = pd.read_csv(ref.path)
+    return f[f["timing"].map(normalise_method) == method]
+
+
+def _structured_kind(ref: Reference, method: str) -> pd.DataFrame:
+    f = ref.frame()
+    f = f[(f["part"] == "block") & f["status"].isin(("ok", "reused"))
+          & (f["method"].map(normalise_method) == method)]
+    return f.assign(device=f["device_name"], date=ref.date, n=f["rows"], method=f["backend"],
+                    torch=f.get("torch_version", ""), triton="",
+                    ms=1e3 * pd.to_numeric(f["median_s"], errors="coerce"))
+
+
+_READERS = {"lab-bsr": _lab_bsr_kind, "lab-bsr-percall": _percall_kind, "structured": _structured_kind}
+
+
+def run_frame(ref: Reference, method: str) -> pd.DataFrame:
+    """One committed run's rows timed by ``method``, as dense / torch-bsr / lab-bsr rows with
+    speedup_vs_dense, speedup_vs_torch_bsr (both within this run and method), theory
+    (1/density) and efficiency; the columns engine.bench.bsr_results reads (its
+    "events" columns hold the same numbers, so its helpers read either method)."""
+    f = _READERS[ref.kind](ref, method).copy()
+    f = f[f["method"].isin(_BACKENDS)] if len(f) else f
+    if not len(f):
+        return pd.DataFrame(columns=COLUMNS)
+    f["method"] = f["method"].map(_BACKENDS)
+    f["dtype"] = f["dtype"].map(lambda d: _DTYPES.get(str(d), str(d)))
+    f["device"] = f["device"].fillna(ref.device_name) if "device" in f else ref.device_name
+    f["date"] = ref.date
+    for col in ("torch", "triton"):
+        f[col] = f[col].fillna("").astype(str) if col in f else ""
+    if "density" not in f:
+        f["density"] = 1 - f["sparsity"]
+    for col in ("n", "k", "block", "sparsity", "density", "ms"):
+        f[col] = pd.to_numeric(f[col], errors="coerce")
+    f = f.dropna(subset=["ms"])
+    f = f.assign(timing=method, noisy=f["noisy"] if "noisy" in f else np.nan)[COLUMNS]
+    keys = ["n", "k", "block", "sparsity"]
+    for name, other in (("speedup_vs_dense", "dense"), ("speedup_vs_torch_bsr", "torch-bsr")):
+        base = f[f["method"] == other].groupby(keys)["ms"].median().rename("_base")
+        f = f.join(base, on=keys)
+        f[name] = f.pop("_base") / f["ms"]
+    f["speedup_vs_torch_bsr"] = f["speedup_vs_torch_bsr"].where(f["method"] == "lab-bsr")
+    f["theory"] = 1.0 / f["density"]
+    f["efficiency"] = f["speedup_vs_dense"] / f["theory"]
+    f["ms_events"], f["speedup_vs_dense_events"] = f["ms"], f["speedup_vs_dense"]
+    return f.sort_values(["block", "sparsity", "k", "method"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LabBsrRun:
+    """One committed run as the page draws it: whose it is, how it was timed, its rows."""
+
+    reference: Reference
+    method: str                     # CUDA_GRAPH or EAGER
+    frame: pd.DataFrame             # run_frame(reference, method), at one shape when picked
+    mismatch: str = ""              # "H100 80GB HBM3, n = 4096" when unlike the run it is set beside
+
+    @property
+    def device(self) -> str:
+        return short_device(self.reference.device_name)
+
+    @property
+    def label(self) -> str:
+        """"H200, 2026-12-02 01:43, eager per call (bsr_percall/bsr_percall.csv)"."""
+        return f"{self.device}, {self.reference.date or 'undated'}, {self.method} ({self.reference.name})"
+
+    @property
+    def shape(self) -> dict:
+        """{"n": 8192, "k": 512, "dtype": "float16"}: the first of each in the rows."""
+        f = self.frame
+        return {c: (f[c].iloc[0].item() if hasattr(f[c].iloc[0], "item") else f[c].iloc[0])
+                for c in ("n", "k", "dtype")} if len(f) else {}
+
+
+def _covers(f: pd.DataFrame, methods: tuple[str, ...], sparsities: int) -> bool:
+    at = f[f["block"] == TARGET_BLOCK]
+    return all(at.loc[at["method"] == m, "sparsity"].nunique() >= sparsities for m in methods)
+
+
+def runs(method: str, root: Path | None = None) -> list[LabBsrRun]:
+    """Every committed run with lab-bsr and dense rows at 64 x 64 blocks timed by
+    ``method``, newest first (by the run's own date)."""
+    check_choice("method", method, (CUDA_GRAPH, EAGER))
+    out = []
+    for ref in sorted((r for kind in KINDS for r in references(kind, root)),
+                      key=lambda r: (r.date, r.name), reverse=True):
+        try:
+            frame = run_frame(ref, method)
+        except (ValueError, KeyError, OSError):
+            continue   # a file of the kind without the columns this needs: not a candidate
+        if _covers(frame, ("lab-bsr", "dense"), 1):
+            out.append(LabBsrRun(ref, method, frame))
+    return out
+
+
+def unreadable_runs(root: Path | None = None) -> list[str]:
+    """Committed runs of the lab-bsr kinds this module cannot read: "name: why" each."""
+    out = []
+    for ref in (r for kind in KINDS for r in references(kind, root)):
+        try:
+            run_frame(ref, CUDA_GRAPH)
+        except (ValueError, KeyError, OSError) as exc:
+            out.append(f"{ref.name}: {exc}")
+    return out
+
+
+def kernel_only_run(root: Path | None = None) -> LabBsrRun | None:
+    """The newest kernel-only run covering the lab's goals (lab-bsr, torch BSR and dense at
+    64 x 64 blocks, >= 3 sparsities each); None when there is none."""
+    for run in runs(CUDA_GRAPH, root):
+        if _covers(run.frame, ("lab-bsr", "torch-bsr", "dense"), MIN_SWEEP_SPARSITIES):
+            return run
+    return None
+
+
+def _mismatches(run: LabBsrRun, like: LabBsrRun | None) -> list[str]:
+    if like is None or not len(like.frame):
+        return []
+    want, f = like.shape, run.frame
+    miss = [] if run.device == like.device else [run.device]
+    for col, sym in (("n", "n"), ("k", "k"), ("dtype", None)):
+        if want.get(col) not in set(f[col]):
+            vals = ", ".join(str(v) for v in sorted(set(f[col]))[:3])
+            miss.append(vals if sym is None else f"{sym} = {vals}")
+    return miss
+
+
+def per_call_run(like: LabBsrRun | None = None, root: Path | None = None) -> LabBsrRun | None:
+    """The per-call run to set beside ``like`` (the kernel-only run): fewest differences in
+    device, n, k and dtype first, then newest. Its rows are cut to like's n, k and dtype
+    where it has them; ``mismatch`` names what still differs."""
+    ranked = sorted(((len(m), -i, run, m) for i, run in enumerate(runs(EAGER, root))
+                     for m in [_mismatches(run, like)]), key=lambda t: (t[0], -t[1]))
+    if not ranked:
+        return None
+    _n, _i, run, miss = ranked[0]
+    f = run.frame
+    for col, value in (like.shape.items() if like is not None else ()):
+        if value in set(f[col]):
+            f = f[f[col] == value]
+    return LabBsrRun(run.reference, run.method, f.reset_index(drop=True), ", ".join(miss))
+
+
+def break_evens(run: LabBsrRun, timing: str) -> dict[str, float | None]:
+    """lab-bsr's and torch BSR's break-even sparsity at 64 x 64 blocks in ``run`` (None: never
+    as fast as dense in the sparsities measured); ``timing`` a bsr_results.TIMINGS key."""
+    return {m: break_even(run.frame, m, TARGET_BLOCK, timing) for m in ("lab-bsr", "torch-bsr")
+            if (run.frame["method"] == m).any()}
+
+
+def latest_side_by_side(root: Path | None = None) -> Reference | None:
+    """The newest committed run that times lab-bsr both ways in one run (gpu_bsr_app.py's
+    per-call CSV), for the per-call / kernel-only table; None when there is none."""
+    for ref in references("lab-bsr-percall", root):
+        if {CUDA_GRAPH, EAGER} <= set(ref.methods):
+            return ref
+    return None
