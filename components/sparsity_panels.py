@@ -53,8 +53,9 @@ def bsr_notes(run, kernel, goals: pd.DataFrame, evens: dict, label: str) -> html
                   + (f"; this run differs from it in {run.mismatch}." if run.mismatch else
                      ", same device and shape."))
     met = int(goals["met"].sum())
-    even_text = "; ".join(f"{m} from {v:.0%} of the blocks zero" if v is not None
-                          else f"{m} at no measured sparsity" for m, v in evens.items())
+    even_text = "; ".join(f"{m} at no measured sparsity" if v is None else
+                          f"{m} already at {v:.0%}, the lowest sparsity measured" if lowest else
+                          f"{m} from {v:.0%} of the blocks zero" for m, (v, lowest) in evens.items())
     return html.Div([
         message(f"Shown: {label}, run {run.label}" + (f" ({versions})" if versions else "")
                 + f"; {shape}; {len(f)} rows of {' / '.join(sorted(set(f['method'])))}.{beside}", "info"),

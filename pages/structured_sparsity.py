@@ -21,8 +21,8 @@ from components.layout import (controls_row, error_message, labelled, message, p
                                section)
 from components.sparsity_panels import bsr_notes, percall_note, reference_note, table_output
 from components.tables import csv_download, data_table, register_csv_download
-from engine.bench.bsr_results import TARGET_SPEEDUPS, TIMINGS, percall_table, targets
-from engine.bench.bsr_runs import break_evens, kernel_only_run, latest_side_by_side, per_call_run, unreadable_runs
+from engine.bench.bsr_results import TARGET_SPEEDUPS, TIMINGS, percall_table
+from engine.bench.bsr_runs import break_evens, goals as bsr_goals, kernel_only_run, latest_side_by_side, per_call_run, unreadable_runs
 from engine.bench.pattern_sweep import (SWEEP_BLOCKS, SWEEP_SIZES, SWEEP_SPARSITIES, structured_sweep,
                                         sweep_config, sweep_params, unsupported_notes)
 from engine.bench.reference import find, references
@@ -31,8 +31,9 @@ from engine.runtime.device import describe_device
 from engine.sparse.pruning import (ACCURACY_LIMITS, ACCURACY_MODELS, ACCURACY_PATTERNS,
                                    ACCURACY_SPARSITIES, BLOCK_SIZES, NM_PRESETS, VIEW_SIZES,
                                    accuracy_spec, accuracy_spec_rows, pattern_view)
-from engine.sparse.tables import (ACC_TABLE_COLUMNS, TIME_TABLE_COLUMNS, UNITS, accuracy_table, bsr_rows_table,
-                                  chapter_beside_ours, goals_table, timing_frame, timing_tables)
+from engine.sparse.tables import (ACC_TABLE_COLUMNS, BSR_TABLE_COLUMNS, TIME_TABLE_COLUMNS, UNITS,
+                                  accuracy_table, chapter_beside_ours, goals_table, timing_frame,
+                                  timing_tables)
 from engine.validate import check_choice, check_int
 
 dash.register_page(__name__, path="/structured-sparsity", name="Structured sparsity", order=6,
@@ -113,10 +114,9 @@ def _checklist(id_: str, options, value) -> dcc.Checklist:
 def _table(id_: str, rows=None, **kwargs) -> html.Div:
     """A table of this page with its CSV download (TABLE_CSVS); cells wrap, so at 1280 px
     no table is wider than its column."""
-    wrap = {"whiteSpace": "normal", "height": "auto", "minWidth": "3.5em"}
-    return html.Div([data_table(id_, rows, style_data=wrap, style_header_conditional=[
-        {"if": {"column_id": c}, **wrap} for c in ("*",)], **kwargs),
-        csv_download(TABLE_CSVS[id_][0])], className="ss-table")
+    wrap = {"whiteSpace": "normal", "height": "auto"}  # headers wrap too: assets/structured_sparsity.css
+    return html.Div([data_table(id_, rows, style_data=wrap, **kwargs), csv_download(TABLE_CSVS[id_][0])],
+                    className="ss-table")
 
 
 def _pattern_section() -> html.Section:
@@ -232,8 +232,7 @@ def _accuracy_section() -> html.Section:
                       dcc.RadioItems(id=ID.a_stage, value="finetuned", inline=True, options=[
                           {"label": " after fine-tuning ", "value": "finetuned"},
                           {"label": " right after pruning ", "value": "pruned"}]),
-                      dcc.Graph(id=ID.acc_plot, config={"displaylogo": False}),
-                      _table(ID.acc_table)]),
+                      dcc.Graph(id=ID.acc_plot, config={"displaylogo": False})]),
             html.Div([html.H3("The chapter's table (ResNet-50, as the chapter reports it), "
                               "ours beside it"),
                       _table(ID.chapter, chapter_beside_ours([])),
@@ -245,6 +244,8 @@ def _accuracy_section() -> html.Section:
                              "64x64 tiles). Compare the ordering of the patterns, not the sizes.",
                              className="section-note")]),
         ], className="two-col"),
+        html.H3("Every accuracy row"),
+        _table(ID.acc_table),
         note="Drop = dense accuracy - fine-tuned accuracy, in percentage points (negative: the "
              "pruned model did better on this test split).")
 
@@ -396,7 +397,7 @@ def draw_bsr_bench(timing):
         bad = unreadable_runs()
         return (empty_figure("No lab-bsr benchmark committed (benchmarks/results/bsr_bench.csv)."),
                 error_message(ValueError("; ".join(bad))) if bad else None, [], [], [], [])
-    goals = goals_table(targets(run.frame, timing))
+    goals = goals_table(bsr_goals(run, timing))
     return (bsr_bench_figure(run.frame, col, f"{label}<br>{run.label}", run.device, TARGET_SPEEDUPS),
             bsr_notes(run, kernel, goals, break_evens(run, timing), label), *table_output(goals),
-            *table_output(bsr_rows_table(run.frame), UNITS))
+            *table_output(run.frame, UNITS, shown=BSR_TABLE_COLUMNS))

@@ -23,8 +23,8 @@ UNITS = {"median_ms": "ms", "iqr_ms": "ms", "speedup": "x dense", "theoretical":
          "kept": "entries", "drop_pts": "points", "seconds": "s", "ms": "ms", "ms_events": "ms",
          "speedup_vs_dense": "x", "speedup_vs_dense_events": "x", "speedup_vs_torch_bsr": "x"}
 
-TIME_TABLE_COLUMNS = ["source", "part", "backend", "block", "sparsity", "rows", "k", "dtype",
-                      "status", "median_ms", "iqr_ms", "speedup", "efficiency", "noisy"]
+TIME_TABLE_COLUMNS = ["source", "backend", "block", "sparsity", "rows", "k", "dtype", "status",
+                      "median_ms", "iqr_ms", "speedup", "efficiency", "noisy"]
 BREAK_EVEN_COLUMNS = ["block", "backend", "break_even", "note", "source"]
 ACC_TABLE_COLUMNS = ["model", "pattern", "target_sparsity", "sparsity", "seed", "acc_dense",
                      "acc_pruned", "acc_finetuned", "drop_pts", "device", "seconds"]
@@ -140,8 +140,3 @@ def goals_table(goals: list[dict]) -> pd.DataFrame:
     frame["reached"] = ["not measured" if v != v else f"{v:.1%}".replace("%", " %") if u == "sparsity"
                         else f"{v:.2f}x" for v, u in zip(frame["reached"], frame["unit"])]
     return frame[GOAL_COLUMNS]
-
-
-def bsr_rows_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The lab-bsr run's rows, the columns the page shows."""
-    return _pick(rows, BSR_TABLE_COLUMNS)

@@ -3,6 +3,7 @@ import pytest
 
 from engine.bench.pattern_sweep import default_block_backends
 from tests.browser.conftest import SHOTS, download_csv, wait_for_text, wait_for_job
+from tests.browser.test_chain_helpers import every_download_gives_rows
 
 pytestmark = pytest.mark.browser
 
@@ -117,12 +118,22 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     wait_for_content(page, "#ss-bsr-plot", "lab goals (64x64 blocks)")
     wait_for_text(page, "#ss-bsr-note", "of the lab's 4 goals met at 64 x 64 blocks")
     wait_for_text(page, "#ss-bsr-targets", "GPU time (CUDA-graph replay")
+    wait_for_text(page, "#ss-bsr-note", "cuda-graph replay (bsr_bench.csv)")
+    assert set(download_csv(page, "#ss-bsr-csv-button")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
     page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
     wait_for_text(page, "#ss-bsr-targets", "call by call")
     wait_for_content(page, "#ss-bsr-plot", "call by call")
+    # the newest committed per-call run, named by device, date and method, in note and title
+    from engine.bench.bsr_runs import kernel_only_run, per_call_run
+
+    call = per_call_run(like=kernel_only_run())
+    wait_for_text(page, "#ss-bsr-note", call.label)
+    wait_for_content(page, "#ss-bsr-plot", call.reference.date)
+    page.screenshot(path=str(SHOTS / "structured-sparsity-bsr-call-by-call.png"), full_page=True)
     goals = download_csv(page, "#ss-bsr-targets-csv-button")
     assert len(goals) == 4 and goals["timing"].str.startswith("call by call").all()
-    assert set(download_csv(page, "#ss-bsr-csv-button")["method"]) == {"dense", "torch-bsr", "lab-bsr"}
+    rows = download_csv(page, "#ss-bsr-csv-button")
+    assert set(rows["timing"]) == {"eager per call"} and set(rows["date"]) == {call.reference.date}
     # the committed per-call run: both timing methods side by side, each named
     wait_for_text(page, "#ss-bsr-percall", "per call: lab-bsr (us)")
     wait_for_text(page, "#ss-bsr-percall", "kernel-only: lab-bsr (us)")
@@ -152,3 +163,49 @@ def test_a_cancelled_sweep_is_labelled_not_passed_off_as_complete(app_server, pa
 
     done, total = map(int, re.search(r"cancelled: (\d+) of (\d+) rows", text).groups())
     assert 0 < done < total
+
+
+TABLE_WIDTH = """() => Array.from(document.querySelectorAll('.dash-table-container')).filter(
+    t => t.offsetParent !== null).map(t => {
+        const boxes = [t, ...t.querySelectorAll('*')].filter(e => ['auto', 'scroll'].includes(
+            getComputedStyle(e).overflowX));
+        return {id: t.parentElement.id || t.id, over: Math.max(0, ...boxes.map(
+            e => e.scrollWidth - e.clientWidth))};
+    })"""
+
+
+def test_no_table_scrolls_sideways_at_1280_and_every_download_gives_rows(app_server, page):
+    """At 1280 x 900 every table of every tab fits its column, and every CSV button gives rows
+    (the timing tables from the committed reference run, the accuracy ones after a tiny run)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(app_server + "/structured-sparsity")
+    page.wait_for_selector("#ss-heatmaps .heatmaplayer")
+    wait_for_text(page, "#ss-pattern-table", "unstructured")
+    _tab(page, "Timing against dense")
+    wait_for_text(page, "#ss-time-table", "reference: H100")
+    wait_for_text(page, "#ss-breakeven", "lab-bsr")
+    _tab(page, "The lab's kernel (lab-bsr)")
+    wait_for_text(page, "#ss-bsr-targets", "GPU time")
+    _tab(page, "Accuracy cost")
+    _untick(page, "#ss-a-models", ["CNN"])
+    _untick(page, "#ss-a-patterns", ["unstructured", "block 4x4", "block 16x16"])
+    _fill(page, "#ss-a-epochs", "1")
+    _fill(page, "#ss-a-finetune", "0")
+    page.click("#ss-acc-job-run")
+    wait_for_job(page, "#ss-acc-job-status", timeout=90_000)
+    wait_for_text(page, "#ss-acc-table", "2:4")
+    for label, tab in TABS.items():
+        _tab(page, label)
+        page.wait_for_timeout(500)
+        widths = page.evaluate(TABLE_WIDTH)
+        assert widths and all(w["over"] <= 1 for w in widths), (label, widths)
+        page.screenshot(path=str(SHOTS / f"structured-sparsity-{tab}-1280.png"), full_page=True)
+    every_download_gives_rows(page, {"#ss-acc-csv-button": 2, "#ss-acc-job-csv": 2,
+                                     "#ss-chapter-csv-button": 4})
+    _tab(page, "One matrix, three patterns")
+    every_download_gives_rows(page, {"#ss-pattern-csv-button": 3})
+    _tab(page, "Timing against dense")
+    every_download_gives_rows(page, {"#ss-breakeven-csv-button": 3, "#ss-time-csv-button": 20})
+    _tab(page, "The lab's kernel (lab-bsr)")
+    every_download_gives_rows(page, {"#ss-bsr-csv-button": 20, "#ss-bsr-targets-csv-button": 4,
+                                     "#ss-bsr-percall-csv-button": 6})

@@ -104,3 +104,14 @@ def test_the_committed_runs_are_read():
     assert call.reference.date >= kernel.reference.date or call.mismatch
     assert set(kernel.frame["method"]) == {"dense", "torch-bsr", "lab-bsr"}
     assert isinstance(call.frame, pd.DataFrame) and (call.frame["ms"] > 0).all()
+
+
+def test_a_break_even_below_the_lowest_sparsity_measured_is_not_measured(results_dir):
+    """Already faster than dense at the lowest sparsity measured (50 %): the break-even is at
+    most 50 %, so the "<= 40 %" goal is not measured, neither met nor missed."""
+    _percall_csv(results_dir / "bsr_percall.csv", *PERCALL_RUNS[0])
+    run = bsr_runs.per_call_run()
+    assert bsr_runs.break_evens(run, "events")["lab-bsr"] == (0.5, True)
+    goal = [g for g in bsr_runs.goals(run, "events") if g["unit"] == "sparsity"][0]
+    assert goal["reached"] != goal["reached"] and goal["met"] is False
+    assert tables.goals_table([goal])["reached"].tolist() == ["not measured"]
