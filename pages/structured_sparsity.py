@@ -8,14 +8,13 @@ Widgets -> one engine spec (``engine.bench.pattern_sweep.sweep_config``,
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
-
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from components.figures_sparsity import (accuracy_figure, break_even_figure, bsr_bench_figure,
                                          efficiency_figure, empty_figure, nm_figure,
                                          pattern_heatmaps, speedup_figure)
+from components.ids import page_ids
 from components.jobs import JobPlan, cancelled_total, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
@@ -41,27 +40,29 @@ dash.register_page(__name__, path="/structured-sparsity", name="Structured spars
                                "timing of each against dense, and the accuracy each costs.")
 
 P = "ss"
-TIME = f"{P}-time"
-ACC = f"{P}-acc"
+# Every id of this page, built once: ID.t_size == "ss-t-size" (components.ids).
+ID = page_ids(P, "sparsity", "block", "nm", "size", "heatmaps", "pattern_msg", "pattern_table",
+              "t_size", "t_k", "t_dtype", "t_blocks", "t_sparsities", "t_nm", "t_repeats", "t_notes",
+              "ref", "ref_note", "speedup", "efficiency", "breakeven_plot", "breakeven", "nm_plot",
+              "time_table", "a_models", "a_patterns", "a_sparsities", "a_epochs", "a_finetune",
+              "a_seeds", "a_stage", "acc_plot", "acc_table", "chapter", "bsr_timing", "bsr_note",
+              "bsr_plot", "bsr_percall", "bsr_percall_note", "bsr_targets", "bsr_table", "tabs",
+              "pattern_csv", "breakeven_csv", "time_csv", "acc_csv", "chapter_csv", "bsr_csv",
+              "bsr_targets_csv", "bsr_percall_csv", "tab_patterns", "tab_timing", "tab_kernel",
+              "tab_accuracy", "time", "acc")
+TIME = ID.time  # the two job panels' prefixes (components.jobs)
+ACC = ID.acc
 TIME_IDS = job_ids(TIME)
 ACC_IDS = job_ids(ACC)
-_KEYS = ("sparsity", "block", "nm", "size", "heatmaps", "pattern-msg", "pattern-table",
-         "t-size", "t-k", "t-dtype", "t-blocks", "t-sparsities", "t-nm", "t-repeats", "t-notes",
-         "ref", "ref-note", "speedup", "efficiency", "breakeven-plot", "breakeven", "nm-plot",
-         "time-table", "a-models", "a-patterns", "a-sparsities", "a-epochs", "a-finetune",
-         "a-seeds", "a-stage", "acc-plot", "acc-table", "chapter", "bsr-timing", "bsr-note",
-         "bsr-plot", "bsr-percall", "bsr-percall-note", "bsr-targets", "bsr-table", "tabs")
-# Every id of this page: ID.t_size == "ss-t-size"; a table's CSV button is f"{ID.x}-csv-button".
-ID = SimpleNamespace(**{k.replace("-", "_"): f"{P}-{k}" for k in _KEYS})
-TABLE_CSVS = {  # table id -> (CSV download id, file name)
-    ID.pattern_table: (f"{P}-pattern-csv", "structured_patterns.csv"),
-    ID.breakeven: (f"{P}-breakeven-csv", "structured_break_even.csv"),
-    ID.time_table: (f"{P}-time-csv", "structured_sparsity_timing_rows.csv"),
-    ID.acc_table: (f"{P}-acc-csv", "structured_accuracy.csv"),
-    ID.chapter: (f"{P}-chapter-csv", "structured_chapter_accuracy.csv"),
-    ID.bsr_table: (f"{P}-bsr-csv", "bsr_bench.csv"),
-    ID.bsr_targets: (f"{P}-bsr-targets-csv", "bsr_targets.csv"),
-    ID.bsr_percall: (f"{P}-bsr-percall-csv", "bsr_percall_side_by_side.csv"),
+TABLE_CSVS = {  # table id -> (its CSV download's id, file name)
+    ID.pattern_table: (ID.pattern_csv, "structured_patterns.csv"),
+    ID.breakeven: (ID.breakeven_csv, "structured_break_even.csv"),
+    ID.time_table: (ID.time_csv, "structured_sparsity_timing_rows.csv"),
+    ID.acc_table: (ID.acc_csv, "structured_accuracy.csv"),
+    ID.chapter: (ID.chapter_csv, "structured_chapter_accuracy.csv"),
+    ID.bsr_table: (ID.bsr_csv, "bsr_bench.csv"),
+    ID.bsr_targets: (ID.bsr_targets_csv, "bsr_targets.csv"),
+    ID.bsr_percall: (ID.bsr_percall_csv, "bsr_percall_side_by_side.csv"),
 }
 TIME_STATES = [State(i, "value") for i in (ID.t_size, ID.t_k, ID.t_dtype, ID.t_blocks,
                                             ID.t_sparsities, ID.t_nm, ID.t_repeats)]
@@ -293,7 +294,7 @@ def layout(**_kwargs):
             seed="the sparsity chapter, section 10.3 (block sparsity, NVIDIA 2:4, the accuracy "
                  "trade-off)"),
         dcc.Tabs(id=ID.tabs, value="patterns", className="page-tabs", children=[
-            dcc.Tab(label=label, value=value, id=f"{P}-tab-{value}", children=build())
+            dcc.Tab(label=label, value=value, id=ID.of(f"tab_{value}"), children=build())
             for value, label, build in (
                 ("patterns", "One matrix, three patterns", _pattern_section),
                 ("timing", "Timing against dense", _timing_section),

@@ -142,7 +142,7 @@ STRUCTURED_MATRICES_COLUMNS = measurement_columns(("n", "batch")) | columns(
 STRUCTURED_ACCURACY_COLUMNS = columns(
     "model pattern sparsity:float acc_dense:float",
     "target_sparsity:float acc_pruned:float acc_finetuned:float drop_pts:float prunable_weights:int "
-    "epochs:int finetune_epochs:int seed:int seconds:float")
+    "epochs:int finetune_epochs:int seed:int seconds:float device device_name")
 # /scanner's phase-transition map (engine.chain.recovery.phase_transition_rows) and the
 # /generator's trained chain (engine.chain.training: the loss step by step).
 SCANNER_PHASE_MAP_COLUMNS = columns(
