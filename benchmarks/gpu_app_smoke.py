@@ -70,9 +70,12 @@ CPU_BY_DESIGN = {
     "gen-train": "float64 autograd on a chain of at most 64 x 64 matrices",
     "scan-pt": "numpy + scikit-learn's orthogonal matching pursuit",
 }
-# Jobs that need a stored input first: the callback output that makes it, and the input
-# to set (here /your-matrix's "use the example matrix" button -> the matrix's hash).
-SETUP = {"matrix": ("matrix-hash.data", "matrix-example", "n_clicks", 1)}
+# Jobs that take a store another callback makes from the widgets: that callback's output,
+# and inputs to set beyond the rules above. /paradox's job takes the page's one spec (its
+# widgets -> the "spec" callback); /your-matrix's measurement the stored matrix's hash
+# (the "use the example matrix" button).
+SETUP = {"paradox": ("paradox-spec.data", {}),
+         "matrix": ("matrix-hash.data", {"matrix-example": 1})}
 SMALL: dict[str, object] = {
     "paradox-size": 256, "paradox-k": 16, "paradox-repeats": 2, "paradox-sparsities": "0.5, 0.9",
     "paradox-block": 16,
@@ -250,20 +253,32 @@ def job_states(client: Client, prefix: str) -> tuple[dict, list[dict]]:
     raise KeyError(f"no background callback with input {run_id}")
 
 
+def chosen_rules(gpu: bool, extra: dict | None = None) -> dict:
+    """SMALL, then GPU on a GPU host, then ``extra``: widget id -> rule."""
+    return {**SMALL, **(GPU if gpu else {}), **(extra or {})}
+
+
+def chosen(item: dict, comps: dict, rules: dict):
+    """The value to send for a callback's input or state item: its rule's pick, else the layout's."""
+    props = comps.get(item["id"], {})
+    value = props.get(item["property"])
+    if item["id"] in rules and props:
+        value = pick(rules[item["id"]], props)
+    return value
+
+
 def start_job(client: Client, prefix: str, comps: dict, gpu: bool, extra: dict | None = None
               ) -> tuple[dict, dict, dict]:
     dep, states = job_states(client, prefix)
-    rules = dict(SMALL)
-    if gpu:
-        rules.update(GPU)
-    rules.update(extra or {})
-    state_items, used = [], {}
+    used: dict = {}
+    if prefix in SETUP:  # the job's stored input first, made from the widgets
+        made, used = setup_input(client, comps, prefix, gpu, extra)
+        extra = {**(extra or {}), **made}
+    rules = chosen_rules(gpu, extra)
+    state_items = []
     for s in states:
-        props = comps.get(s["id"], {})
-        value = props.get(s["property"])
-        if s["id"] in rules and props:
-            value = pick(rules[s["id"]], props)
-        used[s["id"]] = value
+        value = chosen(s, comps, rules)
+        used.setdefault(s["id"], value)
         state_items.append({"id": s["id"], "property": s["property"], "value": value})
     run_id = f"{prefix}-job-run"
     body = {"output": dep["output"], "outputs": outputs_of(dep["output"]),
@@ -275,22 +290,27 @@ def start_job(client: Client, prefix: str, comps: dict, gpu: bool, extra: dict |
     return body, resp, used
 
 
-def setup_input(client: Client, comps: dict, prefix: str) -> dict:
-    """Run the callback that makes a job's stored input (SETUP) -> {store id: value}."""
-    output, trigger, prop, value = SETUP[prefix]
+def setup_input(client: Client, comps: dict, prefix: str, gpu: bool, extra: dict | None = None
+                ) -> tuple[dict, dict]:
+    """Run the callback that makes a job's stored input (SETUP), with the widget values the
+    rules pick -> ({store id: value}, the inputs used)."""
+    output, overrides = SETUP[prefix]
     dep = client.dep_with_output(output)
-    inputs = [{"id": i["id"], "property": i["property"],
-               "value": value if i["id"] == trigger else comps.get(i["id"], {}).get(i["property"])}
+    rules = chosen_rules(gpu, {**overrides, **(extra or {})})
+    inputs = [{"id": i["id"], "property": i["property"], "value": chosen(i, comps, rules)}
               for i in dep["inputs"]]
-    state = [{"id": x["id"], "property": x["property"], "value": comps.get(x["id"], {}).get(x["property"])}
+    state = [{"id": x["id"], "property": x["property"], "value": chosen(x, comps, rules)}
              for x in dep["state"]]
+    # what "changed": the inputs set for this call (a button), else every widget
+    changed = [i for i in inputs if i["id"] in overrides] or inputs
     status, resp = client.post({"output": dep["output"], "outputs": outputs_of(dep["output"]),
-                                "inputs": inputs, "state": state, "changedPropIds": [f"{trigger}.{prop}"]})
+                                "inputs": inputs, "state": state,
+                                "changedPropIds": [f"{i['id']}.{i['property']}" for i in changed]})
     store, _, field = output.rpartition(".")
     got = ((resp or {}).get("response") or {}).get(store, {}).get(field)
-    if status != 200 or not got:
+    if status != 200 or not got or (isinstance(got, dict) and got.get("error")):
         raise RuntimeError(f"{prefix}: making its input ({output}) answered {status}: {str(resp)[:300]}")
-    return {store: got}
+    return {store: got}, {i["id"]: i["value"] for i in inputs}
 
 
 def poll(client: Client, prefix: str, body: dict, handles: dict, deadline_s: float,
@@ -351,8 +371,7 @@ def run_job(url: str, prefix: str, gpu: bool, gpu_label: str, web_pid: int,
     try:
         client = Client(url, path)
         comps = page_components(client, path)
-        extra = setup_input(client, comps, prefix) if prefix in SETUP else None
-        body, handles, used = start_job(client, prefix, comps, gpu, extra=extra)
+        body, handles, used = start_job(client, prefix, comps, gpu)
         rec["inputs"] = used
         got = poll(client, prefix, body, handles, deadline_s, web_pid, seen)
         result, rows = got["result"], got["rows"]

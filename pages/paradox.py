@@ -44,7 +44,7 @@ def ID(key: str) -> str:
     return control_id(P, key)
 
 
-STATES = [State(ID(w), "value") for w in FORM] + [State(ID("reuse"), "value")]
+STATES = [State(ID("spec"), "data"), State(ID("reuse"), "value")]
 
 
 def _num(what: str, value, step=1) -> dcc.Input:
@@ -61,25 +61,26 @@ def build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repe
                                    device=device, memory_budget_bytes=memory_budget_bytes())
 
 
-def spec_of(data) -> ParadoxConfig:
-    """The config the spec store holds (``spec``'s output); ValueError with its message."""
+def spec_of(data, device: str | None = None) -> ParadoxConfig:
+    """The config the spec store holds (``spec``'s output); ValueError with its message.
+
+    ``device``: the device the sweep will run on, when it is not the one the page saw (a
+    job on a GPU worker of a CPU web host); the config is checked again for it."""
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         raise ValueError(data["error"])
-    return ParadoxConfig.from_dict(data.get("config") if isinstance(data, dict) else data,
-                                   memory_budget_bytes=memory_budget_bytes())
+    config = data.get("config") if isinstance(data, dict) else data
+    if device is not None and isinstance(config, dict):
+        config = dict(config, device=device)
+    return ParadoxConfig.from_dict(config, memory_budget_bytes=memory_budget_bytes())
 
 
-def plan(size, k, dtype, pattern, block, sparsities, backends, ops, repeats, reuse) -> JobPlan:
-    """Runs inside the background job (so it may look at the GPU).
-
-    A job's states come from its caller as widget values (the browser, or any HTTP client
-    such as benchmarks/gpu_app_smoke.py), so the job reads them with the same one builder
-    as ``spec``; everything else on the page takes ``spec``'s output."""
+def plan(spec, reuse) -> JobPlan:
+    """Runs inside the background job (so it may look at the GPU): the page's one spec
+    (the ``spec`` store), for the device the job runs on."""
     from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device("auto")
-    config = build_config(size, k, dtype, pattern, block, sparsities, backends, ops, repeats,
-                          device=dev.type)
+    config = spec_of(spec, device=dev.type)
     name = runtime_device_name(dev)
     stored = {}
     if reuse:

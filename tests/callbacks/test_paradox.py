@@ -38,7 +38,7 @@ def test_build_config_rejects_bad_widgets(change, words):
 
 def test_plan_builds_a_job_of_the_right_size(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    job = paradox.plan(*GOOD.values(), [])
+    job = paradox.plan(paradox.spec(*GOOD.values()), [])
     assert job.total == 4 and job.meta["pid"] > 0
     rows = list(job.rows)
     assert [r["backend"] for r in rows] == ["torch-dense", "torch-csr"] * 2
@@ -77,14 +77,16 @@ def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
 
 
 def test_one_spec_from_the_widgets_feeds_every_other_callback():
-    """Issue 17 item 3: only ``spec`` (and the job, whose caller sends widget values) reads
-    the widgets; notes and the storage model chain from the spec it built."""
+    """Only ``spec`` reads the widgets; the job, the notes and the storage model take the
+    spec it built (the job checks it again for the device it runs on)."""
     from dash._callback import GLOBAL_CALLBACK_LIST
 
     widgets = {paradox.ID(w) for w in paradox.FORM}
     readers = {cb["output"] for cb in GLOBAL_CALLBACK_LIST
                if widgets & {d["id"] for d in cb["inputs"] + cb["state"]}}
-    assert readers == {paradox.ID("spec") + ".data", paradox.IDS.result + ".data"}
+    assert readers == {paradox.ID("spec") + ".data"}
+    job = [cb for cb in GLOBAL_CALLBACK_LIST if cb["output"] == paradox.IDS.result + ".data"][0]
+    assert paradox.ID("spec") in {d["id"] for d in job["state"]}
     data = _spec()
     assert data["config"]["sparsities"] == [0.5, 0.9] and "memory_budget_bytes" not in data["config"]
     assert paradox.spec_of(data) == paradox.build_config(*GOOD.values())

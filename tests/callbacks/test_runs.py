@@ -138,8 +138,8 @@ def exported(tmp_path_factory):
     from tests.callbacks.test_generator import DEFAULT_VALUES
 
     plans = {
-        "paradox": paradox.plan(32, 4, "float32", "uniform", 8, "0.5, 0.9", ["torch-dense", "torch-csr"],
-                                ["spmv"], 2, []),
+        "paradox": paradox.plan(paradox.spec(32, 4, "float32", "uniform", 8, "0.5, 0.9",
+                                             ["torch-dense", "torch-csr"], ["spmv"], 2), []),
         "structured": structured_sparsity.timing_plan(64, 8, "float32", [8], [0.5], [], 1),
         "structured-accuracy": structured_sparsity.accuracy_plan(["mlp"], ["2:4"], [], 1, 1, 2),
         "attention": attention.plan_sweep([64], ["sliding_window"], [], 32, *params(w=16)),
