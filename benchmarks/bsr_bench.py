@@ -201,7 +201,7 @@ def main() -> int:
             # lab-bsr
             try:
                 configs = good.get(blk) or None
-                cfg = lab._TUNED.get(lab._tune_key(a, B))
+                cfg = lab.tuned_config(a, B)
                 if cfg is None and cuda:
                     cfg = lab.tune(a, B, configs=configs)
                 cfg = cfg or lab.DEFAULT_CONFIG[blk]

@@ -17,8 +17,8 @@ matrix goes through a :class:`Backend` from this registry:
 light one for pages and tests.
 
 Other modules add backends with :func:`register_backend` (see the optional module
-list at the bottom of this file): they build a :class:`Backend` and register it at
-import time.  A module that is missing or fails to import is recorded in
+list at the bottom of this file): the registry imports each and calls its
+``register()``, which builds a :class:`Backend` and registers it.  A module that is missing or fails to import is recorded in
 ``OPTIONAL_BACKEND_ERRORS`` and never breaks this import.
 
 Generators (:func:`generate_matrix`) make dense (m, n) matrices with exact zeros in
@@ -159,7 +159,7 @@ BACKENDS: dict[str, Backend] = {}
 
 
 def register_backend(backend: Backend, replace: bool = False) -> Backend:
-    """Add ``backend`` to the registry (call from your module at import time).
+    """Add ``backend`` to the registry (call from your module's ``register()``).
 
     Registering the same name twice raises unless ``replace`` is True (a module
     that is re-imported may pass replace=True).
@@ -448,7 +448,9 @@ def bytes_break_even(fmt: str, dtype: str = "float32", index_bytes: int = INDEX_
 
 
 # -- optional backends from other modules ----------------------------------------
-# Add your module's import path here; it should call register_backend at import.
+# Add your module's import path here. The registry imports it and calls its
+# ``register()`` (idempotent; it calls register_backend); a module without one
+# registers at import (the older way).
 OPTIONAL_BACKEND_MODULES: tuple[str, ...] = (
     "engine.sparse.kernels.bsr_matmul",   # "lab-bsr": the project's Triton BSR kernel
     "engine.sparse.two_four",       # "torch-2:4": NVIDIA 2:4 via to_sparse_semi_structured
@@ -459,7 +461,9 @@ OPTIONAL_BACKEND_ERRORS: dict[str, str] = {}
 def _load_optional_backends() -> None:
     for module in OPTIONAL_BACKEND_MODULES:
         try:
-            importlib.import_module(module)
+            register = getattr(importlib.import_module(module), "register", None)
+            if register is not None:
+                register()
         except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the registry
             OPTIONAL_BACKEND_ERRORS[module] = f"{type(exc).__name__}: {exc}"
 

@@ -449,10 +449,85 @@ def test_fewer_stages_when_the_kernel_does_not_fit_in_shared_memory():
     with pytest.raises(errors.OutOfResources):
         lab._with_fewer_stages_if_needed(("other-key",), 4, never_fits)
     assert tried == [4, 3, 2]
-    lab._STAGES_FIT.pop(("test-key",), None)
+    assert lab.KERNEL_CACHE.get(("stages", ("test-key",))) == 4
+    lab.KERNEL_CACHE.pop(("stages", ("test-key",)))
 
 
 def test_graph_time_names_its_l2_states():
     assert lab.FLUSHES == ("write", "read", "none")
     with pytest.raises(ValueError, match="flush: expected one of"):
         lab.graph_time(lambda: None, flush="cold")  # checked before any CUDA call
+
+
+# ----------------------------------------------------------------------------- registration, caches
+_IMPORT_ONLY = r"""
+import json, sys, torch
+from engine.sparse.kernels import bsr_matmul, bsr_op
+registered = "engine.sparse.formats" in sys.modules and "lab-bsr" in sys.modules["engine.sparse.formats"].BACKENDS
+try:
+    torch.ops.sparsity_lab.bsr_mm
+    op_before = True
+except (AttributeError, RuntimeError):
+    op_before = False
+from engine.sparse import formats  # first use: the registry calls bsr_matmul.register()
+first = formats.get_backend("lab-bsr")
+again = bsr_matmul.register()
+layer = bsr_op.BlockSparseLinear.from_linear(torch.nn.Linear(64, 64), 32, 0.5)
+print(json.dumps({"registered_at_import": registered, "op_at_import": op_before,
+                  "same_backend": first is again, "names": formats.backend_names().count("lab-bsr"),
+                  "op_after": hasattr(torch.ops.sparsity_lab, "bsr_mm"),
+                  "op_once": bsr_op.register() is bsr_op.register()}))
+"""
+
+
+def test_importing_the_kernel_modules_registers_nothing_and_first_use_works():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run([sys.executable, "-c", _IMPORT_ONLY], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got == {"registered_at_import": False, "op_at_import": False, "same_backend": True,
+                   "names": 1, "op_after": True, "op_once": True}
+
+
+def test_one_bounded_named_cache_outlives_matrices_and_clears(monkeypatch):
+    from engine.sparse.kernels import bsr_cache, bsr_configs, bsr_plans
+
+    cache = bsr_cache.BoundedCache("test cache", 2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recently used
+    cache.put("c", 3)
+    assert cache.keys() == ["a", "c"] and len(cache) == 2
+    assert cache.get_or_make("d", lambda: 4) == 4 and cache.keys() == ["c", "d"]
+    with pytest.raises(ValueError, match="maxsize: expected a positive integer, got 0"):
+        bsr_cache.BoundedCache("bad", 0)
+    assert "test cache" in repr(cache)
+
+    calls = []
+
+    class Props:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda dev: calls.append(dev) or Props())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev: calls.append(dev) or (9, 0))
+    lab.clear_caches()
+    dev = torch.device("cuda", 0)
+    assert bsr_plans.sm_count(dev) == 132 and bsr_plans.sm_count(dev) == 132
+    assert bsr_configs._has_tma(dev) and bsr_configs._has_tma(dev)
+    assert len(calls) == 2  # each fact asked once, then read from the cache
+    assert set(lab.KERNEL_CACHE.keys()) == {("sm_count", "cuda:0"), ("tma", "cuda:0")}
+    lab.TUNE_LOG.append({"key": "x"})
+    lab.clear_caches()
+    assert len(lab.KERNEL_CACHE) == 0 and len(lab.TUNE_LOG) == 0
+    assert lab.KERNEL_CACHE.maxsize == bsr_cache.KERNEL_CACHE_SIZE
+    assert lab.TUNE_LOG.maxlen == bsr_cache.TUNE_LOG_SIZE
+    # nothing else at module level: the kernel modules hold no dict or list of their own
+    from engine.sparse.kernels import bsr_launch, bsr_matrix, bsr_op, bsr_tune
+    for mod in (bsr_configs, bsr_launch, bsr_matrix, bsr_op, bsr_plans, bsr_tune, lab):
+        mutable = [n for n, v in vars(mod).items() if n.isidentifier() and not n.startswith("__")
+                   and type(v) in (dict, list, set) and n not in ("PRESETS", "SPLIT_PRESETS",
+                   "UNION_PRESETS", "DEFAULT_CONFIG", "DEEP_CANDIDATES", "_PTR_TWIN", "_OP")]
+        assert mutable == [], f"{mod.__name__}: module-level caches {mutable}"

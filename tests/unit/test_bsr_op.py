@@ -135,6 +135,7 @@ def test_fake_impl_gives_the_output_shape_without_running():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     a = BsrMatrix.random(3 * 32, 5 * 32, 32, 0.4, dtype=torch.float16)
+    bsr_op.register()
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         b = mode.from_tensor(torch.zeros(5 * 32, 7, dtype=torch.float16))
         y = torch.ops.sparsity_lab.bsr_mm(a.crow, a.col, a.values, b, 5 * 32)
@@ -142,14 +143,14 @@ def test_fake_impl_gives_the_output_shape_without_running():
 
 
 def test_registry_builds_one_matrix_per_storage_and_is_bounded(monkeypatch):
-    monkeypatch.setattr(bsr_op, "REGISTRY_SIZE", 2)
+    monkeypatch.setattr(bsr_op.OP_MATRICES, "maxsize", 2)
     bsr_op.clear_registry()
     mats = [BsrMatrix.random(64, 64, 32, 0.5, seed=s) for s in range(3)]
     first = bsr_op.matrix_for(mats[0].crow, mats[0].col, mats[0].values, 64)
     assert bsr_op.matrix_for(mats[0].crow, mats[0].col, mats[0].values, 64) is first
     for m in mats[1:]:
         bsr_op.matrix_for(m.crow, m.col, m.values, 64)
-    assert len(bsr_op._MATRICES) == 2  # the least recently used went
+    assert len(bsr_op.OP_MATRICES) == 2  # the least recently used went
     bsr_op.clear_registry()
 
 

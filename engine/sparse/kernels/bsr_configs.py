@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from engine.sparse.kernels.bsr_cache import KERNEL_CACHE
 from engine.sparse.kernels.bsr_matrix import BsrMatrix, auto_split_len
 
 UNION_KINDS = ("utma",)  # several block rows per program (see union_plan)
@@ -228,15 +229,11 @@ def triton_cdiv(x: int, y: int) -> int:
     return -(-x // y)
 
 
-_TMA_CAPABLE: dict[str, bool] = {}
-
-
 def _has_tma(device: torch.device) -> bool:
-    """True on sm_90+ GPUs (asked only for tensors already on that GPU)."""
-    key = str(device)
-    if key not in _TMA_CAPABLE:
-        _TMA_CAPABLE[key] = torch.cuda.get_device_capability(device)[0] >= 9
-    return _TMA_CAPABLE[key]
+    """True on sm_90+ GPUs (asked only for tensors already on that GPU; kept in
+    ``KERNEL_CACHE``)."""
+    return KERNEL_CACHE.get_or_make(
+        ("tma", str(device)), lambda: torch.cuda.get_device_capability(device)[0] >= 9)
 
 
 def config_ok(a: BsrMatrix, b: torch.Tensor, cfg: Config) -> bool:

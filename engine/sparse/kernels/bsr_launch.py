@@ -26,12 +26,10 @@ from typing import Any, Callable
 
 import torch
 
+from engine.sparse.kernels.bsr_cache import KERNEL_CACHE
 from engine.sparse.kernels.bsr_configs import Config, interpreting
 from engine.sparse.kernels.bsr_matrix import BsrMatrix
 from engine.sparse.kernels.bsr_plans import persist_plan, sm_count, union_plan
-
-_INTERPRETED: dict[str, Any] = {}
-
 
 def _kernel(name: str):
     """The jitted kernel, or its interpreted twin when TRITON_INTERPRET=1 was set after
@@ -42,13 +40,11 @@ def _kernel(name: str):
     if interpreting():
         from triton.runtime.interpreter import InterpretedFunction
         if not isinstance(fn, InterpretedFunction):
-            if name not in _INTERPRETED:
-                _INTERPRETED[name] = InterpretedFunction(fn.fn)
-            fn = _INTERPRETED[name]
+            fn = KERNEL_CACHE.get_or_make(("interpreted", name),
+                                          lambda: InterpretedFunction(fn.fn))
     return fn
 
 
-_STAGES_FIT: dict[tuple, int] = {}
 # Replay a CUDA graph of the launch when the same B and Y buffers come back (the usual
 # case: PyTorch's caching allocator hands out the same blocks): about 10 us less host
 # time per call than Triton's launcher. SPARSITY_LAB_BSR_GRAPHS=0 switches it off.
@@ -59,11 +55,12 @@ GRAPHS_PER_LAUNCH = 8
 def _with_fewer_stages_if_needed(key: tuple, stages: int, launch_fn) -> Any:
     """launch_fn(stages); when the compiled kernel needs more shared memory than the GPU
     has (triton OutOfResources, raised before anything runs), retry with one stage
-    fewer, down to 2; the count that fits is remembered per key. Returns what
-    launch_fn returned (the compiled kernel, on a GPU)."""
+    fewer, down to 2; the count that fits is remembered per key (``KERNEL_CACHE``,
+    under ("stages", key)). Returns what launch_fn returned (the compiled kernel, on a
+    GPU)."""
     from triton.runtime.errors import OutOfResources
 
-    stages = _STAGES_FIT.get(key, stages)
+    stages = KERNEL_CACHE.get(("stages", key), stages)
     while True:
         try:
             result = launch_fn(stages)
@@ -72,7 +69,7 @@ def _with_fewer_stages_if_needed(key: tuple, stages: int, launch_fn) -> Any:
                 raise
             stages -= 1
             continue
-        _STAGES_FIT[key] = stages
+        KERNEL_CACHE.put(("stages", key), stages)
         return result
 
 

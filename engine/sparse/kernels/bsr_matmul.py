@@ -19,8 +19,10 @@ input dtype. This module is the public face; the pieces live beside it by concer
 ``bsr_matmul(a, b)`` checks its inputs and chooses the configuration on the first
 call for a matrix and (k, options); that choice and the launch are cached on the
 matrix, and later calls with B of the same shape, dtype and device only check those,
-allocate Y and launch (``bsr_launch``). Registered in ``engine.sparse.formats`` as
-backend "lab-bsr" (CUDA, fp16/bf16), which uses the presets instead of tuning.
+allocate Y and launch (``bsr_launch``). ``register()`` adds backend "lab-bsr" (CUDA,
+fp16/bf16, presets instead of tuning) to ``engine.sparse.formats``, which calls it when
+it loads its optional backends; importing this module registers nothing. What outlives
+a matrix (GPU facts, tuned configurations) is in ``bsr_cache.KERNEL_CACHE``.
 
 The kernel runs on CUDA; on a CPU it runs only under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported), which the tests use.
@@ -35,15 +37,17 @@ from engine.sparse.kernels.bsr_configs import (  # noqa: F401  (the public names
     DEEP_CANDIDATES, DEFAULT_CONFIG, PRESETS, SPLIT_PRESETS, TMA_KINDS, UNION_KINDS,
     UNION_PRESETS, Config, _has_tma, _PTR_TWIN, candidate_configs, config_ok, interpreting,
     preset_config, triton_cdiv)
+from engine.sparse.kernels.bsr_cache import (  # noqa: F401
+    KERNEL_CACHE, BoundedCache, clear_caches)
 from engine.sparse.kernels.bsr_launch import (  # noqa: F401
-    _STAGES_FIT, Launch, _kernel, _with_fewer_stages_if_needed, launch, launcher)
+    Launch, _kernel, _with_fewer_stages_if_needed, launch, launcher)
 from engine.sparse.kernels.bsr_matrix import (  # noqa: F401
     BLOCK_SIZES, DTYPES, BsrMatrix, WorkPlan, _check_block, _check_shapes, as_bsr,
     auto_split_len, bsr_matmul_reference)
 from engine.sparse.kernels.bsr_plans import (  # noqa: F401
     PersistPlan, UnionPlan, group_rows, persist_plan, sm_count, union_plan)
 from engine.sparse.kernels.bsr_tune import (  # noqa: F401
-    _TUNED, FLUSHES, TUNE_LOG, _tune_key, graph_time, tune)
+    FLUSHES, TUNE_LOG, _tune_key, graph_time, tune, tuned_config)
 
 NAME = "lab-bsr"
 _config_ok = config_ok  # the old private name, used by benchmarks/
@@ -163,8 +167,7 @@ def bsr_matmul(a: Any, b: torch.Tensor, *, config: Config | None = None,
     split_len = _split_len(a, split)
     cfg = config
     if cfg is None:
-        key = _tune_key(a, b)
-        cfg = _TUNED.get(key)
+        cfg = tuned_config(a, b)
         if cfg is None:
             if autotune and a.device.type == "cuda" and not interpreting():
                 cfg = tune(a, b, split_len=split_len)
@@ -209,10 +212,15 @@ def _backend_bytes(a: BsrMatrix) -> int:
                + a.crow.numel() * 4)
 
 
-def _register() -> None:
-    from engine.sparse.formats import Backend, register_backend
+def register():
+    """Add backend "lab-bsr" to ``engine.sparse.formats`` (the registry calls this when it
+    loads its optional backends); idempotent: a second call returns the registered
+    backend. Importing this module registers nothing."""
+    from engine.sparse.formats import BACKENDS, Backend, register_backend
 
-    register_backend(Backend(
+    if NAME in BACKENDS:
+        return BACKENDS[NAME]
+    return register_backend(Backend(
         name=NAME, format="bsr", library="triton",
         dtypes={"cuda": ("float16", "bfloat16")},
         prepare=_backend_prepare, matmul=_backend_matmul,
@@ -220,7 +228,4 @@ def _register() -> None:
         bytes_of=_backend_bytes, ops=("spmv", "spmm"),
         description="the lab's own Triton kernel for block-sparse (BSR) x dense, fp32 "
                     "accumulation, tiles preset from an H200 tuning run",
-    ), replace=True)
-
-
-_register()
+    ))

@@ -1,6 +1,7 @@
 """lab-bsr as a PyTorch op and a layer.
 
-* ``torch.ops.sparsity_lab.bsr_mm(crow, col, values, b, n_cols)``: Y = A @ B with A
+* ``torch.ops.sparsity_lab.bsr_mm(crow, col, values, b, n_cols)``, registered by
+  ``register()`` on first use (``BlockSparseLinear`` calls it): Y = A @ B with A
   given by its BSR tensors (int32 ``crow`` [R + 1], int32 ``col`` [nnz], ``values``
   [nnz, b, b]) and ``n_cols`` its column count. A ``torch.library.custom_op`` with a
   fake implementation (shapes only), so it traces under ``torch.compile`` (one opaque
@@ -20,16 +21,15 @@ needs no copy at all.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
+from engine.sparse.kernels.bsr_cache import BoundedCache
 from engine.sparse.kernels.bsr_matrix import BsrMatrix
 
 OP_NAME = "sparsity_lab::bsr_mm"
 REGISTRY_SIZE = 64  # matrices whose plans the op keeps (least recently used dropped)
-_MATRICES: "OrderedDict[tuple, BsrMatrix]" = OrderedDict()
+OP_MATRICES = BoundedCache("lab-bsr op matrices", REGISTRY_SIZE)
 
 
 def _key(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n_cols: int) -> tuple:
@@ -43,41 +43,50 @@ def matrix_for(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
     the registry; an entry holds its tensors, so their storage cannot be reused by
     another matrix while it is there."""
     key = _key(crow, col, values, n_cols)
-    mat = _MATRICES.get(key)
+    mat = OP_MATRICES.get(key)
     if mat is None:
         if values.dim() != 3 or values.shape[1] != values.shape[2]:
             raise ValueError(f"values: expected [nnz, b, b] square blocks, got "
                              f"{tuple(values.shape)}")
         block = int(values.shape[1])
         mat = BsrMatrix(crow, col, values, ((int(crow.numel()) - 1) * block, int(n_cols)), block)
-        _MATRICES[key] = mat
-        while len(_MATRICES) > REGISTRY_SIZE:
-            _MATRICES.popitem(last=False)
-    else:
-        _MATRICES.move_to_end(key)
+        OP_MATRICES.put(key, mat)
     return mat
 
 
 def clear_registry() -> None:
     """Forget every matrix the op has seen (their plans and launches)."""
-    _MATRICES.clear()
+    OP_MATRICES.clear()
 
 
-@torch.library.custom_op(OP_NAME, mutates_args=())
-def bsr_mm(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, b: torch.Tensor,
-           n_cols: int) -> torch.Tensor:
+def _bsr_mm(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, b: torch.Tensor,
+            n_cols: int) -> torch.Tensor:
     """Y = A @ B, A in BSR (see the module docstring), B dense [n_cols, k]."""
     from engine.sparse.kernels.bsr_matmul import bsr_matmul
 
     return bsr_matmul(matrix_for(crow, col, values, n_cols), b, autotune=False)
 
 
-@bsr_mm.register_fake
 def _bsr_mm_fake(crow, col, values, b, n_cols):
     torch._check(b.dim() == 2, lambda: f"b: expected a 2-D tensor, got {b.dim()} dims")
     torch._check(b.shape[0] == n_cols, lambda: f"b: expected {n_cols} rows, got {b.shape[0]}")
     rows = (crow.shape[0] - 1) * values.shape[1]
     return b.new_empty((rows, b.shape[1]))
+
+
+_OP: list = []  # the registered op, once register() ran
+
+
+def register():
+    """Register ``torch.ops.sparsity_lab.bsr_mm`` (a ``torch.library.custom_op`` with
+    its fake implementation) on first use, once per process; later calls return the
+    same op. ``BlockSparseLinear`` calls it when built; importing this module registers
+    nothing."""
+    if not _OP:
+        op = torch.library.custom_op(OP_NAME, mutates_args=())(_bsr_mm)
+        op.register_fake(_bsr_mm_fake)
+        _OP.append(op)
+    return _OP[0]
 
 
 class BlockSparseLinear(nn.Module):
@@ -86,6 +95,7 @@ class BlockSparseLinear(nn.Module):
 
     def __init__(self, matrix: BsrMatrix, bias: torch.Tensor | None = None) -> None:
         super().__init__()
+        register()  # the op forward() calls (and torch.compile traces)
         self.out_features, self.in_features = matrix.shape
         self.block = matrix.block
         self.register_buffer("crow", matrix.crow)

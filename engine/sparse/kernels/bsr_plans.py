@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.sparse.kernels.bsr_cache import KERNEL_CACHE
 from engine.sparse.kernels.bsr_matrix import BsrMatrix
 
 
@@ -178,14 +179,11 @@ def persist_plan(a: "BsrMatrix", k: int, block_n: int, n_bins: int,
     return pp
 
 
-_SM_COUNT: dict[str, int] = {}
-
-
 def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device (4 under the CPU interpreter)."""
+    """Streaming multiprocessors of a CUDA device (4 under the CPU interpreter; kept in
+    ``KERNEL_CACHE``)."""
     if device.type != "cuda":
         return 4
-    key = str(device)
-    if key not in _SM_COUNT:
-        _SM_COUNT[key] = torch.cuda.get_device_properties(device).multi_processor_count
-    return _SM_COUNT[key]
+    return KERNEL_CACHE.get_or_make(
+        ("sm_count", str(device)),
+        lambda: torch.cuda.get_device_properties(device).multi_processor_count)

@@ -11,10 +11,7 @@ import torch
 from engine.sparse.kernels.bsr_configs import Config, candidate_configs, config_ok
 from engine.sparse.kernels.bsr_launch import launch
 from engine.sparse.kernels.bsr_matrix import BsrMatrix
-
-
-_TUNED: dict[tuple, Config] = {}
-TUNE_LOG: list[dict] = []  # one row per (key, config) timed: what the tuner saw
+from engine.sparse.kernels.bsr_cache import KERNEL_CACHE, TUNE_LOG  # noqa: F401 (TUNE_LOG public)
 
 
 def _tune_key(a: BsrMatrix, b: torch.Tensor) -> tuple:
@@ -84,7 +81,7 @@ def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
          split_len: int | None = None) -> Config:
     """Time every candidate on these inputs (``graph_time``: GPU time with L2 evicted
     before each call, no Python launch cost) and remember the fastest for this
-    shape's key. A candidate that fails to compile or run is logged and skipped."""
+    shape's key (``KERNEL_CACHE``, read back by ``tuned_config``). A candidate that fails to compile or run is logged and skipped."""
     key = _tune_key(a, b)
     out = torch.empty(a.shape[0], b.shape[1], dtype=b.dtype, device=b.device)
     best, best_ms = None, float("inf")
@@ -101,5 +98,10 @@ def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
             best, best_ms = cfg, ms
     if best is None:
         raise RuntimeError(f"lab-bsr: no configuration ran for key {key}")
-    _TUNED[key] = best
+    KERNEL_CACHE.put(("tuned", key), best)
     return best
+
+
+def tuned_config(a: BsrMatrix, b: torch.Tensor) -> Config | None:
+    """The configuration ``tune`` chose for the key of these inputs, or None."""
+    return KERNEL_CACHE.get(("tuned", _tune_key(a, b)))
