@@ -113,10 +113,11 @@ class TrainRun:
         M = torch.tensor(c.M, **f64, requires_grad=True)
         target = torch.tensor(self.targets, **f64)
         sigma = _torch_sigma(c.spec.activation)
-        params = [R, W, M]
-        m = [torch.zeros_like(p) for p in params]
-        v = [torch.zeros_like(p) for p in params]
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        # torch.optim pulls in torch._dynamo on first use (seconds): imported here, in the
+        # training job's own process, never when a page imports this module
+        from torch.optim import Adam
+
+        opt = Adam([R, W, M], lr=self.lr)
 
         def loss_fn():
             a = torch.where(mask > 0, sigma(R), torch.zeros_like(R))   # (P, K), on the support
@@ -125,8 +126,7 @@ class TrainRun:
 
         with torch_threads(1):  # tiny matrices: one thread beats an oversubscribed pool
             for step in range(self.steps + 1):
-                for p in params:
-                    p.grad = None
+                opt.zero_grad(set_to_none=True)
                 loss = loss_fn()
                 value = loss.item()
                 self.losses.append(value)
@@ -135,14 +135,8 @@ class TrainRun:
                     break
                 loss.backward()
                 R.grad *= mask          # keep R's sparsity: no gradient off the support
-                with torch.no_grad():   # Adam (Kingma & Ba), written out: torch.optim's import
-                    for i, p in enumerate(params):  # pulls in torch._dynamo, seconds per process
-                        m[i].mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                        v[i].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                        m_hat = m[i] / (1 - beta1 ** (step + 1))
-                        v_hat = v[i] / (1 - beta2 ** (step + 1))
-                        p.sub_(self.lr * m_hat / (v_hat.sqrt() + eps))
-                    # an entry Adam pushed to exactly 0 stays in the support
+                opt.step()              # (zero gradient and zero moments: R stays 0 off it)
+                with torch.no_grad():   # an entry Adam pushed to exactly 0 stays in the support
                     R.copy_(torch.where((mask > 0) & (R == 0), torch.full_like(R, 1e-12), R))
         self.chain = replace(c, R=R.detach().numpy().copy(), W=W.detach().numpy().copy(),
                              M=M.detach().numpy().copy(), _graph=None)

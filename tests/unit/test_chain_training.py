@@ -55,3 +55,16 @@ def test_custom_targets_and_bad_input():
     with pytest.raises(ValueError, match="steps: expected an integer in"):
         TrainRun(chain, targets_for(chain, "octaves"), steps=0)
     assert set(TARGETS) == {"major triad", "arpeggio", "octaves", "custom"}
+
+
+def test_importing_training_leaves_torch_optim_for_the_job():
+    """torch.optim.Adam is imported inside the training run (its first step pulls in
+    torch._dynamo, seconds): importing the module, as the pages do, does not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.chain.training as t; "
+            "print('torch._dynamo' in sys.modules, 'Adam' in vars(t))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"]
