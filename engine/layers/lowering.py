@@ -562,7 +562,7 @@ def torch_csr(m: sp.spmatrix, device: Any = "cpu", dtype: Any = None):
 
 
 SWEEP_BUDGET_S = 2.0     # per timed path of a sweep point: runs go on until IQR/median settles or this is spent
-INLINE_BUDGET_S = 0.1    # per timed path of the page's small inline timing
+INLINE_BUDGET_S = 0.03   # per timed path of the page's small inline timing (in the request path: at most ~70 ms for two paths)
 
 
 def _versions() -> dict:

@@ -267,3 +267,35 @@ def test_no_response_passes_one_megabyte_and_heatmaps_hold_at_most_512_cells(cal
             if trace.type == "heatmap":
                 assert max(np.shape(trace.z)) <= 512
                 assert isinstance(trace.z, np.ndarray)                 # binary-encoded, not a JSON list
+
+
+def test_no_page_module_imports_torch():
+    """Pages stay thin: torch lives in the engine (and is imported lazily there)."""
+    import ast
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "pages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names if n == "torch" or n.startswith("torch.")]
+    assert found == []
+
+
+def test_inline_timing_is_bounded_for_the_request_path(monkeypatch):
+    """Each tab's small timing runs under the inline budget (the page calls it in the request
+    path); the budget is what keeps every callback near 100 ms at defaults."""
+    seen = []
+    real = iso.ex.low.time_callables
+
+    def spy(fns, *args, **kwargs):
+        out = real(fns, *args, **kwargs)
+        seen.append(sum(m.runs * m.number_per_run * m.median_s for m in out.values()))
+        return out
+
+    monkeypatch.setattr(iso.ex.low, "time_callables", spy)
+    iso.update_pool("avg", 16, 1, 2, 2, 0)
+    assert iso.ex.low.INLINE_BUDGET_S <= 0.05
+    # timed calls stop once the budget is spent: at most the budget plus one run per path
+    assert len(seen) == 1 and seen[0] <= 2 * (iso.ex.low.INLINE_BUDGET_S + 0.05)
