@@ -7,29 +7,39 @@ Y = A @ B, A n x n block-sparse (random blocks, exact count), B n x k dense, fp1
 Writes under DIR:
   bsr_check.csv  every candidate kernel configuration against bsr_matmul_reference
                  on small cases (fp16 and bf16, empty block rows, fully dense, odd k)
-  bsr_bench.csv  one row per (block, sparsity, method): median / quartile times,
-                 speedups vs dense and vs torch BSR, theory 1/density, relative error
+  bsr_bench.csv  one row per (block, sparsity, backend, figure), each from a Measurement
+                 (engine.bench.script_rows, schema "gpu-script"): "kernel-only" = GPU
+                 time from CUDA-graph replays with L2 evicted before each call, "per
+                 call" = CUDA events around each call (triton do_bench); median / IQR /
+                 noisy, speedups vs dense and vs torch BSR within one figure, theory
+                 1/density, relative error. engine.bench.bsr_results reads it (and the
+                 older one-row-per-point CSVs).
   bsr_tune.csv   every (shape key, configuration) the tuner timed
   bsr_union.csv  per point: the tuner's best one-row-per-program ("row") and union
                  ("union", several block rows per program) configuration, and the
                  union schedule's MMA work and B tiles per stored block (r2, r4)
-and prints a summary with the issue's targets last.
+and prints a summary with the lab's goals last. Without CUDA (--quick) the timings
+are wall-clock smoke timings, labelled so.
 Only the engine, torch and triton are needed (no dash).
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from engine.bench.measurement import CUDA_GRAPH, EAGER  # noqa: E402
+from engine.bench.schema import SCRIPT_COLUMNS  # noqa: E402
+from engine.bench.script_rows import (EVENTS_TIMING, GRAPH_TIMING, SMOKE_TIMING,  # noqa: E402
+                                      ScriptRun, write_rows)
 
 
 def parse() -> argparse.Namespace:
@@ -72,11 +82,9 @@ def main() -> int:
 
     import triton
 
-    meta = {
-        "device": torch.cuda.get_device_name(0) if cuda else "CPU (Triton interpreter)",
-        "torch": torch.__version__, "triton": triton.__version__,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    run = ScriptRun.here("bsr_bench", {"triton_version": triton.__version__}, cuda=cuda)
+    meta = {"script": run.script, "device_name": run.device_name, **dict(run.versions),
+            "measured_at": run.measured_at}
     print(meta, flush=True)
     t_start = time.time()
 
@@ -131,43 +139,24 @@ def main() -> int:
                     good[blk].append(cfg)
             print(f"check b{blk}: {len(good[blk])} configs pass "
                   f"({time.time() - t_start:.0f} s)", flush=True)
-        write_csv(out_dir / "bsr_check.csv", check_rows)
+        write_rows(out_dir / "bsr_check.csv", check_rows)
 
     # ------------------------------------------------------------------ timing
-    if cuda:
-        from triton.testing import do_bench
 
-        def timeit_events(fn):
-            q25, q50, q75 = do_bench(fn, warmup=25, rep=args.rep_ms, quantiles=[0.25, 0.5, 0.75])
-            return q50, q25, q75
-
-        def timeit(fn):
-            """GPU time with L2 evicted before each call, launch cost excluded (CUDA
-            graphs); falls back to per-call events when fn cannot be captured."""
-            try:
-                return lab.graph_time(fn, n_inner=8, reps=9)
-            except Exception as exc:
-                print("  graph capture failed, per-call events instead:", type(exc).__name__,
-                      str(exc)[:120], flush=True)
-                torch.cuda.synchronize()
-                return timeit_events(fn)
-    else:
-        def timeit_events(fn):
-            return timeit(fn)
-
-        def timeit(fn):
-            ts = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn()
-                ts.append((time.perf_counter() - t0) * 1e3)
-            ts.sort()
-            return ts[1], ts[0], ts[2]
+    def kernel_time(fn, task):
+        """GPU time with L2 evicted before each call, launch cost excluded (CUDA graphs);
+        per-call events instead when fn cannot be captured."""
+        try:
+            return run.graph(fn, task, n_inner=8, reps=9)
+        except Exception as exc:
+            print("  graph capture failed, per-call events instead:", type(exc).__name__,
+                  str(exc)[:120], flush=True)
+            torch.cuda.synchronize()
+            return run.events(fn, task, rep_ms=args.rep_ms)
 
     rows = []
     union_rows = []
-    summary = []
-    summary_events = []
+    summary = {"kernel-only": [], "per call": []}
     gen = torch.Generator(device=dev).manual_seed(1)
     B = torch.randn(n, k, device=dev, generator=gen).to(dtype)
     for blk in blocks:
@@ -176,55 +165,57 @@ def main() -> int:
             a = lab.BsrMatrix.random(n, n, blk, 1.0 - s, dtype=dtype, device=dev, seed=int(s * 1000) + blk)
             A_dense = a.to_dense()
             exact = A_dense.float() @ B.float()
-            base = {**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": s,
-                    "density": a.density, "nnz_blocks": a.nnz_blocks,
-                    "flops_dense": 2.0 * n * n * k, "flops_sparse": 2.0 * a.nnz_blocks * blk * blk * k}
-            # dense
-            t_dense = timeit(lambda: torch.matmul(A_dense, B))
-            rows.append({**base, "method": "dense", "ms": t_dense[0], "ms_q25": t_dense[1],
-                         "ms_q75": t_dense[2], "status": "ok", "config": "torch.matmul",
-                         "rel_err": float((torch.matmul(A_dense, B).float() - exact).norm() / exact.norm())})
-            # torch BSR
+            point = Point(n=n, k=k, block=blk, sparsity=s, density=a.density, nnz_blocks=a.nnz_blocks)
+            fns, status, config, errs = {}, {}, {}, {}
+            fns["dense"] = lambda: torch.matmul(A_dense, B)
+            status["dense"], config["dense"] = "ok", "torch.matmul"
+            errs["dense"] = float((torch.matmul(A_dense, B).float() - exact).norm() / exact.norm())
             try:
                 A_t = A_dense.to_sparse_bsr((blk, blk))
-                y_t = A_t @ B
-                err_t = float((y_t.float() - exact).norm() / exact.norm())
-                t_bsr = timeit(lambda: A_t @ B)
-                st = "ok"
+                errs["torch-bsr"] = float(((A_t @ B).float() - exact).norm() / exact.norm())
+                fns["torch-bsr"] = lambda: A_t @ B
+                status["torch-bsr"] = "ok"
             except Exception as exc:
-                A_t = None
-                t_bsr, err_t = (float("nan"),) * 3, float("nan")
-                st = f"unavailable: {type(exc).__name__}: {str(exc)[:160]}"
-            rows.append({**base, "method": "torch-bsr", "ms": t_bsr[0], "ms_q25": t_bsr[1],
-                         "ms_q75": t_bsr[2], "status": st, "config": "A.to_sparse_bsr() @ B",
-                         "rel_err": err_t})
-            # lab-bsr
+                status["torch-bsr"] = f"unavailable: {type(exc).__name__}: {str(exc)[:160]}"
+            config["torch-bsr"] = "A.to_sparse_bsr() @ B"
             try:
-                configs = good.get(blk) or None
                 cfg = lab.tuned_config(a, B)
                 if cfg is None and cuda:
-                    cfg = lab.tune(a, B, configs=configs)
+                    cfg = lab.tune(a, B, configs=good.get(blk) or None)
                 cfg = cfg or lab.DEFAULT_CONFIG[blk]
                 y = torch.full((n, k), float("nan"), device=dev, dtype=dtype)
                 lab.bsr_matmul(a, B, config=cfg, out=y)
-                err_l = float((y.float() - exact).norm() / exact.norm())
-                t_lab = timeit(lambda: lab.bsr_matmul(a, B, config=cfg, out=y))
-                st = "ok" if err_l < 3e-3 else f"wrong: rel_err {err_l:.2e}"
-                label = cfg.label()
+                errs["lab-bsr"] = float((y.float() - exact).norm() / exact.norm())
+                fns["lab-bsr"] = lambda: lab.bsr_matmul(a, B, config=cfg, out=y)
+                status["lab-bsr"] = "ok" if errs["lab-bsr"] < 3e-3 else f"wrong: rel_err {errs['lab-bsr']:.2e}"
+                config["lab-bsr"] = cfg.label()
             except Exception as exc:
-                t_lab, err_l, label = (float("nan"),) * 3, float("nan"), ""
-                st = f"error: {type(exc).__name__}: {str(exc)[:160]}"
-            lab_row = {**base, "method": "lab-bsr", "ms": t_lab[0], "ms_q25": t_lab[1],
-                       "ms_q75": t_lab[2], "status": st, "config": label, "rel_err": err_l}
+                status["lab-bsr"] = f"error: {type(exc).__name__}: {str(exc)[:160]}"
+                config["lab-bsr"] = ""
+            measured = {}
+            for backend, fn in fns.items():
+                task = point.task(run, backend)
+                measured[backend] = {"kernel-only": kernel_time(fn, task)}
+                try:  # what a caller gets call by call (launch cost shows when it exceeds the flush)
+                    measured[backend]["per call"] = run.events(fn, task, rep_ms=args.rep_ms)
+                except Exception as exc:
+                    print("  per-call events failed:", type(exc).__name__, str(exc)[:120], flush=True)
+            new = point_rows(run, point, measured, status, config, errs)
+            rows += new
+            label = config["lab-bsr"]
+            for fig in summary:
+                ms = {r["backend"]: r["ms"] for r in new if r.get("figure") == fig}
+                summary[fig].append((blk, s, ms.get("dense", float("nan")), ms.get("torch-bsr", float("nan")),
+                                     ms.get("lab-bsr", float("nan")), label, errs.get("lab-bsr", float("nan"))))
             # bsr_union.csv: the best of each kernel family (one block row per program,
             # "row"; several, "union") that the tuner timed for this point's key, and
             # the union schedule's MMA work and B tiles per stored block
-            fam_row = {**base, "chosen": label, "chosen_ms": t_lab[0]}
+            lab_ms = summary["kernel-only"][-1][4]
+            fam_row = {**point.columns(run), "chosen": label, "chosen_ms": lab_ms}
             for rows_per in (2, 4):
                 up = lab.union_plan(a, rows_per)
                 fam_row[f"r{rows_per}_mma_per_stored"] = up.slots / max(up.stored, 1)
                 fam_row[f"r{rows_per}_b_tiles_per_stored"] = up.slots / rows_per / max(up.stored, 1)
-            union_rows.append(fam_row)
             key = str(lab._tune_key(a, B))
             fam = {}
             for t in lab.TUNE_LOG:
@@ -238,58 +229,104 @@ def main() -> int:
                 fam_row[f"tune_best_{f}_ms"] = ms_f
                 fam_row[f"tune_best_{f}_config"] = lab_f
                 print(f"    tuner best {f}: {ms_f * 1e3:.1f} us [{lab_f}]", flush=True)
-            rows.append(lab_row)
-            fns = {"dense": lambda: torch.matmul(A_dense, B),
-                   "torch-bsr": lambda: A_t @ B,
-                   "lab-bsr": lambda: lab.bsr_matmul(a, B, config=cfg, out=y)}
-            for r in rows[-3:]:
-                r["timing"] = "cuda-graph replay, L2 evicted before each call" if cuda else "wall"
-                ev = (float("nan"),) * 3
-                if cuda and r["status"] == "ok":
-                    try:
-                        ev = timeit_events(fns[r["method"]])
-                    except Exception:
-                        pass
-                r["ms_events"], r["ms_events_q25"], r["ms_events_q75"] = ev
-                r["speedup_vs_dense_events"] = rows[-3]["ms_events"] / ev[0] if ev[0] == ev[0] else float("nan")
-                r["speedup_vs_dense"] = t_dense[0] / r["ms"] if r["ms"] == r["ms"] else float("nan")
-                r["theory"] = 1.0 / a.density if a.density else float("inf")
-                r["efficiency"] = r["speedup_vs_dense"] / r["theory"] if a.density else float("nan")
-                r["tflops"] = (r["flops_dense"] if r["method"] == "dense" else r["flops_sparse"]) / (r["ms"] * 1e9)
-                r["noisy"] = bool((r["ms_q75"] - r["ms_q25"]) / r["ms"] > 0.1) if r["ms"] == r["ms"] else False
-            lab_row["speedup_vs_torch_bsr"] = t_bsr[0] / t_lab[0] if t_bsr[0] == t_bsr[0] else float("nan")
-            summary.append((blk, s, t_dense[0], t_bsr[0], t_lab[0], label, err_l))
-            summary_events.append((blk, s, rows[-3]["ms_events"], rows[-2]["ms_events"],
-                                   lab_row["ms_events"], label, err_l))
-            print(f"b{blk:<3} s={s:.2f} dense {t_dense[0]*1e3:8.1f} us  torch-bsr {t_bsr[0]*1e3:9.1f} us  "
-                  f"lab-bsr {t_lab[0]*1e3:8.1f} us  x{t_dense[0]/t_lab[0]:5.2f} vs dense  "
-                  f"(events: x{lab_row['speedup_vs_dense_events']:5.2f}, lab {lab_row['ms_events']*1e3:.1f} us)  "
-                  f"x{lab_row['speedup_vs_torch_bsr']:6.2f} vs torch-bsr  [{label}] err {err_l:.1e}"
-                  f"  ({time.time() - t_start:.0f} s)", flush=True)
+            union_rows.append(fam_row)
+            by = {(r["backend"], r.get("figure")): r for r in new}
+            lab_k, lab_c = by.get(("lab-bsr", "kernel-only"), {}), by.get(("lab-bsr", "per call"), {})
+            print(f"b{blk:<3} s={s:.2f} dense {summary['kernel-only'][-1][2]*1e3:8.1f} us  "
+                  f"torch-bsr {summary['kernel-only'][-1][3]*1e3:9.1f} us  lab-bsr {lab_ms*1e3:8.1f} us  "
+                  f"x{lab_k.get('speedup_vs_dense', float('nan')):5.2f} vs dense  (per call: "
+                  f"x{lab_c.get('speedup_vs_dense', float('nan')):5.2f}, lab {lab_c.get('ms', float('nan'))*1e3:.1f} us)  "
+                  f"x{lab_k.get('speedup_vs_torch_bsr', float('nan')):6.2f} vs torch-bsr  [{label}] "
+                  f"err {errs.get('lab-bsr', float('nan')):.1e}  ({time.time() - t_start:.0f} s)", flush=True)
             del A_dense, exact
-            write_csv(out_dir / "bsr_bench.csv", rows)
-            write_csv(out_dir / "bsr_union.csv", union_rows)
+            write_rows(out_dir / "bsr_bench.csv", rows, SCRIPT_COLUMNS)
+            write_rows(out_dir / "bsr_union.csv", union_rows)
 
     # load balance: one uneven pattern, launched longest-first vs in natural order
     if cuda and 64 in blocks:
-        rows.extend(_load_balance(lab, torch, B, n, k, meta, timeit))
+        rows.extend(_load_balance(lab, torch, B, n, k, run, kernel_time))
         try:
-            rows.extend(_gather_ceiling(lab, torch, B, n, k, meta, timeit))
+            rows.extend(_gather_ceiling(lab, torch, B, n, k, run, kernel_time))
         except Exception as exc:
             print("gather ceiling failed:", type(exc).__name__, str(exc)[:300])
-        write_csv(out_dir / "bsr_bench.csv", rows)
-    write_csv(out_dir / "bsr_tune.csv", [{**meta, **r} for r in lab.TUNE_LOG])
+        write_rows(out_dir / "bsr_bench.csv", rows, SCRIPT_COLUMNS)
+    write_rows(out_dir / "bsr_tune.csv", [{**meta, **r} for r in lab.TUNE_LOG])
     print("\n=== GPU time (CUDA-graph replay, L2 evicted before each call) ===")
-    _targets(summary, blocks)
+    _targets(summary["kernel-only"], blocks)
     if cuda:
         print("\n=== per-call CUDA events (triton do_bench; Python launch cost shows when it "
               "exceeds the L2 flush) ===")
-        _targets(summary_events, blocks)
+        _targets(summary["per call"], blocks)
     print(f"total {time.time() - t_start:.0f} s")
     return 0
 
 
-def _gather_ceiling(lab, torch, B, n, k, meta, timeit, blk=64, sparsities=(0.5, 0.9)):
+BACKENDS = ("dense", "torch-bsr", "lab-bsr")
+FIGURES = ("kernel-only", "per call")  # the two figures of every point: GPU time, per call
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (block, sparsity) point of the sweep: A n x n, B n x k, fp16."""
+
+    n: int
+    k: int
+    block: int
+    sparsity: float
+    density: float
+    nnz_blocks: int
+    pattern: str = ""
+
+    def task(self, run: ScriptRun, backend: str):
+        return run.task("spmm", backend, {"n": self.n, "k": self.k}, dtype="float16",
+                        block=self.block, sparsity=self.sparsity, pattern=self.pattern)
+
+    def columns(self, run: ScriptRun) -> dict:
+        """The point's own columns (for rows that are not timings)."""
+        return {"script": run.script, "device_name": run.device_name, **dict(run.versions),
+                "measured_at": run.measured_at, "n": self.n, "k": self.k, "dtype": "float16",
+                "block": self.block, "sparsity": self.sparsity, "density": self.density,
+                "nnz_blocks": self.nnz_blocks}
+
+
+def point_rows(run: ScriptRun, point: Point, measured: dict, status: dict, config: dict,
+               errs: dict) -> list[dict]:
+    """One row per backend and figure of one point, each from its Measurement
+    (``measured[backend][figure]``); speedups within one figure (one timing method).
+    A backend that could not be timed gets a row with its status and no numbers."""
+    n, k, blk = point.n, point.k, point.block
+    theory = 1.0 / point.density if point.density else float("inf")
+    flops = {"dense": 2.0 * n * n * k}
+    sparse_flops = 2.0 * point.nnz_blocks * blk * blk * k
+    rows = []
+    for fig in FIGURES:
+        got = {b: measured.get(b, {}).get(fig) for b in BACKENDS}
+        dense, bsr = got["dense"], got["torch-bsr"]
+        for backend in BACKENDS:
+            m = got[backend]
+            extra = {"figure": fig, "status": status.get(backend, "not run"),
+                     "config": config.get(backend, ""), "rel_err": errs.get(backend, float("nan")),
+                     "density": point.density, "nnz_blocks": point.nnz_blocks, "theory": theory,
+                     "flops_dense": flops["dense"], "flops_sparse": sparse_flops}
+            if m is None:
+                rows.append(run.failed_row(point.task(run, backend), extra.pop("status"), **extra))
+                continue
+            speedup = dense.median_s / m.median_s if dense is not None else float("nan")
+            row = run.row(m, timing=_timing_text(m), **extra, speedup_vs_dense=speedup,
+                          efficiency=speedup / theory if point.density else float("nan"),
+                          tflops=flops.get(backend, sparse_flops) / m.median_s / 1e12)
+            if backend == "lab-bsr":
+                row["speedup_vs_torch_bsr"] = (bsr.median_s / m.median_s if bsr is not None
+                                               else float("nan"))
+            rows.append(row)
+    return rows
+
+
+def _timing_text(m) -> str:
+    return {CUDA_GRAPH: GRAPH_TIMING, EAGER: EVENTS_TIMING}.get(m.method, SMOKE_TIMING)
+
+
+def _gather_ceiling(lab, torch, B, n, k, run, kernel_time, blk=64, sparsities=(0.5, 0.9)):
     """The same launch schedule as lab-bsr's TMA kernel, but each step only moves the
     B tile to the SM and adds it up (no A, no matrix unit): the time the B traffic
     alone needs through L2 for this pattern, i.e. a floor for any kernel that keeps
@@ -320,20 +357,21 @@ def _gather_ceiling(lab, torch, B, n, k, meta, timeit, blk=64, sparsities=(0.5, 
             n_tiles = -(-k // bn)
             out = torch.empty(a.block_rows * n_tiles, device=B.device, dtype=torch.float32)
             desc = TensorDescriptor.from_tensor(B, [blk, bn])
-            t = timeit(lambda: gather_only[(a.block_rows * n_tiles,)](
-                a.sched, a.col, desc, out, n_tiles, BLK=blk, BLOCK_N=bn, num_warps=4, num_stages=3))
+            point = Point(n, k, blk, s, a.density, a.nnz_blocks)
+            m = kernel_time(lambda: gather_only[(a.block_rows * n_tiles,)](
+                a.sched, a.col, desc, out, n_tiles, BLK=blk, BLOCK_N=bn, num_warps=4, num_stages=3),
+                point.task(run, f"B-gather only (n{bn})"))
             nbytes = a.nnz_blocks * blk * k * 2
-            rows.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": s,
-                         "density": a.density, "nnz_blocks": a.nnz_blocks,
-                         "method": f"B-gather only (n{bn})", "ms": t[0], "ms_q25": t[1],
-                         "ms_q75": t[2], "status": "ok", "config": f"tma n{bn} w4 s3",
-                         "gather_bytes": nbytes, "gather_tb_per_s": nbytes / (t[0] * 1e-3) / 1e12})
-            print(f"B-gather only b{blk} s={s} n{bn}: {t[0]*1e3:.1f} us for {nbytes/1e6:.0f} MB "
-                  f"= {nbytes / (t[0] * 1e-3) / 1e12:.2f} TB/s from L2", flush=True)
+            rows.append(run.row(m, timing=_timing_text(m), figure="kernel-only", status="ok",
+                                config=f"tma n{bn} w4 s3", density=a.density,
+                                nnz_blocks=a.nnz_blocks, gather_bytes=nbytes,
+                                gather_tb_per_s=nbytes / m.median_s / 1e12))
+            print(f"B-gather only b{blk} s={s} n{bn}: {m.median_s*1e6:.1f} us for {nbytes/1e6:.0f} MB "
+                  f"= {nbytes / m.median_s / 1e12:.2f} TB/s from L2", flush=True)
     return rows
 
 
-def _load_balance(lab, torch, B, n, k, meta, timeit):
+def _load_balance(lab, torch, B, n, k, run, kernel_time):
     """Block rows whose lengths follow a steep power law (a few rows dense, most
     nearly empty, mean density 10 %): longest-first launch order vs natural order,
     split rows, the union schedule and the persistent kernel's balanced bins."""
@@ -352,7 +390,8 @@ def _load_balance(lab, torch, B, n, k, meta, timeit):
     natural = lab.BsrMatrix(a.crow, a.col, a.values, a.shape, a.block,
                             torch.arange(r, dtype=torch.int32, device=B.device))
     A_dense = a.to_dense()
-    t_dense = timeit(lambda: torch.matmul(A_dense, B))
+    point = Point(n, k, blk, 1 - a.density, a.density, a.nnz_blocks, pattern="power-law rows")
+    t_dense = kernel_time(lambda: torch.matmul(A_dense, B), point.task(run, "dense")).median_s
     cfg = lab.tune(a, B, configs=[c for c in lab.candidate_configs(blk, k) if not c.union])
     try:
         ucfg = lab.tune(a, B, configs=[c for c in lab.candidate_configs(blk, k) if c.union])
@@ -373,15 +412,15 @@ def _load_balance(lab, torch, B, n, k, meta, timeit):
         y = torch.full((n, k), float("nan"), device=B.device, dtype=B.dtype)
         lab.bsr_matmul(mat, B, config=cf, out=y, split=split)
         err = float((y.float() - exact).norm() / exact.norm())
-        t = timeit(lambda: lab.bsr_matmul(mat, B, config=cf, out=y, split=split))
-        out.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": 1 - a.density,
-                    "density": a.density, "nnz_blocks": a.nnz_blocks, "method": name,
-                    "pattern": "power-law rows", "ms": t[0], "ms_q25": t[1], "ms_q75": t[2],
-                    "status": "ok" if err < 3e-3 else f"wrong: rel_err {err:.2e}", "rel_err": err,
-                    "config": cf.label() + (f" split {lab.auto_split_len(mat)}" if split else ""),
-                    "speedup_vs_dense": t_dense[0] / t[0],
-                    "max_row_blocks": int(lengths.max()), "mean_row_blocks": float(lengths.float().mean())})
-        print(f"load balance ({name}): {t[0]*1e3:.1f} us, err {err:.1e}, dense {t_dense[0]*1e3:.1f} us, "
+        m = kernel_time(lambda: lab.bsr_matmul(mat, B, config=cf, out=y, split=split),
+                        point.task(run, name))
+        out.append(run.row(m, timing=_timing_text(m), figure="kernel-only", density=a.density,
+                           nnz_blocks=a.nnz_blocks, rel_err=err,
+                           status="ok" if err < 3e-3 else f"wrong: rel_err {err:.2e}",
+                           config=cf.label() + (f" split {lab.auto_split_len(mat)}" if split else ""),
+                           speedup_vs_dense=t_dense / m.median_s, max_row_blocks=int(lengths.max()),
+                           mean_row_blocks=float(lengths.float().mean())))
+        print(f"load balance ({name}): {m.median_s*1e6:.1f} us, err {err:.1e}, dense {t_dense*1e6:.1f} us, "
               f"rows max {int(lengths.max())} mean {float(lengths.float().mean()):.1f}", flush=True)
     return out
 
@@ -422,21 +461,6 @@ def break_even(curve):
         if r0 < 1.0 <= r1:
             return s0 + (1.0 - r0) * (s1 - s0) / (r1 - r0)
     return None
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys: list[str] = []
-    for r in rows:
-        for key in r:
-            if key not in keys:
-                keys.append(key)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
 
 
 if __name__ == "__main__":

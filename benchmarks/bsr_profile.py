@@ -9,7 +9,6 @@ or --config "ptr n128 g1 N w4 s3". Also launches dense torch.matmul once for com
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -32,11 +31,12 @@ def main() -> int:
 
     label = args.config
     if not label and args.bench_csv:
-        with open(args.bench_csv) as fh:
-            for row in csv.DictReader(fh):
-                if (row["method"] == "lab-bsr" and int(row["block"]) == args.block
-                        and abs(float(row["sparsity"]) - args.sparsity) < 1e-9):
-                    label = row["config"]
+        from engine.bench.bsr_results import load_bsr_bench, sweep_rows
+
+        rows = sweep_rows(load_bsr_bench(args.bench_csv))  # old and new CSVs alike
+        hit = rows[(rows["method"] == "lab-bsr") & (rows["block"] == args.block)
+                   & ((rows["sparsity"] - args.sparsity).abs() < 1e-9)]
+        label = str(hit["config"].iloc[0]) if len(hit) else ""
     cfg = lab.Config.from_label(label) if label else lab.DEFAULT_CONFIG[args.block]
     seed = int(args.sparsity * 1000) + args.block
     a = lab.BsrMatrix.random(args.n, args.n, args.block, 1 - args.sparsity, dtype=torch.float16,

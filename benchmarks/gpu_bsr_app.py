@@ -28,8 +28,6 @@ Writes under DIR (one CSV each, every row with device, torch, triton and date):
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import sys
 import time
 import traceback
@@ -39,53 +37,54 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-GRAPH = "cuda-graph replay, L2 evicted before each call"
-EAGER = "eager per call, back-to-back over 4 rotating input sets"
+from engine.bench.schema import SCRIPT_COLUMNS  # noqa: E402
+from engine.bench.script_rows import (GRAPH_TIMING, HOST_TIMING, ROTATING_TIMING,  # noqa: E402
+                                      ScriptRun, write_rows)
+
+GRAPH = GRAPH_TIMING  # kernel only
+EAGER = ROTATING_TIMING  # what a Python caller gets, host work included
+MLP_TIMING = "per forward, back-to-back (CUDA events)"
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+def percall_rows(run: ScriptRun, n: int, k: int, s: float, density: float, res: dict, cfg: str,
+                 err: float) -> list[dict]:
+    """bsr_percall.csv rows of one (sparsity, k): ``res[(backend, timing)]`` = Measurement;
+    each speedup against dense timed the same way."""
+    rows = []
+    for (backend, timing), m in res.items():
+        dense = res[("dense", timing)]
+        rows.append(run.row(m, timing=timing, density=density, speedup_vs_dense=dense.median_s / m.median_s,
+                            config=cfg if backend.startswith("lab") else "torch.matmul",
+                            rel_err=err if backend.startswith("lab") else float("nan")))
+    return rows
 
 
-def eager_per_call(torch, fns, calls: int = 100, reps: int = 5) -> tuple[float, float, float]:
-    """ms per call of back-to-back eager calls cycling over ``fns`` (one per input set),
-    CUDA events around each run of ``calls``; (median, q25, q75) over ``reps``."""
-    for f in fns:
-        f()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples = []
-    n = len(fns)
-    for _ in range(reps):
-        start.record()
-        for i in range(calls):
-            fns[i % n]()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / calls)
-    q = torch.tensor(samples, dtype=torch.float64).quantile(
-        torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
-    return float(q[0]), float(q[1]), float(q[2])
+def host_rows(run: ScriptRun, measured: dict, stored_blocks: int, cfg: str) -> list[dict]:
+    """bsr_host.csv rows: ``measured[what]`` = Measurement of the host clock per call."""
+    return [run.row(m, timing=HOST_TIMING, host_us_per_call=m.median_s * 1e6,
+                    stored_blocks=stored_blocks, config=cfg) for m in measured.values()]
 
 
-def host_us(torch, fn, calls: int = 2000) -> float:
-    """Host time per call in us while calls are queued without waiting."""
-    fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    t = (time.perf_counter() - t0) / calls
-    torch.cuda.synchronize()
-    return t * 1e6
+CEILING = "ceiling: cuBLAS n x (n * density) @ (n * density) x k"
+
+
+def peer_rows(run: ScriptRun, density: float, measured: dict, cfgs: dict, errs: dict) -> list[dict]:
+    """bsr_peers.csv rows of one sparsity: ``measured[name]`` = Measurement (CUDA-graph
+    replay); each as a fraction of the cuBLAS ceiling and against dense."""
+    ceiling, dense = measured[CEILING].median_s, measured["dense torch.matmul"].median_s
+    return [run.row(m, timing=GRAPH, density=density, fraction_of_ceiling=ceiling / m.median_s,
+                    speedup_vs_dense=dense / m.median_s, config=cfgs.get(name, ""),
+                    rel_err=errs.get(name, float("nan"))) for name, m in measured.items()]
+
+
+def mlp_rows(run: ScriptRun, measured: dict, flops: float, errs: dict, first_call_s: dict) -> list[dict]:
+    """bsr_mlp.csv rows: ``measured[(model, mode)]`` = Measurement per forward; speedup
+    against the dense model in the same mode."""
+    base = {mode: m.median_s for (model, mode), m in measured.items() if model == "dense nn.Linear"}
+    return [run.row(m, timing=MLP_TIMING, mode=mode, dense_tflops_equiv=flops / m.median_s / 1e12,
+                    rel_err=errs.get(model, float("nan")), first_call_s=first_call_s[(model, mode)],
+                    speedup_vs_dense=base.get(mode, float("nan")) / m.median_s)
+            for (model, mode), m in measured.items()]
 
 
 def main() -> int:
@@ -101,7 +100,6 @@ def main() -> int:
     import triton
 
     from engine.sparse.kernels import bsr_matmul as lab
-    from engine.bench.measurement import is_noisy  # the lab's one noise rule
     from engine.sparse.kernels import bsr_launch
     from engine.sparse.kernels.bsr_launch import launcher
 
@@ -110,9 +108,9 @@ def main() -> int:
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "triton": triton.__version__,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    run = ScriptRun.here("gpu_bsr_app", {"triton_version": triton.__version__})
+    meta = {"script": run.script, "device_name": run.device_name, **dict(run.versions),
+            "measured_at": run.measured_at}
     print(meta, flush=True)
     n = 2048 if args.quick else 8192
     ks = (512,) if args.quick else (512, 2048, 8192)
@@ -153,7 +151,7 @@ def main() -> int:
                              "direct_error": call.launch.direct_error,
                              "graph_error": call.launch.graph_error,
                              "ok": err < 3e-3 and not torch.isnan(y).any()})
-        write_csv(out_dir / "bsr_check.csv", rows)
+        write_rows(out_dir / "bsr_check.csv", rows)
         bad = [r for r in rows if not r["ok"]]
         last = [r for r in rows if r["rep"] == 3]
         summary.append(f"check: {len(rows) - len(bad)}/{len(rows)} ok; direct launches "
@@ -183,36 +181,34 @@ def main() -> int:
                 lab_out_fns = [lambda i=i: lab.bsr_matmul(mats[i], bs[i], out=ys[i],
                                                           autotune=False) for i in range(4)]
                 dense_fns = [lambda i=i: torch.matmul(dense[i], bs[i]) for i in range(4)]
+                def task(backend):
+                    return run.task("spmm", backend, {"n": n, "k": k}, dtype="float16", block=blk,
+                                    sparsity=s)
+                direct_name = "lab-bsr, direct launch (no graph replay)"
                 bsr_launch.GRAPH_REPLAY = False
-                direct = eager_per_call(torch, lab_fns)
+                direct = run.rotating(lab_fns, task(direct_name))
                 bsr_launch.GRAPH_REPLAY = True
                 res = {
-                    ("lab-bsr, direct launch (no graph replay)", EAGER): direct,
-                    ("lab-bsr", GRAPH): lab.graph_time(lab_out_fns[0], n_inner=8, reps=9),
-                    ("dense", GRAPH): lab.graph_time(lambda: torch.matmul(dense[0], bs[0], out=ys[1]),
-                                                     n_inner=8, reps=9),
-                    ("lab-bsr", EAGER): eager_per_call(torch, lab_fns),
-                    ("lab-bsr out=", EAGER): eager_per_call(torch, lab_out_fns),
-                    ("dense", EAGER): eager_per_call(torch, dense_fns),
+                    (direct_name, EAGER): direct,
+                    ("lab-bsr", GRAPH): run.graph(lab_out_fns[0], task("lab-bsr"), n_inner=8, reps=9),
+                    ("dense", GRAPH): run.graph(lambda: torch.matmul(dense[0], bs[0], out=ys[1]),
+                                                task("dense"), n_inner=8, reps=9),
+                    ("lab-bsr", EAGER): run.rotating(lab_fns, task("lab-bsr")),
+                    ("lab-bsr out=", EAGER): run.rotating(lab_out_fns, task("lab-bsr out=")),
+                    ("dense", EAGER): run.rotating(dense_fns, task("dense")),
                 }
-                for (method, timing), (med, q25, q75) in res.items():
-                    d = res[("dense", timing)][0]
-                    percall.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk,
-                                    "sparsity": s, "density": mats[0].density, "method": method,
-                                    "timing": timing, "ms": med, "ms_q25": q25, "ms_q75": q75,
-                                    "noisy": is_noisy(med, q75 - q25),
-                                    "speedup_vs_dense": d / med,
-                                    "config": cfg if method.startswith("lab") else "torch.matmul",
-                                    "rel_err": err if method.startswith("lab") else ""})
-                g = res[("lab-bsr", GRAPH)][0]
-                e = res[("lab-bsr", EAGER)][0]
-                line = (f"s={s} k={k}: lab-bsr kernel {g * 1e3:.1f} us ({res[('dense', GRAPH)][0] / g:.2f}x dense), "
-                        f"per call {e * 1e3:.1f} us ({res[('dense', EAGER)][0] / e:.2f}x dense eager), "
+                percall.extend(percall_rows(run, n, k, s, mats[0].density, res, cfg, err))
+                res = {key: m.median_s * 1e3 for key, m in res.items()}
+                direct = (res[(direct_name, EAGER)],)
+                g = res[("lab-bsr", GRAPH)]
+                e = res[("lab-bsr", EAGER)]
+                line = (f"s={s} k={k}: lab-bsr kernel {g * 1e3:.1f} us ({res[('dense', GRAPH)] / g:.2f}x dense), "
+                        f"per call {e * 1e3:.1f} us ({res[('dense', EAGER)] / e:.2f}x dense eager), "
                         f"per call / kernel {e / g:.2f}; direct launch without graphs "
-                        f"{direct[0] * 1e3:.1f} us ({res[('dense', EAGER)][0] / direct[0]:.2f}x)")
+                        f"{direct[0] * 1e3:.1f} us ({res[('dense', EAGER)] / direct[0]:.2f}x)")
                 print(line, flush=True)
                 summary.append(line)
-                write_csv(out_dir / "bsr_percall.csv", percall)
+                write_rows(out_dir / "bsr_percall.csv", percall, SCRIPT_COLUMNS)
 
     section("per call vs kernel", per_call)
 
@@ -225,10 +221,9 @@ def main() -> int:
         y = torch.empty(n, k, device="cuda", dtype=dtype)
         lab.bsr_matmul(a, b, autotune=False)
         cfg = lab.preset_config(a, b)
-        run = launcher(a, k, dtype, cfg, lab.auto_split_len(a))
+        cached = launcher(a, k, dtype, cfg, lab.auto_split_len(a))
         dense = torch.randn(n, n, device="cuda").half()
         small = torch.randn(64, 64, device="cuda").half()
-        rows = []
         def no_graph(fn):
             def call():
                 bsr_launch.GRAPH_REPLAY = False
@@ -237,23 +232,23 @@ def main() -> int:
                 finally:
                     bsr_launch.GRAPH_REPLAY = True
             return call
+        measured = {}
         for what, fn in (("bsr_matmul(a, b) (Y allocated)", lambda: lab.bsr_matmul(a, b, autotune=False)),
                          ("bsr_matmul(a, b), direct launch (no graph replay)",
                           no_graph(lambda: lab.bsr_matmul(a, b, autotune=False))),
-                         ("cached launch alone, no graph replay", no_graph(lambda: run(b, y))),
+                         ("cached launch alone, no graph replay", no_graph(lambda: cached(b, y))),
                          ("bsr_matmul(a, b, out=y)", lambda: lab.bsr_matmul(a, b, out=y, autotune=False)),
-                         ("cached launch alone: launch(b, y)", lambda: run(b, y)),
-                         ("arguments alone: make_args(b, y)", lambda: run.make_args(b, y)),
+                         ("cached launch alone: launch(b, y)", lambda: cached(b, y)),
+                         ("arguments alone: make_args(b, y)", lambda: cached.make_args(b, y)),
                          ("torch.empty(n, k)", lambda: torch.empty(n, k, device="cuda", dtype=dtype)),
                          ("torch.matmul 64 x 64 (a tiny cuBLAS call, for scale)", lambda: torch.matmul(small, small)),
                          ("torch.matmul(A_dense, b) (host side)", lambda: torch.matmul(dense, b))):
-            us = host_us(torch, fn, calls=300 if "A_dense" in what else 2000)
-            rows.append({**meta, "n": n, "k": k, "block": blk, "stored_blocks": a.nnz_blocks,
-                         "config": cfg.label(), "what": what, "host_us_per_call": us,
-                         "timing": "host clock over calls queued without waiting"})
-            print(f"host: {what}: {us:.1f} us", flush=True)
-        write_csv(out_dir / "bsr_host.csv", rows)
-        summary.append("host: " + "; ".join(f"{r['what']} {r['host_us_per_call']:.1f} us"
+            task = run.task("host", what, {"n": n, "k": k}, dtype="float16", block=blk)
+            measured[what] = run.host(fn, task, calls=300 if "A_dense" in what else 2000)
+            print(f"host: {what}: {measured[what].median_s * 1e6:.1f} us", flush=True)
+        rows = host_rows(run, measured, a.nnz_blocks, cfg.label())
+        write_rows(out_dir / "bsr_host.csv", rows, SCRIPT_COLUMNS)
+        summary.append("host: " + "; ".join(f"{r['backend']} {r['host_us_per_call']:.1f} us"
                                             for r in rows[:6]))
 
     section("host cost", host)
@@ -276,17 +271,20 @@ def main() -> int:
             bc = torch.randn(kc, k, device="cuda").half()
             yc = torch.empty(n, k, device="cuda", dtype=dtype)
             t = {}
-            t["lab-bsr"] = lab.graph_time(lambda: lab.bsr_matmul(a, b, out=y, autotune=False))
+
+            def timed(name, fn):
+                t[name] = run.graph(fn, run.task("spmm", name, {"n": n, "k": k}, dtype="float16",
+                                                 block=blk, sparsity=s))
+            timed("lab-bsr", lambda: lab.bsr_matmul(a, b, out=y, autotune=False))
             dense = a.to_dense()
-            t["dense torch.matmul"] = lab.graph_time(lambda: torch.matmul(dense, b, out=yc))
-            t["ceiling: cuBLAS n x (n * density) @ (n * density) x k"] = lab.graph_time(
-                lambda: torch.matmul(ac, bc, out=yc))
+            timed("dense torch.matmul", lambda: torch.matmul(dense, b, out=yc))
+            timed(CEILING, lambda: torch.matmul(ac, bc, out=yc))
             errs = {"lab-bsr": float((y.float() - ref).norm() / ref.norm())}
             cfgs = {"lab-bsr": lab.preset_config(a, b).label()}
             try:
                 got = bsr_dense_mm(a_t, b)
                 errs["torch bsr_dense_mm (defaults)"] = float((got.float() - ref).norm() / ref.norm())
-                t["torch bsr_dense_mm (defaults)"] = lab.graph_time(lambda: bsr_dense_mm(a_t, b, out=y))
+                timed("torch bsr_dense_mm (defaults)", lambda: bsr_dense_mm(a_t, b, out=y))
                 cfgs["torch bsr_dense_mm (defaults)"] = "no meta for this GPU: defaults"
             except Exception as exc:
                 summary.append(f"peers: bsr_dense_mm failed: {type(exc).__name__}: {exc}")
@@ -300,30 +298,21 @@ def main() -> int:
                     got = bsr_dense_mm(a_t, b, meta=tuned)
                     name = "torch bsr_dense_mm (tuned here)"
                     errs[name] = float((got.float() - ref).norm() / ref.norm())
-                    t[name] = lab.graph_time(lambda: bsr_dense_mm(a_t, b, out=y, meta=tuned))
+                    timed(name, lambda: bsr_dense_mm(a_t, b, out=y, meta=tuned))
                     cfgs[name] = f"{tuned} (tuned in {tune_s:.0f} s)"
                 except Exception as exc:
                     traceback.print_exc()
                     summary.append(f"peers: tuning failed: {type(exc).__name__}: {exc}")
-            ceiling = t["ceiling: cuBLAS n x (n * density) @ (n * density) x k"][0]
-            for name, v in t.items():
-                if v is None:
-                    continue
-                rows.append({**meta, "n": n, "k": k, "dtype": "fp16", "block": blk, "sparsity": s,
-                             "density": a.density, "method": name, "timing": GRAPH, "ms": v[0],
-                             "ms_q25": v[1], "ms_q75": v[2],
-                             "noisy": is_noisy(v[0], v[2] - v[1]),
-                             "fraction_of_ceiling": ceiling / v[0],
-                             "speedup_vs_dense": t["dense torch.matmul"][0] / v[0],
-                             "config": cfgs.get(name, ""), "rel_err": errs.get(name, "")})
-            lab_ms = t["lab-bsr"][0]
-            tuned_ms = t.get("torch bsr_dense_mm (tuned here)", (float("nan"),))[0]
+            rows += peer_rows(run, a.density, t, cfgs, errs)
+            ceiling, lab_ms = t[CEILING].median_s * 1e3, t["lab-bsr"].median_s * 1e3
+            tuned = t.get("torch bsr_dense_mm (tuned here)")
+            tuned_ms = tuned.median_s * 1e3 if tuned is not None else float("nan")
             line = (f"peers s={s}: lab-bsr {lab_ms * 1e3:.1f} us = {ceiling / lab_ms:.2f} of the ceiling "
                     f"({ceiling * 1e3:.1f} us), {tuned_ms / lab_ms:.2f}x tuned torch, "
-                    f"{t['dense torch.matmul'][0] / lab_ms:.2f}x dense")
+                    f"{t['dense torch.matmul'].median_s * 1e3 / lab_ms:.2f}x dense")
             print(line, flush=True)
             summary.append(line)
-            write_csv(out_dir / "bsr_peers.csv", rows)
+            write_rows(out_dir / "bsr_peers.csv", rows, SCRIPT_COLUMNS)
 
     if not args.skip_peers:
         section("peers", peers)
@@ -337,13 +326,13 @@ def main() -> int:
         torch.manual_seed(0)
         dense = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d)).cuda().half()
         x = torch.randn(tokens, d, device="cuda").half()
-        rows = []
         models = {"dense nn.Linear": dense}
         for s in (0.5, 0.9):
             models[f"BlockSparseLinear b64 {int(s * 100)} %"] = nn.Sequential(
                 BlockSparseLinear.from_linear(dense[0], blk, s), nn.GELU(),
                 BlockSparseLinear.from_linear(dense[2], blk, s))
         flops = 2 * tokens * d * 4 * d * 2
+        measured, errs, first = {}, {}, {}
         for name, model in models.items():
             with torch.no_grad():
                 ref = None
@@ -357,22 +346,17 @@ def main() -> int:
                     t0 = time.time()
                     fn = model if mode == "eager" else torch.compile(model)
                     y = fn(x)
-                    compile_s = time.time() - t0
-                    err = float((y.float() - ref).norm() / ref.norm()) if ref is not None else ""
-                    med, q25, q75 = eager_per_call(torch, [lambda: fn(x)], calls=20, reps=5)
-                    rows.append({**meta, "d": d, "hidden": 4 * d, "tokens": tokens, "dtype": "fp16",
-                                 "model": name, "mode": mode,
-                                 "timing": "per forward, back-to-back (CUDA events)",
-                                 "ms": med, "ms_q25": q25, "ms_q75": q75,
-                                 "noisy": is_noisy(med, q75 - q25),
-                                 "dense_tflops_equiv": flops / med / 1e9, "rel_err": err,
-                                 "first_call_s": compile_s})
-                    print(f"mlp {name} {mode}: {med:.3f} ms (err {err})", flush=True)
-        base = {r["mode"]: r["ms"] for r in rows if r["model"] == "dense nn.Linear"}
-        for r in rows:
-            r["speedup_vs_dense"] = base.get(r["mode"], float("nan")) / r["ms"]
-        write_csv(out_dir / "bsr_mlp.csv", rows)
-        summary.append("mlp: " + "; ".join(f"{r['model']} {r['mode']} {r['ms']:.3f} ms "
+                    first[(name, mode)] = time.time() - t0
+                    if ref is not None:
+                        errs[name] = float((y.float() - ref).norm() / ref.norm())
+                    task = run.task("mlp forward", name, {"d": d, "hidden": 4 * d, "tokens": tokens},
+                                    dtype="float16", block=blk)
+                    measured[(name, mode)] = run.rotating([lambda: fn(x)], task, calls=20, reps=5)
+                    print(f"mlp {name} {mode}: {measured[(name, mode)].median_s * 1e3:.3f} ms "
+                          f"(err {errs.get(name, '')})", flush=True)
+        rows = mlp_rows(run, measured, flops, errs, first)
+        write_rows(out_dir / "bsr_mlp.csv", rows, SCRIPT_COLUMNS)
+        summary.append("mlp: " + "; ".join(f"{r['backend']} {r['mode']} {r['ms']:.3f} ms "
                                            f"({r['speedup_vs_dense']:.2f}x)" for r in rows))
 
     if not args.skip_mlp:

@@ -12,38 +12,46 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import app  # noqa
-from pages import isomorphism as iso
-from dash.development.base_component import Component
 
-def defaults():
-    vals = {}
-    def walk(c):
-        if isinstance(c, Component):
-            cid = getattr(c, "id", None)
-            if isinstance(cid, str) and hasattr(c, "value"):
-                vals[cid] = c.value
-            for ch in (c.children if isinstance(getattr(c, "children", None), list) else [getattr(c, "children", None)]):
-                walk(ch)
-        elif isinstance(c, (list, tuple)):
-            for ch in c: walk(ch)
-    walk(iso.layout())
-    return vals
-V = defaults()
-def vals(states): return [V[s.component_id] for s in states]
-calls = {
- "update_conv": lambda: iso.update_conv(*vals(iso.CONV_STATES)),
- "update_conv_row": lambda: iso.update_conv_row(0, *vals(iso.CONV_STATES)),
- "update_pool": lambda: iso.update_pool(*vals(iso.POOL_STATES)),
- "update_rnn": lambda: iso.update_rnn(*vals(iso.RNN_STATES)),
- "update_attn": lambda: iso.update_attn(*vals(iso.ATTN_STATES)),
- "attn_token_range": lambda: iso.attn_token_range(V[iso.wid("attn", "t_len")]),
- "draw_sweep(no rows)": lambda: iso.draw_sweep([], []),
- "draw_sweep(ref)": lambda: iso.draw_sweep([], ["ref"]),
-}
-for name, fn in calls.items():
-    t0 = time.perf_counter(); fn(); first = time.perf_counter() - t0
-    ts = []
-    for _ in range(3):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    print(f"{name:24s} first {first*1e3:8.1f} ms   then median {statistics.median(ts)*1e3:8.1f} ms")
+
+def main() -> int:
+    import app  # noqa
+    from pages import isomorphism as iso
+    from dash.development.base_component import Component
+
+    def defaults():
+        vals = {}
+        def walk(c):
+            if isinstance(c, Component):
+                cid = getattr(c, "id", None)
+                if isinstance(cid, str) and hasattr(c, "value"):
+                    vals[cid] = c.value
+                for ch in (c.children if isinstance(getattr(c, "children", None), list) else [getattr(c, "children", None)]):
+                    walk(ch)
+            elif isinstance(c, (list, tuple)):
+                for ch in c: walk(ch)
+        walk(iso.layout())
+        return vals
+    V = defaults()
+    def vals(states): return [V[s.component_id] for s in states]
+    calls = {
+     "update_conv": lambda: iso.update_conv(*vals(iso.CONV_STATES)),
+     "update_conv_row": lambda: iso.update_conv_row(0, *vals(iso.CONV_STATES)),
+     "update_pool": lambda: iso.update_pool(*vals(iso.POOL_STATES)),
+     "update_rnn": lambda: iso.update_rnn(*vals(iso.RNN_STATES)),
+     "update_attn": lambda: iso.update_attn(*vals(iso.ATTN_STATES)),
+     "attn_token_range": lambda: iso.attn_token_range(V[iso.wid("attn", "t_len")]),
+     "draw_sweep(no rows)": lambda: iso.draw_sweep([], []),
+     "draw_sweep(ref)": lambda: iso.draw_sweep([], ["ref"]),
+    }
+    for name, fn in calls.items():
+        t0 = time.perf_counter(); fn(); first = time.perf_counter() - t0
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+        print(f"{name:24s} first {first*1e3:8.1f} ms   then median {statistics.median(ts)*1e3:8.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,9 +31,41 @@ TARGET_BLOCK = 64
 TARGET_SPEEDUPS = {0.9: 5.0, 0.5: 1.6}  # sparsity -> lab-bsr over dense, at TARGET_BLOCK
 
 
+# Measurement rows (engine.bench.script_rows) name what ran "backend" and how "method";
+# the older CSVs called what ran "method" and put the GPU's name under "device".
+_LEGACY_NAMES = {"torch_version": "torch", "triton_version": "triton", "measured_at": "date"}
+_PER_CALL_COLUMNS = {"ms": "ms_events", "ms_q25": "ms_events_q25", "ms_q75": "ms_events_q75",
+                     "speedup_vs_dense": "speedup_vs_dense_events"}
+
+
+def legacy_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """A CSV of Measurement rows in the older column names (what ran in "method", the
+    GPU's name in "device", torch / triton / date); older CSVs come back unchanged."""
+    if "backend" not in frame or "median_s" not in frame:
+        return frame
+    out = frame.rename(columns=_LEGACY_NAMES)
+    out["timing_method"] = out["method"]
+    out["method"] = out["backend"]
+    if "device_name" in out:
+        out["device"] = out["device_name"]
+    return out
+
+
+def _one_row_per_point(frame: pd.DataFrame) -> pd.DataFrame:
+    """bsr_bench.py's rows (one per backend and figure) as one row per backend and point:
+    the kernel-only figure's columns, and the per-call figure's as ms_events etc."""
+    keys = [c for c in ("block", "sparsity", "method", "pattern") if c in frame]
+    kernel = frame[frame["figure"] == "kernel-only"]
+    call = frame[frame["figure"] == "per call"][keys + list(_PER_CALL_COLUMNS)]
+    return kernel.merge(call.rename(columns=_PER_CALL_COLUMNS), on=keys, how="left")
+
+
 def load_bsr_bench(path: str | Path) -> pd.DataFrame:
-    """The benchmark's rows, numbers as numbers; ValueError naming missing columns."""
-    frame = pd.read_csv(path)
+    """The benchmark's rows, numbers as numbers; ValueError naming missing columns.
+    Reads both the Measurement rows bsr_bench.py writes now and the older CSVs."""
+    frame = legacy_view(pd.read_csv(path))
+    if "figure" in frame:
+        frame = _one_row_per_point(frame)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"bsr benchmark CSV {Path(path).name}: expected columns "
@@ -116,7 +148,7 @@ def percall_table(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         return pd.DataFrame()
-    frame = pd.read_csv(p)
+    frame = legacy_view(pd.read_csv(p))
     need = ("device", "date", "k", "sparsity", "method", "timing", "ms")
     missing = [c for c in need if c not in frame.columns]
     if missing:

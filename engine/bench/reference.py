@@ -75,10 +75,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          ("rows", "cols", "k", "block"), sweep="structured", symbols={"rows": "n", "cols": None}),
     Kind("lab-bsr", "lab-bsr kernel benchmark", "/structured-sparsity",
          frozenset({"nnz_blocks", "ms", "speedup_vs_torch_bsr", "timing"}), ("n", "k", "block"),
-         device=("device",), method="timing"),
+         method="timing"),  # device: "device_name" (Measurement rows), else the older "device"
     Kind("lab-bsr-percall", "lab-bsr per call and kernel-only", "/structured-sparsity",
          frozenset({"method", "timing", "ms", "speedup_vs_dense", "density", "n", "k", "block"}),
-         ("n", "k", "block"), device=("device",), method="timing",
+         ("n", "k", "block"), method="timing",
          absent=frozenset({"nnz_blocks", "fraction_of_ceiling"})),
     Kind("attention", "masked attention", "/attention", frozenset({"sweep", "seq_len", "mask", "impl", "kernel_ms"}),
          ("seq_len", "batch", "heads", "head_dim"), sweep="attention", symbols={"seq_len": "S"}),

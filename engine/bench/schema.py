@@ -149,6 +149,18 @@ SCANNER_PHASE_MAP_COLUMNS = columns(
     "K:int nonzeros:int outputs:int trials:int omp_success_rate:float pinv_success_rate:float", "device")
 GENERATOR_TRAINING_COLUMNS = columns("step:int loss:float", "steps:int lr:float device")
 
+# The headless GPU scripts (benchmarks/bsr_bench.py, gpu_bsr_app.py, ...): Measurement rows
+# (engine.bench.script_rows) with their dims and versions, plus each script's derived columns.
+SCRIPT_COLUMNS = measurement_columns(
+    ("n", "k", "d", "hidden", "tokens"), ("torch_version", "triton_version"),
+    required=("op", "backend", "method", "device", "device_name", "torch_version")) | columns(
+    "script measured_at timing",
+    "ms:float ms_q25:float ms_q75:float figure status config rel_err:float speedup_vs_dense:float "
+    "speedup_vs_torch_bsr:float theory:float efficiency:float tflops:float nnz_blocks:int "
+    "flops_dense:float flops_sparse:float gather_bytes:float gather_tb_per_s:float max_row_blocks:int "
+    "mean_row_blocks:float fraction_of_ceiling:float host_us_per_call:float stored_blocks:int mode "
+    "dense_tflops_equiv:float first_call_s:float")
+
 # Every kind of run /runs imports and the CLI writes, listed here (nothing registers at import).
 SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "paradox": PARADOX_COLUMNS, "structured": STRUCTURED_COLUMNS, "your-matrix": MATRIX_COLUMNS,
@@ -156,6 +168,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "isomorphism-timing": ISOMORPHISM_COLUMNS, "paper-training": PAPER_COLUMNS,
     "structured-matrices": STRUCTURED_MATRICES_COLUMNS, "structured-accuracy": STRUCTURED_ACCURACY_COLUMNS,
     "scanner-phase-map": SCANNER_PHASE_MAP_COLUMNS, "generator-training": GENERATOR_TRAINING_COLUMNS,
+    "gpu-script": SCRIPT_COLUMNS,
 }
 # Which values each kind's "status" column may hold. Kinds not listed write free text there
 # ("unavailable: on CPU, ..." on /attention) and are not checked.

@@ -25,7 +25,15 @@ FLUSHES = ("write", "read", "none")
 
 def graph_time(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
                flush: str = "write") -> tuple[float, float, float]:
-    """GPU time of ``fn()`` in ms as (median, q25, q75), free of Python launch cost:
+    """GPU time of ``fn()`` in ms as (median, q25, q75) of ``graph_samples``."""
+    q = torch.tensor(graph_samples(fn, n_inner, reps, flush_mb, flush), dtype=torch.float64).quantile(
+        torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def graph_samples(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
+                  flush: str = "write") -> list[float]:
+    """GPU time of ``fn()`` in ms, one sample per rep, free of Python launch cost:
     two CUDA graphs are captured, G1 = n_inner x (evict L2, fn) and G0 = the same
     without fn; each rep replays both (CUDA events) and the sample is
     (t(G1) - t(G0)) / n_inner. CUDA only; fn must be capturable.
@@ -72,9 +80,7 @@ def graph_time(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
             pair.append(start.elapsed_time(end))
         samples.append((pair[0] - pair[1]) / n_inner)
     del g1, g0, buf
-    q = torch.tensor(samples, dtype=torch.float64).quantile(
-        torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64))
-    return float(q[0]), float(q[1]), float(q[2])
+    return samples
 
 
 def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
