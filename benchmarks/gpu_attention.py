@@ -37,6 +37,8 @@ import torch  # noqa: E402
 
 from engine.attention.attend import (SweepConfig, attention_sweep, compiled_flex, crossover,  # noqa: E402
                               random_qkv)
+from engine.bench.script_rows import ScriptRun  # noqa: E402
+from engine.bench.timer import measure  # noqa: E402
 from engine.runtime.device import job_device, package_version, runtime_device_name  # noqa: E402
 from engine.attention.masks import MASK_KINDS  # noqa: E402
 
@@ -86,36 +88,22 @@ BARE_SEQS = (4096, 16384)
 COMPILE_MODES = {"auto": None, "static": False, "dynamic": True}
 
 
-def bare_bench(fn, device) -> float:
-    """Milliseconds per call: triton.testing.do_bench on CUDA (L2 flushed before every
-    call), torch's Timer elsewhere."""
-    if device.type == "cuda":
-        from triton.testing import do_bench
-
-        return float(do_bench(fn, warmup=25, rep=200))
-    import torch.utils.benchmark as benchmark
-
-    return benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.2).median * 1e3
+def bare_bench(run: ScriptRun, fn, task) -> float:
+    """Milliseconds per call, the median of a Measurement: triton.testing.do_bench on
+    CUDA (L2 flushed before every call, every sample kept), the lab's timer elsewhere."""
+    m = run.events(fn, task, rep_ms=200) if run.cuda else measure(fn, task=task, repeats=10)
+    return m.median_s * 1e3
 
 
-def bare_events(fn, device, calls: int = 50, batches: int = 7) -> float:
+def bare_events(run: ScriptRun, fn, task, calls: int = 50, batches: int = 7) -> float:
     """Milliseconds per call of back-to-back calls between two CUDA events (L2 warm, as
-    in a model and as the lab's timer sees it): the median over ``batches``."""
-    if device.type != "cuda":
-        return bare_bench(fn, device)
+    in a model and as the lab's timer sees it): the median of a Measurement over
+    ``batches`` runs."""
+    if not run.cuda:
+        return bare_bench(run, fn, task)
     for _ in range(10):
         fn()
-    per_call = []
-    for _ in range(batches):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        start.record()
-        for _ in range(calls):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        per_call.append(start.elapsed_time(end) / calls)
-    return float(sorted(per_call)[len(per_call) // 2])
+    return run.rotating([fn], task, calls=calls, reps=batches).median_s * 1e3
 
 
 def warm_up_gpu(device, seconds: float = 1.0) -> None:
@@ -143,8 +131,13 @@ def bare_check(device, seqs, batch, heads, head_dim, dtype, window) -> list[dict
 
     rows = []
     warm_up_gpu(device)
+    run = ScriptRun.here("gpu_attention", cuda=device.type == "cuda")
     for s in seqs:
         q, k, v = random_qkv(batch, heads, s, head_dim, dtype, device, seed=1)
+
+        def task(impl, s=s):
+            return run.task("attention", impl, {"seq_len": s, "batch": batch, "heads": heads,
+                                                "head_dim": head_dim}, dtype=str(dtype))
         row = {"seq_len": s, "window": window, "batch": batch, "heads": heads, "head_dim": head_dim,
                "dtype": dtype, "device_name": runtime_device_name(device)}
         try:
@@ -157,12 +150,13 @@ def bare_check(device, seqs, batch, heads, head_dim, dtype, window) -> list[dict
                 torch.cuda.synchronize()
             row["bare_first_call_s"] = time.perf_counter() - t0
             row["bare_sdpa_causal_ms"] = bare_bench(
-                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), device)
-            row["bare_flex_ms"] = bare_bench(lambda: flex(q, k, v, block_mask=bm), device)
+                run, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), task("sdpa-causal"))
+            row["bare_flex_ms"] = bare_bench(run, lambda: flex(q, k, v, block_mask=bm), task("flex"))
             row["bare_speedup"] = row["bare_sdpa_causal_ms"] / row["bare_flex_ms"]
             row["bare_sdpa_causal_events_ms"] = bare_events(
-                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), device)
-            row["bare_flex_events_ms"] = bare_events(lambda: flex(q, k, v, block_mask=bm), device)
+                run, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), task("sdpa-causal"))
+            row["bare_flex_events_ms"] = bare_events(run, lambda: flex(q, k, v, block_mask=bm),
+                                                     task("flex"))
             row["bare_events_speedup"] = row["bare_sdpa_causal_events_ms"] / row["bare_flex_events_ms"]
             row["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - report, do not hide

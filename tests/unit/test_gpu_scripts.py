@@ -151,3 +151,17 @@ def test_bsr_bench_quick_runs_end_to_end_on_the_cpu_interpreter(tmp_path, monkey
     assert lab["timing"] == SMOKE_TIMING and lab["timing_method"] == WALL_CLOCK
     ref = reference.read_reference(tmp_path / "bsr_bench.csv", tmp_path)
     assert ref.kind == "lab-bsr" and ref.device_name.startswith("CPU")
+
+
+def test_gpu_attention_bare_timings_come_from_measurements(monkeypatch):
+    """The bare SDPA / FlexAttention check times through a Measurement (on the CPU: the
+    lab's timer) and reports its median in ms."""
+    att = _script("gpu_attention.py")
+    run = ScriptRun.here("test", cuda=False)
+    task = run.task("attention", "sdpa-causal", {"seq_len": 8, "batch": 1, "heads": 1, "head_dim": 4})
+    seen = []
+    real = att.measure
+    monkeypatch.setattr(att, "measure", lambda fn, **kw: seen.append(kw["task"]) or real(fn, **kw))
+    ms = att.bare_bench(run, lambda: sum(range(100)), task)
+    assert ms > 0 and seen == [task]
+    assert att.bare_events(run, lambda: sum(range(100)), task) > 0 and len(seen) == 2
