@@ -79,7 +79,8 @@ def measure(fn: Callable[[], object], repeats: int = 20, device: str | None = No
 def repeat_until_settled(fn: Callable[[], object], task: Task | None = None, budget_s: float = 5.0,
                          threshold: float = NOISE_THRESHOLD, min_runs: int = 5, max_runs: int = 1000,
                          warmup: int = 3, target_run_s: float = 2e-3, device: str | None = None) -> Measurement:
-    """Take timed runs until IQR/median <= ``threshold`` (after ``min_runs``) or ``budget_s`` is spent.
+    """Take at least ``min_runs`` timed runs, then more until IQR/median <= ``threshold`` or
+    ``budget_s`` (counted from the warm-up on) is spent.
 
     The result's ``settled`` says which: True (settled), False (budget or max_runs reached,
     the spread is still above the threshold; ``noisy`` then says so too).
@@ -104,8 +105,8 @@ def repeat_until_settled(fn: Callable[[], object], task: Task | None = None, bud
             if q50 > 0 and (q75 - q25) / q50 <= threshold:
                 settled = True
                 break
-        if time.perf_counter() - started > budget_s:
-            break
+        if len(times) >= min_runs and time.perf_counter() - started > budget_s:
+            break  # (at least min_runs, even when the warm-up alone spent the budget)
     return Measurement(task=task, times_s=tuple(times), method=EAGER, repeats=len(times),
                        warmup=max(1, warmup), number_per_run=number, settled=settled)
 

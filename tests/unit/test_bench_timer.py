@@ -53,5 +53,18 @@ def test_repeat_until_settled_stops_at_the_budget():
         repeat_until_settled(lambda: None, task=SLEEP, min_runs=1)
 
 
+def test_repeat_until_settled_takes_min_runs_even_past_the_budget():
+    """A warm-up longer than the budget still leaves min_runs timed runs (callers promise
+    "at least repeats runs"); then the budget stops it."""
+    calls = []
+
+    def fn():
+        time.sleep(0.03 if len(calls) < 4 else 0.001)  # a slow first call, as a cold path is
+        calls.append(1)
+
+    t = repeat_until_settled(fn, task=SLEEP, budget_s=0.01, min_runs=5, warmup=1, target_run_s=0.0)
+    assert t.runs == 5
+
+
 def test_measure_once_is_a_median():
     assert 0.005 <= measure_once(lambda: time.sleep(0.005), repeats=3) < 0.02
