@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.bench.bsr_results import TARGET_BLOCK, break_even, load_bsr_bench, targets
+from engine.bench.bsr_results import TARGET_BLOCK, break_even, legacy_view, load_bsr_bench, targets
 from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method
 from engine.bench.reference import Reference, references, short_device
 from engine.validate import check_choice
@@ -58,7 +58,7 @@ def _lab_bsr_kind(ref: Reference, method: str) -> pd.DataFrame:
 
 
 def _percall_kind(ref: Reference, method: str) -> pd.DataFrame:
-    f = pd.read_csv(ref.path)
+    f = legacy_view(pd.read_csv(ref.path))  # Measurement rows: what ran is "backend"
     return f[f["timing"].map(normalise_method) == method]
 
 

@@ -82,6 +82,14 @@ def test_bsr_bench_rows_are_measurements_that_the_readers_read(tmp_path):
     got = {t["target"]: t["reached"] for t in targets(frame)}
     assert got["lab-bsr vs dense at 90 % sparsity"] == pytest.approx(5.0)
     assert got["lab-bsr vs dense at 50 % sparsity"] == pytest.approx(2.0)
+    from engine.bench import bsr_runs, reference
+
+    ref = reference.read_reference(path, tmp_path)
+    assert ref.kind == "lab-bsr" and ref.device_name == "GPU X"
+    for method in (CUDA_GRAPH, EAGER):  # the page's picker, either figure
+        run = bsr_runs.run_frame(ref, method)
+        lab = run[(run["method"] == "lab-bsr") & (run["sparsity"] == 0.9)].iloc[0]
+        assert lab["speedup_vs_dense"] == pytest.approx(5.0)
 
 
 def test_gpu_bsr_app_rows_are_measurements_that_the_readers_read(tmp_path):
@@ -111,6 +119,14 @@ def test_gpu_bsr_app_rows_are_measurements_that_the_readers_read(tmp_path):
                              ("BlockSparseLinear b64 90 %", "eager"): _fake(mlp_task, 1e-3, EAGER)},
                        1e12, {}, {("dense nn.Linear", "eager"): 0.1, ("BlockSparseLinear b64 90 %", "eager"): 0.2})
     assert [round(r["speedup_vs_dense"], 2) for r in mlp] == [1.0, 3.5]
+    # the page's picker of committed runs reads the new per-call rows too
+    from engine.bench import bsr_runs, reference
+
+    ref = reference.read_reference(path, tmp_path)
+    assert ref.kind == "lab-bsr-percall" and ref.device_name == "GPU X"
+    call = bsr_runs.run_frame(ref, EAGER)
+    assert set(call["method"]) == {"lab-bsr", "dense"}
+    assert call.loc[call["method"] == "lab-bsr", "speedup_vs_dense"].iloc[0] == pytest.approx(3.6)
     for name, rows in (("peers", peers), ("host", host), ("mlp", mlp)):
         write_rows(tmp_path / f"{name}.csv", rows, SCRIPT_COLUMNS)  # every column in the schema
     with pytest.raises(ValueError, match="expected those of the schema .* got surprise besides"):
