@@ -149,14 +149,17 @@ class Reference:
         return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+@lru_cache(maxsize=4096)
+def _run_date(text: str) -> str:
+    stamp = pd.to_datetime(text.split(" (")[0], errors="coerce", utc=True)
+    return "" if pd.isna(stamp) else stamp.strftime("%Y-%m-%d %H:%M")
+
+
 def run_date(text) -> str:
     """A run's date as "YYYY-MM-DD HH:MM" (UTC when the text says), "" when unreadable; the
     CSVs write "2026-11-30T09:40:53+00:00", "2026-11-30 12:46 UTC", "2026-11-22T06:34Z"."""
     text = str(text or "").strip().replace(" UTC", "+00:00")
-    if not text:
-        return ""
-    stamp = pd.to_datetime(text.split(" (")[0], errors="coerce", utc=True)
-    return "" if pd.isna(stamp) else stamp.strftime("%Y-%m-%d %H:%M")
+    return _run_date(text) if text else ""
 
 
 def _device_txt(folder: Path) -> tuple[str, str]:
@@ -209,7 +212,7 @@ def read_reference(path: Path, root: Path) -> Reference | None:
     txt_date, txt_device = _device_txt(path.parent)
     device = next((str(v) for c in kind.device if c in frame for v in frame[c].dropna()[:1]), "") or txt_device
     date = next((d for c in kind.date if c in frame
-                 for d in [max((run_date(v) for v in frame[c].dropna()), default="")] if d), "")
+                 for d in [max((run_date(v) for v in frame[c].dropna().unique()), default="")] if d), "")
     methods = (tuple(sorted({normalise_method(m) for m in frame[kind.method].dropna()} - {""}))
                if kind.method and kind.method in frame else ())
     return Reference(kind=kind.name, path=path, name=path.relative_to(root).as_posix(), device_name=device,
