@@ -449,8 +449,8 @@ def bytes_break_even(fmt: str, dtype: str = "float32", index_bytes: int = INDEX_
 
 # -- optional backends from other modules ----------------------------------------
 # Add your module's import path here. The registry imports it and calls its
-# ``register()`` (idempotent; it calls register_backend); a module without one
-# registers at import (the older way).
+# ``register()`` (idempotent; it calls register_backend): importing a backend module
+# registers nothing.
 OPTIONAL_BACKEND_MODULES: tuple[str, ...] = (
     "engine.sparse.kernels.bsr_matmul",   # "lab-bsr": the project's Triton BSR kernel
     "engine.sparse.two_four",       # "torch-2:4": NVIDIA 2:4 via to_sparse_semi_structured

@@ -126,3 +126,10 @@ def test_storage_bytes_match_real_tensors():
         assert formats.storage_bytes(fmt, 128, 128, density) == pytest.approx(real, rel=1e-6)
     bsr = get_backend("torch-bsr").nbytes(get_backend("torch-bsr").prepare(a, SimpleSpec(shape=(128, 128), block=16)))
     assert formats.storage_bytes("bsr", 128, 128, density, block=16) == pytest.approx(bsr, rel=0.05)
+
+
+def test_the_2_4_backend_registers_through_its_register_once():
+    from engine.sparse import formats, two_four
+
+    assert two_four.register() is two_four.register() is formats.get_backend("torch-2:4")
+    assert formats.backend_names().count("torch-2:4") == 1
