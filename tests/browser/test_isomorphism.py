@@ -53,3 +53,30 @@ def test_isomorphism_sliders_click_and_downloads(app_server, page):
     page.click("#iso-tab-rnn")
     wait_for_text(page, "#iso-rnn-msg", "block lower-triangular")
     assert float(page.inner_text("#iso-rnn-stats").split("\n")[0]) < 1e-9
+
+
+def test_every_download_of_every_tab_and_the_sweep(app_server, page):
+    """Each tab's facts CSV, timing CSV and .mtx file, and the sweep job's rows CSV."""
+    from tests.browser.conftest import wait_for_job
+    from tests.browser.test_chain_helpers import every_download_gives_rows
+
+    page.goto(app_server + "/isomorphism")
+    for tab in ("conv", "pool", "rnn", "attn"):
+        page.click(f"#iso-tab-{tab}")
+        page.wait_for_selector(f"#iso-{tab}-msg .msg")
+        page.wait_for_selector(f"#iso-{tab}-timing .dash-cell")
+        every_download_gives_rows(page, {f"#iso-{tab}-facts-csv-button": 3,
+                                         f"#iso-{tab}-timing-csv-button": 1})
+        with page.expect_download() as info:
+            page.click(f"#iso-{tab}-mtx-button")
+        lines = open(info.value.path()).read().splitlines()
+        assert lines[0].startswith("%%MatrixMarket matrix coordinate"), (tab, lines[:2])
+    # the sweep at its smallest: one channel count, one image size, one batch
+    for box, keep in (("iso-sweep-channels", "1"), ("iso-sweep-images", "16")):
+        for label in page.locator(f"#{box} label").all():
+            checkbox = label.locator("input")
+            if checkbox.is_checked() != (label.inner_text().strip() == keep):
+                checkbox.click()
+    page.click("#iso-sweep-job-run")
+    wait_for_job(page, "#iso-sweep-job-status", timeout=120_000)
+    every_download_gives_rows(page, {"#iso-sweep-job-csv": 1})

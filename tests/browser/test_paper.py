@@ -43,3 +43,8 @@ def test_paper_start_watch_cancel_download(app_server, page):
     assert tied["max_abs_diff_vs_native"].max() < 1e-2
     table = page.inner_text("#paper-final")
     assert "native epoch" in table and "tied epoch" in table
+    # the page's three tables download too (the run's final table, its cost, the paper's own)
+    from tests.browser.test_chain_helpers import every_download_gives_rows
+
+    every_download_gives_rows(page, {"#paper-final-csv-button": 1, "#paper-cost-csv-button": 1,
+                                     "#paper-theirs-csv-button": 1})
