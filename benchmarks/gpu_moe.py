@@ -3,7 +3,7 @@
     python3 benchmarks/gpu_moe.py --out DIR           # d=2048, FFN 4d, 8 experts, top-2, bf16
     python3 benchmarks/gpu_moe.py --out DIR --quick   # tiny sizes, for a CPU check
 
-Writes DIR/moe_timing.csv (one row per batch x variant, from engine.moe.layer.timing_sweep_rows),
+Writes DIR/moe_timing.csv (one row per batch x variant, from engine.moe.timing.timing_sweep_rows),
 DIR/moe_summary.csv (MoE / one dense FFN time at the largest batch; ideal = k) and
 DIR/moe_check.csv (batched == per-token reference on this device, with and without drops,
 for each method x combine), DIR/moe_profile.csv (each stage of the layer timed alone at the
@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from engine.bench.measurement import Task  # noqa: E402
-from engine.moe import layer as moe  # noqa: E402
+from engine.moe import layer, router, timing  # noqa: E402
 from engine.runtime.device import job_device, runtime_device_name  # noqa: E402
 
 
@@ -40,22 +40,22 @@ def check_rows(device, dtype, methods) -> list[dict]:
     g = torch.Generator().manual_seed(1)
     d, h, E = 64, 256, 8
     gate = torch.randn(d, E, generator=g) / math.sqrt(d)
-    ex = moe.Experts.random(E, d, h, seed=2)
+    ex = layer.Experts.random(E, d, h, seed=2)
     for tokens, k, cf in CHECKS:
         x = torch.randn(tokens, d, generator=g)
-        r = moe.route(x, gate, k)
-        cap = None if cf is None else moe.expert_capacity(tokens, E, cf, k)
-        c = moe.apply_capacity(r.expert, E, cap)
-        ref = moe.moe_forward_reference(x.double(), moe.Experts(ex.w1.double(), ex.w2.double()),
+        r = router.route(x, gate, k)
+        cap = None if cf is None else router.expert_capacity(tokens, E, cf, k)
+        c = router.apply_capacity(r.expert, E, cap)
+        ref = layer.moe_forward_reference(x.double(), layer.Experts(ex.w1.double(), ex.w2.double()),
                                         r.expert, r.weight.double(), c.keep)
-        for method, combine in [(m, c) for m in methods for c in moe.COMBINES]:
+        for method, combine in [(m, c) for m in methods for c in layer.COMBINES]:
             row = {"device": runtime_device_name(device), "dtype": str(dtype).replace("torch.", ""),
                    "method": method, "combine": combine, "tokens": tokens, "k": k, "experts": E,
                    "capacity": cap if cap is not None else "dropless",
                    "dropped_assignments": int(c.dropped.sum()),
                    "empty_experts": int((c.load == 0).sum())}
             try:
-                out = moe.moe_forward(x.to(device, dtype), moe.Experts(ex.w1.to(device, dtype),
+                out = layer.moe_forward(x.to(device, dtype), layer.Experts(ex.w1.to(device, dtype),
                                       ex.w2.to(device, dtype)), r.expert.to(device),
                                       r.weight.to(device, dtype), c.keep.to(device), method=method,
                                       combine=combine)
@@ -79,29 +79,29 @@ def profile_rows(device, dtype, d: int, tokens: int, out_dir: Path, experts: int
 
     g = torch.Generator().manual_seed(0)
     h = 4 * d
-    ex = moe.Experts.random(experts, d, h, dtype=dtype, device=device)
+    ex = layer.Experts.random(experts, d, h, dtype=dtype, device=device)
     gate = (torch.randn(d, experts, generator=g) / math.sqrt(d)).to(device, dtype)
     x = torch.randn(tokens, d, generator=g).to(device, dtype)
     w1x, w2x = (torch.randn(h, d, generator=g) / math.sqrt(d)).to(device, dtype), \
         (torch.randn(d, h, generator=g) / math.sqrt(h)).to(device, dtype)
     w1a, w2a = (torch.randn(k * h, d, generator=g) / math.sqrt(d)).to(device, dtype), \
         (torch.randn(d, k * h, generator=g) / math.sqrt(k * h)).to(device, dtype)
-    grouped = moe.grouped_mm_available(device, dtype) is None
-    r = moe.route(x, gate, k)
-    order, counts, kept = moe.dispatch(r.expert, experts)
+    grouped = layer.grouped_mm_available(device, dtype) is None
+    r = router.route(x, gate, k)
+    order, counts, kept = layer.dispatch(r.expert, experts)
     token = order // k
     xs = x.index_select(0, token)
     offs = counts.cumsum(0).to(torch.int32)
     sizes = counts.tolist()
     stages = {
-        "route (gate GEMM, softmax, top-k)": lambda: moe.route(x, gate, k),
-        "dispatch (argsort, counts)": lambda: moe.dispatch(r.expert, experts),
+        "route (gate GEMM, softmax, top-k)": lambda: router.route(x, gate, k),
+        "dispatch (argsort, counts)": lambda: layer.dispatch(r.expert, experts),
         "gather x rows": lambda: x.index_select(0, token),
         "dense_1x GEMM1": lambda: x @ w1x.T,
         "dense_1x gelu": (lambda hx=x @ w1x.T: F.gelu(hx)),
         "dense_active GEMM1": lambda: x @ w1a.T,
-        "dense_1x (whole)": lambda: moe.ffn(x, w1x, w2x),
-        "dense_active (whole)": lambda: moe.ffn(x, w1a, w2a),
+        "dense_1x (whole)": lambda: layer.ffn(x, w1x, w2x),
+        "dense_active (whole)": lambda: layer.ffn(x, w1a, w2a),
     }
     hid = None
     if grouped:
@@ -127,16 +127,16 @@ def profile_rows(device, dtype, d: int, tokens: int, out_dir: Path, experts: int
     stages["loop GEMM1 (one cuBLAS GEMM per expert)"] = loop_gemm1
     ys = xs.clone()
     stages["combine index_add (scale, zeros, index_add_)"] = \
-        lambda: moe._combine_index_add(ys, order, r.weight, tokens, k)
+        lambda: layer._combine_index_add(ys, order, r.weight, tokens, k)
     stages["combine gather (inverse perm, gather, mul + addcmul)"] = \
-        lambda: moe._combine_gather(ys, order, r.weight, None)
-    for method in moe.METHODS:
+        lambda: layer._combine_gather(ys, order, r.weight, None)
+    for method in layer.METHODS:
         if method == "grouped" and not grouped:
             continue
-        for combine in moe.COMBINES:
+        for combine in layer.COMBINES:
             def layer(method=method, combine=combine):
-                rr = moe.route(x, gate, k)
-                return moe.moe_forward(x, ex, rr.expert, rr.weight, method=method, combine=combine)
+                rr = router.route(x, gate, k)
+                return layer.moe_forward(x, ex, rr.expert, rr.weight, method=method, combine=combine)
             stages[f"layer {method} / {combine} (whole, with routing)"] = layer
     rows = []
     with torch.inference_mode():
@@ -149,7 +149,7 @@ def profile_rows(device, dtype, d: int, tokens: int, out_dir: Path, experts: int
                          "out_max_abs": float(base.float().abs().max())})
         for name, fn in stages.items():
             try:
-                m = moe.time_call(fn, min_run_time, Task(op="moe-stage", backend=name, device=device.type,
+                m = timing.time_call(fn, min_run_time, Task(op="moe-stage", backend=name, device=device.type,
                                                          dims={"tokens": tokens, "d_model": d}))
                 rows.append({"stage": name, "tokens": tokens, "d_model": d, "time_ms": m.median_s * 1e3,
                              "iqr_ms": m.iqr_s * 1e3, "runs": m.runs, "noisy": m.noisy,
@@ -161,7 +161,7 @@ def profile_rows(device, dtype, d: int, tokens: int, out_dir: Path, experts: int
         if device.type == "cuda":
             from torch.profiler import ProfilerActivity, profile
             text = []
-            for method, combine in [("grouped" if grouped else "loop", c) for c in moe.COMBINES]:
+            for method, combine in [("grouped" if grouped else "loop", c) for c in layer.COMBINES]:
                 fn = stages[f"layer {method} / {combine} (whole, with routing)"]
                 with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                     for _ in range(5):
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     print(f"device: {runtime_device_name(device)}; torch {torch.__version__}", flush=True)
     torch.backends.cuda.matmul.allow_tf32 = True
 
-    check = check_rows(device, getattr(torch, args.dtype), moe.METHODS)
+    check = check_rows(device, getattr(torch, args.dtype), layer.METHODS)
     pd.DataFrame(check).to_csv(args.out / "moe_check.csv", index=False)
     print(pd.DataFrame(check).to_string(index=False), flush=True)
 
@@ -203,12 +203,12 @@ def main(argv=None) -> int:
                             min_run_time=args.min_run_time)
         pd.DataFrame(prof).to_csv(args.out / "moe_profile.csv", index=False)
 
-    spec = moe.SweepSpec(d_model=args.d_model, ffn_mult=4, experts=8, k=2,
-                         batches=moe.powers_of_two(1, args.max_batch), dtype=args.dtype,
+    spec = timing.SweepSpec(d_model=args.d_model, ffn_mult=4, experts=8, k=2,
+                         batches=timing.powers_of_two(1, args.max_batch), dtype=args.dtype,
                          min_run_time=args.min_run_time)
     rows = []
-    for row in moe.timing_sweep_rows(spec):
-        row["date_utc"] = moe.now_utc()
+    for row in timing.timing_sweep_rows(spec):
+        row["date_utc"] = timing.now_utc()
         rows.append(row)
         pd.DataFrame(rows).to_csv(args.out / "moe_timing.csv", index=False)  # keep partial results
         if row.get("status") == "ok":
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
                   f"x{row['ratio_vs_dense_1x']:.3f}", flush=True)
         else:
             print(f"{row['batch']:>6} {row['variant']:<13} {row['status']}", flush=True)
-    summary = moe.sweep_summary(rows)
+    summary = timing.sweep_summary(rows)
     for s in summary:
         s.update(device=rows[0]["device"], dtype=args.dtype, d_model=args.d_model,
                  target=2.35, meets_target=bool(s["ratio_vs_dense_1x"] <= 2.35))

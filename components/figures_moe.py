@@ -210,3 +210,29 @@ def params_bars(rows: list[dict]) -> go.Figure:
     fig.update_xaxes(title="model")
     fig.update_yaxes(title="parameters (billions)")
     return _base(fig, 320)
+
+
+# -- sentences beside the figures (text the page shows; the numbers come from the engine)
+def training_summary_lines(rows: list[dict]) -> list[str]:
+    """One line per trained variant, from its summary row (where it trained included)."""
+    return [f"{r['variant']}: test accuracy {r['test_accuracy']:.3f}, balancing loss "
+            f"{r['balance_loss']:.3f}, largest expert share {r['max_share']:.3f}, dead experts "
+            f"{r['dead_experts']}" + (f" (trained on {r['device_name']})" if r.get("device_name") else "")
+            for r in rows if r.get("kind") == "summary"]
+
+
+def sweep_summary_lines(source: str, rows: list[dict], summary: list[dict]) -> list[str]:
+    """What one run (``source``: "this run" or the reference's label) says: per MoE variant
+    its cost against one dense FFN and the equal-active / equal-total dense layers
+    (``summary``: engine.moe.timing.sweep_summary), then what could not be measured."""
+    lines = [f"{source}: {s['variant']} at {s['batch']} tokens takes {s['ratio_vs_dense_1x']:.2f}x one "
+             f"dense FFN (ideal {s['ideal']}x, {100 * s['efficiency']:.0f}% of ideal); against the "
+             f"dense layer with equal active / equal total parameters: {s['small_vs_dense_active']:.2f}x / "
+             f"{s['small_vs_dense_total']:.2f}x at {s['small_batch']} token(s), "
+             f"{s['big_vs_dense_active']:.2f}x / {s['big_vs_dense_total']:.2f}x at {s['batch']}."
+             for s in summary]
+    for r in rows:  # once per variant and reason: the first batch, and every error
+        status = str(r.get("status", ""))
+        if status.startswith(("unavailable", "error")) and (r.get("batch") == 1 or status.startswith("error")):
+            lines.append(f"{source}: {r['variant']} at {r.get('batch')} tokens: {status}")
+    return lines

@@ -6,109 +6,119 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from components import figures_moe as figs
+from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.tables import csv_download, data_table, register_csv_download
-from engine.moe import layer as moe
-from engine.validate import check_budget, check_float, check_int
+from engine.moe import example, params, timing, training
+from engine.validate import check_budget
 
 dash.register_page(__name__, path="/moe", name="Mixture of Experts", nav_name="MoE", order=7,
                    description="Routing, load balance, capacity and drops, and what conditional "
                                "compute costs: dense FFN vs MoE timing.")
 
-P = "moe"
-TRAIN, SWEEP = f"{P}-train", f"{P}-sweep"
+P, TRAIN, SWEEP = "moe", "moe-train", "moe-sweep"
+PARAM_FIELDS = params.CONFIG_FIELDS
+ID = page_ids(P, "tokens", "experts", "k", "cf", "d", "h", "temp", "skew", "jitter", "seed", "dropless",
+              "error", "stats", "heatmap", "load", "util", "expert_table", "experts_table", "experts_csv",
+              "expert_rows", "stat_balance", "stat_z", "stat_capacity", "stat_dropped",
+              "stat_dropped_tokens", "stat_dead", "stat_agree", "cfg_preset", "cfg_gated",
+              *[f"cfg_{f}" for f in PARAM_FIELDS], "params_plot", "params_error", "params_table",
+              "params_dt", "params_csv", "params_note", "params_rows")
+TID = page_ids(TRAIN, "experts", "k", "alpha", "epochs", "curves", "load", "spec", "summary", "summary_list")
+SID = page_ids(SWEEP, "d", "max", "ek", "dtype", "device", "summary", "summary_list", "time", "ratio",
+               "reference_note")
+TRAIN_JOB, SWEEP_JOB = job_ids(TRAIN), job_ids(SWEEP)
+# slider -> the RoutingSpec field whose limits it shows, and its marks
+SLIDERS = {"tokens": ("tokens", (8, 256, 512)), "experts": ("experts", (2, 32, 64)), "k": ("k", (1, 4, 8)),
+           "cf": ("capacity_factor", (0.25, 1, 2, 4)), "d": ("d_model", (8, 256, 512)),
+           "h": ("d_ff", (32, 2048, 4096)), "temp": ("temperature", (0.1, 1, 5)),
+           "skew": ("skew", (0, 2.5, 5)), "jitter": ("jitter", (0, 0.25, 0.5))}
+PARAM_LABELS = {"d_model": "Model width", "d_ff": "Expert FFN width", "n_layers": "Layers",
+                "experts": "Experts", "k": "Top-k", "n_heads": "Heads", "n_kv_heads": "KV heads",
+                "vocab": "Vocabulary"}
+AGREE_LABEL = (f"batched vs per-token reference, max |diff| (first {example.AGREEMENT_TOKENS} tokens, "
+               f"h <= {example.AGREEMENT_MAX_FF})")
 
 
-def _slider(id: str, lo, hi, step, value, marks=None) -> html.Div:
+def _slider(name: str) -> html.Div:
     """A slider whose value is always shown (a tooltip above the handle, in room kept free
-    for it below the label); no typed box beside it."""
-    return html.Div(dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=step, value=value, marks=marks,
-                               allow_direct_input=False, updatemode="mouseup",
-                               tooltip={"placement": "top", "always_visible": True}),
+    for it below the label); its range is the engine's (example.ROUTING_LIMITS)."""
+    field, marks = SLIDERS[name]
+    lo, hi, step = example.ROUTING_LIMITS[field]
+    return html.Div(dcc.Slider(id=ID.of(name), min=lo, max=hi, step=step,
+                               value=getattr(example.RoutingSpec(), field),
+                               marks={m: f"{m:g}" for m in marks}, allow_direct_input=False,
+                               updatemode="mouseup", tooltip={"placement": "top", "always_visible": True}),
                     className="slider-with-value", style={"paddingTop": "40px"})
 
 
 def _routing_controls() -> html.Div:
+    seed_lo, seed_hi, _ = example.ROUTING_LIMITS["seed"]
     return html.Div([
+        controls_row(labelled("Tokens", _slider("tokens")), labelled("Experts E", _slider("experts")),
+                     labelled("Top-k", _slider("k")),
+                     labelled("Capacity factor", _slider("cf"), help="capacity = ceil(T / E x factor) x k")),
+        controls_row(labelled("Model width d", _slider("d")),
+                     labelled("FFN width h", _slider("h"), help="per expert; used for the parameter count"),
+                     labelled("Temperature", _slider("temp")),
+                     labelled("Skew", _slider("skew"), help="logit bias toward low-numbered experts")),
         controls_row(
-            labelled("Tokens", _slider("tokens", 8, 512, 8, 64, {8: "8", 256: "256", 512: "512"})),
-            labelled("Experts E", _slider("experts", 2, 64, 1, 8, {2: "2", 32: "32", 64: "64"})),
-            labelled("Top-k", _slider("k", 1, 8, 1, 2, {1: "1", 4: "4", 8: "8"})),
-            labelled("Capacity factor", _slider("cf", 0.25, 4, 0.25, 1.25, {0.25: "0.25", 1: "1", 2: "2", 4: "4"}),
-                     help="capacity = ceil(T / E x factor) x k"),
-        ),
-        controls_row(
-            labelled("Model width d", _slider("d", 8, 512, 8, 64, {8: "8", 256: "256", 512: "512"})),
-            labelled("FFN width h", _slider("h", 32, 4096, 32, 256, {32: "32", 2048: "2048", 4096: "4096"}),
-                     help="per expert; used for the parameter count"),
-            labelled("Temperature", _slider("temp", 0.1, 5, 0.1, 1.0, {0.1: "0.1", 1: "1", 5: "5"})),
-            labelled("Skew", _slider("skew", 0, 5, 0.1, 0, {0: "0", 2.5: "2.5", 5: "5"}),
-                     help="logit bias toward low-numbered experts"),
-        ),
-        controls_row(
-            labelled("Jitter", _slider("jitter", 0, 0.5, 0.01, 0, {0: "0", 0.25: "0.25", 0.5: "0.5"}),
-                     help="input noise U(1-j, 1+j), as in Switch"),
-            labelled("Seed", dcc.Input(id=f"{P}-seed", type="number", value=0, min=0, step=1,
+            labelled("Jitter", _slider("jitter"), help="input noise U(1-j, 1+j), as in Switch"),
+            labelled("Seed", dcc.Input(id=ID.seed, type="number", value=0, min=seed_lo, max=seed_hi, step=1,
                                        debounce=True)),
-            labelled("Capacity", dcc.Checklist(id=f"{P}-dropless",
+            labelled("Capacity", dcc.Checklist(id=ID.dropless, value=[],
                                                options=[{"label": " dropless (no capacity)",
-                                                         "value": "dropless"}], value=[])),
+                                                         "value": "dropless"}])),
         ),
     ])
 
 
-PARAM_FIELDS = ("d_model", "d_ff", "n_layers", "experts", "k", "n_heads", "n_kv_heads", "vocab")
-PARAM_LABELS = {"d_model": "Model width", "d_ff": "Expert FFN width", "n_layers": "Layers",
-                "experts": "Experts", "k": "Top-k", "n_heads": "Heads", "n_kv_heads": "KV heads",
-                "vocab": "Vocabulary"}
-PARAM_PRESETS = {"Mixtral 8x7B": moe.MIXTRAL_8X7B,
-                 "Mistral-7B-like dense (1 expert)": moe.MoEConfig(
-                     "Mistral-7B-like dense", d_model=4096, d_ff=14336, n_layers=32, experts=1, k=1,
-                     vocab=32000, n_heads=32, n_kv_heads=8)}
-
-
 def _params_controls() -> html.Div:
-    mix = moe.MIXTRAL_8X7B
-    inputs = [labelled(PARAM_LABELS[f], dcc.Input(id=f"{P}-cfg-{f}", type="number", value=getattr(mix, f),
-                                                  min=1, step=1, debounce=True))
+    mix = params.MIXTRAL_8X7B
+    inputs = [labelled(PARAM_LABELS[f], dcc.Input(id=ID.of(f"cfg_{f}"), type="number", value=getattr(mix, f),
+                                                  min=params.CONFIG_LIMITS[f][0],
+                                                  max=params.CONFIG_LIMITS[f][1], step=1, debounce=True))
               for f in PARAM_FIELDS]
     return html.Div([
         controls_row(
-            labelled("Preset", dcc.Dropdown(id=f"{P}-cfg-preset", value="Mixtral 8x7B", clearable=False,
-                                            options=list(PARAM_PRESETS))),
-            labelled("Expert FFN", dcc.Checklist(id=f"{P}-cfg-gated", value=["gated"],
+            labelled("Preset", dcc.Dropdown(id=ID.cfg_preset, value="Mixtral 8x7B", clearable=False,
+                                            options=list(params.CALCULATOR_PRESETS))),
+            labelled("Expert FFN", dcc.Checklist(id=ID.cfg_gated, value=["gated"],
                                               options=[{"label": " SwiGLU (3 matrices)", "value": "gated"}])),
             *inputs[:3]),
         controls_row(*inputs[3:]),
     ])
 
 
+def _number(id_: str, value, lo, hi, step=1) -> dcc.Input:
+    return dcc.Input(id=id_, type="number", value=value, min=lo, max=hi, step=step)
+
+
 def _train_controls() -> html.Div:
+    lim = training.TRAIN_LIMITS
     return controls_row(
-        labelled("Experts", dcc.Input(id=f"{TRAIN}-experts", type="number", value=8, min=2, max=32)),
-        labelled("Top-k", dcc.Input(id=f"{TRAIN}-k", type="number", value=2, min=1, max=8)),
-        labelled("Balancing alpha", dcc.Input(id=f"{TRAIN}-alpha", type="number", value=0.1,
-                                              min=0, max=10, step=0.01)),
-        labelled("Epochs", dcc.Input(id=f"{TRAIN}-epochs", type="number", value=10, min=1, max=200)),
+        labelled("Experts", _number(TID.experts, 8, *lim["experts"])),
+        labelled("Top-k", _number(TID.k, 2, *lim["k"])),
+        labelled("Balancing alpha", _number(TID.alpha, 0.1, *lim["alpha"], step=0.01)),
+        labelled("Epochs", _number(TID.epochs, 10, *lim["epochs"])),
     )
 
 
 def _sweep_controls() -> html.Div:
     return controls_row(
-        labelled("Model width d", dcc.Input(id=f"{SWEEP}-d", type="number", value=256, min=8,
-                                            max=8192, step=8), help="expert FFN width h = 4d"),
-        labelled("Largest batch (tokens)", dcc.Input(id=f"{SWEEP}-max", type="number", value=1024,
-                                                     min=1, max=16384),
+        labelled("Model width d", _number(SID.d, 256, *timing.SWEEP_LIMITS["d_model"]),
+                 help="expert FFN width h = 4d"),
+        labelled("Largest batch (tokens)", _number(SID.max, 1024, *timing.SWEEP_LIMITS["max_batch"]),
                  help="powers of two from 1 up to this"),
-        labelled("Experts / top-k", dcc.Dropdown(id=f"{SWEEP}-ek", value="8/2", clearable=False,
-                                                 options=["8/1", "8/2", "16/2", "64/8"])),
-        labelled("dtype", dcc.Dropdown(id=f"{SWEEP}-dtype", value="float32", clearable=False,
-                                       options=["float32", "bfloat16", "float16"]),
+        labelled("Experts / top-k", dcc.Dropdown(id=SID.ek, value="8/2", clearable=False,
+                                                 options=list(timing.EXPERT_CHOICES))),
+        labelled("dtype", dcc.Dropdown(id=SID.dtype, value="float32", clearable=False,
+                                       options=list(timing.DTYPES)),
                  help="on a GPU, the grouped GEMM may need bfloat16"),
-        labelled("Device", dcc.Dropdown(id=f"{SWEEP}-device", value="auto", clearable=False,
-                                        options=["auto", "cpu", "cuda"])),
+        labelled("Device", dcc.Dropdown(id=SID.device, value="auto", clearable=False,
+                                        options=list(timing.DEVICES))),
     )
 
 
@@ -121,23 +131,23 @@ def layout(**_kwargs):
             "overflow their capacity and drop tokens, and what the balancing loss says; train a "
             "router on digits with and without that loss; time a dense FFN against the MoE layer.",
             seed="The sparsity chapter, 10.4 'Investigation: Mixture of Experts'"),
-        section("Routing", _routing_controls(), html.Div(id=f"{P}-error"),
-                html.Div(id=f"{P}-stats"),
-                html.Div([dcc.Graph(id=f"{P}-heatmap"), dcc.Graph(id=f"{P}-load")], className="two-col"),
-                html.Div([dcc.Graph(id=f"{P}-util"),
-                          html.Div([html.Div(id=f"{P}-expert-table"),
-                                    csv_download(f"{P}-experts-csv", "Download per-expert CSV")])],
+        section("Routing", _routing_controls(), html.Div(id=ID.error),
+                html.Div(id=ID.stats),
+                html.Div([dcc.Graph(id=ID.heatmap), dcc.Graph(id=ID.load)], className="two-col"),
+                html.Div([dcc.Graph(id=ID.util),
+                          html.Div([html.Div(id=ID.expert_table),
+                                    csv_download(ID.experts_csv, "Download per-expert CSV")])],
                          className="two-col"),
                 note="Random tokens and a random linear gate (seeded). Assignments arrive in token "
                      "order, each token's first choice before its second; an expert past capacity "
                      "drops the rest. The balancing loss is shown with alpha = 1, so 1.0 is even."),
         section("Parameters: total vs active",
                 _params_controls(),
-                html.Div([dcc.Graph(id=f"{P}-params-plot"),
-                          html.Div([html.Div(id=f"{P}-params-error"),
-                                    html.Div(id=f"{P}-params-table"),
-                                    csv_download(f"{P}-params-csv", "Download parameters CSV"),
-                                    html.P(id=f"{P}-params-note", className="section-note")])],
+                html.Div([dcc.Graph(id=ID.params_plot),
+                          html.Div([html.Div(id=ID.params_error),
+                                    html.Div(id=ID.params_table),
+                                    csv_download(ID.params_csv, "Download parameters CSV"),
+                                    html.P(id=ID.params_note, className="section-note")])],
                          className="two-col"),
                 note="The chapter reports Mixtral 8x7B at 46.7B total and 12.9B active parameters "
                      "per token (8 experts, top-2). The calculator counts a decoder-only MoE "
@@ -147,212 +157,149 @@ def layout(**_kwargs):
         section("A trained router (scikit-learn digits)",
                 _train_controls(),
                 job_panel(TRAIN, "Train router", note="Two runs from the same start: without and "
-                          "with the balancing loss. Tiny (seconds on a CPU)."),
-                dcc.Graph(id=f"{TRAIN}-curves"),
-                html.Div([dcc.Graph(id=f"{TRAIN}-load"), dcc.Graph(id=f"{TRAIN}-spec")],
-                         className="two-col"),
-                html.Div(id=f"{TRAIN}-summary")),
+                          "with the balancing loss. Tiny: seconds on a CPU; on the GPU when there "
+                          "is one (every row names the device)."),
+                dcc.Graph(id=TID.curves),
+                html.Div([dcc.Graph(id=TID.load), dcc.Graph(id=TID.spec)], className="two-col"),
+                html.Div(id=TID.summary)),
         section("Cost: dense FFN vs MoE over batch size",
                 _sweep_controls(),
                 job_panel(SWEEP, "Run timing sweep", note="Runs on the GPU when there is one, "
                           "else the CPU. Batches are powers of two from 1 token to the largest."),
-                html.Div(id=f"{SWEEP}-summary"),
-                html.Div([dcc.Graph(id=f"{SWEEP}-time"), dcc.Graph(id=f"{SWEEP}-ratio")],
-                         className="two-col"),
-                html.Div(id=f"{SWEEP}-reference-note"),
+                html.Div(id=SID.summary),
+                html.Div([dcc.Graph(id=SID.time), dcc.Graph(id=SID.ratio)], className="two-col"),
+                html.Div(id=SID.reference_note),
                 note="Open markers: noisy rows (IQR / median > 0.1, or under 3 timed runs). "
                      "The chapter's memory paradox: at one token the MoE must hold all E experts "
                      "and pays routing overhead to use k of them; at large batches every expert "
                      "gets a full GEMM and the MoE costs about k dense FFNs while holding E."),
-        dcc.Store(id=f"{P}-expert-rows"),
-        dcc.Store(id=f"{P}-params-rows"),
+        dcc.Store(id=ID.expert_rows),
+        dcc.Store(id=ID.params_rows),
     ])
 
 
 # ------------------------------------------------------------------------ routing
+def _routing_stats(view: example.RoutingView) -> html.Div:
+    s = view.stats
+    return html.Div([
+        stat("balancing loss (alpha=1)", f"{s['balance_loss']:.3f}", id=ID.stat_balance),
+        stat("router z-loss", f"{s['z_loss']:.3f}", id=ID.stat_z),
+        stat("capacity per expert", "none" if s["capacity"] is None else str(s["capacity"]),
+             id=ID.stat_capacity),
+        stat("dropped assignments", f"{s['dropped']} of {s['assignments']}", id=ID.stat_dropped),
+        stat("tokens with a drop", str(s["dropped_tokens"]), id=ID.stat_dropped_tokens),
+        stat("dead experts", str(s["dead"]), id=ID.stat_dead),
+        stat(AGREE_LABEL, " / ".join(f"{m} {v:.1e}" for m, v in view.agreement.items()), id=ID.stat_agree),
+    ])
+
+
 @callback(
-    Output(f"{P}-heatmap", "figure"), Output(f"{P}-load", "figure"), Output(f"{P}-util", "figure"),
-    Output(f"{P}-stats", "children"), Output(f"{P}-expert-table", "children"),
-    Output(f"{P}-expert-rows", "data"), Output(f"{P}-error", "children"),
-    Input(f"{P}-tokens", "value"), Input(f"{P}-experts", "value"), Input(f"{P}-k", "value"),
-    Input(f"{P}-cf", "value"), Input(f"{P}-d", "value"), Input(f"{P}-temp", "value"),
-    Input(f"{P}-skew", "value"), Input(f"{P}-jitter", "value"), Input(f"{P}-dropless", "value"),
-    Input(f"{P}-seed", "value"), Input(f"{P}-h", "value"),
+    Output(ID.heatmap, "figure"), Output(ID.load, "figure"), Output(ID.util, "figure"),
+    Output(ID.stats, "children"), Output(ID.expert_table, "children"),
+    Output(ID.expert_rows, "data"), Output(ID.error, "children"),
+    *[Input(ID.of(n), "value") for n in ("tokens", "experts", "k", "cf", "d", "temp", "skew", "jitter",
+                                         "dropless", "seed", "h")],
 )
 def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed, h=256):
     try:
-        spec = moe.RoutingSpec(tokens=tokens, experts=experts, k=k, capacity_factor=cf, d_model=d,
-                               temperature=temp, skew=skew, jitter=jitter,
-                               dropless="dropless" in (dropless or []), seed=seed or 0)
-        res = moe.routing_example(spec)
-        agree = moe.layer_agreement(res, min(int(h or 0), 128) or 1)  # cheap: a check, not a benchmark
+        view = example.routing_view(example.RoutingSpec(
+            tokens=tokens, experts=experts, k=k, capacity_factor=cf, d_model=d, temperature=temp,
+            skew=skew, jitter=jitter, dropless="dropless" in (dropless or []), seed=seed or 0, d_ff=h))
     except ValueError as exc:
         blank = figs.empty_figure("Fix the input above.")
         return blank, blank, blank, None, None, [], error_message(exc)
-    rows = res.expert_rows()
-    weights = res.routing.dense_weights().numpy()
-    kept = res.routing.dense_weights(res.cap.keep).numpy()
-    fair = spec.tokens * spec.k / spec.experts
-    dropped = int(res.cap.dropped.sum())
-    dead = sum(1 for r in rows if r["load"] == 0)
-    stats = html.Div([
-        stat("balancing loss (alpha=1)", f"{res.balance_loss:.3f}", id=f"{P}-stat-balance"),
-        stat("router z-loss", f"{res.z_loss:.3f}", id=f"{P}-stat-z"),
-        stat("capacity per expert", "none" if res.cap.capacity is None else str(res.cap.capacity),
-             id=f"{P}-stat-capacity"),
-        stat("dropped assignments", f"{dropped} of {spec.tokens * spec.k}", id=f"{P}-stat-dropped"),
-        stat("tokens with a drop", str(res.cap.dropped_tokens), id=f"{P}-stat-dropped-tokens"),
-        stat("dead experts", str(dead), id=f"{P}-stat-dead"),
-        stat("batched vs per-token reference, max |diff| (first 64 tokens, h <= 128)",
-             " / ".join(f"{m} {v:.1e}" for m, v in agree.items()), id=f"{P}-stat-agree"),
-    ])
-    return (figs.routing_heatmap(weights, kept), figs.load_bars(rows, res.cap.capacity, fair),
-            figs.utilisation_bars(rows), stats, data_table(f"{P}-experts-table", rows, page_size=8),
-            rows, None)
+    return (figs.routing_heatmap(view.weights, view.kept),
+            figs.load_bars(view.rows, view.stats["capacity"], view.fair_share),
+            figs.utilisation_bars(view.rows), _routing_stats(view),
+            data_table(ID.experts_table, view.rows, page_size=8), view.rows, None)
 
 
-register_csv_download(f"{P}-experts-csv", (f"{P}-expert-rows", "data"), "moe_experts.csv")
+register_csv_download(ID.experts_csv, (ID.expert_rows, "data"), "moe_experts.csv")
 
 
 # --------------------------------------------------------------------- parameters
-@callback(*[Output(f"{P}-cfg-{f}", "value") for f in PARAM_FIELDS], Output(f"{P}-cfg-gated", "value"),
-          Input(f"{P}-cfg-preset", "value"), prevent_initial_call=True)
+@callback(*[Output(ID.of(f"cfg_{f}"), "value") for f in PARAM_FIELDS], Output(ID.cfg_gated, "value"),
+          Input(ID.cfg_preset, "value"), prevent_initial_call=True)
 def apply_preset(name):
-    cfg = PARAM_PRESETS.get(name, moe.MIXTRAL_8X7B)
+    cfg = params.CALCULATOR_PRESETS.get(name, params.MIXTRAL_8X7B)
     return (*[getattr(cfg, f) for f in PARAM_FIELDS], ["gated"] if cfg.gated else [])
 
 
 @callback(
-    Output(f"{P}-params-plot", "figure"), Output(f"{P}-params-table", "children"),
-    Output(f"{P}-params-rows", "data"), Output(f"{P}-params-note", "children"),
-    Output(f"{P}-params-error", "children"),
-    *[Input(f"{P}-cfg-{f}", "value") for f in PARAM_FIELDS], Input(f"{P}-cfg-gated", "value"),
-    Input(f"{P}-d", "value"), Input(f"{P}-h", "value"), Input(f"{P}-experts", "value"),
-    Input(f"{P}-k", "value"),
+    Output(ID.params_plot, "figure"), Output(ID.params_table, "children"),
+    Output(ID.params_rows, "data"), Output(ID.params_note, "children"),
+    Output(ID.params_error, "children"),
+    *[Input(ID.of(f"cfg_{f}"), "value") for f in PARAM_FIELDS], Input(ID.cfg_gated, "value"),
+    Input(ID.d, "value"), Input(ID.h, "value"), Input(ID.experts, "value"), Input(ID.k, "value"),
 )
 def update_params(*values):
     n = len(PARAM_FIELDS)
-    cfg_values, gated, (d, h, experts, k) = values[:n], values[n], values[n + 1:]
-    rows, error = [], None
-    try:
-        cfg = moe.MoEConfig("your config (counted)", **dict(zip(PARAM_FIELDS, cfg_values)),
-                            gated="gated" in (gated or []))
-        mine = moe.param_count(cfg)
-        rows.append({"config": cfg.name, "total": mine["total"], "active": mine["active"],
-                     "active_fraction": round(mine["active_fraction"], 4)})
-    except (ValueError, TypeError) as exc:
-        error = error_message(exc if isinstance(exc, ValueError) else ValueError(str(exc)))
-    mix = moe.param_count(moe.MIXTRAL_8X7B)
-    rows += [{"config": "Mixtral 8x7B (counted)", "total": mix["total"], "active": mix["active"],
-              "active_fraction": round(mix["active_fraction"], 4)},
-             {"config": "Mixtral 8x7B (chapter)", "total": 46.7e9, "active": 12.9e9,
-              "active_fraction": round(12.9 / 46.7, 4)},
-             {"config": "dense 70B (chapter)", "total": 70e9, "active": 70e9, "active_fraction": 1.0}]
-    try:
-        layer = moe.layer_params(d, h, experts, k)
-    except ValueError as exc:
-        note = f"Routing sliders' layer not counted: {exc}"
-    else:
-        rows.append({k_: layer[k_] for k_ in ("config", "total", "active")}
-                    | {"active_fraction": round(layer["active_fraction"], 4)})
-        note = (f"The routing sliders' layer holds {layer['total']:,} parameters "
-                f"({layer['bytes_bf16_total'] / 2**20:.1f} MiB in bf16) and uses "
-                f"{layer['active']:,} per token.")
-    table_rows = [{"config": r["config"], "total (B)": round(r["total"] / 1e9, 4),
-                   "active (B)": round(r["active"] / 1e9, 4), "active fraction": r["active_fraction"]}
-                  for r in rows]
-    # whole models only (the slider layer is a different scale); the user's config when valid
-    skip = {"Mixtral 8x7B (counted)"} if error is None else set()
-    plotted = [r for r in rows if not r["config"].startswith("one layer") and r["config"] not in skip]
-    return (figs.params_bars(plotted), data_table(f"{P}-params-dt", table_rows, page_size=6),
-            rows, note, error)
+    view = params.params_view(dict(zip(PARAM_FIELDS, values[:n])), "gated" in (values[n] or []),
+                              tuple(values[n + 1:]))
+    error = error_message(ValueError(view.error)) if view.error else None
+    return (figs.params_bars(list(view.plotted)), data_table(ID.params_dt, list(view.table), page_size=6),
+            list(view.rows), view.note, error)
 
 
-register_csv_download(f"{P}-params-csv", (f"{P}-params-rows", "data"), "moe_params.csv")
+register_csv_download(ID.params_csv, (ID.params_rows, "data"), "moe_params.csv")
 
 
 # ------------------------------------------------------------------ trained router
 def plan_training(experts, k, alpha, epochs) -> JobPlan:
-    experts = check_int("experts", experts, 2, 32)
-    k = check_int("top-k", k, 1, experts)
-    alpha = check_float("alpha", alpha, 0.0, 10.0)
-    epochs = check_int("epochs", epochs, 1, 200)
-    params = {"experts": experts, "k": k, "alpha": alpha, "epochs": epochs, "dataset": "digits"}
-    return JobPlan(moe.train_router_rows(experts=experts, k=k, alpha=alpha, epochs=epochs),
-                   moe.train_router_plan_total(epochs, experts), params=params)
+    """Runs in the job's process: checked once (ValueError "expected ... got ..."), then the
+    rows train on the GPU when there is one."""
+    checked = training.check_training(experts, k, alpha, epochs)
+    return JobPlan(training.train_router_rows(**checked),
+                   training.train_router_plan_total(checked["epochs"], checked["experts"]),
+                   params={**checked, "dataset": "digits"})
 
 
-register_job(TRAIN, [State(f"{TRAIN}-experts", "value"), State(f"{TRAIN}-k", "value"),
-                     State(f"{TRAIN}-alpha", "value"), State(f"{TRAIN}-epochs", "value")],
+register_job(TRAIN, [State(TID.experts, "value"), State(TID.k, "value"), State(TID.alpha, "value"),
+                     State(TID.epochs, "value")],
              plan_training, kind="moe-router", filename="moe_router_training.csv")
 
 
-@callback(Output(f"{TRAIN}-curves", "figure"), Output(f"{TRAIN}-load", "figure"),
-          Output(f"{TRAIN}-spec", "figure"), Output(f"{TRAIN}-summary", "children"),
-          Input(job_ids(TRAIN).rows, "data"))
+@callback(Output(TID.curves, "figure"), Output(TID.load, "figure"), Output(TID.spec, "figure"),
+          Output(TID.summary, "children"), Input(TRAIN_JOB.rows, "data"))
 def draw_training(rows):
     rows = rows or []
-    summary = [r for r in rows if r.get("kind") == "summary"]
-    text = None
-    if summary:
-        text = html.Ul([html.Li(f"{r['variant']}: test accuracy {r['test_accuracy']:.3f}, balancing "
-                                f"loss {r['balance_loss']:.3f}, largest expert share "
-                                f"{r['max_share']:.3f}, dead experts {r['dead_experts']}")
-                        for r in summary], id=f"{TRAIN}-summary-list")
+    lines = figs.training_summary_lines(rows)
+    text = html.Ul([html.Li(t) for t in lines], id=TID.summary_list) if lines else None
     return figs.train_curves(rows), figs.train_load(rows), figs.specialisation(rows), text
 
 
 # -------------------------------------------------------------------- timing sweep
 def plan_sweep(d, max_batch, ek, dtype, device) -> JobPlan:
-    try:
-        experts, k = (int(v) for v in str(ek).split("/"))
-    except ValueError:
-        raise ValueError(f"experts/top-k: expected E/k such as 8/2, got {ek!r}") from None
-    max_batch = check_int("largest batch", max_batch, 1, 16384)
-    spec = moe.SweepSpec(d_model=d, experts=experts, k=k, dtype=dtype, device=device,
-                         batches=moe.powers_of_two(1, max_batch), min_run_time=0.05)
-    # the largest dense layer (equal total parameters) and its activations at the largest batch
-    h_total = spec.ffn_mult * d * experts
-    check_budget("timing sweep", 4 * (2 * d * h_total + int(max_batch) * (h_total + d)))
-    return JobPlan(moe.timing_sweep_rows(spec), spec.total, params=moe.spec_dict(spec))
+    spec = timing.SweepSpec.from_widgets(d, max_batch, ek, dtype, device)
+    check_budget("timing sweep", spec.memory_bytes())
+    return JobPlan(timing.timing_sweep_rows(spec), spec.total, params=timing.spec_dict(spec))
 
 
-register_job(SWEEP, [State(f"{SWEEP}-d", "value"), State(f"{SWEEP}-max", "value"),
-                     State(f"{SWEEP}-ek", "value"), State(f"{SWEEP}-dtype", "value"),
-                     State(f"{SWEEP}-device", "value")],
+register_job(SWEEP, [State(SID.d, "value"), State(SID.max, "value"), State(SID.ek, "value"),
+                     State(SID.dtype, "value"), State(SID.device, "value")],
              plan_sweep, kind="moe-timing", filename="moe_timing.csv")
 
 
-@callback(Output(f"{SWEEP}-time", "figure"), Output(f"{SWEEP}-ratio", "figure"),
-          Output(f"{SWEEP}-summary", "children"), Output(f"{SWEEP}-reference-note", "children"),
-          Input(job_ids(SWEEP).rows, "data"))
+def _reference() -> tuple[list | None, str, html.Div]:
+    """The committed GPU reference run: (rows or None, its label, the note saying so)."""
+    try:
+        ref = timing.load_reference_sweep()
+    except (ValueError, OSError) as exc:
+        return None, "reference", message(f"Reference CSV unreadable: {exc}", "warn")
+    if not ref:
+        return None, "reference", message("No committed GPU reference yet "
+                                          "(benchmarks/results/**/moe_timing.csv).", "info")
+    return ref[0], ref[1], message(f"Dashed lines: committed GPU reference ({ref[1]}).", "info")
+
+
+@callback(Output(SID.time, "figure"), Output(SID.ratio, "figure"), Output(SID.summary, "children"),
+          Output(SID.reference_note, "children"), Input(SWEEP_JOB.rows, "data"))
 def draw_sweep(rows):
     rows = rows or []
-    try:
-        ref = moe.load_reference_sweep()
-    except (ValueError, OSError) as exc:
-        ref, note = None, message(f"Reference CSV unreadable: {exc}", "warn")
-    else:
-        note = (message(f"Dashed lines: committed GPU reference ({ref[1]}).", "info") if ref else
-                message("No committed GPU reference yet (benchmarks/results/**/moe_timing.csv).", "info"))
-    ref_rows, ref_label = (ref if ref else (None, "reference"))
+    ref_rows, ref_label, note = _reference()
     k = int(rows[0]["k"]) if rows and "k" in rows[0] else 2
-    parts = []
-    for source, rs in (("this run", rows), (ref_label, ref_rows or [])):
-        for s in moe.sweep_summary(rs):
-            parts.append(html.Li(
-                f"{source}: {s['variant']} at {s['batch']} tokens takes "
-                f"{s['ratio_vs_dense_1x']:.2f}x one dense FFN (ideal {s['ideal']}x, "
-                f"{100 * s['efficiency']:.0f}% of ideal); against the dense layer with equal "
-                f"active / equal total parameters: {s['small_vs_dense_active']:.2f}x / "
-                f"{s['small_vs_dense_total']:.2f}x at {s['small_batch']} token(s), "
-                f"{s['big_vs_dense_active']:.2f}x / {s['big_vs_dense_total']:.2f}x at {s['batch']}."))
-        for r in rs:  # say what could not be measured (once per variant and reason)
-            status = str(r.get("status", ""))
-            if status.startswith(("unavailable", "error")):
-                text = f"{source}: {r['variant']} at {r.get('batch')} tokens: {status}"
-                if r.get("batch") == 1 or status.startswith("error"):
-                    parts.append(html.Li(text))
-    summary = html.Ul(parts, id=f"{SWEEP}-summary-list") if parts else None
+    lines = [line for source, rs in (("this run", rows), (ref_label, ref_rows or []))
+             for line in figs.sweep_summary_lines(source, rs, timing.sweep_summary(rs))]
+    summary = html.Ul([html.Li(t) for t in lines], id=SID.summary_list) if lines else None
     return (figs.sweep_time(rows, ref_rows, ref_label), figs.sweep_ratio(rows, ref_rows, ref_label, k),
             summary, note)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data import DIGITS_SPLIT_SEED, digits_split
 from engine.structured.operators import few_threads, is_pow2
 from engine.validate import check_choice, check_int
 
@@ -86,8 +87,9 @@ class DigitsWeight:
 
 
 def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epochs: int = 30) -> DigitsWeight:
-    """Train a 64-n-n-10 MLP on scikit-learn's digits (bundled, no download) and return
-    its hidden (n, n) weight; cached as .npz in ``folder`` (default: the lab's cache)."""
+    """Train a 64-n-n-10 MLP on scikit-learn's digits (bundled, no download; engine.data's
+    one split, test accuracy on its test set) and return its hidden (n, n) weight; cached
+    as .npz in ``folder`` (default: the lab's cache)."""
     n = check_int("n", n, 8, 4096)
     if folder is None:
         from engine.runtime.store import cache_dir
@@ -95,25 +97,20 @@ def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epoch
         folder = cache_dir() / "structured"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"digits_mlp_n{n}_seed{seed}_e{epochs}.npz"
+    path = folder / f"digits_mlp_n{n}_seed{seed}_e{epochs}_split{DIGITS_SPLIT_SEED}.npz"
     if path.exists():
         z = np.load(path)
         return DigitsWeight(z["weight"], float(z["acc"]), float(z["seconds"]), True)
     import torch
-    from sklearn.datasets import load_digits
 
     started = time.time()
-    X, y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(X))
-    X, y = X[order] / 16.0, y[order]
-    cut = int(0.8 * len(X))
+    x_train, x_test, y_train, y_test = digits_split()  # the lab's one split (engine.data)
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, n), torch.nn.ReLU(), torch.nn.Linear(n, n),
                                 torch.nn.ReLU(), torch.nn.Linear(n, 10))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    Xt = torch.as_tensor(X[:cut], dtype=torch.float32)
-    yt = torch.as_tensor(y[:cut])
+    Xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    cut = len(Xt)
     with few_threads():  # small batches: one thread beats an oversubscribed pool
         for _ in range(epochs):
             perm = torch.randperm(cut)
@@ -123,8 +120,8 @@ def digits_weight(n: int, seed: int = 0, folder: str | Path | None = None, epoch
                 torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
                 opt.step()
         with torch.no_grad():
-            pred = model(torch.as_tensor(X[cut:], dtype=torch.float32)).argmax(1).numpy()
-    acc = float((pred == y[cut:]).mean())
+            pred = model(torch.from_numpy(x_test)).argmax(1).numpy()
+    acc = float((pred == y_test).mean())
     W = model[2].weight.detach().numpy().astype(np.float64)
     seconds = time.time() - started
     np.savez(path, weight=W, acc=acc, seconds=seconds)

@@ -12,7 +12,7 @@ if not dash.page_registry or "pages.moe" not in dash.page_registry:
     dash.Dash(__name__, use_pages=True, pages_folder="")
 from pages import moe as page  # noqa: E402
 
-from engine.moe import layer as moe  # noqa: E402
+from engine.moe import params, timing, training  # noqa: E402
 
 # routing widget values: tokens, experts, k, cf, d, temperature, skew, jitter, dropless, seed
 DEFAULT = dict(tokens=64, experts=8, k=2, cf=1.25, d=64, temp=1.0, skew=0.0, jitter=0.0,
@@ -24,7 +24,7 @@ BAD_ROUTING = [
 ]
 BAD_TRAIN = [((8, 9, 0.1, 5), "top-k"), ((1, 1, 0.1, 5), "experts"), ((4, 2, -1, 5), "alpha"),
              ((4, 2, 0.1, 0), "epochs")]
-BAD_SWEEP = [((256, 1024, "8-2", "float32", "auto"), "experts/top-k: expected E/k"),
+BAD_SWEEP = [((256, 1024, "8-2", "float32", "auto"), "experts/top-k: expected one of 8/1, 8/2"),
              ((256, 0, "8/2", "float32", "auto"), "largest batch"),
              ((256, 64, "8/2", "int8", "auto"), "dtype"),
              ((8192, 16384, "64/8", "float32", "auto"), "memory")]
@@ -83,7 +83,7 @@ def test_routing_callback_shows_errors_not_tracebacks(change, words):
     assert out[5] == []
 
 
-MIXTRAL_VALUES = [getattr(moe.MIXTRAL_8X7B, f) for f in page.PARAM_FIELDS]
+MIXTRAL_VALUES = [getattr(params.MIXTRAL_8X7B, f) for f in page.PARAM_FIELDS]
 
 
 def _params(change=None, gated=("gated",), sliders=(64, 256, 8, 2)):
@@ -132,11 +132,11 @@ def test_plans_count_their_rows():
 
 
 def test_draw_training_and_sweep_from_rows():
-    rows = list(moe.train_router_rows(experts=2, k=1, alpha=0.1, epochs=1, batch=512))
+    rows = list(training.train_router_rows(experts=2, k=1, alpha=0.1, epochs=1, batch=512))
     curves, load, spec, summary = page.draw_training(rows)
     assert len(curves.data) == 4 and len(spec.data) == 2
     assert len(summary.children) == 2
-    sweep_rows = list(moe.timing_sweep_rows(moe.SweepSpec(d_model=16, experts=2, k=1, batches=(1, 2),
+    sweep_rows = list(timing.timing_sweep_rows(timing.SweepSpec(d_model=16, experts=2, k=1, batches=(1, 2),
                                                           min_run_time=0.001, device="cpu")))
     time_fig, ratio_fig, text, note = page.draw_sweep(sweep_rows)
     assert any("this run" in t.name for t in time_fig.data)
