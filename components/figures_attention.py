@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from components.figures_common import add_points, noisy_mask, reference_line
 
 from components.figures_common import empty_figure
+from engine.attention.views import BASELINES
 
 BLUE = "#2f6fdb"
 FONT = dict(size=12)
@@ -29,7 +30,7 @@ def _cell_axis(n: int, factor: int) -> np.ndarray:
 
 def mask_heatmap(pooled, factor: int, title: str, unit: str = "token") -> go.Figure:
     """Token mask (or its pooled density when factor > 1); query 0 at the top."""
-    z = np.round(np.asarray(pooled, dtype=float), 3)
+    z = np.asarray(pooled, dtype=np.float32)  # numpy: sent in plotly's binary encoding
     label = "kept" if factor == 1 else f"kept fraction ({factor}x{factor} {unit}s per cell)"
     fig = go.Figure(go.Heatmap(
         z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0, zmax=1,
@@ -49,7 +50,7 @@ def block_heatmap(blocks, block: int, title: str, factor: int = 1) -> go.Figure:
     """Block mask: 0 empty (skipped), 1 partial (mask applied), 2 full (no mask needed).
 
     When ``factor`` > 1 the grid is pooled and shows the mean state per cell."""
-    z = np.asarray(blocks, dtype=float)
+    z = np.asarray(blocks, dtype=np.float32)
     scale = [[0, BLOCK_COLORS[0]], [0.5, BLOCK_COLORS[1]], [1, BLOCK_COLORS[2]]]
     if factor == 1:
         scale = [[0, BLOCK_COLORS[0]], [1 / 3, BLOCK_COLORS[0]], [1 / 3, BLOCK_COLORS[1]],
@@ -75,13 +76,15 @@ def _sqrt_scale(name: str = "Viridis", steps: int = 11) -> list:
 
 
 def weights_heatmap(weights, factor: int, title: str) -> go.Figure:
-    """Attention weights (rows sum to 1) on a square-root colour scale."""
-    z = np.round(np.asarray(weights, dtype=float), 4)
+    """Attention weights (rows sum to 1) on a square-root colour scale; when ``factor`` > 1
+    each cell is the mean weight of factor x factor (query, key) pairs, and says so."""
+    z = np.asarray(weights, dtype=np.float32)  # numpy: sent in plotly's binary encoding
+    label = "weight" if factor == 1 else f"mean weight ({factor}x{factor} tokens per cell)"
     fig = go.Figure(go.Heatmap(
         z=z, x=_cell_axis(z.shape[1], factor), y=_cell_axis(z.shape[0], factor), zmin=0,
         zmax=float(z.max()) if z.size else 1.0, colorscale=_sqrt_scale(),
-        colorbar=dict(title=dict(text="weight (sqrt colour scale)", side="right"), thickness=12),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3g}<extra></extra>"))
+        colorbar=dict(title=dict(text=f"{label} (sqrt colour scale)", side="right"), thickness=12),
+        hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{label} %{{z:.3g}}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="query position (token)")
     fig.update_xaxes(title="key position (token)")
     return _base(fig, title)
@@ -111,10 +114,6 @@ def _noisy_flags(part: pd.DataFrame, frame: pd.DataFrame) -> list[bool]:
     return [bool(f) or s in noisy_base for f, s in zip(flags, part["seq_len"])]
 
 
-BASELINES = {
-    "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),
-    "dense": ("speedup_vs_dense", "block_theory_vs_dense", "SDPA without mask", "dense flash"),
-}
 
 
 def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -> go.Figure:

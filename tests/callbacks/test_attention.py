@@ -10,9 +10,10 @@ if not dash.page_registry or "pages.attention" not in dash.page_registry:
 from pages import attention  # noqa: E402
 
 from engine.attention import masks as M  # noqa: E402
+from engine.attention import views as V  # noqa: E402
 from engine.attention.attend import SweepConfig, attention_sweep  # noqa: E402
 
-PARAMS = [M.DEFAULT_PARAMS[n] for n in attention.PARAM_NAMES]  # w, d, g, r, seed, p, docs
+PARAMS = [M.DEFAULT_PARAMS[n] for n in V.PARAM_NAMES]  # w, d, g, r, seed, p, docs
 # (widget change, words of the error shown)
 BAD = [
     ({"w": 0}, "window w (tokens): expected an integer in [1, 4096], got 0"),
@@ -23,7 +24,7 @@ BAD = [
 
 
 def params(**change):
-    return [change.get(n, v) for n, v in zip(attention.PARAM_NAMES, PARAMS)]
+    return [change.get(n, v) for n, v in zip(V.PARAM_NAMES, PARAMS)]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_layout_is_cheap_and_has_the_controls():
 @pytest.mark.parametrize("kind", ["sliding_window", "bigbird", "document"])
 def test_show_params_shows_only_the_masks_parameters(kind):
     out = attention.show_params(kind)
-    shown = {n for n, style in zip(attention.PARAM_NAMES, out[:-1]) if style.get("display") != "none"}
+    shown = {n for n, style in zip(V.PARAM_NAMES, out[:-1]) if style.get("display") != "none"}
     assert shown == set(M.MASK_KINDS[kind].params)
     assert M.MASK_KINDS[kind].label in out[-1]
 
@@ -113,7 +114,7 @@ def test_draw_sweep(sweep_rows):
     assert cross["layout"]["xaxis"]["title"]["text"] == "sequence length S (tokens)"
     assert {t["name"] for t in breakdown["data"]} == {"mask build", "compile", "kernel (median)"}
     assert "unavailable" in str(text)
-    assert "speedup_vs_causal" in str(table)
+    assert "vs causal (x)" in str(table)  # short headers with units; the CSV keeps speedup_vs_causal
     empty = attention.draw_sweep([])
     assert empty[2] is None and "no measured rows" in str(empty[0])
     assert attention.draw_sweep("junk")[2] is None and attention.draw_sweep([1, "a"])[2] is None
@@ -156,7 +157,7 @@ def test_bare_check_table(results_dir, sweep_rows):
     pd.DataFrame([{"seq_len": 4096, "window": 256, "status": "ok", "bare_sdpa_causal_ms": 2.0,
                    "bare_flex_ms": 1.8, "bare_speedup": 2.0 / 1.8, "lab_speedup": 1.1,
                    "speedup_lab_over_bare": 0.99, "within_10pct": True,
-                   "device_name": "NVIDIA H100"}]).to_csv(tmp_path / attention.BARE_FILE, index=False)
+                   "device_name": "NVIDIA H100"}]).to_csv(tmp_path / V.BARE_FILE, index=False)
     out = str(attention.draw_bare("attention_sweep.csv"))
     assert "attention-bare-table" in out and "speedup_lab_over_bare" in out and "NVIDIA H100" in out
 

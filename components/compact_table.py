@@ -1,0 +1,43 @@
+"""A table that fits its column at 1280 px: chosen columns, short headers with units,
+the long name as a tooltip, headers that wrap, numbers at 4 significant digits.
+
+    COLUMNS = (Col("seq_len", "S (tokens)", "sequence length"),
+               Col("kernel_ms", "kernel (ms)", "median kernel time"))
+    compact_table("attention-sweep-rows", rows, COLUMNS)
+
+The CSV download keeps every column of the rows (it reads the rows' store, not the table).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import pandas as pd
+
+from components.tables import data_table
+
+
+class Col(NamedTuple):
+    key: str        # the row's field
+    header: str     # what the table shows, with its unit: "kernel (ms)"
+    tooltip: str    # the longer explanation, on hover over the header
+
+
+WRAP = [{"if": {"header_index": 0}, "whiteSpace": "normal", "height": "auto",
+         "textAlign": "center", "lineHeight": "15px"}]
+
+
+def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
+    """The rows' chosen columns (those present), renamed to their headers."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows or []))
+    present = [c for c in columns if c.key in frame]
+    return frame[[c.key for c in present]].rename(columns={c.key: c.header for c in present})
+
+
+def compact_table(id: str, rows, columns: Sequence[Col], page_size: int = 12):
+    """A data_table of ``compact_frame(rows, columns)`` with wrapped, tooltipped headers."""
+    frame = compact_frame(rows, columns)
+    tips = {c.header: c.tooltip for c in columns if c.header in frame}
+    return data_table(id, frame, page_size=page_size, tooltip_header=tips,
+                      style_header_conditional=WRAP,
+                      style_cell_conditional=[{"if": {"column_id": h}, "textAlign": "left"}
+                                              for h in frame.columns if frame[h].dtype == object])
