@@ -27,8 +27,11 @@ WRAP = [{"if": {"header_index": 0}, "whiteSpace": "normal", "height": "auto",
 
 
 def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
-    """The rows' chosen columns (those present), renamed to their headers."""
+    """The rows' chosen columns (those present), renamed to their headers; no columns:
+    every column as it is."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows or []))
+    if not columns:
+        return frame
     present = [c for c in columns if c.key in frame]
     return frame[[c.key for c in present]].rename(columns={c.key: c.header for c in present})
 

@@ -7,22 +7,29 @@ import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from components import figures_structured as figs
+from components.compact_table import Col, compact_table
+from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
-from components.tables import csv_download, data_table, register_csv_download
+from components.tables import csv_download, register_csv_download
 from engine.structured import pareto, sweep, tables, targets
-from engine.validate import check_choice, check_int
+from engine.validate import check_budget, check_choice
 
 dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
                    description="Low-rank, butterfly, Monarch, circulant and Toeplitz against "
                                "magnitude-pruned sparse at equal parameters: error and speed.")
 
-P = "sm"
-SWEEP = f"{P}-sweep"
+P, SWEEP = "sm", "sm-sweep"
 THIS_RUN = "this-run"
-BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
-SWEEP_SIZES = (256, 1024, 4096, 8192)
+ID = page_ids(P, "target", "size", "budget", "target_info", "target_label", "budget_value", "pareto",
+              "pareto_rows", "pareto_csv", "budget_table", "budget_data", "budget_rows", "budget_csv",
+              "heatmaps", "source", "show_dtype", "timing_msg", "timing", "timing_rows", "pivot",
+              "pivot_data", "pivot_rows", "pivot_csv", "compare", "compare_data", "compare_rows",
+              "compare_csv", "reference", "reference_data", "reference_rows", "reference_csv", "guide",
+              "guide_rows", "guide_csv")
+SID = page_ids(SWEEP, "n", "batches", "dtypes", "rank", "blocks")
+SWEEP_JOB = job_ids(SWEEP)
 # The chapter's decision guide: (problem, best approach, the page of this lab that shows it).
 DECISION_GUIDE = [
     ("Natural sparsity (pruned nets)", "2:4 structured sparsity", "/structured-sparsity"),
@@ -35,35 +42,38 @@ DECISION_GUIDE = [
 
 
 # ------------------------------------------------------------------------- layout
-def _slider(id: str, lo: int, hi: int, value: int, marks: dict) -> dcc.Slider:
-    return dcc.Slider(id=f"{P}-{id}", min=lo, max=hi, step=1, value=value, marks=marks,
-                      updatemode="mouseup", allow_direct_input=False)
+def _slider(id_: str, exponents: range, value: int, mark) -> dcc.Slider:
+    """A slider over the engine's exponents (engine.structured.pareto)."""
+    return dcc.Slider(id=id_, min=min(exponents), max=max(exponents), step=1, value=value,
+                      marks={k: mark(k) for k in exponents}, updatemode="mouseup", allow_direct_input=False)
 
 
 def _analysis_controls() -> html.Div:
     return controls_row(
         labelled("Target matrix", dcc.Dropdown(
-            id=f"{P}-target", value="kernel", clearable=False,
+            id=ID.target, value="kernel", clearable=False,
             options=[{"label": v, "value": k} for k, v in targets.TARGETS.items()])),
-        labelled("Size n", _slider("size", 6, 9, 7, {k: str(2 ** k) for k in range(6, 10)}),
+        labelled("Size n", _slider(ID.size, pareto.SIZE_EXPONENTS, 7, lambda k: str(2 ** k)),
                  help="n x n, powers of 2 (butterfly)"),
         labelled("Parameter budget (share of dense n²)",
-                 _slider("budget", 1, 8, 2, {k: f"1/{2 ** k}" for k in range(1, 9)}),
+                 _slider(ID.budget, pareto.BUDGET_EXPONENTS, 2, lambda k: f"1/{2 ** k}"),
                  help="each family's best configuration within the budget"),
     )
 
 
 def _sweep_controls() -> html.Div:
     return controls_row(
-        labelled("Size n", dcc.Dropdown(id=f"{SWEEP}-n", value=1024, clearable=False,
-                                        options=[{"label": f"{n} x {n}", "value": n} for n in SWEEP_SIZES])),
-        labelled("Batches", dcc.Dropdown(id=f"{SWEEP}-batches", value=[1, 16, 256], multi=True,
-                                         options=[{"label": str(b), "value": b} for b in BATCHES])),
-        labelled("dtypes", dcc.Checklist(id=f"{SWEEP}-dtypes", value=["float32"], inline=True,
-                                         options=["float32", "float16"]),
+        labelled("Size n", dcc.Dropdown(id=SID.n, value=1024, clearable=False,
+                                        options=[{"label": f"{n} x {n}", "value": n} for n in sweep.SWEEP_SIZES])),
+        labelled("Batches", dcc.Dropdown(id=SID.batches, value=[1, 16, 256], multi=True,
+                                         options=[{"label": str(b), "value": b} for b in sweep.BATCHES])),
+        labelled("dtypes", dcc.Checklist(id=SID.dtypes, value=["float32"], inline=True,
+                                         options=list(sweep.DTYPES)),
                  help="float16 FFT and sparse need a GPU"),
-        labelled("Low-rank r", dcc.Input(id=f"{SWEEP}-rank", type="number", value=32, min=1, max=1024)),
-        labelled("Monarch blocks", dcc.Input(id=f"{SWEEP}-blocks", type="number", value=16, min=2, max=128),
+        labelled("Low-rank r", dcc.Input(id=SID.rank, type="number", value=32, min=sweep.RANK_LIMITS[0],
+                                                      max=sweep.RANK_LIMITS[1])),
+        labelled("Monarch blocks", dcc.Input(id=SID.blocks, type="number", value=16, min=sweep.BLOCK_LIMITS[0],
+                                                          max=sweep.BLOCK_LIMITS[1]),
                  help="b with b² dividing n (64 at n = 8192)"),
     )
 
@@ -73,9 +83,9 @@ def _decision_guide() -> html.Div:
     body = [html.Tr([html.Td(p), html.Td(a), html.Td(dcc.Link(href, href=href))])
             for p, a, href in DECISION_GUIDE]
     rows = [{"problem": p, "approach": a, "page": h} for p, a, h in DECISION_GUIDE]
-    return html.Div([html.Table([head, *body], className="facts", id=f"{P}-guide"),
-                     dcc.Store(id=f"{P}-guide-rows", data=rows),
-                     csv_download(f"{P}-guide-csv")])
+    return html.Div([html.Table([head, *body], className="facts", id=ID.guide),
+                     dcc.Store(id=ID.guide_rows, data=rows),
+                     csv_download(ID.guide_csv)])
 
 
 def layout(**_kwargs):
@@ -92,24 +102,24 @@ def layout(**_kwargs):
             seed="the sparsity chapter, section 10.6 (From Sparsity to Structure) and its decision guide",
         ),
         section("Target and budget", _analysis_controls(),
-                dcc.Loading(html.Div(id=f"{P}-target-info"), type="dot"),
+                dcc.Loading(html.Div(id=ID.target_info), type="dot"),
                 note="Every family is fitted to the target: truncated SVD (low-rank), block-wise "
                      "low-rank projection (Monarch, Dao et al. 2022), hierarchical rank-one "
-                     "projection then 100 steps of gradient descent (butterfly; 30 at n = 512), "
+                     "projection then up to 100 L-BFGS steps (butterfly; 30 at n = 512), "
                      "diagonal averaging (circulant, Toeplitz), largest magnitudes (sparse)."),
         html.Div([
             section("Error against parameter count",
-                    dcc.Loading(dcc.Graph(id=f"{P}-pareto", config={"displaylogo": False}), type="dot"),
-                    dcc.Store(id=f"{P}-pareto-rows", data=[]),
-                    csv_download(f"{P}-pareto-csv", "Download Pareto CSV"),
+                    dcc.Loading(dcc.Graph(id=ID.pareto, config={"displaylogo": False}), type="dot"),
+                    dcc.Store(id=ID.pareto_rows, data=[]),
+                    csv_download(ID.pareto_csv, "Download Pareto CSV"),
                     note="Each point is one configuration; sparse keeps the same number of "
                          "values as a structured point (its indices are extra storage)."),
-            section("At the budget", html.Div(id=f"{P}-budget-table"),
-                    csv_download(f"{P}-budget-csv", "Download CSV"),
+            section("At the budget", html.Div(id=ID.budget_table), dcc.Store(id=ID.budget_rows, data=[]),
+                    csv_download(ID.budget_csv, "Download CSV"),
                     note="The best configuration of each family within the budget."),
         ], className="two-col"),
         section("Target and approximations",
-                dcc.Loading(dcc.Graph(id=f"{P}-heatmaps", config={"displaylogo": False}), type="dot"),
+                dcc.Loading(dcc.Graph(id=ID.heatmaps, config={"displaylogo": False}), type="dot"),
                 note="Entries on one colour scale (the target's); complex targets show the real "
                      "part; matrices above 128 x 128 are drawn as block means."),
         section("Timing sweep: apply time vs dense and sparse at equal parameters",
@@ -120,27 +130,27 @@ def layout(**_kwargs):
                                "structure, not on the values. Sparse is a random pattern with "
                                "the parameter count of low-rank or Monarch."),
                 controls_row(
-                    labelled("Show", dcc.Dropdown(id=f"{P}-source", value=sources[-1]["value"], clearable=False,
+                    labelled("Show", dcc.Dropdown(id=ID.source, value=sources[-1]["value"], clearable=False,
                                                   options=sources),
                              help="a committed GPU reference CSV, or the run above (shown once it starts)"),
-                    labelled("dtype", dcc.RadioItems(id=f"{P}-show-dtype", value="float32", inline=True,
-                                                     options=["float32", "float16"])),
+                    labelled("dtype", dcc.RadioItems(id=ID.show_dtype, value="float32", inline=True,
+                                                     options=list(sweep.DTYPES))),
                 ),
-                html.Div(id=f"{P}-timing-msg"),
-                dcc.Graph(id=f"{P}-timing", config={"displaylogo": False}),
-                dcc.Store(id=f"{P}-timing-rows", data=[]),
+                html.Div(id=ID.timing_msg),
+                dcc.Graph(id=ID.timing, config={"displaylogo": False}),
+                dcc.Store(id=ID.timing_rows, data=[]),
                 html.H3("Speedup vs dense (same dtype) by batch"),
-                html.Div(id=f"{P}-pivot"),
-                csv_download(f"{P}-pivot-csv", "Download CSV")),
+                html.Div(id=ID.pivot), dcc.Store(id=ID.pivot_rows, data=[]),
+                csv_download(ID.pivot_csv, "Download CSV")),
         section("The chapter's comparison table, measured",
-                html.Div(id=f"{P}-compare"),
-                csv_download(f"{P}-compare-csv", "Download CSV"),
+                html.Div(id=ID.compare), dcc.Store(id=ID.compare_rows, data=[]),
+                csv_download(ID.compare_csv, "Download CSV"),
                 note="Columns headed 'chapter' are the chapter's estimates; 'measured' columns come "
                      "from the sweep shown above at its largest batch. Efficiency = measured "
                      "speedup / FLOP ratio."),
         section("The lab's goal figures beside the measured ones",
-                html.Div(id=f"{P}-reference"),
-                csv_download(f"{P}-reference-csv", "Download CSV"),
+                html.Div(id=ID.reference), dcc.Store(id=ID.reference_rows, data=[]),
+                csv_download(ID.reference_csv, "Download CSV"),
                 note="The goal: speedups measured on an NVIDIA H200 at n = 8192, batch 4096, that a "
                      "like-for-like run here should come close to: low-rank r = 32 15.3x faster "
                      "than dense in fp16 (128x by FLOPs), a naive Monarch with 64 blocks 2.7x (32x "
@@ -152,62 +162,67 @@ def layout(**_kwargs):
 
 
 # ---------------------------------------------------------------------- callbacks
-def _view_inputs(target, size_log2, budget_exp) -> tuple[str, int, int]:
-    """Widget values -> (target, n, budget exponent), checked once ("expected ... got ...")."""
-    target = check_choice("target", target, targets.TARGETS)
-    n = 2 ** check_int("size (log2 n)", size_log2, min(pareto.SIZE_EXPONENTS), max(pareto.SIZE_EXPONENTS))
-    return target, n, check_int("budget", budget_exp, min(pareto.BUDGET_EXPONENTS), max(pareto.BUDGET_EXPONENTS))
+VIEW_INPUTS = [Input(ID.target, "value"), Input(ID.size, "value"), Input(ID.budget, "value")]
+BUDGET_COLUMNS = (Col("family", "family", "structured family, or magnitude-pruned sparse"),
+                  Col("relative error", "rel. error", "relative Frobenius error ||A - fit|| / ||A||"),
+                  Col("params", "params", "numbers stored (sparse: values only; indices are extra)"),
+                  Col("configuration", "config", "the best configuration within the budget"),
+                  Col("share of dense", "of n²", "parameters / n²"),
+                  Col("note", "note", "why a family has no fit within the budget"))
+COMPARE_COLUMNS = (Col("matrix type", "matrix type", "the chapter's row"),
+                   Col("chapter: storage", "storage (chapter)", "the chapter's storage estimate"),
+                   Col("chapter: multiply cost", "multiply (chapter)", "the chapter's multiply cost"),
+                   Col("chapter: hardware efficiency", "efficiency (chapter)", "the chapter's hardware efficiency"),
+                   Col("measured: params", "params", "parameters of the measured operator"),
+                   Col("measured: time (ms)", "time (ms)", "measured median apply time"),
+                   Col("measured: speedup vs dense", "speedup (x)", "t(dense) / t, same dtype and batch"),
+                   Col("measured: FLOP ratio", "FLOP ratio (x)", "dense FLOPs / FLOPs"),
+                   Col("measured: efficiency", "efficiency", "measured speedup / FLOP ratio"),
+                   Col("measured: status", "status", "ok, or why not measured"))
+GOAL_COLUMNS = (Col("comparison", "comparison", "what is compared (and against which dense)"),
+                Col("dtype", "dtype", "the operator's dtype"),
+                Col("goal speedup (H200)", "goal (x)", "the lab's goal: measured on an H200 at n = 8192, batch 4096"),
+                Col("lab speedup", "lab (x)", "measured here"),
+                Col("goal FLOP ratio", "goal FLOPs (x)", "dense FLOPs / FLOPs at the goal's shape"),
+                Col("lab FLOP ratio", "lab FLOPs (x)", "dense FLOPs / FLOPs at the lab's shape"),
+                Col("lab config", "lab config", "the measured operator's configuration"),
+                Col("lab at", "lab at", "the measured shape"), Col("lab device", "lab device", "where it ran"),
+                Col("status", "status", "ok, or why not measured"))
 
 
-VIEW_INPUTS = [Input(f"{P}-target", "value"), Input(f"{P}-size", "value"), Input(f"{P}-budget", "value")]
-
-
-@callback(Output(f"{P}-target-info", "children"), Output(f"{P}-pareto", "figure"),
-          Output(f"{P}-pareto-rows", "data"), Output(f"{P}-budget-table", "children"), *VIEW_INPUTS)
+@callback(Output(ID.target_info, "children"), Output(ID.pareto, "figure"), Output(ID.pareto_rows, "data"),
+          Output(ID.budget_table, "children"), Output(ID.budget_rows, "data"), *VIEW_INPUTS)
 def update_analysis(target, size_log2, budget_exp):
     """Target, Pareto plot and the at-budget table (fits computed once per input, cached)."""
     try:
-        target, n, k = _view_inputs(target, size_log2, budget_exp)
+        target, n, k = pareto.view_inputs(target, size_log2, budget_exp)
         a, view = pareto.analysis(target, n), pareto.budget_view(target, n, k)
     except ValueError as exc:
-        return error_message(exc), figs.empty_figure(str(exc)), [], None
+        return error_message(exc), figs.empty_figure(str(exc)), [], None, []
     info = html.Div([
-        stat("target", a.target.label, id=f"{P}-target-label"),
+        stat("target", a.target.label, id=ID.target_label),
         stat("size", f"{n} x {n}"),
-        stat("budget (parameters)", f"{view.budget:,}", id=f"{P}-budget-value"),
+        stat("budget (parameters)", f"{view.budget:,}", id=ID.budget_value),
         html.P(a.target.note, className="section-note"),
     ])
     return (info, figs.pareto_figure_json(a.rows, view.budget, n), list(a.rows),
-            data_table(f"{P}-budget-data", list(view.table), page_size=8))
+            compact_table(ID.budget_data, list(view.table), BUDGET_COLUMNS, page_size=8), list(view.table))
 
 
-@callback(Output(f"{P}-heatmaps", "figure"), *VIEW_INPUTS)
+@callback(Output(ID.heatmaps, "figure"), *VIEW_INPUTS)
 def update_heatmaps(target, size_log2, budget_exp):
     """The target, each family's fit at the budget and the best fit's error, as heatmaps."""
     try:
-        view = pareto.budget_view(*_view_inputs(target, size_log2, budget_exp))
+        view = pareto.budget_view(*pareto.view_inputs(target, size_log2, budget_exp))
     except ValueError as exc:
         return figs.empty_figure(str(exc))
     return figs.heatmap_grid_json(view.panels)
 
 
-def _sweep_spec(n, batches, dtypes, rank, blocks) -> sweep.SweepSpec:
-    n = check_choice("size n", n, SWEEP_SIZES)
-    if not isinstance(batches, list) or not batches:
-        raise ValueError(f"batches: expected at least one of {BATCHES}, got {batches!r}")
-    batches = tuple(sorted({check_choice("batch", b, BATCHES) for b in batches}))
-    if not isinstance(dtypes, list) or not dtypes:
-        raise ValueError(f"dtypes: expected float32 and/or float16, got {dtypes!r}")
-    dtypes = tuple(check_choice("dtype", d, ("float32", "float16")) for d in dtypes)
-    rank = check_int("rank", rank, 1, n // 2)
-    blocks = check_int("Monarch blocks", blocks, 2, 256)
-    return sweep.SweepSpec(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
-                        repeats=15, max_total_s=1.0)
-
-
 def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
-    """Check the widgets and describe the job (runs inside the background job)."""
-    spec = _sweep_spec(n, batches, dtypes, rank, blocks)
+    """Check the widgets and the memory budget, and describe the job (runs inside the job)."""
+    spec = sweep.SweepSpec.from_widgets(n, batches, dtypes, rank, blocks)
+    check_budget("timing sweep", spec.memory_bytes())
 
     def rows():
         from engine.runtime.device import job_device, runtime_device_name
@@ -221,73 +236,48 @@ def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
                    meta={"page": "/structured-matrices"})
 
 
-register_job(SWEEP, [State(f"{SWEEP}-n", "value"), State(f"{SWEEP}-batches", "value"),
-                     State(f"{SWEEP}-dtypes", "value"), State(f"{SWEEP}-rank", "value"),
-                     State(f"{SWEEP}-blocks", "value")],
+register_job(SWEEP, [State(SID.n, "value"), State(SID.batches, "value"), State(SID.dtypes, "value"),
+                     State(SID.rank, "value"), State(SID.blocks, "value")],
              plan_sweep, kind="structured-matrices", filename="structured_matrices_timing.csv")
 
 
-@callback(
-    Output(f"{P}-timing", "figure"),
-    Output(f"{P}-timing-rows", "data"),
-    Output(f"{P}-timing-msg", "children"),
-    Output(f"{P}-compare", "children"),
-    Output(f"{P}-reference", "children"),
-    Output(f"{P}-pivot", "children"),
-    Input(job_ids(SWEEP).rows, "data"),
-    Input(f"{P}-source", "value"),
-    Input(f"{P}-show-dtype", "value"),
-)
+@callback(Output(ID.timing, "figure"), Output(ID.timing_rows, "data"), Output(ID.timing_msg, "children"),
+          Output(ID.compare, "children"), Output(ID.compare_rows, "data"), Output(ID.reference, "children"),
+          Output(ID.reference_rows, "data"), Output(ID.pivot, "children"), Output(ID.pivot_rows, "data"),
+          Input(SWEEP_JOB.rows, "data"), Input(ID.source, "value"), Input(ID.show_dtype, "value"))
 def update_timing(run_rows, source, dtype):
-    try:
-        dtype = check_choice("dtype", dtype, ("float32", "float16"))
-        if source == THIS_RUN:
-            rows, label = sweep.check_rows(run_rows), "this session's run"
-        else:
-            rows, label = sweep.load_run(str(source)), f"reference {Path(str(source)).name}"
-        return _timing_outputs(rows, label, dtype)
-    except (ValueError, OSError, KeyError, TypeError) as exc:
-        empty = figs.empty_figure(str(exc))
-        return (empty, [], error_message(exc), _table(f"{P}-compare-data", []),
-                _table(f"{P}-reference-data", []), _table(f"{P}-pivot-data", []))
-
-
-def _table(id: str, rows: list[dict]):
-    return data_table(id, rows, page_size=12)
-
-
-def _timing_outputs(rows: list[dict], label: str, dtype: str):
-    notes = []
-    if rows:
-        devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
-        notes.append(message(f"Showing {label}: {len(rows)} rows on {', '.join(devs)}.", "info"))
-        noisy = [r for r in rows if r.get("noisy") in (True, "True", 1)]
-        if noisy:
-            notes.append(message(f"{len(noisy)} of {len(rows)} timings are noisy (IQR / median > 0.1; "
-                                 "column 'noisy' in the CSV): read those as rough.",
-                                 "warn"))
-        bad = sorted({f"{r['label']} ({r['dtype']}): {r['status']}" for r in rows
-                      if str(r.get("status", "ok")) != "ok"})
-        if bad:
-            notes.append(message(["Not measured here:", html.Ul([html.Li(b) for b in bad])], "warn"))
-    else:
-        notes.append(message("No sweep rows yet: run the sweep above, or pick a committed reference.",
-                             "info"))
+    rows, label, dtype, failed = _timing_source(run_rows, source, dtype)
+    notes = error_message(failed) if failed else [
+        message([text, html.Ul([html.Li(i) for i in items])] if items else text, kind)
+        for text, kind, items in tables.timing_notes(rows, label)]
     compare = tables.comparison_table(rows, dtype=dtype) if rows else []
-    ref = tables.reference_comparison(rows)
-    return (figs.timing_figure(rows, dtype), rows, notes, _table(f"{P}-compare-data", compare),
-            _table(f"{P}-reference-data", ref), _table(f"{P}-pivot-data", tables.speedup_pivot(rows, dtype)))
+    goal, pivot = tables.reference_comparison(rows), tables.speedup_pivot(rows, dtype)
+    fig = figs.empty_figure(str(failed)) if failed else figs.timing_figure(rows, dtype)
+    return (fig, rows, notes, compact_table(ID.compare_data, compare, COMPARE_COLUMNS), compare,
+            compact_table(ID.reference_data, goal, GOAL_COLUMNS), goal,
+            compact_table(ID.pivot_data, pivot, ()), pivot)
 
 
-@callback(Output(f"{P}-source", "value"), Input(job_ids(SWEEP).rows, "data"), prevent_initial_call=True)
+def _timing_source(run_rows, source, dtype):
+    """(rows, label, dtype, None) of the run to show, or ([], "", "float32", the error)."""
+    try:
+        dtype = check_choice("dtype", dtype, sweep.DTYPES)
+        if source == THIS_RUN:
+            return sweep.check_rows(run_rows), "this session's run", dtype, None
+        return sweep.load_run(str(source)), f"reference {Path(str(source)).name}", dtype, None
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        return [], "", "float32", exc
+
+
+@callback(Output(ID.source, "value"), Input(SWEEP_JOB.rows, "data"), prevent_initial_call=True)
 def follow_run(rows):
     """Show this session's run as soon as its first rows arrive."""
     return THIS_RUN if isinstance(rows, list) and rows else no_update
 
 
-register_csv_download(f"{P}-pareto-csv", (f"{P}-pareto-rows", "data"), "structured_pareto.csv")
-register_csv_download(f"{P}-budget-csv", (f"{P}-budget-data", "data"), "structured_at_budget.csv")
-register_csv_download(f"{P}-compare-csv", (f"{P}-compare-data", "data"), "structured_comparison.csv")
-register_csv_download(f"{P}-reference-csv", (f"{P}-reference-data", "data"), "structured_matrices_goal.csv")
-register_csv_download(f"{P}-pivot-csv", (f"{P}-pivot-data", "data"), "structured_speedup_by_batch.csv")
-register_csv_download(f"{P}-guide-csv", (f"{P}-guide-rows", "data"), "structured_decision_guide.csv")
+register_csv_download(ID.pareto_csv, (ID.pareto_rows, "data"), "structured_pareto.csv")
+register_csv_download(ID.budget_csv, (ID.budget_rows, "data"), "structured_at_budget.csv")
+register_csv_download(ID.compare_csv, (ID.compare_rows, "data"), "structured_comparison.csv")
+register_csv_download(ID.reference_csv, (ID.reference_rows, "data"), "structured_matrices_goal.csv")
+register_csv_download(ID.pivot_csv, (ID.pivot_rows, "data"), "structured_speedup_by_batch.csv")
+register_csv_download(ID.guide_csv, (ID.guide_rows, "data"), "structured_decision_guide.csv")

@@ -147,6 +147,26 @@ def block_means(M: np.ndarray, pixels: int = HEATMAP_PIXELS) -> np.ndarray:
     return R.astype(np.float32)
 
 
+# Bytes per matrix entry at the peak of ``analysis`` + ``budget_view`` (complex128 for
+# the DFT): the target, the SVD's three factors, every fitted operator's dense form and
+# its error, and the butterfly fit's float32 autograd graph; measured at n = 512: under
+# 200 (kernel 52 MB).
+ANALYSIS_BYTES_PER_ENTRY = 256
+
+
+def view_inputs(target, size_log2, budget_exp) -> tuple[str, int, int]:
+    """The page's widgets -> (target, n, budget exponent), checked once ("expected ...
+    got ...") and refused when the analysis at n would pass the memory budget."""
+    from engine.structured.targets import TARGETS
+    from engine.validate import check_budget
+
+    target = check_choice("target", target, TARGETS)
+    n = 2 ** check_int("size (log2 n)", size_log2, min(SIZE_EXPONENTS), max(SIZE_EXPONENTS))
+    k = check_int("budget", budget_exp, min(BUDGET_EXPONENTS), max(BUDGET_EXPONENTS))
+    check_budget(f"fits at n = {n}", ANALYSIS_BYTES_PER_ENTRY * n * n)
+    return target, n, k
+
+
 @dataclass(frozen=True)
 class Analysis:
     """A target, its fitted butterfly (the slow fit) and its Pareto rows."""

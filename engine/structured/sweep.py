@@ -11,6 +11,15 @@ from engine.structured.operators import (FAMILY_LABELS, Butterfly, Circulant, De
                                          is_pow2)
 from engine.validate import check_choice, check_float, check_int
 
+# The page's widgets, from here: sizes, batches, dtypes, rank and Monarch blocks (lo, hi).
+SWEEP_SIZES = (256, 1024, 4096, 8192)
+BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
+DTYPES = ("float32", "float16")
+RANK_LIMITS = (1, 1024)          # and at most n / 2
+BLOCK_LIMITS = (2, 128)          # Monarch blocks b, with b^2 dividing n
+ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """What the timing sweep measures: every family at size n vs dense and sparse."""
@@ -38,6 +47,31 @@ class SweepSpec:
         Monarch.check_blocks(self.n, self.monarch_blocks)
         check_int("repeats", self.repeats, 1, 1000)
         check_float("max_total_s", self.max_total_s, 0.001, 60)
+
+    @classmethod
+    def from_widgets(cls, n, batches, dtypes, rank, blocks) -> "SweepSpec":
+        """The page's widgets -> a spec (page timing: 15 runs within 1 s a row)."""
+        n = check_choice("size n", n, SWEEP_SIZES)
+        if not isinstance(batches, list) or not batches:
+            raise ValueError(f"batches: expected at least one of {BATCHES}, got {batches!r}")
+        batches = tuple(sorted({check_choice("batch", b, BATCHES) for b in batches}))
+        if not isinstance(dtypes, list) or not dtypes:
+            raise ValueError(f"dtypes: expected float32 and/or float16, got {dtypes!r}")
+        dtypes = tuple(check_choice("dtype", d, DTYPES) for d in dtypes)
+        rank = check_int("rank", rank, RANK_LIMITS[0], min(RANK_LIMITS[1], n // 2))
+        blocks = check_int("Monarch blocks", blocks, *BLOCK_LIMITS)
+        return cls(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
+                   repeats=15, max_total_s=1.0)
+
+    def memory_bytes(self) -> int:
+        """Estimated peak bytes: every operator's values drawn in float64 and copied to
+        each dtype (dense n^2 dominates; the sparse ones with int64 indices), and the
+        input, output and one temporary at the largest batch."""
+        n, r, b = self.n, self.rank, self.monarch_blocks
+        values = n * n + 2 * n * r + 2 * n * n // b + 2 * n * max(1, n.bit_length()) + 3 * n
+        sparse = 2 * n * r + 2 * n * n // b
+        per_dtype = sum(ELEMENT_BYTES[d] for d in self.dtypes)
+        return (8 + per_dtype) * values + 3 * 8 * sparse + 3 * 4 * max(self.batches) * n
 
     def operators(self) -> list[tuple[str, StructuredMatrix]]:
         """(name, operator) with random values: time depends on the structure, not on the values."""

@@ -125,3 +125,20 @@ def speedup_pivot(rows: Sequence[dict], dtype: str, value: str = "speedup_vs_den
             row.setdefault(f"batch {b}", None)
         row["status"] = row.pop("status")  # last column
     return list(out.values())
+
+
+def timing_notes(rows: Sequence[dict], label: str) -> list[tuple[str, str, list[str]]]:
+    """What to say above the timing figure: (text, kind "info" / "warn", items) for the
+    run shown (its devices), its noisy rows, and what it could not measure."""
+    if not rows:
+        return [("No sweep rows yet: run the sweep above, or pick a committed reference.", "info", [])]
+    devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
+    notes = [(f"Showing {label}: {len(rows)} rows on {', '.join(devs)}.", "info", [])]
+    noisy = [r for r in rows if r.get("noisy") in (True, "True", 1)]
+    if noisy:
+        notes.append((f"{len(noisy)} of {len(rows)} timings are noisy (IQR / median > 0.1; column "
+                      "'noisy' in the CSV): read those as rough.", "warn", []))
+    bad = sorted({f"{r['label']} ({r['dtype']}): {r['status']}" for r in rows if str(r.get("status", "ok")) != "ok"})
+    if bad:
+        notes.append(("Not measured here:", "warn", bad))
+    return notes

@@ -43,7 +43,7 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
     import plotly.graph_objects as go
 
-    info, pareto, rows, table = page.update_analysis("dft", 6, 2)
+    info, pareto, rows, table, _budget_rows = page.update_analysis("dft", 6, 2)
     heat = page.update_heatmaps("dft", 6, 2)
     pareto, heat = go.Figure(pareto), go.Figure(heat)  # cached as JSON-ready dicts
     assert "DFT" in str(info) and f"{64 * 64 // 4:,}" in str(info)
@@ -80,8 +80,8 @@ def test_moving_the_budget_reuses_the_cached_fits(tmp_path, monkeypatch):
 
 def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    tight = page.update_analysis("kernel", 6, 5)[3].data  # 128 parameters
-    loose = page.update_analysis("kernel", 6, 1)[3].data
+    tight = page.update_analysis("kernel", 6, 5)[4]  # 128 parameters (the CSV rows)
+    loose = page.update_analysis("kernel", 6, 1)[4]
     t = {r["family"]: r for r in tight}
     lo = {r["family"]: r for r in loose}
     assert pd.isna(t["Monarch"]["params"]) and "over budget" in t["Monarch"]["note"]
@@ -91,7 +91,7 @@ def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("target,size,budget,words", BAD_ANALYSIS)
 def test_analysis_shows_bad_input_as_a_message(target, size, budget, words):
-    info, pareto, rows, table = page.update_analysis(target, size, budget)
+    info, pareto, rows, table, _budget_rows = page.update_analysis(target, size, budget)
     assert "msg-error" in info.className and words in str(info.children), info.children
     assert rows == [] and words in page.update_heatmaps(target, size, budget).layout.annotations[0].text
     assert "msg-error" in info.className
@@ -111,19 +111,23 @@ def test_plan_sizes_the_job_and_its_rows_run_on_cpu():
 
 
 def test_timing_view_from_this_run(sweep_rows):
-    fig, rows, msgs, compare, ref, pivot = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
     assert len(rows) == len(sweep_rows)
     assert fig.layout.xaxis.title.text.startswith("batch")
     assert any("dense" in (t.name or "").lower() for t in fig.data)
     assert compare.data[0]["matrix type"] == "Dense"
-    assert ref.data[0]["lab speedup"] is not None  # compared at the largest (n, batch) measured
+    # compared at the largest (n, batch) measured: the float32 circulant row is, the float16 rows are not
+    goal = {r["comparison"]: r for r in ref_rows}
+    assert goal["Circulant by FFT vs dense fp32"]["lab speedup"] > 0
+    assert goal["Low-rank r=32 vs dense"]["lab speedup"] is None
+    assert ref.data[2]["lab (x)"] == goal["Circulant by FFT vs dense fp32"]["lab speedup"]
     assert {r["operator"] for r in pivot.data} == {r["name"] for r in sweep_rows}
     dense = next(r for r in pivot.data if r["operator"] == "dense")
     assert dense["batch 1"] == pytest.approx(1.0) and dense["batch 4"] == pytest.approx(1.0)
 
 
 def test_timing_view_empty_and_bad_source():
-    fig, rows, msgs, compare, ref, pivot = page.update_timing([], page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing([], page.THIS_RUN, "float32")
     assert rows == [] and "No sweep rows yet" in str(msgs)
     fig, rows, msgs, *_ = page.update_timing([], "/etc/passwd", "float32")
     assert "msg-error" in msgs.className and "expected a committed structured-matrices run" in str(msgs.children)
@@ -140,7 +144,7 @@ def test_reference_csv_is_listed_and_loaded(results_dir, sweep_rows):
         tmp_path / "structured_sparsity_timing.csv", index=False)
     assert sweep.committed_runs() == [path]
     assert "test cpu" in sweep.run_label(path)
-    fig, rows, msgs, compare, ref, pivot = page.update_timing([], str(path), "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing([], str(path), "float32")
     assert len(rows) == len(sweep_rows) and "test cpu" in str(msgs)
 
 
@@ -159,7 +163,7 @@ def test_budget_params():
 
 @pytest.mark.parametrize("junk", [5, {"a": 1}, [1, 2], [{"family": "dense"}]])
 def test_timing_view_survives_junk_rows(junk):
-    fig, rows, msgs, compare, ref, pivot = page.update_timing(junk, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing(junk, page.THIS_RUN, "float32")
     text = str(msgs)
     assert "No sweep rows yet" in text or "expected the columns" in text
 
