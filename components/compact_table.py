@@ -36,11 +36,18 @@ def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
     return frame[[c.key for c in present]].rename(columns={c.key: c.header for c in present})
 
 
+TEXT_WIDTH = "170px"  # a text cell wider than this ends in an ellipsis; its tooltip has it all
+
+
 def compact_table(id: str, rows, columns: Sequence[Col], page_size: int = 12):
-    """A data_table of ``compact_frame(rows, columns)`` with wrapped, tooltipped headers."""
+    """A data_table of ``compact_frame(rows, columns)``: wrapped headers with tooltips,
+    text columns left-aligned and cut at TEXT_WIDTH (the whole text on hover)."""
     frame = compact_frame(rows, columns)
     tips = {c.header: c.tooltip for c in columns if c.header in frame}
-    return data_table(id, frame, page_size=page_size, tooltip_header=tips,
-                      style_header_conditional=WRAP,
-                      style_cell_conditional=[{"if": {"column_id": h}, "textAlign": "left"}
-                                              for h in frame.columns if frame[h].dtype == object])
+    text = [h for h in frame.columns if not pd.api.types.is_numeric_dtype(frame[h])]
+    cells = [{h: {"value": str(r[h]), "type": "text"} for h in text
+              if isinstance(r[h], str) and len(r[h]) > 20} for r in frame.to_dict("records")]
+    return data_table(id, frame, page_size=page_size, tooltip_header=tips, tooltip_data=cells,
+                      tooltip_duration=None, style_header_conditional=WRAP,
+                      style_cell_conditional=[{"if": {"column_id": h}, "textAlign": "left",
+                                               "maxWidth": TEXT_WIDTH} for h in text])

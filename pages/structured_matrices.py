@@ -167,13 +167,11 @@ BUDGET_COLUMNS = (Col("family", "family", "structured family, or magnitude-prune
                   Col("relative error", "rel. error", "relative Frobenius error ||A - fit|| / ||A||"),
                   Col("params", "params", "numbers stored (sparse: values only; indices are extra)"),
                   Col("configuration", "config", "the best configuration within the budget"),
-                  Col("share of dense", "of n²", "parameters / n²"),
-                  Col("note", "note", "why a family has no fit within the budget"))
+                  Col("note", "note", "why a family has no fit within the budget (the CSV has it too)"))
 COMPARE_COLUMNS = (Col("matrix type", "matrix type", "the chapter's row"),
                    Col("chapter: storage", "storage (chapter)", "the chapter's storage estimate"),
                    Col("chapter: multiply cost", "multiply (chapter)", "the chapter's multiply cost"),
                    Col("chapter: hardware efficiency", "efficiency (chapter)", "the chapter's hardware efficiency"),
-                   Col("measured: params", "params", "parameters of the measured operator"),
                    Col("measured: time (ms)", "time (ms)", "measured median apply time"),
                    Col("measured: speedup vs dense", "speedup (x)", "t(dense) / t, same dtype and batch"),
                    Col("measured: FLOP ratio", "FLOP ratio (x)", "dense FLOPs / FLOPs"),

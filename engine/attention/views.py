@@ -30,9 +30,9 @@ HEATMAP_CELLS = 256  # a heatmap is drawn from at most this many cells a side
 BLOCK_CELLS = 128  # ... and a block map from at most this many
 HEAD_DIM = 64
 # Bytes per (query, key) cell at the peak of materialising one mask: the bool mask, the
-# float copy pooled for drawing and the predicate's broadcast temporaries (measured at
-# S = 4096 over the zoo: at most 13.7 bytes a cell, dilated).
-MASK_BYTES_PER_CELL = 16
+# float copy pooled for drawing and the predicate's broadcast temporaries (measured over
+# the zoo with every parameter at its maximum: up to 23 bytes a cell at S = 2048).
+MASK_BYTES_PER_CELL = 32
 # ... and of the zoo on the structured input: per mask its bool mask and its (S, S)
 # float32 weights, scores and output terms (measured under 2 at S = 512).
 ZOO_BYTES_PER_CELL = 13

@@ -57,11 +57,12 @@ class RoutingSpec:
     def memory_bytes(self) -> int:
         """Estimated peak bytes of ``routing_view``: the tokens, gate and router outputs
         (float32), the (T k, E) int64 one-hot and its running count of the capacity pass,
-        and the agreement check's experts and activations."""
+        and the agreement check's experts (drawn, then scaled: two copies) and
+        activations (measured at the sliders' limits: 48 MB for an estimate of 72 MB)."""
         t, e, k, d = self.tokens, self.experts, self.k, self.d_model
         h = min(self.d_ff, AGREEMENT_MAX_FF)
         router = 4 * (t * d + d * e + 4 * t * e) + 2 * 8 * t * k * e
-        check = 4 * (2 * e * h * d + 4 * AGREEMENT_TOKENS * k * (h + d))
+        check = 4 * (4 * e * h * d + 4 * AGREEMENT_TOKENS * k * (h + d))
         return router + check
 
 

@@ -68,3 +68,33 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page):
     assert flex["status"].str.startswith("unavailable").all() and flex["kernel_ms"].isna().all()
     ok = frame[frame["status"] == "ok"]
     assert len(ok) == 3 and (ok["kernel_ms"] > 0).all() and (ok["device"] == "cpu").all()
+
+
+def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
+    from tests.browser.conftest import assert_tables_fit
+    from tests.browser.test_chain_helpers import every_download_gives_rows
+
+    page.goto(app_server + "/attention")
+    wait_for_text(page, "#attention-zoo-table", "bigbird(")
+    buttons = {"#attention-zoo-csv-button": 10}
+    if page.locator("#attention-ref-file").count() and _has_reference():
+        page.wait_for_selector("#attention-ref-rows-table")
+        buttons["#attention-ref-csv-button"] = 1
+        if page.locator("#attention-bare-csv-button").count():
+            buttons["#attention-bare-csv-button"] = 1
+    assert_tables_fit(page)  # the zoo, and the reference run's rows and bare check
+    every_download_gives_rows(page, buttons)
+    # the job's own CSV: a tiny sweep
+    _untick(page, "#attention-sweep-seqs", ["512", "1024"])
+    _untick(page, "#attention-sweep-masks", ["BigBird"])
+    page.click("#attention-job-run")
+    wait_for_job(page, "#attention-job-status", timeout=180_000)
+    page.wait_for_selector("#attention-sweep-rows")
+    assert_tables_fit(page)
+    every_download_gives_rows(page, {"#attention-job-csv": 4})
+
+
+def _has_reference() -> bool:
+    from engine.bench.reference import references
+
+    return bool(references("attention"))

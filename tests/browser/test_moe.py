@@ -74,3 +74,28 @@ def test_moe_tiny_training_and_timing_jobs(app_server, page):
     assert sorted(frame["batch"].unique()) == [1, 2, 4]
     ok = frame[frame["status"] == "ok"]
     assert (ok["time_ms"] > 0).all()
+
+
+def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
+    from tests.browser.conftest import assert_tables_fit
+    from tests.browser.test_chain_helpers import every_download_gives_rows
+
+    page.goto(app_server + "/moe")
+    page.wait_for_selector("#moe-experts-table")
+    page.wait_for_selector("#moe-params-dt")
+    assert_tables_fit(page)
+    every_download_gives_rows(page, {"#moe-experts-csv-button": 8, "#moe-params-csv-button": 5})
+    # both jobs' CSVs, at tiny sizes
+    page.fill("#moe-train-experts", "2")
+    page.fill("#moe-train-k", "1")
+    page.fill("#moe-train-epochs", "1")
+    page.fill("#moe-sweep-d", "16")
+    page.fill("#moe-sweep-max", "2")
+    page.click("#moe-train-job-run")
+    page.click("#moe-sweep-job-run")
+    wait_for_job(page, "#moe-train-job-status", timeout=90_000)
+    wait_for_job(page, "#moe-sweep-job-status", timeout=90_000)
+    every_download_gives_rows(page, {"#moe-train-job-csv": 2 * (1 + 2 + 1), "#moe-sweep-job-csv": 10})
+    frame = download_csv(page, "#moe-train-job-csv")
+    assert (frame["device"] == "cpu").all() and frame["device_name"].str.startswith("CPU").all()
+    wait_for_text(page, "#moe-train-summary", "trained on CPU")

@@ -73,3 +73,20 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     # the decision guide links to the lab's pages
     hrefs = page.eval_on_selector_all("#sm-guide a", "els => els.map(e => e.getAttribute('href'))")
     assert {"/structured-sparsity", "/moe", "/attention", "/structured-matrices", "/isomorphism"} <= set(hrefs)
+
+
+def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
+    from tests.browser.conftest import assert_tables_fit
+    from tests.browser.test_chain_helpers import every_download_gives_rows
+
+    page.goto(app_server + "/structured-matrices")
+    wait_for_text(page, "#sm-budget-value", "4,096", timeout=60_000)
+    page.wait_for_selector("#sm-budget-data")
+    buttons = {"#sm-pareto-csv-button": 20, "#sm-budget-csv-button": 6, "#sm-guide-csv-button": 6,
+               "#sm-reference-csv-button": 4}
+    if page_module_has_reference():  # a committed run is shown first: its tables fill
+        wait_for_text(page, "#sm-timing-msg", "Showing reference")
+        page.wait_for_selector("#sm-compare-data")
+        buttons.update({"#sm-compare-csv-button": 10, "#sm-pivot-csv-button": 8})
+    assert_tables_fit(page)
+    every_download_gives_rows(page, buttons)
