@@ -1,5 +1,6 @@
 """A table that fits its column at 1280 px: chosen columns, short headers with units,
-the long name as a tooltip, headers that wrap, numbers at 4 significant digits.
+the long name as a tooltip (components.tables.data_table wraps headers and cells and
+shows numbers at 4 significant digits).
 
     COLUMNS = (Col("seq_len", "S (tokens)", "sequence length"),
                Col("kernel_ms", "kernel (ms)", "median kernel time"))
@@ -22,10 +23,6 @@ class Col(NamedTuple):
     tooltip: str    # the longer explanation, on hover over the header
 
 
-WRAP = [{"if": {"header_index": 0}, "whiteSpace": "normal", "height": "auto",
-         "textAlign": "center", "lineHeight": "15px"}]
-
-
 def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
     """The rows' chosen columns (those present), renamed to their headers; no columns:
     every column as it is."""
@@ -36,18 +33,17 @@ def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
     return frame[[c.key for c in present]].rename(columns={c.key: c.header for c in present})
 
 
-TEXT_WIDTH = "170px"  # a text cell wider than this ends in an ellipsis; its tooltip has it all
+TEXT_WIDTH = "170px"  # a text cell wraps at this width; a long one also shows on hover
 
 
 def compact_table(id: str, rows, columns: Sequence[Col], page_size: int = 12):
-    """A data_table of ``compact_frame(rows, columns)``: wrapped headers with tooltips,
-    text columns left-aligned and cut at TEXT_WIDTH (the whole text on hover)."""
+    """A data_table of ``compact_frame(rows, columns)``: headers with tooltips, text
+    columns left-aligned and at most TEXT_WIDTH wide (long text also on hover)."""
     frame = compact_frame(rows, columns)
     tips = {c.header: c.tooltip for c in columns if c.header in frame}
     text = [h for h in frame.columns if not pd.api.types.is_numeric_dtype(frame[h])]
     cells = [{h: {"value": str(r[h]), "type": "text"} for h in text
               if isinstance(r[h], str) and len(r[h]) > 20} for r in frame.to_dict("records")]
     return data_table(id, frame, page_size=page_size, tooltip_header=tips, tooltip_data=cells,
-                      tooltip_duration=None, style_header_conditional=WRAP,
                       style_cell_conditional=[{"if": {"column_id": h}, "textAlign": "left",
                                                "maxWidth": TEXT_WIDTH} for h in text])
