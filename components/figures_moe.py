@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure, reference_line
+from engine.runtime.cache import pure_cache
 
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
           "moe_grouped": "#c53030", "moe_loop": "#1f8a4c"}
@@ -236,3 +237,13 @@ def sweep_summary_lines(source: str, rows: list[dict], summary: list[dict]) -> l
         if status.startswith(("unavailable", "error")) and (r.get("batch") == 1 or status.startswith("error")):
             lines.append(f"{source}: {r['variant']} at {r.get('batch')} tokens: {status}")
     return lines
+
+
+@pure_cache
+def routing_figures_json(view) -> tuple[dict, dict, dict]:
+    """The routing section's heatmap, load and utilisation figures of one
+    engine.moe.example.RoutingView as JSON-ready dicts, built once per view and cached:
+    building three plotly figures costs far more than reading them back."""
+    return (routing_heatmap(view.weights, view.kept).to_plotly_json(),
+            load_bars(view.rows, view.stats["capacity"], view.fair_share).to_plotly_json(),
+            utilisation_bars(view.rows).to_plotly_json())

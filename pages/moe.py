@@ -208,9 +208,7 @@ def update_routing(tokens, experts, k, cf, d, temp, skew, jitter, dropless, seed
     except ValueError as exc:
         blank = figs.empty_figure("Fix the input above.")
         return blank, blank, blank, None, None, [], error_message(exc)
-    return (figs.routing_heatmap(view.weights, view.kept),
-            figs.load_bars(view.rows, view.stats["capacity"], view.fair_share),
-            figs.utilisation_bars(view.rows), _routing_stats(view),
+    return (*figs.routing_figures_json(view), _routing_stats(view),
             data_table(ID.experts_table, view.rows, page_size=8), view.rows, None)
 
 

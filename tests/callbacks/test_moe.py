@@ -54,7 +54,7 @@ def _stat_text(stats, label):
 def test_routing_callback_returns_figures_stats_and_rows():
     heat, load, util, stats, table, rows, error = _routing()
     assert error is None
-    assert all(isinstance(f, go.Figure) for f in (heat, load, util))
+    heat, load, util = (go.Figure(f) for f in (heat, load, util))  # cached as JSON-ready dicts
     assert len(rows) == 8 and sum(r["wanted"] for r in rows) == 128
     assert _stat_text(stats, "capacity per expert") == "20"
     agree = _stat_text(stats, "batched vs per-token reference, max |diff| (first 64 tokens, h <= 128)")
