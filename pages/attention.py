@@ -14,7 +14,7 @@ from components.compact_table import Col, compact_table
 from components.ids import page_ids
 from engine.attention import masks as M
 from engine.attention import views as V
-from engine.attention.attend import SweepConfig, attention_sweep, sweep_memory_bytes
+from engine.attention.attend import attention_sweep, sweep_memory_bytes
 from engine.bench.reference import Reference, references
 from engine.runtime.device import describe_device
 from engine.validate import check_budget
@@ -32,8 +32,6 @@ ID = page_ids(P, "mask", "seq", "block", *V.PARAM_NAMES, *[f"{n}_wrap" for n in 
               "crossover_text", "crossover", "breakdown", "sweep_table", "sweep_rows", "ref_file",
               "ref_note", "ref_plot", "ref_breakdown", "ref_table", "ref_rows_table", "bare", "ref_csv",
               "ref_rows", "bare_table", "bare_csv", "bare_rows")
-SWEEP_SEQS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-SWEEP_BLOCK = 128
 
 
 def _param_control(name: str) -> html.Div:
@@ -113,12 +111,11 @@ def layout(**_kwargs):
                 _wide(labelled("sequence lengths", dcc.Checklist(
                     id=ID.sweep_seqs, value=[1024, 4096, 16384] if gpu else [256, 512, 1024],
                     inline=True,
-                    options=[{"label": f" {s}", "value": s} for s in SWEEP_SEQS],
+                    options=[{"label": f" {s}", "value": s} for s in V.SWEEP_SEQS],
                     inputStyle={"marginLeft": "8px"}))),
                 _wide(labelled("masks", dcc.Checklist(
                     id=ID.sweep_masks, value=["sliding_window", "bigbird"], inline=True,
-                    options=[{"label": f" {k.label}", "value": k.key} for k in M.MASK_KINDS.values()
-                             if k.key not in ("full", "causal")],
+                    options=[{"label": f" {M.MASK_KINDS[k].label}", "value": k} for k in V.SWEEP_MASKS],
                     inputStyle={"marginLeft": "8px"}))),
                 labelled("options", dcc.Checklist(
                     id=ID.sweep_opts, value=[],
@@ -132,7 +129,7 @@ def layout(**_kwargs):
                          {"label": "SDPA without mask (flash; fair for two-sided masks)",
                           "value": "dense"}]))),
             job_panel(P, run_label="Run sweep",
-                      note=f"Uses the mask parameters above; BlockMask block size {SWEEP_BLOCK}. "
+                      note=f"Uses the mask parameters above; BlockMask block size {V.SWEEP_BLOCK}. "
                            "Each length times SDPA causal and SDPA without mask (flash), then per "
                            "mask SDPA with the boolean mask and FlexAttention. Rows arrive as they "
                            "finish and are stored (see Runs)."),
@@ -265,22 +262,13 @@ def plan_sweep(seqs, masks, opts, block, *values) -> JobPlan:
     """Runs inside the background job: may touch CUDA through job_device()."""
     from engine.runtime.device import job_device, runtime_device_name
 
-    if not seqs:
-        raise ValueError("sequence lengths: expected at least one, got none")
-    if not masks:
-        raise ValueError("masks: expected at least one, got none")
-    params = V.read_params(values)
     device = job_device()
-    gpu = device.type == "cuda"
-    config = SweepConfig(seq_lens=tuple(sorted(int(s) for s in seqs)), masks=tuple(masks),
-                         params=tuple(params.items()), batch=4 if gpu else 1, heads=16 if gpu else 4,
-                         head_dim=64, dtype="bfloat16" if gpu else "float32", block=SWEEP_BLOCK,
-                         repeats=10 if gpu else 5, flex_compile_on_cpu="flex_cpu" in (opts or []))
-    if not gpu:  # the budget is host memory; on a GPU the tensors live on the device
+    config = V.sweep_config(seqs, masks, opts, values, gpu=device.type == "cuda")
+    if device.type != "cuda":  # the budget is host memory; on a GPU the tensors live on the device
         check_budget("attention sweep", sweep_memory_bytes(config, "cpu"))
     name = runtime_device_name(device)
     return JobPlan(rows=attention_sweep(config, device, name), total=config.total,
-                   params={"seq_lens": list(config.seq_lens), "masks": list(config.masks), **params},
+                   params={"seq_lens": list(config.seq_lens), "masks": list(config.masks), **dict(config.params)},
                    meta={"device": name, "page": "attention"})
 
 

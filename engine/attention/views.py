@@ -167,7 +167,31 @@ def pooled_zoo(seq_len: int, block: int, params: tuple) -> tuple[tuple, dict, in
     return tuple(rows), pooled, factor, parts["names"]
 
 
-# -- the sweep's verdict and the committed reference runs ------------------------------
+# -- the sweep: its widgets' choices, its config, its verdict and the committed runs -----
+SWEEP_SEQS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+SWEEP_BLOCK = 128  # the BlockMask block size of the page's sweep
+SWEEP_MASKS = tuple(k for k in M.MASK_KINDS if k not in ("full", "causal"))  # the baselines run anyway
+
+
+def sweep_config(seqs, masks, opts, values, gpu: bool):
+    """The sweep widgets -> an engine.attention.attend.SweepConfig, checked against the
+    widgets' own choices (the GPU: bfloat16, batch 4, 16 heads; the CPU: float32, batch 1,
+    4 heads); ``opts`` may hold "flex_cpu" (compile FlexAttention on a CPU)."""
+    from engine.attention.attend import SweepConfig
+
+    if not isinstance(seqs, list) or not seqs:
+        raise ValueError("sequence lengths: expected at least one, got none")
+    if not isinstance(masks, list) or not masks:
+        raise ValueError("masks: expected at least one, got none")
+    seq_lens = tuple(sorted({check_choice("sequence length", s, SWEEP_SEQS) for s in seqs}))
+    masks = tuple(check_choice("mask", m, SWEEP_MASKS) for m in masks)
+    return SweepConfig(seq_lens=seq_lens, masks=masks, params=tuple(read_params(values).items()),
+                       batch=4 if gpu else 1, heads=16 if gpu else 4, head_dim=HEAD_DIM,
+                       dtype="bfloat16" if gpu else "float32", block=SWEEP_BLOCK,
+                       repeats=10 if gpu else 5, flex_compile_on_cpu="flex_cpu" in (opts or []))
+
+
+
 # baseline -> (speedup column, theory column, the baseline's name, what it is)
 BASELINES = {
     "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),

@@ -90,10 +90,15 @@ def test_draw_weights_gives_both_heatmaps_and_the_zoo_table():
 
 def test_plan_sweep_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    plan = attention.plan_sweep([128, 64], ["sliding_window", "bigbird"], [], 32, *params(w=16))
-    assert plan.total == 2 * (2 + 2 * 2) and plan.params["seq_lens"] == [64, 128]
+    plan = attention.plan_sweep([512, 256], ["sliding_window", "bigbird"], [], 32, *params(w=16))
+    assert plan.total == 2 * (2 + 2 * 2) and plan.params["seq_lens"] == [256, 512]
     first = next(iter(plan.rows))
-    assert first["seq_len"] == 64 and first["impl"] == "sdpa-causal" and first["device"] == "cpu"
+    assert first["seq_len"] == 256 and first["impl"] == "sdpa-causal" and first["device"] == "cpu"
+    # only what the widgets offer (engine.attention.views.SWEEP_SEQS, SWEEP_MASKS)
+    with pytest.raises(ValueError, match="sequence length: expected one of 256, 512"):
+        attention.plan_sweep([64], ["bigbird"], [], 32, *params())
+    with pytest.raises(ValueError, match="mask: expected one of"):
+        attention.plan_sweep([256], ["causal"], [], 32, *params())
     with pytest.raises(ValueError, match="sequence lengths: expected at least one"):
         attention.plan_sweep([], ["bigbird"], [], 32, *params())
     with pytest.raises(ValueError, match="masks: expected at least one"):

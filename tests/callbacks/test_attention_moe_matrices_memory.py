@@ -75,8 +75,9 @@ run("attention mask S=1024", at.draw_mask, "bigbird", 1024, 8, *TOP)
 run("attention mask S=8192 (past)", at.draw_mask, "bigbird", 8192, 8, *DEFAULT)
 run("attention mask params past", at.draw_mask, "bigbird", 512, 8, *OVER)
 run("attention weights params past", at.draw_weights, "bigbird", 512, 8, *OVER)
-run("attention sweep at its limits", at.plan_sweep, list(at.SWEEP_SEQS), [k for k in M.MASK_KINDS
+run("attention sweep at its limits", at.plan_sweep, list(V.SWEEP_SEQS), [k for k in V.SWEEP_MASKS
     if k not in ("full", "causal")], [], 128, *TOP)
+run("attention sweep past", at.plan_sweep, [2 * max(V.SWEEP_SEQS)], ["bigbird"], [], 128, *DEFAULT)
 run("attention sweep S=4096 bigbird", at.plan_sweep, [4096], ["bigbird"], [], 128, *DEFAULT, rows=2)
 
 # /moe
