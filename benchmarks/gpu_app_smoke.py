@@ -86,7 +86,7 @@ SMALL: dict[str, object] = {
     "ss-a-seeds": 1,
     "attention-sweep-seqs": "first",
     "iso-sweep-channels": "first", "iso-sweep-images": "first", "iso-sweep-batches": "first",
-    "iso-sweep-repeats": 2,
+    "iso-sweep-repeats": "min",
     "moe-train-epochs": 1, "moe-sweep-d": 32, "moe-sweep-max": 64,
     "paper-epochs": 1, "paper-max-train": 64, "paper-tasks": "first",
     "sm-sweep-n": "min", "sm-sweep-batches": "first",
