@@ -17,7 +17,7 @@ from components.chain_controls import control_id
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.bench.reference import references
+from engine.bench.reference import newest
 from engine.layers import explore as ex
 from engine.layers import lowering as low
 from engine.validate import check_float, check_int
@@ -399,16 +399,6 @@ register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-swe
              plan_sweep, kind="isomorphism-timing", filename="isomorphism-timing.csv")
 
 
-def load_reference() -> tuple[pd.DataFrame | None, str]:
-    """The newest committed GPU reference run (engine.bench.reference), and a line saying what it is."""
-    refs = references("isomorphism")
-    if not refs:
-        return None, "No committed GPU reference CSV yet (benchmarks/results/isomorphism/gpu_isomorphism.csv)."
-    ref = refs[0]
-    return ref.frame(), (f"Reference: benchmarks/results/{ref.name} measured on {ref.device_name or 'unknown device'}"
-                         f" ({ref.date or 'undated'}, {ref.rows} rows).")
-
-
 @callback(Output("iso-sweep-plot", "figure"), Output("iso-ref-note", "children"),
           Output("iso-sweep-summary", "children"), Input(SWEEP.rows, "data"), Input("iso-ref-show", "value"))
 def draw_sweep(rows, show_ref):
@@ -416,10 +406,10 @@ def draw_sweep(rows, show_ref):
     frames = {"this run": pd.DataFrame(rows)} if rows else {}
     note = None
     if "ref" in (show_ref or []):
-        ref, text = load_reference()
-        note = message(text, "info")
+        ref = newest("isomorphism")
+        note = message(f"Reference: {ref.description}." if ref else
+                       "No committed GPU reference run yet (benchmarks/results/isomorphism/).", "info")
         if ref is not None:
-            dev = ref["device_name"].iloc[0] if "device_name" in ref else "GPU"
-            frames[f"reference ({dev})"] = ref
+            frames[f"reference ({ref.device_name or 'GPU'})"] = ref.frame()
     summary = [message(t, k) for k, t in low.sweep_summary(rows or [])]
     return figs.timing_figure(frames), note, summary

@@ -14,7 +14,7 @@ from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import csv_download, data_table, register_csv_download, table_columns
-from engine.bench.reference import references
+from engine.bench.reference import newest
 from engine.layers import paper as pp
 from engine.runtime.datafiles import DATA_DIR_ENV
 
@@ -167,24 +167,15 @@ def _table(records: list[dict]) -> tuple[list[dict], list[dict]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records"), table_columns(frame)
 
 
-def load_reference() -> tuple[pd.DataFrame | None, str]:
-    """The newest committed GPU run (engine.bench.reference), and a line saying what it is."""
-    refs = references("paper")
-    if not refs:
-        return None, "No committed GPU run yet (benchmarks/results/paper/gpu_paper.csv)."
-    ref = refs[0]
-    return ref.frame(), (f"Reference: benchmarks/results/{ref.name}, measured on "
-                         f"{ref.device_name or 'unknown device'} ({ref.date or 'undated'}, {ref.rows} rows).")
-
-
 @callback(Output("paper-ref-table", "data"), Output("paper-ref-table", "columns"),
           Output("paper-ref-note", "children"), Input("paper-ref-show", "value"))
 def show_reference(show):
     if "ref" not in (show or []):
         return [], [], None
-    frame, text = load_reference()
-    if frame is None:
-        return [], [], message(text, "info")
-    data, columns = _table(pp.paper_form(frame.to_dict("records")))
-    lines = [message(text, "info")] + [message(t, k) for k, t in pp.verdict(frame.to_dict("records"))]
+    ref = newest("paper")
+    if ref is None:
+        return [], [], message("No committed GPU run yet (benchmarks/results/paper/).", "info")
+    records = ref.frame().to_dict("records")
+    data, columns = _table(pp.paper_form(records))
+    lines = [message(f"Reference: {ref.description}.", "info")] + [message(t, k) for k, t in pp.verdict(records)]
     return data, columns, lines

@@ -136,6 +136,12 @@ class Reference:
         date = self.date[:10] if self.date else "undated"
         return f"{short_device(self.device_name)}, {date}"
 
+    @property
+    def description(self) -> str:
+        """"benchmarks/results/<file>, measured on <device> (<date>, N rows)": whose rows they are."""
+        return (f"benchmarks/results/{self.name}, measured on {self.device_name or 'unknown device'} "
+                f"({self.date or 'undated'}, {self.rows} rows)")
+
     def frame(self) -> pd.DataFrame:
         """The rows, typed by the kind's schema when it has one (engine/bench/schema.py)."""
         text = self.path.read_text(encoding="utf-8")
@@ -255,6 +261,12 @@ def references(kind: str | None = None, root: Path | None = None) -> list[Refere
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     refs = [r for r in registry(root) if kind is None or r.kind == kind]
     return sorted(refs, key=lambda r: (r.date, r.name), reverse=True)
+
+
+def newest(kind: str, root: Path | None = None) -> Reference | None:
+    """The newest committed run of ``kind`` by its own date, None when there is none."""
+    refs = references(kind, root)
+    return refs[0] if refs else None
 
 
 def find(name: str, kind: str | None = None, root: Path | None = None) -> Reference:

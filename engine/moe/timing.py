@@ -243,12 +243,11 @@ def load_reference_sweep(root=None) -> tuple[list[dict], str] | None:
     """The newest committed MoE timing run (engine.bench.reference; ``root``: another results
     folder), by the date inside it, as rows and a label naming its device, dtype, d and date;
     None when there is none."""
-    from engine.bench.reference import references
+    from engine.bench.reference import newest
 
-    refs = references("moe", root)
-    if not refs:
+    ref = newest("moe", root)
+    if ref is None:
         return None
-    ref = refs[0]
     df = ref.frame()
     dtype = ", ".join(ref.dtypes)
     d = ", ".join(map(str, ref.shape.get("d_model", ())))

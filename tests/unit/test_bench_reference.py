@@ -82,3 +82,14 @@ def test_every_committed_kind_is_listed_with_device_shape_and_date():
         assert r.device_name and r.date and r.rows > 0 and r.dims, r.name
     paradox = references("paradox")[0]
     assert paradox.shape["rows"] == (8192,) and paradox.methods == ("eager per call",)
+
+
+def test_newest_is_the_latest_run_by_its_own_date_and_describes_itself():
+    from engine.bench.reference import newest, references
+
+    for kind in ("paradox", "isomorphism", "paper", "moe"):
+        ref = newest(kind)
+        assert ref is not None and ref == references(kind)[0]
+        assert ref.description.startswith(f"benchmarks/results/{ref.name}, measured on ")
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        newest("no-such-kind")
