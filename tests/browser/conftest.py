@@ -124,13 +124,3 @@ def redis_url(tmp_path):
     yield url
     stop_app(proc)
 
-
-def assert_tables_fit(page) -> None:
-    """Every DataTable on the page fits its container at the page's width: nothing to
-    scroll sideways, nothing cut off on the right (scrollWidth <= clientWidth)."""
-    widths = page.evaluate(
-        "() => Array.from(document.querySelectorAll('.dash-spreadsheet-container')).map(t => "
-        "({id: (t.closest('.dash-table-container') || {}).id, sw: t.scrollWidth, cw: t.clientWidth}))")
-    assert widths, "no table on the page"
-    wide = [w for w in widths if w["sw"] > w["cw"]]
-    assert not wide, f"tables wider than their container: {wide}"

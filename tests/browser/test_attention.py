@@ -71,7 +71,7 @@ def test_masks_heatmaps_and_a_tiny_sweep_with_csv(app_server, page):
 
 
 def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
-    from tests.browser.conftest import assert_tables_fit
+    from tests.browser.layout_checks import assert_tables_fit
     from tests.browser.test_chain_helpers import every_download_gives_rows
 
     page.goto(app_server + "/attention")

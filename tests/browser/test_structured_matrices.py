@@ -76,7 +76,7 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
 
 
 def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
-    from tests.browser.conftest import assert_tables_fit
+    from tests.browser.layout_checks import assert_tables_fit
     from tests.browser.test_chain_helpers import every_download_gives_rows
 
     page.goto(app_server + "/structured-matrices")

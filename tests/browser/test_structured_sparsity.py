@@ -2,6 +2,7 @@
 import pytest
 
 from engine.bench.pattern_sweep import default_block_backends
+from tests.browser.layout_checks import assert_tables_fit
 from tests.browser.conftest import SHOTS, download_csv, wait_for_text, wait_for_job
 from tests.browser.test_chain_helpers import every_download_gives_rows
 
@@ -165,15 +166,6 @@ def test_a_cancelled_sweep_is_labelled_not_passed_off_as_complete(app_server, pa
     assert 0 < done < total
 
 
-TABLE_WIDTH = """() => Array.from(document.querySelectorAll('.dash-table-container')).filter(
-    t => t.offsetParent !== null).map(t => {
-        const boxes = [t, ...t.querySelectorAll('*')].filter(e => ['auto', 'scroll'].includes(
-            getComputedStyle(e).overflowX));
-        return {id: t.parentElement.id || t.id, over: Math.max(0, ...boxes.map(
-            e => e.scrollWidth - e.clientWidth))};
-    })"""
-
-
 def test_no_table_scrolls_sideways_at_1280_and_every_download_gives_rows(app_server, page):
     """At 1280 x 900 every table of every tab fits its column, and every CSV button gives rows
     (the timing tables from the committed reference run, the accuracy ones after a tiny run)."""
@@ -197,8 +189,7 @@ def test_no_table_scrolls_sideways_at_1280_and_every_download_gives_rows(app_ser
     for label, tab in TABS.items():
         _tab(page, label)
         page.wait_for_timeout(500)
-        widths = page.evaluate(TABLE_WIDTH)
-        assert widths and all(w["over"] <= 1 for w in widths), (label, widths)
+        assert_tables_fit(page)
         page.screenshot(path=str(SHOTS / f"structured-sparsity-{tab}-1280.png"), full_page=True)
     every_download_gives_rows(page, {"#ss-acc-csv-button": 2, "#ss-acc-job-csv": 2,
                                      "#ss-chapter-csv-button": 4})
