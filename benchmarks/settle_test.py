@@ -58,7 +58,9 @@ CHAIN_LARGEST = "?preset=dense&n_phases=64&n_patterns=32&k=64&nnz_per_row=8&hidd
 LARGEST: dict[str, str | tuple[str, ...]] = {
     "/generator": CHAIN_LARGEST,
     "/scanner": CHAIN_LARGEST,
-    "/isomorphism": ("iso-conv-size", "iso-conv-cin", "iso-conv-cout", "iso-conv-kernel"),
+    "/isomorphism": ("iso-conv-size", "iso-conv-cin", "iso-conv-cout", "iso-conv-kernel",
+                     "iso-pool-size", "iso-pool-channels", "iso-rnn-t-len", "iso-rnn-hidden",
+                     "iso-rnn-d", "iso-attn-t-len", "iso-attn-d", "iso-attn-d-v"),
     "/paradox": ("paradox-size", "paradox-k", "paradox-block"),
     "/structured-sparsity": ("ss-size",),
     "/moe": ("moe-tokens", "moe-experts", "moe-k", "moe-d", "moe-h"),
@@ -277,9 +279,42 @@ def open_page(page, url: str, quiet_ms: float) -> float:
     return (time.perf_counter() - t) * 1000
 
 
+KINDS = ("slider", "number", "radio", "checklist", "dropdown")
+TABS = ".tab-container > .tab"  # dcc.Tabs: a tab's controls are in the page only while it is open
+
+
+def measure_control(page, cid: str, repeats: int, quiet_ms: float, timeout_ms: float) -> dict | str:
+    """``repeats`` one-step changes of one control: its samples and summary, or why not."""
+    samples, direction, what, kind = [], 1, "", ""
+    for k in range(repeats):
+        info = page.evaluate(DESCRIBE_JS, cid)
+        kind = info["kind"]
+        page.evaluate("() => window.__labArm()")
+        try:
+            done = change(page, cid, info, direction, k)
+        except PlaywrightError as exc:  # say why, and go on with the next control
+            page.keyboard.press("Escape")
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        if done is None:
+            break
+        what, direction = done
+        samples.append(sample(_settle(page, quiet_ms, timeout_ms), what))
+    if not samples:
+        return "cannot step (no other option, or disabled)"
+    ms = [x["ms"] for x in samples]
+    return {"control": cid, "kind": kind, "change": what, "samples": samples,
+            "median_ms": round(statistics.median(ms), 1), "max_ms": max(ms),
+            "callbacks": max(x["callbacks"] for x in samples),
+            "bytes": max(x["bytes"] for x in samples),
+            "server_ms": round(statistics.median(x["server_ms"] for x in samples), 1),
+            "slowest_callback": max(samples, key=lambda x: x["server_ms"])["slowest_callback"],
+            "failed": sum(x["failed"] for x in samples),
+            "timeouts": sum(x["timeout"] for x in samples)}
+
+
 def measure_page(browser, base: str, path: str, mode: str, ids: list[str], repeats: int,
                  quiet_ms: float, timeout_ms: float) -> dict:
-    """Every control of one page in one mode: per control its samples and summary."""
+    """Every control of one page in one mode, tab by tab: per control its samples and summary."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(MONITOR_JS)
     page = context.new_page()
@@ -288,53 +323,38 @@ def measure_page(browser, base: str, path: str, mode: str, ids: list[str], repea
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     largest = LARGEST.get(path, ())
     query = largest if isinstance(largest, str) else ""
+    to_set = [] if isinstance(largest, str) or mode != "largest" else list(largest)
     result = {"page": path, "mode": mode, "set": {}, "controls": [], "skipped": {}}
     try:
         result["load_ms"] = round(open_page(page, base + path + (query if mode == "largest" else ""),
                                             quiet_ms))
-        present = {cid: page.evaluate(DESCRIBE_JS, cid) for cid in ids}
-        present = {cid: info for cid, info in present.items() if info}
-        if mode == "largest" and not isinstance(largest, str):
-            for cid in largest:
-                info = page.evaluate(DESCRIBE_JS, cid)
-                what = set_largest(page, cid, info) if info and info["visible"] else None
-                result["set"][cid] = what or "not found"
+        closed_tabs = page.eval_on_selector_all(
+            TABS, "tabs => tabs.filter(t => !t.classList.contains('tab--selected')).map(t => t.id)")
+        for tab in [None] + closed_tabs:
+            if tab:
+                page.click(f"#{tab}")
                 _settle(page, quiet_ms, timeout_ms)
-        for cid in present:
-            info = page.evaluate(DESCRIBE_JS, cid)
-            if not info or not info["visible"] or info["kind"] not in (
-                    "slider", "number", "radio", "checklist", "dropdown"):
-                result["skipped"][cid] = "hidden" if info and not info["visible"] else \
-                    (info or {}).get("kind", "gone")
-                continue
-            samples, direction, what = [], 1, ""
-            for k in range(repeats):
+            for cid in [c for c in to_set if c not in result["set"]]:
                 info = page.evaluate(DESCRIBE_JS, cid)
-                page.evaluate("() => window.__labArm()")
-                try:
-                    done = change(page, cid, info, direction, k)
-                except PlaywrightError as exc:  # say why, and go on with the next control
-                    result["skipped"][cid] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
-                    page.keyboard.press("Escape")
-                    break
-                if done is None:
-                    break
-                what, direction = done
-                samples.append(sample(_settle(page, quiet_ms, timeout_ms), what))
-            if not samples:
-                result["skipped"].setdefault(cid, "cannot step (no other option, or disabled)")
-                continue
-            ms = [x["ms"] for x in samples]
-            slowest = max(samples, key=lambda x: x["server_ms"])
-            result["controls"].append({
-                "control": cid, "kind": info["kind"], "change": what, "samples": samples,
-                "median_ms": round(statistics.median(ms), 1), "max_ms": max(ms),
-                "callbacks": max(x["callbacks"] for x in samples),
-                "bytes": max(x["bytes"] for x in samples),
-                "server_ms": round(statistics.median(x["server_ms"] for x in samples), 1),
-                "slowest_callback": slowest["slowest_callback"],
-                "failed": sum(x["failed"] for x in samples),
-                "timeouts": sum(x["timeout"] for x in samples)})
+                if info and info["visible"]:
+                    result["set"][cid] = set_largest(page, cid, info) or f"cannot ({info['kind']})"
+                    _settle(page, quiet_ms, timeout_ms)
+            for cid in ids:
+                if any(c["control"] == cid for c in result["controls"]):
+                    continue
+                info = page.evaluate(DESCRIBE_JS, cid)
+                if not info:
+                    continue
+                if not info["visible"] or info["kind"] not in KINDS:
+                    result["skipped"][cid] = "hidden" if not info["visible"] else info["kind"]
+                    continue
+                measured = measure_control(page, cid, repeats, quiet_ms, timeout_ms)
+                if isinstance(measured, str):
+                    result["skipped"][cid] = measured
+                else:
+                    result["skipped"].pop(cid, None)
+                    result["controls"].append(measured)
+        result["set"].update({cid: "not found" for cid in to_set if cid not in result["set"]})
     finally:
         result["console_errors"] = errors[:10]
         context.close()
