@@ -10,8 +10,8 @@
    background job (sliders, number boxes, radio items, checklists, dropdowns; text boxes,
    uploads and job Run / Cancel buttons are left out), changes it by one step the way a
    person does (slider: arrow key to the next step or mark; number: +step within
-   min / max and Enter; radio / dropdown: the next option; checklist: toggle one option)
-   and times from the key or pointer event to settled. ``--repeats`` changes per control
+   min / max; radio / dropdown: the next option; checklist: toggle one option)
+   and times from the key or pointer event to settled (a number box: its + / - button). ``--repeats`` changes per control
    walk on (a slider steps on, and back down at its end), so a repeat is a new value
    rather than one the pure-result cache already holds (two-option controls must revisit).
 4. Two modes: ``defaults`` (the page as it opens) and ``largest`` (the size-like
@@ -187,6 +187,14 @@ def change(page, cid: str, info: dict, direction: int, k: int) -> tuple[str, int
         return f"{info['value']:g} -> {float(thumb.get_attribute('aria-valuenow')):g}", direction
     if kind == "number":
         new, direction = next_number(info, direction)
+        # Dash's number box has its own -/+ buttons: one click is one step, sent at once
+        # (typing waits for Enter, blur or the box's debounce)
+        stepper = el.locator("xpath=..").locator(
+            ".dash-stepper-increment" if direction > 0 else ".dash-stepper-decrement")
+        if stepper.count() and stepper.is_enabled():
+            page.evaluate("() => window.__labArm()")
+            stepper.click()
+            return f"{info['value']} -> {el.input_value()}", direction
         el.fill(str(new))
         page.evaluate("() => window.__labArm()")
         el.press("Enter")
@@ -275,6 +283,10 @@ def open_page(page, url: str, quiet_ms: float) -> float:
     t = time.perf_counter()
     page.goto(url)
     page.wait_for_selector("#_pages_content > *", timeout=60_000)
+    try:  # Dash fetches its components' code when they first render: no callback shows it
+        page.wait_for_load_state("networkidle", timeout=30_000)
+    except PlaywrightError:
+        pass  # something keeps polling; the settle below still waits for the callbacks
     _settle(page, quiet_ms, 60_000)
     return (time.perf_counter() - t) * 1000
 
@@ -312,6 +324,38 @@ def measure_control(page, cid: str, repeats: int, quiet_ms: float, timeout_ms: f
             "timeouts": sum(x["timeout"] for x in samples)}
 
 
+def visit_tabs(page, ids: list[str], repeats: int, quiet_ms: float, timeout_ms: float,
+               to_set: list[str], set_now: dict, result: dict) -> None:
+    """Each tab of the loaded page in turn (the page itself when it has none): its size-like
+    controls to their largest (``to_set``), then every control not yet measured."""
+    closed_tabs = page.eval_on_selector_all(
+        TABS, "tabs => tabs.filter(t => !t.classList.contains('tab--selected')).map(t => t.id)")
+    for tab in [None] + closed_tabs:
+        if tab:
+            page.click(f"#{tab}")
+            _settle(page, quiet_ms, timeout_ms)
+        for cid in [c for c in to_set if c not in set_now]:
+            info = page.evaluate(DESCRIBE_JS, cid)
+            if info and info["visible"]:
+                set_now[cid] = set_largest(page, cid, info) or f"cannot ({info['kind']})"
+                _settle(page, quiet_ms, timeout_ms)
+        for cid in ids:
+            if any(c["control"] == cid for c in result["controls"]):
+                continue
+            info = page.evaluate(DESCRIBE_JS, cid)
+            if not info:
+                continue
+            if not info["visible"] or info["kind"] not in KINDS:
+                result["skipped"].setdefault(cid, "hidden" if not info["visible"] else info["kind"])
+                continue
+            measured = measure_control(page, cid, repeats, quiet_ms, timeout_ms)
+            if isinstance(measured, str):
+                result["skipped"][cid] = measured
+            else:
+                result["skipped"].pop(cid, None)
+                result["controls"].append(measured)
+
+
 def measure_page(browser, base: str, path: str, mode: str, ids: list[str], repeats: int,
                  quiet_ms: float, timeout_ms: float) -> dict:
     """Every control of one page in one mode, tab by tab: per control its samples and summary."""
@@ -326,34 +370,16 @@ def measure_page(browser, base: str, path: str, mode: str, ids: list[str], repea
     to_set = [] if isinstance(largest, str) or mode != "largest" else list(largest)
     result = {"page": path, "mode": mode, "set": {}, "controls": [], "skipped": {}}
     try:
-        result["load_ms"] = round(open_page(page, base + path + (query if mode == "largest" else ""),
-                                            quiet_ms))
-        closed_tabs = page.eval_on_selector_all(
-            TABS, "tabs => tabs.filter(t => !t.classList.contains('tab--selected')).map(t => t.id)")
-        for tab in [None] + closed_tabs:
-            if tab:
-                page.click(f"#{tab}")
-                _settle(page, quiet_ms, timeout_ms)
-            for cid in [c for c in to_set if c not in result["set"]]:
-                info = page.evaluate(DESCRIBE_JS, cid)
-                if info and info["visible"]:
-                    result["set"][cid] = set_largest(page, cid, info) or f"cannot ({info['kind']})"
-                    _settle(page, quiet_ms, timeout_ms)
-            for cid in ids:
-                if any(c["control"] == cid for c in result["controls"]):
-                    continue
-                info = page.evaluate(DESCRIBE_JS, cid)
-                if not info:
-                    continue
-                if not info["visible"] or info["kind"] not in KINDS:
-                    result["skipped"][cid] = "hidden" if not info["visible"] else info["kind"]
-                    continue
-                measured = measure_control(page, cid, repeats, quiet_ms, timeout_ms)
-                if isinstance(measured, str):
-                    result["skipped"][cid] = measured
-                else:
-                    result["skipped"].pop(cid, None)
-                    result["controls"].append(measured)
+        # a control hidden by another one's change (a mask's own parameters) gets a second
+        # chance on a fresh load of the page; one hidden at the page's start stays hidden
+        for _ in range(2):
+            load_ms = open_page(page, base + path + (query if mode == "largest" else ""), quiet_ms)
+            result.setdefault("load_ms", round(load_ms))
+            set_now: dict[str, str] = {}
+            visit_tabs(page, ids, repeats, quiet_ms, timeout_ms, to_set, set_now, result)
+            result["set"] = result["set"] or set_now
+            if "hidden" not in result["skipped"].values():
+                break
         result["set"].update({cid: "not found" for cid in to_set if cid not in result["set"]})
     finally:
         result["console_errors"] = errors[:10]
