@@ -282,7 +282,7 @@ def open_page(page, url: str, quiet_ms: float) -> float:
     """Load the page and wait until it settles; the load time in ms."""
     t = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector("#_pages_content > *", timeout=60_000)
+    page.wait_for_selector("#_pages_content > *", state="attached", timeout=60_000)
     try:  # Dash fetches its components' code when they first render: no callback shows it
         page.wait_for_load_state("networkidle", timeout=30_000)
     except PlaywrightError:
@@ -495,7 +495,8 @@ def main() -> None:
         if wanted:
             unknown = sorted(set(wanted) - set(ids))
             if unknown:
-                raise SystemExit(f"--controls: expected ids of controls, got {unknown}")
+                raise SystemExit(f"--controls: expected ids of controls ({len(ids)} listed by "
+                                 f"{url}/_dash-dependencies), got {unknown}")
             ids = wanted
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
