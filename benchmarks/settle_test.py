@@ -455,6 +455,30 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dependencies(url: str, rounds: int = 3, width: int = 8, seconds: float = 60) -> list[dict]:
+    """The app's callbacks, once ``rounds`` rounds of ``width`` concurrent answers in a row all
+    list some. A gunicorn worker answers an empty list while another of its threads is still
+    setting Dash up (Dash marks its setup done when it starts it), so a fresh server is
+    asked, on every worker, until it has settled."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(_) -> list[dict]:
+        with urllib.request.urlopen(url + "/_dash-dependencies", timeout=30) as resp:
+            return json.loads(resp.read())
+
+    deadline, streak = time.monotonic() + seconds, 0
+    with ThreadPoolExecutor(width) as pool:
+        while time.monotonic() < deadline:
+            answers = list(pool.map(fetch, range(width)))
+            streak = streak + 1 if all(answers) else 0
+            if streak >= rounds:
+                return answers[0]
+            time.sleep(0.05 if all(answers) else 0.5)
+    raise RuntimeError(f"{url}/_dash-dependencies: expected the callbacks, got an empty list "
+                       f"for {seconds:g} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", default=",".join(PAGES), help="comma-separated routes")
@@ -487,10 +511,7 @@ def main() -> None:
     proc, url = start_app(cache, command=cmd, port=args.port)
     results = []
     try:
-        import urllib.request
-
-        with urllib.request.urlopen(url + "/_dash-dependencies") as resp:
-            ids = control_ids(json.loads(resp.read()))
+        ids = control_ids(dependencies(url))
         wanted = [c.strip() for c in args.controls.split(",") if c.strip()]
         if wanted:
             unknown = sorted(set(wanted) - set(ids))
