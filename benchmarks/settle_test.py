@@ -278,16 +278,28 @@ def sample(settled: dict, what: str) -> dict:
             "slowest_callback": short_name(longest["output"]) if longest else ""}
 
 
-def open_page(page, url: str, quiet_ms: float) -> float:
-    """Load the page and wait until it settles; the load time in ms."""
+def wait_rendered(page, ids: list[str], quiet_ms: float, timeout_ms: float) -> None:
+    """Settle, then wait until the number of these controls in the page stops changing
+    (React draws a component once its code has arrived, which no callback shows)."""
+    _settle(page, quiet_ms, timeout_ms)
+    deadline, last, stable = time.monotonic() + timeout_ms / 1000, -1, 0
+    while stable < 3 and time.monotonic() < deadline:
+        count = page.evaluate("ids => ids.filter(id => document.getElementById(id)).length", ids)
+        stable, last = (stable + 1 if count == last else 0), count
+        page.wait_for_timeout(150)
+    _settle(page, quiet_ms, timeout_ms)
+
+
+def open_page(page, url: str, ids: list[str], quiet_ms: float) -> float:
+    """Load the page and wait until it settles with its controls drawn; the load time in ms."""
     t = time.perf_counter()
     page.goto(url)
     page.wait_for_selector("#_pages_content > *", state="attached", timeout=60_000)
-    try:  # Dash fetches its components' code when they first render: no callback shows it
+    try:  # Dash fetches its components' code when they first render
         page.wait_for_load_state("networkidle", timeout=30_000)
     except PlaywrightError:
-        pass  # something keeps polling; the settle below still waits for the callbacks
-    _settle(page, quiet_ms, 60_000)
+        pass  # something keeps polling; the waits below still hold
+    wait_rendered(page, ids, quiet_ms, 60_000)
     return (time.perf_counter() - t) * 1000
 
 
@@ -333,7 +345,7 @@ def visit_tabs(page, ids: list[str], repeats: int, quiet_ms: float, timeout_ms: 
     for tab in [None] + closed_tabs:
         if tab:
             page.click(f"#{tab}")
-            _settle(page, quiet_ms, timeout_ms)
+            wait_rendered(page, ids, quiet_ms, timeout_ms)
         for cid in [c for c in to_set if c not in set_now]:
             info = page.evaluate(DESCRIBE_JS, cid)
             if info and info["visible"]:
@@ -373,7 +385,8 @@ def measure_page(browser, base: str, path: str, mode: str, ids: list[str], repea
         # a control hidden by another one's change (a mask's own parameters) gets a second
         # chance on a fresh load of the page; one hidden at the page's start stays hidden
         for _ in range(2):
-            load_ms = open_page(page, base + path + (query if mode == "largest" else ""), quiet_ms)
+            load_ms = open_page(page, base + path + (query if mode == "largest" else ""), ids,
+                                quiet_ms)
             result.setdefault("load_ms", round(load_ms))
             set_now: dict[str, str] = {}
             visit_tabs(page, ids, repeats, quiet_ms, timeout_ms, to_set, set_now, result)
