@@ -361,6 +361,18 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
     }
 
 
+PHASE_KEY_COLUMNS = ("phase", "pattern", "nnz", "max_abs_pipeline_minus_graph", "support")
+PHASE_OUTPUTS_SHOWN = 6
+
+
+def phase_columns(phases) -> list[str]:
+    """What the per-phase table shows at any size: the phase's keys and its first
+    PHASE_OUTPUTS_SHOWN outputs (K activations and F outputs do not fit 1280 px; the
+    table's data and its CSV keep every column)."""
+    outputs = [c for c in phases.columns if str(c).startswith("y_")][:PHASE_OUTPUTS_SHOWN]
+    return [c for c in PHASE_KEY_COLUMNS if c in phases.columns] + outputs
+
+
 # -- everything /generator shows for one chain, cached --------------------------------------------
 @pure_cache
 def generator_views(spec: ChainSpec, training: tuple | None = None) -> dict[str, Any]:
@@ -387,7 +399,7 @@ def generator_views(spec: ChainSpec, training: tuple | None = None) -> dict[str,
         "frames": generator_frames(chain), "elements": graph_elements(chain, edges=drawn),
         "equality": equality_figure(diff), "max_diff": float(diff.max()),
         "cost": (cost.to_dict("records"), table_columns(cost)),
-        "phases": (phases.to_dict("records"), table_columns(phases)),
+        "phases": (phases.to_dict("records"), table_columns(phases, only=phase_columns(phases))),
         "levels": (levels.to_dict("records"), table_columns(levels)),
         "critical_path": levels.attrs["critical_path"], "n_levels": len(levels),
         "unreached": levels.attrs["unreached"], "note": hidden_note(notes, g.n_edges, drawn.size),

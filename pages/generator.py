@@ -129,8 +129,9 @@ def layout(**query):
         section("Per-phase table",
                 data_table("gen-phase-table", page_size=8),
                 csv_download("gen-phase-csv", "Download per-phase CSV"),
-                note="phase, pattern, nonzeros, the activation column and the outputs, and "
-                     "the computed max |pipeline - graph| of that phase."),
+                note="phase, pattern, nonzeros, the computed max |pipeline - graph| of that "
+                     "phase, the support and the first six outputs; the CSV has every "
+                     "activation and every output too."),
         section("What the deck says",
                 html.Ul([
                     html.Li("The deck presents the pipeline and the graph as two drawings of "

@@ -86,7 +86,8 @@ def _matrix_block(tab: str, side_title: str) -> html.Div:
                                 dcc.Download(id=f"{prefix}-mtx")], className="job-buttons")]),
             html.Div([html.H3("Timing on this server (CPU, small run)"),
                       data_table(f"{prefix}-timing", [], page_size=6),
-                      csv_download(f"{prefix}-timing-csv", "Timing CSV")]),
+                      csv_download(f"{prefix}-timing-csv", "Timing CSV"),
+                      html.P("The CSV adds the device, dtype, nonzeros and batch.", className="section-note")]),
         ], className="two-col"),
     ])
 
@@ -239,9 +240,13 @@ def _stats(view: dict, extra: list | None = None) -> list:
             stat("matrix / native time", ratio)] + list(extra or [])
 
 
+TIMING_SHOWN = ["path", "median_ms", "iqr_ms", "runs", "noisy", "method"]  # the CSV adds device, dtype, nnz, batch
+
+
 def _tables(view: dict) -> tuple:
     timing = pd.DataFrame(view["timing_rows"])
-    return view["facts_rows"], FACT_COLUMNS, timing.to_dict("records"), table_columns(timing)
+    shown = [c for c in TIMING_SHOWN if c in timing.columns]
+    return view["facts_rows"], FACT_COLUMNS, timing.to_dict("records"), table_columns(timing, only=shown)
 
 
 def _panel(view: dict, spy, side, out, extra: list | None = None) -> tuple:

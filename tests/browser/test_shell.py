@@ -55,3 +55,26 @@ def test_navbar_is_one_line_at_1280_px(app_server, page):
     assert height < 56, height
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator(".navbar").screenshot(path=str(SHOTS / "navbar-1280.png"))
+
+
+def test_every_page_fits_1280_px_at_its_defaults(app_server, page):
+    """A walk of every page at 1280 x 900, as a newcomer first sees it: no table to scroll
+    sideways or cut off, nothing wider than the window (a screenshot of each page)."""
+    from tests.browser.layout_checks import assert_tables_fit
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    checked = {}
+    for path in _nav_paths(page, app_server):
+        page.goto(app_server + path)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_selector("#_pages_content > *")
+        page.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')",
+                               timeout=60_000)
+        page.wait_for_timeout(300)
+        checked[path] = assert_tables_fit(page, at_least=0)
+        name = path.strip("/") or "home"
+        page.screenshot(path=str(SHOTS / f"walk-{name}-1280.png"), full_page=True)
+    assert len(checked) >= 12, checked
+    assert sum(len(t) for t in checked.values()) >= 20, checked  # the tables were there
+    assert not page.console_errors, page.console_errors
