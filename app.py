@@ -311,6 +311,14 @@ def hide_error_bar(_path, _clicks):
     return True
 
 
+# Dash builds its callback list on a worker's first request and marks that done before it
+# has finished, so another thread of the same worker could answer /_dash-dependencies with
+# an empty list: a browser served then gets a page on which nothing responds (seen in 5 of
+# 6 fresh gunicorn starts). Build it now, once every page and callback is registered.
+with server.test_request_context("/"):
+    app._setup_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the Sparsity Lab dashboard.")
     parser.add_argument("--host", default=os.environ.get("SPARSITY_LAB_HOST", "127.0.0.1"))
