@@ -106,6 +106,20 @@ def _groups(ref: pd.DataFrame, ref_label: str, local_label: str | None) -> tuple
     return None, None
 
 
+def _local_and_reference(fig: go.Figure, loc: pd.DataFrame, ref: pd.DataFrame, value: str,
+                         ref_label: str, local_label: str | None, **kw) -> None:
+    """This run's ``value`` (solid circles) and the reference run's (dotted open diamonds)."""
+    mine, theirs = _groups(ref, ref_label, local_label)
+    if not loc.empty:
+        _series(loc, value, "", None, "circle", fig, group=mine, **kw)
+    if not ref.empty:
+        _series(ref, value, f"{ref_label}: ", "dot", "diamond-open", fig, group=theirs, **kw)
+
+
+def _sparsities(*frames: pd.DataFrame) -> pd.Series:
+    return pd.concat([d["sparsity"] for d in frames if not d.empty])
+
+
 def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
                    breakeven: pd.DataFrame | None = None, ref_label: str = "reference",
                    local_label: str | None = None) -> go.Figure:
@@ -119,7 +133,7 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     if loc.empty and ref.empty:
         return empty_figure("No measured rows yet: run a sweep (or pick a reference run).")
     fig = _base("Measured vs theoretical speedup" + timing_text(loc, ref), "speedup over dense (x, log scale)")
-    sp = pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty])
+    sp = _sparsities(loc, ref)
     xs = _x(np.linspace(sp.min(), sp.max(), 50))
     fig.add_trace(go.Scatter(x=xs, y=xs, mode="lines", name="theoretical 1/density",
                              line={"color": "#999", "dash": "dash"}))
@@ -130,11 +144,7 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
                              textfont={"size": 11}, customdata=CHAPTER["sparsity"],
                              hovertemplate="the chapter: %{y:.2g}x at sparsity %{customdata:.3g}<extra></extra>"))
     reference_line(fig, "break-even (speedup 1)", y=1.0, color="#c00", dash="dot", side="bottom")
-    mine, theirs = _groups(ref, ref_label, local_label)
-    if not loc.empty:
-        _series(loc, "speedup", "", None, "circle", fig, group=mine)
-    if not ref.empty:
-        _series(ref, "speedup", f"{ref_label}: ", "dot", "diamond-open", fig, group=theirs)
+    _local_and_reference(fig, loc, ref, "speedup", ref_label, local_label)
     if breakeven is not None and len(breakeven):
         for _, r in breakeven.iterrows():
             be = r.get("break_even")
@@ -148,39 +158,35 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     return fig
 
 
+def _value_figure(loc: pd.DataFrame, ref: pd.DataFrame, value: str, title: str, ytitle: str,
+                  ref_label: str, local_label: str | None, **kw) -> go.Figure:
+    """A half-width log-y figure of ``value`` against sparsity, this run beside the reference."""
+    if loc.empty and ref.empty:
+        return empty_figure("No measured rows yet.")
+    fig = _base(title, ytitle, legend_below=True)
+    _local_and_reference(fig, loc, ref, value, ref_label, local_label, **kw)
+    _sparsity_axis(fig, _sparsities(loc, ref))
+    return fig
+
+
 def efficiency_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
                       ref_label: str = "reference", local_label: str | None = None) -> go.Figure:
     """Efficiency = measured speedup / theoretical speedup (1 = all of the skipped work saved)."""
-    loc, ref = _ok(local), _ok(reference)
-    if loc.empty and ref.empty:
-        return empty_figure("No measured rows yet.")
-    fig = _base("Efficiency: measured / theoretical speedup", "efficiency (fraction, log scale)", legend_below=True)
-    mine, theirs = _groups(ref, ref_label, local_label)
-    if not loc.empty:
-        _series(loc, "efficiency", "", None, "circle", fig, group=mine)
-    if not ref.empty:
-        _series(ref, "efficiency", f"{ref_label}: ", "dot", "diamond-open", fig, group=theirs)
-    _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
-    return fig
+    return _value_figure(_ok(local), _ok(reference), "efficiency",
+                         "Efficiency: measured / theoretical speedup", "efficiency (fraction, log scale)",
+                         ref_label, local_label)
 
 
 def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
                      ref_label: str = "reference", local_label: str | None = None) -> go.Figure:
     """Achieved GB/s under the minimum-traffic model, with the device's peak when known."""
     loc, ref = _ok(local), _ok(reference)
-    if loc.empty and ref.empty:
-        return empty_figure("No measured rows yet.")
-    fig = _base("Achieved memory bandwidth (minimum-traffic model)", "GB/s (log scale)", legend_below=True)
-    mine, theirs = _groups(ref, ref_label, local_label)
-    if not loc.empty:
-        _series(loc, "gbs", "", None, "circle", fig, skip_dense=False, group=mine)
-    if not ref.empty:
-        _series(ref, "gbs", f"{ref_label}: ", "dot", "diamond-open", fig, skip_dense=False, group=theirs)
+    fig = _value_figure(loc, ref, "gbs", "Achieved memory bandwidth (minimum-traffic model)",
+                        "GB/s (log scale)", ref_label, local_label, skip_dense=False)
     for d, label in ((loc, "this device"), (ref, "reference")):
         if not d.empty and "peak_gbs" in d and np.isfinite(d["peak_gbs"]).any():
             peak = float(d["peak_gbs"].dropna().iloc[0])
             reference_line(fig, f"{label}'s peak {peak:.0f} GB/s", y=peak, color="#000", along=0.99)
-    _sparsity_axis(fig, pd.concat([d["sparsity"] for d in (loc, ref) if not d.empty]))
     return fig
 
 

@@ -13,35 +13,39 @@ def _fail(what: str, expected: str, got: Any) -> None:
     raise ValueError(f"{what}: expected {expected}, got {NO_NUMBER if got is None else repr(got)}")
 
 
+def _finite_number(what: str, value: Any, kind: str, lo: Any, hi: Any,
+                   finite_kind: str | None = None) -> float:
+    """``value`` as a finite float; the messages expect ``kind`` (``finite_kind`` for
+    NaN or infinity) within [lo, hi]."""
+    if isinstance(value, bool) or value is None:
+        _fail(what, _range_text(kind, lo, hi), value)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        _fail(what, _range_text(kind, lo, hi), value)
+    if out != out or out in (float("inf"), float("-inf")):
+        _fail(what, _range_text(finite_kind or kind, lo, hi), value)
+    return out
+
+
+def _within(what: str, out: Any, kind: str, lo: Any, hi: Any, value: Any) -> Any:
+    if (lo is not None and out < lo) or (hi is not None and out > hi):
+        _fail(what, _range_text(kind, lo, hi), value)
+    return out
+
+
 def check_int(what: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """Return ``value`` as an int in [lo, hi]; raise ValueError otherwise."""
-    if isinstance(value, bool) or value is None:
+    as_float = _finite_number(what, value, "an integer", lo, hi)
+    if as_float != int(as_float):
         _fail(what, _range_text("an integer", lo, hi), value)
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        _fail(what, _range_text("an integer", lo, hi), value)
-    if as_float != as_float or as_float in (float("inf"), float("-inf")) or as_float != int(as_float):
-        _fail(what, _range_text("an integer", lo, hi), value)
-    out = int(as_float)
-    if (lo is not None and out < lo) or (hi is not None and out > hi):
-        _fail(what, _range_text("an integer", lo, hi), value)
-    return out
+    return _within(what, int(as_float), "an integer", lo, hi, value)
 
 
 def check_float(what: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
     """Return ``value`` as a finite float in [lo, hi]; raise ValueError otherwise."""
-    if isinstance(value, bool) or value is None:
-        _fail(what, _range_text("a number", lo, hi), value)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        _fail(what, _range_text("a number", lo, hi), value)
-    if out != out or out in (float("inf"), float("-inf")):
-        _fail(what, _range_text("a finite number", lo, hi), value)
-    if (lo is not None and out < lo) or (hi is not None and out > hi):
-        _fail(what, _range_text("a number", lo, hi), value)
-    return out
+    out = _finite_number(what, value, "a number", lo, hi, finite_kind="a finite number")
+    return _within(what, out, "a number", lo, hi, value)
 
 
 def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:

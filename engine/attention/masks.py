@@ -19,6 +19,7 @@ sequence length and a device; move them with ``mask.to(device)``.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -75,34 +76,29 @@ def _mask(name: str, fn: MaskMod, rebuild=None) -> Mask:
 
 
 # -- combinators ----------------------------------------------------------------
-def and_masks(*masks: Mask, name: str | None = None) -> Mask:
-    """Keep (q, kv) when every mask keeps it."""
+def _fold(masks: tuple[Mask, ...], name: str | None, word: str, join) -> Mask:
+    """One mask keeping (q, kv) by ``join``-ing what ``masks`` keep (``word``: and / or)."""
     if not masks:
-        raise ValueError("and_masks: expected at least one mask, got none")
+        raise ValueError(f"{word}_masks: expected at least one mask, got none")
     mods = [m.mask_mod for m in masks]
 
     def fn(b, h, q_idx, kv_idx):
         out = mods[0](b, h, q_idx, kv_idx)
         for mod in mods[1:]:
-            out = out & mod(b, h, q_idx, kv_idx)
+            out = join(out, mod(b, h, q_idx, kv_idx))
         return out
 
-    return Mask(name or "and(" + ", ".join(m.name for m in masks) + ")", fn, tuple(masks), "and")
+    return Mask(name or f"{word}(" + ", ".join(m.name for m in masks) + ")", fn, tuple(masks), word)
+
+
+def and_masks(*masks: Mask, name: str | None = None) -> Mask:
+    """Keep (q, kv) when every mask keeps it."""
+    return _fold(masks, name, "and", operator.and_)
 
 
 def or_masks(*masks: Mask, name: str | None = None) -> Mask:
     """Keep (q, kv) when any mask keeps it."""
-    if not masks:
-        raise ValueError("or_masks: expected at least one mask, got none")
-    mods = [m.mask_mod for m in masks]
-
-    def fn(b, h, q_idx, kv_idx):
-        out = mods[0](b, h, q_idx, kv_idx)
-        for mod in mods[1:]:
-            out = out | mod(b, h, q_idx, kv_idx)
-        return out
-
-    return Mask(name or "or(" + ", ".join(m.name for m in masks) + ")", fn, tuple(masks), "or")
+    return _fold(masks, name, "or", operator.or_)
 
 
 # -- primitives -----------------------------------------------------------------
