@@ -190,6 +190,24 @@ def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None 
     return fig
 
 
+# run i of a comparison: its line dash and marker (the colour is the series')
+RUN_DASHES = ("solid", "dot", "dash", "longdash")
+RUN_SYMBOLS = ("circle", "diamond-open", "square", "triangle-up")
+
+
+def _run_trace(fig: go.Figure, i: int, label: str, name, x, y) -> None:
+    """Series ``name`` of run ``i`` (``label``) as a line with markers."""
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="lines+markers", name=f"{label}: {name}" if name != "" else label,
+        line={"dash": RUN_DASHES[i % len(RUN_DASHES)], "color": color_of(str(name)) if name != "" else None},
+        marker={"symbol": RUN_SYMBOLS[i % len(RUN_SYMBOLS)], "size": 8}))
+
+
+def _compare_layout(fig: go.Figure, title: str) -> None:
+    fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
+                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+
+
 def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
                    series: str | None = "backend") -> go.Figure:
     """Two (or more) runs in one plot: y against x, a line per (run, series)."""
@@ -199,8 +217,6 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
     if x == "sparsity":
         return compare_figure_sparsity(frames, y, series)
     fig = go.Figure()
-    dashes = ["solid", "dot", "dash", "longdash"]
-    symbols = ["circle", "diamond-open", "square", "triangle-up"]
     for i, (label, f) in enumerate(frames):
         f = f.copy()
         if "status" in f:
@@ -216,14 +232,10 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
             g = g.groupby(x, as_index=False)[y].median().sort_values(x).dropna()
             if g.empty:
                 continue
-            fig.add_trace(go.Scatter(
-                x=g[x], y=g[y], mode="lines+markers", name=f"{label}: {name}" if name != "" else label,
-                line={"dash": dashes[i % len(dashes)], "color": color_of(str(name)) if name != "" else None},
-                marker={"symbol": symbols[i % len(symbols)], "size": 8}))
+            _run_trace(fig, i, label, name, g[x], g[y])
     if not fig.data:
         return empty_figure(f"No numeric values of {y} against {x} in these runs.")
-    fig.update_layout(title={"text": f"{y} against {x}", "font": {"size": 15}}, template=TEMPLATE,
-                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+    _compare_layout(fig, f"{y} against {x}")
     fig.update_xaxes(title_text=axis_title(x))
     fig.update_yaxes(title_text=axis_title(y))
     if y in LOG_COLUMNS:
@@ -234,8 +246,6 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
 def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
     """compare_figure with sparsity on the 1/density log axis."""
     fig = go.Figure()
-    dashes = ["solid", "dot", "dash", "longdash"]
-    symbols = ["circle", "diamond-open", "square", "triangle-up"]
     all_s = []
     for i, (label, f) in enumerate(frames):
         f = _ok(f) if "status" in f else f.copy()
@@ -249,15 +259,10 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
             if g.empty:
                 continue
             all_s.extend(g["sparsity"].tolist())
-            fig.add_trace(go.Scatter(
-                x=_x(g["sparsity"]), y=g[y], mode="lines+markers",
-                name=f"{label}: {name}" if name != "" else label,
-                line={"dash": dashes[i % len(dashes)], "color": color_of(str(name)) if name != "" else None},
-                marker={"symbol": symbols[i % len(symbols)], "size": 8}))
+            _run_trace(fig, i, label, name, _x(g["sparsity"]), g[y])
     if not fig.data:
         return empty_figure(f"No numeric values of {y} in these runs.")
-    fig.update_layout(title={"text": f"{y} against sparsity", "font": {"size": 15}}, template=TEMPLATE,
-                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+    _compare_layout(fig, f"{y} against sparsity")
     fig.update_yaxes(title_text=axis_title(y), type="log" if y in LOG_COLUMNS else "linear")
     _sparsity_axis(fig, all_s)
     return fig

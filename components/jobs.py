@@ -216,19 +216,12 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     # comes back with it, the process died (Dash itself would leave "running" shown).
     # The first time it looks so, the recheck interval is switched on; only if it still
     # looks so when the interval fires does the line say the job died.
-    @callback(
-        Output(ids.status, "children"),
-        Output(ids.status, "className"),
-        Output(ids.recheck, "disabled"),
-        Input(ids.progress_text, "data"),
-        Input(ids.cancel, "n_clicks"),
-        Input(ids.run, "disabled"),
+    @callback(  # one line per role: what it writes, what triggers it, what it reads
+        Output(ids.status, "children"), Output(ids.status, "className"), Output(ids.recheck, "disabled"),
+        Input(ids.progress_text, "data"), Input(ids.cancel, "n_clicks"), Input(ids.run, "disabled"),
         Input(ids.recheck, "n_intervals"),
-        State(ids.run, "n_clicks_timestamp"),
-        State(ids.cancel, "n_clicks_timestamp"),
-        State(ids.rows, "data"),
-        State(ids.result, "data"),
-        State(ids.run, "n_clicks"),
+        State(ids.run, "n_clicks_timestamp"), State(ids.cancel, "n_clicks_timestamp"),
+        State(ids.rows, "data"), State(ids.result, "data"), State(ids.run, "n_clicks"),
     )
     def _status(text, _cancels, run_disabled, _rechecks, run_ts, cancel_ts, rows, result,
                 run_clicks):

@@ -61,6 +61,11 @@ def stat(label: str, value: Any, id: str | None = None) -> html.Div:
                      html.Div(label, className="stat-label")], className="stat")
 
 
+def still_graph(id: str) -> dcc.Graph:
+    """A figure without plotly's mode bar (nothing on it to zoom or save)."""
+    return dcc.Graph(id=id, config={"displayModeBar": False})
+
+
 def page_order(page: dict) -> tuple:
     """Sort key for dash.page_registry entries: ``order`` (unset last), then path."""
     order = page.get("order")

@@ -17,7 +17,8 @@ from components.chain_controls import (chain_controls, chain_inputs, chain_param
                                        train_query)
 from components.figures_chain import generator_views, graph_stylesheet, loss_figure
 from components.jobs import JobPlan, job_ids, job_panel, register_job
-from components.layout import controls_row, error_message, labelled, page_header, section, stat
+from components.layout import (controls_row, error_message, labelled, page_header, section, stat,
+                               still_graph)
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, cached_trained_chain, targets_for
@@ -93,20 +94,20 @@ def layout(**query):
         html.Audio(id="gen-audio", muted=True, preload="auto"),
         html.Div([
             section("Sound of the current phase",
-                    html.Div([dcc.Graph(id="gen-wave", config={"displayModeBar": False}),
-                              dcc.Graph(id="gen-harm", config={"displayModeBar": False})],
+                    html.Div([still_graph("gen-wave"),
+                              still_graph("gen-harm")],
                              className="two-col"),
                     note="y_f are the output column; the tone is sum_f y_f sin(2 pi (f+1) f0 t) "
                          "with f0 = 220 Hz, made as a WAV by the engine. Audio is muted until "
                          "you unmute it."),
             section("Pipeline = graph, computed",
-                    dcc.Graph(id="gen-equality", config={"displayModeBar": False}),
+                    still_graph("gen-equality"),
                     note="For each phase, the largest |pipeline - graph| over all seven columns. "
                          "The pipeline multiplies matrices; the graph passes messages along its "
                          "edge list; nothing is shared but the weights."),
         ], className="two-col"),
         section("Matrices",
-                dcc.Graph(id="gen-heat", config={"displayModeBar": False}),
+                still_graph("gen-heat"),
                 note="The orange outline marks the routing row picked at this phase, and the "
                      "columns of W its nonzeros touch; M always uses all of h (h is dense)."),
         _training_section(),
@@ -176,7 +177,7 @@ def _training_section() -> html.Div:
                        "When it is done, every view above draws the learned weights."),
         html.Button("Back to the seeded weights", id="gen-untrain", className="btn", n_clicks=0),
         html.Div(id="gen-weights-note", className="section-note", role="status"),
-        dcc.Graph(id="gen-loss", config={"displayModeBar": False}),
+        still_graph("gen-loss"),
         note="The deck's point from the other side: a network trained from data is the rule "
              "pipeline. The equality check still holds for the learned weights.")
 

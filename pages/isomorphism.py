@@ -298,13 +298,23 @@ def update_conv_row(row, *values):
                                 title_right=f"matrix @ flattened image, channel {v['channel']}"))
 
 
-@callback(*_outputs("pool", *MATRIX_OUTPUTS), *POOL_STATES)
-def update_pool(*values):
+def _matrix_panel(kind: str, view_of, values, draw):
+    """The spec the widgets ask for, its engine view, and the panel ``draw(spec, view)``
+    makes of them; a refused spec says why in every output."""
     try:
-        spec = ex.spec_from_widgets("pool", values)
-        view = ex.pool_view(spec)
+        spec = ex.spec_from_widgets(kind, values)
+        view = view_of(spec)
     except ValueError as exc:
         return _refused(exc)
+    return draw(spec, view)
+
+
+@callback(*_outputs("pool", *MATRIX_OUTPUTS), *POOL_STATES)
+def update_pool(*values):
+    return _matrix_panel("pool", ex.pool_view, values, _pool_panel)
+
+
+def _pool_panel(spec, view):
     spy = figs.matrix_spy(view, f"{'Average' if spec.mode == 'avg' else 'Max'} pooling matrix")
     outs = figs.outputs_figure(view["native"][0], view["matrix_out"][0], title_left=f"native F.{view['fn']}, "
                                "channel 0", title_right="matrix @ flattened image, channel 0")
@@ -318,10 +328,10 @@ def update_pool(*values):
 
 @callback(*_outputs("rnn", *MATRIX_OUTPUTS), *RNN_STATES)
 def update_rnn(*values):
-    try:
-        view = ex.rnn_view(ex.spec_from_widgets("rnn", values))
-    except ValueError as exc:
-        return _refused(exc)
+    return _matrix_panel("rnn", ex.rnn_view, values, _rnn_panel)
+
+
+def _rnn_panel(_spec, view):
     extra = [stat("tanh RNN vs tanh(L x): relative error", f"{view['gap']['rel_error_tanh_once']:.3g}")]
     return _panel(view, figs.matrix_spy(view, "RNN matrix L", row_label="hidden row (t, unit)",
                                         col_label="input column (s, feature)"),
@@ -332,11 +342,10 @@ def update_rnn(*values):
 
 @callback(*_outputs("attn", *MATRIX_OUTPUTS), *ATTN_STATES)
 def update_attn(*values):
-    try:
-        spec = ex.spec_from_widgets("attn", values)
-        view = ex.attn_view(spec)
-    except ValueError as exc:
-        return _refused(exc)
+    return _matrix_panel("attn", ex.attn_view, values, _attn_panel)
+
+
+def _attn_panel(spec, view):
     t, n = spec.t_len, spec.t_len * spec.d
     spy = figs.matrix_spy(view, f"Tensor ({t * spec.d_v}, {n}, {n}, {n}) as a matrix",
                           row_label="output (t, o)", col_label="lifted input (i, j, k)")

@@ -19,7 +19,8 @@ from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inp
 from components.chain_scan_figures import phase_transition_figure, scanner_views
 from components.figures_chain import graph_stylesheet
 from components.jobs import JobPlan, job_ids, job_panel, register_job
-from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
+from components.layout import (controls_row, error_message, labelled, message, page_header, section,
+                               stat, still_graph)
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import WEIGHTS
 from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
@@ -109,12 +110,12 @@ def layout(**query):
                      "nodes carry a nonzero reverse value."),
         html.Div([
             section("Agreement: phases x columns",
-                    dcc.Graph(id="scan-heat", config={"displayModeBar": False}),
+                    still_graph("scan-heat"),
                     note="Colour: the measured relative error over its certified bound. Hover "
                          "a cell for the error, the bound and the cosine; the orange frame is "
                          "the phase on the clock."),
             section("Hallucinated support",
-                    dcc.Graph(id="scan-support", config={"displayModeBar": False}),
+                    still_graph("scan-support"),
                     note="The sparse vector (column four) as the reverse pass rebuilds it: "
                          "entries above 5% of the largest forward value where the forward "
                          "vector was zero are hallucinated; forward entries it drops are missed."),
@@ -124,7 +125,7 @@ def layout(**query):
                 note="Per column: the share of phases within their bound, the measured relative "
                      "errors beside the certified bounds (a blank bound: none is finite)."),
         section("Conditioning",
-                html.Div([dcc.Graph(id="scan-sv", config={"displayModeBar": False}),
+                html.Div([still_graph("scan-sv"),
                           html.Div([data_table("scan-cond", page_size=3),
                                     csv_download("scan-cond-csv")])], className="two-col")),
         section("Pattern recovery",
@@ -147,7 +148,7 @@ def layout(**query):
                           note="One row per (nonzeros, outputs) cell: the share of random "
                                "k-sparse vectors that OMP (and pinv) bring back to a relative "
                                "error below 1e-3."),
-                dcc.Graph(id="scan-pt-figure", config={"displayModeBar": False}),
+                still_graph("scan-pt-figure"),
                 note="The phase transition of sparse recovery: below the diagonal band OMP "
                      "recovers the vector from fewer outputs than entries; pinv needs as many "
                      "outputs as entries (right of the dashed line). At F = 6, K = 24 with 3 "

@@ -61,26 +61,19 @@ VARIANT_LABELS = {"native": "native torch layers", "tied": "sparse matrix, weigh
 
 # The paper's own results table (theirs, for context). Metric values the extracted
 # text lost are None; the epochs survived. Accuracy in percent.
-PAPER_RESULTS = [
-    {"field": "image", "dataset": "MNIST", "metric": "accuracy %", "native": 90.6, "native_epoch": 46,
-     "sparse": 92.48, "sparse_epoch": 38},
-    {"field": "image", "dataset": "CIFAR-10", "metric": "accuracy %", "native": None, "native_epoch": 70,
-     "sparse": None, "sparse_epoch": 67},
-    {"field": "image", "dataset": "CIFAR-100", "metric": "accuracy %", "native": 28.14, "native_epoch": 59,
-     "sparse": 29.21, "sparse_epoch": 64},
-    {"field": "image", "dataset": "Tiny ImageNet", "metric": "accuracy %", "native": None, "native_epoch": 20,
-     "sparse": None, "sparse_epoch": 22},
-    {"field": "time series", "dataset": "ETTh1", "metric": "AMSE", "native": None, "native_epoch": 100,
-     "sparse": None, "sparse_epoch": 94},
-    {"field": "time series", "dataset": "Electricity LD", "metric": "AMSE", "native": None, "native_epoch": 20,
-     "sparse": None, "sparse_epoch": 22},
-    {"field": "text", "dataset": "AG News", "metric": "accuracy %", "native": None, "native_epoch": 5,
-     "sparse": None, "sparse_epoch": 5},
-    {"field": "text", "dataset": "WikiText-2", "metric": "perplexity", "native": None, "native_epoch": 26,
-     "sparse": None, "sparse_epoch": 24},
-    {"field": "text", "dataset": "Penn Treebank", "metric": "perplexity", "native": None, "native_epoch": 54,
-     "sparse": None, "sparse_epoch": 56},
-]
+_PAPER_COLUMNS = ("field", "dataset", "metric", "native", "native_epoch", "sparse", "sparse_epoch")
+_PAPER_ROWS = (
+    ("image", "MNIST", "accuracy %", 90.6, 46, 92.48, 38),
+    ("image", "CIFAR-10", "accuracy %", None, 70, None, 67),
+    ("image", "CIFAR-100", "accuracy %", 28.14, 59, 29.21, 64),
+    ("image", "Tiny ImageNet", "accuracy %", None, 20, None, 22),
+    ("time series", "ETTh1", "AMSE", None, 100, None, 94),
+    ("time series", "Electricity LD", "AMSE", None, 20, None, 22),
+    ("text", "AG News", "accuracy %", None, 5, None, 5),
+    ("text", "WikiText-2", "perplexity", None, 26, None, 24),
+    ("text", "Penn Treebank", "perplexity", None, 54, None, 56),
+)
+PAPER_RESULTS = [dict(zip(_PAPER_COLUMNS, row)) for row in _PAPER_ROWS]
 
 # The text task's held-out set: whole modules, never seen in training (see ``split_held_out``).
 TEXT_TEST_MODULES = ("textwrap", "fractions", "heapq")
