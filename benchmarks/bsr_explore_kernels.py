@@ -77,6 +77,13 @@ if AVAILABLE:
         return bb
 
     @triton.jit
+    def _pair_entry(ent_ptr, e):
+        """Entry e of the pairs-of-rows union schedule: (column, block of row 0 or -1,
+        block of row 1 or -1)."""
+        ent = ent_ptr + e * 3
+        return tl.load(ent), tl.load(ent + 1), tl.load(ent + 2)
+
+    @triton.jit
     def _store_pair(y_ptr, acc0, acc1, grow_ptr, grp, offs_n, n_mask, K_COLS, BLK: tl.constexpr):
         """Write the two accumulators [BLK, BLOCK_N] of a pair of block rows (a member
         row of -1 is padding: not written)."""
@@ -116,10 +123,8 @@ if AVAILABLE:
             acc0 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
             acc1 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
             for e in range(start, end):
-                ent = ent_ptr + e * 3
-                i0 = tl.load(ent + 1)
-                i1 = tl.load(ent + 2)
-                bb = _b_tile(b_ptr, b_desc, tl.load(ent), n0, offs_k, offs_n, n_mask, K_COLS,
+                col, i0, i1 = _pair_entry(ent_ptr, e)
+                bb = _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS,
                              BLK, USE_TMA, EVEN_N)
                 if i0 >= 0:
                     a0 = tl.load(val_ptr + i0 * (BLK * BLK) + offs_k[:, None] * BLK + offs_k[None, :])
@@ -156,10 +161,8 @@ if AVAILABLE:
         acc0 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         acc1 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         for e in range(start, end):
-            ent = ent_ptr + e * 3
-            i0 = tl.load(ent + 1)
-            i1 = tl.load(ent + 2)
-            bb = b_desc.load([tl.load(ent) * BLK, n0])
+            col, i0, i1 = _pair_entry(ent_ptr, e)
+            bb = b_desc.load([col * BLK, n0])
             a0 = a_desc.load([tl.where(i0 >= 0, i0, NNZ) * BLK, 0])
             a1 = a_desc.load([tl.where(i1 >= 0, i1, NNZ) * BLK, 0])
             acc0 = _mma(a0, bb, acc0, UPCAST)
