@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.figures_common import TEMPLATE, add_points, empty_figure, noisy_mask, reference_line
+from components.figures_common import add_points, empty_figure, noisy_mask, reference_line
 
 COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
           "torch-bsr": "#2ca02c", "scipy-csr": "#9467bd", "lab-bsr": "#d62728",
@@ -57,7 +57,7 @@ def _base(title: str, ytitle: str, legend_below: bool = False) -> go.Figure:
     fig = go.Figure()
     legend = ({"font": {"size": 11}, "orientation": "h", "x": 0, "y": -0.48, "yanchor": "top"}
               if legend_below else {"font": {"size": 11}, "orientation": "v"})
-    fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
+    fig.update_layout(title={"text": title, "font": {"size": 15}},
                       height=520 if legend_below else 420, margin={"l": 70, "r": 20, "t": 50, "b": 60},
                       legend=legend)
     fig.update_yaxes(type="log", title_text=ytitle)
@@ -204,7 +204,7 @@ def _run_trace(fig: go.Figure, i: int, label: str, name, x, y) -> None:
 
 
 def _compare_layout(fig: go.Figure, title: str) -> None:
-    fig.update_layout(title={"text": title, "font": {"size": 15}}, template=TEMPLATE,
+    fig.update_layout(title={"text": title, "font": {"size": 15}},
                       height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
 
 

@@ -117,7 +117,7 @@ MOE_TIMING_COLUMNS = measurement_columns(("batch", "d_model", "d_ff", "experts",
     "iqr_ms:float runs:int noisy:bool tokens_per_s:float message date_utc")
 MOE_ROUTER_COLUMNS = columns(  # rows of several kinds (curves, loads, specialisation): "kind" says which
     "kind variant",
-    "epoch:int alpha:float train_loss:float test_accuracy:float balance_loss:float max_share:float dead_experts:int "
+    "device device_name epoch:int alpha:float train_loss:float test_accuracy:float balance_loss:float max_share:float dead_experts:int "
     "expert:int " + " ".join(f"load_e{i}:float" for i in range(64)) + " "
     + " ".join(f"class_{i}:float" for i in range(10)))
 ISOMORPHISM_COLUMNS = columns(

@@ -79,13 +79,15 @@ def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
 def test_one_spec_from_the_widgets_feeds_every_other_callback():
     """Only ``spec`` reads the widgets; the job, the notes and the storage model take the
     spec it built (the job checks it again for the device it runs on)."""
+    import app
     from dash._callback import GLOBAL_CALLBACK_LIST
 
+    callbacks = GLOBAL_CALLBACK_LIST + app.app._callback_list  # the app takes them over at import
     widgets = {paradox.ID(w) for w in paradox.FORM}
-    readers = {cb["output"] for cb in GLOBAL_CALLBACK_LIST
+    readers = {cb["output"] for cb in callbacks
                if widgets & {d["id"] for d in cb["inputs"] + cb["state"]}}
     assert readers == {paradox.ID("spec") + ".data"}
-    job = [cb for cb in GLOBAL_CALLBACK_LIST if cb["output"] == paradox.IDS.result + ".data"][0]
+    job = [cb for cb in callbacks if cb["output"] == paradox.IDS.result + ".data"][0]
     assert paradox.ID("spec") in {d["id"] for d in job["state"]}
     data = _spec()
     assert data["config"]["sparsities"] == [0.5, 0.9] and "memory_budget_bytes" not in data["config"]

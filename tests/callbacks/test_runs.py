@@ -142,7 +142,7 @@ def exported(tmp_path_factory):
                                              ["torch-dense", "torch-csr"], ["spmv"], 2), []),
         "structured": structured_sparsity.timing_plan(64, 8, "float32", [8], [0.5], [], 1),
         "structured-accuracy": structured_sparsity.accuracy_plan(["mlp"], ["2:4"], [], 1, 1, 2),
-        "attention": attention.plan_sweep([64], ["sliding_window"], [], 32, *params(w=16)),
+        "attention": attention.plan_sweep([256], ["sliding_window"], [], 64, *params(w=16)),
         "moe-timing": moe.plan_sweep(64, 2, "8/2", "float32", "cpu"),
         "moe-router": moe.plan_training(4, 2, 0.1, 1),
         "isomorphism-timing": isomorphism.plan_sweep([1], [8], [2], 3, 0.2),
