@@ -190,8 +190,7 @@ def _sweep_section() -> html.Section:
         dcc.Graph(id="iso-sweep-plot", figure=figs.empty_figure("no rows yet")),
         html.Div(id="iso-sweep-summary"),
         note="Ratios above 1 mean the matrix is slower. The committed reference is this lab's own run on "
-             "an H100 (benchmarks/results/isomorphism); an earlier run of this lab on an H200, not committed, "
-             "gave 0.39x, 4.5x and 58x at 1, 16 and 64 channels.",
+             "an H100 (benchmarks/results/isomorphism).",
     )
 
 
