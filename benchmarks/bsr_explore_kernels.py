@@ -14,11 +14,7 @@ beside their evidence (moved out of engine/sparse/kernels/_bsr_triton.py on 2026
 
 These are the kernels as they were in the library (same arguments), for a trial that
 wants them again: launch them with ``kernel[grid](...)`` as
-engine/sparse/kernels/bsr_launch.py did before (git history: commit 41fe348). What they
-share with the library's kernels (the schedule record, the tile's columns, the TMA steps
-and write of one row, the union schedule's A tile, the stores) is imported from
-engine/sparse/kernels/_bsr_triton.py, not copied; only what makes each variant differ
-is written here.
+engine/sparse/kernels/bsr_launch.py did before (git history: commit 41fe348).
 """
 from __future__ import annotations
 
@@ -28,9 +24,7 @@ if AVAILABLE:
     import triton
     import triton.language as tl
 
-    from engine.sparse.kernels._bsr_triton import (_mma, _store_rows, _tile_columns,
-                                                   _tma_steps, _tma_write, _union_entry,
-                                                   _work_item)
+    from engine.sparse.kernels._bsr_triton import _mma, _segment_store  # noqa: F401
 
     @triton.jit
     def bsr_mm_tma_kernel(
@@ -42,7 +36,13 @@ if AVAILABLE:
         the tensor-memory accelerator through host-built descriptors: a_desc over
         values viewed as [nnz * BLK, BLK], b_desc over B, y_desc over Y. GROUP=2 takes
         two stored blocks per step (an odd last block is done after the loop)."""
-        row, start, end, slot, tile = _work_item(sched_ptr, N_TILES)
+        pid = tl.program_id(0)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        row = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        slot = tl.load(rec + 3)
+        tile = pid % N_TILES
         n0 = tile * BLOCK_N
         acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         if GROUP == 2:
@@ -56,46 +56,22 @@ if AVAILABLE:
                 acc = _mma(a0, b0, acc, UPCAST)
                 acc = _mma(a1, b1, acc, UPCAST)
             if (end - start) % 2 == 1:
-                acc = _tma_steps(col_ptr, a_desc, b_desc, end - 1, end, n0, acc, BLK, UPCAST)
+                col = tl.load(col_ptr + end - 1)
+                a = a_desc.load([(end - 1) * BLK, 0])
+                bb = b_desc.load([col * BLK, n0])
+                acc = _mma(a, bb, acc, UPCAST)
         else:
-            acc = _tma_steps(col_ptr, a_desc, b_desc, start, end, n0, acc, BLK, UPCAST)
-        _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS, MAX_TILES,
-                   BLK, BLOCK_N)
-
-    @triton.jit
-    def _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS, BLK: tl.constexpr,
-                USE_TMA: tl.constexpr, EVEN_N: tl.constexpr):
-        """The B tile [BLK, BLOCK_N] of block column ``col``: by TMA, or by pointer loads."""
-        if USE_TMA:
-            bb = b_desc.load([col * BLK, n0])
+            for j in range(start, end):
+                col = tl.load(col_ptr + j)
+                a = a_desc.load([j * BLK, 0])
+                bb = b_desc.load([col * BLK, n0])
+                acc = _mma(a, bb, acc, UPCAST)
+        if slot < 0:
+            y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
         else:
-            bptrs = b_ptr + (col * BLK + offs_k)[:, None] * K_COLS + offs_n[None, :]
-            if EVEN_N:
-                bb = tl.load(bptrs)
-            else:
-                bb = tl.load(bptrs, mask=n_mask[None, :], other=0.0)
-        return bb
+            _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
+                           MAX_TILES, BLK, BLOCK_N)
 
-    @triton.jit
-    def _pair_entry(ent_ptr, e):
-        """Entry e of the pairs-of-rows union schedule: (column, block of row 0 or -1,
-        block of row 1 or -1)."""
-        ent = ent_ptr + e * 3
-        return tl.load(ent), tl.load(ent + 1), tl.load(ent + 2)
-
-    @triton.jit
-    def _store_pair(y_ptr, acc0, acc1, grow_ptr, grp, offs_n, n_mask, K_COLS, BLK: tl.constexpr):
-        """Write the two accumulators [BLK, BLOCK_N] of a pair of block rows (a member
-        row of -1 is padding: not written)."""
-        offs_r = tl.arange(0, BLK)
-        for i in tl.static_range(2):
-            row = tl.load(grow_ptr + grp * 2 + i)
-            if i == 0:
-                out = acc0
-            else:
-                out = acc1
-            _store_rows(y_ptr, out, row * BLK + offs_r,
-                        n_mask[None, :] & (offs_r[:, None] < BLK) & (row >= 0), offs_n, K_COLS)
 
     @triton.jit
     def bsr_mm_union_kernel(
@@ -116,36 +92,75 @@ if AVAILABLE:
         missing block is skipped instead of multiplying zeros.
         gs_ptr: int32 [G, 4] (group, first entry, end, 0) in launch order; grow_ptr:
         int32 [G_total, RM] block row of each member (-1: padding, not written)."""
-        grp, start, end, _slot, tile = _work_item(gs_ptr, N_TILES)
-        n0, offs_n, n_mask = _tile_columns(tile, BLOCK_N, K_COLS)
+        pid = tl.program_id(0)
+        rec = gs_ptr + (pid // N_TILES) * 4
+        grp = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        tile = pid % N_TILES
+        n0 = tile * BLOCK_N
         offs_k = tl.arange(0, BLK)
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < K_COLS
         if SKIP:
             acc0 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
             acc1 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
             for e in range(start, end):
-                col, i0, i1 = _pair_entry(ent_ptr, e)
-                bb = _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS,
-                             BLK, USE_TMA, EVEN_N)
+                ent = ent_ptr + e * 3
+                col = tl.load(ent)
+                i0 = tl.load(ent + 1)
+                i1 = tl.load(ent + 2)
+                if USE_TMA:
+                    bb = b_desc.load([col * BLK, n0])
+                else:
+                    bptrs = b_ptr + (col * BLK + offs_k)[:, None] * K_COLS + offs_n[None, :]
+                    if EVEN_N:
+                        bb = tl.load(bptrs)
+                    else:
+                        bb = tl.load(bptrs, mask=n_mask[None, :], other=0.0)
                 if i0 >= 0:
                     a0 = tl.load(val_ptr + i0 * (BLK * BLK) + offs_k[:, None] * BLK + offs_k[None, :])
                     acc0 = _mma(a0, bb, acc0, UPCAST)
                 if i1 >= 0:
                     a1 = tl.load(val_ptr + i1 * (BLK * BLK) + offs_k[:, None] * BLK + offs_k[None, :])
                     acc1 = _mma(a1, bb, acc1, UPCAST)
-            _store_pair(y_ptr, acc0, acc1, grow_ptr, grp, offs_n, n_mask, K_COLS, BLK)
+            for i in tl.static_range(2):
+                row = tl.load(grow_ptr + grp * 2 + i)
+                if i == 0:
+                    out = acc0
+                else:
+                    out = acc1
+                y_rows = row * BLK + offs_k
+                ymask = n_mask[None, :] & (offs_k[:, None] < BLK) & (row >= 0)
+                yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+                tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=ymask)
         else:
             offs_m = tl.arange(0, RM * BLK)
             sub = offs_m // BLK
             r = offs_m % BLK
             acc = tl.zeros((RM * BLK, BLOCK_N), dtype=tl.float32)
             for e in range(start, end):
-                col, a = _union_entry(ent_ptr, e, val_ptr, sub, r, offs_k, BLK, RM)
-                bb = _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS, BLK,
-                             USE_TMA, EVEN_N)
+                ent = ent_ptr + e * (RM + 1)
+                col = tl.load(ent)
+                idx = tl.load(ent + 1 + sub)  # [RM * BLK]: stored block of each row's member
+                has = idx >= 0
+                a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + r[:, None] * BLK + offs_k[None, :],
+                            mask=has[:, None], other=0.0)
+                if USE_TMA:
+                    bb = b_desc.load([col * BLK, n0])
+                else:
+                    bptrs = b_ptr + (col * BLK + offs_k)[:, None] * K_COLS + offs_n[None, :]
+                    if EVEN_N:
+                        bb = tl.load(bptrs)
+                    else:
+                        bb = tl.load(bptrs, mask=n_mask[None, :], other=0.0)
                 acc = _mma(a, bb, acc, UPCAST)
             rows = tl.load(grow_ptr + grp * RM + sub)
-            _store_rows(y_ptr, acc, rows * BLK + r, (rows >= 0)[:, None] & n_mask[None, :],
-                        offs_n, K_COLS)
+            y_rows = rows * BLK + r
+            ymask = (rows >= 0)[:, None] & n_mask[None, :]
+            yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+            tl.store(yptrs, acc.to(y_ptr.dtype.element_ty), mask=ymask)
+
 
     @triton.jit
     def bsr_mm_union2_tma_kernel(
@@ -156,15 +171,37 @@ if AVAILABLE:
         entry one B tile and the two A blocks (a missing block is addressed past the end
         of ``values``, so the TMA unit fills zeros without reading memory), two MMAs
         into two accumulators [BLK, BLOCK_N]; no branches in the loop."""
-        grp, start, end, _slot, tile = _work_item(gs_ptr, N_TILES)
-        n0, offs_n, n_mask = _tile_columns(tile, BLOCK_N, K_COLS)
+        pid = tl.program_id(0)
+        rec = gs_ptr + (pid // N_TILES) * 4
+        grp = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        tile = pid % N_TILES
+        n0 = tile * BLOCK_N
         acc0 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         acc1 = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         for e in range(start, end):
-            col, i0, i1 = _pair_entry(ent_ptr, e)
+            ent = ent_ptr + e * 3
+            col = tl.load(ent)
+            i0 = tl.load(ent + 1)
+            i1 = tl.load(ent + 2)
+            i0 = tl.where(i0 >= 0, i0, NNZ)
+            i1 = tl.where(i1 >= 0, i1, NNZ)
             bb = b_desc.load([col * BLK, n0])
-            a0 = a_desc.load([tl.where(i0 >= 0, i0, NNZ) * BLK, 0])
-            a1 = a_desc.load([tl.where(i1 >= 0, i1, NNZ) * BLK, 0])
+            a0 = a_desc.load([i0 * BLK, 0])
+            a1 = a_desc.load([i1 * BLK, 0])
             acc0 = _mma(a0, bb, acc0, UPCAST)
             acc1 = _mma(a1, bb, acc1, UPCAST)
-        _store_pair(y_ptr, acc0, acc1, grow_ptr, grp, offs_n, n_mask, K_COLS, BLK)
+        offs_r = tl.arange(0, BLK)
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < K_COLS
+        for i in tl.static_range(2):
+            row = tl.load(grow_ptr + grp * 2 + i)
+            if i == 0:
+                out = acc0
+            else:
+                out = acc1
+            y_rows = row * BLK + offs_r
+            ymask = n_mask[None, :] & (offs_r[:, None] < BLK) & (row >= 0)
+            yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+            tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=ymask)

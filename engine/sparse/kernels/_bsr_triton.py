@@ -66,69 +66,23 @@ if AVAILABLE:
             return tl.dot(x, y, acc)
 
     @triton.jit
-    def _work_item(sched_ptr, N_TILES):
-        """This program's record of ``sched`` (int32 [P, 4]: row or group, first stored
-        block or entry, end, slot) and its tile of BLOCK_N columns."""
-        pid = tl.program_id(0)
-        rec = sched_ptr + (pid // N_TILES) * 4
-        return tl.load(rec), tl.load(rec + 1), tl.load(rec + 2), tl.load(rec + 3), pid % N_TILES
-
-    @triton.jit
-    def _tile_columns(tile, BLOCK_N: tl.constexpr, K_COLS):
-        """First column n0 of a tile, its columns [BLOCK_N] and which of them exist."""
-        n0 = tile * BLOCK_N
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        return n0, offs_n, offs_n < K_COLS
-
-    @triton.jit
-    def _tma_steps(col_ptr, a_desc, b_desc, start, end, n0, acc, BLK: tl.constexpr,
-                   UPCAST: tl.constexpr):
-        """acc += the stored blocks start .. end - 1 of one row times their B tiles (TMA)."""
-        for j in range(start, end):
-            col = tl.load(col_ptr + j)
-            a = a_desc.load([j * BLK, 0])
-            bb = b_desc.load([col * BLK, n0])
-            acc = _mma(a, bb, acc, UPCAST)
-        return acc
-
-    @triton.jit
-    def _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
-                   MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr):
-        """A whole block row (slot < 0) is stored through ``y_desc``; a segment of a split
-        row goes through the workspace (``_segment_store``)."""
-        if slot < 0:
-            y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
-        else:
-            _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
-                           MAX_TILES, BLK, BLOCK_N)
-
-    @triton.jit
-    def _union_entry(ent_ptr, e, val_ptr, sub, r, offs_k, BLK: tl.constexpr, RM: tl.constexpr):
-        """Entry e of the union schedule: its block column and the A tile [RM * BLK, BLK]
-        of the group's members (a missing block is a masked load: zeros, no traffic)."""
-        ent = ent_ptr + e * (RM + 1)
-        idx = tl.load(ent + 1 + sub)  # [RM * BLK]: stored block of each row's member
-        a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + r[:, None] * BLK + offs_k[None, :],
-                    mask=(idx >= 0)[:, None], other=0.0)
-        return tl.load(ent), a
-
-    @triton.jit
-    def _store_rows(y_ptr, out, y_rows, ymask, offs_n, K_COLS):
-        """Store ``out`` at rows ``y_rows`` and columns ``offs_n`` of Y (int64 offsets)."""
-        yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-        tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=ymask)
-
-    @triton.jit
     def bsr_mm_kernel(
         sched_ptr, col_ptr, val_ptr, b_ptr, y_ptr, ws_ptr, cnt_ptr, np_ptr,
         K_COLS, N_TILES, MAX_TILES,
         BLK: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
         TRANS: tl.constexpr, EVEN_N: tl.constexpr, UPCAST: tl.constexpr,
     ):
-        row, start, end, slot, tile = _work_item(sched_ptr, N_TILES)
+        pid = tl.program_id(0)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        row = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        slot = tl.load(rec + 3)
+        tile = pid % N_TILES
 
         offs_r = tl.arange(0, BLK)
-        n0, offs_n, n_mask = _tile_columns(tile, BLOCK_N, K_COLS)
+        offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < K_COLS
         offs_kk = tl.arange(0, GROUP * BLK)
         g = offs_kk // BLK
         c = offs_kk % BLK
@@ -193,7 +147,7 @@ if AVAILABLE:
             else:
                 tl.store(yptrs, out.to(y_ptr.dtype.element_ty), mask=n_mask[None, :])
         else:  # one segment of a split row: add into its fp32 workspace rows
-            _segment_store(out, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_ptr,
+            _segment_store(out, row, slot, tile, tile * BLOCK_N, ws_ptr, cnt_ptr, np_ptr, y_ptr,
                            K_COLS, MAX_TILES, BLK, BLOCK_N, False)
 
     @triton.jit
@@ -205,12 +159,25 @@ if AVAILABLE:
         """Same schedule as ``bsr_mm_kernel`` (TRANS=False, one stored block a step), with
         every tile moved by the tensor-memory accelerator through host-built descriptors:
         a_desc over values viewed as [nnz * BLK, BLK], b_desc over B, y_desc over Y."""
-        row, start, end, slot, tile = _work_item(sched_ptr, N_TILES)
+        pid = tl.program_id(0)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        row = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        slot = tl.load(rec + 3)
+        tile = pid % N_TILES
         n0 = tile * BLOCK_N
-        acc = _tma_steps(col_ptr, a_desc, b_desc, start, end, n0,
-                         tl.zeros((BLK, BLOCK_N), dtype=tl.float32), BLK, UPCAST)
-        _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS, MAX_TILES,
-                   BLK, BLOCK_N)
+        acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
+        for j in range(start, end):
+            col = tl.load(col_ptr + j)
+            a = a_desc.load([j * BLK, 0])
+            bb = b_desc.load([col * BLK, n0])
+            acc = _mma(a, bb, acc, UPCAST)
+        if slot < 0:
+            y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
+        else:
+            _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
+                           MAX_TILES, BLK, BLOCK_N)
 
     @triton.jit
     def _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_out, K_COLS,
@@ -311,15 +278,31 @@ if AVAILABLE:
         blocks are masked loads (zeros, no memory traffic).
         gs_ptr: int32 [G, 4] (group, first entry, end, 0) in launch order; grow_ptr:
         int32 [G_total, RM] block row of each member (-1: padding, not written)."""
-        grp, start, end, _slot, tile = _work_item(gs_ptr, N_TILES)
-        n0, offs_n, n_mask = _tile_columns(tile, BLOCK_N, K_COLS)
+        pid = tl.program_id(0)
+        rec = gs_ptr + (pid // N_TILES) * 4
+        grp = tl.load(rec)
+        start = tl.load(rec + 1)
+        end = tl.load(rec + 2)
+        tile = pid % N_TILES
+        n0 = tile * BLOCK_N
+        offs_k = tl.arange(0, BLK)
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < K_COLS
         offs_m = tl.arange(0, RM * BLK)
         sub = offs_m // BLK
         r = offs_m % BLK
         acc = tl.zeros((RM * BLK, BLOCK_N), dtype=tl.float32)
         for e in range(start, end):
-            col, a = _union_entry(ent_ptr, e, val_ptr, sub, r, tl.arange(0, BLK), BLK, RM)
-            acc = _mma(a, b_desc.load([col * BLK, n0]), acc, UPCAST)
+            ent = ent_ptr + e * (RM + 1)
+            col = tl.load(ent)
+            idx = tl.load(ent + 1 + sub)  # [RM * BLK]: stored block of each row's member
+            has = idx >= 0
+            a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + r[:, None] * BLK + offs_k[None, :],
+                        mask=has[:, None], other=0.0)
+            bb = b_desc.load([col * BLK, n0])
+            acc = _mma(a, bb, acc, UPCAST)
         rows = tl.load(grow_ptr + grp * RM + sub)
-        _store_rows(y_ptr, acc, rows * BLK + r, (rows >= 0)[:, None] & n_mask[None, :], offs_n,
-                    K_COLS)
+        y_rows = rows * BLK + r
+        ymask = (rows >= 0)[:, None] & n_mask[None, :]
+        yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+        tl.store(yptrs, acc.to(y_ptr.dtype.element_ty), mask=ymask)
