@@ -27,6 +27,7 @@ pick what the page draws, by the runs' own dates (never file times):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import pandas as pd
 
 from engine.bench.bsr_results import TARGET_BLOCK, break_even, legacy_view, load_bsr_bench, targets
 from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method
-from engine.bench.reference import Reference, references, short_device
+from engine.bench.reference import Reference, folder_signature, references, results_dir, short_device
 from engine.validate import check_choice
 
 TIMING_METHODS = {"graph": CUDA_GRAPH, "events": EAGER}  # bsr_results.TIMINGS keys -> method
@@ -140,10 +141,17 @@ def _covers(f: pd.DataFrame, methods: tuple[str, ...], sparsities: int) -> bool:
 
 def runs(method: str, root: Path | None = None) -> list[LabBsrRun]:
     """Every committed run with lab-bsr and dense rows at 64 x 64 blocks timed by
-    ``method``, newest first (by the run's own date)."""
+    ``method``, newest first (by the run's own date). Read once per state of the results
+    folder (its CSVs' paths, sizes and change times): the frames are shared, never changed."""
     check_choice("method", method, (CUDA_GRAPH, EAGER))
+    base = Path(root) if root is not None else results_dir()
+    return list(_runs(method, str(base), folder_signature(base)))
+
+
+@lru_cache(maxsize=8)
+def _runs(method: str, root: str, _sig: tuple) -> tuple[LabBsrRun, ...]:
     out = []
-    for ref in sorted((r for kind in KINDS for r in references(kind, root)),
+    for ref in sorted((r for kind in KINDS for r in references(kind, Path(root))),
                       key=lambda r: (r.date, r.name), reverse=True):
         try:
             frame = run_frame(ref, method)
@@ -151,7 +159,7 @@ def runs(method: str, root: Path | None = None) -> list[LabBsrRun]:
             continue   # a file of the kind without the columns this needs: not a candidate
         if _covers(frame, ("lab-bsr", "dense"), 1):
             out.append(LabBsrRun(ref, method, frame))
-    return out
+    return tuple(out)
 
 
 def unreadable_runs(root: Path | None = None) -> list[str]:

@@ -228,7 +228,7 @@ def read_reference(path: Path, root: Path) -> Reference | None:
                      date=date or txt_date, rows=len(frame))
 
 
-def _signature(root: Path) -> tuple:
+def folder_signature(root: Path) -> tuple:
     """What the cache of one folder depends on: every CSV's path and size (and change time)."""
     if not root.is_dir():
         return ()
@@ -243,16 +243,16 @@ def _signature(root: Path) -> tuple:
 
 
 @lru_cache(maxsize=8)
-def _registry(root: str, _signature: tuple) -> tuple[Reference, ...]:
+def _registry(root: str, signature: tuple) -> tuple[Reference, ...]:
     base = Path(root)
-    refs = [read_reference(Path(p), base) for p, _s, _m in _signature]
+    refs = [read_reference(Path(p), base) for p, _s, _m in signature]
     return tuple(r for r in refs if r is not None)
 
 
 def registry(root: Path | None = None) -> tuple[Reference, ...]:
     """Every committed run of a known kind under the results folder, each once."""
     base = Path(root) if root is not None else results_dir()
-    return _registry(str(base), _signature(base))
+    return _registry(str(base), folder_signature(base))
 
 
 def references(kind: str | None = None, root: Path | None = None) -> list[Reference]:
