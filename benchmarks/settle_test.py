@@ -550,6 +550,7 @@ def main() -> None:
     text = markdown(env, args, results)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     bad = sum(c["failed"] + c["timeouts"] for r in results for c in r["controls"])
