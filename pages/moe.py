@@ -268,8 +268,10 @@ def draw_training(rows):
 
 # -------------------------------------------------------------------- timing sweep
 def plan_sweep(d, max_batch, ek, dtype, device) -> JobPlan:
+    from engine.runtime.device import job_device
+
     spec = timing.SweepSpec.from_widgets(d, max_batch, ek, dtype, device)
-    check_budget("timing sweep", spec.memory_bytes())
+    check_budget("timing sweep", spec.memory_bytes(job_device(spec.device).type))
     return JobPlan(timing.timing_sweep_rows(spec), spec.total, params=timing.spec_dict(spec))
 
 

@@ -90,7 +90,7 @@ def _decision_guide() -> html.Div:
 
 def layout(**_kwargs):
     sources = [{"label": "this session's run", "value": THIS_RUN}]
-    sources += [{"label": sweep.run_label(p), "value": str(p)} for p in sweep.committed_runs()]
+    sources += [{"label": sweep.run_label(p), "value": str(p)} for p in sweep.committed_runs()]  # newest first
     return html.Div([
         page_header(
             "Structured matrices: when structure beats sparsity",
@@ -130,7 +130,7 @@ def layout(**_kwargs):
                                "structure, not on the values. Sparse is a random pattern with "
                                "the parameter count of low-rank or Monarch."),
                 controls_row(
-                    labelled("Show", dcc.Dropdown(id=ID.source, value=sources[-1]["value"], clearable=False,
+                    labelled("Show", dcc.Dropdown(id=ID.source, value=sources[min(1, len(sources) - 1)]["value"], clearable=False,
                                                   options=sources),
                              help="a committed GPU reference CSV, or the run above (shown once it starts)"),
                     labelled("dtype", dcc.RadioItems(id=ID.show_dtype, value="float32", inline=True,
@@ -219,8 +219,10 @@ def update_heatmaps(target, size_log2, budget_exp):
 
 def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:
     """Check the widgets and the memory budget, and describe the job (runs inside the job)."""
+    from engine.runtime.device import job_device
+
     spec = sweep.SweepSpec.from_widgets(n, batches, dtypes, rank, blocks)
-    check_budget("timing sweep", spec.memory_bytes())
+    check_budget("timing sweep", spec.memory_bytes(job_device().type))
 
     def rows():
         from engine.runtime.device import job_device, runtime_device_name

@@ -66,15 +66,16 @@ class SweepSpec:
         return cls(d_model=d_model, experts=experts, k=k, dtype=dtype, device=device,
                    batches=powers_of_two(1, max_batch), min_run_time=min_run_time)
 
-    def memory_bytes(self) -> int:
-        """Estimated peak bytes, calibrated on CPU runs of whole sweeps (d = 256, batch 1024:
-        314 MB; d = 64, batch 4096: 228 MB; d = 512, batch 16: 200 MB): the E experts and
-        the three dense layers (1, k and E FFNs wide) with the float32 copy each weight is
-        drawn in, and at the largest batch eight float32 (batch, E h) activations (the
-        equal-total dense layer's hidden state, its GELU and the timer's repeated calls)."""
+    def memory_bytes(self, device_type: str = "cpu") -> int:
+        """Estimated peak bytes of host memory, calibrated on CPU runs of whole sweeps
+        (d = 256, batch 1024: 314 MB; d = 64, batch 4096: 228 MB; d = 512, batch 16:
+        200 MB): the E experts and the three dense layers (1, k and E FFNs wide) with the
+        float32 copy each weight is drawn in, and on the CPU, at the largest batch, eight
+        float32 (batch, E h) activations (the equal-total dense layer's hidden state, its
+        GELU and the timer's repeated calls); on a GPU the activations are the GPU's."""
         d, h, e, k, b = self.d_model, self.ffn_mult * self.d_model, self.experts, self.k, max(self.batches)
         weights = ELEMENT_BYTES[self.dtype] * 2 * h * d * (e + 1 + k + e) + 4 * 2 * h * d * e
-        return weights + 4 * 8 * b * (e * h + d)
+        return weights + (4 * 8 * b * (e * h + d) if device_type == "cpu" else 0)
 
     def variants(self) -> list[str]:
         return ["dense_1x", "dense_active", "dense_total"] + [f"moe_{m}" for m in self.methods]

@@ -63,14 +63,16 @@ class SweepSpec:
         return cls(n=n, batches=batches, dtypes=dtypes, rank=rank, monarch_blocks=blocks,
                    repeats=15, max_total_s=1.0)
 
-    def memory_bytes(self) -> int:
-        """Estimated peak bytes, calibrated on CPU runs of whole sweeps (fp32: 23-27 bytes
-        per n^2 entry, 43 per batch x n entry; fp32 + fp16 at n = 256, batch 4096: 56 MB):
-        per dtype, 8 of its elements per matrix entry (each operator's values drawn in
-        float64, its copy, the sparse indices) and 12 per entry of the largest batch
-        (input, output and the butterfly's and Monarch's temporaries)."""
+    def memory_bytes(self, device_type: str = "cpu") -> int:
+        """Estimated peak bytes of host memory, calibrated on CPU runs of whole sweeps
+        (fp32: 23-27 bytes per n^2 entry, 43 per batch x n entry; fp32 + fp16 at n = 256,
+        batch 4096: 56 MB): per dtype, 8 of its elements per matrix entry (each operator's
+        values drawn in float64, its copy, the sparse indices) and, on the CPU, 12 per
+        entry of the largest batch (input, output and the butterfly's and Monarch's
+        temporaries); on a GPU the batches are the GPU's."""
         n, b = self.n, max(self.batches)
-        return sum(ELEMENT_BYTES[d] * (8 * n * n + 12 * b * n) for d in self.dtypes)
+        batch = 12 * b * n if device_type == "cpu" else 0
+        return sum(ELEMENT_BYTES[d] * (8 * n * n + batch) for d in self.dtypes)
 
     def operators(self) -> list[tuple[str, StructuredMatrix]]:
         """(name, operator) with random values: time depends on the structure, not on the values."""

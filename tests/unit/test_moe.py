@@ -401,3 +401,9 @@ def test_batched_layer_on_gpu_bf16_matches_the_reference(method, cf):
     out = layer.moe_forward(x.cuda().bfloat16(), gpu, r.expert.cuda(), r.weight.cuda().bfloat16(),
                           keep.cuda(), method=method)
     assert (out.double().cpu() - ref).abs().max() < 2e-2 * max(1.0, ref.abs().max().item())
+
+
+def test_the_sweep_budget_counts_host_memory_only_so_a_gpu_can_run_the_reference_shape():
+    spec = timing.SweepSpec(d_model=2048, batches=(1, 1024, 16384), dtype="bfloat16")
+    assert spec.memory_bytes("cuda") < 4 * 2**30 < spec.memory_bytes("cpu")   # the default budget
+    assert spec.memory_bytes("cuda") < spec.memory_bytes("cpu")

@@ -249,3 +249,8 @@ def test_engine_structured_has_no_page_routes():
 
     for mod in (operators, targets, pareto, sweep, tables):
         assert "\"/structured" not in inspect.getsource(mod) and "\"/moe" not in inspect.getsource(mod)
+
+
+def test_the_sweep_budget_counts_host_memory_only_so_a_gpu_can_run_the_goal_point():
+    spec = sweep.SweepSpec(n=8192, batches=(1, 16, 256, 4096), dtypes=("float32", "float16"))
+    assert spec.memory_bytes("cuda") < 4 * 2**30 < spec.memory_bytes("cpu")   # the default budget
