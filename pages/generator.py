@@ -21,7 +21,7 @@ from components.layout import (controls_row, error_message, labelled, page_heade
                                still_graph)
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import make_chain
-from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, cached_trained_chain, targets_for
+from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, remember_trained, targets_for
 from engine.runtime.device import cpu_device_name
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
@@ -235,7 +235,7 @@ def plan_training(*values) -> JobPlan:
     def rows():
         for row in run.rows():
             yield {"step": row["step"], "loss": row["loss"], "device": device}
-        cached_trained_chain(params, target, run.steps, run.lr, custom)
+        remember_trained(run, params, target, custom)
 
     return JobPlan(rows=rows(), total=run.steps + 1,
                    params={**params, "target": target, "steps": run.steps, "lr": run.lr,

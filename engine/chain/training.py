@@ -167,12 +167,21 @@ def _trained(spec: ChainSpec, target: str, steps: int, lr: float, custom: str) -
     return trained_chain(dataclasses.asdict(spec), target, steps, lr, custom)
 
 
+def _trained_key(params: dict, target: str, steps: int, lr: float, custom: str) -> tuple:
+    """``_trained``'s arguments for these settings, validated once."""
+    target = check_choice("target", target, tuple(TARGETS))
+    return (chain_from_dict(params).spec, target, check_int("steps", steps, *TRAIN_LIMITS["steps"]),
+            check_float("lr", lr, *TRAIN_LIMITS["lr"]), custom if target == "custom" else "")
+
+
 def cached_trained_chain(params: dict, target: str, steps: int, lr: float,
                          custom: str = "") -> tuple[Chain, list[float]]:
     """``trained_chain`` through the lab's pure cache (shared by workers and jobs), keyed by
     the validated spec, so a page shows what a training job computed without redoing it."""
-    start = chain_from_dict(params)
-    target = check_choice("target", target, tuple(TARGETS))
-    steps = check_int("steps", steps, *TRAIN_LIMITS["steps"])
-    lr = check_float("lr", lr, *TRAIN_LIMITS["lr"])
-    return _trained(start.spec, target, steps, lr, custom if target == "custom" else "")
+    return _trained(*_trained_key(params, target, steps, lr, custom))
+
+
+def remember_trained(run: "TrainRun", params: dict, target: str, custom: str = "") -> None:
+    """Put a finished job's run into the pure cache under ``cached_trained_chain``'s key
+    (the page then draws it without training the chain a second time)."""
+    _trained.put((run.chain, run.losses), *_trained_key(params, target, run.steps, run.lr, custom))

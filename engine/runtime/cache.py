@@ -323,7 +323,8 @@ def pure_cache(fn: Callable | None = None, *, store: Callable[[], Any] | Any = d
 
     ``store`` is the store (or a zero-argument callable returning it; None = off); the
     default reads the settings at each call, so tests and forked jobs pick up theirs.
-    The wrapper has ``cache_info()``, ``cache_key(*args, **kw)`` and ``uncached``.
+    The wrapper has ``cache_info()``, ``cache_key(*args, **kw)``, ``put(result, *args, **kw)``
+    (store a result computed elsewhere) and ``uncached``.
     """
     if fn is None:
         return functools.partial(pure_cache, store=store)
@@ -337,6 +338,17 @@ def pure_cache(fn: Callable | None = None, *, store: Callable[[], Any] | Any = d
         with lock:
             counts[name] += 1
 
+    def keep(target, key: str, result) -> None:
+        _refuse_timing(fn.__qualname__, result)
+        if target is None:
+            count("skipped")
+            return
+        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(blob) > target.limit // MAX_ENTRY_SHARE:
+            count("skipped")
+        else:
+            target.set(key, blob)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         key = cache_key(fn, args, kwargs)
@@ -347,19 +359,17 @@ def pure_cache(fn: Callable | None = None, *, store: Callable[[], Any] | Any = d
                 count("hits")
                 return pickle.loads(blob)
         result = fn(*args, **kwargs)
-        _refuse_timing(fn.__qualname__, result)
         count("misses")
-        if target is None:
-            count("skipped")
-            return result
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        if len(blob) > target.limit // MAX_ENTRY_SHARE:
-            count("skipped")
-        else:
-            target.set(key, blob)
+        keep(target, key, result)
         return result
+
+    def put(result, *args, **kwargs) -> None:
+        """Store ``result`` as what ``fn(*args, **kwargs)`` returns, computed elsewhere (a
+        job that ran the same pure computation step by step), so it is not done twice."""
+        keep(store() if callable(store) else store, cache_key(fn, args, kwargs), result)
 
     wrapper.cache_info = lambda: CacheInfo(**counts)
     wrapper.cache_key = lambda *a, **kw: cache_key(fn, a, kw)
     wrapper.uncached = fn
+    wrapper.put = put
     return wrapper

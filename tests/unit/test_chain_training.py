@@ -68,3 +68,18 @@ def test_importing_training_leaves_torch_optim_for_the_job():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_finished_job_run_is_read_back_without_training_again(tmp_path, monkeypatch):
+    from engine.chain import training
+    from engine.chain.generator import make_chain
+
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    params = {"n_phases": 4, "n_patterns": 2, "k": 6, "nnz_per_row": 2, "hidden": 4, "n_harmonics": 6}
+    start = make_chain(**params)
+    run = training.TrainRun(start, training.targets_for(start, "major triad", ""), 5, 0.05)
+    list(run.rows())
+    training.remember_trained(run, params, "major triad")
+    monkeypatch.setattr(training.TrainRun, "run", lambda self: pytest.fail("trained a second time"))
+    chain, losses = training.cached_trained_chain(params, "major triad", 5, 0.05)
+    assert losses == run.losses and (chain.R == run.chain.R).all()
