@@ -292,7 +292,8 @@ class Point:
 def point_rows(run: ScriptRun, point: Point, measured: dict, status: dict, config: dict,
                errs: dict) -> list[dict]:
     """One row per backend and figure of one point, each from its Measurement
-    (``measured[backend][figure]``); speedups within one figure (one timing method).
+    (``measured[backend][figure]``); speedups within one figure and one timing method only
+    (a kernel-only time that fell back to per-call events gets no speedup, NaN).
     A backend that could not be timed gets a row with its status and no numbers."""
     n, k, blk = point.n, point.k, point.block
     theory = 1.0 / point.density if point.density else float("inf")
@@ -311,12 +312,14 @@ def point_rows(run: ScriptRun, point: Point, measured: dict, status: dict, confi
             if m is None:
                 rows.append(run.failed_row(point.task(run, backend), extra.pop("status"), **extra))
                 continue
-            speedup = dense.median_s / m.median_s if dense is not None else float("nan")
+            speedup = (dense.median_s / m.median_s if dense is not None and dense.method == m.method
+                       else float("nan"))
             row = run.row(m, timing=_timing_text(m), **extra, speedup_vs_dense=speedup,
                           efficiency=speedup / theory if point.density else float("nan"),
                           tflops=flops.get(backend, sparse_flops) / m.median_s / 1e12)
             if backend == "lab-bsr":
-                row["speedup_vs_torch_bsr"] = (bsr.median_s / m.median_s if bsr is not None
+                row["speedup_vs_torch_bsr"] = (bsr.median_s / m.median_s
+                                               if bsr is not None and bsr.method == m.method
                                                else float("nan"))
             rows.append(row)
     return rows

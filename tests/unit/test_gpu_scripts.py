@@ -181,3 +181,17 @@ def test_gpu_attention_bare_timings_come_from_measurements(monkeypatch):
     ms = att.bare_bench(run, lambda: sum(range(100)), task)
     assert ms > 0 and seen == [task]
     assert att.bare_events(run, lambda: sum(range(100)), task) > 0 and len(seen) == 2
+
+
+def test_bsr_bench_quotes_no_speedup_across_timing_methods():
+    """A kernel-only time that fell back to per-call events is not divided into a graph one."""
+    bench = _script("bsr_bench.py")
+    point = bench.Point(n=256, k=64, block=64, sparsity=0.9, density=0.1, nnz_blocks=2)
+    measured = {"dense": {"kernel-only": _fake(point.task(GPU, "dense"), 1e-3)},
+                "torch-bsr": {"kernel-only": _fake(point.task(GPU, "torch-bsr"), 3e-4)},
+                "lab-bsr": {"kernel-only": _fake(point.task(GPU, "lab-bsr"), 2e-4, EAGER)}}
+    rows = bench.point_rows(GPU, point, measured, {b: "ok" for b in bench.BACKENDS}, {}, {})
+    lab = next(r for r in rows if r["backend"] == "lab-bsr" and r["figure"] == "kernel-only")
+    assert math.isnan(lab["speedup_vs_dense"]) and math.isnan(lab["speedup_vs_torch_bsr"])
+    torch_bsr = next(r for r in rows if r["backend"] == "torch-bsr" and r["figure"] == "kernel-only")
+    assert torch_bsr["speedup_vs_dense"] == pytest.approx(1e-3 / 3e-4)   # same method: quoted
