@@ -152,22 +152,21 @@ def _bytes(prepared: Any) -> int:
     return total
 
 
-_registered: list[Backend] = []
-
-
 def register() -> Backend:
-    """Add "torch-2:4" to the formats registry (idempotent; ``engine.sparse.formats``
-    calls it when it loads its optional backends, so importing this module registers
-    nothing)."""
-    if not _registered:
-        _registered.append(register_backend(Backend(
-            name=NAME, format="2:4", library="torch",
-            dtypes={"cuda": DTYPES},
-            prepare=lambda a, spec: to_semi_structured(a),
-            matmul=semi_structured_matmul,
-            to_dense=lambda p: p.to_dense(),
-            check=_check, bytes_of=_bytes, ops=("spmm",),
-            description="NVIDIA 2:4 semi-structured sparsity (torch.sparse.to_sparse_semi_structured, "
-                        "sparse tensor cores, sm80+); A must be 2:4 sparse",
-        ), replace=True))
-    return _registered[0]
+    """Add "torch-2:4" to the formats registry (``engine.sparse.formats`` calls it when it
+    loads its optional backends); idempotent like ``bsr_matmul.register``: a second call
+    returns the registered backend. Importing this module registers nothing."""
+    from engine.sparse.formats import BACKENDS
+
+    if NAME in BACKENDS:
+        return BACKENDS[NAME]
+    return register_backend(Backend(
+        name=NAME, format="2:4", library="torch",
+        dtypes={"cuda": DTYPES},
+        prepare=lambda a, spec: to_semi_structured(a),
+        matmul=semi_structured_matmul,
+        to_dense=lambda p: p.to_dense(),
+        check=_check, bytes_of=_bytes, ops=("spmm",),
+        description="NVIDIA 2:4 semi-structured sparsity (torch.sparse.to_sparse_semi_structured, "
+                    "sparse tensor cores, sm80+); A must be 2:4 sparse",
+    ))
