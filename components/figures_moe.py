@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure, reference_line
+from components.figures_common import MUTED, add_points, empty_figure, noisy_mask, reference_line
 from engine.runtime.cache import pure_cache
 
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
@@ -158,8 +158,8 @@ def _batch_axis(fig: go.Figure, batches) -> None:
 
 def sweep_time(local: list[dict], reference: list[dict] | None = None,
                ref_label: str = "reference") -> go.Figure:
-    """Time per forward vs batch (log-log), local solid, reference dashed; open markers
-    flag noisy rows (IQR / median > 0.1 or fewer than 3 timed runs)."""
+    """Time per forward vs batch (log-log), local solid, reference dashed; noisy rows
+    (IQR / median > 0.1 or fewer than 3 timed runs) are drawn hollow and grey."""
     frames = [_sweep_frame(local, "this run")]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
@@ -168,11 +168,9 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
         return empty_figure("Run the sweep (or commit a GPU reference CSV) to see timings.")
     fig = go.Figure()
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
-        noisy = part["noisy"].astype(bool) if "noisy" in part else pd.Series(False, index=part.index)
-        fig.add_scatter(x=part["batch"], y=part["time_ms"], mode="lines+markers",
-                        name=f"{LABELS.get(variant, variant)} [{source}]",
-                        marker=dict(symbol=["circle-open" if n else "circle" for n in noisy], size=7),
-                        line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
+        add_points(fig, part["batch"], part["time_ms"], name=f"{LABELS.get(variant, variant)} [{source}]",
+                   color=COLORS.get(variant, MUTED), noisy=part["noisy"] if "noisy" in part else None,
+                   size=7, dash="solid" if source == "this run" else "dash")
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time per forward (ms)", type="log")
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
@@ -180,7 +178,8 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
 
 def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
                 ref_label: str = "reference", k: int = 2) -> go.Figure:
-    """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k."""
+    """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k. A ratio
+    is drawn noisy when its row or the dense FFN's row at that batch is noisy."""
     frames = [_sweep_frame(local, "this run")]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
@@ -189,12 +188,17 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
         return empty_figure("Ratios appear after a sweep.")
     df = pd.concat(frames)
     fig = go.Figure()
+    flags = noisy_mask(df["noisy"], len(df)) if "noisy" in df else np.zeros(len(df), dtype=bool)
+    df = df.assign(_noisy=flags)
+    # a ratio is noisy when its own row or the dense FFN it is divided by is
+    base = df[df["variant"] == "dense_1x"].groupby(["source", "batch"])["_noisy"].any()
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
         if variant == "dense_1x":
             continue
-        fig.add_scatter(x=part["batch"], y=part["ratio_vs_dense_1x"], mode="lines+markers",
-                        name=f"{LABELS.get(variant, variant)} [{source}]",
-                        line=dict(color=COLORS.get(variant), dash="solid" if source == "this run" else "dash"))
+        under = [bool(base.get((source, b), False)) for b in part["batch"]]
+        add_points(fig, part["batch"], part["ratio_vs_dense_1x"], name=f"{LABELS.get(variant, variant)} [{source}]",
+                   color=COLORS.get(variant, MUTED), noisy=part["_noisy"].to_numpy() | np.array(under, dtype=bool),
+                   size=7, dash="solid" if source == "this run" else "dash")
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
     # on the log axis: add_hline's label would sit at 10**k, not at k
@@ -231,6 +235,8 @@ def sweep_summary_lines(source: str, rows: list[dict], summary: list[dict]) -> l
              f"dense layer with equal active / equal total parameters: {s['small_vs_dense_active']:.2f}x / "
              f"{s['small_vs_dense_total']:.2f}x at {s['small_batch']} token(s), "
              f"{s['big_vs_dense_active']:.2f}x / {s['big_vs_dense_total']:.2f}x at {s['batch']}."
+             + (f" Rough: rows at {', '.join(map(str, s['noisy_at']))} token(s) are noisy "
+                "(IQR/median > 0.1)." if s.get("noisy_at") else "")
              for s in summary]
     for r in rows:  # once per variant and reason: the first batch, and every error
         status = str(r.get("status", ""))

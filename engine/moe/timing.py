@@ -207,11 +207,13 @@ def timing_sweep_rows(spec: SweepSpec) -> Iterator[dict]:
 def sweep_summary(rows: list[dict]) -> list[dict]:
     """Per MoE variant at the largest batch measured: time / dense_1x (ideal k), and the
     efficiency k / ratio; plus time / dense_active and / dense_total at the smallest and
-    the largest batch (the memory paradox in two numbers each)."""
+    the largest batch (the memory paradox in two numbers each). ``noisy_at``: the batches
+    among those two where a row these numbers divide is noisy (IQR/median > threshold)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return []
     times = {(r["batch"], r["variant"]): r["time_ms"] for r in ok}
+    noisy = {(r["batch"], r["variant"]) for r in ok if str(r.get("noisy")).strip().lower() in ("true", "1")}
     small, big = min(r["batch"] for r in ok), max(r["batch"] for r in ok)
 
     def ratio(batch, variant, base):
@@ -228,7 +230,9 @@ def sweep_summary(rows: list[dict]) -> list[dict]:
                         "small_vs_dense_active": ratio(small, v, "dense_active"),
                         "small_vs_dense_total": ratio(small, v, "dense_total"),
                         "big_vs_dense_active": ratio(big, v, "dense_active"),
-                        "big_vs_dense_total": ratio(big, v, "dense_total")})
+                        "big_vs_dense_total": ratio(big, v, "dense_total"),
+                        "noisy_at": sorted({b for b in (small, big) for w in (v, "dense_1x", "dense_active",
+                                                                            "dense_total") if (b, w) in noisy})})
     return out
 
 

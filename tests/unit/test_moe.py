@@ -407,3 +407,32 @@ def test_the_sweep_budget_counts_host_memory_only_so_a_gpu_can_run_the_reference
     spec = timing.SweepSpec(d_model=2048, batches=(1, 1024, 16384), dtype="bfloat16")
     assert spec.memory_bytes("cuda") < 4 * 2**30 < spec.memory_bytes("cpu")   # the default budget
     assert spec.memory_bytes("cuda") < spec.memory_bytes("cpu")
+
+
+def test_noisy_sweep_rows_and_the_ratios_over_them_are_drawn_noisy():
+    from components import figures_moe as figs
+    from engine.bench.measurement import NOISY_LABEL
+
+    rows = [{"variant": v, "batch": b, "time_ms": t, "ratio_vs_dense_1x": t, "noisy": n, "status": "ok"}
+            for v, b, t, n in (("dense_1x", 1, 1.0, "True"), ("dense_1x", 4, 1.0, "False"),
+                               ("moe_grouped", 1, 2.0, "False"), ("moe_grouped", 4, 2.5, "False"))]
+    time_fig, ratio_fig = figs.sweep_time(rows), figs.sweep_ratio(rows)
+    dense = next(t for t in time_fig.data if t.name.startswith(figs.LABELS.get("dense_1x", "dense_1x")))
+    assert list(dense.marker.symbol) == ["circle-open", "circle"]        # the string "False" is not noisy
+    moe = next(t for t in ratio_fig.data if t.name.startswith(figs.LABELS.get("moe_grouped", "moe_grouped")))
+    assert list(moe.marker.symbol) == ["circle-open", "circle"]          # over a noisy dense row
+    assert any(t.name == NOISY_LABEL for t in ratio_fig.data)
+
+
+def test_a_summary_sentence_over_noisy_rows_says_so():
+    from components import figures_moe as figs
+
+    rows = [{"variant": v, "batch": b, "time_ms": t, "ratio_vs_dense_1x": t, "k": 2, "status": "ok",
+             "noisy": str(v == "dense_active" and b == 1)}
+            for b in (1, 64) for v, t in (("dense_1x", 1.0), ("dense_active", 2.0), ("dense_total", 8.0),
+                                          ("moe_grouped", 3.0))]
+    summary = timing.sweep_summary(rows)
+    assert summary[0]["noisy_at"] == [1]
+    assert "Rough: rows at 1 token(s) are noisy" in figs.sweep_summary_lines("this run", rows, summary)[0]
+    clean = [dict(r, noisy="False") for r in rows]
+    assert "Rough" not in figs.sweep_summary_lines("this run", clean, timing.sweep_summary(clean))[0]
