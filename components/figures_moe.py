@@ -157,10 +157,10 @@ def _batch_axis(fig: go.Figure, batches) -> None:
 
 
 def sweep_time(local: list[dict], reference: list[dict] | None = None,
-               ref_label: str = "reference") -> go.Figure:
+               ref_label: str = "reference", local_label: str = "this run") -> go.Figure:
     """Time per forward vs batch (log-log), local solid, reference dashed; noisy rows
     (IQR / median > 0.1 or fewer than 3 timed runs) are drawn hollow and grey."""
-    frames = [_sweep_frame(local, "this run")]
+    frames = [_sweep_frame(local, local_label)]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
     df = pd.concat([f for f in frames if not f.empty]) if any(not f.empty for f in frames) else None
@@ -170,17 +170,18 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
         add_points(fig, part["batch"], part["time_ms"], name=f"{LABELS.get(variant, variant)} [{source}]",
                    color=COLORS.get(variant, MUTED), noisy=part["noisy"] if "noisy" in part else None,
-                   size=7, dash="solid" if source == "this run" else "dash")
+                   size=7, dash="solid" if source == local_label else "dash")
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time per forward (ms)", type="log")
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
 
 
 def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
-                ref_label: str = "reference", k: int = 2) -> go.Figure:
-    """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k. A ratio
+                ref_label: str = "reference", local_label: str = "this run", k: int = 2) -> go.Figure:
+    """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k (one line
+    per top-k of the runs drawn; ``k`` when the rows carry none). A ratio
     is drawn noisy when its row or the dense FFN's row at that batch is noisy."""
-    frames = [_sweep_frame(local, "this run")]
+    frames = [_sweep_frame(local, local_label)]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
     frames = [f for f in frames if not f.empty]
@@ -198,11 +199,16 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
         under = [bool(base.get((source, b), False)) for b in part["batch"]]
         add_points(fig, part["batch"], part["ratio_vs_dense_1x"], name=f"{LABELS.get(variant, variant)} [{source}]",
                    color=COLORS.get(variant, MUTED), noisy=part["_noisy"].to_numpy() | np.array(under, dtype=bool),
-                   size=7, dash="solid" if source == "this run" else "dash")
+                   size=7, dash="solid" if source == local_label else "dash")
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
-    # on the log axis: add_hline's label would sit at 10**k, not at k
-    reference_line(fig, f"ideal MoE = k = {k}", y=float(k), color="#1d2330", dash="dot", along=0.01)
+    # one ideal line per top-k among the runs drawn (on the log axis add_hline's label
+    # would sit at 10**k, not at k)
+    ks = sorted({int(v) for v in df["k"].dropna()}) if "k" in df else [k]
+    for i, kk in enumerate(ks or [k]):
+        who = "" if len(ks) < 2 else " (" + ", ".join(sorted(set(df.loc[df["k"] == kk, "source"]))) + ")"
+        reference_line(fig, f"ideal MoE = k = {kk}{who}", y=float(kk), color="#1d2330", dash="dot",
+                       along=0.01 + 0.3 * i)
     return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
 
 

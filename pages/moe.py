@@ -297,9 +297,9 @@ def _reference() -> tuple[list | None, str, html.Div]:
 def draw_sweep(rows):
     rows = rows or []
     ref_rows, ref_label, note = _reference()
-    k = int(rows[0]["k"]) if rows and "k" in rows[0] else 2
-    lines = [line for source, rs in (("this run", rows), (ref_label, ref_rows or []))
+    here = f"this run ({timing.run_label(rows)})" if rows else "this run"
+    lines = [line for source, rs in ((here, rows), (ref_label, ref_rows or []))
              for line in figs.sweep_summary_lines(source, rs, timing.sweep_summary(rs))]
     summary = html.Ul([html.Li(t) for t in lines], id=SID.summary_list) if lines else None
-    return (figs.sweep_time(rows, ref_rows, ref_label), figs.sweep_ratio(rows, ref_rows, ref_label, k),
+    return (figs.sweep_time(rows, ref_rows, ref_label, here), figs.sweep_ratio(rows, ref_rows, ref_label, here),
             summary, note)

@@ -253,8 +253,16 @@ def load_reference_sweep(root=None) -> tuple[list[dict], str] | None:
     ref = newest("moe", root)
     if ref is None:
         return None
-    df = ref.frame()
-    dtype = ", ".join(ref.dtypes)
-    d = ", ".join(map(str, ref.shape.get("d_model", ())))
-    label = f"{ref.device_name or 'unknown device'}, {dtype}, d={d or '?'}, {ref.date[:10] or 'undated'}"
-    return df.to_dict("records"), label
+    rows = ref.frame().to_dict("records")
+    return rows, f"{run_label(rows, ref.device_name)}, {ref.date[:10] or 'undated'}"
+
+
+def run_label(rows: list[dict], device_name: str = "") -> str:
+    """"NVIDIA H100 80GB HBM3, bfloat16, d=2048, E/k=8/2": what a sweep ran on, from its rows
+    (so this run and a committed one are named the same way on one figure)."""
+    def values(key):
+        got = sorted({str(r[key]) for r in rows if r.get(key) not in (None, "") and r[key] == r[key]})
+        return ", ".join(got) or "?"
+
+    device = device_name or values("device")
+    return f"{device}, {values('dtype')}, d={values('d_model')}, E/k={values('experts')}/{values('k')}"

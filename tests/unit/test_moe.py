@@ -436,3 +436,18 @@ def test_a_summary_sentence_over_noisy_rows_says_so():
     assert "Rough: rows at 1 token(s) are noisy" in figs.sweep_summary_lines("this run", rows, summary)[0]
     clean = [dict(r, noisy="False") for r in rows]
     assert "Rough" not in figs.sweep_summary_lines("this run", clean, timing.sweep_summary(clean))[0]
+
+
+def test_the_ratio_figure_draws_each_runs_own_ideal_and_names_the_local_run():
+    from components import figures_moe as figs
+
+    def run(k, device):
+        return [{"variant": v, "batch": 1, "time_ms": 1.0, "ratio_vs_dense_1x": r, "k": k, "experts": 8,
+                 "d_model": 64, "dtype": "float32", "device": device, "status": "ok", "noisy": "False"}
+                for v, r in (("dense_1x", 1.0), ("moe_grouped", 3.0))]
+    local, ref = run(8, "CPU: X"), run(2, "NVIDIA H100")
+    here = f"this run ({timing.run_label(local)})"
+    assert here == "this run (CPU: X, float32, d=64, E/k=8/8)"
+    fig = figs.sweep_ratio(local, ref, "H100 reference", here)
+    ideals = sorted(a.text for a in fig.layout.annotations if a.text.startswith("ideal"))
+    assert ideals == ["ideal MoE = k = 2 (H100 reference)", f"ideal MoE = k = 8 ({here})"]
