@@ -229,13 +229,16 @@ def break_evens(run: LabBsrRun, timing: str) -> dict[str, tuple[float | None, bo
 
 
 def goals(run: LabBsrRun, timing: str) -> list[dict]:
-    """The lab's goals (bsr_results.targets) in ``run``; a break-even that is only the lowest
-    sparsity measured, above the goal, is "not measured" (NaN), never a miss or a hit."""
+    """The lab's goals (bsr_results.targets) in ``run``; a goal this run cannot measure (no
+    such row, or a break-even that is only the lowest sparsity measured, above the goal)
+    is "not measured": reached NaN and met None, never a miss or a hit."""
     out = targets(run.frame, timing)
     be, lowest = break_evens(run, timing).get("lab-bsr", (None, False))
     for row in out:
         if row["unit"] == "sparsity" and lowest and be > row["goal_value"]:
-            row.update(reached=float("nan"), met=False)
+            row["reached"] = float("nan")
+        if row["reached"] != row["reached"]:
+            row["met"] = None
     return out
 
 

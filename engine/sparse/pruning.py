@@ -510,8 +510,8 @@ def _accuracy_rows(models, grid, epochs, finetune_epochs, lr, seed, device, devi
 
     for name in models:
         check_choice("model", name, ACCURACY_MODELS)
-    epochs = check_int("epochs", epochs, 1, 200)
-    finetune_epochs = check_int("finetune_epochs", finetune_epochs, 0, 100)
+    epochs = check_int("epochs", epochs, *ACCURACY_LIMITS["epochs"])
+    finetune_epochs = check_int("finetune_epochs", finetune_epochs, *ACCURACY_LIMITS["finetune_epochs"])
     specs = [pattern_spec(p, s, b, n, m) for p, s, b, n, m in grid]
     dev = torch.device(check_choice("device", device, ("cpu", "cuda")))
     where = {"device": dev.type, "device_name": device_name or runtime_device_name(dev)}
