@@ -54,7 +54,7 @@ def run_device(store: RunStore, meta: dict) -> str:
     named = meta.get("device_name") or params.get("device_name") or meta.get("device")
     if named:
         return str(named)
-    first = next(iter(store.rows(meta["run_id"])), {}) if meta.get("n_rows") else {}
+    first = (store.first_row(meta["run_id"]) or {}) if meta.get("n_rows") else {}
     return str(first.get("device_name") or first.get("device") or NOT_RECORDED)
 
 

@@ -145,6 +145,11 @@ class RunStore:
         rows = (self._cache.get(("row", run_id, i)) for i in range(record["n_rows"]))
         return [r for r in rows if r is not None]
 
+    def first_row(self, run_id: str) -> dict | None:
+        """The run's first stored row (or None), without reading the others."""
+        self._meta(run_id)
+        return self._cache.get(("row", run_id, 0))
+
     def frame(self, run_id: str) -> pd.DataFrame:
         return pd.DataFrame(self.rows(run_id))
 

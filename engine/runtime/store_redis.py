@@ -92,6 +92,12 @@ class RedisRunStore:
         self._meta(run_id)
         return [json.loads(r) for r in self._r.lrange(self._key("rows", run_id), 0, -1)]
 
+    def first_row(self, run_id: str) -> dict | None:
+        """The run's first stored row (or None), without reading the others."""
+        self._meta(run_id)
+        raw = self._r.lindex(self._key("rows", run_id), 0)
+        return None if raw is None else json.loads(raw)
+
     def frame(self, run_id: str) -> pd.DataFrame:
         return pd.DataFrame(self.rows(run_id))
 

@@ -224,3 +224,13 @@ def test_callbacks_survive_hostile_values(tmp_path_factory, v):
             os.environ.pop("SPARSITY_LAB_CACHE", None)
         else:
             os.environ["SPARSITY_LAB_CACHE"] = before
+
+
+def test_run_device_comes_from_metadata_else_the_first_row(store):
+    named = store.create_run("paradox", meta={"device_name": "NVIDIA H200"})
+    from_row = store.create_run("paradox")
+    store.append(from_row, {"device": "cpu", "device_name": "AMD EPYC"})
+    store.append(from_row, {"device": "cuda", "device_name": "other"})
+    bare = store.create_run("paradox")
+    devices = {r["run_id"]: r["device"] for r in runs.run_table_rows(store)}
+    assert devices == {named: "NVIDIA H200", from_row: "AMD EPYC", bare: runs.NOT_RECORDED}

@@ -61,3 +61,16 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
         p.join(30)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert sorted(r["kind"] for r in RunStore(tmp_path).list_runs()) == ["p0", "p1", "p2", "p3"]
+
+
+def test_first_row_reads_one_row_only(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    empty = store.create_run("demo")
+    assert store.first_row(empty) is None
+    run_id = store.create_run("demo")
+    for i in range(3):
+        store.append(run_id, {"i": i, "device_name": f"dev{i}"})
+    monkeypatch.setattr(type(store), "rows", lambda *_: pytest.fail("first_row read every row"))
+    assert store.first_row(run_id) == {"i": 0, "device_name": "dev0"}
+    with pytest.raises(KeyError, match="expected a stored run"):
+        store.first_row("nope")

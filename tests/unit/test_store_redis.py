@@ -28,6 +28,7 @@ def test_runstore_switches_to_redis_and_keeps_rows(redis_url, monkeypatch):
     other = RunStore()  # another process or host would see the same
     assert other.frame(run_id)["i"].tolist() == [0, 1, 2]
     assert other.meta(run_id)["n_rows"] == 3
+    assert other.first_row(run_id) == {"i": 0, "t": 0.0}
     other.finish(run_id, "done")
     assert store.list_runs(kind="demo")[0]["status"] == "done"
     store.delete(run_id)
