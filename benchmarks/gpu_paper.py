@@ -45,11 +45,11 @@ def main(argv=None) -> int:
     rows: list[dict] = []
     started = time.time()
     for task, cfg in plan.items():
-        for seed in range(args.seeds):
-            spec = pp.PaperSpec(tasks=(task,), epochs=cfg["epochs"], lr=args.lr, batch_size=64, seed=seed, seeds=1,
-                                max_train=cfg.get("max_train"), device=args.device)
+        spec = pp.PaperSpec(tasks=(task,), epochs=cfg["epochs"], lr=args.lr, batch_size=64, seed=0,
+                            seeds=args.seeds, max_train=cfg.get("max_train"), device=args.device)
+        for seed, seed_rows in pp.task_seeds(spec, task):   # the task's data is loaded once
             t0 = time.time()
-            for row in pp.train_rows(spec):
+            for row in seed_rows:
                 row["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
                 row["cuda"] = torch.version.cuda or "none"
                 rows.append(row)

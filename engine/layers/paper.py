@@ -791,18 +791,32 @@ def train_rows(spec: PaperSpec) -> Iterator[dict]:
     seed, the variants share the initial weights, the batch order and the optimiser; the
     seeds (``spec.seed_list``) vary those, never the data split.
     """
+    for task in spec.tasks:
+        for _seed, rows in task_seeds(spec, task):
+            yield from rows
+
+
+def task_seeds(spec: PaperSpec, task: str) -> Iterator[tuple[int, Iterator[dict]]]:
+    """``(seed, rows)`` for each of ``spec.seed_list`` on ``task``, its data loaded once.
+
+    ``rows`` yields that seed's rows as ``train_rows`` does; a caller with a time budget per
+    seed (``benchmarks/gpu_paper.py``) may stop one and go on to the next seed.
+    """
     from engine.runtime.device import job_device, runtime_device_name
 
     dev = job_device(spec.device)
     dev_name = runtime_device_name(dev)
     dtype = torch.float64 if spec.dtype == "float64" else torch.float32
-    for task in spec.tasks:
-        data = load_task(task, spec)
-        leak = {k: data.info[k] for k in ("test_window_overlap", "chance_window_overlap") if k in data.info}
-        for seed in spec.seed_list:
-            for row in _train_seed(spec, task, data, seed, dev, dtype):
-                row.update(device=dev_name, **leak)
-                yield row
+    data = load_task(task, spec)
+    leak = {k: data.info[k] for k in ("test_window_overlap", "chance_window_overlap") if k in data.info}
+
+    def rows(seed: int) -> Iterator[dict]:
+        for row in _train_seed(spec, task, data, seed, dev, dtype):
+            row.update(device=dev_name, **leak)
+            yield row
+
+    for seed in spec.seed_list:
+        yield seed, rows(seed)
 
 
 def _train_seed(spec: PaperSpec, task: str, data: TaskData, seed: int, dev, dtype) -> Iterator[dict]:

@@ -270,3 +270,17 @@ def test_attention_layout_matches_the_lowering_tensor():
                                          native.w_v.detach().numpy(), x, causal=True, scale=1 / math.sqrt(2))
     np.testing.assert_allclose(want, ref / np.arange(1, 4)[:, None], atol=1e-12)
     np.testing.assert_allclose(tied.attention(torch.as_tensor(x)[None]).detach()[0].numpy(), want, atol=1e-12)
+
+
+def test_gpu_paper_loads_each_task_once_and_a_spent_budget_moves_to_the_next_seed(tmp_path, monkeypatch):
+    from benchmarks import gpu_paper
+
+    loads = []
+    real = pp.load_task
+    monkeypatch.setattr(pp, "load_task", lambda task, spec: loads.append(task) or real(task, spec))
+    monkeypatch.setattr(gpu_paper, "QUICK", {"timeseries": dict(epochs=3, budget_s=0.0, max_train=32)})
+    assert gpu_paper.main(["--out", str(tmp_path), "--quick", "--device", "cpu", "--seeds", "2"]) == 0
+    rows = pd.read_csv(tmp_path / "gpu_paper.csv")
+    assert loads == ["timeseries"]                                   # once, not once per seed
+    assert sorted(rows["seed"].unique()) == [0, 1]                   # both seeds ran
+    assert set(rows["epoch"]) == {1}                                 # a budget of 0 s stops each after epoch 1
