@@ -14,7 +14,8 @@ Writes under DIR:
                  noisy, speedups vs dense and vs torch BSR within one figure, theory
                  1/density, relative error. engine.bench.bsr_results reads it (and the
                  older one-row-per-point CSVs).
-  bsr_tune.csv   every (shape key, configuration) the tuner timed
+  bsr_tune.csv   every (shape key, configuration) the tuner timed, each with a Measurement
+                 row (CUDA-graph replay, 5 runs: median_s, iqr_s, noisy) or its error
   bsr_union.csv  per point: the tuner's best one-row-per-program ("row") and union
                  ("union", several block rows per program) configuration, and the
                  union schedule's MMA work and B tiles per stored block (r2, r4)
@@ -218,12 +219,13 @@ def main() -> int:
                 fam_row[f"r{rows_per}_b_tiles_per_stored"] = up.slots / rows_per / max(up.stored, 1)
             key = str(lab._tune_key(a, B))
             fam = {}
-            for t in lab.TUNE_LOG:
-                if t["key"] == key and t["ms"] == t["ms"]:
+            for t in lab.TUNE_LOG:   # a Measurement row per candidate (median_s) and its config
+                ms_t = t["median_s"] * 1e3
+                if t["key"] == key and ms_t == ms_t:
                     f = "union" if t["kind"] in lab.UNION_KINDS else "row"
-                    if t["ms"] < fam.get(f, (float("inf"),))[0]:
+                    if ms_t < fam.get(f, (float("inf"),))[0]:
                         fields = lab.Config.__dataclass_fields__
-                        fam[f] = (t["ms"], lab.Config(**{x: t[x] for x in fields}).label())
+                        fam[f] = (ms_t, lab.Config(**{x: t[x] for x in fields}).label())
             fam_row["tune_key"] = key
             for f, (ms_f, lab_f) in fam.items():
                 fam_row[f"tune_best_{f}_ms"] = ms_f

@@ -531,3 +531,40 @@ def test_one_bounded_named_cache_outlives_matrices_and_clears(monkeypatch):
                    and type(v) in (dict, list, set) and n not in ("PRESETS", "SPLIT_PRESETS",
                    "UNION_PRESETS", "DEFAULT_CONFIG", "DEEP_CANDIDATES", "_PTR_TWIN", "_OP")]
         assert mutable == [], f"{mod.__name__}: module-level caches {mutable}"
+
+
+def test_tuner_logs_a_measurement_row_per_candidate_and_keeps_the_fastest_median(monkeypatch):
+    """The tuner's log is Measurement rows (CUDA-graph replay) with each configuration; a
+    candidate that fails or times below zero is logged with its error and never chosen."""
+    from engine.bench.measurement import CUDA_GRAPH, NOISE_THRESHOLD
+    from engine.sparse.kernels import bsr_tune
+
+    a = lab.BsrMatrix.random(4 * 16, 4 * 16, 16, 0.5, dtype=torch.float32)
+    b = torch.ones(64, 32)
+    configs = [lab.Config(block_n=32, num_warps=w) for w in (1, 2, 4, 8)]
+    samples = {1: [0.30, 0.31, 0.29, 0.30, 0.30], 2: [0.20, 0.5, 0.1, 0.2, 0.9],   # fastest median, noisy
+               4: [0.1, -0.01, 0.1, 0.1, 0.1]}                                      # 8: fails to compile
+    current = {}
+
+    def fake_launch(_a, _b, _out, cfg, _split):
+        current["w"] = cfg.num_warps
+
+    def fake_samples(fn, n_inner, reps):
+        fn()
+        if current["w"] == 8:
+            raise RuntimeError("out of resources")
+        return samples[current["w"]]
+
+    monkeypatch.setattr(bsr_tune, "launch", fake_launch)
+    monkeypatch.setattr(bsr_tune, "graph_samples", fake_samples)
+    monkeypatch.setattr(bsr_tune, "config_ok", lambda *_: True)
+    lab.clear_caches()
+    chosen = bsr_tune.tune(a, b, configs)
+    assert chosen.num_warps == 2 and bsr_tune.tuned_config(a, b) == chosen
+    log = {r["num_warps"]: r for r in lab.TUNE_LOG}
+    assert log[2]["method"] == CUDA_GRAPH and log[2]["runs"] == 5 and log[2]["median_s"] == pytest.approx(2e-4)
+    assert log[2]["noisy"] and not log[1]["noisy"] and log[1]["iqr_s"] / log[1]["median_s"] <= NOISE_THRESHOLD
+    assert (log[1]["m"], log[1]["n"], log[1]["k"], log[1]["block"], log[1]["dtype"]) == (64, 64, 32, 16, "float32")
+    assert "below zero" in log[4]["error"] and "out of resources" in log[8]["error"]
+    assert log[4]["median_s"] != log[4]["median_s"] and log[1]["error"] == ""
+    lab.clear_caches()

@@ -83,25 +83,52 @@ def graph_samples(fn, n_inner: int = 8, reps: int = 7, flush_mb: int = 256,
     return samples
 
 
+TUNE_OP = "lab-bsr tune candidate"
+TUNE_REPS = 5
+
+
+def candidate_measurement(a: BsrMatrix, b: torch.Tensor, samples_ms: list[float]):
+    """One tuner candidate's CUDA-graph samples (ms) as an engine.bench Measurement."""
+    from engine.bench.measurement import CUDA_GRAPH, Measurement, Task
+
+    task = Task(op=TUNE_OP, backend="lab-bsr", dims={"m": int(a.shape[0]), "n": int(a.shape[1]),
+                                                     "k": int(b.shape[1])},
+                dtype=str(b.dtype).replace("torch.", ""), block=int(a.block), device=b.device.type,
+                device_name=torch.cuda.get_device_name(b.device) if b.is_cuda else "cpu")
+    return Measurement.from_times(task, [t / 1e3 for t in samples_ms], method=CUDA_GRAPH, repeats=len(samples_ms),
+                                  warmup=1, number_per_run=1)
+
+
 def tune(a: BsrMatrix, b: torch.Tensor, configs: list[Config] | None = None,
          split_len: int | None = None) -> Config:
-    """Time every candidate on these inputs (``graph_time``: GPU time with L2 evicted
-    before each call, no Python launch cost) and remember the fastest for this
-    shape's key (``KERNEL_CACHE``, read back by ``tuned_config``). A candidate that fails to compile or run is logged and skipped."""
+    """Time every candidate on these inputs (``graph_samples``: GPU time with L2 evicted
+    before each call, no Python launch cost) and remember the fastest median for this
+    shape's key (``KERNEL_CACHE``, read back by ``tuned_config``).
+
+    Each candidate goes into ``TUNE_LOG`` as its shape key, its configuration and a
+    Measurement's row (``candidate_measurement``; median_s, iqr_s, noisy, the raw runs'
+    method). A candidate that fails to compile or run, or whose graph difference comes out
+    below zero (a time under the flush's own spread), is logged with its error and skipped.
+    """
     key = _tune_key(a, b)
     out = torch.empty(a.shape[0], b.shape[1], dtype=b.dtype, device=b.device)
-    best, best_ms = None, float("inf")
+    best, best_s = None, float("inf")
     for cfg in configs or candidate_configs(a.block, int(b.shape[1])):
         if not config_ok(a, b, cfg):
             continue
+        entry = {"key": str(key), **cfg.as_dict()}
         try:
-            ms = graph_time(lambda: launch(a, b, out, cfg, split_len), n_inner=4, reps=5)[0]
-            err = ""
+            samples = graph_samples(lambda: launch(a, b, out, cfg, split_len), n_inner=4, reps=TUNE_REPS)
+            if min(samples) < 0:
+                raise ValueError(f"graph replay difference below zero ({min(samples):.4f} ms)")
+            m = candidate_measurement(a, b, samples)
         except Exception as exc:  # a config the compiler or the chip refuses
-            ms, err = float("nan"), f"{type(exc).__name__}: {str(exc)[:200]}"
-        TUNE_LOG.append({"key": str(key), **cfg.as_dict(), "ms": ms, "error": err})
-        if ms == ms and ms < best_ms:
-            best, best_ms = cfg, ms
+            TUNE_LOG.append({**entry, "op": TUNE_OP, "median_s": float("nan"),
+                             "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            continue
+        TUNE_LOG.append({**entry, **m.row(), "error": ""})
+        if m.median_s < best_s:
+            best, best_s = cfg, m.median_s
     if best is None:
         raise RuntimeError(f"lab-bsr: no configuration ran for key {key}")
     KERNEL_CACHE.put(("tuned", key), best)
