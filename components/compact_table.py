@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 
 import pandas as pd
 
-from components.tables import data_table
+from components.tables import data_table, shown_columns
 
 
 class Col(NamedTuple):
@@ -29,8 +29,8 @@ def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows or []))
     if not columns:
         return frame
-    present = [c for c in columns if c.key in frame]
-    return frame[[c.key for c in present]].rename(columns={c.key: c.header for c in present})
+    keys = shown_columns(frame, [c.key for c in columns], limit=None, others=False)
+    return frame[keys].rename(columns={c.key: c.header for c in columns})
 
 
 TEXT_WIDTH = "170px"  # a text cell wraps at this width; a long one also shows on hover

@@ -8,16 +8,16 @@ import pandas as pd
 from dash import html
 
 from components.layout import message
-from components.tables import table_columns
-from engine.sparse.tables import records
+from components.tables import shown_columns, table_columns, table_records
 
 
 def table_output(frame, units: dict | None = None, shown: list[str] | None = None) -> tuple[list, list]:
     """A DataTable's (data, columns): every column in data (the CSV gets them all), the
-    ``shown`` ones (default all) as columns, with ``units`` in their headers."""
+    ``shown`` ones (default all) as columns, with ``units`` (components.tables.COLUMN_UNITS)
+    in their headers."""
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame or []))
-    view = frame[[c for c in shown if c in frame]] if shown and len(frame) else frame
-    return records(frame), table_columns(view, units)
+    only = shown_columns(frame, shown, limit=None, others=False) if shown and len(frame) else None
+    return table_records(frame), table_columns(frame, units, only=only)
 
 
 def reference_note(ref) -> html.Div | None:

@@ -15,11 +15,16 @@ def _frame(rows: Any) -> pd.DataFrame:
     return pd.DataFrame(list(rows or []))
 
 
-# Units of the lab's common row columns (headers read "median_s (s)").
+# The units of the lab's row columns, shown in table headers ("median_s (s)"); the CSV keeps
+# the plain names. One table for every page's tables.
 COLUMN_UNITS = {"median_s": "s", "iqr_s": "s", "prepare_s": "s", "dense_median_s": "s", "predicted_s": "s",
                 "gbs": "GB/s", "peak_gbs": "GB/s", "gflops": "GFLOP/s", "flops": "FLOP", "bytes_moved": "B",
-                "pct_peak_bw": "%", "kernel_ms": "ms", "time_ms": "ms", "epoch_s": "s", "speedup": "x",
-                "theoretical": "x", "sparsity": "fraction of zeros", "density": "fraction"}
+                "pct_peak_bw": "%", "kernel_ms": "ms", "time_ms": "ms", "epoch_s": "s", "speedup": "x dense",
+                "theoretical": "x, 1/density", "efficiency": "speedup / theoretical",
+                "sparsity": "fraction of zeros", "density": "fraction", "median_ms": "ms", "iqr_ms": "ms",
+                "block": "b x b", "energy_kept": "share of sum w²", "kept": "entries", "drop_pts": "points",
+                "seconds": "s", "ms": "ms", "ms_events": "ms", "speedup_vs_dense": "x",
+                "speedup_vs_dense_events": "x", "speedup_vs_torch_bsr": "x"}
 # What a short header means, shown when the pointer rests on it.
 COLUMN_HELP = {
     "speedup": "t_dense / t_backend, same device, same run", "theoretical": "1 / density",
@@ -67,13 +72,19 @@ def data_table(id: str, rows: Any = None, page_size: int = 12, **kwargs: Any) ->
     )
 
 
-def shown_columns(frame: pd.DataFrame, first=KEY_COLUMNS, limit: int = MAX_SHOWN) -> list[str]:
-    """The columns a table of ``frame`` shows: ``first`` (those present), then the columns
-    whose values differ between rows, at most ``limit`` in all (the CSV keeps every column)."""
+def shown_columns(frame: pd.DataFrame, first=KEY_COLUMNS, limit: int | None = MAX_SHOWN,
+                  others: bool = True) -> list[str]:
+    """The columns a table of ``frame`` shows: ``first`` (those present, in that order),
+    then, with ``others``, the columns whose values differ between rows and the rest, at
+    most ``limit`` in all (None: no limit). The CSV keeps every column.
+
+    ``shown_columns(frame, ["block", "ms"], others=False)``: just the chosen ones present."""
     names = [c for c in first if c in frame.columns]
-    rest = [c for c in frame.columns if c not in names]
-    varying = [c for c in rest if frame[c].astype(str).nunique(dropna=False) > 1]
-    return (names + varying + [c for c in rest if c not in varying])[:limit]
+    if others:
+        rest = [c for c in frame.columns if c not in names]
+        varying = [c for c in rest if frame[c].astype(str).nunique(dropna=False) > 1]
+        names += varying + [c for c in rest if c not in varying]
+    return names[:limit]
 
 
 def _is_float_column(values: pd.Series) -> bool:

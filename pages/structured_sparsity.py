@@ -19,7 +19,7 @@ from components.jobs import JobPlan, cancelled_total, job_ids, job_panel, regist
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
 from components.sparsity_panels import bsr_notes, percall_note, reference_note, table_output
-from components.tables import csv_download, data_table, register_csv_download
+from components.tables import COLUMN_UNITS, csv_download, data_table, register_csv_download
 from engine.bench.bsr_results import TARGET_SPEEDUPS, TIMINGS, percall_table
 from engine.bench.bsr_runs import break_evens, goals as bsr_goals, kernel_only_run, latest_side_by_side, per_call_run, unreadable_runs
 from engine.bench.pattern_sweep import (SWEEP_BLOCKS, SWEEP_SIZES, SWEEP_SPARSITIES, structured_sweep,
@@ -30,7 +30,7 @@ from engine.runtime.device import describe_device
 from engine.sparse.pruning import (ACCURACY_LIMITS, ACCURACY_MODELS, ACCURACY_PATTERNS,
                                    ACCURACY_SPARSITIES, BLOCK_SIZES, NM_PRESETS, VIEW_SIZES,
                                    accuracy_spec, accuracy_spec_rows, pattern_view)
-from engine.sparse.tables import (ACC_TABLE_COLUMNS, BSR_TABLE_COLUMNS, TIME_TABLE_COLUMNS, UNITS,
+from engine.sparse.tables import (ACC_TABLE_COLUMNS, BSR_TABLE_COLUMNS, TIME_TABLE_COLUMNS,
                                   accuracy_table, chapter_beside_ours, goals_table, timing_frame,
                                   timing_tables)
 from engine.validate import check_choice, check_int
@@ -325,7 +325,7 @@ def draw_patterns(sparsity, block_index, nm, size):
     if block >= view.size:
         note = message(f"A {block} x {block} block covers the whole {view.size} x {view.size} matrix: "
                        "block pruning can only keep all of it or nothing.", "warn")
-    return (pattern_heatmaps(view), *table_output(list(view.rows), UNITS), note)
+    return (pattern_heatmaps(view), *table_output(list(view.rows), COLUMN_UNITS), note)
 
 
 @callback(Output(ID.t_notes, "children"), *[Input(s.component_id, "value") for s in TIME_STATES])
@@ -366,8 +366,8 @@ def draw_timing(rows, ref_name, status=None, total=None):
     frame = timing_frame(rows, ref, cancelled_total(status, total))
     tables = timing_tables(frame)
     return (speedup_figure(frame), efficiency_figure(frame), break_even_figure(tables.break_even),
-            nm_figure(frame), *table_output(tables.break_even, UNITS),
-            *table_output(tables.rows, UNITS, shown=TIME_TABLE_COLUMNS), note or reference_note(ref))
+            nm_figure(frame), *table_output(tables.break_even, COLUMN_UNITS),
+            *table_output(tables.rows, COLUMN_UNITS, shown=TIME_TABLE_COLUMNS), note or reference_note(ref))
 
 
 @callback(Output(ID.acc_plot, "figure"), Output(ID.acc_table, "data"),
@@ -377,7 +377,7 @@ def draw_accuracy(rows, stage="finetuned"):
     """Accuracy rows -> the drop per pattern and model, our table, the chapter's beside ours."""
     stage = check_choice("stage", stage, ("finetuned", "pruned"))
     return (accuracy_figure(accuracy_table(rows), stage),
-            *table_output(rows, UNITS, shown=ACC_TABLE_COLUMNS),
+            *table_output(rows, COLUMN_UNITS, shown=ACC_TABLE_COLUMNS),
             *table_output(chapter_beside_ours(rows)))
 
 
@@ -401,4 +401,4 @@ def draw_bsr_bench(timing):
     goals = goals_table(bsr_goals(run, timing))
     return (bsr_bench_figure(run.frame, col, f"{label}<br>{run.label}", run.device, TARGET_SPEEDUPS),
             bsr_notes(run, kernel, goals, break_evens(run, timing), label), *table_output(goals),
-            *table_output(run.frame, UNITS, shown=BSR_TABLE_COLUMNS))
+            *table_output(run.frame, COLUMN_UNITS, shown=BSR_TABLE_COLUMNS))

@@ -17,12 +17,6 @@ from engine.bench.pattern_sweep import break_even_by_block
 from engine.bench.reference import Reference, short_device
 from engine.sparse.pruning import ACCURACY_MODELS
 
-# Units shown in the table headers (the CSV keeps the plain column names).
-UNITS = {"median_ms": "ms", "iqr_ms": "ms", "speedup": "x dense", "theoretical": "x, 1/density",
-         "efficiency": "speedup / theoretical", "block": "b x b", "energy_kept": "share of sum w²",
-         "kept": "entries", "drop_pts": "points", "seconds": "s", "ms": "ms", "ms_events": "ms",
-         "speedup_vs_dense": "x", "speedup_vs_dense_events": "x", "speedup_vs_torch_bsr": "x"}
-
 TIME_TABLE_COLUMNS = ["source", "backend", "block", "sparsity", "rows", "k", "dtype", "status",
                       "median_ms", "iqr_ms", "speedup", "efficiency", "noisy"]
 BREAK_EVEN_COLUMNS = ["block", "backend", "break_even", "note", "source"]
@@ -47,14 +41,6 @@ def _frame(rows) -> pd.DataFrame:
 
 def _pick(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame]] if len(frame) else pd.DataFrame(columns=columns)
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Table rows with NaN/inf as empty cells (JSON has no NaN)."""
-    if not len(frame):
-        return []
-    clean = frame.replace([float("inf"), float("-inf")], None).astype(object)
-    return clean.where(clean.notna(), None).to_dict("records")
 
 
 def chapter_beside_ours(rows) -> pd.DataFrame:
