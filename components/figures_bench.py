@@ -269,15 +269,16 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
 
 
 LOG_COLUMNS = {"speedup", "median_s", "iqr_s", "gflops", "gbs", "efficiency", "prepare_s", "theoretical"}
-UNITS = {"speedup": "speedup over dense (x)", "median_s": "median time (s)", "iqr_s": "IQR of time (s)",
-         "gflops": "useful GFLOP/s", "gbs": "GB/s (minimum-traffic model)", "efficiency": "efficiency (fraction)",
-         "prepare_s": "conversion time (s)", "theoretical": "theoretical speedup (x)",
-         "pct_peak_bw": "% of peak bandwidth", "sparsity": "sparsity (fraction of zeros)",
-         "rows": "rows (m)", "k": "k (columns of B)", "density": "density (fraction of non-zeros)"}
+# An axis title per column (table headers take their units from components.tables.COLUMN_UNITS).
+AXIS_TITLES = {"speedup": "speedup over dense (x)", "median_s": "median time (s)", "iqr_s": "IQR of time (s)",
+               "gflops": "useful GFLOP/s", "gbs": "GB/s (minimum-traffic model)", "efficiency": "efficiency (fraction)",
+               "prepare_s": "conversion time (s)", "theoretical": "theoretical speedup (x)",
+               "pct_peak_bw": "% of peak bandwidth", "sparsity": "sparsity (fraction of zeros)",
+               "rows": "rows (m)", "k": "k (columns of B)", "density": "density (fraction of non-zeros)"}
 
 
 def axis_title(col: str) -> str:
-    return UNITS.get(col, col)
+    return AXIS_TITLES.get(col, col)
 
 
 def measured_vs_chapter(local: pd.DataFrame | None) -> pd.DataFrame:
