@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.figures_common import add_points, noisy_mask, reference_line
+from components.figures_common import add_points, reference_line
 
 from components.figures_common import empty_figure
-from engine.attention.views import BASELINES
+from engine.attention.views import BASELINE_IMPLS, BASELINES
+from engine.bench.measurement import ratio_noisy
 
 BLUE = "#2f6fdb"
 FONT = dict(size=12)
@@ -107,13 +108,9 @@ IMPL_DASH = {"flex": "solid", "sdpa-masked": "dot"}
 
 def _noisy_flags(part: pd.DataFrame, frame: pd.DataFrame) -> list[bool]:
     """A point is noisy when its own timing is, or a baseline's (SDPA causal or without
-    mask) at its length is: a speedup is only as steady as both of its times."""
-    flags = noisy_mask(part["noisy"] if "noisy" in part else None, len(part))
-    base = frame[frame["impl"].isin(("sdpa-causal", "sdpa-dense"))] if "impl" in frame else frame.iloc[:0]
-    noisy_base = set(base.loc[noisy_mask(base["noisy"], len(base)), "seq_len"]) if "noisy" in base else set()
-    return [bool(f) or s in noisy_base for f, s in zip(flags, part["seq_len"])]
-
-
+    mask) at its length is (engine.bench.measurement.ratio_noisy)."""
+    base = frame[frame["impl"].isin(BASELINE_IMPLS)] if "impl" in frame else frame.iloc[:0]
+    return ratio_noisy(part.to_dict("records"), base.to_dict("records"), on="seq_len")
 
 
 def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -> go.Figure:

@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from engine.bench.measurement import NOISY_LABEL
+from engine.bench.measurement import NOISY_LABEL, noisy_flag
 
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=13, color="#1d2330")
 MUTED = "#5b6475"
@@ -114,15 +114,14 @@ def reference_line(fig: go.Figure, text: str, *, y: float | None = None, x: floa
 
 
 def noisy_mask(noisy, n: int) -> np.ndarray:
-    """``noisy`` (a column of bools, "True"/"False" strings, None) as n booleans."""
+    """``noisy`` (a column of bools, "True"/"False" strings, None) as n booleans
+    (engine.bench.measurement.noisy_flag reads each)."""
     if noisy is None:
         return np.zeros(n, dtype=bool)
     values = list(noisy)
     if len(values) != n:
         raise ValueError(f"noisy: expected {n} flags, got {len(values)}")
-    return np.array([v is True or (isinstance(v, (np.bool_, int, float)) and bool(v) and v == v)
-                     or (isinstance(v, str) and v.strip().lower() in ("true", "1", "yes")) for v in values],
-                    dtype=bool)
+    return np.array([noisy_flag(v) for v in values], dtype=bool)
 
 
 def add_points(fig: go.Figure, x: Sequence, y: Sequence, *, name: str, color: str, noisy=None,

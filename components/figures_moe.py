@@ -10,7 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import MUTED, add_points, empty_figure, noisy_mask, reference_line
+from components.figures_common import MUTED, add_points, empty_figure, reference_line
+from engine.bench.measurement import ratio_noisy
 from engine.runtime.cache import pure_cache
 
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
@@ -189,17 +190,13 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
         return empty_figure("Ratios appear after a sweep.")
     df = pd.concat(frames)
     fig = go.Figure()
-    flags = noisy_mask(df["noisy"], len(df)) if "noisy" in df else np.zeros(len(df), dtype=bool)
-    df = df.assign(_noisy=flags)
-    # a ratio is noisy when its own row or the dense FFN it is divided by is
-    base = df[df["variant"] == "dense_1x"].groupby(["source", "batch"])["_noisy"].any()
+    base = df[df["variant"] == "dense_1x"].to_dict("records")
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
         if variant == "dense_1x":
             continue
-        under = [bool(base.get((source, b), False)) for b in part["batch"]]
         add_points(fig, part["batch"], part["ratio_vs_dense_1x"], name=f"{LABELS.get(variant, variant)} [{source}]",
-                   color=COLORS.get(variant, MUTED), noisy=part["_noisy"].to_numpy() | np.array(under, dtype=bool),
-                   size=7, dash="solid" if source == local_label else "dash")
+                   color=COLORS.get(variant, MUTED), size=7, dash="solid" if source == local_label else "dash",
+                   noisy=ratio_noisy(part.to_dict("records"), base, on=("source", "batch")))
     _batch_axis(fig, df["batch"])
     fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
     # one ideal line per top-k among the runs drawn (on the log axis add_hline's label

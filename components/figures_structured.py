@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from components.figures_common import empty_figure
 from components.figures_common import add_points
+from engine.bench.measurement import ratio_noisy
 from engine.runtime.cache import pure_cache
 from engine.structured.operators import FAMILY_LABELS
 
@@ -92,7 +93,8 @@ def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4)
 
 
 def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
-    """Apply time and speedup vs dense against batch, one line per operator (log-log)."""
+    """Apply time and speedup vs dense against batch, one line per operator (log-log). A
+    speedup is drawn noisy when its own time or the dense time at that batch is."""
     pts = [r for r in rows if r.get("dtype") == dtype and r.get("median_s") is not None]
     if not pts:
         return empty_figure(f"no measured {dtype} rows yet: run the sweep or pick a reference", 420)
@@ -102,6 +104,7 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
     for r in pts:
         if r["name"] not in names:
             names.append(r["name"])
+    dense = [r for r in pts if r["name"] == "dense"]
     for name in names:
         sel = sorted((r for r in pts if r["name"] == name), key=lambda r: r["batch"])
         fam = sel[0]["family"]
@@ -114,7 +117,7 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
                    hovertemplate=label + "<br>batch %{x}<br>%{y:.4g} ms<extra></extra>")
         sp = [r for r in sel if r.get("speedup_vs_dense") is not None]
         add_points(fig, [r["batch"] for r in sp], [r["speedup_vs_dense"] for r in sp], name=label,
-                   legendgroup=name, noisy=[r.get("noisy") for r in sp], showlegend=False, **style,
+                   legendgroup=name, noisy=ratio_noisy(sp, dense, on="batch"), showlegend=False, **style,
                    xaxis="x2", yaxis="y2", hovertemplate=label + "<br>batch %{x}<br>%{y:.3g}x<extra></extra>")
     fig.add_hline(y=1, line=dict(color="#5b6475", dash="dash"), row=1, col=2)
     fig.update_xaxes(type="log", dtick=1, title="batch (vectors per call, log scale)", gridcolor="#eef0f4")

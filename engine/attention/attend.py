@@ -36,7 +36,7 @@ from engine.sparse.formats import DTYPES
 from engine.runtime.threads import torch_threads
 from engine.validate import check_choice, check_int
 
-from engine.bench.measurement import Task
+from engine.bench.measurement import Task, ratio_noisy
 from engine.bench.timer import repeat_until_settled
 
 
@@ -571,19 +571,15 @@ def _with_speedups(row: dict, timings: dict[str, float]) -> dict:
     return row
 
 
-def _is_noisy(row: dict) -> bool:
-    return row.get("noisy") in (True, "True", "true", 1, "1")
-
-
 def noisy_lengths(rows: list[dict], impl: str = "flex") -> dict[str, list[int]]:
     """Per mask: the sequence lengths whose ``impl`` row, or a baseline row at that length,
-    is noisy (IQR / median over the threshold): no verdict may rest on them."""
-    noisy_base = {int(r["seq_len"]) for r in rows if r.get("impl") in ("sdpa-causal", "sdpa-dense")
-                  and r.get("status") == "ok" and _is_noisy(r)}
+    is noisy (``ratio_noisy``: IQR / median over the threshold): no verdict may rest on them."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    part = [r for r in ok if r.get("impl") == impl]
+    base = [r for r in ok if r.get("impl") in {b for b, _kind in BASELINES}]
     out: dict[str, list[int]] = {}
-    for r in rows:
-        if r.get("impl") == impl and r.get("status") == "ok" and (
-                _is_noisy(r) or int(r["seq_len"]) in noisy_base):
+    for r, noisy in zip(part, ratio_noisy(part, base, on="seq_len")):
+        if noisy:
             out.setdefault(r["mask"], []).append(int(r["seq_len"]))
     return {m: sorted(v) for m, v in out.items()}
 

@@ -197,6 +197,7 @@ BASELINES = {
     "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),
     "dense": ("speedup_vs_dense", "block_theory_vs_dense", "SDPA without mask", "dense flash"),
 }
+BASELINE_IMPLS = ("sdpa-causal", "sdpa-dense")  # the rows those speedups divide by
 
 
 def crossover_verdict(rows: list[dict], baseline: str = "causal") -> tuple[str, str] | None:

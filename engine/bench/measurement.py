@@ -13,7 +13,8 @@ sweep extends with its own derived columns (speedup, GB/s, ...) and that the CSV
 schema (engine/bench/schema.py, ``measurement_columns``) is derived from.
 
 "noisy" has ONE definition: IQR / median > NOISE_THRESHOLD (0.1), or fewer than
-MIN_RUNS_FOR_SPREAD timed runs (an IQR of one or two runs says nothing).
+MIN_RUNS_FOR_SPREAD timed runs (an IQR of one or two runs says nothing). A ratio of two
+timings (a speedup, a time over dense) is noisy when either timing is: ``ratio_noisy``.
 """
 from __future__ import annotations
 
@@ -67,6 +68,31 @@ def is_noisy(median_s, iqr_s, runs: int | None = None) -> bool:
     if runs is not None and runs < MIN_RUNS_FOR_SPREAD:
         return True
     return iqr / med > NOISE_THRESHOLD
+
+
+def noisy_flag(value) -> bool:
+    """A row's ``noisy`` cell as a bool, however it was stored: True, a true number (not
+    NaN), or a CSV's text "True" / "true" / "1" / "yes"; None, NaN, False and "False" are not."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return bool(value) and bool(value == value)
+    return False
+
+
+def ratio_noisy(rows, baselines, on) -> list[bool]:
+    """Per row of ``rows``: is a ratio built on it noisy? Yes when the row's own timing is,
+    or the baseline it is divided by is: a row of ``baselines`` with the same values in the
+    ``on`` columns (one name or several). A speedup is only as steady as both its times.
+
+        ratio_noisy(flex_rows, sdpa_rows, on="seq_len")          # -> [False, True, ...]
+        ratio_noisy(moe_rows, dense_rows, on=("source", "batch"))
+
+    rows, baselines: dicts (a DataFrame's ``to_dict("records")``), each with a ``noisy`` cell
+    (missing: not noisy)."""
+    cols = (on,) if isinstance(on, str) else tuple(on)
+    noisy_keys = {tuple(b.get(c) for c in cols) for b in baselines if noisy_flag(b.get("noisy"))}
+    return [noisy_flag(r.get("noisy")) or tuple(r.get(c) for c in cols) in noisy_keys for r in rows]
 
 
 def _pairs(value, what: str) -> tuple[tuple[str, object], ...]:

@@ -185,3 +185,15 @@ def test_noisy_timings_are_drawn_hollow_with_a_legend_entry(sweep_rows):
     dense = next(t for t in fig.data if t.legendgroup == "dense")
     assert "circle-open" not in list(dense.marker.symbol)
     assert any(t.name == NOISY_LABEL for t in fig.data)
+
+
+def test_a_speedup_over_a_noisy_dense_time_is_drawn_noisy(sweep_rows):
+    from components import figures_structured as figs
+
+    rows = [dict(r, noisy=(r["name"] == "dense" and r["batch"] == 4)) for r in sweep_rows]
+    fig = figs.timing_figure(rows, "float32")
+    low_time, low_speedup = (t for t in fig.data if t.legendgroup == "lowrank")
+    assert "circle-open" not in list(low_time.marker.symbol)  # its own time is steady
+    at4 = list(low_speedup.x).index(4)
+    assert list(low_speedup.marker.symbol)[at4] == "circle-open"  # ... but dense at batch 4 is not
+    assert sum(s == "circle-open" for s in low_speedup.marker.symbol) == 1

@@ -7,11 +7,31 @@ import numpy as np
 import pytest
 
 from engine.bench.measurement import (CUDA_GRAPH, EAGER, NOISE_THRESHOLD, NOISY_LABEL, WALL_CLOCK, Measurement,
-                                      Task, is_noisy, normalise_method)
+                                      Task, is_noisy, noisy_flag, normalise_method, ratio_noisy)
 
 TASK = Task(op="spmv", backend="torch-csr", dims={"rows": 512, "cols": 256, "k": 1}, dtype="float32",
             block=16, pattern="uniform", sparsity=0.9, device="cpu", device_name="CPU: test",
             versions={"torch_version": "2.5.1"})
+
+
+# (noisy cell as stored, read as)
+NOISY_CELLS = [(True, True), (False, False), (None, False), ("True", True), ("false", False), ("1", True),
+               (1, True), (0, False), (float("nan"), False), (np.bool_(True), True), ("", False)]
+
+
+@pytest.mark.parametrize("cell, expected", NOISY_CELLS)
+def test_a_noisy_cell_reads_the_same_however_it_was_stored(cell, expected):
+    assert noisy_flag(cell) is expected
+
+
+def test_a_ratio_is_noisy_when_its_row_or_its_baseline_is():
+    rows = [{"s": 1, "noisy": False}, {"s": 2, "noisy": True}, {"s": 3, "noisy": "False"}, {"s": 4}]
+    base = [{"s": 1, "noisy": False}, {"s": 3, "noisy": "True"}, {"s": 4, "noisy": None}]
+    assert ratio_noisy(rows, base, on="s") == [False, True, True, False]
+    # several key columns: the baseline must match all of them
+    two = [{"src": "a", "s": 1, "noisy": False}, {"src": "b", "s": 1, "noisy": False}]
+    assert ratio_noisy(two, [{"src": "b", "s": 1, "noisy": True}], on=("src", "s")) == [False, True]
+    assert ratio_noisy(rows, [], on="s") == [False, True, False, False]
 
 
 def test_median_and_iqr_are_those_of_the_raw_times():
