@@ -6,7 +6,9 @@ against SPARSITY_LAB_MEMORY_BUDGET_MB ("expected at most ... MB ..."); what is a
 must then stay under the budget plus MARGIN_MB. Peak memory is the process's own
 high-water mark (VmHWM in /proc/self/status), reset before each call through
 /proc/self/clear_refs, minus the resident set before the call. A job is driven through
-its first rows (every weight and input is allocated before the first row).
+its first rows (every weight and input is allocated before the first row), and the
+/attention and /moe sweeps also through every row of the largest work the budget admits
+(a sweep's largest allocation is its last sequence length or batch).
 """
 import json
 import os
@@ -19,11 +21,12 @@ BUDGET_MB = 128
 MARGIN_MB = 96      # allocator slack, plotly figure objects and torch's per-op workspaces
 
 CODE = r"""
-import itertools, json
+import dataclasses, itertools, json
 import app  # noqa: F401  (registers the pages)
 from engine.attention import masks as M, views as V
 from engine.moe import example, params, timing, training
 from engine.structured import pareto, sweep
+from engine.validate import check_budget
 from pages import attention as at, moe, structured_matrices as sm
 
 def status(key):
@@ -79,6 +82,8 @@ run("attention sweep at its limits", at.plan_sweep, list(V.SWEEP_SEQS), [k for k
     if k not in ("full", "causal")], [], 128, *TOP)
 run("attention sweep past", at.plan_sweep, [2 * max(V.SWEEP_SEQS)], ["bigbird"], [], 128, *DEFAULT)
 run("attention sweep S=4096 bigbird", at.plan_sweep, [4096], ["bigbird"], [], 128, *DEFAULT, rows=2)
+# the longest sequence the budget admits, every row (its largest allocation is its last length)
+run("attention sweep S=1024 bigbird, all rows", at.plan_sweep, [1024], ["bigbird"], [], 128, *DEFAULT, rows=10**6)
 
 # /moe
 run("moe routing at its limits", moe.update_routing, *ROUTING_TOP)
@@ -92,6 +97,13 @@ S = timing.SWEEP_LIMITS
 run("moe sweep at its limits", moe.plan_sweep, S["d_model"][1], S["max_batch"][1], timing.EXPERT_CHOICES[-1],
     "float32", "cpu")
 run("moe sweep d=128 batch 256", moe.plan_sweep, 128, 256, "8/2", "float32", "cpu", rows=5)
+# the widest model and largest batch the budget admits (d = 256, batch 256: the page's plan
+# accepts it), every variant at that batch alone, so the sweep's largest allocation is reached
+WIDE = timing.SweepSpec.from_widgets(256, 256, "8/2", "float32", "cpu", min_run_time=0.005)
+check_budget("timing sweep", WIDE.memory_bytes("cpu"))
+WIDEST = dataclasses.replace(WIDE, batches=(256,))
+run("moe sweep d=256 batch 256, its largest rows", lambda: list(timing.timing_sweep_rows(WIDEST)))
+results["moe sweep d=256 batch 256, its largest rows"]["estimate_mb"] = WIDEST.memory_bytes("cpu") / 2**20
 run("moe sweep past", moe.plan_sweep, S["d_model"][1] + 8, 16, "8/2", "float32", "cpu")
 
 # /structured-matrices
@@ -129,4 +141,8 @@ def test_every_callback_at_its_limits_stays_under_the_budget():
     # ... and what fits the budget is computed
     assert {"attention mask S=1024", "moe routing at its limits", "moe training at its limits",
             "sm analysis kernel n=512", "sm sweep n=1024 batch 1024",
-            "moe sweep d=128 batch 256", "attention weights bigbird S=4096"}.isdisjoint(refused), refused
+            "moe sweep d=128 batch 256", "attention weights bigbird S=4096", "attention sweep S=1024 bigbird, all rows",
+            "moe sweep d=256 batch 256, its largest rows"}.isdisjoint(refused), refused
+    # the MoE estimate covers what its largest rows really allocate
+    widest = results["moe sweep d=256 batch 256, its largest rows"]
+    assert widest["grew_mb"] <= widest["estimate_mb"] + MARGIN_MB, widest
