@@ -56,6 +56,25 @@ def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+def check_choices(what: str, values: Iterable[Any], choices: Iterable[Any], item: str,
+                  expected: str | None = None) -> tuple:
+    """Return ``values`` as a tuple of at least one value, each one of ``choices``; raise
+    ValueError otherwise, naming the collection (``what``) when it is empty and the value
+    (``item``) that is not a choice:
+
+        check_choices("ops", ("spmv",), OPS, "op")   # ("spmv",)
+        check_choices("ops", (), OPS, "op")          # ops: expected at least one of spmv, spmm, got none
+    """
+    options = list(choices)
+    values = tuple(values or ())
+    if not values:
+        raise ValueError(f"{what}: expected {expected or 'at least one of ' + ', '.join(map(str, options))}, "
+                         "got none")
+    for value in values:
+        check_choice(item, value, options)
+    return values
+
+
 def _range_text(kind: str, lo: Any, hi: Any) -> str:
     if lo is not None and hi is not None:
         return f"{kind} in [{lo}, {hi}]"

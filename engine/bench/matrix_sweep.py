@@ -28,7 +28,7 @@ from engine.bench.roofline import (Calibration, Structure, candidates, efficienc
                                    predict_one)
 from engine.bench.schema import MATRIX_COLUMNS  # noqa: F401  (listed in schema.SCHEMAS as "your-matrix")
 from engine.sparse.formats import DTYPE_BYTES, DTYPES, OPS, SimpleSpec, get_backend
-from engine.validate import check_budget, check_choice, check_int
+from engine.validate import check_budget, check_choice, check_choices, check_int
 
 KIND = "your-matrix"
 # columns taken from each Measurement.row() (the rest of a row is the sweep's own)
@@ -54,10 +54,7 @@ class MatrixSweepConfig:
     max_seconds_per_backend: float = 5.0
 
     def __post_init__(self) -> None:
-        if not self.ops:
-            raise ValueError("ops: expected SpMV and/or SpMM, got none")
-        for op in self.ops:
-            check_choice("op", op, OPS)
+        check_choices("ops", self.ops, OPS, "op", expected="SpMV and/or SpMM")
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, ("cpu", "cuda"))
         check_int("k", self.k, *K_LIMITS)

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from engine.bench.measurement import NOISY_LABEL, WALL_CLOCK, Measurement, Task
 from engine.layers import lowering as low
-from engine.validate import check_budget, check_choice, check_float, check_int
+from engine.validate import check_budget, check_choice, check_choices, check_float, check_int
 
 TASKS = ("vision", "timeseries", "text")
 VARIANTS = ("native", "tied", "free")
@@ -117,10 +117,7 @@ class PaperSpec:
 
     def __post_init__(self):
         tasks = tuple(self.tasks) if not isinstance(self.tasks, str) else (self.tasks,)
-        if not tasks:
-            raise ValueError("tasks: expected at least one of vision, timeseries, text, got none")
-        for t in tasks:
-            check_choice("task", t, TASKS)
+        check_choices("tasks", tasks, TASKS, "task")
         variants = tuple(self.variants) if not isinstance(self.variants, str) else (self.variants,)
         for v in variants:
             check_choice("variant", v, VARIANTS)

@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.runtime.cache import pure_cache
 from engine.runtime.threads import torch_threads
-from engine.validate import check_choice, check_float, check_int
+from engine.validate import check_choice, check_choices, check_float, check_int
 
 PATTERNS = ("unstructured", "block", "nm")
 NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}
@@ -444,10 +444,7 @@ class AccuracySpec:
     seeds: int = 1
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("models: expected MLP and/or CNN ticked, got none")
-        for m in self.models:
-            check_choice("model", m, ACCURACY_MODELS)
+        check_choices("models", self.models, ACCURACY_MODELS, "model", expected="MLP and/or CNN ticked")
         if not self.grid:
             raise ValueError("patterns: expected at least one pattern ticked, got none")
         for p, s, b, n, m in self.grid:

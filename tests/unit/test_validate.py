@@ -1,6 +1,6 @@
 import pytest
 
-from engine.validate import check_choice, check_float, check_int
+from engine.validate import check_choice, check_choices, check_float, check_int
 
 BAD_INTS = [(None, 0, 5), ("x", 0, 5), (2.5, 0, 5), (9, 0, 5), (-1, 0, 5), (True, 0, 5),
             (float("nan"), 0, 5)]
@@ -23,6 +23,16 @@ def test_check_float_and_choice():
         check_float("p", float("inf"))
     with pytest.raises(ValueError, match="expected one of a, b, got 'c'"):
         check_choice("mode", "c", ["a", "b"])
+
+
+def test_check_choices_wants_at_least_one_and_each_a_choice():
+    assert check_choices("ops", ["spmv"], ("spmv", "spmm"), "op") == ("spmv",)
+    with pytest.raises(ValueError, match="^ops: expected at least one of spmv, spmm, got none$"):
+        check_choices("ops", (), ("spmv", "spmm"), "op")
+    with pytest.raises(ValueError, match="^models: expected MLP and/or CNN ticked, got none$"):
+        check_choices("models", None, ("mlp", "cnn"), "model", expected="MLP and/or CNN ticked")
+    with pytest.raises(ValueError, match="^op: expected one of spmv, spmm, got 'x'$"):
+        check_choices("ops", ("spmv", "x"), ("spmv", "spmm"), "op")
 
 
 def test_memory_budget_refuses_before_allocation(monkeypatch):
