@@ -265,6 +265,14 @@ def test_config_labels_round_trip_and_every_block_has_candidates():
             assert lab.Config.from_label(cfg.label()) == cfg
     with pytest.raises(ValueError, match="expected a label like"):
         lab.Config.from_label("fast please")
+    from engine.sparse.kernels import bsr_configs as C
+    tables = (C.UNION_CANDIDATES, C.DEEP_CANDIDATES, C.POINTER_CANDIDATES, C.TMA_CANDIDATES)
+    for table in tables:  # every label written in the tables is one the tuner can run
+        assert set(table) == set(lab.BLOCK_SIZES)
+        assert all(lab.Config.from_label(label).label() == label for labels in table.values() for label in labels)
+    # with k large enough nothing is cut: the tuner tries every label, once, in the tables' order
+    assert [c.label() for c in lab.candidate_configs(64, 4096)] == [l for t in tables for l in t[64]]
+    assert all(c.kind == "ptr" for c in lab.candidate_configs(64, 4096, tma=False))
 
 
 def test_presets_follow_density_and_fall_back_without_tma(monkeypatch):
@@ -529,7 +537,8 @@ def test_one_bounded_named_cache_outlives_matrices_and_clears(monkeypatch):
     for mod in (bsr_configs, bsr_launch, bsr_matrix, bsr_op, bsr_plans, bsr_tune, lab):
         mutable = [n for n, v in vars(mod).items() if n.isidentifier() and not n.startswith("__")
                    and type(v) in (dict, list, set) and n not in ("PRESETS", "SPLIT_PRESETS",
-                   "UNION_PRESETS", "DEFAULT_CONFIG", "DEEP_CANDIDATES", "_PTR_TWIN", "_OP")]
+                   "UNION_PRESETS", "DEFAULT_CONFIG", "DEEP_CANDIDATES", "UNION_CANDIDATES",
+                       "POINTER_CANDIDATES", "TMA_CANDIDATES", "_PTR_TWIN", "_OP")]
         assert mutable == [], f"{mod.__name__}: module-level caches {mutable}"
 
 

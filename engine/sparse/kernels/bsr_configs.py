@@ -94,67 +94,60 @@ DEEP_CANDIDATES = {
 }
 
 
+# The union schedule (several block rows per program, one B tile for all of them)
+# (measured on the H100, 2026-11-22: r4 at b64, and the MMA-skipping "S" form,
+# were 1.3-2x slower than r2 at every density; the pointer-load "uptr" and the
+# pairs-with-A-by-TMA "uatma" kinds never won on the H200 of 2026-11-30: all three
+# are in benchmarks/bsr_explore_kernels.py now)
+UNION_CANDIDATES = {16: ("utma n128 r4 N w4 s3", "utma n256 r4 N w4 s3", "utma n128 r8 N w8 s3"),
+                    32: ("utma n128 r2 N w4 s3", "utma n256 r2 N w4 s3"),
+                    64: ("utma n128 r2 N w4 s3", "utma n256 r2 N w8 s3", "utma n128 r2 N w8 s3"),
+                    128: ("utma n64 r2 N w8 s2",)}
+
+# The tuner's one-row kernels by block size, in the order they are tried: pointer loads
+# (any GPU; small blocks reduce G = 2-8 blocks a step, mostly transposed), then TMA
+# (sm_90+ only: ``candidate_configs(tma=False)`` leaves them out).
+POINTER_CANDIDATES = {
+    16: ("ptr n64 g4 T w4 s3", "ptr n64 g8 T w4 s3", "ptr n128 g4 T w4 s3", "ptr n128 g8 T w4 s3",
+         "ptr n256 g4 T w4 s3", "ptr n256 g8 T w4 s3", "ptr n128 g8 T w8 s3", "ptr n128 g4 T w4 s4",
+         "ptr n128 g4 N w4 s3"),
+    32: ("ptr n64 g2 T w4 s3", "ptr n64 g4 T w4 s3", "ptr n128 g2 T w4 s3", "ptr n128 g4 T w4 s3",
+         "ptr n256 g2 T w4 s3", "ptr n256 g4 T w4 s3", "ptr n128 g2 T w8 s4", "ptr n128 g2 N w4 s3",
+         "ptr n256 g2 N w8 s3"),
+    64: ("ptr n64 g1 N w4 s3", "ptr n64 g1 N w4 s4", "ptr n64 g1 N w8 s3", "ptr n128 g1 N w4 s3",
+         "ptr n128 g1 N w4 s4", "ptr n128 g1 N w8 s3", "ptr n256 g1 N w4 s3", "ptr n256 g1 N w4 s4",
+         "ptr n256 g1 N w8 s3", "ptr n128 g1 T w4 s3", "ptr n256 g1 T w8 s3", "ptr n128 g2 N w4 s3",
+         "ptr n512 g1 N w8 s2", "ptr n512 g1 N w8 s3", "ptr n64 g2 N w4 s3", "ptr n256 g2 N w8 s3"),
+    128: ("ptr n64 g1 N w4 s3", "ptr n64 g1 N w8 s3", "ptr n64 g1 N w8 s2", "ptr n128 g1 N w4 s3",
+          "ptr n128 g1 N w8 s3", "ptr n128 g1 N w8 s2", "ptr n256 g1 N w4 s3", "ptr n256 g1 N w8 s3",
+          "ptr n256 g1 N w8 s2"),
+}
+TMA_CANDIDATES = {
+    16: (), 32: (),
+    64: ("tma n128 g1 N w4 s3", "tma n128 g1 N w4 s4", "tma n256 g1 N w8 s3", "tma n256 g1 N w4 s3",
+         "tma n128 g1 N w4 s2", "tma n64 g1 N w4 s3", "tma n64 g1 N w4 s4"),
+    128: ("tma n64 g1 N w4 s3", "tma n128 g1 N w8 s3", "tma n128 g1 N w4 s2"),
+}
+
+
 def candidate_configs(block: int, k: int, tma: bool = True) -> list[Config]:
-    """The configurations the tuner tries for one block size (k limits BLOCK_N)."""
+    """The configurations the tuner tries for one block size (k limits BLOCK_N), in this
+    order: UNION_CANDIDATES, DEEP_CANDIDATES, POINTER_CANDIDATES, TMA_CANDIDATES (TMA and
+    union kinds only with ``tma``)."""
     bn_max = max(16, min(512, 1 << max(4, (k - 1).bit_length())))
     out: list[Config] = []
 
-    def add(**kw):
-        c = Config(**kw)
+    def add(label: str):
+        c = Config.from_label(label)
         tma_kind = c.kind in TMA_KINDS + UNION_KINDS
         limit = min(bn_max, 256) if tma_kind else bn_max  # a TMA box is at most 256 wide
         if c.block_n <= limit and c not in out:
             if not tma_kind or tma:
                 out.append(c)
 
-    # the union schedule (several block rows per program, one B tile for all of them)
-    # (measured on the H100, 2026-11-22: r4 at b64, and the MMA-skipping "S" form,
-    # were 1.3-2x slower than r2 at every density; the pointer-load "uptr" and the
-    # pairs-with-A-by-TMA "uatma" kinds never won on the H200 of 2026-11-30: all three
-    # are in benchmarks/bsr_explore_kernels.py now)
-    union = {16: ("utma n128 r4 N w4 s3", "utma n256 r4 N w4 s3", "utma n128 r8 N w8 s3"),
-             32: ("utma n128 r2 N w4 s3", "utma n256 r2 N w4 s3"),
-             64: ("utma n128 r2 N w4 s3", "utma n256 r2 N w8 s3", "utma n128 r2 N w8 s3"),
-             128: ("utma n64 r2 N w8 s2",)}
-    for label in union[block] + DEEP_CANDIDATES[block]:
-        add(**Config.from_label(label).as_dict())
-
-    if block == 16:
-        for bn in (64, 128, 256):
-            for g in (4, 8):
-                add(block_n=bn, group=g, trans=True, num_warps=4, num_stages=3)
-        add(block_n=128, group=8, trans=True, num_warps=8, num_stages=3)
-        add(block_n=128, group=4, trans=True, num_warps=4, num_stages=4)
-        add(block_n=128, group=4, trans=False, num_warps=4, num_stages=3)
-    elif block == 32:
-        for bn in (64, 128, 256):
-            for g in (2, 4):
-                add(block_n=bn, group=g, trans=True, num_warps=4, num_stages=3)
-        add(block_n=128, group=2, trans=True, num_warps=8, num_stages=4)
-        add(block_n=128, group=2, trans=False, num_warps=4, num_stages=3)
-        add(block_n=256, group=2, trans=False, num_warps=8, num_stages=3)
-    elif block == 64:
-        for bn in (64, 128, 256):
-            for w, s in ((4, 3), (4, 4), (8, 3)):
-                add(block_n=bn, group=1, trans=False, num_warps=w, num_stages=s)
-        add(block_n=128, group=1, trans=True, num_warps=4, num_stages=3)
-        add(block_n=256, group=1, trans=True, num_warps=8, num_stages=3)
-        add(block_n=128, group=2, trans=False, num_warps=4, num_stages=3)
-        add(block_n=512, group=1, trans=False, num_warps=8, num_stages=2)
-        add(block_n=512, group=1, trans=False, num_warps=8, num_stages=3)
-        add(block_n=64, group=2, trans=False, num_warps=4, num_stages=3)
-        add(block_n=256, group=2, trans=False, num_warps=8, num_stages=3)
-        if tma:
-            for bn, w, s in ((128, 4, 3), (128, 4, 4), (256, 8, 3), (256, 4, 3), (128, 4, 2),
-                             (64, 4, 3), (64, 4, 4)):
-                add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
-    else:  # 128
-        for bn in (64, 128, 256):
-            for w, s in ((4, 3), (8, 3), (8, 2)):
-                add(block_n=bn, group=1, trans=False, num_warps=w, num_stages=s)
-        if tma:
-            for bn, w, s in ((64, 4, 3), (128, 8, 3), (128, 4, 2)):
-                add(block_n=bn, num_warps=w, num_stages=s, kind="tma")
+    for label in (UNION_CANDIDATES[block] + DEEP_CANDIDATES[block] + POINTER_CANDIDATES[block]
+                  + TMA_CANDIDATES[block]):
+        add(label)
     return out
 
 
