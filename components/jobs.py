@@ -44,7 +44,7 @@ class JobPlan:
 def job_ids(prefix: str) -> PageIds:
     """The ids of the job panel of ``prefix`` (components.ids): ``job_ids("moe").run == "moe-job-run"``."""
     return page_ids(f"{prefix}-job", "run", "cancel", "progress", "progress_text", "status", "rows",
-                    "result", "csv", "csv_download", "panel", "recheck")
+                    "result", "csv", "csv_download", "panel", "recheck", "run_id")
 
 
 def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> html.Div:
@@ -66,6 +66,7 @@ def job_panel(prefix: str, run_label: str = "Run", note: str | None = None) -> h
         dcc.Store(id=ids.rows, data=[]),
         dcc.Store(id=ids.result, data=None),
         dcc.Store(id=ids.progress_text, data="idle"),
+        dcc.Store(id=ids.run_id, data=None),  # the stored run of the job on show (for the recheck)
         # off unless a job's process looks gone: then it checks once more before saying so
         dcc.Interval(id=ids.recheck, interval=RECHECK_MS, disabled=True),
     ], className="job-panel", id=ids.panel)
@@ -75,6 +76,7 @@ UNFINISHED = ("running", "starting", "queued")
 DIED = ("error: the job's process ended without a result (killed, out of memory or "
         "crashed); {n} finished rows kept (stored, see Runs)")
 RECHECK_MS = 1500  # how long a job may look gone before the status line says it died
+ENDED = "{status}: {n} rows stored (run {run_id}, see Runs); the page has not had the job's result"
 
 
 def looks_lost(progress_text: str | None, running: bool, result_clicks: int | None,
@@ -89,15 +91,37 @@ def looks_lost(progress_text: str | None, running: bool, result_clicks: int | No
 
 
 def status_line(progress_text: str | None, run_ts: int | None, cancel_ts: int | None,
-                n_rows: int, died: bool = False) -> str:
+                n_rows: int, died: bool = False, stored: dict | None = None) -> str:
     """What the status line says: "cancelled" once Cancel was clicked after Run; the
-    died error when ``died`` (the job still looked lost at the recheck)."""
+    died error when ``died`` (the job still looked lost at the recheck); when the recheck
+    found the run finished in the store (``stored``: its record) but its result has not
+    reached the page, what the store says."""
     if cancel_ts and run_ts and cancel_ts > run_ts:
         return f"cancelled: {n_rows} finished rows kept (stored, see Runs)"
     text = progress_text or "idle"
+    if stored and text.startswith(UNFINISHED):
+        return ENDED.format(status=stored.get("status"), n=stored.get("n_rows", 0), run_id=stored.get("run_id"))
     if died and text.startswith(UNFINISHED):
         return DIED.format(n=n_rows)
     return text
+
+
+def stored_run(run_id: str | None) -> tuple[dict | None, bool | None]:
+    """At the recheck: the job's run record and whether its job is alive (True, False, or
+    None when it cannot tell, e.g. no run was stored yet)."""
+    from engine.runtime.liveness import run_alive
+
+    if not run_id:
+        return None, None
+    try:
+        record = RunStore().meta(run_id)
+    except KeyError:
+        return None, None
+    if record.get("status") == "died":
+        return None, False
+    if record.get("status") != "running":
+        return record, False
+    return None, run_alive(RunStore(), record)
 
 
 def status_class(line: str) -> str:
@@ -137,7 +161,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
                  (Output(ids.cancel, "disabled"), False, True)],
         cancel=[Input(ids.cancel, "n_clicks")],
         progress=[Output(ids.progress, "value"), Output(ids.progress, "max"),
-                  Output(ids.progress_text, "data"), Output(ids.rows, "data")],
+                  Output(ids.progress_text, "data"), Output(ids.rows, "data"), Output(ids.run_id, "data")],
         interval=interval_ms,
         prevent_initial_call=True,
     )
@@ -156,7 +180,7 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
         total = str(max(job.total, 1))
 
         def queued(waited: float) -> None:
-            set_progress(("0", total, f"queued: waiting for a free job slot ({waited:.0f} s)", []))
+            set_progress(("0", total, f"queued: waiting for a free job slot ({waited:.0f} s)", [], None))
 
         rows: list[dict] = []
         store = run_id = None
@@ -170,14 +194,15 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
                     JobSlots(cache_dir() / "slots", max_jobs_from_env()).hold(on_wait=queued,
                                                                             poll_s=0.5):
                 started = time.time()
-                set_progress(("0", total, "starting...", []))
+                set_progress(("0", total, "starting...", [], None))
                 run_id = store.create_run(kind, params=job.params, meta=meta)
                 beat.add(f"run:{run_id}")
+                set_progress(("0", total, _status_text(0, job.total, started), [], run_id))
                 for row in job.rows:
                     rows.append(row)
                     store.append(run_id, row)
                     set_progress((str(len(rows)), total,
-                                  _status_text(len(rows), job.total, started), rows))
+                                  _status_text(len(rows), job.total, started), rows, run_id))
                 store.finish(run_id, "done")
             store.close()
         except Exception as exc:  # a failing job keeps its finished rows
@@ -213,23 +238,27 @@ def register_job(prefix: str, states: list[State], plan: Callable[..., JobPlan],
     # The status line is derived, so a progress update still in flight when Cancel is
     # pressed cannot overwrite "cancelled" (the last click, run or cancel, decides).
     # Dash re-enables Run when the job's process is gone; if no result of this run
-    # comes back with it, the process died (Dash itself would leave "running" shown).
-    # The first time it looks so, the recheck interval is switched on; only if it still
-    # looks so when the interval fires does the line say the job died.
+    # comes back with it, the process may have died (Dash itself would leave "running"
+    # shown). The first time it looks so, the recheck interval is switched on; when it
+    # fires, the run store decides: the run finished there (its result is only late: the
+    # line says what the store holds), its job is still alive (check again), or it is
+    # gone (the line says the job died). A job that stored no run yet counts as gone.
     @callback(  # one line per role: what it writes, what triggers it, what it reads
         Output(ids.status, "children"), Output(ids.status, "className"), Output(ids.recheck, "disabled"),
         Input(ids.progress_text, "data"), Input(ids.cancel, "n_clicks"), Input(ids.run, "disabled"),
         Input(ids.recheck, "n_intervals"),
         State(ids.run, "n_clicks_timestamp"), State(ids.cancel, "n_clicks_timestamp"),
         State(ids.rows, "data"), State(ids.result, "data"), State(ids.run, "n_clicks"),
+        State(ids.run_id, "data"),
     )
     def _status(text, _cancels, run_disabled, _rechecks, run_ts, cancel_ts, rows, result,
-                run_clicks):
+                run_clicks, run_id):
         result_clicks = result.get("clicks") if isinstance(result, dict) else None
         lost = looks_lost(text, bool(run_disabled), result_clicks, run_clicks)
-        died = lost and ctx.triggered_id == ids.recheck
-        line = status_line(text, run_ts, cancel_ts, len(rows or []), died=died)
-        return line, status_class(line), not (lost and not died)
+        stored, alive = stored_run(run_id) if lost and ctx.triggered_id == ids.recheck else (None, True)
+        died = lost and not stored and alive is not True
+        line = status_line(text, run_ts, cancel_ts, len(rows or []), died=died, stored=stored)
+        return line, status_class(line), not (lost and not died and not stored)
 
     @callback(Output(ids.csv_download, "data"), Input(ids.csv, "n_clicks"),
               State(ids.rows, "data"), prevent_initial_call=True)

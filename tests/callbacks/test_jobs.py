@@ -37,7 +37,7 @@ def test_status_waits_for_the_recheck_before_saying_a_job_died(monkeypatch):
     jobs.register_job("demo", [], plan=lambda: None, kind="demo")
     status = register["_status"]
     ids = job_ids("demo")
-    args = ("running: 2 / 9 rows", 0, False, 0, 1000, None, [{}, {}], None, 1)
+    args = ("running: 2 / 9 rows", 0, False, 0, 1000, None, [{}, {}], None, 1, None)
 
     class Ctx:  # what dash.ctx.triggered_id says
         triggered_id = ids.run
@@ -51,8 +51,47 @@ def test_status_waits_for_the_recheck_before_saying_a_job_died(monkeypatch):
     assert cls.endswith("error")
     # the result arrived before the recheck fired: the run finished, no error
     line, _cls, recheck_off = status("running: 9 / 9 rows", 0, False, 1, 1000, None, [{}] * 9,
-                                     {"clicks": 1}, 1)
+                                     {"clicks": 1}, 1, None)
     assert line.startswith("running") and recheck_off
+
+
+def test_the_recheck_asks_the_run_store_before_saying_a_job_died(monkeypatch, tmp_path):
+    """A result that is only late (the run finished in the store) or a job still alive is
+    not called dead; a run whose job is gone is."""
+    from components import jobs
+    from engine.runtime.liveness import job_identity
+    from engine.runtime.store import RunStore
+
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    register = {}
+    monkeypatch.setattr(jobs, "callback", lambda *a, **k: (lambda f: register.setdefault(f.__name__, f)))
+    jobs.register_job("demo", [], plan=lambda: None, kind="demo")
+    ids = job_ids("demo")
+
+    class Ctx:
+        triggered_id = ids.recheck
+
+    monkeypatch.setattr(jobs, "ctx", Ctx)
+    store = RunStore()
+    finished = store.create_run("demo")
+    for i in range(3):
+        store.append(finished, {"i": i})
+    store.finish(finished, "done")
+    alive = store.create_run("demo", meta=job_identity())           # this very process: alive
+    gone = store.create_run("demo", meta={**job_identity(), "pid": 2 ** 22 + 7})   # no such process
+
+    def status(run_id):
+        return register["_status"]("running: 2 / 9 rows", 0, False, 3, 1000, None, [{}, {}], None, 1, run_id)
+
+    line, cls, recheck_off = status(finished)
+    assert line == f"done: 3 rows stored (run {finished}, see Runs); the page has not had the job's result"
+    assert recheck_off and not cls.endswith("error")
+    line, _cls, recheck_off = status(alive)
+    assert line.startswith("running") and recheck_off is False      # still running: check again
+    line, cls, recheck_off = status(gone)
+    assert line.startswith("error: the job's process ended") and recheck_off and cls.endswith("error")
+    line, _cls, _off = status("20990101-000000-abcdef")             # no such run stored: gone
+    assert line.startswith("error: the job's process ended")
 
 
 def test_status_line_table():
