@@ -16,8 +16,8 @@ gunicorn worker and Celery host shares: a ``diskcache.Cache`` under
     conv_lowering.cache_info()                 # CacheInfo(hits=1, misses=1, skipped=0)
 
 Keys: a SHA-256 of the function's module and qualified name, a fingerprint of the lab's
-code (every ``.py`` under ``engine/`` and ``components/``, so an edit never serves a
-stale result) and a canonical, type-tagged encoding of the bound arguments: ``1``, ``1.0``,
+code (every ``.py`` under ``engine/``, ``components/`` and ``pages/``, and ``app.py``, so an
+edit never serves a stale result) and a canonical, type-tagged encoding of the bound arguments: ``1``, ``1.0``,
 ``True`` and ``"1"`` differ, a tuple is not a list, a frozen dataclass spec is its class
 plus its fields, a numpy array is its dtype, shape and bytes. An argument of any other
 type raises ``TypeError`` rather than risk two specs sharing an entry.
@@ -26,6 +26,9 @@ Bound: ``SPARSITY_LAB_PURE_CACHE_MB`` (default 256; ``0`` turns the cache off). 
 recently used entries go first; one entry larger than an eighth of the bound is computed
 but not stored. Values are pickled by this module and only ever read back from the lab's
 own store (the cache folder, or the team's Redis, which the lab already trusts with jobs).
+
+Two threads that ask for the same cold key at once compute it once: the second waits on
+the key's in-flight lock (``KeyLocks``, one per process) and reads what the first stored.
 
 Timings are never cached: a measurement is a measurement. A function under
 ``engine.bench.timer`` cannot be decorated, and a result that is (or holds at its top
@@ -44,6 +47,7 @@ import pickle
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any, Callable, NamedTuple
 
@@ -54,7 +58,10 @@ REDIS_PREFIX = "sparsity-lab:pure"
 # One entry may take at most this share of the bound, so the cache holds several.
 MAX_ENTRY_SHARE = 8
 _ROOT = Path(__file__).resolve().parents[2]
-_FINGERPRINT_FOLDERS = ("engine", "components")
+_FINGERPRINT_FOLDERS = ("engine", "components", "pages")
+_FINGERPRINT_FILES = ("app.py",)
+# A computation that holds its key's lock longer than this lets a waiting thread compute too.
+INFLIGHT_WAIT_S = 120.0
 _TIMING_MODULES = ("engine.bench.timer", "engine.bench.measurement")
 
 
@@ -81,14 +88,15 @@ def pure_cache_limit_bytes() -> int:
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 of every .py file under engine/ and components/ (paths and contents)."""
+    """SHA-256 of every .py file under engine/, components/ and pages/, and of app.py
+    (paths and contents)."""
     digest = hashlib.sha256()
-    for folder in _FINGERPRINT_FOLDERS:
-        for path in sorted((_ROOT / folder).rglob("*.py")):
-            digest.update(str(path.relative_to(_ROOT)).encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
+    paths = [p for folder in _FINGERPRINT_FOLDERS for p in sorted((_ROOT / folder).rglob("*.py"))]
+    for path in paths + [_ROOT / name for name in _FINGERPRINT_FILES if (_ROOT / name).is_file()]:
+        digest.update(str(path.relative_to(_ROOT)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -305,6 +313,61 @@ def default_store() -> DiskStore | RedisStore | None:
         return _default["store"]
 
 
+# -- in-flight locks ----------------------------------------------------------------
+class KeyLocks:
+    """One lock per key, held while that key is being computed, so threads of one process
+    that miss the same key at once compute it once (the others wait, then read the store).
+
+    A lock lives only while some thread holds or waits for it; a wait longer than
+    ``timeout_s`` gives up (``acquire`` returns False) rather than hang a request.
+    """
+
+    def __init__(self, timeout_s: float = INFLIGHT_WAIT_S):
+        self.timeout_s = timeout_s
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}  # key -> [lock, threads holding or waiting]
+
+    def acquire(self, key: str) -> bool:
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        if entry[0].acquire(timeout=self.timeout_s):
+            return True
+        self._forget(key)
+        return False
+
+    def release(self, key: str) -> None:
+        """Let go of ``key`` (acquired by this thread)."""
+        with self._guard:
+            entry = self._locks[key]
+        entry[0].release()
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        with self._guard:
+            entry = self._locks[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
+
+    @contextmanager
+    def hold(self, key: str):
+        """``with locks.hold(key):`` the body runs alone for ``key`` (or after a timeout)."""
+        got = self.acquire(key)
+        try:
+            yield got
+        finally:
+            if got:
+                self.release(key)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
+
+
+INFLIGHT = KeyLocks()
+
+
 # -- the decorator -------------------------------------------------------------------
 def _refuse_timing(fn_name: str, result: Any) -> None:
     items = [result]
@@ -353,11 +416,18 @@ def pure_cache(fn: Callable | None = None, *, store: Callable[[], Any] | Any = d
     def wrapper(*args, **kwargs):
         key = cache_key(fn, args, kwargs)
         target = store() if callable(store) else store
-        if target is not None:
-            blob = target.get(key)
-            if blob is not None:
-                count("hits")
-                return pickle.loads(blob)
+        if target is None:
+            return compute(None, key, args, kwargs)
+        blob = target.get(key)
+        if blob is None:
+            with INFLIGHT.hold(key):
+                blob = target.get(key)  # a thread that held the key may have stored it
+                if blob is None:
+                    return compute(target, key, args, kwargs)
+        count("hits")
+        return pickle.loads(blob)
+
+    def compute(target, key: str, args: tuple, kwargs: dict):
         result = fn(*args, **kwargs)
         count("misses")
         keep(target, key, result)

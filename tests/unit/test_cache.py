@@ -3,6 +3,7 @@ import dataclasses
 import enum
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,54 @@ def test_redis_store_hits_and_stays_bounded(tmp_path, monkeypatch):
         assert calls.count(2) == 2  # oldest evicted
     finally:
         stop_process(proc)
+
+
+FIT_EVENTS = (threading.Event(), threading.Event())  # (started, release); module level: not a key
+
+
+def test_two_threads_missing_one_key_compute_it_once(disk):
+    """Seen: /structured-matrices' butterfly fit ran by two callbacks at once. The second
+    thread waits on the key's in-flight lock and reads what the first stored."""
+    started, release = FIT_EVENTS
+    started.clear()
+    release.clear()
+
+    @pure_cache(store=disk)
+    def fit(n):
+        calls.append(n)
+        if n == 16:
+            FIT_EVENTS[0].set()
+            FIT_EVENTS[1].wait(5)
+        return np.arange(n)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(fit(16))) for _ in range(4)]
+    threads[0].start()
+    assert started.wait(5)
+    for t in threads[1:]:
+        t.start()
+    other = threading.Thread(target=lambda: results.append(fit(8)))  # another key is not held up
+    other.start()
+    other.join(5)
+    assert not other.is_alive() and calls == [16, 8]  # done while 16 is still computing
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert sorted(calls) == [8, 16] and len(results) == 5
+    assert fit.cache_info().misses == 2 and fit.cache_info().hits == 3
+    assert len(pure.INFLIGHT) == 0  # no lock outlives its waiters
+
+
+def test_a_lock_held_too_long_lets_the_waiter_go():
+    locks = pure.KeyLocks(timeout_s=0.05)
+    assert locks.acquire("k")
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(locks.acquire("k")))
+    waiter.start()
+    waiter.join(2)
+    assert got == [False] and len(locks) == 1
+    locks.release("k")
+    assert len(locks) == 0
+    with locks.hold("k") as held:
+        assert held and len(locks) == 1
+    assert len(locks) == 0
