@@ -13,6 +13,8 @@ traceback); responses carry security headers. Requests whose Host is not one of 
 lab's names (``SPARSITY_LAB_ALLOWED_HOSTS``), and POSTs from another origin, get a 403
 (DNS rebinding and cross-site requests); bodies larger than the largest legal upload
 get a 413; callback responses name files relative to the project, never the install path.
+Callbacks declared pure (components/pure_callback.py) are answered from the shared cache when
+the same request was answered before.
 
 The web process never initialises CUDA (see engine.runtime.device); GPU work happens only
 inside background jobs. Jobs are forked only while no other request is running
@@ -31,6 +33,7 @@ import dash
 from dash import Dash, Input, Output, dcc, html, set_props
 
 from components.layout import page_order
+from components.pure_callback import CACHE_HEADER, ResponseCache
 from engine.runtime.device import describe_device
 from engine.runtime.forkgate import ForkGate, release_listening_sockets
 from engine.runtime.liveness import STALE_S, beat_age, process_alive
@@ -170,6 +173,10 @@ def task_lost(status: str, task_id) -> bool:
 def show_callback_error(exc: Exception):
     """Global callback error handler: log it, show a short message, change nothing else."""
     log.exception("callback failed", exc_info=exc)
+    from flask import g, has_request_context
+
+    if has_request_context():
+        g.callback_failed = True  # this answer is never kept by the response cache
     text = relative_paths(str(exc)).strip()
     text = text.splitlines()[0] if text else type(exc).__name__
     if len(text) > 300:
@@ -241,7 +248,7 @@ def relative_paths_in_callbacks(response):
     from flask import request
 
     if (request.path.endswith("_dash-update-component") and not response.direct_passthrough
-            and response.status_code != 204):
+            and response.status_code != 204 and response.headers.get(CACHE_HEADER) != "hit"):
         body = response.get_data(as_text=True)
         cleaned = relative_paths(body)
         if cleaned != body:
@@ -291,10 +298,13 @@ def create_app(celery_app=None) -> Dash:
     ])
     app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes()
     app.server.before_request(check_host_and_origin)
-    app.server.after_request(relative_paths_in_callbacks)
-    app.server.after_request(add_security_headers)
     app.server.before_request(FORK_GATE.enter)
     app.server.teardown_request(FORK_GATE.leave)
+    # Pure callbacks answered from the shared store; its after_request hook is registered
+    # first, so it runs last (Flask runs them in reverse) and keeps the cleaned body.
+    ResponseCache(app).install(app.server)
+    app.server.after_request(relative_paths_in_callbacks)
+    app.server.after_request(add_security_headers)
     app.server.register_error_handler(Exception, answer_unexpected_error)
     return app
 

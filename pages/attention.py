@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from components import figures_attention as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
@@ -12,6 +12,7 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.tables import csv_download, register_csv_download
 from components.compact_table import Col, compact_table
 from components.ids import page_ids
+from components.pure_callback import pure_callback, pure_reference_callback
 from engine.attention import masks as M
 from engine.attention import views as V
 from engine.attention.attend import attention_sweep, sweep_memory_bytes
@@ -194,7 +195,7 @@ BARE_COLUMNS = (Col("seq_len", "S (tokens)", "sequence length"), Col("window", "
                 Col("bare_sdpa_causal_events_ms", "bare causal (ms)", "bare SDPA causal, CUDA events"))
 
 
-@callback([Output(ID.of(f"{n}_wrap"), "style") for n in V.PARAM_NAMES] + [Output(ID.mask_help, "children")],
+@pure_callback([Output(ID.of(f"{n}_wrap"), "style") for n in V.PARAM_NAMES] + [Output(ID.mask_help, "children")],
           Input(ID.mask, "value"))
 def show_params(kind):
     info = M.MASK_KINDS.get(kind) if isinstance(kind, str) else None
@@ -217,7 +218,7 @@ def _stats_block(st: M.MaskStats) -> html.Div:
                   "or NaN (SDPA).", "warn")] if st.empty_rows else []))
 
 
-@callback(Output(ID.token_map, "figure"), Output(ID.block_map, "figure"), Output(ID.stats, "children"),
+@pure_callback(Output(ID.token_map, "figure"), Output(ID.block_map, "figure"), Output(ID.stats, "children"),
           Output(ID.error, "children"), *MASK_INPUTS)
 def draw_mask(kind, seq_len, block, *values):
     try:
@@ -232,7 +233,7 @@ def draw_mask(kind, seq_len, block, *values):
 
 
 # -- attention weights of a structured input -------------------------------------------
-@callback(Output(ID.weights_base, "figure"), Output(ID.weights_mask, "figure"), Output(ID.zoo_table, "children"),
+@pure_callback(Output(ID.weights_base, "figure"), Output(ID.weights_mask, "figure"), Output(ID.zoo_table, "children"),
           Output(ID.zoo_rows, "data"), Output(ID.weights_note, "children"), *MASK_INPUTS)
 def draw_weights(kind, seq_len, block, *values):
     try:
@@ -248,7 +249,7 @@ register_csv_download(ID.zoo_csv, (ID.zoo_rows, "data"), "attention_mask_zoo.csv
 
 
 # -- the sweep ---------------------------------------------------------------------------
-@callback(Output(ID.device_note, "children"), Input(ID.sweep_seqs, "id"))
+@pure_callback(Output(ID.device_note, "children"), Input(ID.sweep_seqs, "id"))
 def device_note(_id):
     dev = describe_device()
     if dev.kind == "cuda":
@@ -291,7 +292,7 @@ def sweep_table(rows, table_id: str = ID.sweep_rows):
     return compact_table(table_id, rows, SWEEP_COLUMNS) if rows else None
 
 
-@callback(Output(ID.crossover, "figure"), Output(ID.breakdown, "figure"), Output(ID.sweep_table, "children"),
+@pure_callback(Output(ID.crossover, "figure"), Output(ID.breakdown, "figure"), Output(ID.sweep_table, "children"),
           Output(ID.crossover_text, "children"), Input(IDS.rows, "data"), Input(ID.baseline, "value"))
 def draw_sweep(rows, baseline="causal"):
     rows = _rows(rows)
@@ -305,13 +306,13 @@ def reference_files() -> list[Reference]:
     return references("attention")
 
 
-@callback(Output(ID.ref_file, "options"), Output(ID.ref_file, "value"), Input(ID.ref_file, "id"))
+@pure_reference_callback(Output(ID.ref_file, "options"), Output(ID.ref_file, "value"), Input(ID.ref_file, "id"))
 def list_reference(_id):
     refs = reference_files()
     return [{"label": f, "value": f} for f in sorted(r.name for r in refs)], (refs[0].name if refs else None)
 
 
-@callback(Output(ID.ref_plot, "figure"), Output(ID.ref_note, "children"), Output(ID.ref_rows, "data"),
+@pure_reference_callback(Output(ID.ref_plot, "figure"), Output(ID.ref_note, "children"), Output(ID.ref_rows, "data"),
           Output(ID.ref_breakdown, "figure"), Output(ID.ref_table, "children"), Input(ID.ref_file, "value"),
           Input(ID.baseline, "value"))
 def draw_reference(name, baseline="causal"):
@@ -329,7 +330,7 @@ def draw_reference(name, baseline="causal"):
 register_csv_download(ID.ref_csv, (ID.ref_rows, "data"), "attention_reference.csv")
 
 
-@callback(Output(ID.bare, "children"), Input(ID.ref_file, "value"))
+@pure_reference_callback(Output(ID.bare, "children"), Input(ID.ref_file, "value"))
 def draw_bare(name):
     """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed
     (the one in the chosen reference CSV's folder)."""

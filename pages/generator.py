@@ -19,6 +19,7 @@ from components.figures_chain import generator_views, graph_stylesheet, loss_fig
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, page_header, section, stat,
                                still_graph)
+from components.pure_callback import pure_callback
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, remember_trained, targets_for
@@ -191,7 +192,7 @@ def _stats(v: dict) -> html.Div:
     ])
 
 
-@callback(
+@pure_callback(
     Output("gen-frames", "data"), Output("gen-error", "children"), Output("gen-cyto", "elements"),
     Output("gen-equality", "figure"), Output("gen-cost-table", "data"),
     Output("gen-cost-table", "columns"), Output("gen-phase-table", "data"),
@@ -248,7 +249,7 @@ register_job(TRAIN, [State(i, p) for i, p in chain_inputs(PREFIX)]
              plan_training, kind="generator-training", filename="generator_training_loss.csv")
 
 
-@callback(Output("gen-loss", "figure"), Input(TRAIN_IDS.rows, "data"))
+@pure_callback(Output("gen-loss", "figure"), Input(TRAIN_IDS.rows, "data"))
 def draw_loss(rows):
     """The loss curve, step by step as the job runs."""
     return loss_figure(rows or [])

@@ -16,6 +16,7 @@ from components import figures_lowering as figs
 from components.chain_controls import control_id
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.reference import newest
 from engine.layers import explore as ex
@@ -265,7 +266,7 @@ def update_conv(*values):
     return (figs.matrix_spy(view, "Convolution matrix"), *_tables(view), _stats(view), message(text, kind))
 
 
-@callback(Output(wid("conv", "row"), "value"), Input(f"{P}-conv-spy", "clickData"),
+@pure_callback(Output(wid("conv", "row"), "value"), Input(f"{P}-conv-spy", "clickData"),
           Input(f"{P}-conv-out", "clickData"), State(wid("conv", "row"), "value"), *[
               State(s.component_id, "value") for s in CONV_STATES], prevent_initial_call=True)
 def pick_conv_row(spy_click, out_click, row, *values):
@@ -282,7 +283,7 @@ def pick_conv_row(spy_click, out_click, row, *values):
     return no_update
 
 
-@callback(Output(f"{P}-conv-side", "figure"), Output(f"{P}-conv-out", "figure"),
+@pure_callback(Output(f"{P}-conv-side", "figure"), Output(f"{P}-conv-out", "figure"),
           Input(wid("conv", "row"), "value"), *CONV_STATES)
 def update_conv_row(row, *values):
     """Receptive field of the chosen output row, and native vs matrix output of its channel."""
@@ -358,7 +359,7 @@ def _attn_panel(spec, view):
     return _panel(view, spy, side, outs, extra)
 
 
-@callback(Output(wid("attn", "token"), "max"), Output(wid("attn", "token"), "marks"),
+@pure_callback(Output(wid("attn", "token"), "max"), Output(wid("attn", "token"), "marks"),
           Input(wid("attn", "t_len"), "value"))
 def attn_token_range(t_len):
     t = max(int(t_len or 1), 1)
@@ -412,7 +413,7 @@ register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-swe
              plan_sweep, kind="isomorphism-timing", filename="isomorphism-timing.csv")
 
 
-@callback(Output("iso-sweep-plot", "figure"), Output("iso-ref-note", "children"),
+@pure_reference_callback(Output("iso-sweep-plot", "figure"), Output("iso-ref-note", "children"),
           Output("iso-sweep-summary", "children"), Input(SWEEP.rows, "data"), Input("iso-ref-show", "value"))
 def draw_sweep(rows, show_ref):
     """This run's rows (and the reference's) drawn; sentences only from rows that are not noisy."""

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from components import figures_moe as figs
 from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import csv_download, data_table, register_csv_download
 from engine.moe import example, params, timing, training
 from engine.validate import check_budget
@@ -193,7 +194,7 @@ def _routing_stats(view: example.RoutingView) -> html.Div:
     ])
 
 
-@callback(
+@pure_callback(
     Output(ID.heatmap, "figure"), Output(ID.load, "figure"), Output(ID.util, "figure"),
     Output(ID.stats, "children"), Output(ID.expert_table, "children"),
     Output(ID.expert_rows, "data"), Output(ID.error, "children"),
@@ -216,14 +217,14 @@ register_csv_download(ID.experts_csv, (ID.expert_rows, "data"), "moe_experts.csv
 
 
 # --------------------------------------------------------------------- parameters
-@callback(*[Output(ID.of(f"cfg_{f}"), "value") for f in PARAM_FIELDS], Output(ID.cfg_gated, "value"),
+@pure_callback(*[Output(ID.of(f"cfg_{f}"), "value") for f in PARAM_FIELDS], Output(ID.cfg_gated, "value"),
           Input(ID.cfg_preset, "value"), prevent_initial_call=True)
 def apply_preset(name):
     cfg = params.CALCULATOR_PRESETS.get(name, params.MIXTRAL_8X7B)
     return (*[getattr(cfg, f) for f in PARAM_FIELDS], ["gated"] if cfg.gated else [])
 
 
-@callback(
+@pure_callback(
     Output(ID.params_plot, "figure"), Output(ID.params_table, "children"),
     Output(ID.params_rows, "data"), Output(ID.params_note, "children"),
     Output(ID.params_error, "children"),
@@ -257,7 +258,7 @@ register_job(TRAIN, [State(TID.experts, "value"), State(TID.k, "value"), State(T
              plan_training, kind="moe-router", filename="moe_router_training.csv")
 
 
-@callback(Output(TID.curves, "figure"), Output(TID.load, "figure"), Output(TID.spec, "figure"),
+@pure_callback(Output(TID.curves, "figure"), Output(TID.load, "figure"), Output(TID.spec, "figure"),
           Output(TID.summary, "children"), Input(TRAIN_JOB.rows, "data"))
 def draw_training(rows):
     rows = rows or []
@@ -292,7 +293,7 @@ def _reference() -> tuple[list | None, str, html.Div]:
     return ref[0], ref[1], message(f"Dashed lines: committed GPU reference ({ref[1]}).", "info")
 
 
-@callback(Output(SID.time, "figure"), Output(SID.ratio, "figure"), Output(SID.summary, "children"),
+@pure_reference_callback(Output(SID.time, "figure"), Output(SID.ratio, "figure"), Output(SID.summary, "children"),
           Output(SID.reference_note, "children"), Input(SWEEP_JOB.rows, "data"))
 def draw_sweep(rows):
     rows = rows or []

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dash
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.reference import newest
 from engine.layers import paper as pp
@@ -150,7 +151,7 @@ def verdict_children(rows: list[dict], summary: list[dict] | None = None) -> lis
     return [message(text, kind) for kind, text in lines]
 
 
-@callback(Output("paper-curves", "figure"), Output("paper-final", "data"), Output("paper-final", "columns"),
+@pure_callback(Output("paper-curves", "figure"), Output("paper-final", "data"), Output("paper-final", "columns"),
           Output("paper-cost", "data"), Output("paper-cost", "columns"),
           Output("paper-verdict", "children"), Input(JOB.rows, "data"))
 def draw_run(rows):
@@ -167,7 +168,7 @@ def _table(records: list[dict]) -> tuple[list[dict], list[dict]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records"), table_columns(frame)
 
 
-@callback(Output("paper-ref-table", "data"), Output("paper-ref-table", "columns"),
+@pure_reference_callback(Output("paper-ref-table", "data"), Output("paper-ref-table", "columns"),
           Output("paper-ref-note", "children"), Input("paper-ref-show", "value"))
 def show_reference(show):
     if "ref" not in (show or []):

@@ -15,6 +15,7 @@ from components.figures_bench import (bandwidth_figure, efficiency_figure, measu
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import (COLUMN_UNITS, csv_download, data_table, register_csv_download,
                                shown_columns, table_columns, table_records)
 from engine.bench.bsr_results import PERCALL_CSV, percall_table
@@ -225,7 +226,7 @@ for _id, _name in (("chapter", "paradox_chapter_vs_measured.csv"), ("breakeven",
     register_csv_download(ID(f"{_id}-csv"), (ID(_id), "data"), _name)
 
 
-@callback(Output(ID("spec"), "data"), *[Input(ID(w), "value") for w in FORM])
+@pure_callback(Output(ID("spec"), "data"), *[Input(ID(w), "value") for w in FORM])
 def spec(*values):
     """The page's widgets -> ONE validated sweep config (or its error), for every callback below."""
     try:
@@ -261,7 +262,7 @@ def notes(data):
     return out
 
 
-@callback(Output(ID("ref"), "options"), Output(ID("ref"), "value"), Output(ID("ref"), "placeholder"),
+@pure_reference_callback(Output(ID("ref"), "options"), Output(ID("ref"), "value"), Output(ID("ref"), "placeholder"),
           Input(ID("ref"), "id"))
 def reference_options(_id):
     """Committed paradox runs (engine.bench.reference), the newest chosen; read at page load."""
@@ -271,7 +272,7 @@ def reference_options(_id):
     return opts, (opts[0]["value"] if opts else None), placeholder
 
 
-@callback(Output(ID("speedup"), "figure"), Output(ID("efficiency"), "figure"),
+@pure_reference_callback(Output(ID("speedup"), "figure"), Output(ID("efficiency"), "figure"),
           Output(ID("bandwidth"), "figure"), Output(ID("chapter"), "data"),
           Output(ID("chapter"), "columns"), Output(ID("breakeven"), "data"),
           Output(ID("breakeven"), "columns"), Output(ID("measured"), "data"),
@@ -346,7 +347,7 @@ def rows_frame(rows) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@callback(Output(ID("storage"), "data"), Output(ID("storage"), "columns"),
+@pure_callback(Output(ID("storage"), "data"), Output(ID("storage"), "columns"),
           Output(ID("bytes-note"), "children"), Input(ID("spec"), "data"))
 def storage(data):
     """The byte-count model for the sweep's size, dtype, block and sparsities."""
@@ -361,7 +362,7 @@ def storage(data):
     return table_records(table), table_columns(table), note
 
 
-@callback(Output(ID("percall"), "figure"), Output(ID("kernel"), "figure"),
+@pure_reference_callback(Output(ID("percall"), "figure"), Output(ID("kernel"), "figure"),
           Output(ID("percall-table"), "data"), Output(ID("percall-table"), "columns"),
           Output(ID("percall-note"), "children"), Input(ID("percall"), "id"))
 def per_call(_id):

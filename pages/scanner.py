@@ -11,7 +11,7 @@ from __future__ import annotations
 import dash
 import dash_cytoscape as cyto
 import numpy as np
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 
 from components.chain_controls import (CHAIN_DEFAULTS, chain_controls, chain_inputs, chain_params,
                                        clock_row, params_from_query, register_clock,
@@ -21,6 +21,7 @@ from components.figures_chain import graph_stylesheet
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header, section,
                                stat, still_graph)
+from components.pure_callback import pure_callback
 from components.tables import csv_download, data_table, register_csv_download
 from engine.chain.generator import WEIGHTS
 from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
@@ -164,7 +165,7 @@ def layout(**query):
     ], className="gen-page")
 
 
-@callback(*[Output(i, p) for i, p in chain_inputs(PREFIX)], Output("scan-weights", "value"),
+@pure_callback(*[Output(i, p) for i, p in chain_inputs(PREFIX)], Output("scan-weights", "value"),
           Input("scan-scenario", "value"), prevent_initial_call=True)
 def apply_preset(name):
     """A scanner preset fills the chain controls (the custom choice leaves them as they are)."""
@@ -205,7 +206,7 @@ def _vjp_view(vjp) -> html.Div:
 N_OUT = 20
 
 
-@callback(
+@pure_callback(
     Output("scan-error", "children"), Output("scan-stats", "children"), Output("scan-vjp", "children"),
     Output("scan-why", "children"), Output("scan-heat", "figure"), Output("scan-summary", "data"),
     Output("scan-summary", "columns"), Output("scan-support", "figure"), Output("scan-sv", "figure"),
@@ -248,7 +249,7 @@ register_job(PT, [State("scan-pt-k", "value"), State("scan-pt-trials", "value")]
              kind="scanner-phase-map", filename="scanner_phase_map.csv")
 
 
-@callback(Output("scan-pt-figure", "figure"), Input(PT_IDS.rows, "data"))
+@pure_callback(Output("scan-pt-figure", "figure"), Input(PT_IDS.rows, "data"))
 def draw_phase_map(rows):
     """The map fills in as the job's rows arrive."""
     return phase_transition_figure(rows or [])

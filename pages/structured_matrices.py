@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from components import figures_structured as figs
 from components.compact_table import Col, compact_table
@@ -12,6 +12,7 @@ from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import csv_download, register_csv_download
 from engine.structured import pareto, sweep, tables, targets
 from engine.validate import check_budget, check_choice
@@ -188,7 +189,7 @@ GOAL_COLUMNS = (Col("comparison", "comparison", "what is compared (and against w
                 Col("status", "status", "ok, or why not measured"))
 
 
-@callback(Output(ID.target_info, "children"), Output(ID.pareto, "figure"), Output(ID.pareto_rows, "data"),
+@pure_callback(Output(ID.target_info, "children"), Output(ID.pareto, "figure"), Output(ID.pareto_rows, "data"),
           Output(ID.budget_table, "children"), Output(ID.budget_rows, "data"), *VIEW_INPUTS)
 def update_analysis(target, size_log2, budget_exp):
     """Target, Pareto plot and the at-budget table (fits computed once per input, cached)."""
@@ -207,7 +208,7 @@ def update_analysis(target, size_log2, budget_exp):
             compact_table(ID.budget_data, list(view.table), BUDGET_COLUMNS, page_size=8), list(view.table))
 
 
-@callback(Output(ID.heatmaps, "figure"), *VIEW_INPUTS)
+@pure_callback(Output(ID.heatmaps, "figure"), *VIEW_INPUTS)
 def update_heatmaps(target, size_log2, budget_exp):
     """The target, each family's fit at the budget and the best fit's error, as heatmaps."""
     try:
@@ -241,7 +242,7 @@ register_job(SWEEP, [State(SID.n, "value"), State(SID.batches, "value"), State(S
              plan_sweep, kind="structured-matrices", filename="structured_matrices_timing.csv")
 
 
-@callback(Output(ID.timing, "figure"), Output(ID.timing_rows, "data"), Output(ID.timing_msg, "children"),
+@pure_reference_callback(Output(ID.timing, "figure"), Output(ID.timing_rows, "data"), Output(ID.timing_msg, "children"),
           Output(ID.compare, "children"), Output(ID.compare_rows, "data"), Output(ID.reference, "children"),
           Output(ID.reference_rows, "data"), Output(ID.pivot, "children"), Output(ID.pivot_rows, "data"),
           Input(SWEEP_JOB.rows, "data"), Input(ID.source, "value"), Input(ID.show_dtype, "value"))
@@ -269,7 +270,7 @@ def _timing_source(run_rows, source, dtype):
         return [], "", "float32", exc
 
 
-@callback(Output(ID.source, "value"), Input(SWEEP_JOB.rows, "data"), prevent_initial_call=True)
+@pure_callback(Output(ID.source, "value"), Input(SWEEP_JOB.rows, "data"), prevent_initial_call=True)
 def follow_run(rows):
     """Show this session's run as soon as its first rows arrive."""
     return THIS_RUN if isinstance(rows, list) and rows else no_update

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from components.figures_sparsity import (accuracy_figure, break_even_figure, bsr_bench_figure,
                                          efficiency_figure, empty_figure, nm_figure,
@@ -18,6 +18,7 @@ from components.ids import page_ids
 from components.jobs import JobPlan, cancelled_total, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
+from components.pure_callback import pure_callback, pure_reference_callback
 from components.sparsity_panels import bsr_notes, percall_note, reference_note, table_output
 from components.tables import COLUMN_UNITS, csv_download, data_table, register_csv_download
 from engine.bench.bsr_results import TARGET_SPEEDUPS, TIMINGS, percall_table
@@ -310,7 +311,7 @@ for _table_id, (_csv_id, _name) in TABLE_CSVS.items():
 
 # --------------------------------------------------------------------------- callbacks
 
-@callback(Output(ID.heatmaps, "figure"), Output(ID.pattern_table, "data"),
+@pure_callback(Output(ID.heatmaps, "figure"), Output(ID.pattern_table, "data"),
           Output(ID.pattern_table, "columns"), Output(ID.pattern_msg, "children"),
           Input(ID.sparsity, "value"), Input(ID.block, "value"), Input(ID.nm, "value"),
           Input(ID.size, "value"))
@@ -328,7 +329,7 @@ def draw_patterns(sparsity, block_index, nm, size):
     return (pattern_heatmaps(view), *table_output(list(view.rows), COLUMN_UNITS), note)
 
 
-@callback(Output(ID.t_notes, "children"), *[Input(s.component_id, "value") for s in TIME_STATES])
+@pure_callback(Output(ID.t_notes, "children"), *[Input(s.component_id, "value") for s in TIME_STATES])
 def timing_notes(size, k, dtype, blocks, sparsities, nm, repeats):
     """Before a run: bad input, and which backends this device cannot run (and why)."""
     dev = describe_device()
@@ -342,14 +343,14 @@ def timing_notes(size, k, dtype, blocks, sparsities, nm, repeats):
     return message(text, "warn" if notes else "info")
 
 
-@callback(Output(ID.ref, "options"), Output(ID.ref, "value"), Input(ID.ref, "id"))
+@pure_reference_callback(Output(ID.ref, "options"), Output(ID.ref, "value"), Input(ID.ref, "id"))
 def reference_options(_id):
     """Committed runs of this sweep (engine.bench.reference), newest first."""
     opts = [{"label": f"{r.name} ({r.label})", "value": r.name} for r in references("structured")]
     return opts, (opts[0]["value"] if opts else None)
 
 
-@callback(Output(ID.speedup, "figure"), Output(ID.efficiency, "figure"),
+@pure_reference_callback(Output(ID.speedup, "figure"), Output(ID.efficiency, "figure"),
           Output(ID.breakeven_plot, "figure"), Output(ID.nm_plot, "figure"),
           Output(ID.breakeven, "data"), Output(ID.breakeven, "columns"),
           Output(ID.time_table, "data"), Output(ID.time_table, "columns"),
@@ -370,7 +371,7 @@ def draw_timing(rows, ref_name, status=None, total=None):
             *table_output(tables.rows, COLUMN_UNITS, shown=TIME_TABLE_COLUMNS), note or reference_note(ref))
 
 
-@callback(Output(ID.acc_plot, "figure"), Output(ID.acc_table, "data"),
+@pure_callback(Output(ID.acc_plot, "figure"), Output(ID.acc_table, "data"),
           Output(ID.acc_table, "columns"), Output(ID.chapter, "data"),
           Output(ID.chapter, "columns"), Input(ACC_IDS.rows, "data"), Input(ID.a_stage, "value"))
 def draw_accuracy(rows, stage="finetuned"):
@@ -381,7 +382,7 @@ def draw_accuracy(rows, stage="finetuned"):
             *table_output(chapter_beside_ours(rows)))
 
 
-@callback(Output(ID.bsr_plot, "figure"), Output(ID.bsr_note, "children"),
+@pure_reference_callback(Output(ID.bsr_plot, "figure"), Output(ID.bsr_note, "children"),
           Output(ID.bsr_targets, "data"), Output(ID.bsr_targets, "columns"),
           Output(ID.bsr_table, "data"), Output(ID.bsr_table, "columns"),
           Input(ID.bsr_timing, "value"))

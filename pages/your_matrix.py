@@ -15,6 +15,7 @@ from components.figures_matrix import (bandwidth_figure, predicted_measured_figu
                                        row_length_figure, spy_figure)
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section
+from components.pure_callback import pure_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.matrix_sweep import (K_LIMITS, KIND, REPEATS_LIMITS, MatrixSweepConfig,
                                        efficiency_table, recommendation)
@@ -395,7 +396,7 @@ def _dicts(value) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-@callback(Output(ID("pvm"), "figure"), Output(ID("advice"), "children"),
+@pure_callback(Output(ID("pvm"), "figure"), Output(ID("advice"), "children"),
           Output(ID("eff"), "data"), Output(ID("eff"), "columns"),
           Input(IDS.rows, "data"), Input(ID("pred-store"), "data"), Input(ID("op"), "value"),
           Input(ID("hash"), "data"))

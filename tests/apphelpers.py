@@ -123,3 +123,27 @@ def callback_outputs(spec: str) -> list[dict] | dict:
         return [dict(zip(("id", "property"), p.rsplit(".", 1))) for p in parts]
     cid, prop = spec.rsplit(".", 1)
     return {"id": cid, "property": prop}
+
+
+def layout_values(*layouts) -> dict[tuple[str, str], object]:
+    """{(id, prop): value} of every component with a string id in the given Dash layouts
+    (what the browser would send as a callback's inputs before any callback ran)."""
+    values: dict[tuple[str, str], object] = {}
+    for root in layouts:
+        for comp in [root, *root._traverse()]:
+            props = comp.to_plotly_json().get("props", {}) if hasattr(comp, "to_plotly_json") else {}
+            if isinstance(props.get("id"), str):
+                for name, value in props.items():
+                    values[(props["id"], name)] = value
+    return values
+
+
+def callback_request(output: str, inputs: list[dict], state: list[dict], values: dict,
+                     changed: list[str] | None = None) -> dict:
+    """The body the browser posts to /_dash-update-component for one callback, its inputs
+    and state filled from ``values`` ({(id, prop): value}, None where absent)."""
+    def filled(items):
+        return [{"id": i["id"], "property": i["property"], "value": values.get((i["id"], i["property"]))}
+                for i in items]
+    return {"output": output, "outputs": callback_outputs(output), "inputs": filled(inputs),
+            "state": filled(state), "changedPropIds": list(changed or [])}
