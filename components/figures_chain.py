@@ -9,11 +9,15 @@ trip. Every function here is plain data in, plain dicts out.
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
+import functools
 import hashlib
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
+from _plotly_utils.utils import convert_to_base64
 from plotly.subplots import make_subplots
 
 from engine.chain.generator import (COLUMN_TITLES, COLUMNS, Chain, ChainSpec, graph_forward,
@@ -86,11 +90,11 @@ def drawn_edges(chain: Chain, budget: int = EDGE_BUDGET,
     others are hidden from the drawing only (message passing and the equality check use
     every edge). Note rows: layer, drawn, total, min_drawn_abs_weight.
     """
-    from engine.chain.graph import critical_path
+    from engine.chain.graph import chain_critical_path
 
     g = chain.to_graph()
     keep = np.zeros(g.n_edges, dtype=bool)
-    path = critical_path(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+    path = chain_critical_path(chain)
     on_path = set(zip(path, path[1:]))
     notes = []
     for layer in range(1, len(g.layers)):
@@ -133,12 +137,12 @@ def graph_elements(chain: Chain, reverse: bool = False, prefix: str = "g",
     transpose graph: same nodes, same positions, wires right to left). Edges on the
     critical path carry the class ``crit``.
     """
-    from engine.chain.graph import chain_levels, critical_path
+    from engine.chain.graph import chain_critical_path, chain_levels
 
     g = chain.to_graph()
     key = graph_key(chain, prefix)
     lv = chain_levels(chain)
-    path = critical_path(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+    path = chain_critical_path(chain)
     on_path = set(zip(path, path[1:]))
     elements = []
     for li, ((name, n), off) in enumerate(zip(g.layers, g.offsets)):
@@ -220,22 +224,37 @@ def active_path(chain: Chain, phase: int, drawn: np.ndarray | None = None) -> di
 
 
 # -- heatmaps of R, W, M --------------------------------------------------------------------
-def heatmaps_base(chain: Chain) -> dict:
-    """R (P x K), W (H x K), M (F x H) side by side, each with its own colour range."""
+HEATMAPS = (("R", "p", "k"), ("W", "h", "k"), ("M", "f", "h"))  # (matrix, row index, column index)
+
+
+@functools.lru_cache(maxsize=1)
+def _heatmaps_layout() -> dict:
+    """The layout of the three heatmaps, the same for every chain: built once per process
+    (make_subplots and plotly's validation cost ~90 ms a figure); copied before use."""
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.13,
                         subplot_titles=("R: routing (P x K)", "W: propagation (H x K)",
                                         "M: mixing (F x H)"))
-    for i, (name, mat, rows, cols) in enumerate([("R", chain.R, "p", "k"), ("W", chain.W, "h", "k"),
-                                                 ("M", chain.M, "f", "h")], start=1):
-        m = _scale(mat)
-        domain = fig.layout[f"xaxis{i if i > 1 else ''}"].domain
-        fig.add_heatmap(z=mat, zmid=0, zmin=-m, zmax=m, colorscale="RdBu", row=1, col=i,
-                        colorbar=dict(x=domain[1] + 0.008, xanchor="left", len=0.9, thickness=10),
-                        hovertemplate=f"{name}[{rows}=%{{y}}, {cols}=%{{x}}] = %{{z:.3f}}<extra></extra>")
+    for i, (_name, rows, cols) in enumerate(HEATMAPS, start=1):
         fig.update_xaxes(title_text=f"{cols} (column index)", row=1, col=i)
         fig.update_yaxes(title_text=f"{rows} (row index)", autorange="reversed", row=1, col=i)
     fig.update_layout(height=330, margin=dict(l=50, r=20, t=40, b=50), uirevision="heat")
-    return fig.to_plotly_json()
+    return fig.to_plotly_json()["layout"]
+
+
+def heatmaps_base(chain: Chain) -> dict:
+    """R (P x K), W (H x K), M (F x H) side by side, each with its own colour range."""
+    layout = copy.deepcopy(_heatmaps_layout())
+    data = []
+    for i, (name, rows, cols) in enumerate(HEATMAPS, start=1):
+        mat, axis = getattr(chain, name), "" if i == 1 else str(i)
+        m = _scale(mat)
+        domain = layout[f"xaxis{axis}"]["domain"]
+        data.append(go.Heatmap(
+            z=mat, zmid=0, zmin=-m, zmax=m, colorscale="RdBu", xaxis=f"x{axis}", yaxis=f"y{axis}",
+            colorbar=dict(x=domain[1] + 0.008, xanchor="left", len=0.9, thickness=10),
+            hovertemplate=f"{name}[{rows}=%{{y}}, {cols}=%{{x}}] = %{{z:.3f}}<extra></extra>").to_plotly_json())
+    convert_to_base64(data)  # what Figure.to_dict does: arrays go binary ({dtype, bdata, shape})
+    return {"data": data, "layout": layout}
 
 
 def heat_shapes(chain: Chain, p: int) -> list[dict]:
@@ -321,8 +340,9 @@ def wave_layouts(n_harmonics: int, ymax: float, amax: float) -> dict:
 
 
 # -- everything the browser needs for the clock --------------------------------------------------
-def generator_frames(chain: Chain) -> dict[str, Any]:
-    """The payload of the ``gen-frames`` store (see assets/generator.js)."""
+def generator_frames(chain: Chain, drawn: np.ndarray | None = None) -> dict[str, Any]:
+    """The payload of the ``gen-frames`` store (see assets/generator.js); ``drawn``: the
+    edges ``drawn_edges(chain)`` keeps (computed here when not given)."""
     allc = chain.forward_all()
     s = chain.spec
     P = s.n_patterns
@@ -332,7 +352,8 @@ def generator_frames(chain: Chain) -> dict[str, Any]:
     used = sorted(first_phase)
     scales = {c: _scale(allc[c]) for c in COLUMNS}
     heat, active, wav, wave_y, harm_y = ({} for _ in range(5))
-    drawn, _ = drawn_edges(chain)
+    if drawn is None:
+        drawn, _ = drawn_edges(chain)
     period_s = 2.0 / F0_HZ
     t_wave, _ = waveform([1.0], F0_HZ, 20000, period_s)
     ymax = 0.0
@@ -396,7 +417,7 @@ def generator_views(spec: ChainSpec, training: tuple | None = None) -> dict[str,
     drawn, notes = drawn_edges(chain)
     g = chain.to_graph()
     return {
-        "frames": generator_frames(chain), "elements": graph_elements(chain, edges=drawn),
+        "frames": generator_frames(chain, drawn), "elements": graph_elements(chain, edges=drawn),
         "equality": equality_figure(diff), "max_diff": float(diff.max()),
         "cost": (cost.to_dict("records"), table_columns(cost)),
         "phases": (phases.to_dict("records"), table_columns(phases, only=phase_columns(phases))),

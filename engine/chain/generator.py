@@ -332,6 +332,9 @@ class Graph:
     edge_layer: np.ndarray
     activation: str
     activation_layer: int
+    # what ``graph_forward`` and ``engine.chain.graph`` derive from these fields, computed once
+    # per graph (pages ask for every phase several times); a replaced graph starts empty
+    _derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_nodes(self) -> int:
@@ -356,27 +359,26 @@ def _build_graph(chain: Chain) -> Graph:
     off = dict(zip(COLUMNS, offsets))
     src, dst, w, lay = [], [], [], []
 
-    def add(from_layer: str, to_layer: str, pairs, weights) -> None:
-        for (i, j), v in zip(pairs, weights):
-            src.append(off[from_layer] + int(i))
-            dst.append(off[to_layer] + int(j))
-            w.append(float(v))
-            lay.append(COLUMNS.index(to_layer))
+    def add(from_layer: str, to_layer: str, i, j, weights) -> None:
+        """Edges from entry i of one layer to entry j of the next (arrays), in that order."""
+        src.append(off[from_layer] + np.asarray(i, dtype=np.int64))
+        dst.append(off[to_layer] + np.asarray(j, dtype=np.int64))
+        w.append(np.broadcast_to(np.asarray(weights, dtype=float), src[-1].shape))
+        lay.append(np.full(src[-1].shape, COLUMNS.index(to_layer), dtype=np.int64))
 
     T = chain.spec.n_phases
-    add("clock", "lookup", [(t, chain.lut[t]) for t in range(T)], [1.0] * T)
+    add("clock", "lookup", np.arange(T), chain.lut, 1.0)
     ps, ks = np.nonzero(chain.R)
-    add("lookup", "select", zip(ps, ks), chain.R[ps, ks])
+    add("lookup", "select", ps, ks, chain.R[ps, ks])
     used = np.flatnonzero(chain.support_mask)
-    add("select", "sparse", [(k, k) for k in used], [1.0] * used.size)
-    add("sparse", "activation", [(k, k) for k in used], [1.0] * used.size)
+    add("select", "sparse", used, used, 1.0)
+    add("sparse", "activation", used, used, 1.0)
     hs, ks = np.nonzero(chain.W)
-    add("activation", "propagate", [(k, h) for h, k in zip(hs, ks)], chain.W[hs, ks])
+    add("activation", "propagate", ks, hs, chain.W[hs, ks])
     fs, hs = np.nonzero(chain.M)
-    add("propagate", "assemble", [(h, f) for f, h in zip(fs, hs)], chain.M[fs, hs])
-    return Graph(layers, offsets, np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64),
-                 np.array(w, dtype=float), np.array(lay, dtype=np.int64),
-                 chain.spec.activation, COLUMNS.index("activation"))
+    add("propagate", "assemble", hs, fs, chain.M[fs, hs])
+    return Graph(layers, offsets, np.concatenate(src), np.concatenate(dst), np.concatenate(w),
+                 np.concatenate(lay), chain.spec.activation, COLUMNS.index("activation"))
 
 
 def graph_forward(graph: Graph, phase: int) -> dict[str, np.ndarray]:
@@ -384,10 +386,19 @@ def graph_forward(graph: Graph, phase: int) -> dict[str, np.ndarray]:
 
     Node values start at zero except the clock node of ``phase`` (1). For each layer,
     every edge whose source is nonzero sends ``weight * value`` to its destination, and
-    the destination sums what it received (no matrix product anywhere).
+    the destination sums what it received (no matrix product anywhere). Each phase is
+    passed once per graph (kept in it); every call returns fresh arrays.
     """
     T = graph.layers[0][1]
     t = check_int("phase", phase, 0, T - 1)
+    done = graph._derived.setdefault("forward", {})
+    if t not in done:
+        done[t] = _messages(graph, t)
+    return {name: v.copy() for name, v in done[t].items()}
+
+
+def _messages(graph: Graph, t: int) -> dict[str, np.ndarray]:
+    """``graph_forward``'s message passing for phase ``t``, uncached."""
     value = np.zeros(graph.n_nodes)
     received = np.zeros(graph.n_nodes, dtype=bool)
     value[graph.offsets[0] + t] = 1.0

@@ -45,7 +45,7 @@ def reverse_graph(graph: Graph) -> Graph:
     """
     layer_of = node_layers(graph)
     return replace(graph, src=graph.dst.copy(), dst=graph.src.copy(),
-                   edge_layer=layer_of[graph.src].copy())
+                   edge_layer=layer_of[graph.src].copy(), _derived={})
 
 
 def node_layers(graph: Graph) -> np.ndarray:
@@ -157,8 +157,12 @@ def critical_path(n_nodes: int, src, dst, sources: Iterable[int] | None = None) 
     however many processors, finishes in fewer sequential steps.
     """
     n, s, d = _check_edges(n_nodes, src, dst)
-    lv = levels(n, s, d, sources)
-    if n == 0 or lv.max() == UNREACHED:
+    return _walk_back(levels(n, s, d, sources), s, d)
+
+
+def _walk_back(lv: np.ndarray, s: np.ndarray, d: np.ndarray) -> list[int]:
+    """A longest path ending at the deepest node, found backwards through the levels ``lv``."""
+    if lv.size == 0 or lv.max() == UNREACHED:
         return []
     node = int(np.argmax(lv))
     path = [node]
@@ -179,9 +183,20 @@ def independent(n_nodes: int, src, dst, nodes: Iterable[int]) -> bool:
 
 # -- the chain's levels and their work -----------------------------------------------------------
 def chain_levels(chain: Chain) -> np.ndarray:
-    """Levels of the chain's graph with the clock as the input (see ``levels``)."""
+    """Levels of the chain's graph with the clock as the input (see ``levels``); computed once
+    per graph (the pages ask for them several times), read-only."""
     g = chain.to_graph()
-    return levels(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+    if "levels" not in g._derived:
+        lv = levels(g.n_nodes, g.src, g.dst, sources=range(chain.spec.n_phases))
+        lv.flags.writeable = False
+        g._derived["levels"] = lv
+    return g._derived["levels"]
+
+
+def chain_critical_path(chain: Chain) -> list[int]:
+    """``critical_path`` of the chain's graph from the clock, from ``chain_levels``."""
+    g = chain.to_graph()
+    return _walk_back(chain_levels(chain), g.src, g.dst)
 
 
 def level_table(chain: Chain) -> pd.DataFrame:
