@@ -92,6 +92,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          ("batch_size",), device=("device",), method=None, fixed_method=WALL_CLOCK),
     Kind("structured-matrices", "structured matrices", "/structured-matrices",
          frozenset({"family", "theoretical_speedup", "speedup_vs_dense", "batch"}), ("n", "batch")),
+    Kind("structured-accuracy", "what each sparsity pattern costs in accuracy", "/structured-sparsity",
+         frozenset({"pattern", "acc_dense", "acc_finetuned", "drop_pts"}), ("prunable_weights",),
+         method=None, fixed_method=WALL_CLOCK, symbols={"prunable_weights": None}),
 )}
 
 
