@@ -66,6 +66,13 @@ def still_graph(id: str) -> dcc.Graph:
     return dcc.Graph(id=id, config={"displayModeBar": False})
 
 
+def graph_pair(left: str, right: str) -> html.Div:
+    """Two figures side by side (the "two-col" grid; stacked when the window is narrow),
+    without plotly's logo."""
+    return html.Div([dcc.Graph(id=left, config={"displaylogo": False}),
+                     dcc.Graph(id=right, config={"displaylogo": False})], className="two-col")
+
+
 def page_order(page: dict) -> tuple:
     """Sort key for dash.page_registry entries: ``order`` (unset last), then path."""
     order = page.get("order")

@@ -7,8 +7,8 @@ from dash import Input, Output, State, dcc, html
 
 from components import figures_attention as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
-from components.layout import (controls_row, error_message, labelled, message, page_header,
-                               section, stat)
+from components.layout import (controls_row, error_message, graph_pair, labelled, message,
+                               page_header, section, stat)
 from components.tables import csv_download, register_csv_download
 from components.compact_table import Col, compact_table
 from components.ids import page_ids
@@ -83,20 +83,14 @@ def layout(**_kwargs):
             html.Div(id=ID.mask_help, className="control-help"),
             html.Div(id=ID.error),
             html.Div(id=ID.stats),
-            html.Div([
-                dcc.Graph(id=ID.token_map, config={"displaylogo": False}),
-                dcc.Graph(id=ID.block_map, config={"displaylogo": False}),
-            ], className="two-col"),
+            graph_pair(ID.token_map, ID.block_map),
             note="True entries are kept. Long sequences are drawn pooled: each cell shows the "
                  "kept fraction of the tokens (or blocks) it covers.",
         ),
         section(
             "What each mask keeps of a real input",
             html.Div(id=ID.weights_note, className="section-note"),
-            html.Div([
-                dcc.Graph(id=ID.weights_base, config={"displaylogo": False}),
-                dcc.Graph(id=ID.weights_mask, config={"displaylogo": False}),
-            ], className="two-col"),
+            graph_pair(ID.weights_base, ID.weights_mask),
             html.Div(id=ID.zoo_table),
             csv_download(ID.zoo_csv, "Download zoo CSV"),
             dcc.Store(id=ID.zoo_rows),
@@ -135,20 +129,14 @@ def layout(**_kwargs):
                            "mask SDPA with the boolean mask and FlexAttention. Rows arrive as they "
                            "finish and are stored (see Runs)."),
             html.Div(id=ID.crossover_text),
-            html.Div([
-                dcc.Graph(id=ID.crossover, config={"displaylogo": False}),
-                dcc.Graph(id=ID.breakdown, config={"displaylogo": False}),
-            ], className="two-col"),
+            graph_pair(ID.crossover, ID.breakdown),
             html.Div(id=ID.sweep_table),
         ),
         section(
             "Reference run from the GPU (committed CSV)",
             controls_row(labelled("reference CSV", dcc.Dropdown(id=ID.ref_file, clearable=False))),
             html.Div(id=ID.ref_note),
-            html.Div([
-                dcc.Graph(id=ID.ref_plot, config={"displaylogo": False}),
-                dcc.Graph(id=ID.ref_breakdown, config={"displaylogo": False}),
-            ], className="two-col"),
+            graph_pair(ID.ref_plot, ID.ref_breakdown),
             html.Div(id=ID.ref_table),
             html.Div(id=ID.bare),
             csv_download(ID.ref_csv, "Download reference CSV"),
