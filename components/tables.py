@@ -128,6 +128,13 @@ def csv_download(id: str, label: str = "Download CSV") -> html.Div:
     ], className="csv-download")
 
 
+def table_with_csv(id: str, csv_id: str, label: str = "Download CSV", page_size: int = 12) -> list:
+    """A data_table and its CSV button beneath it, to splice into a section:
+    ``section("Cost", *table_with_csv("gen-cost-table", "gen-cost-csv"), note=...)``;
+    wire the button with ``register_csv_download(csv_id, (id, "data"), filename)``."""
+    return [data_table(id, page_size=page_size), csv_download(csv_id, label)]
+
+
 def register_csv_download(id: str, source: tuple[str, str], filename: str) -> None:
     """On click of ``{id}-button`` send ``source`` (component id, prop) as CSV.
 

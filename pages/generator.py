@@ -20,7 +20,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, page_header, section, stat,
                                still_graph)
 from components.pure_callback import pure_callback
-from components.tables import csv_download, data_table, register_csv_download
+from components.tables import register_csv_download, table_with_csv
 from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, remember_trained, targets_for
 from engine.runtime.device import cpu_device_name
@@ -114,8 +114,7 @@ def layout(**query):
         _training_section(),
         section("Parallelism: dependency levels",
                 html.Div(id="gen-levels-stat"),
-                data_table("gen-levels-table", page_size=7),
-                csv_download("gen-levels-csv"),
+                *table_with_csv("gen-levels-table", "gen-levels-csv", page_size=7),
                 note="Computed from the graph, not assumed: a node's level is the longest path "
                      "from the clock to it. Nodes of one level never feed each other, so each "
                      "level runs in parallel; the number of levels fixes the critical path, "
@@ -123,14 +122,12 @@ def layout(**query):
                      "the nonzero weights (edges), and of the messages actually sent when zero "
                      "nodes send nothing (mean over the phases)."),
         section("Cost per column",
-                data_table("gen-cost-table", page_size=7),
-                csv_download("gen-cost-csv"),
+                *table_with_csv("gen-cost-table", "gen-cost-csv", page_size=7),
                 note="Multiply-adds of the dense matrix-vector product vs the work done when "
                      "zeros are skipped. The deck's point: a sparse mat-vec costs O(nnz), and "
                      "the one-hot pick is O(1), a row pointer rather than a product."),
         section("Per-phase table",
-                data_table("gen-phase-table", page_size=8),
-                csv_download("gen-phase-csv", "Download per-phase CSV"),
+                *table_with_csv("gen-phase-table", "gen-phase-csv", "Download per-phase CSV", page_size=8),
                 note="phase, pattern, nonzeros, the computed max |pipeline - graph| of that "
                      "phase, the support and the first six outputs; the CSV has every "
                      "activation and every output too."),

@@ -22,7 +22,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header, section,
                                stat, still_graph)
 from components.pure_callback import pure_callback
-from components.tables import csv_download, data_table, register_csv_download
+from components.tables import data_table, register_csv_download, table_with_csv
 from engine.chain.generator import WEIGHTS
 from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
 from engine.chain.scanner import MODES, VERDICTS, SCAN_PRESETS, vjp_claim
@@ -122,16 +122,16 @@ def layout(**query):
                          "vector was zero are hallucinated; forward entries it drops are missed."),
         ], className="two-col"),
         section("Column summary",
-                data_table("scan-summary", page_size=7), csv_download("scan-summary-csv"),
+                *table_with_csv("scan-summary", "scan-summary-csv", page_size=7),
                 note="Per column: the share of phases within their bound, the measured relative "
                      "errors beside the certified bounds (a blank bound: none is finite)."),
         section("Conditioning",
                 html.Div([still_graph("scan-sv"),
-                          html.Div([data_table("scan-cond", page_size=3),
-                                    csv_download("scan-cond-csv")])], className="two-col")),
+                          html.Div(table_with_csv("scan-cond", "scan-cond-csv", page_size=3))],
+                         className="two-col")),
         section("Pattern recovery",
                 html.Div(id="scan-recovery-stat"),
-                data_table("scan-recovery", page_size=8), csv_download("scan-recovery-csv"),
+                *table_with_csv("scan-recovery", "scan-recovery-csv", page_size=8),
                 note="The pattern id of each phase is read from the rebuilt sparse vector: the "
                      "nearest routing row (for relu, the nearest row's positive part)."),
         section("Sparse recovery: where OMP succeeds and pinv cannot",
@@ -155,8 +155,7 @@ def layout(**query):
                      "outputs as entries (right of the dashed line). At F = 6, K = 24 with 3 "
                      "nonzeros OMP succeeds only part of the time."),
         section("Agreement table",
-                data_table("scan-table", page_size=10),
-                csv_download("scan-csv", "Download agreement CSV"),
+                *table_with_csv("scan-table", "scan-csv", "Download agreement CSV", page_size=10),
                 note="phase, pattern, column, rel_error, cosine, agree: one row per phase and "
                      "column."),
         dcc.Store(id="scan-frames"),
