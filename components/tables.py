@@ -135,6 +135,13 @@ def table_with_csv(id: str, csv_id: str, label: str = "Download CSV", page_size:
     return [data_table(id, page_size=page_size), csv_download(csv_id, label)]
 
 
+def table_slot(id: str, csv_id: str, rows_id: str, label: str = "Download CSV") -> list:
+    """Where a callback draws a table (an empty Div), its CSV button and the Store of the
+    rows the CSV sends, so the CSV keeps every column the table leaves out; wire it with
+    ``register_csv_download(csv_id, (rows_id, "data"), filename)``."""
+    return [html.Div(id=id), csv_download(csv_id, label), dcc.Store(id=rows_id)]
+
+
 def register_csv_download(id: str, source: tuple[str, str], filename: str) -> None:
     """On click of ``{id}-button`` send ``source`` (component id, prop) as CSV.
 

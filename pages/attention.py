@@ -9,7 +9,7 @@ from components import figures_attention as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, graph_pair, labelled, message,
                                page_header, section, stat)
-from components.tables import csv_download, register_csv_download
+from components.tables import csv_download, register_csv_download, table_slot
 from components.compact_table import Col, compact_table
 from components.ids import page_ids
 from components.pure_callback import pure_callback, pure_reference_callback
@@ -91,9 +91,7 @@ def layout(**_kwargs):
             "What each mask keeps of a real input",
             html.Div(id=ID.weights_note, className="section-note"),
             graph_pair(ID.weights_base, ID.weights_mask),
-            html.Div(id=ID.zoo_table),
-            csv_download(ID.zoo_csv, "Download zoo CSV"),
-            dcc.Store(id=ID.zoo_rows),
+            *table_slot(ID.zoo_table, ID.zoo_csv, ID.zoo_rows, "Download zoo CSV"),
             note="Q and K are built so that dense causal attention has the chapter's pattern "
                  "(self, first token, neighbours, plus noise). Mass kept: the share of the dense "
                  "causal weights that falls on keys the mask keeps; output error: relative "
@@ -137,10 +135,8 @@ def layout(**_kwargs):
             controls_row(labelled("reference CSV", dcc.Dropdown(id=ID.ref_file, clearable=False))),
             html.Div(id=ID.ref_note),
             graph_pair(ID.ref_plot, ID.ref_breakdown),
-            html.Div(id=ID.ref_table),
+            *table_slot(ID.ref_table, ID.ref_csv, ID.ref_rows, "Download reference CSV"),
             html.Div(id=ID.bare),
-            csv_download(ID.ref_csv, "Download reference CSV"),
-            dcc.Store(id=ID.ref_rows),
             note="For comparison, a figure given to the lab from an H100 in November 2026 (not "
                  "measured here, configuration not stated): FlexAttention with a 256-token "
                  "sliding window at 5.0x the speed of SDPA causal at S = 16384 (32x by FLOPs) "
