@@ -1,7 +1,7 @@
 """Checks at the engine boundary. Every message reads "expected ... got ..."."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 
 # A number field (dcc.Input type=number) sends None when it is empty or what was typed
@@ -73,6 +73,19 @@ def check_choices(what: str, values: Iterable[Any], choices: Iterable[Any], item
     for value in values:
         check_choice(item, value, options)
     return values
+
+
+def check_fields(spec: Any, limits: Mapping[str, tuple], labels: Mapping[str, str] | None = None) -> None:
+    """Check each field of a frozen dataclass ``spec`` named in ``limits`` ({name: (lo, hi)
+    or (lo, hi, step)}) and store the checked value back: an integer where lo is an int, a
+    number where lo is a float. The message names the field by ``labels`` (default: its name):
+
+        check_fields(self, {"size": (4, 64)}, {"size": "image size"})
+        # size=80 -> "image size: expected an integer in [4, 64], got 80"
+    """
+    for name, (lo, hi, *_step) in limits.items():
+        check = check_float if isinstance(lo, float) else check_int
+        object.__setattr__(spec, name, check((labels or {}).get(name, name), getattr(spec, name), lo, hi))
 
 
 def _range_text(kind: str, lo: Any, hi: Any) -> str:

@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from engine.validate import check_choice, check_float, check_int
+from engine.validate import check_choice, check_fields, check_float, check_int
 
 COLUMNS = ("clock", "lookup", "select", "sparse", "activation", "propagate", "assemble")
 COLUMN_TITLES = {
@@ -101,8 +101,7 @@ class ChainSpec:
         check_choice("preset", self.preset, PRESETS)
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("weights", self.weights, WEIGHTS)
-        for name, (lo, hi) in LIMITS.items():
-            object.__setattr__(self, name, check_int(name, getattr(self, name), lo, hi))
+        check_fields(self, LIMITS)
         object.__setattr__(self, "seed", check_int("seed", self.seed, 0, 2**32 - 1))
         nnz = check_int("nnz_per_row", self.nnz_per_row, 1)
         if nnz > self.k:

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from engine.layers import lowering as low
 from engine.runtime.cache import pure_cache
-from engine.validate import check_budget, check_choice, check_float, check_int
+from engine.validate import check_budget, check_choice, check_fields, check_float, check_int
 
 # (lo, hi) of every integer widget, per tab. The page's sliders use these numbers.
 LIMITS = {
@@ -48,11 +48,6 @@ BYTES_PER_NNZ = 128
 MTX_BYTES_PER_NNZ = 160
 PAPER_PADDING = 1          # zero padding 1: the paper's setting ("same" size for a 3x3 kernel)
 TIMING_BATCH = 8
-
-
-def _check_ints(tab: str, spec: Any) -> None:
-    for name, (lo, hi) in LIMITS[tab].items():
-        object.__setattr__(spec, name, check_int(LABELS[name], getattr(spec, name), lo, hi))
 
 
 def _check_size(what: str, nnz: int, dense_bytes: float = 0.0, download: bool = False) -> None:
@@ -91,7 +86,7 @@ class ConvSpec(_Spec):
 
     def __post_init__(self):
         check_choice("image source", self.source, ("digit", "random"))
-        _check_ints("conv", self)
+        check_fields(self, LIMITS["conv"], LABELS)
         out = low.conv_output_size(self.size, self.kernel, self.stride, self.padding, self.dilation)
         if out < 1:
             raise ValueError(f"kernel: expected a kernel that fits the padded {self.size}x{self.size} image "
@@ -126,7 +121,7 @@ class PoolSpec(_Spec):
 
     def __post_init__(self):
         check_choice("pooling", self.mode, ("avg", "max"))
-        _check_ints("pool", self)
+        check_fields(self, LIMITS["pool"], LABELS)
         if self.kernel > self.size:
             raise ValueError(f"window: expected at most the image size {self.size}, got {self.kernel}")
 
@@ -153,9 +148,7 @@ class RnnSpec(_Spec):
     scale: float = 1.0
 
     def __post_init__(self):
-        _check_ints("rnn", self)
-        for name, (lo, hi) in FLOAT_LIMITS.items():
-            object.__setattr__(self, name, check_float(LABELS[name], getattr(self, name), lo, hi))
+        check_fields(self, {**LIMITS["rnn"], **FLOAT_LIMITS}, LABELS)
 
     what = "RNN matrix"
 
@@ -179,7 +172,7 @@ class AttnSpec(_Spec):
     causal: bool = False
 
     def __post_init__(self):
-        _check_ints("attn", self)
+        check_fields(self, LIMITS["attn"], LABELS)
         object.__setattr__(self, "token", min(check_int("output token", self.token, 0, 63), self.t_len - 1))
         object.__setattr__(self, "causal", bool(self.causal))
 

@@ -13,7 +13,7 @@ from engine.moe.layer import METHODS, Experts, moe_forward, moe_forward_referenc
 from engine.moe.router import (Capacity, Routing, apply_capacity, expert_capacity,
                                load_balancing_loss, route, router_z_loss, utilisation)
 from engine.runtime.cache import pure_cache
-from engine.validate import check_budget, check_float, check_int
+from engine.validate import check_budget, check_fields, check_int
 
 
 # The routing sliders' ranges, (lo, hi, step): the page builds its sliders from these and
@@ -49,11 +49,9 @@ class RoutingSpec:
     d_ff: int = 256
 
     def __post_init__(self):
-        for name, (lo, hi, _step) in ROUTING_LIMITS.items():
-            if name == "k":
-                hi = min(hi, check_int("experts", self.experts, *ROUTING_LIMITS["experts"][:2]))
-            check = check_float if isinstance(lo, float) else check_int
-            object.__setattr__(self, name, check(ROUTING_LABELS[name], getattr(self, name), lo, hi))
+        k_lo, k_hi, k_step = ROUTING_LIMITS["k"]  # top-k is at most the number of experts
+        experts = check_int("experts", self.experts, *ROUTING_LIMITS["experts"][:2])
+        check_fields(self, {**ROUTING_LIMITS, "k": (k_lo, min(k_hi, experts), k_step)}, ROUTING_LABELS)
 
     def memory_bytes(self) -> int:
         """Estimated peak bytes of ``routing_view``: the tokens, gate and router outputs

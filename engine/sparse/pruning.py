@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.runtime.cache import pure_cache
 from engine.runtime.threads import torch_threads
-from engine.validate import check_choice, check_choices, check_float, check_int
+from engine.validate import check_choice, check_choices, check_fields, check_float, check_int
 
 PATTERNS = ("unstructured", "block", "nm")
 NM_PRESETS = {"2:4": (2, 4), "1:4": (1, 4), "4:8": (4, 8)}
@@ -449,9 +449,7 @@ class AccuracySpec:
             raise ValueError("patterns: expected at least one pattern ticked, got none")
         for p, s, b, n, m in self.grid:
             pattern_spec(p, s, b, n, m)
-        for name, label in (("epochs", "epochs"), ("finetune_epochs", "fine-tune epochs"),
-                            ("seeds", "seeds")):
-            object.__setattr__(self, name, check_int(label, getattr(self, name), *ACCURACY_LIMITS[name]))
+        check_fields(self, ACCURACY_LIMITS, {"finetune_epochs": "fine-tune epochs"})
 
     @property
     def total(self) -> int:

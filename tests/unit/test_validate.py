@@ -1,6 +1,6 @@
 import pytest
 
-from engine.validate import check_choice, check_choices, check_float, check_int
+from engine.validate import check_choice, check_choices, check_fields, check_float, check_int
 
 BAD_INTS = [(None, 0, 5), ("x", 0, 5), (2.5, 0, 5), (9, 0, 5), (-1, 0, 5), (True, 0, 5),
             (float("nan"), 0, 5)]
@@ -33,6 +33,24 @@ def test_check_choices_wants_at_least_one_and_each_a_choice():
         check_choices("models", None, ("mlp", "cnn"), "model", expected="MLP and/or CNN ticked")
     with pytest.raises(ValueError, match="^op: expected one of spmv, spmm, got 'x'$"):
         check_choices("ops", ("spmv", "x"), ("spmv", "spmm"), "op")
+
+
+def test_check_fields_checks_each_named_field_once_and_stores_it():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Spec:
+        size: object = "8"
+        scale: object = 1
+        name: str = "x"
+
+    spec = Spec()
+    check_fields(spec, {"size": (4, 64), "scale": (0.1, 3.0, 0.1)}, {"size": "image size"})
+    assert spec.size == 8 and isinstance(spec.size, int) and spec.scale == 1.0 and isinstance(spec.scale, float)
+    with pytest.raises(ValueError, match=r"^image size: expected an integer in \[4, 64\], got 80$"):
+        check_fields(Spec(size=80), {"size": (4, 64)}, {"size": "image size"})
+    with pytest.raises(ValueError, match=r"^scale: expected a number in \[0.1, 3.0\], got 5"):
+        check_fields(Spec(scale=5), {"scale": (0.1, 3.0)})
 
 
 def test_memory_budget_refuses_before_allocation(monkeypatch):
