@@ -217,16 +217,32 @@ def draw_mask(kind, seq_len, block, *values):
 
 
 # -- attention weights of a structured input -------------------------------------------
-@pure_callback(Output(ID.weights_base, "figure"), Output(ID.weights_mask, "figure"), Output(ID.zoo_table, "children"),
-          Output(ID.zoo_rows, "data"), Output(ID.weights_note, "children"), *MASK_INPUTS)
+@pure_callback(Output(ID.weights_mask, "figure"), Output(ID.zoo_table, "children"), Output(ID.zoo_rows, "data"),
+          Output(ID.weights_note, "children"), *MASK_INPUTS)
 def draw_weights(kind, seq_len, block, *values):
     try:
         view = V.weights_view(V.MaskSpec.from_widgets(kind, seq_len, block, values))
     except ValueError as exc:
-        return dash.no_update, dash.no_update, error_message(exc), [], ""
-    return (figs.weights_heatmap(view.base, view.factor, "Dense causal attention weights"),
-            figs.weights_heatmap(view.masked, view.factor, f"Weights under {view.mask_name}"),
+        return dash.no_update, error_message(exc), [], ""
+    return (figs.weights_heatmap(view.masked, view.factor, f"Weights under {view.mask_name}"),
             compact_table(ID.zoo, view.rows, ZOO_COLUMNS, page_size=10), view.rows, view.note)
+
+
+SEED_AT = V.PARAM_NAMES.index("seed")
+
+
+@pure_callback(Output(ID.weights_base, "figure"), Input(ID.seq, "value"), Input(ID.of("seed"), "value"),
+               State(ID.mask, "value"), State(ID.block, "value"),
+               *[s for s in PARAM_STATES if s.component_id != ID.of("seed")])
+def draw_base_weights(seq_len, seed, kind, block, *others):
+    """Dense causal weights depend on the length and the input's seed only: a mask's own
+    controls neither redraw nor resend them (the other values only find the cached zoo)."""
+    values = [*others[:SEED_AT], seed, *others[SEED_AT:]]
+    try:
+        view = V.weights_view(V.MaskSpec.from_widgets(kind, seq_len, block, values))
+    except ValueError:
+        return dash.no_update  # draw_weights shows why
+    return figs.weights_heatmap(view.base, view.factor, "Dense causal attention weights")
 
 
 register_csv_download(ID.zoo_csv, (ID.zoo_rows, "data"), "attention_mask_zoo.csv")
@@ -297,29 +313,28 @@ def list_reference(_id):
 
 
 @pure_reference_callback(Output(ID.ref_plot, "figure"), Output(ID.ref_note, "children"), Output(ID.ref_rows, "data"),
-          Output(ID.ref_breakdown, "figure"), Output(ID.ref_table, "children"), Input(ID.ref_file, "value"),
-          Input(ID.baseline, "value"))
+          Output(ID.ref_breakdown, "figure"), Output(ID.ref_table, "children"), Output(ID.bare, "children"),
+          Input(ID.ref_file, "value"), Input(ID.baseline, "value"))
 def draw_reference(name, baseline="causal"):
+    """The chosen committed run (its CSV read once per change) and the bare check beside it."""
     run = V.reference_run(name, reference_files())
     if run is None:
         return (figs.crossover_figure([], "Reference run", baseline),
                 message("No reference CSV committed yet under benchmarks/results/ "
                         "(python3 benchmarks/gpu_attention.py --out benchmarks/results).", "info"), [],
-                figs.time_breakdown_figure([], "Reference run: where the time goes"), None)
+                figs.time_breakdown_figure([], "Reference run: where the time goes"), None, None)
     note = html.Div([message(run.note, "info"), crossover_text(run.rows, baseline)])
     return (figs.crossover_figure(run.rows, f"Reference run on {run.devices}", baseline), note, run.rows,
-            figs.time_breakdown_figure(run.rows), sweep_table(run.rows, ID.ref_rows_table))
+            figs.time_breakdown_figure(run.rows), sweep_table(run.rows, ID.ref_rows_table), bare_check(run))
 
 
 register_csv_download(ID.ref_csv, (ID.ref_rows, "data"), "attention_reference.csv")
 
 
-@pure_reference_callback(Output(ID.bare, "children"), Input(ID.ref_file, "value"))
-def draw_bare(name):
+def bare_check(run: V.ReferenceRun) -> html.Div | None:
     """The GPU script's bare FlexAttention / SDPA measurement beside the lab's, if committed
     (the one in the chosen reference CSV's folder)."""
-    run = V.reference_run(name, reference_files())
-    if run is None or not run.bare_rows:
+    if not run.bare_rows:
         return None
     return html.Div([
         html.H3("Lab vs a bare measurement (sliding window)"),

@@ -76,12 +76,19 @@ def test_bad_parameters_show_a_message(change, words):
     out = attention.draw_mask("longformer", 256, 32, *params(**change))
     assert out[0] is dash.no_update and "msg-error" in str(out[3]) and words in str(out[3])
     weights = attention.draw_weights("longformer", 256, 32, *params(**change))
-    assert words in str(weights[2])
+    assert weights[0] is dash.no_update and words in str(weights[1])
 
 
 def test_draw_weights_gives_both_heatmaps_and_the_zoo_table():
-    base, masked, table, rows, note = attention.draw_weights("longformer", 128, 16, *params(w=8))
+    masked, table, rows, note = attention.draw_weights("longformer", 128, 16, *params(w=8))
+    without_seed = [v for n, v in zip(V.PARAM_NAMES, params(w=8)) if n != "seed"]
+    base = attention.draw_base_weights(128, 0, "longformer", 16, *without_seed)
     assert len(base["data"][0]["z"]) == 128 and "longformer(w=8, g=4)" in masked["layout"]["title"]["text"]
+    assert "Dense causal" in base["layout"]["title"]["text"]
+    # the causal weights do not depend on the chosen mask or its parameters
+    other_params = [v for n, v in zip(V.PARAM_NAMES, params(w=4, g=2)) if n != "seed"]
+    other = attention.draw_base_weights(128, 0, "bigbird", 32, *other_params)
+    assert other.to_plotly_json()["data"][0]["z"]["bdata"] == base.to_plotly_json()["data"][0]["z"]["bdata"]
     frame = pd.DataFrame(rows)
     assert list(frame["mask"])[:2] == ["full", "causal"] and len(frame) == len(M.MASK_KINDS)
     assert frame.loc[frame["mask"] == "causal", "mass_kept"].item() == pytest.approx(1.0)
@@ -147,7 +154,7 @@ def test_reference_csv_is_listed_and_drawn(results_dir, sweep_rows):
     pd.DataFrame(newer).to_csv(tmp_path / "attention" / "attention_sweep.csv", index=False)
     assert attention.list_reference(None)[1] == "attention/attention_sweep.csv"
     value = "attention_h100.csv"
-    fig, note, data, breakdown, table = attention.draw_reference(value)
+    fig, note, data, breakdown, table, bare = attention.draw_reference(value)
     assert "NVIDIA H100" in str(note) and "NVIDIA H100" in fig["layout"]["title"]["text"]
     assert "unavailable" in str(note)  # flex rows of this CPU run
     assert len(data) == len(rows) and "kernel (median)" in str(breakdown)
@@ -157,13 +164,13 @@ def test_reference_csv_is_listed_and_drawn(results_dir, sweep_rows):
 def test_bare_check_table(results_dir, sweep_rows):
     tmp_path = results_dir
     pd.DataFrame(sweep_rows).to_csv(tmp_path / "attention_sweep.csv", index=False)
-    assert attention.draw_bare("attention_sweep.csv") is None  # no bare check beside it
-    assert attention.draw_bare("../../etc/passwd") is None and attention.draw_bare(["x"]) is None
+    assert attention.draw_reference("attention_sweep.csv")[5] is None  # no bare check beside it
+    assert attention.draw_reference("../../etc/passwd")[5] is None and attention.draw_reference(["x"])[5] is None
     pd.DataFrame([{"seq_len": 4096, "window": 256, "status": "ok", "bare_sdpa_causal_ms": 2.0,
                    "bare_flex_ms": 1.8, "bare_speedup": 2.0 / 1.8, "lab_speedup": 1.1,
                    "speedup_lab_over_bare": 0.99, "within_10pct": True,
                    "device_name": "NVIDIA H100"}]).to_csv(tmp_path / V.BARE_FILE, index=False)
-    out = str(attention.draw_bare("attention_sweep.csv"))
+    out = str(attention.draw_reference("attention_sweep.csv")[5])
     assert "attention-bare-table" in out and "speedup_lab_over_bare" in out and "NVIDIA H100" in out
 
 
