@@ -122,6 +122,7 @@ class StructuredMatrix:
 
     family = "base"
     shape: tuple[int, int]
+    stored: tuple[str, ...] = ()  # the attributes that hold the stored numbers
 
     def apply(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -130,8 +131,9 @@ class StructuredMatrix:
         raise NotImplementedError
 
     @property
-    def n_params(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def n_params(self) -> int:
+        """Numbers stored: the sizes of ``stored`` (indices, permutations not counted)."""
+        return sum(getattr(self, f).size for f in self.stored)
 
     def flops(self, batch: int = 1) -> float:
         """Floating-point operations for ``batch`` vectors (multiply-add = 2)."""
@@ -148,7 +150,8 @@ class StructuredMatrix:
 
     @property
     def dtype(self):
-        return np.float64
+        """The dtype of the stored numbers (``stored``)."""
+        return np.result_type(*(getattr(self, f) for f in self.stored)) if self.stored else np.float64
 
     def storage_bytes(self, itemsize: int = 4) -> int:
         """Bytes to store the operator (values only; no indices for structured families)."""
@@ -169,6 +172,7 @@ class LowRank(StructuredMatrix):
     """A = U V^T with U: (m, r), V: (n, r). Apply as U (V^T x): 2 r (m + n) FLOPs per vector."""
 
     family = "lowrank"
+    stored = ("U", "V")
 
     def __init__(self, U: np.ndarray, V: np.ndarray):
         U, V = np.asarray(U), np.asarray(V)
@@ -184,14 +188,6 @@ class LowRank(StructuredMatrix):
     @property
     def config(self) -> str:
         return f"r={self.rank}"
-
-    @property
-    def dtype(self):
-        return np.result_type(self.U, self.V)
-
-    @property
-    def n_params(self) -> int:
-        return self.U.size + self.V.size
 
     @classmethod
     def fit(cls, A: np.ndarray, rank: int) -> "LowRank":
@@ -242,6 +238,7 @@ class Monarch(StructuredMatrix):
     """
 
     family = "monarch"
+    stored = ("L", "R")
 
     def __init__(self, L: np.ndarray, R: np.ndarray):
         L, R = np.asarray(L), np.asarray(R)
@@ -267,14 +264,6 @@ class Monarch(StructuredMatrix):
     @property
     def config(self) -> str:
         return f"{self.b} blocks of {self.q}"
-
-    @property
-    def dtype(self):
-        return np.result_type(self.L, self.R)
-
-    @property
-    def n_params(self) -> int:
-        return self.L.size + self.R.size
 
     def permutation(self) -> np.ndarray:
         """perm with w = u[perm]: w[j b + k] = u[k q + j]."""
@@ -321,9 +310,10 @@ class Monarch(StructuredMatrix):
     def apply(self, x):
         x, vec = _as_batch(x, self.shape[1])
         B, b, q = x.shape[0], self.b, self.q
-        u = np.einsum("zki,kji->zkj", x.reshape(B, b, q), self.R)
-        w = u.transpose(0, 2, 1).reshape(B, b, q)
-        y = np.einsum("zbt,bst->zbs", w, self.L).reshape(B, b * q)
+        # batched matrix products (BLAS) over the blocks: (b, B, q) throughout
+        u = np.matmul(x.reshape(B, b, q).swapaxes(0, 1), self.R.swapaxes(1, 2))  # [k, z, j]
+        w = u.transpose(1, 2, 0).reshape(B, b, q).swapaxes(0, 1)  # the permutation
+        y = np.matmul(w, self.L.swapaxes(1, 2)).swapaxes(0, 1).reshape(B, b * q)
         return y[0] if vec else y
 
     def apply_reference(self, x):
@@ -355,6 +345,25 @@ class Monarch(StructuredMatrix):
         return run
 
 
+def butterfly_product(twiddle):
+    """T_L ... T_1 of the twiddles (log2 n, n/2, 2, 2) as an (n, n) array (numpy or torch).
+
+    After the factors of strides 1 .. s/2 the product is block diagonal with (s, s)
+    blocks; the factor of stride s joins each pair of blocks into one (2s, 2s) block,
+    N[a s + t, h s + c] = w[t, a, h] M_h[t, c]. About 2 n^2 multiplies in all (one
+    broadcast product per level), not n^2 log2 n for the factors applied to the identity.
+    """
+    levels, half = twiddle.shape[:2]
+    M = twiddle[0].reshape(half, 2, 2)  # stride 1: n/2 blocks of (2, 2)
+    for l in range(1, levels):
+        s = 2 ** l
+        g = half // s
+        w = twiddle[l].reshape(g, s, 2, 2).swapaxes(1, 2)[..., None]  # (g, a, t, h, 1)
+        Mv = M.reshape(g, 2, s, s).swapaxes(1, 2)[:, None]  # (g, 1, t, h, c)
+        M = (w * Mv).reshape(g, 2 * s, 2 * s)
+    return M.reshape(2 * half, 2 * half)
+
+
 class Butterfly(StructuredMatrix):
     """B = T_(n/2) ... T_2 T_1 P: log2 n factors of 2x2 blocks and an input permutation.
 
@@ -365,6 +374,7 @@ class Butterfly(StructuredMatrix):
     """
 
     family = "butterfly"
+    stored = ("twiddle",)
 
     def __init__(self, twiddle: np.ndarray, perm: np.ndarray | None = None):
         twiddle = np.asarray(twiddle)
@@ -387,14 +397,6 @@ class Butterfly(StructuredMatrix):
         p = "" if ident else (", bit-rev. input" if bitrev else ", permuted input")
         return f"{self.levels} factors{p}"
 
-    @property
-    def dtype(self):
-        return self.twiddle.dtype
-
-    @property
-    def n_params(self) -> int:
-        return self.twiddle.size
-
     def _level(self, l: int) -> np.ndarray:
         s = 2 ** l
         return self.twiddle[l].reshape(self.shape[0] // (2 * s), s, 2, 2)
@@ -408,6 +410,13 @@ class Butterfly(StructuredMatrix):
             y = np.einsum("zgbt,gtab->zgat", y.reshape(B, n // (2 * s), 2, s), self._level(l))
             y = y.reshape(B, n)
         return y[0] if vec else y
+
+    def to_dense(self) -> np.ndarray:
+        """The (n, n) matrix: the factors' product (butterfly_product), columns permuted."""
+        T = butterfly_product(self.twiddle)
+        D = np.empty_like(T)
+        D[:, self.perm] = T  # B x = T x[perm]
+        return D
 
     def factors(self) -> list[np.ndarray]:
         """The explicit (n, n) factors [P, T_1, T_2, ...] built entry by entry."""
@@ -528,23 +537,15 @@ class Butterfly(StructuredMatrix):
         cplx = np.iscomplexobj(A) or np.iscomplexobj(self.twiddle)
         # single precision is plenty for a descent that stops at a few digits
         dt = torch.complex64 if cplx else torch.float32
-        n, shape = self.shape[0], self.twiddle.shape
+        shape = self.twiddle.shape
         target = torch.as_tensor(A[:, self.perm], dtype=dt)  # fit B = A P^T
         norm2 = float((target.abs() ** 2).sum()) or 1.0
-
-        def dense(t):
-            y = torch.eye(n, dtype=dt)
-            for l in range(self.levels):  # one batched (2 x 2) @ (2 x n) product per level
-                s = 2 ** l
-                v = y.view(n, n // (2 * s), 2, s).permute(1, 3, 2, 0)  # (groups, s, 2, n)
-                y = (t[l].reshape(n // (2 * s), s, 2, 2) @ v).permute(3, 0, 2, 1).reshape(n, n)
-            return y.T
 
         def loss_and_grad(p: np.ndarray):
             p = torch.from_numpy(p.astype(np.float32))
             half = p.numel() // 2
             t = (torch.complex(p[:half], p[half:]) if cplx else p).reshape(shape).requires_grad_(True)
-            loss = ((dense(t) - target).abs() ** 2).sum() / norm2
+            loss = ((butterfly_product(t) - target).abs() ** 2).sum() / norm2
             loss.backward()
             g = torch.cat([t.grad.real.reshape(-1), t.grad.imag.reshape(-1)]) if cplx else t.grad.reshape(-1)
             return float(loss.detach()), g.numpy().astype(np.float64)
@@ -589,6 +590,7 @@ class Circulant(StructuredMatrix):
     """C[i, j] = c[(i - j) mod n]; C x = ifft(fft(c) * fft(x)). n parameters."""
 
     family = "circulant"
+    stored = ("c",)
 
     def __init__(self, c: np.ndarray):
         c = np.asarray(c)
@@ -596,14 +598,6 @@ class Circulant(StructuredMatrix):
             raise ValueError(f"c: expected a first column of shape (n,) with n >= 2, got {c.shape}")
         self.c = c
         self.shape = (c.size, c.size)
-
-    @property
-    def dtype(self):
-        return self.c.dtype
-
-    @property
-    def n_params(self) -> int:
-        return self.c.size
 
     def flops(self, batch: int = 1) -> float:
         n = self.shape[0]
@@ -653,6 +647,7 @@ class Toeplitz(StructuredMatrix):
     """T[i, j] = t[i - j + n - 1], t: (2n - 1,). Applied through a circulant of size 2n."""
 
     family = "toeplitz"
+    stored = ("t",)
 
     def __init__(self, t: np.ndarray):
         t = np.asarray(t)
@@ -661,14 +656,6 @@ class Toeplitz(StructuredMatrix):
         self.t = t
         n = (t.size + 1) // 2
         self.shape = (n, n)
-
-    @property
-    def dtype(self):
-        return self.t.dtype
-
-    @property
-    def n_params(self) -> int:
-        return self.t.size
 
     def flops(self, batch: int = 1) -> float:
         n2 = 2 * self.shape[0]
@@ -723,6 +710,7 @@ class MagnitudeSparse(StructuredMatrix):
     """The k entries of A largest in magnitude, stored as CSR (values + column indices + row pointers)."""
 
     family = "sparse"
+    stored = ("vals",)
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]):
         self.rows, self.cols, self.vals = np.asarray(rows), np.asarray(cols), np.asarray(vals)
@@ -731,14 +719,6 @@ class MagnitudeSparse(StructuredMatrix):
     @property
     def config(self) -> str:
         return f"density {self.vals.size / (self.shape[0] * self.shape[1]):.3g}"
-
-    @property
-    def dtype(self):
-        return self.vals.dtype
-
-    @property
-    def n_params(self) -> int:
-        return self.vals.size
 
     def storage_bytes(self, itemsize: int = 4) -> int:
         # values, int32 column indices, int32 row pointers
@@ -802,18 +782,11 @@ class Dense(StructuredMatrix):
     """The plain (m, n) matrix, the baseline of every comparison."""
 
     family = "dense"
+    stored = ("W",)
 
     def __init__(self, W: np.ndarray):
         self.W = np.asarray(W)
         self.shape = self.W.shape
-
-    @property
-    def dtype(self):
-        return self.W.dtype
-
-    @property
-    def n_params(self) -> int:
-        return self.W.size
 
     @classmethod
     def random(cls, n: int, seed: int = 0) -> "Dense":
