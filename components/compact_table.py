@@ -6,6 +6,8 @@ shows numbers at 4 significant digits).
                Col("kernel_ms", "kernel (ms)", "median kernel time"))
     compact_table("attention-sweep-rows", rows, COLUMNS)
 
+A long list of columns reads best as a text table: ``columns("key | header | tooltip" lines)``.
+
 The CSV download keeps every column of the rows (it reads the rows' store, not the table).
 """
 from __future__ import annotations
@@ -21,6 +23,18 @@ class Col(NamedTuple):
     key: str        # the row's field
     header: str     # what the table shows, with its unit: "kernel (ms)"
     tooltip: str    # the longer explanation, on hover over the header
+
+
+def columns(table: str) -> tuple[Col, ...]:
+    """Cols from a text table, one column a line: ``key | header | tooltip`` (blank lines
+    skipped; the tooltip may hold '|'), e.g. ``"kernel_ms | kernel (ms) | median kernel time"``."""
+    out = []
+    for line in filter(str.strip, table.splitlines()):
+        parts = [p.strip() for p in line.split("|", 2)]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"columns: expected 'key | header | tooltip' on each line, got {line.strip()!r}")
+        out.append(Col(*parts))
+    return tuple(out)
 
 
 def compact_frame(rows, columns: Sequence[Col]) -> pd.DataFrame:

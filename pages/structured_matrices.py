@@ -7,7 +7,7 @@ import dash
 from dash import Input, Output, State, dcc, html, no_update
 
 from components import figures_structured as figs
-from components.compact_table import Col, compact_table
+from components.compact_table import columns, compact_table
 from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
@@ -164,40 +164,49 @@ def layout(**_kwargs):
 
 # ---------------------------------------------------------------------- callbacks
 VIEW_INPUTS = [Input(ID.target, "value"), Input(ID.size, "value"), Input(ID.budget, "value")]
-BUDGET_COLUMNS = (Col("family", "family", "structured family, or magnitude-pruned sparse"),
-                  Col("relative error", "rel. error", "relative Frobenius error ||A - fit|| / ||A||"),
-                  Col("params", "params", "numbers stored (sparse: values only; indices are extra)"),
-                  Col("configuration", "config", "the best configuration within the budget"),
-                  Col("note", "note", "why a family has no fit within the budget (the CSV has it too)"))
-COMPARE_COLUMNS = (Col("matrix type", "matrix type", "the chapter's row"),
-                   Col("chapter: storage", "storage (chapter)", "the chapter's storage estimate"),
-                   Col("chapter: multiply cost", "multiply (chapter)", "the chapter's multiply cost"),
-                   Col("chapter: hardware efficiency", "efficiency (chapter)", "the chapter's hardware efficiency"),
-                   Col("measured: time (ms)", "time (ms)", "measured median apply time"),
-                   Col("measured: speedup vs dense", "speedup (x)", "t(dense) / t, same dtype and batch"),
-                   Col("measured: FLOP ratio", "FLOP ratio (x)", "dense FLOPs / FLOPs"),
-                   Col("measured: efficiency", "efficiency", "measured speedup / FLOP ratio"),
-                   Col("measured: status", "status", "ok, or why not measured"))
-GOAL_COLUMNS = (Col("comparison", "comparison", "what is compared (and against which dense)"),
-                Col("dtype", "dtype", "the operator's dtype"),
-                Col("goal speedup (H200)", "goal (x)", "the lab's goal: measured on an H200 at n = 8192, batch 4096"),
-                Col("lab speedup", "lab (x)", "measured here"),
-                Col("goal FLOP ratio", "goal FLOPs (x)", "dense FLOPs / FLOPs at the goal's shape"),
-                Col("lab FLOP ratio", "lab FLOPs (x)", "dense FLOPs / FLOPs at the lab's shape"),
-                Col("lab config", "lab config", "the measured operator's configuration"),
-                Col("lab at", "lab at", "the measured shape"), Col("lab device", "lab device", "where it ran"),
-                Col("status", "status", "ok, or why not measured"))
+BUDGET_COLUMNS = columns("""
+family         | family    | structured family, or magnitude-pruned sparse
+relative error | rel. error | relative Frobenius error ||A - fit|| / ||A||
+params         | params    | numbers stored (sparse: values only; indices are extra)
+configuration  | config    | the best configuration within the budget
+note           | note      | why a family has no fit within the budget (the CSV has it too)
+""")
+COMPARE_COLUMNS = columns("""
+matrix type                  | matrix type          | the chapter's row
+chapter: storage             | storage (chapter)    | the chapter's storage estimate
+chapter: multiply cost       | multiply (chapter)   | the chapter's multiply cost
+chapter: hardware efficiency | efficiency (chapter) | the chapter's hardware efficiency
+measured: time (ms)          | time (ms)            | measured median apply time
+measured: speedup vs dense   | speedup (x)          | t(dense) / t, same dtype and batch
+measured: FLOP ratio         | FLOP ratio (x)       | dense FLOPs / FLOPs
+measured: efficiency         | efficiency           | measured speedup / FLOP ratio
+measured: status             | status               | ok, or why not measured
+""")
+GOAL_COLUMNS = columns("""
+comparison          | comparison     | what is compared (and against which dense)
+dtype               | dtype          | the operator's dtype
+goal speedup (H200) | goal (x)       | the lab's goal: measured on an H200 at n = 8192, batch 4096
+lab speedup         | lab (x)        | measured here
+goal FLOP ratio     | goal FLOPs (x) | dense FLOPs / FLOPs at the goal's shape
+lab FLOP ratio      | lab FLOPs (x)  | dense FLOPs / FLOPs at the lab's shape
+lab config          | lab config     | the measured operator's configuration
+lab at              | lab at         | the measured shape
+lab device          | lab device     | where it ran
+status              | status         | ok, or why not measured
+""")
 
 
 @pure_callback(Output(ID.target_info, "children"), Output(ID.pareto, "figure"), Output(ID.pareto_rows, "data"),
-          Output(ID.budget_table, "children"), Output(ID.budget_rows, "data"), *VIEW_INPUTS)
+               Output(ID.budget_table, "children"), Output(ID.budget_rows, "data"), Output(ID.heatmaps, "figure"),
+               *VIEW_INPUTS)
 def update_analysis(target, size_log2, budget_exp):
-    """Target, Pareto plot and the at-budget table (fits computed once per input, cached)."""
+    """Target, Pareto plot, the at-budget table and the heatmaps, in one request so that
+    each fit is computed once (per (target, n) and per budget, then cached)."""
     try:
         target, n, k = pareto.view_inputs(target, size_log2, budget_exp)
         a, view = pareto.analysis(target, n), pareto.budget_view(target, n, k)
     except ValueError as exc:
-        return error_message(exc), figs.empty_figure(str(exc)), [], None, []
+        return error_message(exc), figs.empty_figure(str(exc)), [], None, [], figs.empty_figure(str(exc))
     info = html.Div([
         stat("target", a.target.label, id=ID.target_label),
         stat("size", f"{n} x {n}"),
@@ -205,17 +214,8 @@ def update_analysis(target, size_log2, budget_exp):
         html.P(a.target.note, className="section-note"),
     ])
     return (info, figs.pareto_figure_json(a.rows, view.budget, n), list(a.rows),
-            compact_table(ID.budget_data, list(view.table), BUDGET_COLUMNS, page_size=8), list(view.table))
-
-
-@pure_callback(Output(ID.heatmaps, "figure"), *VIEW_INPUTS)
-def update_heatmaps(target, size_log2, budget_exp):
-    """The target, each family's fit at the budget and the best fit's error, as heatmaps."""
-    try:
-        view = pareto.budget_view(*pareto.view_inputs(target, size_log2, budget_exp))
-    except ValueError as exc:
-        return figs.empty_figure(str(exc))
-    return figs.heatmap_grid_json(view.panels)
+            compact_table(ID.budget_data, list(view.table), BUDGET_COLUMNS, page_size=8), list(view.table),
+            figs.heatmap_grid_json(view.panels))
 
 
 def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from engine.runtime.cache import pure_cache
-
 from engine.structured.operators import (FAMILIES, FAMILY_LABELS, Butterfly, Circulant, LowRank,
                                          MagnitudeSparse, Monarch, StructuredMatrix, Toeplitz,
                                          check_square, few_threads, is_pow2, relative_error)
@@ -19,6 +19,24 @@ def lowrank_ranks(n: int) -> list[int]:
     return [r for r in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if r <= n // 2]
 
 
+def budget_config(family: str, n: int, budget: int | None) -> dict | None:
+    """The configuration ``fit_family`` picks for ``family`` at size n within ``budget``
+    parameters: {"rank": r}, {"nblocks": b}, {"nnz": k} or {} (butterfly, circulant,
+    Toeplitz have one configuration); None when no configuration fits the budget."""
+    check_choice("family", family, FAMILIES)
+    if family == "lowrank":
+        rank = min(int(budget // (2 * n)), n) if budget is not None else 1
+        return {"rank": rank} if rank >= 1 else None
+    if family == "monarch":
+        ok = [b for b in Monarch.valid_blocks(n) if budget is None or 2 * n * n // b <= budget]
+        return {"nblocks": min(ok)} if ok else None
+    if family == "sparse":
+        return {"nnz": n * n if budget is None else min(int(budget), n * n)}
+    fixed = {"butterfly": 2 * n * int(math.log2(n)) if is_pow2(n) else None,
+             "circulant": n, "toeplitz": 2 * n - 1}[family]
+    return None if fixed is None or (budget is not None and fixed > budget) else {}
+
+
 def fit_family(A: np.ndarray, family: str, budget: int | None = None, *, rank: int | None = None,
                nblocks: int | None = None, butterfly_steps: int = 100) -> StructuredMatrix | None:
     """The best operator of ``family`` for A within ``budget`` parameters (None: no
@@ -26,39 +44,37 @@ def fit_family(A: np.ndarray, family: str, budget: int | None = None, *, rank: i
     check_choice("family", family, FAMILIES)
     A = check_square(A)
     n = A.shape[0]
-    if family == "lowrank":
-        if rank is None:
-            rank = min(int(budget // (2 * n)), n) if budget is not None else 1
-            if rank < 1:
-                return None
-        return LowRank.fit(A, rank)
-    if family == "monarch":
-        if nblocks is None:
-            ok = [b for b in Monarch.valid_blocks(n) if budget is None or 2 * n * n // b <= budget]
-            if not ok:
-                return None
-            nblocks = min(ok)
-        return Monarch.fit(A, nblocks)
-    if family == "sparse":
-        k = n * n if budget is None else min(int(budget), n * n)
-        return MagnitudeSparse.fit(A, k)
-    fixed = {"butterfly": 2 * n * int(math.log2(n)) if is_pow2(n) else None,
-             "circulant": n, "toeplitz": 2 * n - 1}[family]
-    if fixed is None or (budget is not None and fixed > budget):
+    given = {"lowrank": rank, "monarch": nblocks}.get(family)
+    config = budget_config(family, n, budget) if given is None else {}
+    if config is None:
         return None
+    if family == "lowrank":
+        return LowRank.fit(A, config.get("rank", rank))
+    if family == "monarch":
+        return Monarch.fit(A, config.get("nblocks", nblocks))
+    if family == "sparse":
+        return MagnitudeSparse.fit(A, config["nnz"])
     if family == "butterfly":
         return Butterfly.fit(A, steps=butterfly_steps)
     return Circulant.fit(A) if family == "circulant" else Toeplitz.fit(A)
 
 
-def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
-                butterfly_steps: int = 100) -> list[dict]:
-    """Relative Frobenius error against parameter count: every configuration of every
-    family, and magnitude-pruned sparse at each of those counts.
+def _same_config(op: StructuredMatrix, family: str, config: dict) -> bool:
+    """Whether ``op`` is the configuration ``config`` of ``family`` (budget_config)."""
+    if op.family != family:
+        return False
+    if family == "lowrank":
+        return op.rank == config["rank"]
+    if family == "monarch":
+        return op.b == config["nblocks"]
+    return family in ("butterfly", "circulant", "toeplitz")
 
-    Returns rows {family, label, config, params, share_of_dense, flops_per_vector, rel_error}.
-    ``butterfly``: an already fitted butterfly for A (fitting it is the slow part).
-    """
+
+def fitted_operators(A: np.ndarray, butterfly: StructuredMatrix | None = None,
+                     butterfly_steps: int = 100) -> list[StructuredMatrix]:
+    """Every configuration of every structured family fitted to A (n, n): low-rank at
+    each rank of ``lowrank_ranks`` (one SVD), Monarch at each valid block count, the
+    butterfly (``butterfly`` when already fitted: it is the slow fit), circulant, Toeplitz."""
     A = check_square(A)
     n = A.shape[0]
     with few_threads():
@@ -68,6 +84,23 @@ def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
         if is_pow2(n):
             ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
         ops += [Circulant.fit(A), Toeplitz.fit(A)]
+    return ops
+
+
+def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
+                butterfly_steps: int = 100, ops: list[StructuredMatrix] | None = None) -> list[dict]:
+    """Relative Frobenius error against parameter count: every configuration of every
+    family, and magnitude-pruned sparse at each of those counts.
+
+    Returns rows {family, label, config, params, share_of_dense, flops_per_vector, rel_error}.
+    ``butterfly``: an already fitted butterfly for A (fitting it is the slow part);
+    ``ops``: fitted_operators(A) when already computed.
+    """
+    A = check_square(A)
+    n = A.shape[0]
+    if ops is None:
+        ops = fitted_operators(A, butterfly, butterfly_steps)
+    with few_threads():
         rows = [_row(A, op) for op in ops]
         for count in sorted({r["params"] for r in rows}):
             rows.append(_row(A, MagnitudeSparse.fit(A, min(count, n * n))))
@@ -81,11 +114,13 @@ def _row(A: np.ndarray, op: StructuredMatrix) -> dict:
             "flops_per_vector": float(op.flops(1)), "rel_error": relative_error(A, op.to_dense())}
 
 
-def fits_at_budget(A: np.ndarray, budget: int, butterfly: StructuredMatrix | None = None) -> list[dict]:
+def fits_at_budget(A: np.ndarray, budget: int, fitted: Sequence[StructuredMatrix] = ()) -> list[dict]:
     """Each family's best operator within ``budget`` parameters.
 
     Returns [{family, label, op (or None), config, params, rel_error, note}] in FAMILIES order;
     op is None (with a note giving the smallest size) when the family cannot fit.
+    ``fitted``: operators already fitted to A (fitted_operators); a family's pick is taken
+    from them when it is there (the same configuration fit_family would fit), else fitted.
     """
     A = check_square(A)
     n = A.shape[0]
@@ -93,10 +128,9 @@ def fits_at_budget(A: np.ndarray, budget: int, butterfly: StructuredMatrix | Non
     out = []
     with few_threads():
         for fam in FAMILIES:
-            if fam == "butterfly" and butterfly is not None:
-                op = butterfly if butterfly.n_params <= budget else None
-            else:
-                op = fit_family(A, fam, budget)
+            config = budget_config(fam, n, budget)
+            reuse = [op for op in fitted if config is not None and _same_config(op, fam, config)]
+            op = reuse[0] if reuse else fit_family(A, fam, budget)
             row = {"family": fam, "label": FAMILY_LABELS[fam], "op": op}
             if op is None:
                 row.update(config="", params=None, rel_error=None,
@@ -169,22 +203,23 @@ def view_inputs(target, size_log2, budget_exp) -> tuple[str, int, int]:
 
 @dataclass(frozen=True)
 class Analysis:
-    """A target, its fitted butterfly (the slow fit) and its Pareto rows."""
+    """A target, every configuration fitted to it (fitted_operators, with the slow
+    butterfly fit) and its Pareto rows."""
 
     target: object  # engine.structured.targets.Target
-    butterfly: StructuredMatrix | None
+    ops: tuple[StructuredMatrix, ...]
     rows: tuple[dict, ...]
 
 
 @pure_cache
 def analysis(target: str, n: int) -> Analysis:
-    """The target ``target`` at size n, its butterfly fit and pareto_rows: computed once
-    per (target, n) and kept in the lab's bounded cache of pure results."""
+    """The target ``target`` at size n, every configuration fitted to it and pareto_rows:
+    computed once per (target, n) and kept in the lab's bounded cache of pure results."""
     from engine.structured.targets import make_target
 
     tg = make_target(target, n)
-    bfly = Butterfly.fit(tg.matrix, steps=butterfly_steps(n)) if is_pow2(n) else None
-    return Analysis(tg, bfly, tuple(pareto_rows(tg.matrix, butterfly=bfly)))
+    ops = fitted_operators(tg.matrix, butterfly_steps=butterfly_steps(n))
+    return Analysis(tg, tuple(ops), tuple(pareto_rows(tg.matrix, ops=ops)))
 
 
 @dataclass(frozen=True)
@@ -206,7 +241,7 @@ def budget_view(target: str, n: int, exponent: int) -> BudgetView:
     a = analysis(target, n)
     A = a.target.matrix
     budget = budget_params(n, exponent)
-    fits = fits_at_budget(A, budget, butterfly=a.butterfly)
+    fits = fits_at_budget(A, budget, fitted=a.ops)  # no fit twice
     table = tuple({"family": f["label"], "relative error": f["rel_error"], "params": f["params"],
                    "configuration": f["config"] or "-",
                    "share of dense": None if f["params"] is None else f["params"] / (n * n),

@@ -66,7 +66,7 @@ at.draw_mask("longformer", 512, 32, *DEFAULT); at.draw_weights("longformer", 512
 moe.update_routing(64, 8, 2, 1.25, 64, 1.0, 0, 0, [], 0, 256)
 list(itertools.islice(moe.plan_training(4, 2, 0.1, 1).rows, 1))
 list(itertools.islice(moe.plan_sweep(16, 2, "8/2", "float32", "cpu").rows, 1))
-sm.update_analysis("kernel", 6, 2); sm.update_heatmaps("kernel", 6, 2)
+sm.update_analysis("kernel", 6, 2)
 list(itertools.islice(sm.plan_sweep(256, [1], ["float32"], 4, 4).rows, 1))
 
 # /attention: every mask at the longest sequence and smallest block, all parameters at their maxima
@@ -110,7 +110,7 @@ run("moe sweep past", moe.plan_sweep, S["d_model"][1] + 8, 16, "8/2", "float32",
 top = max(pareto.SIZE_EXPONENTS)
 for target in ("kernel", "dft", "conv", "gaussian"):
     run(f"sm analysis {target} n={2 ** top}", sm.update_analysis, target, top, min(pareto.BUDGET_EXPONENTS))
-    run(f"sm heatmaps {target} n={2 ** top}", sm.update_heatmaps, target, top, max(pareto.BUDGET_EXPONENTS))
+    run(f"sm analysis {target} n={2 ** top}, last budget", sm.update_analysis, target, top, max(pareto.BUDGET_EXPONENTS))
 run("sm analysis past", sm.update_analysis, "kernel", top + 1, 2)
 run("sm sweep at its limits", sm.plan_sweep, max(sweep.SWEEP_SIZES), list(sweep.BATCHES), list(sweep.DTYPES),
     sweep.RANK_LIMITS[1], 64)

@@ -43,8 +43,7 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
     import plotly.graph_objects as go
 
-    info, pareto, rows, table, _budget_rows = page.update_analysis("dft", 6, 2)
-    heat = page.update_heatmaps("dft", 6, 2)
+    info, pareto, rows, table, _budget_rows, heat = page.update_analysis("dft", 6, 2)
     pareto, heat = go.Figure(pareto), go.Figure(heat)  # cached as JSON-ready dicts
     assert "DFT" in str(info) and f"{64 * 64 // 4:,}" in str(info)
     names = {t.name for t in pareto.data}
@@ -57,7 +56,7 @@ def test_analysis_draws_pareto_table_and_heatmaps(tmp_path, monkeypatch):
     assert all(pd.isna(r["params"]) or r["params"] <= 64 * 64 // 4 for r in table.data)
     titles = [a.text for a in heat.layout.annotations]
     assert titles[0].startswith("target") and len(titles) == len(operators.FAMILIES) + 2
-    raw = page.update_heatmaps("dft", 6, 2)["data"]
+    raw = page.update_analysis("dft", 6, 2)[5]["data"]
     assert all(t["z"]["dtype"] == "f4" for t in raw if isinstance(t.get("z"), dict))  # binary, small
 
 
@@ -72,7 +71,7 @@ def test_moving_the_budget_reuses_the_cached_fits(tmp_path, monkeypatch):
     page.update_analysis("kernel", 6, 4)  # new budget: the analysis is reused
     assert par.analysis.cache_info().misses == a_misses and par.budget_view.cache_info().misses == v_misses + 1
     hits = par.budget_view.cache_info().hits
-    page.update_heatmaps("kernel", 6, 4)
+    page.update_analysis("kernel", 6, 4)
     assert par.budget_view.cache_info().hits == hits + 1
     assert par.budget_view("kernel", 6, 3).budget != par.budget_view("kernel", 6, 4).budget
     assert par.budget_view("gaussian", 6, 3).panels[0][0] != par.budget_view("kernel", 6, 3).panels[0][0]
@@ -91,9 +90,9 @@ def test_budget_changes_only_what_fits(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("target,size,budget,words", BAD_ANALYSIS)
 def test_analysis_shows_bad_input_as_a_message(target, size, budget, words):
-    info, pareto, rows, table, _budget_rows = page.update_analysis(target, size, budget)
+    info, pareto, rows, table, _budget_rows, heat = page.update_analysis(target, size, budget)
     assert "msg-error" in info.className and words in str(info.children), info.children
-    assert rows == [] and words in page.update_heatmaps(target, size, budget).layout.annotations[0].text
+    assert rows == [] and words in heat.layout.annotations[0].text
     assert "msg-error" in info.className
 
 

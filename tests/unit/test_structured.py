@@ -104,6 +104,39 @@ def test_butterfly_gradient_descent_improves_on_the_projection():
     assert refined < start - 1e-3
 
 
+@pytest.mark.parametrize("n", (2, 4, 16, 64))
+@pytest.mark.parametrize("make", [operators.Butterfly.random, operators.Butterfly.dft], ids=["random", "dft"])
+def test_butterfly_product_equals_the_factors_applied_to_the_identity(make, n):
+    """The fast dense form (block by block) == the factors applied one by one (the base
+    class's to_dense) == the explicit factors multiplied; numpy and torch alike."""
+    torch = pytest.importorskip("torch")
+    op = make(n)
+    slow = operators.StructuredMatrix.to_dense(op)
+    np.testing.assert_allclose(op.to_dense(), slow, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.multi_dot([np.eye(n), *op.factors()[::-1]]), slow, atol=1e-12)
+    T = operators.butterfly_product(torch.as_tensor(op.twiddle)).numpy()
+    np.testing.assert_allclose(T, slow[:, op.perm], atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["kernel", "dft"])
+def test_fits_at_budget_reusing_the_fitted_operators_equals_fitting_again(target):
+    """What /structured-matrices shows at a budget from the analysis' operators == each
+    family fitted for that budget from scratch (fit_family), at every budget of the slider."""
+    A = targets.make_target(target, 64).matrix
+    fitted = pareto.fitted_operators(A, butterfly_steps=5)
+    bfly = next(op for op in fitted if op.family == "butterfly")
+    for k in pareto.BUDGET_EXPONENTS:
+        budget = pareto.budget_params(64, k)
+        fast = pareto.fits_at_budget(A, budget, fitted=fitted)
+        slow = pareto.fits_at_budget(A, budget, fitted=[bfly])  # the butterfly fit is the same one
+        for f, s in zip(fast, slow):
+            assert (f["family"], f["config"], f["params"], f["note"]) == (s["family"], s["config"], s["params"], s["note"])
+            if f["op"] is not None:
+                assert f["family"] == "sparse" or any(f["op"] is op for op in fitted)  # reused, not refitted
+                np.testing.assert_allclose(f["op"].to_dense(), s["op"].to_dense(), atol=1e-10)
+                assert f["rel_error"] == pytest.approx(s["rel_error"], abs=1e-12)
+
+
 def test_lowrank_fit_is_eckart_young():
     A = targets.gaussian_matrix(32, seed=4)
     s = np.linalg.svd(A, compute_uv=False)
