@@ -15,6 +15,7 @@ hollow and grey, with one legend entry NOISY_LABEL per figure.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -152,3 +153,43 @@ def add_noisy_legend(fig: go.Figure) -> go.Figure:
                              marker=dict(symbol="circle-open", color=NOISY_COLOR, size=9,
                                          line=dict(color=NOISY_COLOR, width=1.5))))
     return fig
+
+
+def subplot_grid(rows: int, cols: int, titles: Sequence[str], **spacing) -> dict:
+    """The layout dict of ``make_subplots(rows, cols, subplot_titles=titles, **spacing)``
+    (axes with their domains, one title annotation per subplot), built once per grid:
+    fill its axes and add traces as plain dicts, then ``unvalidated_figure``. Subplot k
+    (0-based, row by row) draws on axes "x{k+1}" / "y{k+1}" ("x" / "y" for k = 0)."""
+    import json
+
+    layout = json.loads(_grid_json(rows, cols, len(titles), json.dumps(spacing, sort_keys=True)))  # a fresh copy
+    for note, text in zip(layout.get("annotations", []), titles):
+        note["text"] = text
+    return layout
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_json(rows: int, cols: int, n_titles: int, spacing: str) -> str:
+    import json
+
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[" "] * n_titles, **json.loads(spacing))
+    layout = fig.to_plotly_json()["layout"]
+    layout.pop("template", None)  # the figure takes the lab's template by reference
+    return json.dumps(layout)
+
+
+def unvalidated_figure(data: list[dict], layout: dict) -> go.Figure:
+    """go.Figure of plain trace and layout dicts without plotly's per-property validation
+    (most of a large grid's build time); numpy arrays still go out binary-encoded. Only
+    for dicts built by the lab's figure functions, whose output tests compare with the
+    validated build."""
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+@functools.lru_cache(maxsize=32)
+def colorscale(name: str) -> tuple:
+    """The named plotly colour scale ("RdBu_r", "Blues") as the ((stop, colour), ...) pairs
+    a validated figure sends: for traces built as plain dicts."""
+    return go.Heatmap(colorscale=name).colorscale

@@ -13,11 +13,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure
+from components.figures_common import colorscale, empty_figure, subplot_grid, unvalidated_figure
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
 PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
            "#5c7cfa", "#495057", "#a61e4d"]
 OK = ("ok", "reused")
+
+
+def pattern_titles(view) -> list[str]:
+    """The subplot titles of pattern_heatmaps: each pattern's zeros and how the whole
+    matrix is drawn (entry by entry, or cells of f x f), then each zoomed corner."""
+    info = {r["pattern"]: r for r in view.rows}
+    n, f, z = view.size, view.factor, view.zoom[0].shape[0]
+    whole = (f"whole {n} x {n}" if f == 1 else
+             f"{n} x {n} as {view.overview[0].shape[0]} x {view.overview[0].shape[1]} cells of {f} x {f}")
+    return ([f"{lab}: {100 * info[lab]['sparsity']:.1f} % zeros<br>{whole}" for lab in view.labels]
+            + [f"{lab}: top-left {z} x {z} entries" for lab in view.labels])
 
 
 def pattern_heatmaps(view) -> go.Figure:
@@ -27,41 +38,40 @@ def pattern_heatmaps(view) -> go.Figure:
     side, else downsampled by block density (the fraction kept per f x f cell, said in
     the titles and colour bar). Bottom row: the top-left corner entry by entry, where
     the shape of each pattern shows. Arrays go out as float32 (plotly's binary encoding).
+    Built as plain dicts on a cached subplot grid (figures_common.subplot_grid): the
+    figure make_subplots and per-panel updates give, without validating every property.
     """
-    labels = list(view.labels)
-    info = {r["pattern"]: r for r in view.rows}
-    n, f, z = view.size, view.factor, view.zoom[0].shape[0]
-    whole = (f"whole {n} x {n}" if f == 1 else
-             f"{n} x {n} as {view.overview[0].shape[0]} x {view.overview[0].shape[1]} cells of {f} x {f}")
-    titles = [f"{lab}: {100 * info[lab]['sparsity']:.1f} % zeros<br>{whole}" for lab in labels]
-    titles += [f"{lab}: top-left {z} x {z} entries" for lab in labels]
-    fig = make_subplots(rows=2, cols=len(labels), subplot_titles=titles, horizontal_spacing=0.05,
-                        vertical_spacing=0.14, row_heights=[0.5, 0.5])
+    labels, f = list(view.labels), view.factor
+    layout = subplot_grid(2, len(labels), pattern_titles(view), horizontal_spacing=0.05, vertical_spacing=0.14,
+                          row_heights=[0.5, 0.5])
     wmax = view.w_max or 1.0
+    blues = colorscale("Blues")
+    traces = []
     for i, lab in enumerate(labels, start=1):
-        grid = view.overview[i - 1]
         over_bar = "|w| kept" if f == 1 else f"fraction kept per {f}x{f} cell"
-        fig.add_trace(go.Heatmap(
-            z=grid, zmin=0, zmax=wmax if f == 1 else 1.0, colorscale="Blues",
-            showscale=(i == len(labels)), colorbar=dict(title=dict(text=over_bar, side="right"),
-                                                       thickness=12, len=0.42, y=0.79),
+        last = i == len(labels)
+        traces.append(dict(
+            type="heatmap", z=view.overview[i - 1], zmin=0, zmax=wmax if f == 1 else 1.0, colorscale=blues,
+            showscale=last, colorbar=dict(title=dict(text=over_bar, side="right"), thickness=12, len=0.42, y=0.79),
             hovertemplate=("row %{y}, col %{x}: |w| %{z:.3g}" if f == 1 else
-                           f"rows %{{y}}x{f}.., cols %{{x}}x{f}..: %{{z:.0%}} kept") + f"<extra>{lab}</extra>"),
-            row=1, col=i)
-        fig.add_trace(go.Heatmap(
-            z=view.zoom[i - 1], zmin=0, zmax=wmax, colorscale="Blues", showscale=(i == len(labels)),
+                           f"rows %{{y}}x{f}.., cols %{{x}}x{f}..: %{{z:.0%}} kept") + f"<extra>{lab}</extra>",
+            xaxis="x" if i == 1 else f"x{i}", yaxis="y" if i == 1 else f"y{i}"))
+        k = len(labels) + i
+        traces.append(dict(
+            type="heatmap", z=view.zoom[i - 1], zmin=0, zmax=wmax, colorscale=blues, showscale=last,
             colorbar=dict(title=dict(text="|w| kept", side="right"), thickness=12, len=0.42, y=0.21),
-            xgap=1, ygap=1, hovertemplate="row %{y}, col %{x}: |w| %{z:.3g}<extra>" + lab + "</extra>"),
-            row=2, col=i)
+            xgap=1, ygap=1, hovertemplate="row %{y}, col %{x}: |w| %{z:.3g}<extra>" + lab + "</extra>",
+            xaxis=f"x{k}", yaxis=f"y{k}"))
         for r, unit in ((1, "" if f == 1 else f" / {f}"), (2, "")):
             k = (r - 1) * len(labels) + i
-            fig.update_xaxes(title_text="column" + unit, showgrid=False, row=r, col=i)
-            fig.update_yaxes(autorange="reversed", showgrid=False, scaleanchor="x" if k == 1 else f"x{k}",
-                             title_text=("row" + unit) if i == 1 else None, row=r, col=i)
-    fig.update_annotations(font_size=12)
-    fig.update_layout(height=780, font=FONT, margin=dict(l=50, r=30, t=70, b=40),
-                      plot_bgcolor="white")
-    return fig
+            suffix = "" if k == 1 else str(k)
+            layout[f"xaxis{suffix}"].update(title=dict(text="column" + unit), showgrid=False)
+            layout[f"yaxis{suffix}"].update(autorange="reversed", showgrid=False, scaleanchor=f"x{suffix}",
+                                            **(dict(title=dict(text="row" + unit)) if i == 1 else {}))
+    for note in layout["annotations"]:
+        note["font"]["size"] = 12
+    layout.update(height=780, font=FONT, margin=dict(l=50, r=30, t=70, b=40), plot_bgcolor="white")
+    return unvalidated_figure(traces, layout)
 
 
 def _series_label(row: pd.Series) -> str:

@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure
-from components.figures_common import add_points
+from components.figures_common import (add_points, colorscale, empty_figure, subplot_grid,
+                                       unvalidated_figure)
 from engine.bench.measurement import ratio_noisy
 from engine.runtime.cache import pure_cache
 from engine.structured.operators import FAMILY_LABELS
@@ -61,35 +61,37 @@ def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4)
     """One heatmap per (title, matrix); matrices share one symmetric colour scale.
 
     Matrices arrive small and real (engine.structured.pareto.block_means); a panel with no
-    matrix (over budget) is left empty with its title saying why."""
+    matrix (over budget) is left empty with its title saying why. Built as plain dicts on
+    a cached subplot grid (figures_common.subplot_grid): the same figure as make_subplots
+    and per-panel updates give, without validating every property (tests compare)."""
     if not panels:
         return empty_figure("no data")
     rows = math.ceil(len(panels) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
-                        horizontal_spacing=0.03, vertical_spacing=0.09)
+    layout = subplot_grid(rows, cols, [t for t, _ in panels], horizontal_spacing=0.03, vertical_spacing=0.09)
     mats = [np.asarray(M) for _, M in panels if M is not None]
     lim = max((float(np.max(np.abs(M))) for M in mats), default=1.0) or 1.0
     # the target sets the scale when it is the first panel, so errors are comparable
     if panels[0][1] is not None:
         lim = float(np.max(np.abs(panels[0][1]))) or lim
-    traces, where, axes = [], ([], []), {}
-    for k, (title, M) in enumerate(panels):
-        r, c = divmod(k, cols)
-        if M is None:
-            traces.append(go.Heatmap(z=[[None]], showscale=False))
-        else:
-            traces.append(go.Heatmap(z=np.asarray(M, dtype=np.float32), zmin=-lim, zmax=lim, colorscale="RdBu_r",
-                                     showscale=(k == 0), colorbar=dict(title="value", len=0.8, thickness=12),
-                                     hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"))
-        where[0].append(r + 1)
-        where[1].append(c + 1)
+    traces = []
+    for k, (_title, M) in enumerate(panels):
         suffix = str(k + 1) if k else ""
-        axes[f"yaxis{suffix}"] = dict(autorange="reversed", scaleanchor=f"x{suffix}", showticklabels=False)
-        axes[f"xaxis{suffix}"] = dict(showticklabels=False)
-    fig.add_traces(traces, rows=where[0], cols=where[1])  # one update, not one per panel
-    fig.update_layout(axes)
-    fig.update_annotations(font_size=12)
-    return _base(fig, 270 * rows + 40).update_layout(margin=dict(l=20, r=20, t=50, b=20))
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        if M is None:
+            traces.append({"type": "heatmap", "z": [[None]], "showscale": False, **axes})
+        else:
+            traces.append({"type": "heatmap", "z": np.asarray(M, dtype=np.float32), "zmin": -lim, "zmax": lim,
+                           "colorscale": colorscale("RdBu_r"), "showscale": k == 0,
+                           "colorbar": {"title": {"text": "value"}, "len": 0.8, "thickness": 12},
+                           "hovertemplate": "row %{y}, col %{x}: %{z:.3g}<extra></extra>", **axes})
+        layout[f"yaxis{suffix}"].update(autorange="reversed", scaleanchor=f"x{suffix}", showticklabels=False)
+        layout[f"xaxis{suffix}"].update(showticklabels=False)
+    for note in layout["annotations"]:
+        note["font"]["size"] = 12
+    layout.update(height=270 * rows + 40, margin=dict(l=20, r=20, t=50, b=20), font=FONT,
+                  plot_bgcolor="#ffffff", paper_bgcolor="#ffffff",
+                  legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return unvalidated_figure(traces, layout)
 
 
 def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
