@@ -275,6 +275,23 @@ def test_config_labels_round_trip_and_every_block_has_candidates():
     assert all(c.kind == "ptr" for c in lab.candidate_configs(64, 4096, tma=False))
 
 
+def test_old_union_labels_parse_as_the_config_docstring_says(monkeypatch):
+    """Config's docstring: an MMA-skipping union label ("S") parses and config_ok refuses
+    it; labels of the explored kinds uptr / uatma (old tuning CSVs) raise."""
+    skipping = lab.Config.from_label("utma n256 r2 S w4 s3")
+    assert skipping.skip and skipping.union and skipping.label() == "utma n256 r2 S w4 s3"
+    from engine.sparse.kernels import bsr_configs
+
+    monkeypatch.setattr(bsr_configs, "interpreting", lambda: True)  # a CPU tensor may run utma
+    a = lab.BsrMatrix.random(128, 128, 64, 0.5, dtype=torch.float16)
+    b = torch.randn(128, 64, dtype=torch.float16)
+    assert lab.config_ok(a, b, lab.Config.from_label("utma n256 r2 N w4 s3"))
+    assert not lab.config_ok(a, b, skipping)
+    for old in ("uptr n256 r2 N w4 s3", "uatma n256 r2 N w4 s3"):
+        with pytest.raises(ValueError, match="expected a label like"):
+            lab.Config.from_label(old)
+
+
 def test_presets_follow_density_and_fall_back_without_tma(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     b = torch.zeros(64 * 8, 12, dtype=torch.float16)  # k = 12: no TMA (needs k % 8 == 0)

@@ -30,8 +30,11 @@ class Config:
     "tma" (tensor-memory-accelerator descriptors; GROUP 1, no TRANS, sm_90+),
     "pers" (persistent, TMA: ``occ`` programs per SM walk host-balanced runs of steps,
     see ``persist_plan``; GROUP 1, no TRANS), or "utma" (the union schedule, B by TMA,
-    ``rows`` block rows per program, see ``union_plan``). ``skip`` survives only so that
-    labels of explored kinds in old tuning CSVs still parse; no kernel here takes it."""
+    ``rows`` block rows per program, see ``union_plan``). ``skip`` is the "S" of a union
+    label ("utma n256 r2 S w4 s3", the MMA-skipping form now in
+    benchmarks/bsr_explore_kernels.py): such labels still parse, and ``config_ok`` refuses
+    them, as no kernel here takes it. Labels of the explored kinds "uptr" and "uatma"
+    (in old tuning CSVs under benchmarks/results/) do not parse: ``from_label`` raises."""
 
     block_n: int = 128
     group: int = 1
