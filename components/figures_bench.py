@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.figures_common import add_points, empty_figure, noisy_mask, reference_line
+from engine.bench.measurement import NOISY_LABEL
 
 COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
           "torch-bsr": "#2ca02c", "scipy-csr": "#9467bd", "lab-bsr": "#d62728",
@@ -311,32 +312,39 @@ def measured_table(local: pd.DataFrame | None) -> pd.DataFrame:
     return piv
 
 
-PER_CALL_VIEWS = (("per call", "per call: x dense", "per call: lab-bsr (us)"),
-                  ("kernel only", "kernel-only: x dense", "kernel-only: lab-bsr (us)"))
+PER_CALL_VIEWS = (("per call", "per call: x dense", "per call: lab-bsr (us)", "per call: noisy"),
+                  ("kernel only", "kernel-only: x dense", "kernel-only: lab-bsr (us)", "kernel-only: noisy"))
+
+
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", *EXTRA)  # one per sparsity (and shape) in the per-call figures
 
 
 def per_call_figures(table: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
     """lab-bsr's speedup over dense against k, timed per call (eager) and kernel only
-    (CUDA-graph replay): two figures on one y range, each titled with its timing method.
+    (CUDA-graph replay): two figures on one y range, each titled with its timing method;
+    noisy speedups (either time noisy) hollow and grey (add_points).
 
-    table: engine.bench.bsr_results.percall_table (one row per sparsity and k).
+    table: engine.bench.bsr_results.percall_table (one row per n, block, dtype, sparsity, k).
     """
     from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
 
     if table is None or not len(table):
         empty = empty_figure("No per-call run committed yet (benchmarks/gpu_bsr_app.py on a GPU writes one).")
         return empty, empty
-    speed = [c for _v, c, _t in PER_CALL_VIEWS]
+    speed = [c for _v, c, _t, _n in PER_CALL_VIEWS]
     top = float(table[speed].max().max())
+    several = table[["n", "block", "dtype"]].drop_duplicates().shape[0] > 1
     figs = []
-    for (view, col, us), method in zip(PER_CALL_VIEWS, (PER_CALL, KERNEL_ONLY)):
+    for (view, col, us, noisy), method in zip(PER_CALL_VIEWS, (PER_CALL, KERNEL_ONLY)):
         fig = _base(f"{view}: {method}", "lab-bsr speedup over dense (x, log scale)", legend_below=True)
         fig.update_layout(title={"font": {"size": 13}}, height=440, legend={"y": -0.28})
-        for s, g in table.sort_values("k").groupby("sparsity", sort=False):
-            fig.add_trace(go.Scatter(x=g["k"], y=g[col], mode="lines+markers+text", name=f"{100 * s:g}% sparsity",
-                                     text=[f"{v:.2f}x" for v in g[col]], textposition="top center",
-                                     customdata=g[us], hovertemplate="k = %{x}: %{y:.3g}x dense, %{customdata:.4g} us"
-                                                                     "<extra>%{fullData.name}</extra>"))
+        for i, ((n, block, dtype, s), g) in enumerate(table.sort_values("k").groupby(
+                ["n", "block", "dtype", "sparsity"], sort=False)):
+            name = f"{100 * s:g}% sparsity" + (f", n = {n}, {block}x{block}, {dtype}" if several else "")
+            add_points(fig, g["k"], g[col], name=name, color=SERIES_COLORS[i % len(SERIES_COLORS)],
+                       noisy=g[noisy], mode="lines+markers+text",
+                       text=[f"{v:.2f}x" for v in g[col]], textposition="top center", customdata=g[us],
+                       hovertemplate="k = %{x}: %{y:.3g}x dense, %{customdata:.4g} us<extra>%{fullData.name}</extra>")
         reference_line(fig, "as fast as dense", y=1.0, color="#c00", dash="dot", side="bottom")
         fig.update_xaxes(type="log", title_text="k (columns of B)", tickvals=sorted(set(table["k"])))
         fig.update_yaxes(range=[math.log10(0.5), math.log10(top * 1.6)])
@@ -344,14 +352,24 @@ def per_call_figures(table: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
     return figs[0], figs[1]
 
 
-def per_call_note(table: pd.DataFrame):
-    """One sentence from the table: per call and kernel only at the highest sparsity, smallest k."""
+def per_call_note(view):
+    """Whose side-by-side run it is (device, date, file, shape) and one sentence from its
+    table: per call and kernel only at the highest sparsity, smallest k; or why there is none.
+
+    view: engine.bench.bsr_runs.SideBySide."""
     from components.layout import message
 
+    table = view.table
+    if view.problem:
+        return message(f"The per-call run could not be read: {view.problem}", "error")
     if table is None or not len(table):
         return message("No per-call run committed yet: run benchmarks/gpu_bsr_app.py on a GPU.", "info")
     row = table.sort_values(["sparsity", "k"], ascending=[False, True]).iloc[0]
-    where = f"{table.attrs.get('device', 'the GPU')} ({table.attrs.get('date', 'undated')})"
-    return message(f"On {where}, at {100 * row['sparsity']:g}% sparsity and k = {int(row['k'])}: per call "
+    n = int(row["n"])
+    where = (f"{table.attrs.get('device', 'the GPU')} ({table.attrs.get('date', 'undated')}, "
+             f"benchmarks/results/{view.reference.name}, benchmarks/gpu_bsr_app.py): lab-bsr at "
+             f"{view.shape_text}, A {n} x {n} times B {n} x k, against dense torch.matmul")
+    noisy = f" Hollow grey points: {NOISY_LABEL}." if table.filter(like="noisy").any().any() else ""
+    return message(f"On {where}. At {100 * row['sparsity']:g}% sparsity and k = {int(row['k'])}: per call "
                    f"{row['per call: x dense']:.2f}x dense, kernel only {row['kernel-only: x dense']:.2f}x "
-                   f"(a call takes {row['per call / kernel-only']:.2f}x the kernel's time).", "info")
+                   f"(a call takes {row['per call / kernel-only']:.2f}x the kernel's time).{noisy}", "info")

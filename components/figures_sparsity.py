@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import colorscale, empty_figure, subplot_grid, unvalidated_figure
+from components.figures_common import add_points, colorscale, empty_figure, subplot_grid, unvalidated_figure
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
 PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
            "#5c7cfa", "#495057", "#a61e4d"]
@@ -292,11 +292,13 @@ def fmt_pct(x: float) -> str:
 
 
 def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, device: str,
-                     goals: Mapping[float, float]) -> go.Figure:
+                     goals: Mapping[float, float], legend_title: str = "") -> go.Figure:
     """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
-    colour per block size, from benchmarks/bsr_bench.py; ``goals`` (sparsity -> speedup,
-    this lab's goals at 64 x 64 blocks) as red crosses, 1/density dashed, break-even
-    (1) in red."""
+    colour per block size, from benchmarks/bsr_bench.py; noisy points (the rows' ``noisy``)
+    hollow and grey (add_points); ``goals`` (sparsity -> speedup, this lab's goals at
+    64 x 64 blocks) as red crosses, 1/density dashed, break-even (1) in red.
+    ``legend_title``: what the legend must say about the run drawn (e.g. how it differs
+    from the run it is set beside)."""
     data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
     if data.empty:
         return empty_figure("No lab-bsr benchmark rows (benchmarks/results/bsr_bench.csv).")
@@ -307,10 +309,10 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
             m = g[g["method"] == method].sort_values("sparsity")
             if m.empty:
                 continue
-            fig.add_trace(go.Scatter(
-                x=m["sparsity"], y=m[speed_col], mode="lines+markers", name=f"{method}, {int(block)}x{int(block)}",
-                line=dict(color=color, dash=dash), marker=dict(symbol="circle" if dash == "solid" else "diamond-open"),
-                hovertemplate=f"{method} b{int(block)}<br>sparsity %{{x:.2f}}<br>%{{y:.2f}}x dense<extra></extra>"))
+            add_points(fig, m["sparsity"], m[speed_col], name=f"{method}, {int(block)}x{int(block)}",
+                       color=color, dash=dash, noisy=m["noisy"] if "noisy" in m else None,
+                       symbol="circle" if dash == "solid" else "diamond-open",
+                       hovertemplate=f"{method} b{int(block)}<br>sparsity %{{x:.2f}}<br>%{{y:.2f}}x dense<extra></extra>")
     s = np.linspace(float(data["sparsity"].min()), float(data["sparsity"].max()), 40)
     fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
                              line=dict(color="#868e96", dash="dash")))
@@ -325,5 +327,6 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
     fig.update_layout(title=dict(text=f"lab-bsr and torch BSR against dense on {device}: {timing_label}",
                                  font=dict(size=14)),
                       height=460, font=FONT, margin=dict(l=60, r=20, t=50, b=50),
-                      legend=dict(orientation="v", x=1.02, y=1), plot_bgcolor="white")
+                      legend=dict(orientation="v", x=1.02, y=1, title=dict(text=legend_title)),
+                      plot_bgcolor="white")
     return fig

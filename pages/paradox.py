@@ -18,9 +18,9 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import (COLUMN_UNITS, csv_download, data_table, register_csv_download,
                                shown_columns, table_columns, table_records)
-from engine.bench.bsr_results import PERCALL_CSV, percall_table
+from engine.bench.bsr_runs import side_by_side
 from engine.bench.measurement import normalise_method
-from engine.bench.reference import compare, find, references, results_dir, short_device
+from engine.bench.reference import compare, find, references, short_device
 from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
 from engine.runtime.device import describe_device
 from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
@@ -187,9 +187,9 @@ def layout(**_kwargs):
                 html.Div([dcc.Graph(id=ID("percall"), config={"displaylogo": False}),
                           dcc.Graph(id=ID("kernel"), config={"displaylogo": False})], className="two-col"),
                 data_table(ID("percall-table"), []), csv_download(ID("percall-table-csv")),
-                note="The lab's own block-sparse kernel (64 x 64 blocks, fp16, A 8192 x 8192 times "
-                     "B 8192 x k) against dense torch.matmul, from the committed GPU run "
-                     f"(benchmarks/results/{PERCALL_CSV}). Left: what a Python caller gets per call "
+                note="The lab's own block-sparse kernel against dense torch.matmul, from the newest "
+                     "committed GPU run that times it both ways (the note above names its device, "
+                     "date, file, block size, n and dtype). Left: what a Python caller gets per call "
                      "(eager, launch and host work included). Right: the kernel alone (CUDA-graph "
                      "replay). Each speedup compares lab-bsr and dense timed the same way."),
         section("Why the zeros do not turn into time",
@@ -366,12 +366,9 @@ def storage(data):
           Output(ID("percall-table"), "data"), Output(ID("percall-table"), "columns"),
           Output(ID("percall-note"), "children"), Input(ID("percall"), "id"))
 def per_call(_id):
-    """lab-bsr per call (eager) beside kernel only (CUDA-graph replay), from the committed GPU run."""
-    try:
-        table = percall_table(results_dir() / PERCALL_CSV)
-    except (ValueError, OSError) as exc:
-        table, problem = pd.DataFrame(), error_message(exc)
-    else:
-        problem = None
-    call, kernel = per_call_figures(table)
-    return call, kernel, table_records(table), table_columns(table), problem or per_call_note(table)
+    """lab-bsr per call (eager) beside kernel only (CUDA-graph replay), from the newest committed
+    run that times it both ways (engine.bench.bsr_runs.side_by_side: a file that cannot be
+    read gives a note, not an error)."""
+    view = side_by_side()
+    call, kernel = per_call_figures(view.table)
+    return call, kernel, table_records(view.table), table_columns(view.table), per_call_note(view)

@@ -21,8 +21,9 @@ from components.layout import (controls_row, error_message, labelled, message, p
 from components.pure_callback import pure_callback, pure_reference_callback
 from components.sparsity_panels import bsr_notes, percall_note, reference_note, table_output
 from components.tables import COLUMN_UNITS, csv_download, data_table, register_csv_download
-from engine.bench.bsr_results import TARGET_SPEEDUPS, TIMINGS, percall_table
-from engine.bench.bsr_runs import break_evens, goals as bsr_goals, kernel_only_run, latest_side_by_side, per_call_run, unreadable_runs
+from engine.bench.bsr_results import TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, goals_text
+from engine.bench.bsr_runs import (break_evens, goals as bsr_goals, kernel_only_run, per_call_run, side_by_side,
+                                   unreadable_runs)
 from engine.bench.pattern_sweep import (SWEEP_BLOCKS, SWEEP_SIZES, SWEEP_SPARSITIES, structured_sweep,
                                         sweep_config, sweep_params, unsupported_notes)
 from engine.bench.reference import find, references
@@ -253,8 +254,8 @@ def _accuracy_section() -> html.Section:
 
 
 def _kernel_section() -> html.Section:
-    side = latest_side_by_side()
-    percall = percall_table(side.path) if side is not None else None
+    side = side_by_side()  # read at page load; a file it cannot read gives a note, not an error
+    shape = f" ({side.shape_text})" if side.shape_text else ""
     return section(
         "The lab's own block-sparse kernel (lab-bsr) on a GPU",
         controls_row(labelled("Timing", dcc.RadioItems(
@@ -263,25 +264,23 @@ def _kernel_section() -> html.Section:
                      {"label": " call by call (launch included)", "value": "events"}]))),
         html.Div(id=ID.bsr_note),
         dcc.Graph(id=ID.bsr_plot, config={"displaylogo": False}),
-        html.H3("Per call and kernel-only, side by side (64 x 64 blocks, n = 8192, fp16)"),
-        percall_note(percall, side, id=ID.bsr_percall_note),
-        _table(ID.bsr_percall, percall),
-        html.H3("This lab's goals for its kernel (64 x 64 blocks)"),
+        html.H3(f"Per call and kernel-only, side by side{shape}"),
+        percall_note(side, id=ID.bsr_percall_note),
+        _table(ID.bsr_percall, side.table),
+        html.H3(f"This lab's goals for its kernel ({TARGET_BLOCK} x {TARGET_BLOCK} blocks)"),
         _table(ID.bsr_targets),
         html.H3("All benchmark rows"),
         _table(ID.bsr_table, page_size=8),
         note="Dense torch.matmul, torch BSR and lab-bsr (engine/sparse/kernels/bsr_matmul.py, "
              "Triton) on the same A (n x n, uniform random b x b blocks) and B (n x k), in one run, "
              "from the committed runs under benchmarks/results/. GPU time: the newest run of "
-             "benchmarks/bsr_bench.py that covers the goals; call by call: the newest committed "
-             "per-call run most like it (benchmarks/gpu_bsr_app.py, or this page's timing sweep "
-             "run on a GPU). The note above the plot names the run shown: device, date, timing "
-             "method and file. The goals are "
-             "this lab's, set from the theory: at least half of the ideal 1/density at 90 % "
-             "(5x of 10x), 80 % of it at 50 % (1.6x of 2x, the chapter's block-sparse efficiency), "
-             "15x stock torch BSR at 90 %, and as fast as dense from 40 % zeros. "
-             "docs/bsr_kernel.md explains what limits the kernel. Your own lab-bsr rows come from "
-             "the timing sweep on a GPU.")
+             "benchmarks/bsr_bench.py that covers the goals; call by call: that run's own per-call "
+             "timings, else the committed per-call run most like it (benchmarks/gpu_bsr_app.py, or "
+             "this page's timing sweep run on a GPU), with every difference named. The note above "
+             "the plot names the run shown: device, date, timing method and file. The goals are "
+             f"this lab's, set from the theory: {goals_text()} (the 80 % at 50 % is the chapter's "
+             "block-sparse efficiency). docs/bsr_kernel.md explains what limits the kernel. Your "
+             "own lab-bsr rows come from the timing sweep on a GPU.")
 
 
 def layout(**_kwargs):
@@ -400,6 +399,7 @@ def draw_bsr_bench(timing):
         return (empty_figure("No lab-bsr benchmark committed (benchmarks/results/bsr_bench.csv)."),
                 error_message(ValueError("; ".join(bad))) if bad else None, [], [], [], [])
     goals = goals_table(bsr_goals(run, timing))
-    return (bsr_bench_figure(run.frame, col, f"{label}<br>{run.label}", run.device, TARGET_SPEEDUPS),
+    unlike = "not like the kernel-only run: " + run.mismatch if run.mismatch else ""
+    return (bsr_bench_figure(run.frame, col, f"{label}<br>{run.label}", run.device, TARGET_SPEEDUPS, unlike),
             bsr_notes(run, kernel, goals, break_evens(run, timing), label), *table_output(goals),
             *table_output(run.frame, COLUMN_UNITS, shown=BSR_TABLE_COLUMNS))

@@ -16,13 +16,18 @@ pick what the page draws, by the runs' own dates (never file times):
 
 * kernel-only: the newest run that covers the lab's goals (lab-bsr, torch BSR and dense
   at 64 x 64 blocks over at least 3 sparsities);
-* per call: the run most like the kernel-only one (device, n, k, dtype), newest first:
-  per-call times depend on the host path, which changes, so an older per-call run is
-  not what a caller gets today.
+* per call: the run most like the kernel-only one: its own per-call timings when it has
+  them (same matrices, same run), else the run with the fewest differences in device,
+  n, k, blocks, dtype and per-call timing method (the ``timing_text`` of its rows),
+  newest first; ``mismatch`` names every difference, for the legend and the note.
+
+``side_by_side()`` is the one way both pages read the newest run that times lab-bsr both
+ways (gpu_bsr_app.py's per-call CSV, through the reference registry): its table, or why
+there is none / why it could not be read.
 
     kernel = kernel_only_run()
     call = per_call_run(like=kernel)
-    call.label   # "H200, 2026-12-02 01:43, eager per call (bsr_percall/bsr_percall.csv)"
+    call.label   # "H200, 2026-11-30 11:02, eager per call (bsr_bench.csv)"
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.bench.bsr_results import TARGET_BLOCK, break_even, legacy_view, load_bsr_bench, targets
+from engine.bench.bsr_results import (OLD_EVENTS_TIMING, TARGET_BLOCK, break_even, legacy_view,
+                                      load_bsr_bench, noisy_flags, percall_table, targets)
 from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method
 from engine.bench.reference import Reference, folder_signature, references, results_dir, short_device
 from engine.validate import check_choice
@@ -43,7 +49,7 @@ KINDS = ("lab-bsr", "lab-bsr-percall", "structured")
 _DTYPES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
 _BACKENDS = {"torch-dense": "dense", "dense": "dense", "torch-bsr": "torch-bsr", "lab-bsr": "lab-bsr"}
 COLUMNS = ["device", "date", "torch", "triton", "n", "k", "dtype", "block", "sparsity", "density",
-           "method", "ms", "noisy", "timing"]
+           "method", "ms", "noisy", "timing", "timing_text"]
 MIN_SWEEP_SPARSITIES = 3
 
 
@@ -54,13 +60,17 @@ def _lab_bsr_kind(ref: Reference, method: str) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     if "pattern" in f:
         f = f[f["pattern"].isna()]
-    noisy = f["noisy"] if method == CUDA_GRAPH and "noisy" in f else np.nan
-    return f.assign(ms=f[col], noisy=noisy)
+    if method == CUDA_GRAPH:
+        return f.assign(noisy=noisy_flags(f), timing_text=f["timing"])
+    text = f["timing_events"] if "timing_events" in f else OLD_EVENTS_TIMING
+    return f.assign(ms=f[col], timing_text=text,
+                    noisy=noisy_flags(f, "ms_events", "ms_events_q25", "ms_events_q75", "noisy_events"))
 
 
 def _percall_kind(ref: Reference, method: str) -> pd.DataFrame:
     f = legacy_view(pd.read_csv(ref.path))  # Measurement rows: what ran is "backend"
-    return f[f["timing"].map(normalise_method) == method]
+    f = f[f["timing"].map(normalise_method) == method]
+    return f.assign(noisy=noisy_flags(f), timing_text=f["timing"])
 
 
 def _structured_kind(ref: Reference, method: str) -> pd.DataFrame:
@@ -69,6 +79,7 @@ def _structured_kind(ref: Reference, method: str) -> pd.DataFrame:
           & (f["method"].map(normalise_method) == method)]
     return f.assign(device=f["device_name"], date=ref.date, n=f["rows"], method=f["backend"],
                     torch=f.get("torch_version", ""), triton="",
+                    timing_text=f["method"].astype(str).str.replace(r"\s*\(number=\d+\)", "", regex=True),
                     ms=1e3 * pd.to_numeric(f["median_s"], errors="coerce"))
 
 
@@ -95,7 +106,7 @@ def run_frame(ref: Reference, method: str) -> pd.DataFrame:
     for col in ("n", "k", "block", "sparsity", "density", "ms"):
         f[col] = pd.to_numeric(f[col], errors="coerce")
     f = f.dropna(subset=["ms"])
-    f = f.assign(timing=method, noisy=f["noisy"] if "noisy" in f else np.nan)[COLUMNS]
+    f = f.assign(timing=method, noisy=noisy_flags(f) if "noisy" in f else False)[COLUMNS]
     keys = ["n", "k", "block", "sparsity"]
     for name, other in (("speedup_vs_dense", "dense"), ("speedup_vs_torch_bsr", "torch-bsr")):
         base = f[f["method"] == other].groupby(keys)["ms"].median().rename("_base")
@@ -115,7 +126,7 @@ class LabBsrRun:
     reference: Reference
     method: str                     # CUDA_GRAPH or EAGER
     frame: pd.DataFrame             # run_frame(reference, method), at one shape when picked
-    mismatch: str = ""              # "H100 80GB HBM3, n = 4096" when unlike the run it is set beside
+    mismatch: str = ""              # "blocks 64 (kernel-only: 16, 32, 64)" when unlike the run beside it
 
     @property
     def device(self) -> str:
@@ -132,6 +143,15 @@ class LabBsrRun:
         f = self.frame
         return {c: (f[c].iloc[0].item() if hasattr(f[c].iloc[0], "item") else f[c].iloc[0])
                 for c in ("n", "k", "dtype")} if len(f) else {}
+
+    @property
+    def blocks(self) -> list[int]:
+        return sorted(int(b) for b in set(self.frame["block"].dropna()))
+
+    @property
+    def timing_text(self) -> str:
+        """How its rows were timed, in the CSV's own words ("eager per call, CUDA events ...")."""
+        return "; ".join(sorted({str(t) for t in self.frame["timing_text"].dropna()}))
 
 
 def _covers(f: pd.DataFrame, methods: tuple[str, ...], sparsities: int) -> bool:
@@ -182,32 +202,46 @@ def kernel_only_run(root: Path | None = None) -> LabBsrRun | None:
     return None
 
 
-def _mismatches(run: LabBsrRun, like: LabBsrRun | None) -> list[str]:
+def _vals(values) -> str:
+    return ", ".join(str(v) for v in sorted(set(values))[:4])
+
+
+def _mismatches(run: LabBsrRun, like: LabBsrRun | None, timing: str = "") -> list[str]:
+    """How ``run`` differs from ``like``: device, n, k, dtype, blocks, and (``timing``: the
+    per-call timing text of like's own run, when it has one) the per-call timing method."""
     if like is None or not len(like.frame):
         return []
     want, f = like.shape, run.frame
-    miss = [] if run.device == like.device else [run.device]
-    for col, sym in (("n", "n"), ("k", "k"), ("dtype", None)):
+    miss = [] if run.device == like.device else [f"device {run.device} (kernel-only: {like.device})"]
+    for col in ("n", "k", "dtype"):
         if want.get(col) not in set(f[col]):
-            vals = ", ".join(str(v) for v in sorted(set(f[col]))[:3])
-            miss.append(vals if sym is None else f"{sym} = {vals}")
+            miss.append(f"{col} = {_vals(f[col])} (kernel-only: {want.get(col)})"
+                        .replace("dtype = ", ""))
+    if not set(like.blocks) <= set(run.blocks):
+        miss.append(f"blocks {_vals(run.blocks)} (kernel-only: {_vals(like.blocks)})")
+    if timing and run.timing_text != timing:
+        miss.append(f"timed {run.timing_text} (the kernel-only run's own per-call rows: {timing})")
     return miss
 
 
 def per_call_run(like: LabBsrRun | None = None, root: Path | None = None) -> LabBsrRun | None:
-    """The per-call run to set beside ``like`` (the kernel-only run): fewest differences in
-    device, n, k and dtype first, then newest. Its rows are cut to like's n, k and dtype
+    """The per-call run to set beside ``like`` (the kernel-only run): like's own per-call
+    rows when its run has them, else the fewest differences in device, n, k, dtype, blocks
+    and per-call timing method, then newest. Its rows are cut to like's n, k and dtype
     where it has them; ``mismatch`` names what still differs."""
-    ranked = sorted(((len(m), -i, run, m) for i, run in enumerate(runs(EAGER, root))
-                     for m in [_mismatches(run, like)]), key=lambda t: (t[0], -t[1]))
+    calls = runs(EAGER, root)
+    own = next((r for r in calls if like is not None and r.reference == like.reference), None)
+    timing = own.timing_text if own is not None else ""
+    ranked = sorted(((len(m), run is not own, i, run, m) for i, run in enumerate(calls)
+                     for m in [_mismatches(run, like, timing)]), key=lambda t: t[:3])
     if not ranked:
         return None
-    _n, _i, run, miss = ranked[0]
+    *_order, run, miss = ranked[0]
     f = run.frame
     for col, value in (like.shape.items() if like is not None else ()):
         if value in set(f[col]):
             f = f[f[col] == value]
-    return LabBsrRun(run.reference, run.method, f.reset_index(drop=True), ", ".join(miss))
+    return LabBsrRun(run.reference, run.method, f.reset_index(drop=True), "; ".join(miss))
 
 
 def _lowest(run: LabBsrRun, method: str) -> float:
@@ -249,3 +283,37 @@ def latest_side_by_side(root: Path | None = None) -> Reference | None:
         if {CUDA_GRAPH, EAGER} <= set(ref.methods):
             return ref
     return None
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """The per-call / kernel-only table of one committed run (bsr_results.percall_table),
+    whose run it is, and why it is empty ("" when it is not, or when none is committed)."""
+
+    reference: Reference | None
+    table: pd.DataFrame
+    problem: str = ""
+
+    @property
+    def shape_text(self) -> str:
+        """"64 x 64 blocks, n = 8192, float16" from the table's own rows ("" when empty)."""
+        a = self.table.attrs if len(self.table) else {}
+        if not a:
+            return ""
+        blocks = ", ".join(f"{b} x {b}" for b in a["block"])
+        return f"{blocks} blocks, n = {_vals(a['n'])}, {_vals(a['dtype'])}"
+
+
+def side_by_side(root: Path | None = None) -> SideBySide:
+    """The newest side-by-side run's table; a file that cannot be read gives an empty
+    table and its reason ("bsr_percall/bsr_percall.csv: expected columns ..."), never an
+    exception."""
+    ref = latest_side_by_side(root)
+    if ref is None:
+        return SideBySide(None, pd.DataFrame())
+    try:
+        table = percall_table(ref.path)
+    except (ValueError, KeyError, OSError) as exc:
+        return SideBySide(ref, pd.DataFrame(), f"{ref.name}: {exc}")
+    return SideBySide(ref, table, "" if len(table) else
+                      f"{ref.name}: no (sparsity, k) with lab-bsr and dense timed both ways")

@@ -22,7 +22,7 @@ TIME_TABLE_COLUMNS = ["source", "backend", "block", "sparsity", "rows", "k", "dt
 BREAK_EVEN_COLUMNS = ["block", "backend", "break_even", "note", "source"]
 ACC_TABLE_COLUMNS = ["model", "pattern", "target_sparsity", "sparsity", "seed", "acc_dense",
                      "acc_pruned", "acc_finetuned", "drop_pts", "device", "seconds"]
-BSR_TABLE_COLUMNS = ["block", "sparsity", "method", "k", "ms", "speedup_vs_dense",
+BSR_TABLE_COLUMNS = ["block", "sparsity", "method", "k", "ms", "noisy", "speedup_vs_dense",
                      "speedup_vs_torch_bsr", "theory", "efficiency", "timing"]
 GOAL_COLUMNS = ["target", "goal", "reached", "met", "block", "timing"]
 

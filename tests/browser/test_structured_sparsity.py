@@ -124,7 +124,7 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
     wait_for_text(page, "#ss-bsr-targets", "call by call")
     wait_for_content(page, "#ss-bsr-plot", "call by call")
-    # the newest committed per-call run, named by device, date and method, in note and title
+    # the kernel-only run's own per-call timings, named by device, date and method, in note and title
     from engine.bench.bsr_runs import kernel_only_run, per_call_run
 
     call = per_call_run(like=kernel_only_run())
@@ -138,7 +138,9 @@ def test_lab_bsr_benchmark_section_switches_timing_and_downloads(app_server, pag
     # the committed per-call run: both timing methods side by side, each named
     wait_for_text(page, "#ss-bsr-percall", "per call: lab-bsr (us)")
     wait_for_text(page, "#ss-bsr-percall", "kernel-only: lab-bsr (us)")
-    wait_for_text(page, "#ss-bsr-percall-note", "kernel-only = CUDA-graph replay")
+    from engine.bench.bsr_results import KERNEL_ONLY
+
+    wait_for_text(page, "#ss-bsr-percall-note", f"kernel-only = {KERNEL_ONLY}")
     side = download_csv(page, "#ss-bsr-percall-csv-button")
     assert {"kernel-only: lab-bsr (us)", "per call: lab-bsr (us)",
             "kernel-only: x dense", "per call: x dense"} <= set(side.columns)

@@ -120,14 +120,16 @@ def test_a_spec_store_with_out_of_range_values_is_checked_again():
 
 def test_per_call_and_kernel_only_side_by_side_each_named_by_its_timing_method():
     """Issue 19 item 6: lab-bsr per call (eager) beside kernel only (CUDA-graph replay),
-    from the committed GPU run; the note gives both figures, never one alone."""
-    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL, PERCALL_CSV, percall_table
-    from engine.bench.reference import results_dir
+    from the committed GPU run; the note gives both figures, never one alone, and the
+    run's shape read from its rows."""
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
+    from engine.bench.bsr_runs import side_by_side
 
     call, kernel, data, columns, note = paradox.per_call(None)
     assert call.layout.title.text == f"per call: {PER_CALL}"
     assert kernel.layout.title.text == f"kernel only: {KERNEL_ONLY}"
-    table = percall_table(results_dir() / PERCALL_CSV)
+    view = side_by_side()
+    table = view.table
     first = table.sort_values(["sparsity", "k"], ascending=[False, True]).iloc[0]
     ninety = next(t for t in call.data if t.name == "90% sparsity")
     assert list(ninety.x) == sorted(table.loc[table["sparsity"] == 0.9, "k"])
@@ -137,7 +139,61 @@ def test_per_call_and_kernel_only_side_by_side_each_named_by_its_timing_method()
     text = str(note.children)
     assert f"per call {first['per call: x dense']:.2f}x dense" in text
     assert f"kernel only {first['kernel-only: x dense']:.2f}x" in text
+    n, block = int(first["n"]), int(first["block"])
+    assert f"A {n} x {n}" in text and f"{block} x {block} blocks" in text and view.reference.name in text
     assert len(data) == len(table) and {"per call: x dense", "kernel-only: x dense"} <= {c["id"] for c in columns}
+    assert {"n", "block", "dtype", "per call: noisy"} <= {c["id"] for c in columns}
+
+
+PERCALL_COLUMNS = "device,date,n,k,dtype,block,sparsity,density,method,timing,ms,ms_q25,ms_q75,speedup_vs_dense\n"
+
+
+def _side_by_side_csv(path, dense_call_q=(0.09, 0.09)):
+    """A gpu_bsr_app.py per-call CSV: lab-bsr and dense, both timings, at k = 512 and 2048."""
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
+
+    lines = [PERCALL_COLUMNS]
+    for k in (512, 2048):
+        for method, timing, ms, (q25, q75) in (("lab-bsr", KERNEL_ONLY, 0.02, (0.02, 0.02)),
+                                               ("dense", KERNEL_ONLY, 0.08, (0.08, 0.08)),
+                                               ("lab-bsr", PER_CALL, 0.025, (0.025, 0.025)),
+                                               ("dense", PER_CALL, 0.09, dense_call_q if k == 2048 else (0.09, 0.09))):
+            lines.append(f'GPU X,2026-12-02 04:18 UTC,4096,{k},float16,32,0.9,0.1,{method},"{timing}",'
+                         f"{ms},{q25},{q75},1.0\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+
+
+def test_per_call_reads_the_registry_and_draws_noisy_speedups_hollow(results_dir):
+    """Any committed side-by-side run (not a fixed path), its shape in the note; a speedup
+    whose dense time is noisy is drawn hollow and grey, with the noisy legend entry."""
+    from components.figures_common import NOISY_COLOR
+    from engine.bench.measurement import NOISY_LABEL
+
+    _side_by_side_csv(results_dir / "elsewhere" / "percall.csv", dense_call_q=(0.08, 0.11))
+    call, kernel, data, _cols, note = paradox.per_call(None)
+    text = str(note.children)
+    assert "elsewhere/percall.csv" in text and "32 x 32 blocks, n = 4096, float16" in text
+    assert "A 4096 x 4096" in text and NOISY_LABEL in text
+    ninety = next(t for t in call.data if t.name == "90% sparsity")
+    assert list(ninety.x) == [512, 2048]
+    assert ninety.marker.color[0] != NOISY_COLOR and ninety.marker.color[1] == NOISY_COLOR
+    assert ninety.marker.symbol[1].endswith("-open") and not ninety.marker.symbol[0].endswith("-open")
+    assert NOISY_LABEL in {t.name for t in call.data}
+    kernel90 = next(t for t in kernel.data if t.name == "90% sparsity")   # kernel-only: not noisy
+    assert NOISY_COLOR not in kernel90.marker.color and NOISY_LABEL not in {t.name for t in kernel.data}
+    assert [r["per call: noisy"] for r in data] == [False, True]
+
+
+def test_per_call_without_or_with_a_broken_run_says_so(results_dir):
+    call, kernel, data, _cols, note = paradox.per_call(None)
+    assert "No per-call run committed" in str(note) and data == [] and "No per-call run" in str(call)
+    _side_by_side_csv(results_dir / "percall.csv")
+    path = results_dir / "percall.csv"
+    path.write_text(path.read_text().replace(",sparsity,", ",sparsty,"))
+    call, kernel, data, _cols, note = paradox.per_call(None)
+    assert "could not be read: percall.csv" in str(note) and "expected columns" in str(note)
+    assert "msg-error" in str(note) and data == []
 
 
 def test_the_speedup_figure_names_the_timing_method_of_its_rows(rows):

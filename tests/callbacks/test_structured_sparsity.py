@@ -238,19 +238,95 @@ def test_lab_bsr_benchmark_section_missing_or_broken_file(results_dir):
     assert "expected one of" in str(ss.draw_bsr_bench("wall")[1])
 
 
-def test_call_by_call_shows_the_newest_comparable_per_call_run_and_names_it():
-    """The per-call view takes the newest committed per-call run most like the kernel-only
-    run (by the runs' own dates), and its note and title say which (device, date, method)."""
+def test_call_by_call_shows_the_kernel_only_runs_own_per_call_timings_and_names_them():
+    """The per-call view takes the kernel-only run's own per-call timings (same run, same
+    matrices, same blocks) over a newer per-call run of other blocks and another timing
+    method, and its note and title say which (device, date, method)."""
     kernel = ss.draw_bsr_bench("graph")
     events = ss.draw_bsr_bench("events")
     from engine.bench.bsr_runs import kernel_only_run, per_call_run
 
     k, c = kernel_only_run(), per_call_run(like=kernel_only_run())
-    assert c.reference.date > k.reference.date or c.reference is k.reference
+    assert c.reference == k.reference and c.mismatch == "" and c.blocks == k.blocks
     assert c.label in str(events[1]) and c.label in events[0].layout.title.text
     assert "eager per call" in c.label and "cuda-graph replay" in str(kernel[1])
-    assert k.label in str(events[1])  # the kernel-only run beside it is named too
+    assert k.label in str(events[1]) and "same run's per-call timings" in str(events[1])
+    assert c.timing_text in str(events[1])  # how the per-call rows were timed, in the CSV's words
     assert {r["timing"] for r in events[4]} == {"eager per call"}
+
+
+def test_noisy_lab_bsr_points_are_drawn_hollow_and_grey():
+    """The committed run's noisy per-call rows (IQR/median > 0.1 from their quartiles) are
+    hollow grey points with the noisy legend entry; its kernel-only rows are not noisy."""
+    from components.figures_common import NOISY_COLOR
+    from engine.bench.bsr_runs import kernel_only_run, per_call_run
+    from engine.bench.measurement import NOISY_LABEL
+
+    call = per_call_run(like=kernel_only_run())
+    fig, note = ss.draw_bsr_bench("events")[:2]
+    noisy = call.frame[call.frame["noisy"] & call.frame["method"].isin(["lab-bsr", "torch-bsr"])]
+    assert len(noisy) and NOISY_LABEL in {t.name for t in fig.data} and NOISY_LABEL in str(note)
+    drawn = {(t.name, round(x, 4)) for t in fig.data if t.marker.color is not None
+             and not isinstance(t.marker.color, str) for x, c in zip(t.x, t.marker.color) if c == NOISY_COLOR}
+    assert drawn == {(f"{r.method}, {r.block}x{r.block}", round(r.sparsity, 4)) for r in noisy.itertuples()}
+    kernel_fig = ss.draw_bsr_bench("graph")[0]
+    assert not kernel_only_run().frame["noisy"].any() and NOISY_LABEL not in {t.name for t in kernel_fig.data}
+
+
+def _kernel_only_csv(path, blocks=(32, 64)):
+    """bsr_bench.py's older one-row-per-point CSV without per-call columns: dense at 1 ms,
+    torch BSR at 2 ms, lab-bsr at 1 / (1 / density) * 2 ms."""
+    head = "device,torch,triton,date,n,k,dtype,block,sparsity,density,nnz_blocks,method,ms,timing," \
+           "speedup_vs_dense,speedup_vs_torch_bsr,theory\n"
+    lines = [head]
+    for b in blocks:
+        for s in (0.5, 0.75, 0.9):
+            for method, ms in (("dense", 1.0), ("torch-bsr", 2.0), ("lab-bsr", 2 * (1 - s))):
+                lines.append(f'NVIDIA H200,2.11,3.6,2026-11-30 11:02 UTC,8192,512,fp16,{b},{s},{1 - s},10,'
+                             f'{method},{ms},"cuda-graph replay, L2 evicted before each call",1,1,{1 / (1 - s)}\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+
+
+def _percall_only_csv(path):
+    """gpu_bsr_app.py's CSV at 64 x 64 blocks only, timed over rotating input sets."""
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
+
+    lines = ["device,date,n,k,dtype,block,sparsity,density,method,timing,ms,ms_q25,ms_q75,noisy,speedup_vs_dense\n"]
+    for s in (0.5, 0.9):
+        for method, timing, ms in (("lab-bsr", KERNEL_ONLY, 0.02), ("dense", KERNEL_ONLY, 0.08),
+                                   ("lab-bsr", PER_CALL, 0.025), ("dense", PER_CALL, 0.09)):
+            lines.append(f'NVIDIA H200,2026-12-02 04:18 UTC,8192,512,float16,64,{s},{1 - s},{method},"{timing}",'
+                         f"{ms},{ms},{ms},False,1.0\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+
+
+def test_a_per_call_run_of_other_blocks_and_method_names_each_mismatch(results_dir):
+    """Beside a kernel-only run with no per-call timings of its own, the per-call run of
+    64 x 64 blocks only, timed another way, is named unlike in the note and the legend."""
+    _kernel_only_csv(results_dir / "bsr_bench.csv")
+    _percall_only_csv(results_dir / "bsr_percall" / "bsr_percall.csv")
+    fig, note = ss.draw_bsr_bench("events")[:2]
+    text = str(note)
+    assert "not like for like" in text and "blocks 64 (kernel-only: 32, 64)" in text
+    assert "same device and shape" not in text and "bsr_percall/bsr_percall.csv" in text
+    assert "blocks 64 (kernel-only: 32, 64)" in fig.layout.legend.title.text
+    fig, note = ss.draw_bsr_bench("graph")[:2]
+    assert "bsr_bench.csv" in str(note) and not fig.layout.legend.title.text
+
+
+def test_kernel_section_heading_comes_from_the_run_and_a_broken_run_is_a_note(results_dir):
+    def texts():
+        return str(ss._kernel_section())
+
+    assert "side by side (" not in texts() and "No per-call run committed" in texts()
+    _percall_only_csv(results_dir / "bsr_percall" / "bsr_percall.csv")
+    assert "Per call and kernel-only, side by side (64 x 64 blocks, n = 8192, float16)" in texts()
+    path = results_dir / "bsr_percall" / "bsr_percall.csv"
+    path.write_text(path.read_text().replace(",dtype,", ",dtyp,"))
+    assert "could not be read: bsr_percall/bsr_percall.csv" in texts() and "expected columns" in texts()
+    assert "5x of 10x" in texts()  # the goals, written from engine.bench.bsr_results' constants
 
 
 def test_accuracy_job_runs_on_the_job_device_and_every_row_names_it(monkeypatch):

@@ -86,6 +86,15 @@ def test_bsr_bench_rows_are_measurements_that_the_readers_read(tmp_path):
 
     ref = reference.read_reference(path, tmp_path)
     assert ref.kind == "lab-bsr" and ref.device_name == "GPU X"
+    # lab-bsr's per-call rows name the CUDA-graph replay of its launch (in their timing
+    # column), and the page reads that text and each row's noisy flag back
+    timed = raw.dropna(subset=["median_s"])
+    lab_call = timed[(timed["backend"] == "lab-bsr") & (timed["figure"] == "per call")]
+    assert lab_call["timing"].str.endswith(bench.LAB_BSR_PER_CALL).all()
+    assert not timed[(timed["backend"] != "lab-bsr")]["timing"].str.contains("replayed").any()
+    events = bsr_runs.run_frame(ref, EAGER)
+    assert set(events.loc[events["method"] == "lab-bsr", "timing_text"]) == set(lab_call["timing"])
+    assert events["noisy"].dtype == bool and not events["noisy"].any()
     for method in (CUDA_GRAPH, EAGER):  # the page's picker, either figure
         run = bsr_runs.run_frame(ref, method)
         lab = run[(run["method"] == "lab-bsr") & (run["sparsity"] == 0.9)].iloc[0]
