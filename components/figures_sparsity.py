@@ -294,9 +294,9 @@ def fmt_pct(x: float) -> str:
 def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, device: str,
                      goals: Mapping[float, float], legend_title: str = "") -> go.Figure:
     """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
-    colour per block size, from benchmarks/bsr_bench.py; noisy points (the rows' ``noisy``)
-    hollow and grey (add_points); ``goals`` (sparsity -> speedup, this lab's goals at
-    64 x 64 blocks) as red crosses, 1/density dashed, break-even (1) in red.
+    colour per block size, from benchmarks/bsr_bench.py; noisy points (the rows'
+    ``speedup_noisy``, else ``noisy``) hollow and grey (add_points); ``goals`` (sparsity ->
+    speedup, this lab's goals at 64 x 64 blocks) as red crosses, 1/density dashed, break-even (1) in red.
     ``legend_title``: what the legend must say about the run drawn (e.g. how it differs
     from the run it is set beside)."""
     data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
@@ -310,7 +310,7 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
             if m.empty:
                 continue
             add_points(fig, m["sparsity"], m[speed_col], name=f"{method}, {int(block)}x{int(block)}",
-                       color=color, dash=dash, noisy=m["noisy"] if "noisy" in m else None,
+                       color=color, dash=dash, noisy=m.get("speedup_noisy", m.get("noisy")),
                        symbol="circle" if dash == "solid" else "diamond-open",
                        hovertemplate=f"{method} b{int(block)}<br>sparsity %{{x:.2f}}<br>%{{y:.2f}}x dense<extra></extra>")
     s = np.linspace(float(data["sparsity"].min()), float(data["sparsity"].max()), 40)

@@ -64,7 +64,7 @@ def bsr_notes(run, kernel, goals: pd.DataFrame, evens: dict, label: str) -> html
             how = (f"; this is another run with the same device, n, k, blocks, dtype and per-call "
                    f"method ({run.timing_text}).")
         beside = f" Kernel-only (the other timing) is {kernel.label}{how}"
-    noisy = f" Hollow grey points: {NOISY_LABEL}." if f["noisy"].any() else ""
+    noisy = f" Hollow grey points: {NOISY_LABEL}." if f.loc[f["method"] != "dense", "speedup_noisy"].any() else ""
     measured = goals[goals["met"].notna()]
     met = int((measured["met"] == True).sum())  # noqa: E712 (a column of True / False / None)
     even_text = "; ".join(f"{m} at no measured sparsity" if v is None else

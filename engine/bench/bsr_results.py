@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.bench.measurement import is_noisy
+from engine.bench.measurement import is_noisy, noisy_flag
 from engine.bench.script_rows import EVENTS_TIMING, GRAPH_TIMING, ROTATING_TIMING
 from engine.validate import check_choice
 
@@ -55,12 +55,10 @@ def noisy_flags(frame: pd.DataFrame, ms: str = "ms", q25: str = "ms_q25", q75: s
     where neither is there."""
     def one(row) -> bool:
         v = row.get(flag)
-        if isinstance(v, str):
-            return v.strip().lower() == "true"
-        if v is not None and v == v:
-            return bool(v)
-        return is_noisy(row.get(ms), pd.to_numeric(row.get(q75), errors="coerce")
-                        - pd.to_numeric(row.get(q25), errors="coerce"))
+        if v is None or (isinstance(v, float) and v != v):
+            return is_noisy(row.get(ms), pd.to_numeric(row.get(q75), errors="coerce")
+                            - pd.to_numeric(row.get(q25), errors="coerce"))
+        return noisy_flag(v)
     if not len(frame):
         return pd.Series([], dtype=bool, index=frame.index)
     return frame.apply(one, axis=1).astype(bool)

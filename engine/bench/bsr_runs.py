@@ -40,7 +40,7 @@ import pandas as pd
 
 from engine.bench.bsr_results import (OLD_EVENTS_TIMING, TARGET_BLOCK, break_even, legacy_view,
                                       load_bsr_bench, noisy_flags, percall_table, targets)
-from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method
+from engine.bench.measurement import CUDA_GRAPH, EAGER, normalise_method, ratio_noisy
 from engine.bench.reference import Reference, folder_signature, references, results_dir, short_device
 from engine.validate import check_choice
 
@@ -88,7 +88,8 @@ _READERS = {"lab-bsr": _lab_bsr_kind, "lab-bsr-percall": _percall_kind, "structu
 
 def run_frame(ref: Reference, method: str) -> pd.DataFrame:
     """One committed run's rows timed by ``method``, as dense / torch-bsr / lab-bsr rows with
-    speedup_vs_dense, speedup_vs_torch_bsr (both within this run and method), theory
+    speedup_vs_dense, speedup_vs_torch_bsr (both within this run and method), noisy (the
+    row's time) and speedup_noisy (its time or dense's: measurement.ratio_noisy), theory
     (1/density) and efficiency; the columns engine.bench.bsr_results reads (its
     "events" columns hold the same numbers, so its helpers read either method)."""
     f = _READERS[ref.kind](ref, method).copy()
@@ -113,6 +114,7 @@ def run_frame(ref: Reference, method: str) -> pd.DataFrame:
         f = f.join(base, on=keys)
         f[name] = f.pop("_base") / f["ms"]
     f["speedup_vs_torch_bsr"] = f["speedup_vs_torch_bsr"].where(f["method"] == "lab-bsr")
+    f["speedup_noisy"] = ratio_noisy(f.to_dict("records"), f[f["method"] == "dense"].to_dict("records"), keys)
     f["theory"] = 1.0 / f["density"]
     f["efficiency"] = f["speedup_vs_dense"] / f["theory"]
     f["ms_events"], f["speedup_vs_dense_events"] = f["ms"], f["speedup_vs_dense"]

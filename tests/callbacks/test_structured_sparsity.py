@@ -264,13 +264,13 @@ def test_noisy_lab_bsr_points_are_drawn_hollow_and_grey():
 
     call = per_call_run(like=kernel_only_run())
     fig, note = ss.draw_bsr_bench("events")[:2]
-    noisy = call.frame[call.frame["noisy"] & call.frame["method"].isin(["lab-bsr", "torch-bsr"])]
+    noisy = call.frame[call.frame["speedup_noisy"] & call.frame["method"].isin(["lab-bsr", "torch-bsr"])]
     assert len(noisy) and NOISY_LABEL in {t.name for t in fig.data} and NOISY_LABEL in str(note)
     drawn = {(t.name, round(x, 4)) for t in fig.data if t.marker.color is not None
              and not isinstance(t.marker.color, str) for x, c in zip(t.x, t.marker.color) if c == NOISY_COLOR}
     assert drawn == {(f"{r.method}, {r.block}x{r.block}", round(r.sparsity, 4)) for r in noisy.itertuples()}
     kernel_fig = ss.draw_bsr_bench("graph")[0]
-    assert not kernel_only_run().frame["noisy"].any() and NOISY_LABEL not in {t.name for t in kernel_fig.data}
+    assert not kernel_only_run().frame["speedup_noisy"].any() and NOISY_LABEL not in {t.name for t in kernel_fig.data}
 
 
 def _kernel_only_csv(path, blocks=(32, 64)):
