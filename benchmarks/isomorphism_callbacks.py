@@ -4,7 +4,7 @@
     python3 benchmarks/isomorphism_callbacks.py
 
 The page's small inline timing (engine.layers.lowering.INLINE_BUDGET_S per timed path)
-runs in the request path, so it is what these numbers are mostly made of.
+runs in the request path of each tab's ``time_*`` callback, beside the pure panel.
 """
 import statistics
 import sys
@@ -40,6 +40,10 @@ def main() -> int:
      "update_pool": lambda: iso.update_pool(*vals(iso.POOL_STATES)),
      "update_rnn": lambda: iso.update_rnn(*vals(iso.RNN_STATES)),
      "update_attn": lambda: iso.update_attn(*vals(iso.ATTN_STATES)),
+     "time_conv": lambda: iso.time_conv(*vals(iso.CONV_STATES)),
+     "time_pool": lambda: iso.time_pool(*vals(iso.POOL_STATES)),
+     "time_rnn": lambda: iso.time_rnn(*vals(iso.RNN_STATES)),
+     "time_attn": lambda: iso.time_attn(*vals(iso.ATTN_STATES)),
      "attn_token_range": lambda: iso.attn_token_range(V[iso.wid("attn", "t_len")]),
      "draw_sweep(no rows)": lambda: iso.draw_sweep([], []),
      "draw_sweep(ref)": lambda: iso.draw_sweep([], ["ref"]),

@@ -1,9 +1,12 @@
 """/isomorphism: convolution, pooling, a linear RNN and linear attention as sparse matrices.
 
 Thin page: widgets -> one spec of engine.layers.explore (checked once, limits from the
-engine) -> ``*_view(spec)`` builds the matrix, runs the native torch layer and tabulates
--> components.figures_lowering draws. Every matrix is rebuilt from the widget values in
-the callback that needs it (nothing is held in the server between requests).
+engine) -> ``parts_view(spec)`` builds the matrix, runs the native torch layer and tabulates
+(pure: cached, and the panel's callback is declared pure) -> components.figures_lowering
+draws. The small timing of both paths is a measurement, so each tab times in a callback of
+its own (``time_conv`` ...: ``*_view(spec)``, never cached) that fills the timing table and
+the stats. Every matrix is rebuilt from the widget values in the callback that needs it, or
+read from the lab's pure cache (nothing else is held in the server between requests).
 """
 from __future__ import annotations
 
@@ -221,13 +224,13 @@ def _outputs(tab: str, *props: str) -> list[Output]:
             (p.split(".") for p in props)]
 
 
-MATRIX_OUTPUTS = ("spy.figure", "side.figure", "out.figure", "facts.data", "facts.columns", "timing.data",
-                  "timing.columns", "stats.children", "msg.children")
+PANEL_OUTPUTS = ("spy.figure", "side.figure", "out.figure", "facts.data", "facts.columns", "msg.children")
+TIMING_OUTPUTS = ("timing.data", "timing.columns", "stats.children")
 
 
 def _refused(exc: ValueError, n_figures: int = 3) -> tuple:
     e = figs.empty_figure(str(exc))
-    return (e,) * n_figures + ([], [], [], [], [], error_message(exc))
+    return (e,) * n_figures + ([], [], error_message(exc))
 
 
 def _stats(view: dict, extra: list | None = None) -> list:
@@ -243,27 +246,27 @@ def _stats(view: dict, extra: list | None = None) -> list:
 TIMING_SHOWN = ["path", "median_ms", "iqr_ms", "runs", "noisy", "method"]  # the CSV adds device, dtype, nnz, batch
 
 
-def _tables(view: dict) -> tuple:
+def _timing_table(view: dict) -> tuple:
     timing = pd.DataFrame(view["timing_rows"])
     shown = [c for c in TIMING_SHOWN if c in timing.columns]
-    return view["facts_rows"], FACT_COLUMNS, timing.to_dict("records"), table_columns(timing, only=shown)
+    return timing.to_dict("records"), table_columns(timing, only=shown)
 
 
-def _panel(view: dict, spy, side, out, extra: list | None = None) -> tuple:
+def _panel(view: dict, spy, side, out) -> tuple:
     kind, text = view["claim"]
-    return (spy, side, out, *_tables(view), _stats(view, extra), message(text, kind))
+    return (spy, side, out, view["facts_rows"], FACT_COLUMNS, message(text, kind))
 
 
-@callback(*_outputs("conv", "spy.figure", "facts.data", "facts.columns", "timing.data", "timing.columns",
-                    "stats.children", "msg.children"), *CONV_STATES)
+@pure_callback(*_outputs("conv", "spy.figure", "facts.data", "facts.columns", "msg.children"), *CONV_STATES)
 def update_conv(*values):
-    """Matrix, spy plot, facts, equality, a small timing and the paper's claim for these settings."""
+    """Matrix, spy plot, facts, equality and the paper's claim for these settings (the timing
+    beside them comes from ``time_conv``)."""
     try:
-        view = ex.conv_view(ex.spec_from_widgets("conv", values))
+        view = ex.parts_view(ex.spec_from_widgets("conv", values))
     except ValueError as exc:
-        return (figs.empty_figure(str(exc)), [], [], [], [], [], error_message(exc))
+        return (figs.empty_figure(str(exc)), [], [], error_message(exc))
     kind, text = view["claim"]
-    return (figs.matrix_spy(view, "Convolution matrix"), *_tables(view), _stats(view), message(text, kind))
+    return (figs.matrix_spy(view, "Convolution matrix"), view["facts_rows"], FACT_COLUMNS, message(text, kind))
 
 
 @pure_callback(Output(wid("conv", "row"), "value"), Input(f"{P}-conv-spy", "clickData"),
@@ -298,20 +301,20 @@ def update_conv_row(row, *values):
                                 title_right=f"matrix @ flattened image, channel {v['channel']}"))
 
 
-def _matrix_panel(kind: str, view_of, values, draw):
-    """The spec the widgets ask for, its engine view, and the panel ``draw(spec, view)``
-    makes of them; a refused spec says why in every output."""
+def _matrix_panel(kind: str, values, draw):
+    """The spec the widgets ask for, what it shows (``ex.parts_view``: pure, cached) and the
+    panel ``draw(spec, view)`` makes of them; a refused spec says why in every output."""
     try:
         spec = ex.spec_from_widgets(kind, values)
-        view = view_of(spec)
+        view = ex.parts_view(spec)
     except ValueError as exc:
         return _refused(exc)
     return draw(spec, view)
 
 
-@callback(*_outputs("pool", *MATRIX_OUTPUTS), *POOL_STATES)
+@pure_callback(*_outputs("pool", *PANEL_OUTPUTS), *POOL_STATES)
 def update_pool(*values):
-    return _matrix_panel("pool", ex.pool_view, values, _pool_panel)
+    return _matrix_panel("pool", values, _pool_panel)
 
 
 def _pool_panel(spec, view):
@@ -319,30 +322,37 @@ def _pool_panel(spec, view):
     outs = figs.outputs_figure(view["native"][0], view["matrix_out"][0], title_left=f"native F.{view['fn']}, "
                                "channel 0", title_right="matrix @ flattened image, channel 0")
     if spec.mode == "max":
-        side, extra = figs.pool_reuse_figure(view, spec.digit), [
-            stat("selection reused on another digit: max |error|", f"{view['reuse_error']:.3f}")]
+        side = figs.pool_reuse_figure(view, spec.digit)
     else:
-        side, extra = figs.field_figure(view["image"][0], view["field"], "Pixels averaged by output row 0"), []
-    return _panel(view, spy, side, outs, extra)
+        side = figs.field_figure(view["image"][0], view["field"], "Pixels averaged by output row 0")
+    return _panel(view, spy, side, outs)
 
 
-@callback(*_outputs("rnn", *MATRIX_OUTPUTS), *RNN_STATES)
+def _pool_stats(spec, view) -> list:
+    return [stat("selection reused on another digit: max |error|", f"{view['reuse_error']:.3f}")] \
+        if spec.mode == "max" else []
+
+
+@pure_callback(*_outputs("rnn", *PANEL_OUTPUTS), *RNN_STATES)
 def update_rnn(*values):
-    return _matrix_panel("rnn", ex.rnn_view, values, _rnn_panel)
+    return _matrix_panel("rnn", values, _rnn_panel)
 
 
 def _rnn_panel(_spec, view):
-    extra = [stat("tanh RNN vs tanh(L x): relative error", f"{view['gap']['rel_error_tanh_once']:.3g}")]
     return _panel(view, figs.matrix_spy(view, "RNN matrix L", row_label="hidden row (t, unit)",
                                         col_label="input column (s, feature)"),
                   figs.tanh_gap_figure(view["gap"]), figs.outputs_figure(
                       view["loop"].T, view["matrix_out"].T, "step-by-step linear recurrence", "L @ x (one matrix)",
-                      x_title="time step t (index)", y_title="hidden unit (index)"), extra)
+                      x_title="time step t (index)", y_title="hidden unit (index)"))
 
 
-@callback(*_outputs("attn", *MATRIX_OUTPUTS), *ATTN_STATES)
+def _rnn_stats(_spec, view) -> list:
+    return [stat("tanh RNN vs tanh(L x): relative error", f"{view['gap']['rel_error_tanh_once']:.3g}")]
+
+
+@pure_callback(*_outputs("attn", *PANEL_OUTPUTS), *ATTN_STATES)
 def update_attn(*values):
-    return _matrix_panel("attn", ex.attn_view, values, _attn_panel)
+    return _matrix_panel("attn", values, _attn_panel)
 
 
 def _attn_panel(spec, view):
@@ -354,9 +364,38 @@ def _attn_panel(spec, view):
     outs = figs.outputs_figure(view["native"], view["matrix_out"], "linear attention (X Wq)(X Wk)^T (X Wv)",
                                "tensor contracted with x, x, x", x_title="value dimension (index)",
                                y_title="token (index)")
-    extra = [stat("scores as bilinear form: max |diff|", f"{view['score_diff']:.2e}"),
-             stat("with softmax: relative error", f"{view['gap']['rel_error']:.3g}")]
-    return _panel(view, spy, side, outs, extra)
+    return _panel(view, spy, side, outs)
+
+
+def _attn_stats(_spec, view) -> list:
+    return [stat("scores as bilinear form: max |diff|", f"{view['score_diff']:.2e}"),
+            stat("with softmax: relative error", f"{view['gap']['rel_error']:.3g}")]
+
+
+# Each tab's timing is a measurement: in a callback of its own (never cached), beside the
+# pure panel, so the panel is answered (or read from the response cache) at once.
+TIMED = {"conv": (ex.conv_view, None), "pool": (ex.pool_view, _pool_stats), "rnn": (ex.rnn_view, _rnn_stats),
+         "attn": (ex.attn_view, _attn_stats)}
+
+
+def _register_timing(tab: str):
+    view_of, more_stats = TIMED[tab]
+
+    @callback(*_outputs(tab, *TIMING_OUTPUTS), *STATES[tab])
+    def time_tab(*values):
+        """A small CPU timing of the native layer and the matrix for these settings, the
+        timing table and the stats beside it (max |difference|, medians, their ratio)."""
+        try:
+            spec = ex.spec_from_widgets(tab, values)
+            view = view_of(spec)
+        except ValueError:
+            return [], [], []  # the panel says why
+        return (*_timing_table(view), _stats(view, more_stats(spec, view) if more_stats else None))
+
+    return time_tab
+
+
+time_conv, time_pool, time_rnn, time_attn = (_register_timing(t) for t in ("conv", "pool", "rnn", "attn"))
 
 
 @pure_callback(Output(wid("attn", "token"), "max"), Output(wid("attn", "token"), "marks"),

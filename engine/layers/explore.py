@@ -7,9 +7,11 @@ estimates, from the spec alone, how many nonzeros and bytes the construction nee
 Too large a spec is refused with "expected ... got ..." before anything is allocated,
 against ``MAX_PAGE_NNZ`` and ``SPARSITY_LAB_MEMORY_BUDGET_MB``.
 
-``conv_view(spec)`` and its siblings build the matrix, run the native torch layer beside
-it, and return plain data (arrays, facts, timing rows, the claim's verdict) for the
-page's figure functions.
+``parts_view(spec)`` builds the matrix, runs the native torch layer beside it and returns
+plain data (arrays, facts, the claim's verdict) for the page's figure functions: pure in
+the spec, so cached. ``conv_view(spec)`` and its siblings add a small timing of both paths
+(timing rows, medians, their ratio), which is never cached; the page asks for it in a
+callback of its own.
 
     spec = ConvSpec(size=28, padding=1)            # the paper's setting: zero padding
     view = conv_view(spec)
@@ -222,8 +224,13 @@ def attn_weights(d: int, d_v: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def matrix_for(spec: Any) -> sp.csr_matrix:
     """The tab's matrix alone (for the .mtx download), after the size check with the download's cost."""
     spec.check_size(download=True)
-    parts = {ConvSpec: conv_parts, PoolSpec: pool_parts, RnnSpec: rnn_parts, AttnSpec: attn_parts}[type(spec)]
-    return parts(spec)["matrix"]
+    return PARTS[type(spec)](spec)["matrix"]
+
+
+def parts_view(spec: Any) -> dict:
+    """What the tab shows for ``spec`` without its timing (``*_parts``: pure, cached), after the
+    size check; ``*_view`` adds this request's timing to the same parts."""
+    return PARTS[type(spec)](spec.check_size())
 
 
 def mtx_text(spec: Any, tab: str) -> str:
@@ -505,3 +512,6 @@ def attn_view(spec: AttnSpec) -> dict:
     times = low.time_callables({"native (XWq)(XWk)^T(XWv)": lambda: ((xt @ tq) @ (xt @ tk).T) @ (xt @ tv),
                                 "CSR tensor @ (x⊗x⊗x)": lambda: tm @ lifted})
     return _with_times(parts, times, {"nnz": parts["tensor_nnz"]})
+
+
+PARTS = {ConvSpec: conv_parts, PoolSpec: pool_parts, RnnSpec: rnn_parts, AttnSpec: attn_parts}

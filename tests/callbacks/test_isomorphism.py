@@ -27,7 +27,8 @@ def _facts(rows) -> dict:
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_update_conv_checks_equality_and_states_the_truth(case):
     *args, tri = case
-    spy, facts, cols, timing, tcols, stats, msg = iso.update_conv(*args)
+    spy, facts, cols, msg = iso.update_conv(*args)
+    timing, tcols, stats = iso.time_conv(*args)
     f = _facts(facts)
     assert f["triangularity"] == tri
     assert f"it is {tri}" in _text(msg)
@@ -41,7 +42,7 @@ def test_update_conv_checks_equality_and_states_the_truth(case):
 
 def test_update_conv_rejects_a_too_large_matrix_without_traceback():
     spy, facts, *_rest, msg = iso.update_conv("random", 0, 64, 16, 16, 7, 1, 3, 1)
-    assert facts == []
+    assert facts == [] and iso.time_conv("random", 0, 64, 16, 16, 7, 1, 3, 1) == ([], [], [])
     assert "expected at most" in _text(msg) and "Cannot compute this" in _text(msg)
 
 
@@ -112,7 +113,8 @@ def test_pick_row_from_spy_and_output_clicks():
 
 @pytest.mark.parametrize("mode", ["avg", "max"])
 def test_update_pool_equal_to_torch(mode):
-    spy, side, outs, facts, _c, timing, _tc, stats, msg = iso.update_pool(mode, 16, 2, 2, 2, 3)
+    spy, side, outs, facts, _c, msg = iso.update_pool(mode, 16, 2, 2, 2, 3)
+    timing, _tc, stats = iso.time_pool(mode, 16, 2, 2, 2, 3)
     assert float(stats[0].children[0].children) == 0.0 or float(stats[0].children[0].children) < 1e-12
     text = _text(msg)
     assert ("not linear" in text) if mode == "max" else ("is linear" in text)
@@ -122,7 +124,8 @@ def test_update_pool_equal_to_torch(mode):
 
 
 def test_update_rnn_and_tanh_gap():
-    spy, side, outs, facts, _c, timing, _tc, stats, msg = iso.update_rnn(10, 3, 2, 0.9, 2.0)
+    spy, side, outs, facts, _c, msg = iso.update_rnn(10, 3, 2, 0.9, 2.0)
+    timing, _tc, stats = iso.time_rnn(10, 3, 2, 0.9, 2.0)
     f = _facts(facts)
     assert f["block_lower_triangular"] == "True"
     assert float(stats[0].children[0].children) < 1e-10
@@ -133,7 +136,8 @@ def test_update_rnn_and_tanh_gap():
 
 @pytest.mark.parametrize("causal", [[], ["causal"]])
 def test_update_attn_tensor_equals_layer(causal):
-    spy, side, outs, facts, _c, timing, _tc, stats, msg = iso.update_attn(4, 2, 3, 2, causal)
+    spy, side, outs, facts, _c, msg = iso.update_attn(4, 2, 3, 2, causal)
+    timing, _tc, stats = iso.time_attn(4, 2, 3, 2, causal)
     f = _facts(facts)
     assert f["tensor shape"] == "(12, 8, 8, 8)"
     assert float(stats[0].children[0].children) < 1e-10
@@ -295,7 +299,7 @@ def test_inline_timing_is_bounded_for_the_request_path(monkeypatch):
         return out
 
     monkeypatch.setattr(iso.ex.low, "time_callables", spy)
-    iso.update_pool("avg", 16, 1, 2, 2, 0)
+    iso.time_pool("avg", 16, 1, 2, 2, 0)
     assert iso.ex.low.INLINE_BUDGET_S <= 0.05
     # timed calls stop once the budget is spent: at most the budget plus one run per path
     assert len(seen) == 1 and seen[0] <= 2 * (iso.ex.low.INLINE_BUDGET_S + 0.05)
