@@ -128,11 +128,12 @@ def csv_download(id: str, label: str = "Download CSV") -> html.Div:
     ], className="csv-download")
 
 
-def table_with_csv(id: str, csv_id: str, label: str = "Download CSV", page_size: int = 12) -> list:
-    """A data_table and its CSV button beneath it, to splice into a section:
-    ``section("Cost", *table_with_csv("gen-cost-table", "gen-cost-csv"), note=...)``;
+def table_with_csv(id: str, csv_id: str, label: str = "Download CSV", page_size: int = 12,
+                   rows: Any = None) -> list:
+    """A data_table (of ``rows``, if any yet) and its CSV button beneath it, to splice into a
+    section: ``section("Cost", *table_with_csv("gen-cost-table", "gen-cost-csv"), note=...)``;
     wire the button with ``register_csv_download(csv_id, (id, "data"), filename)``."""
-    return [data_table(id, page_size=page_size), csv_download(csv_id, label)]
+    return [data_table(id, rows, page_size=page_size), csv_download(csv_id, label)]
 
 
 def table_slot(id: str, csv_id: str, rows_id: str, label: str = "Download CSV") -> list:

@@ -14,7 +14,7 @@ from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
 from components.pure_callback import pure_callback, pure_reference_callback
-from components.tables import csv_download, data_table, register_csv_download, table_columns
+from components.tables import data_table, register_csv_download, table_columns, table_with_csv
 from engine.bench.reference import newest
 from engine.layers import paper as pp
 from engine.runtime.datafiles import DATA_DIR_ENV
@@ -99,19 +99,17 @@ def layout(**_kwargs):
         section("Verdict", html.Div(id="paper-verdict", children=message("No run yet.", "info"))),
         html.Div([
             section("This run, in the paper's form",
-                    data_table("paper-final", [], page_size=6),
-                    csv_download("paper-final-csv", "Table CSV"),
+                    *table_with_csv("paper-final", "paper-final-csv", "Table CSV", page_size=6),
                     html.H3("Cost of each model", style={"marginTop": "12px"}),
-                    data_table("paper-cost", [], page_size=9),
-                    csv_download("paper-cost-csv", "Cost CSV"),
+                    *table_with_csv("paper-cost", "paper-cost-csv", "Cost CSV", page_size=9),
                     note="Best test metric per model (native, weight-tied sparse, free sparse): mean and "
                          "standard deviation (sd) over the seeds, and the mean epoch it was reached. Cost: "
                          "seconds per epoch (median over seeds), the spread of epoch times (IQR/median), "
                          "how many seeds were noisy, time as a multiple of native's (x native, steady seeds "
                          "only), max |output - native| over the run, and the final metric."),
             section("The paper's table (theirs, for context)",
-                    data_table("paper-theirs", _paper_table_rows(), page_size=9),
-                    csv_download("paper-theirs-csv", "Their table CSV"),
+                    *table_with_csv("paper-theirs", "paper-theirs-csv", "Their table CSV", page_size=9,
+                                    rows=_paper_table_rows()),
                     note="As reported in the paper (RTX 4090, MNIST/CIFAR/ETTh1/...). Most metric "
                          "values were lost when the text was extracted; their epochs survived."),
         ]),

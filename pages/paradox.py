@@ -13,11 +13,11 @@ from components.figures_bench import (bandwidth_figure, efficiency_figure, measu
                                       measured_vs_chapter, per_call_figures, per_call_note,
                                       speedup_figure)
 from components.jobs import JobPlan, job_ids, job_panel, register_job
-from components.layout import (controls_row, error_message, labelled, message, page_header,
-                               section)
+from components.layout import (controls_row, error_message, graph_pair, labelled, message,
+                               page_header, section)
 from components.pure_callback import pure_callback, pure_reference_callback
-from components.tables import (COLUMN_UNITS, csv_download, data_table, register_csv_download,
-                               shown_columns, table_columns, table_records)
+from components.tables import (COLUMN_UNITS, register_csv_download, shown_columns, table_columns,
+                               table_records, table_with_csv)
 from engine.bench.bsr_runs import side_by_side
 from engine.bench.measurement import normalise_method
 from engine.bench.reference import compare, find, references, short_device
@@ -172,21 +172,18 @@ def layout(**_kwargs):
         ], className="two-col"),
         html.Div([
             section("The chapter's table beside this device",
-                    data_table(ID("chapter"), measured_vs_chapter(None)),
-                    csv_download(ID("chapter-csv")),
+                    *table_with_csv(ID("chapter"), ID("chapter-csv"), rows=measured_vs_chapter(None)),
                     note="'theoretical' and 'chapter's actual' are the chapter's figures (it does "
                          "not name the device); 'measured' columns are this device's medians for "
                          "the plotted op and the sweep's dtype."),
-            section("Break-even sparsity", data_table(ID("breakeven"), []),
-                    csv_download(ID("breakeven-csv")),
+            section("Break-even sparsity", *table_with_csv(ID("breakeven"), ID("breakeven-csv")),
                     note="Sparsity where a format's time equals dense time, interpolated between "
                          "the two measured sparsities around it."),
         ], className="two-col"),
         section("lab-bsr on a GPU: per call and kernel only, side by side",
                 html.Div(id=ID("percall-note")),
-                html.Div([dcc.Graph(id=ID("percall"), config={"displaylogo": False}),
-                          dcc.Graph(id=ID("kernel"), config={"displaylogo": False})], className="two-col"),
-                data_table(ID("percall-table"), []), csv_download(ID("percall-table-csv")),
+                graph_pair(ID("percall"), ID("kernel")),
+                *table_with_csv(ID("percall-table"), ID("percall-table-csv")),
                 note="The lab's own block-sparse kernel against dense torch.matmul, from the newest "
                      "committed GPU run that times it both ways (the note above names its device, "
                      "date, file, block size, n and dtype). Left: what a Python caller gets per call "
@@ -204,14 +201,13 @@ def layout(**_kwargs):
                                "non-zeros leave many of them idle."),
                         html.P(id=ID("bytes-note")),
                     ]),
-                    html.Div([data_table(ID("storage"), []), csv_download(ID("storage-csv"))]),
+                    html.Div(table_with_csv(ID("storage"), ID("storage-csv"))),
                 ], className="two-col"),
                 note="The table is a byte-count model for uniform random non-zeros at the chosen "
                      "size, dtype and block (torch stores int64 indices), not a measurement. A "
                      "memory-bound SpMV can at best run dense bytes / sparse bytes times faster."),
-        section("Measured speedups", data_table(ID("measured"), []), csv_download(ID("measured-csv"))),
-        section("All rows", data_table(ID("rows-table"), [], page_size=10),
-                csv_download(ID("rows-table-csv")),
+        section("Measured speedups", *table_with_csv(ID("measured"), ID("measured-csv"))),
+        section("All rows", *table_with_csv(ID("rows-table"), ID("rows-table-csv"), page_size=10),
                 note="The main columns of every row; Download CSV has all of them (spec, device, "
                      "versions, timing method, median, IQR, conversion time and derived columns). "
                      "'noisy' marks IQR/median > 0.1. Unsupported combinations are listed with their "

@@ -16,7 +16,7 @@ from components.figures_matrix import (bandwidth_figure, predicted_measured_figu
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section
 from components.pure_callback import pure_callback
-from components.tables import csv_download, data_table, register_csv_download, table_columns
+from components.tables import csv_download, data_table, register_csv_download, table_columns, table_with_csv
 from engine.bench.matrix_sweep import (K_LIMITS, KIND, REPEATS_LIMITS, MatrixSweepConfig,
                                        efficiency_table, recommendation)
 from engine.bench.roofline import (OFF_ROOFLINE, CalibrationPlan, Structure, calibrate,
@@ -128,7 +128,7 @@ def _load_section() -> html.Section:
         ),
         html.Div(id=ID("load-msg")),
         dcc.Store(id=ID("hash"), data=None),
-        html.Div([data_table(ID("facts"), [], page_size=20), csv_download(ID("facts-csv"))],
+        html.Div(table_with_csv(ID("facts"), ID("facts-csv"), page_size=20),
                  style={"maxWidth": "640px"}),
         note="The file is checked from its header first: too large for the lab's memory budget, "
              "a malformed header, a wrong dtype, NaN or inf entries, or more than 2 dimensions are "
@@ -178,7 +178,7 @@ def _predict_section() -> html.Section:
                   note=f"Measures on {dev.label}: copy bandwidth, dense GEMM rate per dtype, the "
                        "random-gather bandwidth of a CSR SpMV on a uniform random matrix, and the "
                        "per-call floor. Stored with the device name; about 10 s on a CPU."),
-        data_table(ID("pred"), [], page_size=15), csv_download(ID("pred-csv")),
+        *table_with_csv(ID("pred"), ID("pred-csv"), page_size=15),
         note="Predicted time = max(bytes moved / bandwidth, FLOPs / GEMM rate, per-call floor): "
              "copy bandwidth for streamed formats (dense, BSR, 2:4), gather bandwidth for index-"
              "chasing ones (COO, CSR, whose bytes include one read of x per non-zero).")
@@ -195,7 +195,7 @@ def _measure_section() -> html.Section:
         html.Div(id=ID("advice")),
         dcc.Graph(id=ID("pvm"), config={"displaylogo": False}),
         html.H3("Efficiency (predicted / measured)"),
-        data_table(ID("eff"), [], page_size=15), csv_download(ID("eff-csv")),
+        *table_with_csv(ID("eff"), ID("eff-csv"), page_size=15),
         note=f"Efficiency 1 means the backend runs at its roofline; below {OFF_ROOFLINE:g} it is "
              "named far off it. Every product is checked against scipy in float64 before it is "
              "timed. The measurement panel's 'Download CSV' has every row.")
