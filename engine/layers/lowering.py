@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from engine.bench.measurement import noisy_flag
 from engine.validate import check_int
 
 # --------------------------------------------------------------------------- helpers
@@ -742,7 +743,7 @@ def sweep_summary(rows: list[dict]) -> list[tuple[str, str]]:
     """Sentences on a sweep's rows, (kind, text): ratios only from rows that are not noisy;
     how many rows stayed noisy after their time budget (those are drawn hollow, never quoted)."""
     ok = [r for r in rows or [] if r.get("status", "ok") == "ok" and "matrix_over_native" in r]
-    noisy = [r for r in ok if str(r.get("noisy")).lower() in ("true", "1")]
+    noisy = [r for r in ok if noisy_flag(r.get("noisy"))]
     steady = [r for r in ok if r not in noisy]
     lines = []
     if steady:

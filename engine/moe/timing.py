@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from engine.bench.measurement import Task
+from engine.bench.measurement import Task, noisy_flag
 from engine.moe.layer import METHODS, Experts, ffn, grouped_mm_available, moe_forward
 from engine.moe.router import route
 from engine.validate import check_choice, check_float, check_int
@@ -213,7 +213,7 @@ def sweep_summary(rows: list[dict]) -> list[dict]:
     if not ok:
         return []
     times = {(r["batch"], r["variant"]): r["time_ms"] for r in ok}
-    noisy = {(r["batch"], r["variant"]) for r in ok if str(r.get("noisy")).strip().lower() in ("true", "1")}
+    noisy = {(r["batch"], r["variant"]) for r in ok if noisy_flag(r.get("noisy"))}
     small, big = min(r["batch"] for r in ok), max(r["batch"] for r in ok)
 
     def ratio(batch, variant, base):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from engine.bench.measurement import noisy_flag
+
 CHAPTER_TABLE = [
     # (row, family key in the sweep or None, storage, multiply cost, hardware efficiency)
     ("Dense", "dense", "n^2", "O(n^2)", "100% (baseline)"),
@@ -134,7 +136,7 @@ def timing_notes(rows: Sequence[dict], label: str) -> list[tuple[str, str, list[
         return [("No sweep rows yet: run the sweep above, or pick a committed reference.", "info", [])]
     devs = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
     notes = [(f"Showing {label}: {len(rows)} rows on {', '.join(devs)}.", "info", [])]
-    noisy = [r for r in rows if r.get("noisy") in (True, "True", 1)]
+    noisy = [r for r in rows if noisy_flag(r.get("noisy"))]
     if noisy:
         notes.append((f"{len(noisy)} of {len(rows)} timings are noisy (IQR / median > 0.1; column "
                       "'noisy' in the CSV): read those as rough.", "warn", []))
