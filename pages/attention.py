@@ -10,7 +10,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, graph_pair, labelled, message,
                                page_header, section, stat)
 from components.tables import csv_download, register_csv_download, table_slot
-from components.compact_table import Col, compact_table
+from components.compact_table import columns, compact_table
 from components.ids import page_ids
 from components.pure_callback import pure_callback, pure_reference_callback
 from engine.attention import masks as M
@@ -149,34 +149,42 @@ def layout(**_kwargs):
 PARAM_INPUTS = [Input(ID.of(n), "value") for n in V.PARAM_NAMES]
 PARAM_STATES = [State(ID.of(n), "value") for n in V.PARAM_NAMES]
 MASK_INPUTS = [Input(ID.mask, "value"), Input(ID.seq, "value"), Input(ID.block, "value"), *PARAM_INPUTS]
-ZOO_COLUMNS = (Col("mask", "mask", "the mask and its parameters"),
-               Col("density", "token density", "kept (query, key) pairs / S²"),
-               Col("block_density", "block density", "blocks a kernel visits / all blocks"),
-               Col("theory_vs_causal", "theory vs causal (x)", "FLOPs of dense causal / FLOPs of the mask"),
-               Col("mass_kept", "mass kept", "share of dense causal attention's weight on kept keys"),
-               Col("output_rel_error", "output error (rel.)",
-                   "relative distance of the masked output from dense causal attention"))
-SWEEP_COLUMNS = (Col("seq_len", "S (tokens)", "sequence length"), Col("mask", "mask", "the mask"),
-                 Col("impl", "impl.", "implementation"), Col("status", "status", "ok, or why not measured"),
-                 Col("kernel_ms", "kernel (ms)", "median kernel time"),
-                 Col("iqr_ms", "IQR (ms)", "interquartile range of the kernel time"),
-                 Col("speedup_vs_causal", "vs causal (x)", "t(SDPA causal) / t"),
-                 Col("speedup_vs_dense", "vs no mask (x)", "t(SDPA without mask) / t"),
-                 Col("block_theory_vs_causal", "theory (x)", "FLOPs by whole blocks, against causal"),
-                 Col("mask_build_ms", "build (ms)", "building the mask (BlockMask or bool)"),
-                 Col("compile_s", "compile (s)", "torch.compile of FlexAttention"),
-                 Col("noisy", "noisy", "IQR / median > 0.1: drawn hollow, no verdict rests on it"))
-BARE_COLUMNS = (Col("seq_len", "S (tokens)", "sequence length"), Col("window", "window", "sliding window (tokens)"),
-                Col("status", "status", "ok, or why not measured"),
-                Col("lab_speedup", "lab (x)", "the lab's FlexAttention speedup over SDPA causal"),
-                Col("bare_events_speedup", "bare, events (x)", "bare speedup, back-to-back calls between CUDA events"),
-                Col("bare_speedup", "bare, do_bench (x)", "bare speedup, triton do_bench (L2 flushed)"),
-                Col("within_10pct", "within 10 %", "lab and bare (events) within 10 %"),
-                Col("within_10pct_do_bench", "within 10 % (do_bench)", "lab and bare (do_bench) within 10 %"),
-                Col("lab_flex_ms", "lab flex (ms)", "the lab's FlexAttention time"),
-                Col("bare_flex_events_ms", "bare flex (ms)", "bare FlexAttention, CUDA events"),
-                Col("lab_sdpa_causal_ms", "lab causal (ms)", "the lab's SDPA causal time"),
-                Col("bare_sdpa_causal_events_ms", "bare causal (ms)", "bare SDPA causal, CUDA events"))
+ZOO_COLUMNS = columns("""
+mask             | mask                 | the mask and its parameters
+density          | token density        | kept (query, key) pairs / S²
+block_density    | block density        | blocks a kernel visits / all blocks
+theory_vs_causal | theory vs causal (x) | FLOPs of dense causal / FLOPs of the mask
+mass_kept        | mass kept            | share of dense causal attention's weight on kept keys
+output_rel_error | output error (rel.)  | relative distance of the masked output from dense causal attention
+""")
+SWEEP_COLUMNS = columns("""
+seq_len                | S (tokens)     | sequence length
+mask                   | mask           | the mask
+impl                   | impl.          | implementation
+status                 | status         | ok, or why not measured
+kernel_ms              | kernel (ms)    | median kernel time
+iqr_ms                 | IQR (ms)       | interquartile range of the kernel time
+speedup_vs_causal      | vs causal (x)  | t(SDPA causal) / t
+speedup_vs_dense       | vs no mask (x) | t(SDPA without mask) / t
+block_theory_vs_causal | theory (x)     | FLOPs by whole blocks, against causal
+mask_build_ms          | build (ms)     | building the mask (BlockMask or bool)
+compile_s              | compile (s)    | torch.compile of FlexAttention
+noisy                  | noisy          | IQR / median > 0.1: drawn hollow, no verdict rests on it
+""")
+BARE_COLUMNS = columns("""
+seq_len                    | S (tokens)             | sequence length
+window                     | window                 | sliding window (tokens)
+status                     | status                 | ok, or why not measured
+lab_speedup                | lab (x)                | the lab's FlexAttention speedup over SDPA causal
+bare_events_speedup        | bare, events (x)       | bare speedup, back-to-back calls between CUDA events
+bare_speedup               | bare, do_bench (x)     | bare speedup, triton do_bench (L2 flushed)
+within_10pct               | within 10 %            | lab and bare (events) within 10 %
+within_10pct_do_bench      | within 10 % (do_bench) | lab and bare (do_bench) within 10 %
+lab_flex_ms                | lab flex (ms)          | the lab's FlexAttention time
+bare_flex_events_ms        | bare flex (ms)         | bare FlexAttention, CUDA events
+lab_sdpa_causal_ms         | lab causal (ms)        | the lab's SDPA causal time
+bare_sdpa_causal_events_ms | bare causal (ms)       | bare SDPA causal, CUDA events
+""")
 
 
 @pure_callback([Output(ID.of(f"{n}_wrap"), "style") for n in V.PARAM_NAMES] + [Output(ID.mask_help, "children")],
