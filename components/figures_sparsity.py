@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from components.figures_common import add_points, colorscale, empty_figure, subplot_grid, unvalidated_figure
+from engine.bench.bsr_results import TARGET_BLOCK
 FONT = dict(family="Inter, Segoe UI, system-ui, sans-serif", size=12)
 PALETTE = ["#2f6fdb", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0b7285", "#e67700",
            "#5c7cfa", "#495057", "#a61e4d"]
@@ -296,7 +297,7 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
     """lab-bsr (solid) and torch BSR (dotted) speedup over dense against sparsity, one
     colour per block size, from benchmarks/bsr_bench.py; noisy points (the rows'
     ``speedup_noisy``, else ``noisy``) hollow and grey (add_points); ``goals`` (sparsity ->
-    speedup, this lab's goals at 64 x 64 blocks) as red crosses, 1/density dashed, break-even (1) in red.
+    speedup, this lab's goals at TARGET_BLOCK x TARGET_BLOCK blocks) as red crosses, 1/density dashed, break-even (1) in red.
     ``legend_title``: what the legend must say about the run drawn (e.g. how it differs
     from the run it is set beside)."""
     data = rows[rows["method"].isin(("lab-bsr", "torch-bsr"))].dropna(subset=[speed_col])
@@ -317,9 +318,9 @@ def bsr_bench_figure(rows: pd.DataFrame, speed_col: str, timing_label: str, devi
     fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="theoretical 1/density",
                              line=dict(color="#868e96", dash="dash")))
     fig.add_trace(go.Scatter(x=list(goals), y=list(goals.values()),
-                             mode="markers+text", name="lab goals (64x64 blocks)",
+                             mode="markers+text", name=f"lab goals ({TARGET_BLOCK}x{TARGET_BLOCK} blocks)",
                              text=[f"goal {v:g}x at {s:.0%}" for s, v in goals.items()],
-                             textposition="top left",
+                             textposition=["top right" if s == min(goals) else "top left" for s in goals],
                              marker=dict(symbol="x", size=12, color="#c53030")))
     fig.add_hline(y=1.0, line=dict(color="#c53030", width=1, dash="dot"))
     fig.update_xaxes(title_text="block sparsity (fraction of b x b blocks that are zero)")

@@ -39,7 +39,7 @@ def percall_note(side, id: str) -> html.Div:
     frame, ref = side.table, side.reference
     if frame is None or not len(frame):
         return message("No per-call run committed (benchmarks/gpu_bsr_app.py writes one).", id=id)
-    noisy = f" The noisy columns mark speedups with a noisy time ({NOISY_LABEL})." if frame.filter(like="noisy").any().any() else ""
+    noisy = f" The noisy columns mark speedups with a noisy time: {NOISY_LABEL}." if frame.filter(like="noisy").any().any() else ""
     return html.P(f"{frame.attrs['device']}, {frame.attrs['date']}, benchmarks/results/{ref.name} "
                   f"(benchmarks/gpu_bsr_app.py), {side.shape_text}: kernel-only = {KERNEL_ONLY} (no "
                   f"Python launch cost); per call = bsr_matmul called from Python, {PER_CALL}, what a "

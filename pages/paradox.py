@@ -19,7 +19,7 @@ from components.pure_callback import pure_callback, pure_reference_callback
 from components.tables import (COLUMN_UNITS, register_csv_download, shown_columns, table_columns,
                                table_records, table_with_csv)
 from engine.bench.bsr_runs import side_by_side
-from engine.bench.measurement import normalise_method
+from engine.bench.measurement import NOISE_THRESHOLD, NOISY_LABEL, normalise_method
 from engine.bench.reference import compare, find, references, short_device
 from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
 from engine.runtime.device import describe_device
@@ -161,7 +161,7 @@ def layout(**_kwargs):
             note="Solid lines: this device. Dotted lines with open diamonds: the reference run "
                  "(the legend names where it differs from this run: device, size n, dtype, timing). "
                  "Grey dashed: theoretical 1/density. Black stars: the chapter's measured speedups. "
-                 "Red dotted: speedup 1 (break-even). Hollow grey points: noisy (IQR/median > 0.1)."),
+                 f"Red dotted: speedup 1 (break-even). Hollow grey points: {NOISY_LABEL}."),
         html.Div([
             section("Efficiency", dcc.Graph(id=ID("efficiency"), config={"displaylogo": False}),
                     note="Measured speedup divided by the theoretical one: 1 would mean every "
@@ -210,7 +210,7 @@ def layout(**_kwargs):
         section("All rows", *table_with_csv(ID("rows-table"), ID("rows-table-csv"), page_size=10),
                 note="The main columns of every row; Download CSV has all of them (spec, device, "
                      "versions, timing method, median, IQR, conversion time and derived columns). "
-                     "'noisy' marks IQR/median > 0.1. Unsupported combinations are listed with their "
+                     f"'noisy' marks IQR/median > {NOISE_THRESHOLD:g}. Unsupported combinations are listed with their "
                      "reason, never drawn."),
     ])
 

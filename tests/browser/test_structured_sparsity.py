@@ -202,3 +202,54 @@ def test_no_table_scrolls_sideways_at_1280_and_every_download_gives_rows(app_ser
     _tab(page, "The lab's kernel (lab-bsr)")
     every_download_gives_rows(page, {"#ss-bsr-csv-button": 20, "#ss-bsr-targets-csv-button": 4,
                                      "#ss-bsr-percall-csv-button": 6})
+
+
+def _unlike_runs(folder) -> None:
+    """A kernel-only run (32 and 64 blocks, no per-call timings of its own) and a per-call
+    run of 64 x 64 blocks only, with one noisy dense per-call time."""
+    from engine.bench.bsr_results import KERNEL_ONLY, PER_CALL
+
+    lines = ["device,torch,triton,date,n,k,dtype,block,sparsity,density,nnz_blocks,method,ms,timing,"
+             "speedup_vs_dense,speedup_vs_torch_bsr,theory\n"]
+    for b in (32, 64):
+        for s in (0.5, 0.75, 0.9):
+            for method, ms in (("dense", 1.0), ("torch-bsr", 2.0), ("lab-bsr", 2 * (1 - s))):
+                lines.append(f'NVIDIA H200,2.11,3.6,2026-11-30 11:02 UTC,8192,512,fp16,{b},{s},{1 - s},10,'
+                             f'{method},{ms},"{KERNEL_ONLY}",1,1,{1 / (1 - s)}\n')
+    (folder / "bsr_bench.csv").write_text("".join(lines))
+    lines = ["device,date,n,k,dtype,block,sparsity,density,method,timing,ms,ms_q25,ms_q75,speedup_vs_dense\n"]
+    for s in (0.5, 0.75, 0.9):
+        for method, timing, ms, spread in (("lab-bsr", KERNEL_ONLY, 0.02, 0), ("dense", KERNEL_ONLY, 0.08, 0),
+                                           ("lab-bsr", PER_CALL, 0.04 * (1 - s) + 0.01, 0),
+                                           ("dense", PER_CALL, 0.09, 0.03 if s == 0.75 else 0)):
+            lines.append(f'NVIDIA H200,2026-12-02 04:18 UTC,8192,512,float16,64,{s},{1 - s},{method},'
+                         f'"{timing}",{ms},{ms - spread / 2},{ms + spread / 2},1.0\n')
+    (folder / "bsr_percall").mkdir()
+    (folder / "bsr_percall" / "bsr_percall.csv").write_text("".join(lines))
+
+
+def test_call_by_call_beside_an_unlike_per_call_run_names_the_mismatch(browser, tmp_path):
+    """Its own app on a results folder where the only per-call run has other blocks than
+    the kernel-only run: note and legend name the mismatch, the noisy point is hollow."""
+    from tests.apphelpers import start_app, stop_process
+
+    results = tmp_path / "results"
+    results.mkdir()
+    _unlike_runs(results)
+    proc, url = start_app(tmp_path, extra_env={"SPARSITY_LAB_RESULTS": str(results)})
+    try:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.goto(url + "/structured-sparsity")
+        _tab(page, "The lab's kernel (lab-bsr)")
+        wait_for_content(page, "#ss-bsr-plot", "lab goals")
+        page.locator("#ss-bsr-timing label").filter(has_text="call by call").click()
+        wait_for_text(page, "#ss-bsr-note", "not like for like")
+        note = page.inner_text("#ss-bsr-note")
+        assert "blocks 64 (kernel-only: 32, 64)" in note and "bsr_percall/bsr_percall.csv" in note
+        assert "noisy (IQR/median > 0.1)" in note
+        wait_for_content(page, "#ss-bsr-plot .legendtitletext", "blocks 64 (kernel-only: 32, 64)")
+        assert "noisy (IQR/median > 0.1)" in page.text_content("#ss-bsr-plot .legend")
+        page.locator("#ss-bsr-plot").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "structured-sparsity-bsr-unlike-per-call.png"), full_page=True)
+    finally:
+        stop_process(proc)
