@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import (add_points, colorscale, empty_figure, subplot_grid,
+from components.figures_common import (add_points, colorscale, empty_figure, reference_line, subplot_grid,
                                        unvalidated_figure)
 from engine.bench.measurement import ratio_noisy
 from engine.runtime.cache import pure_cache
@@ -47,14 +47,17 @@ def pareto_figure(rows: Sequence[dict], budget: int | None, n: int) -> go.Figure
             customdata=[[r["config"], r["flops_per_vector"]] for r in pts],
             hovertemplate="%{fullData.name} %{customdata[0]}<br>params %{x:,}<br>"
                           "rel. error %{y:.4f}<br>FLOPs/vector %{customdata[1]:,.0f}<extra></extra>"))
-    if budget:
-        fig.add_vline(x=budget, line=dict(color="#5b6475", dash="dash"),
-                      annotation_text=f"budget {budget:,}", annotation_position="top left")
-    fig.add_vline(x=n * n, line=dict(color="#dfe3ea"), annotation_text="dense n²",
-                  annotation_position="bottom left")
     fig.update_xaxes(type="log", dtick=1, title="parameters stored (count, log scale)", gridcolor="#eef0f4")
     fig.update_yaxes(title="relative error ‖A − Â‖F / ‖A‖F", rangemode="tozero", gridcolor="#eef0f4")
+    # labels on their lines on the log axis (reference_line), left of the line
+    reference_line(fig, "dense n²", x=n * n, color="#dfe3ea", dash="solid", side="bottom", along=0.01)
+    if budget:
+        _budget_line(fig, budget)
     return _base(fig, 420)
+
+
+def _budget_line(fig: go.Figure, budget: int) -> go.Figure:
+    return reference_line(fig, f"budget {budget:,}", x=budget, side="bottom", log=True)
 
 
 def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4) -> go.Figure:
@@ -139,7 +142,18 @@ def heatmap_grid_json(panels: tuple[tuple[str, np.ndarray | None], ...]) -> dict
     return heatmap_grid(list(panels)).to_plotly_json()
 
 
-@pure_cache
 def pareto_figure_json(rows: tuple[dict, ...], budget: int, n: int) -> dict:
-    """pareto_figure as a JSON-ready dict, built once per (rows, budget, n) and cached."""
-    return pareto_figure(list(rows), budget, n).to_plotly_json()
+    """pareto_figure(rows, budget, n) as a JSON-ready dict: the figure without the budget
+    line built once per (rows, n) and cached, the budget's line and label added to it (a
+    budget change redraws no trace)."""
+    fig = _pareto_without_budget_json(rows, n)
+    if budget:
+        line = _budget_line(go.Figure().update_xaxes(type="log"), budget).to_plotly_json()["layout"]
+        for key in ("shapes", "annotations"):
+            fig["layout"][key] = [*fig["layout"].get(key, ()), *line[key]]
+    return fig
+
+
+@pure_cache
+def _pareto_without_budget_json(rows: tuple[dict, ...], n: int) -> dict:
+    return pareto_figure(list(rows), None, n).to_plotly_json()

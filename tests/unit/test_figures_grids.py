@@ -106,3 +106,16 @@ def test_subplot_grid_is_a_fresh_copy_with_its_titles():
     ref = sent(make_subplots(rows=1, cols=2, subplot_titles=["one", "two"], horizontal_spacing=0.1))["layout"]
     ref.pop("template")  # a figure takes the lab's template when it is made
     assert b == ref
+
+
+@pytest.mark.parametrize("budget", [None, 16, 1024])
+def test_pareto_json_with_its_budget_line_equals_the_whole_build(tmp_path, monkeypatch, budget):
+    """The cached figure without the budget line plus the budget's line == pareto_figure
+    built whole; both labels sit on their lines on the log axis (x = log10 of the value)."""
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    rows = pareto.analysis("kernel", 64).rows
+    whole = figures_structured.pareto_figure(list(rows), budget, 64)
+    assert sent(go.Figure(figures_structured.pareto_figure_json(rows, budget, 64))) == sent(whole)
+    labels = {a.text: a.x for a in whole.layout.annotations}
+    assert labels.pop("dense n²") == pytest.approx(math.log10(64 * 64))
+    assert labels == ({} if budget is None else {f"budget {budget:,}": pytest.approx(math.log10(budget))})
