@@ -8,8 +8,9 @@
    first round as recorded and later ones with integer inputs moved by -1/0/+1 (a slider
    step).
 4. Load: N client threads replay random requests, jittered the same way, for T seconds.
-For both it reports requests, errors, p50/p95/max latency and the largest response, in
-total and per callback (the callback's output id), and writes them (with --out) with the
+For both it reports requests, errors, p50/p95/max latency, the largest response and how
+many answers came from the response cache of pure callbacks (``X-Sparsity-Lab-Cache: hit``),
+in total and per callback (the callback's output id), and writes them (with --out) with the
 machine, its load average, the package versions and the date.
 
     .venv/bin/python benchmarks/load_test.py --clients 50 --seconds 30 --out benchmarks/results/load.md
@@ -31,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from components.pure_callback import CACHE_HEADER  # noqa: E402
 from tests.apphelpers import start_app, stop_process  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -78,23 +80,24 @@ def _jitter(payload: dict, rng: random.Random) -> dict:
     return out
 
 
-def post(url: str, payload: dict) -> tuple[float, int, str]:
-    """One callback request: (seconds, response bytes, error or "")."""
+def post(url: str, payload: dict) -> tuple[float, int, str, bool]:
+    """One callback request: (seconds, response bytes, error or "", answered from the cache)."""
     body = json.dumps(payload).encode()
     req = urllib.request.Request(url + "/_dash-update-component", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
-    size, err = 0, ""
+    size, err, hit = 0, "", False
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             size = len(resp.read())
+            hit = resp.headers.get(CACHE_HEADER) == "hit"
             if resp.status not in (200, 204):
                 err = f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         err = "" if exc.code == 204 else f"HTTP {exc.code}"
     except OSError as exc:
         err = type(exc).__name__
-    return time.perf_counter() - t0, size, err
+    return time.perf_counter() - t0, size, err, hit
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -104,14 +107,15 @@ def pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def summarise(samples: list[tuple[str, float, int, str]], wall: float) -> dict:
-    """Totals and per-callback p50/p95/max (ms) and largest response (bytes)."""
+def summarise(samples: list[tuple[str, float, int, str, bool]], wall: float) -> dict:
+    """Totals and per-callback p50/p95/max (ms), largest response (bytes) and cache hits."""
     def stats(rows):
         lat = sorted(r[1] for r in rows)
         return {"requests": len(rows), "errors": sum(1 for r in rows if r[3]),
                 "p50_ms": round(pct(lat, 0.50) * 1000, 1), "p95_ms": round(pct(lat, 0.95) * 1000, 1),
                 "max_ms": round(lat[-1] * 1000, 1) if lat else None,
-                "largest_bytes": max((r[2] for r in rows), default=0)}
+                "largest_bytes": max((r[2] for r in rows), default=0),
+                "cache_hits": sum(1 for r in rows if r[4])}
 
     per: dict[str, list] = {}
     for row in samples:
@@ -132,13 +136,12 @@ def run_single(url: str, payloads: list[dict], rounds: int) -> dict:
     for r in range(rounds):
         for payload in payloads:
             body = payload if r == 0 else _jitter(payload, rng)
-            dt, size, err = post(url, body)
-            samples.append((payload["output"], dt, size, err))
+            samples.append((payload["output"], *post(url, body)))
     return summarise(samples, time.monotonic() - t_start)
 
 
 def run_load(url: str, payloads: list[dict], clients: int, seconds: float) -> dict:
-    samples: list[tuple[str, float, int, str]] = []
+    samples: list[tuple[str, float, int, str, bool]] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
@@ -146,9 +149,9 @@ def run_load(url: str, payloads: list[dict], clients: int, seconds: float) -> di
         rng = random.Random(seed)
         while time.monotonic() < stop_at:
             payload = rng.choice(payloads)
-            dt, size, err = post(url, _jitter(payload, rng))
+            answer = post(url, _jitter(payload, rng))
             with lock:
-                samples.append((payload["output"], dt, size, err))
+                samples.append((payload["output"], *answer))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     t_start = time.monotonic()
@@ -220,18 +223,20 @@ def markdown(env: dict, args, single: dict | None, load: dict | None) -> str:
             continue
         t = result["total"]
         lines += [f"## {title}", "",
-                  "| requests | req/s | errors | p50 ms | p95 ms | max ms | largest response (bytes) |",
-                  "|---|---|---|---|---|---|---|",
+                  "| requests | req/s | errors | p50 ms | p95 ms | max ms | largest response (bytes) "
+                  "| cache hits |",
+                  "|---|---|---|---|---|---|---|---|",
                   f"| {t['requests']} | {t['requests_per_s']} | {t['errors']} | {t['p50_ms']} | "
-                  f"{t['p95_ms']} | {t['max_ms']} | {t['largest_bytes']:,} |", ""]
+                  f"{t['p95_ms']} | {t['max_ms']} | {t['largest_bytes']:,} | {t['cache_hits']} |", ""]
         if t["error_kinds"]:
             lines += ["Error kinds: " + ", ".join(t["error_kinds"]), ""]
         lines += ["Per callback (slowest p95 first):", "",
-                  "| callback output | requests | errors | p50 ms | p95 ms | max ms | largest (bytes) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| callback output | requests | errors | p50 ms | p95 ms | max ms | largest (bytes) "
+                  "| cache hits |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, c in result["callbacks"].items():
             lines.append(f"| `{short_name(name)}` | {c['requests']} | {c['errors']} | {c['p50_ms']} | "
-                         f"{c['p95_ms']} | {c['max_ms']} | {c['largest_bytes']:,} |")
+                         f"{c['p95_ms']} | {c['max_ms']} | {c['largest_bytes']:,} | {c['cache_hits']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -246,6 +251,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=None, help="loopback port (default: a free one)")
     ap.add_argument("--label", default="", help="a word for the title, e.g. before / after")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--save-payloads", type=Path, help="write the recorded requests here (JSON), e.g. to profile")
     args = ap.parse_args()
     if not (0 <= args.clients <= 200 and 1 <= args.seconds <= 120 and 0 <= args.rounds <= 20):
         ap.error("expected 0..200 clients, 1..120 seconds and 0..20 rounds (the test is bounded)")
@@ -260,6 +266,8 @@ def main() -> None:
     single = load = None
     try:
         payloads = record_payloads(url)
+        if args.save_payloads:
+            args.save_payloads.write_text(json.dumps(payloads))
         if args.rounds:
             single = run_single(url, payloads, args.rounds)
         if args.clients:

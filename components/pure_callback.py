@@ -14,6 +14,12 @@ answered before.
     @pure_reference_callback(Output(ID.ref_plot, "figure"), Input(ID.ref, "value"))
     def draw_reference(name): ...      # reads benchmarks/results/: its signature is in the key
 
+A page whose ``layout(**query)`` depends only on its query string and the keyed settings says so
+at its registration, and its page-routing answer (dash's ``_pages_content``) is kept the same way:
+
+    dash.register_page(__name__, path="/moe", ..., pure_layout=PURE_LAYOUT)
+    dash.register_page(__name__, path="/structured-matrices", ..., pure_layout=PURE_LAYOUT_READING_REFERENCES)
+
 Never declare pure a callback that times anything (a measurement is a measurement), reads
 the run store or job results, runs a background job, or takes an upload.
 
@@ -47,6 +53,11 @@ UPDATE_PATH = "_dash-update-component"
 KEYED_SETTINGS = ("SPARSITY_LAB_MEMORY_BUDGET_MB", "SPARSITY_LAB_RESULTS", "SPARSITY_LAB_DATA_DIR",
                   "SPARSITY_LAB_FORCE_CPU", "SPARSITY_LAB_BSR_GRAPHS")
 REQUEST_FIELDS = ("outputs", "inputs", "state", "changedPropIds")
+# ``register_page(..., pure_layout=...)``: the page's layout is a pure function of its query.
+PURE_LAYOUT = {"reads_references": False}
+PURE_LAYOUT_READING_REFERENCES = {"reads_references": True}
+PAGES_OUTPUT_ID = "_pages_content"
+PAGES_LOCATION_ID = "_pages_location"
 
 
 def pure_callback(*args, reads_references: bool = False, **kwargs):
@@ -71,6 +82,23 @@ def purity(callback_map: dict, output: str) -> dict | None:
     """The ``pure_callback`` options of the callback answering ``output``, or None."""
     entry = callback_map.get(output) if isinstance(output, str) else None
     return getattr(entry.get("callback"), PURE_ATTR, None) if entry else None
+
+
+def page_purity(app: dash.Dash, body: dict) -> dict | None:
+    """The ``pure_layout`` of the page a page-routing request asks for, or None."""
+    output = body.get("output")
+    if not isinstance(output, str) or f"..{PAGES_OUTPUT_ID}.children..." not in output:
+        return None
+    inputs = body.get("inputs")
+    paths = [i.get("value") for i in inputs if isinstance(i, dict) and i.get("id") == PAGES_LOCATION_ID
+             and i.get("property") == "pathname"] if isinstance(inputs, list) else []
+    if len(paths) != 1 or not isinstance(paths[0], str):
+        return None
+    path = (app.strip_relative_path(paths[0]) or "").strip("/")
+    for page in dash.page_registry.values():
+        if page.get("path_template") is None and page["path"].strip("/") == path:
+            return page.get("pure_layout")
+    return None
 
 
 def response_key(body: dict, reads_references: bool) -> str:
@@ -113,7 +141,7 @@ class ResponseCache:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return None
-        options = purity(self.app.callback_map, body.get("output"))
+        options = purity(self.app.callback_map, body.get("output")) or page_purity(self.app, body)
         target = self._target()
         if options is None or target is None:
             return None

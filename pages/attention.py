@@ -12,7 +12,7 @@ from components.layout import (controls_row, error_message, graph_pair, labelled
 from components.tables import csv_download, register_csv_download, table_slot
 from components.compact_table import columns, compact_table
 from components.ids import page_ids
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
 from engine.attention import masks as M
 from engine.attention import views as V
 from engine.attention.attend import attention_sweep, sweep_memory_bytes
@@ -22,7 +22,8 @@ from engine.validate import check_budget
 
 dash.register_page(__name__, path="/attention", name="Attention masks", nav_name="Attention", order=8,
                    description="The mask zoo, block masks, and when sparse attention beats dense "
-                               "flash attention.")
+                               "flash attention.",
+                   pure_layout=PURE_LAYOUT)
 
 P = "attention"
 IDS = job_ids(P)

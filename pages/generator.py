@@ -19,7 +19,7 @@ from components.figures_chain import generator_views, graph_stylesheet, loss_fig
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, page_header, section, stat,
                                still_graph)
-from components.pure_callback import pure_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback
 from components.tables import register_csv_download, table_with_csv
 from engine.chain.generator import make_chain
 from engine.chain.training import TARGETS, TRAIN_LIMITS, TrainRun, remember_trained, targets_for
@@ -27,7 +27,8 @@ from engine.runtime.device import cpu_device_name
 
 dash.register_page(__name__, path="/generator", name="Generator", order=1,
                    description="One sparse chain drawn as a rule-based pipeline and as a "
-                               "seven-layer graph, driven by a clock, with sound.")
+                               "seven-layer graph, driven by a clock, with sound.",
+                   pure_layout=PURE_LAYOUT)
 
 PREFIX = "gen"
 TRAIN = "gen-train"

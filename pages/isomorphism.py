@@ -19,7 +19,7 @@ from components import figures_lowering as figs
 from components.chain_controls import control_id
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section, stat
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns
 from engine.bench.reference import newest
 from engine.layers import explore as ex
@@ -28,7 +28,8 @@ from engine.validate import check_float, check_int
 
 dash.register_page(__name__, path="/isomorphism", name="Isomorphism", order=3,
                    description="Convolution, pooling, a linear RNN and attention built as sparse "
-                               "matrices and checked against the native torch layers.")
+                               "matrices and checked against the native torch layers.",
+                   pure_layout=PURE_LAYOUT)
 
 P = "iso"
 SEED = "Unified Sparse-Matrix Representations for Diverse Neural Architectures (arXiv 2506.01966)"

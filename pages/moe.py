@@ -10,14 +10,15 @@ from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
 from components.tables import csv_download, data_table, register_csv_download
 from engine.moe import example, params, timing, training
 from engine.validate import check_budget
 
 dash.register_page(__name__, path="/moe", name="Mixture of Experts", nav_name="MoE", order=7,
                    description="Routing, load balance, capacity and drops, and what conditional "
-                               "compute costs: dense FFN vs MoE timing.")
+                               "compute costs: dense FFN vs MoE timing.",
+                   pure_layout=PURE_LAYOUT)
 
 P, TRAIN, SWEEP = "moe", "moe-train", "moe-sweep"
 PARAM_FIELDS = params.CONFIG_FIELDS

@@ -13,7 +13,7 @@ from dash import Input, Output, State, dcc, html
 from components import figures_paper as figs
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, labelled, message, page_header, section
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
 from components.tables import data_table, register_csv_download, table_columns, table_with_csv
 from engine.bench.reference import newest
 from engine.layers import paper as pp
@@ -21,7 +21,8 @@ from engine.runtime.datafiles import DATA_DIR_ENV
 
 dash.register_page(__name__, path="/paper", name="Paper experiment", nav_name="Paper", order=4,
                    description="Native CNN, linear RNN and linear attention trained beside their "
-                               "sparse-matrix forms: does the paper's results table hold?")
+                               "sparse-matrix forms: does the paper's results table hold?",
+                   pure_layout=PURE_LAYOUT)
 
 P = "paper"
 JOB = job_ids(f"{P}-train")

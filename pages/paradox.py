@@ -15,7 +15,7 @@ from components.figures_bench import (bandwidth_figure, efficiency_figure, measu
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, graph_pair, labelled, message,
                                page_header, section)
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
 from components.tables import (COLUMN_UNITS, register_csv_download, shown_columns, table_columns,
                                table_records, table_with_csv)
 from engine.bench.bsr_runs import side_by_side
@@ -30,7 +30,8 @@ from engine.validate import memory_budget_bytes
 
 dash.register_page(__name__, path="/paradox", name="Sparsity paradox", nav_name="Paradox", order=5,
                    description="Theoretical vs measured speedup of sparse formats against dense, "
-                               "on this device, with break-even sparsity.")
+                               "on this device, with break-even sparsity.",
+                   pure_layout=PURE_LAYOUT)
 
 P = "paradox"
 IDS = job_ids(P)

@@ -21,7 +21,7 @@ from components.figures_chain import graph_stylesheet
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header, section,
                                stat, still_graph)
-from components.pure_callback import pure_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback
 from components.tables import data_table, register_csv_download, table_with_csv
 from engine.chain.generator import WEIGHTS
 from engine.chain.recovery import PT_LIMITS, phase_transition_cells, phase_transition_rows
@@ -30,7 +30,8 @@ from engine.chain.scanner import MODES, VERDICTS, SCAN_PRESETS, vjp_claim
 dash.register_page(__name__, path="/scanner", name="Scanner", order=2,
                    description="The same chain run backwards through its transposes: where the "
                                "reverse pass agrees with the forward pass, and where information "
-                               "was lost.")
+                               "was lost.",
+                   pure_layout=PURE_LAYOUT)
 
 PREFIX = "scan"
 CUSTOM = "from the URL / my settings"

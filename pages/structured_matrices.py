@@ -12,14 +12,15 @@ from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
-from components.pure_callback import pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT_READING_REFERENCES, pure_callback, pure_reference_callback
 from components.tables import csv_download, register_csv_download
 from engine.structured import pareto, sweep, tables, targets
 from engine.validate import check_budget, check_choice
 
 dash.register_page(__name__, path="/structured-matrices", name="Structured matrices", order=9,
                    description="Low-rank, butterfly, Monarch, circulant and Toeplitz against "
-                               "magnitude-pruned sparse at equal parameters: error and speed.")
+                               "magnitude-pruned sparse at equal parameters: error and speed.",
+                   pure_layout=PURE_LAYOUT_READING_REFERENCES)
 
 P, SWEEP = "sm", "sm-sweep"
 THIS_RUN = "this-run"

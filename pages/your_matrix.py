@@ -15,7 +15,7 @@ from components.figures_matrix import (bandwidth_figure, predicted_measured_figu
                                        row_length_figure, spy_figure)
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import controls_row, error_message, labelled, message, page_header, section
-from components.pure_callback import pure_callback
+from components.pure_callback import PURE_LAYOUT, pure_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns, table_with_csv
 from engine.bench.matrix_sweep import (K_LIMITS, KIND, REPEATS_LIMITS, MatrixSweepConfig,
                                        efficiency_table, recommendation)
@@ -32,7 +32,8 @@ from engine.validate import check_choice, check_int
 dash.register_page(__name__, path="/your-matrix", name="Your matrix", order=5.5,
                    description="Upload your own matrix (.mtx, .npz, .npy, .safetensors): its "
                                "structure and BSR fill-in, a roofline prediction per format, a "
-                               "measurement on this device and a recommendation.")
+                               "measurement on this device and a recommendation.",
+                   pure_layout=PURE_LAYOUT)
 
 P = "matrix"
 CAL = "matrix-cal"

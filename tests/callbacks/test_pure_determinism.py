@@ -1,5 +1,6 @@
-"""Every callback declared pure (components.pure_callback) answers the same request with the
-same bytes: a timing or an unseeded random draw hidden in a "pure" callback fails here.
+"""Every callback declared pure (components.pure_callback), and every page whose layout is
+declared pure, answers the same request with the same bytes: a timing or an unseeded random
+draw hidden in a "pure" callback fails here.
 
 Each is called twice through the app's own request path (Flask test client, response cache
 off), with the values its page's layout starts with; outputs answered earlier fill the
@@ -11,7 +12,7 @@ import json
 import dash
 import pytest
 
-from components.pure_callback import CACHE_HEADER, purity
+from components.pure_callback import CACHE_HEADER, page_purity, purity
 from tests.apphelpers import callback_request, layout_values
 
 HOST = {"Host": "127.0.0.1"}
@@ -55,3 +56,20 @@ def test_declared_pure_callbacks_answer_equal_requests_equally(lab, tmp_path, mo
                 values.update({(cid, prop): value for prop, value in props.items()})
     assert differ == [], f"not deterministic: {differ}"
     assert len(answered) >= 0.75 * len(_pure_callbacks(lab)), "most callbacks should answer their defaults"
+
+
+def test_declared_pure_layouts_answer_equal_requests_equally(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    (output,) = [o for o in lab.app.callback_map if "_pages_content.children" in o]
+    cb = lab.app.callback_map[output]
+    client = lab.server.test_client()
+    declared = []
+    for page in dash.page_registry.values():
+        values = {("_pages_location", "pathname"): page["relative_path"], ("_pages_location", "search"): ""}
+        body = callback_request(output, cb["inputs"], cb["state"], values)
+        if page_purity(lab.app, body) is None:
+            continue
+        declared.append(page["path"])
+        first, second = (client.post("/_dash-update-component", json=body, headers=HOST) for _ in range(2))
+        assert first.status_code == 200 and first.data == second.data, page["path"]
+    assert "/paradox" in declared and "/" not in declared and "/runs" not in declared  # those read the run store

@@ -114,6 +114,19 @@ def test_undeclared_callbacks_are_not_cached(live):
     assert CACHE_HEADER not in post(url, body)[2]
 
 
+def test_a_pure_page_layout_is_kept_and_the_home_page_is_not(live):
+    url, deps, _ = live
+    moe = request_for(deps, "_pages_content.children", {("_pages_location", "pathname"): "/moe"})
+    first, second = post(url, moe), post(url, moe)
+    assert (first[2][CACHE_HEADER], second[2][CACHE_HEADER]) == ("miss", "hit") and first[1] == second[1]
+    with_query = request_for(deps, "_pages_content.children", {("_pages_location", "pathname"): "/moe",
+                                                                ("_pages_location", "search"): "?x=1"})
+    assert post(url, with_query)[2][CACHE_HEADER] == "miss"
+    home = request_for(deps, "_pages_content.children", {("_pages_location", "pathname"): "/"})
+    post(url, home)
+    assert CACHE_HEADER not in post(url, home)[2]  # it lists the recent runs
+
+
 def test_the_store_stays_within_its_bound(live):
     url, deps, cache = live
     limit = int(BOUND_MB * 2**20)
