@@ -53,15 +53,13 @@ def noisy_flags(frame: pd.DataFrame, ms: str = "ms", q25: str = "ms_q25", q75: s
     """Each row's noisy flag: the CSV's ``flag`` where it has one (a Measurement's), else
     the lab's one rule (is_noisy: IQR/median > NOISE_THRESHOLD) on its quartiles; False
     where neither is there."""
-    def one(row) -> bool:
-        v = row.get(flag)
-        if v is None or (isinstance(v, float) and v != v):
-            return is_noisy(row.get(ms), pd.to_numeric(row.get(q75), errors="coerce")
-                            - pd.to_numeric(row.get(q25), errors="coerce"))
-        return noisy_flag(v)
-    if not len(frame):
-        return pd.Series([], dtype=bool, index=frame.index)
-    return frame.apply(one, axis=1).astype(bool)
+    def col(name) -> pd.Series:
+        return pd.to_numeric(frame[name], errors="coerce") if name in frame else pd.Series(np.nan, frame.index)
+
+    cells = frame[flag] if flag in frame else pd.Series(None, frame.index, dtype=object)
+    iqr = col(q75) - col(q25)
+    return pd.Series([is_noisy(m, i) if c is None or (isinstance(c, float) and c != c) else noisy_flag(c)
+                      for c, m, i in zip(cells, col(ms), iqr)], index=frame.index, dtype=bool)
 
 
 # Measurement rows (engine.bench.script_rows) name what ran "backend" and how "method";
