@@ -18,7 +18,7 @@ from components.ids import page_ids
 from components.jobs import JobPlan, cancelled_total, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section)
-from components.pure_callback import PURE_LAYOUT, pure_callback, pure_reference_callback
+from components.pure_callback import PURE_LAYOUT_READING_REFERENCES, pure_callback, pure_reference_callback
 from components.sparsity_panels import bsr_notes, percall_note, reference_note, table_output
 from components.tables import COLUMN_UNITS, csv_download, data_table, register_csv_download
 from engine.bench.bsr_results import TARGET_BLOCK, TARGET_SPEEDUPS, TIMINGS, goals_text
@@ -40,7 +40,7 @@ from engine.validate import check_choice, check_int
 dash.register_page(__name__, path="/structured-sparsity", name="Structured sparsity", order=6,
                    description="Block sparsity and 2:4: the same matrix pruned three ways, the "
                                "timing of each against dense, and the accuracy each costs.",
-                   pure_layout=PURE_LAYOUT)
+                   pure_layout=PURE_LAYOUT_READING_REFERENCES)  # the kernel tab's side-by-side run
 
 P = "ss"
 # Every id of this page, built once: ID.t_size == "ss-t-size" (components.ids).

@@ -327,6 +327,8 @@ def test_kernel_section_heading_comes_from_the_run_and_a_broken_run_is_a_note(re
     path.write_text(path.read_text().replace(",dtype,", ",dtyp,"))
     assert "could not be read: bsr_percall/bsr_percall.csv" in texts() and "expected columns" in texts()
     assert "5x of 10x" in texts()  # the goals, written from engine.bench.bsr_results' constants
+    # the layout reads the committed runs, so its cached response is keyed by them too
+    assert dash.page_registry["pages.structured_sparsity"]["pure_layout"] == {"reads_references": True}
 
 
 def test_accuracy_job_runs_on_the_job_device_and_every_row_names_it(monkeypatch):
