@@ -210,6 +210,10 @@ class LowRank(StructuredMatrix):
         y = (x @ self.V) @ self.U.T
         return y[0] if vec else y
 
+    def to_dense(self) -> np.ndarray:
+        """U V^T: one product of the factors (apply to the identity: two)."""
+        return self.U @ self.V.T
+
     def apply_reference(self, x):
         # A sum of rank-one terms: y = sum_k U[:, k] (V[:, k] . x).
         x, vec = _as_batch(x, self.shape[1])
@@ -315,6 +319,15 @@ class Monarch(StructuredMatrix):
         w = u.transpose(1, 2, 0).reshape(B, b, q).swapaxes(0, 1)  # the permutation
         y = np.matmul(w, self.L.swapaxes(1, 2)).swapaxes(0, 1).reshape(B, b * q)
         return y[0] if vec else y
+
+    def to_dense(self) -> np.ndarray:
+        """The (n, n) matrix block by block: block (beta, k) is L[beta][:, k::b] @
+        R[k][beta c:(beta + 1) c] (c = q / b), n^2 c multiplies (apply to the identity: 2 n^2 q)."""
+        b, q = self.b, self.q
+        c = q // b
+        left = self.L.reshape(b, q, c, b).transpose(0, 3, 1, 2)  # (beta, k, s, jj)
+        right = self.R.reshape(b, b, c, q).transpose(1, 0, 2, 3)  # (beta, k, jj, i)
+        return np.matmul(left, right).transpose(0, 2, 1, 3).reshape(b * q, b * q)
 
     def apply_reference(self, x):
         # Block by block, with the permutation as an explicit index array.

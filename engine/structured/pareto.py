@@ -70,16 +70,33 @@ def _same_config(op: StructuredMatrix, family: str, config: dict) -> bool:
     return family in ("butterfly", "circulant", "toeplitz")
 
 
-def fitted_operators(A: np.ndarray, butterfly: StructuredMatrix | None = None,
-                     butterfly_steps: int = 100) -> list[StructuredMatrix]:
-    """Every configuration of every structured family fitted to A (n, n): low-rank at
-    each rank of ``lowrank_ranks`` (one SVD), Monarch at each valid block count, the
-    butterfly (``butterfly`` when already fitted: it is the slow fit), circulant, Toeplitz."""
+def lowrank_factors(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(U S, V) of A's SVD up to the largest rank of ``lowrank_ranks``: LowRank(US[:, :r],
+    V[:, :r]) is the best rank-r approximation (LowRank.fit) for every r there."""
     A = check_square(A)
-    n = A.shape[0]
+    top = max(lowrank_ranks(A.shape[0]), default=0)
     with few_threads():
         u, s, vh = np.linalg.svd(A)  # once, for every rank
-        ops: list[StructuredMatrix] = [LowRank(u[:, :r] * s[:r], vh[:r].T) for r in lowrank_ranks(n)]
+    return u[:, :top] * s[:top], vh[:top].T.copy()
+
+
+def lowrank_operators(factors: tuple[np.ndarray, np.ndarray]) -> list[StructuredMatrix]:
+    """Low-rank at each rank of ``lowrank_ranks`` from ``lowrank_factors`` (no new SVD)."""
+    US, V = factors
+    return [LowRank(US[:, :r], V[:, :r]) for r in lowrank_ranks(US.shape[0])]
+
+
+def fitted_operators(A: np.ndarray, butterfly: StructuredMatrix | None = None,
+                     butterfly_steps: int = 100, factors: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> list[StructuredMatrix]:
+    """Every configuration of every structured family fitted to A (n, n): low-rank at
+    each rank of ``lowrank_ranks`` (one SVD, or ``factors`` from lowrank_factors), Monarch
+    at each valid block count, the butterfly (``butterfly`` when already fitted: it is the
+    slow fit), circulant, Toeplitz."""
+    A = check_square(A)
+    n = A.shape[0]
+    ops = lowrank_operators(factors if factors is not None else lowrank_factors(A))
+    with few_threads():
         ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
         if is_pow2(n):
             ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
@@ -203,23 +220,32 @@ def view_inputs(target, size_log2, budget_exp) -> tuple[str, int, int]:
 
 @dataclass(frozen=True)
 class Analysis:
-    """A target, every configuration fitted to it (fitted_operators, with the slow
-    butterfly fit) and its Pareto rows."""
+    """A target, the fits worth keeping (the slow butterfly fit, and the SVD factors that
+    give low-rank at every rank) and its Pareto rows. The other families refit in a few
+    ms, so they are not kept: a cached entry stays small (it is written and read whole)."""
 
     target: object  # engine.structured.targets.Target
-    ops: tuple[StructuredMatrix, ...]
+    butterfly: StructuredMatrix | None
+    factors: tuple[np.ndarray, np.ndarray]  # lowrank_factors(target.matrix)
     rows: tuple[dict, ...]
+
+    def fitted(self) -> list[StructuredMatrix]:
+        """The kept fits as operators (for fits_at_budget): low-rank at each rank, the butterfly."""
+        return lowrank_operators(self.factors) + ([self.butterfly] if self.butterfly is not None else [])
 
 
 @pure_cache
 def analysis(target: str, n: int) -> Analysis:
-    """The target ``target`` at size n, every configuration fitted to it and pareto_rows:
-    computed once per (target, n) and kept in the lab's bounded cache of pure results."""
+    """The target ``target`` at size n, its fits and pareto_rows: computed once per
+    (target, n) and kept in the lab's bounded cache of pure results."""
     from engine.structured.targets import make_target
 
     tg = make_target(target, n)
-    ops = fitted_operators(tg.matrix, butterfly_steps=butterfly_steps(n))
-    return Analysis(tg, tuple(ops), tuple(pareto_rows(tg.matrix, ops=ops)))
+    factors = lowrank_factors(tg.matrix)
+    with few_threads():
+        bfly = Butterfly.fit(tg.matrix, steps=butterfly_steps(n)) if is_pow2(n) else None
+    ops = fitted_operators(tg.matrix, bfly, factors=factors)
+    return Analysis(tg, bfly, factors, tuple(pareto_rows(tg.matrix, ops=ops)))
 
 
 @dataclass(frozen=True)
@@ -241,7 +267,7 @@ def budget_view(target: str, n: int, exponent: int) -> BudgetView:
     a = analysis(target, n)
     A = a.target.matrix
     budget = budget_params(n, exponent)
-    fits = fits_at_budget(A, budget, fitted=a.ops)  # no fit twice
+    fits = fits_at_budget(A, budget, fitted=a.fitted())  # no slow fit twice
     table = tuple({"family": f["label"], "relative error": f["rel_error"], "params": f["params"],
                    "configuration": f["config"] or "-",
                    "share of dense": None if f["params"] is None else f["params"] / (n * n),
