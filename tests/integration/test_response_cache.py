@@ -5,6 +5,7 @@ hits carry the security headers, and the store stays within its bound."""
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.error
 import urllib.request
 
@@ -12,7 +13,7 @@ import pytest
 
 from components.pure_callback import CACHE_HEADER
 from engine.runtime.cache import MAX_ENTRY_SHARE, DiskStore
-from tests.apphelpers import callback_request, start_app, stop_app
+from tests.apphelpers import callback_request, start_app, start_redis, stop_app, stop_process
 
 BOUND_MB = 0.25
 
@@ -145,3 +146,27 @@ def test_the_store_stays_within_its_bound(live):
     assert store.volume() <= limit + limit // MAX_ENTRY_SHARE
     assert post(url, loss_request(79))[2][CACHE_HEADER] == "hit"    # the newest is kept
     assert post(url, loss_request(0))[2][CACHE_HEADER] == "miss"    # the oldest went
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_two_hosts_on_one_redis_share_answers(tmp_path):
+    """Two lab processes with their own cache folders (two hosts) and one Redis: what one
+    answered, the other serves from the shared store."""
+    redis_proc, redis_url = start_redis(tmp_path)
+    apps = []
+    try:
+        for name in ("host-a", "host-b"):
+            (tmp_path / name).mkdir()
+            apps.append(start_app(tmp_path / name, extra_env={"SPARSITY_LAB_REDIS_URL": redis_url}))
+        (url_a, url_b) = (url for _, url in apps)
+        with urllib.request.urlopen(url_a + "/_dash-dependencies", timeout=60) as resp:
+            deps = {d["output"]: d for d in json.loads(resp.read())}
+        body = request_for(deps, "attention-mask-help.children", {("attention-mask", "value"): "bigbird"},
+                           ["attention-mask.value"])
+        first, second = post(url_a, body), post(url_b, body)
+        assert (first[2][CACHE_HEADER], second[2][CACHE_HEADER]) == ("miss", "hit")
+        assert first[1] == second[1]
+    finally:
+        for proc, _ in apps:
+            stop_app(proc)
+        stop_process(redis_proc)
