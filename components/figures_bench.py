@@ -14,8 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.figures_common import add_points, empty_figure, noisy_mask, reference_line
-from engine.bench.measurement import NOISY_LABEL
+from engine.bench.measurement import NOISY_LABEL, ratio_noisy
 
+RATIO_VALUES = ("speedup", "efficiency")  # columns that divide by the dense time
 COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
           "torch-bsr": "#2ca02c", "scipy-csr": "#9467bd", "lab-bsr": "#d62728",
           "torch-2:4": "#8c564b"}
@@ -30,6 +31,10 @@ def color_of(backend: str) -> str:
     return EXTRA[sum(map(ord, backend)) % len(EXTRA)]
 
 
+# the columns that name the dense row a sweep row's speedup is taken against (same matrix)
+DENSE_KEYS = ("op", "rows", "cols", "k", "dtype", "sparsity", "pattern", "block", "device_name")
+
+
 def _ok(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None or len(frame) == 0 or "status" not in frame:
         return pd.DataFrame()
@@ -38,6 +43,11 @@ def _ok(frame: pd.DataFrame | None) -> pd.DataFrame:
         if col in out:
             out[col] = pd.to_numeric(out[col], errors="coerce")
     out["noisy"] = noisy_mask(out["noisy"], len(out)) if "noisy" in out else False
+    # a speedup (or efficiency) is t_dense / t: noisy when either time is (one rule, ratio_noisy)
+    keys = [c for c in DENSE_KEYS if c in out]
+    out["speedup_noisy"] = ratio_noisy(out.to_dict("records"),
+                                       out[out["backend"] == "torch-dense"].to_dict("records"), keys) \
+        if len(out) and "backend" in out else out["noisy"]
     return out
 
 
@@ -73,7 +83,8 @@ def _series(frame: pd.DataFrame, value: str, label: str, dash: str | None, symbo
     for backend, g in frame.groupby("backend", sort=False):
         if skip_dense and backend == "torch-dense":
             continue
-        g = g.groupby("sparsity", as_index=False).agg(**{value: (value, "median"), "noisy": ("noisy", "any")})
+        flag = "speedup_noisy" if value in RATIO_VALUES else "noisy"
+        g = g.groupby("sparsity", as_index=False).agg(**{value: (value, "median"), "noisy": (flag, "any")})
         g = g.sort_values("sparsity")
         g = g[np.isfinite(g[value]) & (g[value] > 0)]
         if g.empty:
@@ -196,12 +207,21 @@ RUN_DASHES = ("solid", "dot", "dash", "longdash")
 RUN_SYMBOLS = ("circle", "diamond-open", "square", "triangle-up")
 
 
-def _run_trace(fig: go.Figure, i: int, label: str, name, x, y) -> None:
-    """Series ``name`` of run ``i`` (``label``) as a line with markers."""
-    fig.add_trace(go.Scatter(
-        x=x, y=y, mode="lines+markers", name=f"{label}: {name}" if name != "" else label,
-        line={"dash": RUN_DASHES[i % len(RUN_DASHES)], "color": color_of(str(name)) if name != "" else None},
-        marker={"symbol": RUN_SYMBOLS[i % len(RUN_SYMBOLS)], "size": 8}))
+def _run_trace(fig: go.Figure, i: int, label: str, name, x, y, noisy=None) -> None:
+    """Series ``name`` of run ``i`` (``label``) as a line with markers, noisy points
+    (``noisy``: one flag per point) hollow and grey."""
+    add_points(fig, x, y, name=f"{label}: {name}" if name != "" else label, noisy=noisy,
+               color=color_of(str(name)) if name != "" else EXTRA[i % len(EXTRA)],
+               dash=RUN_DASHES[i % len(RUN_DASHES)], symbol=RUN_SYMBOLS[i % len(RUN_SYMBOLS)])
+
+
+def _median_per(g: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The median ``y`` per ``x`` and whether any row there is noisy (rows' ``noisy``, or
+    ``speedup_noisy`` for a ratio to dense when _ok set it)."""
+    flag = "speedup_noisy" if y in RATIO_VALUES and "speedup_noisy" in g else "noisy"
+    g = g.assign(noisy=noisy_mask(g[flag], len(g)) if flag in g else False)
+    return g.groupby(x, as_index=False).agg(**{y: (y, "median"), "noisy": ("noisy", "any")}) \
+        .sort_values(x).dropna(subset=[y])
 
 
 def _compare_layout(fig: go.Figure, title: str) -> None:
@@ -230,10 +250,10 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
             f[x] = xs
         groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
         for name, g in groups:
-            g = g.groupby(x, as_index=False)[y].median().sort_values(x).dropna()
+            g = _median_per(g, x, y)
             if g.empty:
                 continue
-            _run_trace(fig, i, label, name, g[x], g[y])
+            _run_trace(fig, i, label, name, g[x], g[y], g["noisy"])
     if not fig.data:
         return empty_figure(f"No numeric values of {y} against {x} in these runs.")
     _compare_layout(fig, f"{y} against {x}")
@@ -255,12 +275,12 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
         f[y] = pd.to_numeric(f[y], errors="coerce")
         groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
         for name, g in groups:
-            g = g.groupby("sparsity", as_index=False)[y].median().sort_values("sparsity").dropna()
+            g = _median_per(g, "sparsity", y)
             g = g[g[y] > 0] if y in LOG_COLUMNS else g
             if g.empty:
                 continue
             all_s.extend(g["sparsity"].tolist())
-            _run_trace(fig, i, label, name, _x(g["sparsity"]), g[y])
+            _run_trace(fig, i, label, name, _x(g["sparsity"]), g[y], g["noisy"])
     if not fig.data:
         return empty_figure(f"No numeric values of {y} in these runs.")
     _compare_layout(fig, f"{y} against sparsity")

@@ -247,6 +247,22 @@ def test_noisy_rows_are_drawn_hollow(rows):
     assert any(t.name == "noisy (IQR/median > 0.1)" for t in fig.data)
 
 
+def test_a_speedup_over_a_noisy_dense_time_is_drawn_noisy(rows):
+    """Speedup and efficiency divide by the dense time: a point is noisy when its dense row
+    is (measurement.ratio_noisy); bandwidth is not a ratio and keeps the row's own flag."""
+    from components.figures_common import NOISY_COLOR
+
+    steady = [dict(r, noisy=r["backend"] == "torch-dense" and r["sparsity"] == 0.9) for r in rows]
+    speedup, efficiency, bandwidth = paradox.draw(steady, "spmv", None)[:3]
+    for fig in (speedup, efficiency):
+        csr = next(t for t in fig.data if t.name == "torch-csr")
+        assert [c == NOISY_COLOR for c in csr.marker.color] == [s == 0.9 for s in csr.customdata]
+    csr = next(t for t in bandwidth.data if t.name == "torch-csr")
+    assert NOISY_COLOR not in csr.marker.color
+    dense = next(t for t in bandwidth.data if t.name == "torch-dense")
+    assert [c == NOISY_COLOR for c in dense.marker.color] == [s == 0.9 for s in dense.customdata]
+
+
 def test_storage_model_table_comes_from_the_engine():
     from engine.bench.sweeps import storage_table
     from engine.sparse.formats import storage_bytes
