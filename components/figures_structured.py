@@ -60,10 +60,11 @@ def _budget_line(fig: go.Figure, budget: int) -> go.Figure:
     return reference_line(fig, f"budget {budget:,}", x=budget, side="bottom", log=True)
 
 
-def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4) -> go.Figure:
+def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4, cell: int = 1) -> go.Figure:
     """One heatmap per (title, matrix); matrices share one symmetric colour scale.
 
-    Matrices arrive small and real (engine.structured.pareto.block_means); a panel with no
+    Matrices arrive small and real (engine.structured.pareto.block_means: ``cell`` x ``cell``
+    entries averaged per cell, said in the colour bar's title); a panel with no
     matrix (over budget) is left empty with its title saying why. Built as plain dicts on
     a cached subplot grid (figures_common.subplot_grid): the same figure as make_subplots
     and per-panel updates give, without validating every property (tests compare)."""
@@ -85,7 +86,8 @@ def heatmap_grid(panels: Sequence[tuple[str, np.ndarray | None]], cols: int = 4)
         else:
             traces.append({"type": "heatmap", "z": np.asarray(M, dtype=np.float32), "zmin": -lim, "zmax": lim,
                            "colorscale": colorscale("RdBu_r"), "showscale": k == 0,
-                           "colorbar": {"title": {"text": "value"}, "len": 0.8, "thickness": 12},
+                           "colorbar": {"title": {"text": "value" if cell == 1 else f"value: mean of<br>{cell} x {cell} entries"},
+                                        "len": 0.8, "thickness": 12},
                            "hovertemplate": "row %{y}, col %{x}: %{z:.3g}<extra></extra>", **axes})
         layout[f"yaxis{suffix}"].update(autorange="reversed", scaleanchor=f"x{suffix}", showticklabels=False)
         layout[f"xaxis{suffix}"].update(showticklabels=False)
@@ -135,11 +137,10 @@ def timing_figure(rows: Sequence[dict], dtype: str) -> go.Figure:
 
 
 @pure_cache
-def heatmap_grid_json(panels: tuple[tuple[str, np.ndarray | None], ...]) -> dict:
-    """heatmap_grid(panels) as the JSON-ready dict dcc.Graph takes (arrays base64-encoded),
-    built once per distinct panels and kept in the lab's bounded cache: building the
-    eight-panel figure costs far more than reading it back."""
-    return heatmap_grid(list(panels)).to_plotly_json()
+def heatmap_grid_json(panels: tuple[tuple[str, np.ndarray | None], ...], cell: int = 1) -> dict:
+    """heatmap_grid(panels, cell=cell) as the JSON-ready dict dcc.Graph takes (arrays
+    base64-encoded), built once per distinct panels and kept in the lab's bounded cache."""
+    return heatmap_grid(list(panels), cell=cell).to_plotly_json()
 
 
 def pareto_figure_json(rows: tuple[dict, ...], budget: int, n: int) -> dict:

@@ -216,7 +216,7 @@ def update_analysis(target, size_log2, budget_exp):
     ])
     return (info, figs.pareto_figure_json(a.rows, view.budget, n), list(a.rows),
             compact_table(ID.budget_data, list(view.table), BUDGET_COLUMNS, page_size=8), list(view.table),
-            figs.heatmap_grid_json(view.panels))
+            figs.heatmap_grid_json(view.panels, view.cell))
 
 
 def plan_sweep(n, batches, dtypes, rank, blocks) -> JobPlan:

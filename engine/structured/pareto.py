@@ -259,6 +259,11 @@ class BudgetView:
     table: tuple[dict, ...]
     panels: tuple[tuple[str, np.ndarray | None], ...]
 
+    @property
+    def cell(self) -> int:
+        """Entries a side that one heatmap cell averages (1: drawn entry by entry)."""
+        return self.n // self.panels[0][1].shape[0]
+
 
 @pure_cache
 def budget_view(target: str, n: int, exponent: int) -> BudgetView:

@@ -17,7 +17,7 @@ from engine.sparse.pruning import pattern_view
 from engine.structured import pareto
 
 # (target, n, budget exponent): all panels drawn, some over budget, a complex target
-STRUCTURED_VIEWS = [("kernel", 64, 8), ("kernel", 64, 1), ("dft", 128, 2)]
+STRUCTURED_VIEWS = [("kernel", 64, 8), ("kernel", 64, 1), ("dft", 128, 2), ("kernel", 256, 3)]
 # (size, sparsity, block, N:M): the matrix drawn entry by entry, and as block densities
 PATTERN_VIEWS = [(64, 0.75, 16, "2:4"), (256, 0.9, 4, "1:4"), (512, 0.5, 64, "4:8")]
 
@@ -27,7 +27,7 @@ def sent(fig: go.Figure) -> dict:
     return json.loads(pio.to_json(fig))
 
 
-def heatmap_grid_reference(panels, cols: int = 4) -> go.Figure:
+def heatmap_grid_reference(panels, cols: int = 4, cell: int = 1) -> go.Figure:
     rows = math.ceil(len(panels) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
                         horizontal_spacing=0.03, vertical_spacing=0.09)
@@ -36,7 +36,8 @@ def heatmap_grid_reference(panels, cols: int = 4) -> go.Figure:
         r, c = divmod(k, cols)
         trace = (go.Heatmap(z=[[None]], showscale=False) if M is None else
                  go.Heatmap(z=np.asarray(M, dtype=np.float32), zmin=-lim, zmax=lim, colorscale="RdBu_r",
-                            showscale=(k == 0), colorbar=dict(title="value", len=0.8, thickness=12),
+                            showscale=(k == 0), colorbar=dict(title="value" if cell == 1 else f"value: mean of<br>{cell} x {cell} entries",
+                                          len=0.8, thickness=12),
                             hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"))
         fig.add_trace(trace, row=r + 1, col=c + 1)
         fig.update_yaxes(autorange="reversed", scaleanchor="x" if k == 0 else f"x{k + 1}", showticklabels=False,
@@ -83,9 +84,13 @@ def pattern_heatmaps_reference(view) -> go.Figure:
 @pytest.mark.parametrize("target,n,k", STRUCTURED_VIEWS)
 def test_structured_heatmaps_equal_the_validated_build(tmp_path, monkeypatch, target, n, k):
     monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
-    panels = list(pareto.budget_view(target, n, k).panels)
-    fast = sent(figures_structured.heatmap_grid(panels))
-    assert fast == sent(heatmap_grid_reference(panels))
+    view = pareto.budget_view(target, n, k)
+    panels = list(view.panels)
+    assert view.cell == max(1, n // pareto.HEATMAP_PIXELS)
+    fast = sent(figures_structured.heatmap_grid(panels, cell=view.cell))
+    assert fast == sent(heatmap_grid_reference(panels, cell=view.cell))
+    bar = fast["data"][0]["colorbar"]["title"]["text"]  # the drawing says when cells are means
+    assert bar == "value" if view.cell == 1 else f"mean of<br>{view.cell} x {view.cell} entries" in bar
     assert all(t["z"]["dtype"] == "f4" for t in fast["data"] if isinstance(t["z"], dict))  # binary
 
 
