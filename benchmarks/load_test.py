@@ -189,7 +189,7 @@ def environment(args) -> dict:
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
             "versions": versions, "commit": commit or "unknown",
-            "server": f"gunicorn -w {args.workers} --threads {args.threads}",
+            "server": args.url or f"gunicorn -w {args.workers} --threads {args.threads}",
             "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -252,6 +252,8 @@ def main() -> None:
     ap.add_argument("--label", default="", help="a word for the title, e.g. before / after")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--save-payloads", type=Path, help="write the recorded requests here (JSON), e.g. to profile")
+    ap.add_argument("--url", help="test this running server (e.g. one started under a profiler) instead of "
+                                  "starting gunicorn; --workers and --threads then only label the results")
     args = ap.parse_args()
     if not (0 <= args.clients <= 200 and 1 <= args.seconds <= 120 and 0 <= args.rounds <= 20):
         ap.error("expected 0..200 clients, 1..120 seconds and 0..20 rounds (the test is bounded)")
@@ -262,7 +264,7 @@ def main() -> None:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     cmd = [gunicorn, "app:server", "-b", "127.0.0.1:{port}", "-w", str(args.workers),
            "--threads", str(args.threads), "--no-control-socket", "--timeout", "120"]
-    proc, url = start_app(cache, command=cmd, port=args.port)
+    proc, url = (None, args.url.rstrip("/")) if args.url else start_app(cache, command=cmd, port=args.port)
     single = load = None
     try:
         payloads = record_payloads(url)
@@ -273,7 +275,8 @@ def main() -> None:
         if args.clients:
             load = run_load(url, payloads, args.clients, args.seconds)
     finally:
-        stop_process(proc)
+        if proc is not None:
+            stop_process(proc)
     env["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result = {"environment": env, "single": single, "load": load}
     print(json.dumps(result, indent=2))
