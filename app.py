@@ -17,7 +17,9 @@ Callbacks declared pure (components/pure_callback.py) are answered from the shar
 the same request was answered before.
 
 The web process never initialises CUDA (see engine.runtime.device); GPU work happens only
-inside background jobs. Jobs are forked only while no other request is running
+inside background jobs. Requests run torch on one intra-op thread (engine/runtime/threads.py:
+their ops are small, and a second thread on a shared machine makes them slower); a job gets
+torch's own count back. Jobs are forked only while no other request is running
 (engine/runtime/forkgate.py): a torch lock held by another thread at the fork would hang
 the job. A forked job lets go of the server's listening socket at once, so a restarted
 server can bind while an orphaned job still runs.
@@ -38,6 +40,7 @@ from engine.runtime.device import describe_device
 from engine.runtime.forkgate import ForkGate, release_listening_sockets
 from engine.runtime.liveness import STALE_S, beat_age, process_alive
 from engine.runtime.store import RunStore, cache_dir, mark_cancelled
+from engine.runtime.threads import use_job_threads, use_web_threads
 from engine.validate import max_request_bytes, relative_paths
 
 
@@ -137,6 +140,7 @@ def make_background_manager(celery_app=None):
         def call_job_fn(self, key, job_fn, args, context):
             def job_without_server_sockets(*job_args):
                 release_listening_sockets()  # a restarted server can bind while this runs
+                use_job_threads()  # the server's one torch thread is for requests only
                 return job_fn(*job_args)
 
             return FORK_GATE.fork(lambda: super(GatedDiskcacheManager, self).call_job_fn(
@@ -298,6 +302,7 @@ def create_app(celery_app=None) -> Dash:
     ])
     app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes()
     app.server.before_request(check_host_and_origin)
+    app.server.before_request(use_web_threads)  # small ops: one torch thread (engine/runtime/threads.py)
     app.server.before_request(FORK_GATE.enter)
     app.server.teardown_request(FORK_GATE.leave)
     # Pure callbacks answered from the shared store; its after_request hook is registered

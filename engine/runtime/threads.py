@@ -1,4 +1,15 @@
-"""torch's CPU thread count, changed for a while by any number of threads at once.
+"""torch's CPU thread count: the web server's, and changed for a while by any number of threads.
+
+**The web server runs torch on one intra-op thread** (``use_web_threads``, a before-request
+hook of app.py; ``SPARSITY_LAB_WEB_TORCH_THREADS`` changes it). Its requests are many small
+ops (a 4096-entry GELU, a 16 x 16 convolution, a CSR product), next to a browser and a
+second worker on the same cores. Each op past torch's grain size opens an OpenMP region
+whose second thread must be scheduled before the op can finish: measured here, a float32
+GELU of 4,096 entries took 15 us on one thread and 1.7 ms of CPU (4 ms wall) on two, and
+/moe's routing view, /isomorphism's inline timing and /attention's mask view ran 1.3 to 10
+times slower in wall time on two threads on the shared 2-core machine. A job forked from a
+request thread gets torch's own count back (``use_job_threads``); Celery workers never
+serve requests, so they keep it.
 
 ``torch.set_num_threads`` is process-wide. Two request threads of the web server that
 each save, set and restore it race: the second saves the first one's value and
@@ -10,11 +21,45 @@ to enter saves the count and the last to leave restores it.
 """
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 from engine.validate import check_int
+
+WEB_THREADS_ENV = "SPARSITY_LAB_WEB_TORCH_THREADS"
+_web: dict = {}  # pid -> torch's own count before the web setting (a forked child has another pid)
+
+
+def web_threads() -> int:
+    """torch's intra-op threads while a process serves requests: $SPARSITY_LAB_WEB_TORCH_THREADS
+    (an integer in [1, 1024]), default 1."""
+    raw = os.environ.get(WEB_THREADS_ENV, "").strip()
+    return check_int(WEB_THREADS_ENV, raw, lo=1, hi=1024) if raw else 1
+
+
+def use_web_threads(*_args) -> None:
+    """Put this process's torch on ``web_threads()`` threads, once per process (a
+    before-request hook: only processes that serve requests pay for it)."""
+    if os.getpid() in _web:
+        return
+    import torch
+
+    with _lock:
+        if os.getpid() not in _web:
+            _web[os.getpid()] = torch.get_num_threads()
+            torch.set_num_threads(web_threads())
+
+
+def use_job_threads() -> None:
+    """In a job forked from a request thread: torch's own count again (what the server had
+    before ``use_web_threads``); a no-op in a process that never served requests."""
+    import torch
+
+    own = next(iter(_web.values()), None)
+    if own is not None and torch.get_num_threads() != own:
+        torch.set_num_threads(own)
 
 _lock = threading.Lock()
 _inside = 0

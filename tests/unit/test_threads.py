@@ -4,6 +4,7 @@ import threading
 import pytest
 import torch
 
+from engine.runtime import threads
 from engine.runtime.threads import torch_threads
 
 
@@ -44,3 +45,33 @@ def test_nested_and_bad_counts():
         with torch_threads(0):
             pass
     assert torch.get_num_threads() == original
+
+
+def test_web_threads_setting(monkeypatch):
+    monkeypatch.delenv(threads.WEB_THREADS_ENV, raising=False)
+    assert threads.web_threads() == 1
+    monkeypatch.setenv(threads.WEB_THREADS_ENV, "3")
+    assert threads.web_threads() == 3
+    monkeypatch.setenv(threads.WEB_THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="SPARSITY_LAB_WEB_TORCH_THREADS: expected an integer in \\[1, 1024\\], got '0'"):
+        threads.web_threads()
+
+
+def test_a_serving_process_runs_on_the_web_count_and_a_job_gets_its_own_back(monkeypatch):
+    import os
+
+    original = torch.get_num_threads()
+    web = 1 if original != 1 else 2
+    monkeypatch.setenv(threads.WEB_THREADS_ENV, str(web))
+    monkeypatch.setattr(threads, "_web", {})
+    try:
+        threads.use_web_threads()
+        assert torch.get_num_threads() == web and threads._web == {os.getpid(): original}
+        torch.set_num_threads(original)
+        threads.use_web_threads()          # once per process: a second request changes nothing
+        assert torch.get_num_threads() == original
+        torch.set_num_threads(web)
+        threads.use_job_threads()          # what a job forked from a request thread calls
+        assert torch.get_num_threads() == original
+    finally:
+        torch.set_num_threads(original)
