@@ -4,6 +4,7 @@ operator within a parameter budget (``fits_at_budget``)."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -92,16 +93,25 @@ def fitted_operators(A: np.ndarray, butterfly: StructuredMatrix | None = None,
     """Every configuration of every structured family fitted to A (n, n): low-rank at
     each rank of ``lowrank_ranks`` (one SVD, or ``factors`` from lowrank_factors), Monarch
     at each valid block count, the butterfly (``butterfly`` when already fitted: it is the
-    slow fit), circulant, Toeplitz."""
+    slow fit), circulant, Toeplitz. The butterfly's descent runs in a second thread beside
+    the SVDs (both release the GIL; one thread each, see few_threads)."""
     A = check_square(A)
     n = A.shape[0]
-    ops = lowrank_operators(factors if factors is not None else lowrank_factors(A))
-    with few_threads():
-        ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
-        if is_pow2(n):
-            ops.append(butterfly if butterfly is not None else Butterfly.fit(A, steps=butterfly_steps))
-        ops += [Circulant.fit(A), Toeplitz.fit(A)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        descent = (pool.submit(_butterfly_fit, A, butterfly_steps)
+                   if butterfly is None and is_pow2(n) else None)
+        ops = lowrank_operators(factors if factors is not None else lowrank_factors(A))
+        with few_threads():
+            ops += [Monarch.fit(A, b) for b in Monarch.valid_blocks(n)]
+            if is_pow2(n):
+                ops.append(butterfly if butterfly is not None else descent.result())
+            ops += [Circulant.fit(A), Toeplitz.fit(A)]
     return ops
+
+
+def _butterfly_fit(A: np.ndarray, steps: int) -> StructuredMatrix:
+    with few_threads():
+        return Butterfly.fit(A, steps=steps)
 
 
 def pareto_rows(A: np.ndarray, butterfly: StructuredMatrix | None = None,
@@ -241,11 +251,11 @@ def analysis(target: str, n: int) -> Analysis:
     from engine.structured.targets import make_target
 
     tg = make_target(target, n)
-    factors = lowrank_factors(tg.matrix)
-    with few_threads():
-        bfly = Butterfly.fit(tg.matrix, steps=butterfly_steps(n)) if is_pow2(n) else None
-    ops = fitted_operators(tg.matrix, bfly, factors=factors)
-    return Analysis(tg, bfly, factors, tuple(pareto_rows(tg.matrix, ops=ops)))
+    ops = fitted_operators(tg.matrix, butterfly_steps=butterfly_steps(n))
+    top = max((op for op in ops if op.family == "lowrank"), key=lambda op: op.rank)
+    bfly = next((op for op in ops if op.family == "butterfly"), None)
+    # top.U, top.V are lowrank_factors(A): every lower rank is a view of them
+    return Analysis(tg, bfly, (top.U, top.V), tuple(pareto_rows(tg.matrix, ops=ops)))
 
 
 @dataclass(frozen=True)
