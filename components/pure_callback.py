@@ -27,7 +27,8 @@ Key: SHA-256 of the output id, the canonical JSON of the request's outputs, inpu
 and changedPropIds, the lab's code fingerprint (``engine.runtime.cache.code_fingerprint``),
 the settings that change answers (``KEYED_SETTINGS``, the device label) and, for
 ``reads_references=True``, the committed results folder's signature
-(``engine.bench.reference.folder_signature``). Entries live in the pure cache's store
+(``engine.bench.reference.folder_signature``, read again at most every ``REFERENCES_RECHECK_S``:
+walking the folder was a twentieth of the busy workers' time under 50 clients). Entries live in the pure cache's store
 (``<SPARSITY_LAB_CACHE>/pure`` or Redis; bound ``SPARSITY_LAB_PURE_CACHE_MB``, least
 recently used go first, an entry over an eighth of the bound is not kept), so every
 gunicorn worker and host on the same store shares them. Only 200 answers are kept, after
@@ -41,6 +42,9 @@ import hashlib
 import json
 import os
 import pickle
+import threading
+import time
+from pathlib import Path
 
 import dash
 
@@ -58,6 +62,10 @@ PURE_LAYOUT = {"reads_references": False}
 PURE_LAYOUT_READING_REFERENCES = {"reads_references": True}
 PAGES_OUTPUT_ID = "_pages_content"
 PAGES_LOCATION_ID = "_pages_location"
+# A CSV committed while the server runs joins the keys of reference-reading callbacks within this.
+REFERENCES_RECHECK_S = 1.0
+_signature: dict = {}
+_signature_lock = threading.Lock()
 
 
 def pure_callback(*args, reads_references: bool = False, **kwargs):
@@ -101,6 +109,17 @@ def page_purity(app: dash.Dash, body: dict) -> dict | None:
     return None
 
 
+def references_signature() -> list:
+    """[results folder, its ``folder_signature``], read again after ``REFERENCES_RECHECK_S``."""
+    from engine.bench.reference import folder_signature, results_dir
+
+    folder, now = str(results_dir()), time.monotonic()
+    with _signature_lock:
+        if _signature.get("folder") != folder or now - _signature.get("at", -1e9) > REFERENCES_RECHECK_S:
+            _signature.update(folder=folder, at=now, value=[folder, folder_signature(Path(folder))])
+        return _signature["value"]
+
+
 def response_key(body: dict, reads_references: bool) -> str:
     """The hex key of one callback request (a dict as the browser posts it)."""
     from engine.runtime.device import describe_device
@@ -109,9 +128,7 @@ def response_key(body: dict, reads_references: bool) -> str:
     settings = {name: os.environ.get(name) for name in KEYED_SETTINGS}
     settings["device"] = describe_device().label
     if reads_references:
-        from engine.bench.reference import folder_signature, results_dir
-
-        settings["references"] = [str(results_dir()), folder_signature(results_dir())]
+        settings["references"] = references_signature()
     digest = hashlib.sha256(b"dash-response\0")
     for part in (body["output"], json.dumps(request, sort_keys=True, separators=(",", ":")),
                  code_fingerprint(), json.dumps(settings, sort_keys=True, separators=(",", ":"))):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import time
 
 import pytest
 
+from components import pure_callback
 from components.pure_callback import response_key
 
 BODY = {"output": "..moe-heatmap.figure...moe-load.figure..",
@@ -74,10 +76,13 @@ def test_the_device_is_part_of_the_key(monkeypatch):
     assert response_key(BODY, False) != before
 
 
-def test_committed_runs_join_the_key_of_callbacks_that_read_them(results_dir):
+def test_committed_runs_join_the_key_of_callbacks_that_read_them(results_dir, monkeypatch):
+    monkeypatch.setattr(pure_callback, "REFERENCES_RECHECK_S", 0.2)
     plain, refs = response_key(BODY, False), response_key(BODY, True)
     assert plain != refs
     (results_dir / "paradox.csv").write_text("op,backend\nspmv,torch-csr\n")
+    assert response_key(BODY, True) == refs          # the folder is walked at most every 0.2 s
+    time.sleep(0.25)
     assert response_key(BODY, True) != refs          # a new committed run: a new entry
     assert response_key(BODY, False) == plain        # a callback that reads none: the same
 
