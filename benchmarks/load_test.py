@@ -189,7 +189,8 @@ def environment(args) -> dict:
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
             "versions": versions, "commit": commit or "unknown",
-            "server": args.url or f"gunicorn -w {args.workers} --threads {args.threads}",
+            # settle_test.py shares this and has no --url: it always starts its own server
+            "server": getattr(args, "url", None) or f"gunicorn -w {args.workers} --threads {args.threads}",
             "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
 
