@@ -322,11 +322,17 @@ class KeyLocks:
     that miss the same key at once compute it once (the others wait, then read the store).
 
     A lock lives only while some thread holds or waits for it; a wait longer than
-    ``timeout_s`` gives up (``acquire`` returns False) rather than hang a request.
+    ``timeout_s`` gives up (``acquire`` returns False) rather than hang a request. A forked
+    child (a background job) starts with none held: the threads that held them are not in it.
     """
 
     def __init__(self, timeout_s: float = INFLIGHT_WAIT_S):
         self.timeout_s = timeout_s
+        self._forget_all()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_all)
+
+    def _forget_all(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, list] = {}  # key -> [lock, threads holding or waiting]
 

@@ -4,6 +4,7 @@ import enum
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -318,3 +319,18 @@ def test_a_lock_held_too_long_lets_the_waiter_go():
     with locks.hold("k") as held:
         assert held and len(locks) == 1
     assert len(locks) == 0
+
+
+def test_a_forked_job_starts_with_no_key_held():
+    """A job forked while a request thread computes a key must not wait for that thread,
+    which does not exist in the child."""
+    locks = pure.KeyLocks(timeout_s=30)
+    assert locks.acquire("k")
+    pid = os.fork()
+    if pid == 0:  # the child: the key is free at once
+        ok = locks.acquire("k") and len(locks) == 1
+        os._exit(0 if ok else 1)
+    t0 = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and time.monotonic() - t0 < 10
+    locks.release("k")
