@@ -43,9 +43,11 @@ import enum
 import functools
 import hashlib
 import inspect
+import logging
 import math
 import os
 import pickle
+import sqlite3
 import struct
 import threading
 import time
@@ -65,6 +67,7 @@ _FINGERPRINT_FILES = ("app.py",)
 # A computation that holds its key's lock longer than this lets a waiting thread compute too.
 INFLIGHT_WAIT_S = 120.0
 _TIMING_MODULES = ("engine.bench.timer", "engine.bench.measurement")
+log = logging.getLogger(__name__)
 
 
 class CacheInfo(NamedTuple):
@@ -212,6 +215,17 @@ def cache_key(fn: Callable, args: tuple = (), kwargs: dict | None = None) -> str
 
 
 # -- stores --------------------------------------------------------------------------
+@contextmanager
+def _unavailable_is_a_miss(where: str, errors: tuple):
+    """A store that fails (locked past its timeout, disk full, Redis gone) is a miss, never
+    a failed request: the caller computes and carries on."""
+    try:
+        yield
+    except errors as exc:
+        log.warning("pure cache at %s unavailable (%s: %s); computing without it", where,
+                    type(exc).__name__, exc)
+
+
 class DiskStore:
     """``diskcache.Cache`` in a folder, the oldest stored evicted first at ``limit`` bytes
     (reads are lock-free; see the module docstring)."""
@@ -223,12 +237,16 @@ class DiskStore:
         self.path = Path(folder)
         self._cache = diskcache.Cache(str(self.path), size_limit=limit,
                                       eviction_policy="least-recently-stored", cull_limit=64)
+        self._errors = (diskcache.Timeout, sqlite3.Error, OSError)
 
     def get(self, key: str) -> bytes | None:
-        return self._cache.get(key)
+        with _unavailable_is_a_miss(str(self.path), self._errors):
+            return self._cache.get(key)
+        return None
 
     def set(self, key: str, blob: bytes) -> None:
-        self._cache.set(key, blob)
+        with _unavailable_is_a_miss(str(self.path), self._errors):
+            self._cache.set(key, blob)
 
     def volume(self) -> int:
         """Bytes on disk, including the index (what the bound applies to)."""
@@ -274,16 +292,20 @@ class RedisStore:
         self._r = redis.Redis.from_url(url)
         self._set = self._r.register_script(_REDIS_SET)
         self._meta = [f"{prefix}:sizes", f"{prefix}:lru", f"{prefix}:bytes"]
+        self._errors = (redis.RedisError,)
 
     def get(self, key: str) -> bytes | None:
         name = f"{self.prefix}:{key}"
-        blob = self._r.get(name)
-        if blob is not None:
-            self._r.zadd(self._meta[1], {name: time.time()}, xx=True)
-        return blob
+        with _unavailable_is_a_miss("Redis", self._errors):
+            blob = self._r.get(name)
+            if blob is not None:
+                self._r.zadd(self._meta[1], {name: time.time()}, xx=True)
+            return blob
+        return None
 
     def set(self, key: str, blob: bytes) -> None:
-        self._set(keys=[f"{self.prefix}:{key}", *self._meta], args=[blob, time.time(), self.limit])
+        with _unavailable_is_a_miss("Redis", self._errors):
+            self._set(keys=[f"{self.prefix}:{key}", *self._meta], args=[blob, time.time(), self.limit])
 
     def volume(self) -> int:
         return int(self._r.get(self._meta[2]) or 0)

@@ -334,3 +334,22 @@ def test_a_forked_job_starts_with_no_key_held():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0 and time.monotonic() - t0 < 10
     locks.release("k")
+
+
+def test_a_store_that_fails_is_a_miss_not_a_failed_call(disk, caplog):
+    import diskcache
+
+    class Locked:
+        def get(self, *_a, **_k):
+            raise diskcache.Timeout("database is locked")
+        set = get
+
+    disk._cache = Locked()
+
+    @pure_cache(store=disk)
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    assert square(3) == 9 and square(3) == 9
+    assert calls == [3, 3] and "unavailable" in caplog.text
