@@ -33,9 +33,18 @@ def _pure_callbacks(lab) -> list[tuple[str, dict]]:
             and all(isinstance(i["id"], str) and not i["id"].startswith("{") for i in cb["inputs"] + cb["state"])]
 
 
-def test_every_page_declares_some_callbacks_pure(lab):
+# Callbacks that time something or read the run store (outputs they contain): never declared.
+NEVER_PURE = ["iso-conv-timing.data", "iso-pool-timing.data", "iso-rnn-timing.data", "iso-attn-timing.data",
+              "paradox-notes.children", "runs-table.data", "runs-facts.children", "gen-trained.data",
+              "matrix-pred.data"]
+
+
+def test_every_page_declares_some_callbacks_pure_and_none_that_measure(lab):
     pages = {out.strip(".").split("-", 1)[0] for out, _ in _pure_callbacks(lab)}
     assert {"attention", "paradox", "moe", "scan", "gen", "sm", "ss", "iso", "paper"} <= pages
+    for name in NEVER_PURE:
+        (output,) = [o for o in lab.app.callback_map if f".{name}." in f".{o.strip('.')}."]
+        assert purity(lab.app.callback_map, output) is None, output
 
 
 def test_declared_pure_callbacks_answer_equal_requests_equally(lab, tmp_path, monkeypatch):
