@@ -25,12 +25,14 @@ the run store or job results, runs a background job, or takes an upload.
 
 Key: SHA-256 of the output id, the canonical JSON of the request's outputs, inputs, state
 and changedPropIds, the lab's code fingerprint (``engine.runtime.cache.code_fingerprint``),
-the settings that change answers (``KEYED_SETTINGS``, the device label) and, for
-``reads_references=True``, the committed results folder's signature
-(``engine.bench.reference.folder_signature``, read again at most every ``REFERENCES_RECHECK_S``:
-walking the folder was a twentieth of the busy workers' time under 50 clients). Entries live in the pure cache's store
-(``<SPARSITY_LAB_CACHE>/pure`` or Redis; bound ``SPARSITY_LAB_PURE_CACHE_MB``, least
-recently used go first, an entry over an eighth of the bound is not kept), so every
+the settings that change answers (``KEYED_SETTINGS``, the device label), the versions of
+the libraries that write the answers (``KEYED_LIBRARIES``: the store outlives an upgrade)
+and, for ``reads_references=True``, the committed results folder's signature
+(``engine.bench.reference.folder_signature``, read again at most every
+``REFERENCES_RECHECK_S``: walking the folder was a twentieth of the busy workers' time under
+50 clients). Entries live in the pure cache's store (``<SPARSITY_LAB_CACHE>/pure`` or Redis;
+bound ``SPARSITY_LAB_PURE_CACHE_MB``, the oldest stored go first (in Redis the least
+recently used), an entry over an eighth of the bound is not kept), so every
 gunicorn worker and host on the same store shares them. Only 200 answers are kept, after
 the lab's own after-request processing (relative paths); 204s, errors and answers of a
 callback that raised are not. Every response says ``X-Sparsity-Lab-Cache: hit`` or ``miss``
@@ -38,6 +40,7 @@ when its callback is declared pure; security headers are added to hits as to any
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +60,7 @@ UPDATE_PATH = "_dash-update-component"
 KEYED_SETTINGS = ("SPARSITY_LAB_MEMORY_BUDGET_MB", "SPARSITY_LAB_RESULTS", "SPARSITY_LAB_DATA_DIR",
                   "SPARSITY_LAB_FORCE_CPU", "SPARSITY_LAB_BSR_GRAPHS")
 REQUEST_FIELDS = ("outputs", "inputs", "state", "changedPropIds")
+KEYED_LIBRARIES = ("dash", "plotly", "pandas", "numpy", "scipy", "torch")
 # ``register_page(..., pure_layout=...)``: the page's layout is a pure function of its query.
 PURE_LAYOUT = {"reads_references": False}
 PURE_LAYOUT_READING_REFERENCES = {"reads_references": True}
@@ -109,6 +113,14 @@ def page_purity(app: dash.Dash, body: dict) -> dict | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """The installed versions of ``KEYED_LIBRARIES`` (read once per process)."""
+    from engine.runtime.device import package_version
+
+    return {name: package_version(name) for name in KEYED_LIBRARIES}
+
+
 def references_signature() -> list:
     """[results folder, its ``folder_signature``], read again after ``REFERENCES_RECHECK_S``."""
     from engine.bench.reference import folder_signature, results_dir
@@ -127,6 +139,7 @@ def response_key(body: dict, reads_references: bool) -> str:
     request = {name: body.get(name) for name in REQUEST_FIELDS}
     settings = {name: os.environ.get(name) for name in KEYED_SETTINGS}
     settings["device"] = describe_device().label
+    settings["libraries"] = library_versions()
     if reads_references:
         settings["references"] = references_signature()
     digest = hashlib.sha256(b"dash-response\0")

@@ -76,6 +76,13 @@ def test_the_device_is_part_of_the_key(monkeypatch):
     assert response_key(BODY, False) != before
 
 
+def test_a_library_upgrade_changes_the_key(monkeypatch):
+    before = response_key(BODY, False)
+    versions = dict(pure_callback.library_versions())
+    monkeypatch.setattr(pure_callback, "library_versions", lambda: {**versions, "plotly": "99.0"})
+    assert response_key(BODY, False) != before
+
+
 def test_committed_runs_join_the_key_of_callbacks_that_read_them(results_dir, monkeypatch):
     monkeypatch.setattr(pure_callback, "REFERENCES_RECHECK_S", 0.2)
     plain, refs = response_key(BODY, False), response_key(BODY, True)
