@@ -154,13 +154,14 @@ def run_load(url: str, payloads: list[dict], clients: int, seconds: float) -> di
                 samples.append((payload["output"], *answer))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     result = summarise(samples, time.monotonic() - t_start)
-    result["total"]["clients"] = clients
+    # the clients run on the server's machine: say how much of its CPU they took
+    result["total"].update(clients=clients, client_cpu_s=round(time.process_time() - cpu_start, 1))
     return result
 
 
@@ -231,6 +232,11 @@ def markdown(env: dict, args, single: dict | None, load: dict | None) -> str:
                   f"{t['p95_ms']} | {t['max_ms']} | {t['largest_bytes']:,} | {t['cache_hits']} |", ""]
         if t["error_kinds"]:
             lines += ["Error kinds: " + ", ".join(t["error_kinds"]), ""]
+        if "client_cpu_s" in t:
+            cores = int(env["machine"].rsplit(", ", 1)[-1].split()[0])
+            lines += [f"The {t['clients']} clients (one Python process on the same machine) used "
+                      f"{t['client_cpu_s']} CPU-seconds of the {cores * t['seconds']:g} its {cores} cores "
+                      "had in that time.", ""]
         lines += ["Per callback (slowest p95 first):", "",
                   "| callback output | requests | errors | p50 ms | p95 ms | max ms | largest (bytes) "
                   "| cache hits |",
