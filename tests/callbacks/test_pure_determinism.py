@@ -4,7 +4,10 @@ draw hidden in a "pure" callback fails here.
 
 Each is called twice through the app's own request path (Flask test client, response cache
 off), with the values its page's layout starts with; outputs answered earlier fill the
-inputs of later callbacks, as in the browser."""
+inputs of later callbacks, as in the browser. One declared pure without reading references
+is called the second time with an empty committed-results folder: an answer that changes
+reads them, and must be declared ``pure_reference_callback`` / ``PURE_LAYOUT_READING_REFERENCES``
+so that their signature joins its key."""
 from __future__ import annotations
 
 import json
@@ -13,6 +16,7 @@ import dash
 import pytest
 
 from components.pure_callback import CACHE_HEADER, page_purity, purity
+from engine.bench.reference import RESULTS_ENV
 from tests.apphelpers import callback_request, layout_values
 
 HOST = {"Host": "127.0.0.1"}
@@ -26,6 +30,18 @@ def lab():
 
     yield lab
     mp.undo()
+
+
+def _answers_twice(client, body, options, empty_results, monkeypatch):
+    """The same request answered twice; the second time without committed runs when the
+    callback (or layout) is declared not to read them."""
+    first = client.post("/_dash-update-component", json=body, headers=HOST)
+    with monkeypatch.context() as m:
+        if not options["reads_references"]:
+            m.setenv(RESULTS_ENV, str(empty_results))
+        second = client.post("/_dash-update-component", json=body, headers=HOST)
+    assert CACHE_HEADER not in second.headers  # the cache is off: both were computed
+    return first, second
 
 
 def _pure_callbacks(lab) -> list[tuple[str, dict]]:
@@ -55,15 +71,15 @@ def test_declared_pure_callbacks_answer_equal_requests_equally(lab, tmp_path, mo
     answered, differ = [], []
     for output, cb in _pure_callbacks(lab):
         body = callback_request(output, cb["inputs"], cb["state"], values)
-        first, second = (client.post("/_dash-update-component", json=body, headers=HOST) for _ in range(2))
-        assert CACHE_HEADER not in second.headers  # the cache is off: both were computed
+        first, second = _answers_twice(client, body, purity(lab.app.callback_map, output),
+                                       tmp_path / "no-results", monkeypatch)
         if (first.status_code, first.data) != (second.status_code, second.data):
             differ.append(output)
         if first.status_code == 200:
             answered.append(output)
             for cid, props in json.loads(first.data).get("response", {}).items():
                 values.update({(cid, prop): value for prop, value in props.items()})
-    assert differ == [], f"not deterministic: {differ}"
+    assert differ == [], f"not deterministic, or reading committed runs undeclared: {differ}"
     assert len(answered) >= 0.75 * len(_pure_callbacks(lab)), "most callbacks should answer their defaults"
 
 
@@ -76,9 +92,10 @@ def test_declared_pure_layouts_answer_equal_requests_equally(lab, tmp_path, monk
     for page in dash.page_registry.values():
         values = {("_pages_location", "pathname"): page["relative_path"], ("_pages_location", "search"): ""}
         body = callback_request(output, cb["inputs"], cb["state"], values)
-        if page_purity(lab.app, body) is None:
+        options = page_purity(lab.app, body)
+        if options is None:
             continue
         declared.append(page["path"])
-        first, second = (client.post("/_dash-update-component", json=body, headers=HOST) for _ in range(2))
+        first, second = _answers_twice(client, body, options, tmp_path / "no-results", monkeypatch)
         assert first.status_code == 200 and first.data == second.data, page["path"]
     assert "/paradox" in declared and "/" not in declared and "/runs" not in declared  # those read the run store
