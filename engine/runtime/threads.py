@@ -7,9 +7,10 @@ second worker on the same cores. Each op past torch's grain size opens an OpenMP
 whose second thread must be scheduled before the op can finish: measured here, a float32
 GELU of 4,096 entries took 15 us on one thread and 1.7 ms of CPU (4 ms wall) on two, and
 /moe's routing view, /isomorphism's inline timing and /attention's mask view ran 1.3 to 10
-times slower in wall time on two threads on the shared 2-core machine. A job forked from a
-request thread gets torch's own count back (``use_job_threads``); Celery workers never
-serve requests, so they keep it.
+times slower in wall time on two threads on the shared 2-core machine. Work on large
+tensors (``threads_for(elements)``, from 4M entries: /attention's 4096 x 4096 masks) gets
+torch's own count back for its duration, and so does a job forked from a request thread
+(``use_job_threads``); Celery workers never serve requests, so they keep it.
 
 ``torch.set_num_threads`` is process-wide. Two request threads of the web server that
 each save, set and restore it race: the second saves the first one's value and
@@ -50,6 +51,33 @@ def use_web_threads(*_args) -> None:
         if os.getpid() not in _web:
             _web[os.getpid()] = torch.get_num_threads()
             torch.set_num_threads(web_threads())
+
+
+# Past this many tensor entries an op runs long enough for a second thread to pay for waking it:
+# /attention's 4096 x 4096 mask view took ~250 ms on two threads and ~400 ms on one (quiet machine).
+LARGE_OP_ELEMENTS = 1 << 22
+
+
+def own_threads() -> int:
+    """torch's own thread count: what it had before ``use_web_threads`` (its count now elsewhere)."""
+    import torch
+
+    return next(iter(_web.values()), None) or torch.get_num_threads()
+
+
+def threads_for(elements: int):
+    """A context: torch's own thread count for work on tensors of ``elements`` entries or more
+    (``LARGE_OP_ELEMENTS``), the current count (the web server's one) for smaller ones.
+
+        with threads_for(seq_len ** 2):
+            view = mask_view(spec)
+    """
+    import contextlib
+
+    own = own_threads()
+    if int(elements) < LARGE_OP_ELEMENTS or own <= 1:
+        return contextlib.nullcontext()
+    return torch_threads(own)
 
 
 def use_job_threads() -> None:

@@ -75,3 +75,21 @@ def test_a_serving_process_runs_on_the_web_count_and_a_job_gets_its_own_back(mon
         assert torch.get_num_threads() == original
     finally:
         torch.set_num_threads(original)
+
+
+def test_large_tensor_work_gets_torch_its_own_count_back(monkeypatch):
+    import os
+
+    original = torch.get_num_threads()
+    if original < 2:
+        pytest.skip("one core: nothing to give back")
+    monkeypatch.setattr(threads, "_web", {os.getpid(): original})
+    torch.set_num_threads(1)                       # the web server's count
+    try:
+        with threads.threads_for(threads.LARGE_OP_ELEMENTS - 1):
+            assert torch.get_num_threads() == 1
+        with threads.threads_for(threads.LARGE_OP_ELEMENTS):
+            assert torch.get_num_threads() == original
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(original)
