@@ -77,15 +77,23 @@ def check_choices(what: str, values: Iterable[Any], choices: Iterable[Any], item
 
 def check_fields(spec: Any, limits: Mapping[str, tuple], labels: Mapping[str, str] | None = None) -> None:
     """Check each field of a frozen dataclass ``spec`` named in ``limits`` ({name: (lo, hi)
-    or (lo, hi, step)}) and store the checked value back: an integer where lo is an int, a
-    number where lo is a float. The message names the field by ``labels`` (default: its name):
+    or (lo, hi, step)}) and store the checked value back: an integer where lo is an int (on
+    the step's grid lo, lo + step, ... when a step is given), a number where lo is a float.
+    The message names the field by ``labels`` (default: its name):
 
         check_fields(self, {"size": (4, 64)}, {"size": "image size"})
         # size=80 -> "image size: expected an integer in [4, 64], got 80"
     """
-    for name, (lo, hi, *_step) in limits.items():
-        check = check_float if isinstance(lo, float) else check_int
-        object.__setattr__(spec, name, check((labels or {}).get(name, name), getattr(spec, name), lo, hi))
+    for name, (lo, hi, *step) in limits.items():
+        label = (labels or {}).get(name, name)
+        if isinstance(lo, float):
+            object.__setattr__(spec, name, check_float(label, getattr(spec, name), lo, hi))
+            continue  # a float's step is the widget's granularity, not a constraint
+        value = check_int(label, getattr(spec, name), lo, hi)
+        if step and step[0] > 1 and (value - lo) % step[0]:
+            raise ValueError(f"{label}: expected an integer in [{lo}, {hi}] in steps of {step[0]} "
+                             f"({lo}, {lo + step[0]}, ...), got {value}")
+        object.__setattr__(spec, name, value)
 
 
 def _range_text(kind: str, lo: Any, hi: Any) -> str:

@@ -80,3 +80,24 @@ def test_an_empty_or_out_of_range_number_field_says_so_not_none(check):
 def test_check_int_refuses_infinity_with_a_message(value):
     with pytest.raises(ValueError, match="expected an integer"):
         check_int("size", value, 16, 16384)
+
+
+def test_check_fields_holds_an_integer_to_its_step_grid():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Spec:
+        d_model: int = 64
+        jitter: float = 0.05
+
+    limits = {"d_model": (8, 512, 8), "jitter": (0.0, 0.5, 0.01)}
+    check_fields(Spec(d_model=256, jitter=0.033), limits, {"d_model": "model width"})   # a float's step is not a grid
+    with pytest.raises(ValueError, match=r"model width: expected an integer in \[8, 512\] in steps of 8 \(8, 16, ...\), got 255"):
+        check_fields(Spec(d_model=255), limits, {"d_model": "model width"})
+
+
+def test_moe_routing_refuses_a_width_off_the_widgets_step():
+    from engine.moe.example import RoutingSpec
+
+    with pytest.raises(ValueError, match="model width: expected an integer in .* in steps of 8"):
+        RoutingSpec(d_model=255)
