@@ -32,7 +32,7 @@ import os
 import logging
 
 import dash
-from dash import Dash, Input, Output, dcc, html, set_props
+from dash import ClientsideFunction, Dash, Input, Output, dcc, html, set_props
 
 from components.layout import page_order
 from components.pure_callback import CACHE_HEADER, ResponseCache
@@ -319,11 +319,11 @@ app = create_app(celery_app)
 server = app.server
 
 
-@dash.callback(Output(ERROR_BAR, "hidden"), Input("_pages_location", "pathname"),
-               Input(ERROR_BAR, "n_clicks"), prevent_initial_call=True)
-def hide_error_bar(_path, _clicks):
-    """A new page, or a click on the bar, dismisses the last error."""
-    return True
+# A new page, or a click on the bar, dismisses the last error: in the browser
+# (assets/lab.js), since every page change would otherwise ask the server.
+dash.clientside_callback(ClientsideFunction("lab", "hideErrorBar"), Output(ERROR_BAR, "hidden"),
+                         Input("_pages_location", "pathname"), Input(ERROR_BAR, "n_clicks"),
+                         prevent_initial_call=True)
 
 
 # Dash builds its callback list on a worker's first request and marks that done before it

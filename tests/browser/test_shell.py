@@ -78,3 +78,25 @@ def test_every_page_fits_1280_px_at_its_defaults(app_server, page):
     assert len(checked) >= 12, checked
     assert sum(len(t) for t in checked.values()) >= 20, checked  # the tables were there
     assert not page.console_errors, page.console_errors
+
+
+def test_the_error_bar_is_dismissed_in_the_browser_by_a_click_or_a_new_page(app_server, page):
+    """No server round trip: a click on the bar, or another page, hides it (assets/lab.js)."""
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data or "")
+            if "_dash-update-component" in r.url else None)
+    page.goto(app_server + "/")
+    page.wait_for_selector(".nav-links a")
+    bar = page.locator("#lab-error")
+
+    def show():
+        page.evaluate("() => window.dash_clientside.set_props('lab-error', {hidden: false, children: 'boom'})")
+        page.wait_for_function("() => !document.getElementById('lab-error').hidden")
+
+    show()
+    bar.click()
+    page.wait_for_function("() => document.getElementById('lab-error').hidden", timeout=5_000)
+    show()
+    page.click(".nav-links a[href='/runs']")
+    page.wait_for_function("() => document.getElementById('lab-error').hidden", timeout=10_000)
+    assert not [s for s in sent if "lab-error" in s], "the bar was dismissed through the server"
