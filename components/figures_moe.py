@@ -29,8 +29,9 @@ def _base(fig: go.Figure, height: int = 360, **layout) -> go.Figure:
         layout["title"] = dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top",
                                font=dict(size=14))
     legend = layout.pop("legend", dict(orientation="h", yanchor="bottom", y=1.01, x=0))
-    fig.update_layout(height=height, margin=dict(l=60, r=20, t=top, b=50), template="plotly_white",
-                      legend=legend, **layout)
+    # the lab's template (plotly's default, components.figures_common): naming one here
+    # validated and copied it for every figure (~12 ms each, 5 per routing change)
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=top, b=50), legend=legend, **layout)
     return fig
 
 
