@@ -211,13 +211,20 @@ def _stats_block(st: M.MaskStats) -> html.Div:
                   "or NaN (SDPA).", "warn")] if st.empty_rows else []))
 
 
+def _view_of_widgets(view_of, kind, seq_len, block, values):
+    """(view of the widgets' one MaskSpec, None), or (None, the spec's "expected ... got ..." message)."""
+    try:
+        return view_of(V.MaskSpec.from_widgets(kind, seq_len, block, values)), None
+    except ValueError as exc:
+        return None, error_message(exc)
+
+
 @pure_callback(Output(ID.token_map, "figure"), Output(ID.block_map, "figure"), Output(ID.stats, "children"),
           Output(ID.error, "children"), *MASK_INPUTS)
 def draw_mask(kind, seq_len, block, *values):
-    try:
-        view = V.mask_view(V.MaskSpec.from_widgets(kind, seq_len, block, values))
-    except ValueError as exc:
-        return dash.no_update, dash.no_update, None, error_message(exc)
+    view, error = _view_of_widgets(V.mask_view, kind, seq_len, block, values)
+    if error:
+        return dash.no_update, dash.no_update, None, error
     st = view.stats
     return (figs.mask_heatmap(view.token, view.token_factor, f"Token mask: {view.name}"),
             figs.block_heatmap(view.blocks, block, f"Block mask at block {block}: {view.blocks_skipped} "
@@ -229,10 +236,9 @@ def draw_mask(kind, seq_len, block, *values):
 @pure_callback(Output(ID.weights_mask, "figure"), Output(ID.zoo_table, "children"), Output(ID.zoo_rows, "data"),
           Output(ID.weights_note, "children"), *MASK_INPUTS)
 def draw_weights(kind, seq_len, block, *values):
-    try:
-        view = V.weights_view(V.MaskSpec.from_widgets(kind, seq_len, block, values))
-    except ValueError as exc:
-        return dash.no_update, error_message(exc), [], ""
+    view, error = _view_of_widgets(V.weights_view, kind, seq_len, block, values)
+    if error:
+        return dash.no_update, error, [], ""
     return (figs.weights_heatmap(view.masked, view.factor, f"Weights under {view.mask_name}"),
             compact_table(ID.zoo, view.rows, ZOO_COLUMNS, page_size=10), view.rows, view.note)
 
