@@ -253,10 +253,17 @@ def draw_base_weights(seq_len, seed, kind, block, *others):
     """Dense causal weights depend on the length and the input's seed only: a mask's own
     controls neither redraw nor resend them (the other values only find the cached zoo)."""
     values = [*others[:SEED_AT], seed, *others[SEED_AT:]]
-    try:
-        view = V.weights_view(V.MaskSpec.from_widgets(kind, seq_len, block, values))
-    except ValueError:
-        return dash.no_update  # draw_weights shows why
+    defaults = [seed if n == "seed" else M.DEFAULT_PARAMS[n] for n in V.PARAM_NAMES]
+    # a mask setting being edited (State: it will not call again) must not leave the base at
+    # an old length: the base does not depend on it, so the defaults stand in for it
+    for spec_args in ((kind, block, values), ("causal", V.BLOCK_CHOICES[0], defaults)):
+        try:
+            view = V.weights_view(V.MaskSpec.from_widgets(spec_args[0], seq_len, spec_args[1], spec_args[2]))
+            break
+        except ValueError:
+            continue
+    else:
+        return dash.no_update  # the length or the seed itself is refused: draw_weights shows why
     return figs.weights_heatmap(view.base, view.factor, "Dense causal attention weights")
 
 

@@ -89,6 +89,10 @@ def test_draw_weights_gives_both_heatmaps_and_the_zoo_table():
     other_params = [v for n, v in zip(V.PARAM_NAMES, params(w=4, g=2)) if n != "seed"]
     other = attention.draw_base_weights(128, 0, "bigbird", 32, *other_params)
     assert other.to_plotly_json()["data"][0]["z"]["bdata"] == base.to_plotly_json()["data"][0]["z"]["bdata"]
+    # ... so a mask parameter being edited (empty: refused) does not keep the base at an old length
+    being_edited = [None if n == "w" else v for n, v in zip([n for n in V.PARAM_NAMES if n != "seed"], without_seed)]
+    edited = attention.draw_base_weights(256, 0, "longformer", 16, *being_edited)
+    assert edited is not dash.no_update and len(edited["data"][0]["z"]) == 256
     frame = pd.DataFrame(rows)
     assert list(frame["mask"])[:2] == ["full", "causal"] and len(frame) == len(M.MASK_KINDS)
     assert frame.loc[frame["mask"] == "causal", "mass_kept"].item() == pytest.approx(1.0)
