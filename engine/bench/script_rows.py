@@ -93,11 +93,10 @@ class ScriptRun:
         (``engine.sparse.kernels.bsr_tune.graph_samples``); fn must be capturable."""
         if not self.cuda:
             return self._smoke(fn, task)
-        from engine.sparse.kernels.bsr_tune import graph_samples
+        from engine.sparse.kernels.bsr_tune import graph_measurement, graph_samples
 
-        ms = graph_samples(fn, n_inner=n_inner, reps=reps, flush=flush)
-        return Measurement.from_times(task, [t * 1e-3 for t in ms], method=CUDA_GRAPH,
-                                      repeats=reps, warmup=2, number_per_run=n_inner)
+        return graph_measurement(task, graph_samples(fn, n_inner=n_inner, reps=reps, flush=flush),
+                                 n_inner=n_inner, warmup=2)
 
     def events(self, fn: Callable[[], object], task: Task, rep_ms: float = 100.0,
                warmup_ms: float = 25.0) -> Measurement:
