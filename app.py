@@ -302,8 +302,10 @@ def create_app(celery_app=None) -> Dash:
     ])
     app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes()
     app.server.before_request(check_host_and_origin)
-    app.server.before_request(use_web_threads)  # small ops: one torch thread (engine/runtime/threads.py)
     app.server.before_request(FORK_GATE.enter)
+    # small ops: one torch thread (engine/runtime/threads.py); inside the fork gate, so no job
+    # is forked while a request thread holds the thread-count lock
+    app.server.before_request(use_web_threads)
     app.server.teardown_request(FORK_GATE.leave)
     # Pure callbacks answered from the shared store; its after_request hook is registered
     # first, so it runs last (Flask runs them in reverse) and keeps the cleaned body.

@@ -47,10 +47,12 @@ def use_web_threads(*_args) -> None:
         return
     import torch
 
+    n = web_threads()  # a bad setting fails here, every request, before anything is recorded
     with _lock:
         if os.getpid() not in _web:
-            _web[os.getpid()] = torch.get_num_threads()
-            torch.set_num_threads(web_threads())
+            own = torch.get_num_threads()
+            torch.set_num_threads(n)
+            _web[os.getpid()] = own  # recorded last: the fast path above skips only a finished set-up
 
 
 # Past this many tensor entries an op runs long enough for a second thread to pay for waking it:

@@ -57,6 +57,17 @@ def test_web_threads_setting(monkeypatch):
         threads.web_threads()
 
 
+def test_a_bad_web_setting_fails_every_request_and_is_never_recorded_as_done(monkeypatch):
+    import os
+
+    monkeypatch.setattr(threads, "_web", {})
+    monkeypatch.setenv(threads.WEB_THREADS_ENV, "0")
+    for _ in range(2):   # not once and then silently skipped
+        with pytest.raises(ValueError, match="expected an integer"):
+            threads.use_web_threads()
+    assert os.getpid() not in threads._web
+
+
 def test_a_serving_process_runs_on_the_web_count_and_a_job_gets_its_own_back(monkeypatch):
     import os
 
