@@ -40,7 +40,6 @@ when its callback is declared pure; security headers are added to hits as to any
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -51,7 +50,8 @@ from pathlib import Path
 
 import dash
 
-from engine.runtime.cache import INFLIGHT, MAX_ENTRY_SHARE, code_fingerprint, default_store
+from engine.runtime.cache import (INFLIGHT, KEYED_LIBRARIES, MAX_ENTRY_SHARE, code_fingerprint,  # noqa: F401
+                                  default_store, library_versions)
 
 PURE_ATTR = "_sparsity_lab_pure"
 CACHE_HEADER = "X-Sparsity-Lab-Cache"
@@ -60,7 +60,6 @@ UPDATE_PATH = "_dash-update-component"
 KEYED_SETTINGS = ("SPARSITY_LAB_MEMORY_BUDGET_MB", "SPARSITY_LAB_RESULTS", "SPARSITY_LAB_DATA_DIR",
                   "SPARSITY_LAB_FORCE_CPU", "SPARSITY_LAB_BSR_GRAPHS")
 REQUEST_FIELDS = ("outputs", "inputs", "state", "changedPropIds")
-KEYED_LIBRARIES = ("dash", "plotly", "pandas", "numpy", "scipy", "torch")
 # ``register_page(..., pure_layout=...)``: the page's layout is a pure function of its query.
 PURE_LAYOUT = {"reads_references": False}
 PURE_LAYOUT_READING_REFERENCES = {"reads_references": True}
@@ -111,14 +110,6 @@ def page_purity(app: dash.Dash, body: dict) -> dict | None:
         if page.get("path_template") is None and page["path"].strip("/") == path:
             return page.get("pure_layout")
     return None
-
-
-@functools.lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
-    """The installed versions of ``KEYED_LIBRARIES`` (read once per process)."""
-    from engine.runtime.device import package_version
-
-    return {name: package_version(name) for name in KEYED_LIBRARIES}
 
 
 def references_signature() -> list:
@@ -183,8 +174,11 @@ class ResponseCache:
             blob = target.get(key)  # the thread that held the key may have stored it
         if blob is None:
             return None
+        try:
+            data, mimetype = pickle.loads(blob)
+        except Exception:  # an entry that does not load: answered afresh, and stored again
+            return None
         g.pure_response["hit"] = True
-        data, mimetype = pickle.loads(blob)
         response = self.app.server.response_class(data, status=200, mimetype=mimetype)
         response.headers[CACHE_HEADER] = "hit"
         return response

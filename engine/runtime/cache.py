@@ -15,8 +15,9 @@ gunicorn worker and Celery host shares: a ``diskcache.Cache`` under
     conv_lowering(ConvSpec(h=32, w=32, k=3))   # read back (a fresh copy)
     conv_lowering.cache_info()                 # CacheInfo(hits=1, misses=1, skipped=0)
 
-Keys: a SHA-256 of the function's module and qualified name, a fingerprint of the lab's
-code (every ``.py`` under ``engine/``, ``components/`` and ``pages/``, and ``app.py``, so an
+Keys: a SHA-256 of the function's module and qualified name, the versions of the
+libraries whose objects it holds (``KEYED_LIBRARIES``: the store outlives an upgrade), a
+fingerprint of the lab's code (every ``.py`` under ``engine/``, ``components/`` and ``pages/``, and ``app.py``, so an
 edit never serves a stale result) and a canonical, type-tagged encoding of the bound arguments: ``1``, ``1.0``,
 ``True`` and ``"1"`` differ, a tuple is not a list, a frozen dataclass spec is its class
 plus its fields, a numpy array is its dtype, shape and bytes. An argument of any other
@@ -27,7 +28,8 @@ folder the oldest stored entries go first (so a read takes no write lock: with l
 used, every read, hit or miss, was a write transaction that queued every thread of every
 worker behind one SQLite lock, 13 times fewer reads a second); in Redis the least recently
 used go first. One entry larger than an eighth of the bound is computed but not stored. Values are pickled by this module and only ever read back from the lab's
-own store (the cache folder, or the team's Redis, which the lab already trusts with jobs).
+own store (the cache folder, or the team's Redis, which the lab already trusts with jobs);
+an entry that does not load is a miss, computed and stored again.
 
 Two threads that ask for the same cold key at once compute it once: the second waits on
 the key's in-flight lock (``KeyLocks``, one per process) and reads what the first stored.
@@ -89,6 +91,18 @@ def pure_cache_limit_bytes() -> int:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{PURE_CACHE_MB_ENV}: expected a number of MB >= 0, got {raw!r}")
     return int(value * 2**20)
+
+
+# The libraries whose objects and outputs the entries hold: the store outlives an upgrade.
+KEYED_LIBRARIES = ("dash", "plotly", "pandas", "numpy", "scipy", "torch")
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """The installed versions of ``KEYED_LIBRARIES`` (read once per process); part of every key."""
+    from engine.runtime.device import package_version
+
+    return {name: package_version(name) for name in KEYED_LIBRARIES}
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,6 +220,7 @@ def cache_key(fn: Callable, args: tuple = (), kwargs: dict | None = None) -> str
     bound.apply_defaults()
     digest = hashlib.sha256()
     digest.update(f"{fn.__module__}.{fn.__qualname__}\0{code_fingerprint()}\0".encode())
+    digest.update(_encoded(tuple(sorted(library_versions().items()))))
     digest.update(_encoded(tuple(bound.arguments.items())))
     # A closure's captured values are inputs too: two closures of one factory never share.
     cells = tuple(c.cell_contents for c in (getattr(fn, "__closure__", None) or ()))
@@ -455,8 +470,14 @@ def pure_cache(fn: Callable | None = None, *, store: Callable[[], Any] | Any = d
                 blob = target.get(key)  # a thread that held the key may have stored it
                 if blob is None:
                     return compute(target, key, args, kwargs)
+        try:
+            value = pickle.loads(blob)
+        except Exception as exc:  # e.g. written by other library versions: a miss, recomputed
+            log.warning("pure cache: %s: an entry that does not load (%s); computing it again",
+                        fn.__qualname__, type(exc).__name__)
+            return compute(target, key, args, kwargs)
         count("hits")
-        return pickle.loads(blob)
+        return value
 
     def compute(target, key: str, args: tuple, kwargs: dict):
         result = fn(*args, **kwargs)

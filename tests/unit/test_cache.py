@@ -353,3 +353,21 @@ def test_a_store_that_fails_is_a_miss_not_a_failed_call(disk, caplog):
 
     assert square(3) == 9 and square(3) == 9
     assert calls == [3, 3] and "unavailable" in caplog.text
+
+
+def test_library_versions_join_every_key(monkeypatch):
+    before = cache_key(identity, (1,))
+    versions = dict(pure.library_versions())
+    monkeypatch.setattr(pure, "library_versions", lambda: {**versions, "numpy": "99.0"})
+    assert cache_key(identity, (1,)) != before     # an upgrade never reads the old entries
+
+
+def test_an_entry_that_does_not_load_is_a_miss_and_is_stored_again(disk, caplog):
+    @pure_cache(store=disk)
+    def double(x: int) -> int:   # no closure: captured values would be part of its key
+        return 2 * x
+
+    assert double(3) == 6
+    disk.set(double.cache_key(3), b"not a pickle")
+    assert double(3) == 6 and double.cache_info().misses == 2 and "does not load" in caplog.text
+    assert double(3) == 6 and double.cache_info() == (1, 2, 0)   # stored again, read back
