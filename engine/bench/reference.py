@@ -232,11 +232,12 @@ def read_reference(path: Path, root: Path) -> Reference | None:
 
 
 def folder_signature(root: Path) -> tuple:
-    """What the cache of one folder depends on: every CSV's path and size (and change time)."""
+    """What the cache of one folder depends on: the path, size and change time of every CSV
+    and of every ``device.txt`` (device names and dates in labels come from it)."""
     if not root.is_dir():
         return ()
     out = []
-    for p in sorted(root.rglob("*.csv")):
+    for p in sorted([*root.rglob("*.csv"), *root.rglob("device.txt")]):
         try:
             st = p.stat()
         except OSError:

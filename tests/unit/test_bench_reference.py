@@ -72,6 +72,9 @@ def test_device_txt_gives_the_date_when_the_csv_has_none(results_dir):
     _write(results_dir / "gpu" / "p.csv", rows)
     (results_dir / "gpu" / "device.txt").write_text("2026-11-22T06:34Z\nNVIDIA H100 80GB HBM3, 81559 MiB\n")
     assert references("paradox")[0].date == "2026-11-22 06:34"
+    # an edited device.txt is a new state of the folder: read again, never a stale label
+    (results_dir / "gpu" / "device.txt").write_text("2026-11-23T07:00Z\nNVIDIA H200, 143771 MiB\n")
+    assert references("paradox")[0].date == "2026-11-23 07:00"
     assert run_date("2026-11-30 12:46 UTC") == "2026-11-30 12:46" and run_date("soon") == ""
 
 
