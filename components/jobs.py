@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -113,15 +114,16 @@ def stored_run(run_id: str | None) -> tuple[dict | None, bool | None]:
 
     if not run_id:
         return None, None
-    try:
-        record = RunStore().meta(run_id)
-    except KeyError:
-        return None, None
-    if record.get("status") == "died":
-        return None, False
-    if record.get("status") != "running":
-        return record, False
-    return None, run_alive(RunStore(), record)
+    with closing(RunStore()) as store:  # no handle left open in the server for a forked job
+        try:
+            record = store.meta(run_id)
+        except KeyError:
+            return None, None
+        if record.get("status") == "died":
+            return None, False
+        if record.get("status") != "running":
+            return record, False
+        return None, run_alive(store, record)
 
 
 def status_class(line: str) -> str:

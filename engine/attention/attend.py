@@ -576,7 +576,7 @@ def noisy_lengths(rows: list[dict], impl: str = "flex") -> dict[str, list[int]]:
     is noisy (``ratio_noisy``: IQR / median over the threshold): no verdict may rest on them."""
     ok = [r for r in rows if r.get("status") == "ok"]
     part = [r for r in ok if r.get("impl") == impl]
-    base = [r for r in ok if r.get("impl") in {b for b, _kind in BASELINES}]
+    base = [r for r in ok if r.get("impl") in {b for b, _mask in BASELINES}]
     out: dict[str, list[int]] = {}
     for r, noisy in zip(part, ratio_noisy(part, base, on="seq_len")):
         if noisy:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.attention import attend
 from engine.attention import masks as M
 from engine.runtime.cache import pure_cache
 from engine.runtime.threads import threads_for
@@ -199,7 +200,7 @@ BASELINES = {
     "causal": ("speedup_vs_causal", "block_theory_vs_causal", "SDPA causal", "dense causal flash"),
     "dense": ("speedup_vs_dense", "block_theory_vs_dense", "SDPA without mask", "dense flash"),
 }
-BASELINE_IMPLS = ("sdpa-causal", "sdpa-dense")  # the rows those speedups divide by
+BASELINE_IMPLS = tuple(impl for impl, _mask in attend.BASELINES)  # the rows those speedups divide by
 
 
 def crossover_verdict(rows: list[dict], baseline: str = "causal") -> tuple[str, str] | None:
