@@ -91,8 +91,13 @@ def ratio_noisy(rows, baselines, on) -> list[bool]:
     rows, baselines: dicts (a DataFrame's ``to_dict("records")``), each with a ``noisy`` cell
     (missing: not noisy)."""
     cols = (on,) if isinstance(on, str) else tuple(on)
-    noisy_keys = {tuple(b.get(c) for c in cols) for b in baselines if noisy_flag(b.get("noisy"))}
-    return [noisy_flag(r.get("noisy")) or tuple(r.get(c) for c in cols) in noisy_keys for r in rows]
+
+    def key(row) -> tuple:  # a missing cell (None or NaN) matches a missing cell
+        return tuple(None if (v is None or (isinstance(v, float) and v != v)) else v
+                     for v in (row.get(c) for c in cols))
+
+    noisy_keys = {key(b) for b in baselines if noisy_flag(b.get("noisy"))}
+    return [noisy_flag(r.get("noisy")) or key(r) in noisy_keys for r in rows]
 
 
 def _pairs(value, what: str) -> tuple[tuple[str, object], ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.bench.measurement import (CUDA_GRAPH, EAGER, NOISE_THRESHOLD, NOISY_LABEL, WALL_CLOCK, Measurement,
@@ -32,6 +33,11 @@ def test_a_ratio_is_noisy_when_its_row_or_its_baseline_is():
     two = [{"src": "a", "s": 1, "noisy": False}, {"src": "b", "s": 1, "noisy": False}]
     assert ratio_noisy(two, [{"src": "b", "s": 1, "noisy": True}], on=("src", "s")) == [False, True]
     assert ratio_noisy(rows, [], on="s") == [False, True, False, False]
+    # a key column missing in both (NaN as a DataFrame gives it, or None) still matches
+    nan_rows = pd.DataFrame([{"k": float("nan"), "s": 1, "noisy": False}]).to_dict("records")
+    nan_base = pd.DataFrame([{"k": float("nan"), "s": 1, "noisy": True}]).to_dict("records")
+    assert ratio_noisy(nan_rows, nan_base, on=("k", "s")) == [True]
+    assert ratio_noisy([{"k": None, "s": 1}], nan_base, on=("k", "s")) == [True]
 
 
 def test_median_and_iqr_are_those_of_the_raw_times():
