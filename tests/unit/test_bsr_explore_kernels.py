@@ -5,14 +5,10 @@ triton cannot be imported."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.unit.test_bsr_kernel import ROOT, _triton_missing
+from tests.unit.test_bsr_kernel import ROOT, interpreter_results
 
 # (id, variant, block, block rows, block cols, k, density, dtype, empty block rows, split)
 EXPLORE_CASES = [
@@ -55,17 +51,7 @@ for (cid, variant, blk, rb, cb, k, dens, dt, empty, split) in json.loads(sys.arg
 
 @pytest.fixture(scope="module")
 def explored() -> dict:
-    why = _triton_missing()
-    if why:
-        pytest.skip(why)
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(EXPLORE_CASES)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-    results = {json.loads(line)["id"]: json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith("{")}
-    if not results:
-        pytest.fail(f"interpreter worker printed nothing; rc {proc.returncode}\n{proc.stderr[-3000:]}")
-    return results
+    return interpreter_results(_WORKER, EXPLORE_CASES)
 
 
 @pytest.mark.parametrize("case", EXPLORE_CASES, ids=[c[0] for c in EXPLORE_CASES])

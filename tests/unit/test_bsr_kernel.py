@@ -98,22 +98,25 @@ def _triton_missing() -> str:
     return ""
 
 
-@pytest.fixture(scope="module")
-def interpreted() -> dict:
+def interpreter_results(worker: str, cases: list) -> dict:
+    """Run ``worker`` (Python source) on ``cases`` in ONE subprocess under Triton's CPU
+    interpreter; its JSON lines by "id" (skips when triton is missing)."""
     why = _triton_missing()
     if why:
         pytest.skip(why)
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(KERNEL_CASES)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", worker, json.dumps(cases)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            results[row["id"]] = row
+    results = {row["id"]: row for row in (json.loads(line) for line in proc.stdout.splitlines()
+                                          if line.startswith("{"))}
     if not results:
         pytest.fail(f"interpreter worker printed nothing; rc {proc.returncode}\n{proc.stderr[-3000:]}")
     return results
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict:
+    return interpreter_results(_WORKER, KERNEL_CASES)
 
 
 @pytest.mark.parametrize("case", KERNEL_CASES, ids=[c[0] for c in KERNEL_CASES])
