@@ -14,6 +14,7 @@ import torch
 from engine.bench.measurement import Task, noisy_flag
 from engine.moe.layer import METHODS, Experts, ffn, grouped_mm_available, moe_forward
 from engine.moe.router import route
+from engine.sparse.formats import DTYPE_BYTES
 from engine.validate import check_choice, check_float, check_int
 
 
@@ -23,7 +24,6 @@ SWEEP_LIMITS = {"d_model": (8, 8192, 8), "max_batch": (1, 16384)}
 EXPERT_CHOICES = ("8/1", "8/2", "16/2", "64/8")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class SweepSpec:
         float32 (batch, E h) activations (the equal-total dense layer's hidden state, its
         GELU and the timer's repeated calls); on a GPU the activations are the GPU's."""
         d, h, e, k, b = self.d_model, self.ffn_mult * self.d_model, self.experts, self.k, max(self.batches)
-        weights = ELEMENT_BYTES[self.dtype] * 2 * h * d * (e + 1 + k + e) + 4 * 2 * h * d * e
+        weights = DTYPE_BYTES[self.dtype] * 2 * h * d * (e + 1 + k + e) + 4 * 2 * h * d * e
         return weights + (4 * 8 * b * (e * h + d) if device_type == "cpu" else 0)
 
     def variants(self) -> list[str]:

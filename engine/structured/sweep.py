@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 from engine.structured.operators import (FAMILY_LABELS, Butterfly, Circulant, Dense, LowRank,
                                          MagnitudeSparse, Monarch, StructuredMatrix, Toeplitz,
                                          is_pow2)
+from engine.sparse.formats import DTYPE_BYTES
 from engine.validate import check_choice, check_float, check_int
 
 # The page's widgets, from here: sizes, batches, dtypes, rank and Monarch blocks (lo, hi).
@@ -17,7 +18,6 @@ BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 DTYPES = ("float32", "float16")
 RANK_LIMITS = (1, 1024)          # and at most n / 2
 BLOCK_LIMITS = (2, 128)          # Monarch blocks b, with b^2 dividing n
-ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class SweepSpec:
         temporaries); on a GPU the batches are the GPU's."""
         n, b = self.n, max(self.batches)
         batch = 12 * b * n if device_type == "cpu" else 0
-        return sum(ELEMENT_BYTES[d] * (8 * n * n + batch) for d in self.dtypes)
+        return sum(DTYPE_BYTES[d] * (8 * n * n + batch) for d in self.dtypes)
 
     def operators(self) -> list[tuple[str, StructuredMatrix]]:
         """(name, operator) with random values: time depends on the structure, not on the values."""
