@@ -18,11 +18,12 @@ runs one of ``VARIANTS`` on a lab ``BsrMatrix`` with the library's own host piec
 (work plans, union plan, TMA descriptors); under ``TRITON_INTERPRET=1`` (set before
 triton is imported) it runs on the CPU, which tests/unit/test_bsr_explore_kernels.py does.
 
-What these kernels share is written once, here, as small ``@triton.jit`` helpers
-(``_work_item``, ``_tile_columns``, ``_tma_write``, ...), and the library's ``_mma`` and
-``_segment_store`` are imported. The library kernels keep their code inline: they are
-what the committed GPU runs measured, and the same helpers in the library changed the
-per-call time on the H200 (commit eb17de1 took them back out).
+What these kernels share is written once, as small ``@triton.jit`` helpers: the ones the
+library's kernels use too (``_work_item``, ``_tma_write``, ``_mma``, ``_segment_store``)
+are imported from engine/sparse/kernels/_bsr_triton.py, the rest (``_tile_columns``,
+``_b_tile``, ...) are here. The library's two helpers were checked on the H200 to
+compile to the same kernel code as the inline lines they replaced (normalized PTX: see
+benchmarks/results/bsr_percall/ptx_check.md).
 """
 from __future__ import annotations
 
@@ -42,15 +43,7 @@ if AVAILABLE:
     import triton
     import triton.language as tl
 
-    from engine.sparse.kernels._bsr_triton import _mma, _segment_store
-
-    @triton.jit
-    def _work_item(sched_ptr, N_TILES):
-        """This program's record of the schedule (int32 [P, 4]: row or group, first stored
-        block or entry, end, slot) and its tile of BLOCK_N columns."""
-        pid = tl.program_id(0)
-        rec = sched_ptr + (pid // N_TILES) * 4
-        return tl.load(rec), tl.load(rec + 1), tl.load(rec + 2), tl.load(rec + 3), pid % N_TILES
+    from engine.sparse.kernels._bsr_triton import _mma, _segment_store, _tma_write, _work_item
 
     @triton.jit
     def _tile_columns(tile, BLOCK_N: tl.constexpr, K_COLS):
@@ -64,17 +57,6 @@ if AVAILABLE:
         """acc += stored block j times its B tile, both by TMA."""
         return _mma(a_desc.load([j * BLK, 0]), b_desc.load([tl.load(col_ptr + j) * BLK, n0]), acc,
                     UPCAST)
-
-    @triton.jit
-    def _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
-                   MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr):
-        """A whole block row (slot < 0) is stored through ``y_desc``; a segment of a split
-        row goes through the workspace (the library's ``_segment_store``)."""
-        if slot < 0:
-            y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
-        else:
-            _segment_store(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
-                           MAX_TILES, BLK, BLOCK_N)
 
     @triton.jit
     def _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS, BLK: tl.constexpr,

@@ -66,19 +66,21 @@ if AVAILABLE:
             return tl.dot(x, y, acc)
 
     @triton.jit
+    def _work_item(sched_ptr, N_TILES):
+        """This program's record of the schedule (int32 [P, 4]: row or group, first stored
+        block or entry, end, slot) and its tile of BLOCK_N columns."""
+        pid = tl.program_id(0)
+        rec = sched_ptr + (pid // N_TILES) * 4
+        return tl.load(rec), tl.load(rec + 1), tl.load(rec + 2), tl.load(rec + 3), pid % N_TILES
+
+    @triton.jit
     def bsr_mm_kernel(
         sched_ptr, col_ptr, val_ptr, b_ptr, y_ptr, ws_ptr, cnt_ptr, np_ptr,
         K_COLS, N_TILES, MAX_TILES,
         BLK: tl.constexpr, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
         TRANS: tl.constexpr, EVEN_N: tl.constexpr, UPCAST: tl.constexpr,
     ):
-        pid = tl.program_id(0)
-        rec = sched_ptr + (pid // N_TILES) * 4
-        row = tl.load(rec)
-        start = tl.load(rec + 1)
-        end = tl.load(rec + 2)
-        slot = tl.load(rec + 3)
-        tile = pid % N_TILES
+        row, start, end, slot, tile = _work_item(sched_ptr, N_TILES)
 
         offs_r = tl.arange(0, BLK)
         offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -159,13 +161,7 @@ if AVAILABLE:
         """Same schedule as ``bsr_mm_kernel`` (TRANS=False, one stored block a step), with
         every tile moved by the tensor-memory accelerator through host-built descriptors:
         a_desc over values viewed as [nnz * BLK, BLK], b_desc over B, y_desc over Y."""
-        pid = tl.program_id(0)
-        rec = sched_ptr + (pid // N_TILES) * 4
-        row = tl.load(rec)
-        start = tl.load(rec + 1)
-        end = tl.load(rec + 2)
-        slot = tl.load(rec + 3)
-        tile = pid % N_TILES
+        row, start, end, slot, tile = _work_item(sched_ptr, N_TILES)
         n0 = tile * BLOCK_N
         acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
         for j in range(start, end):
@@ -173,6 +169,14 @@ if AVAILABLE:
             a = a_desc.load([j * BLK, 0])
             bb = b_desc.load([col * BLK, n0])
             acc = _mma(a, bb, acc, UPCAST)
+        _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS, MAX_TILES,
+                   BLK, BLOCK_N)
+
+    @triton.jit
+    def _tma_write(acc, row, slot, tile, n0, ws_ptr, cnt_ptr, np_ptr, y_desc, K_COLS,
+                   MAX_TILES, BLK: tl.constexpr, BLOCK_N: tl.constexpr):
+        """A whole block row (slot < 0) is stored through ``y_desc``; a segment of a split
+        row goes through the workspace (``_segment_store``)."""
         if slot < 0:
             y_desc.store([row * BLK, n0], acc.to(y_desc.dtype))
         else:
