@@ -46,8 +46,10 @@ def test_bad_csv_rejected_and_nothing_stored(app_server, page, tmp_path):
     frame["median_s"] = frame["median_s"].astype(object)
     frame.loc[1, "median_s"] = "fast"
     frame.to_csv(bad, index=False)
-    page.goto(app_server + "/runs")
-    page.wait_for_selector("#runs-table")
+    # a run imported first, so the table has drawn its rows before "before" is read (it
+    # fills after the page loads; read at once, it was sometimes still empty)
+    import_sample_run(app_server, page, tmp_path / "good.csv")
+    wait_for_text(page, "#runs-table", "imported")
     before = page.inner_text("#runs-table")
     page.set_input_files("#runs-upload input[type=file]", str(bad))
     wait_for_text(page, "#runs-msg", "Import rejected")
