@@ -19,11 +19,11 @@ runs one of ``VARIANTS`` on a lab ``BsrMatrix`` with the library's own host piec
 triton is imported) it runs on the CPU, which tests/unit/test_bsr_explore_kernels.py does.
 
 What these kernels share is written once, as small ``@triton.jit`` helpers: the ones the
-library's kernels use too (``_work_item``, ``_tma_write``, ``_mma``, ``_segment_store``)
-are imported from engine/sparse/kernels/_bsr_triton.py, the rest (``_tile_columns``,
-``_b_tile``, ...) are here. The library's two helpers were checked on the H200 to
-compile to the same kernel code as the inline lines they replaced (normalized PTX: see
-benchmarks/results/bsr_percall/ptx_check.md).
+library's kernels use too (``_work_item``, ``_tma_write``, ``_union_a_tile``,
+``_union_store``, ``_mma``, ``_segment_store``) are imported from engine/sparse/kernels/_bsr_triton.py, the rest
+(``_tile_columns``, ``_b_tile``, ...) are here. The library's helpers were checked on the
+H200 to compile to the same kernel code as the inline lines they replaced (normalized
+PTX: benchmarks/results/bsr_percall/ptx_check.md).
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ if AVAILABLE:
     import triton
     import triton.language as tl
 
-    from engine.sparse.kernels._bsr_triton import _mma, _segment_store, _tma_write, _work_item
+    from engine.sparse.kernels._bsr_triton import (_mma, _segment_store, _tma_write, _union_a_tile,
+                                                   _union_store, _work_item)
 
     @triton.jit
     def _tile_columns(tile, BLOCK_N: tl.constexpr, K_COLS):
@@ -169,21 +170,13 @@ if AVAILABLE:
                     acc1 = _mma(a1, bb, acc1, UPCAST)
             _store_pair(y_ptr, acc0, acc1, grow_ptr, grp, offs_n, n_mask, K_COLS, BLK)
         else:
-            offs_m = tl.arange(0, RM * BLK)
-            sub = offs_m // BLK
-            r = offs_m % BLK
             acc = tl.zeros((RM * BLK, BLOCK_N), dtype=tl.float32)
             for e in range(start, end):
-                ent = ent_ptr + e * (RM + 1)
-                idx = tl.load(ent + 1 + sub)  # [RM * BLK]: stored block of each row's member
-                a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + r[:, None] * BLK + offs_k[None, :],
-                            mask=(idx >= 0)[:, None], other=0.0)
-                bb = _b_tile(b_ptr, b_desc, tl.load(ent), n0, offs_k, offs_n, n_mask, K_COLS, BLK,
+                col, a = _union_a_tile(ent_ptr, e, val_ptr, RM, BLK)
+                bb = _b_tile(b_ptr, b_desc, col, n0, offs_k, offs_n, n_mask, K_COLS, BLK,
                              USE_TMA, EVEN_N)
                 acc = _mma(a, bb, acc, UPCAST)
-            rows = tl.load(grow_ptr + grp * RM + sub)
-            _store_rows(y_ptr, acc, rows * BLK + r, (rows >= 0)[:, None] & n_mask[None, :],
-                        offs_n, K_COLS)
+            _union_store(y_ptr, acc, grow_ptr, grp, offs_n, n_mask, K_COLS, RM, BLK)
 
     @triton.jit
     def bsr_mm_union2_tma_kernel(

@@ -267,6 +267,33 @@ if AVAILABLE:
                     acc = tl.zeros((BLK, BLOCK_N), dtype=tl.float32)
 
     @triton.jit
+    def _union_a_tile(ent_ptr, e, val_ptr, RM: tl.constexpr, BLK: tl.constexpr):
+        """Entry e of a group's union schedule: its block column and the A tile
+        [RM * BLK, BLK] of the group's stored blocks at that column (rows i * BLK ..
+        (i + 1) * BLK - 1 are member i's; a member with no block there reads zeros,
+        masked: no memory traffic)."""
+        offs_m = tl.arange(0, RM * BLK)
+        offs_k = tl.arange(0, BLK)
+        ent = ent_ptr + e * (RM + 1)
+        col = tl.load(ent)
+        idx = tl.load(ent + 1 + offs_m // BLK)  # [RM * BLK]: stored block of each row's member
+        a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + (offs_m % BLK)[:, None] * BLK
+                    + offs_k[None, :], mask=(idx >= 0)[:, None], other=0.0)
+        return col, a
+
+    @triton.jit
+    def _union_store(y_ptr, acc, grow_ptr, grp, offs_n, n_mask, K_COLS, RM: tl.constexpr,
+                     BLK: tl.constexpr):
+        """Write a group's accumulator [RM * BLK, BLOCK_N] to its members' rows of Y (a
+        member row of -1 is padding: not written)."""
+        offs_m = tl.arange(0, RM * BLK)
+        rows = tl.load(grow_ptr + grp * RM + offs_m // BLK)
+        y_rows = rows * BLK + offs_m % BLK
+        ymask = (rows >= 0)[:, None] & n_mask[None, :]
+        yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
+        tl.store(yptrs, acc.to(y_ptr.dtype.element_ty), mask=ymask)
+
+    @triton.jit
     def bsr_mm_union_kernel(
         gs_ptr, ent_ptr, grow_ptr, val_ptr, b_desc, y_ptr, K_COLS, N_TILES,
         BLK: tl.constexpr, RM: tl.constexpr, BLOCK_N: tl.constexpr, UPCAST: tl.constexpr,
@@ -289,24 +316,10 @@ if AVAILABLE:
         end = tl.load(rec + 2)
         tile = pid % N_TILES
         n0 = tile * BLOCK_N
-        offs_k = tl.arange(0, BLK)
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < K_COLS
-        offs_m = tl.arange(0, RM * BLK)
-        sub = offs_m // BLK
-        r = offs_m % BLK
         acc = tl.zeros((RM * BLK, BLOCK_N), dtype=tl.float32)
         for e in range(start, end):
-            ent = ent_ptr + e * (RM + 1)
-            col = tl.load(ent)
-            idx = tl.load(ent + 1 + sub)  # [RM * BLK]: stored block of each row's member
-            has = idx >= 0
-            a = tl.load(val_ptr + idx[:, None] * (BLK * BLK) + r[:, None] * BLK + offs_k[None, :],
-                        mask=has[:, None], other=0.0)
-            bb = b_desc.load([col * BLK, n0])
-            acc = _mma(a, bb, acc, UPCAST)
-        rows = tl.load(grow_ptr + grp * RM + sub)
-        y_rows = rows * BLK + r
-        ymask = (rows >= 0)[:, None] & n_mask[None, :]
-        yptrs = y_ptr + y_rows[:, None].to(tl.int64) * K_COLS + offs_n[None, :]
-        tl.store(yptrs, acc.to(y_ptr.dtype.element_ty), mask=ymask)
+            col, a = _union_a_tile(ent_ptr, e, val_ptr, RM, BLK)
+            acc = _mma(a, b_desc.load([col * BLK, n0]), acc, UPCAST)
+        _union_store(y_ptr, acc, grow_ptr, grp, offs_n, n_mask, K_COLS, RM, BLK)
