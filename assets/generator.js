@@ -164,7 +164,9 @@
                '" height="' + sz.toFixed(1) + '" rx="' + (sz / 5).toFixed(1) + '" fill="' + color(v[e], vmax) +
                '" stroke="#333" stroke-width="0.8" class="die">' + tip + '</rect>');
           if (spec.labels) {
-            push('<text x="' + (X + full / 2 + 4).toFixed(1) + '" y="' + (yy + 3.5).toFixed(1) + '" font-size="10">' +
+            // a white halo keeps the value readable where it crosses the arrow between columns
+            push('<text x="' + (X + full / 2 + 4).toFixed(1) + '" y="' + (yy + 3.5).toFixed(1) + '" font-size="10" ' +
+                 'paint-order="stroke" stroke="#fff" stroke-width="3" stroke-linejoin="round">' +
                  e + ': ' + fmt(v[e]) + '</text>');
           }
         } else if (col[0] === "assemble") {

@@ -138,13 +138,14 @@ def phase_transition_figure(rows: list[dict]) -> dict:
                       colorbar=dict(title=dict(text="OMP success rate", side="right"), thickness=12),
                       hovertemplate="%{y} nonzeros, %{x} outputs: OMP succeeds %{z:.0%}"
                                     "<extra></extra>")],
-        "layout": dict(height=360, margin=dict(l=70, r=20, t=30, b=55), shapes=shapes,
+        "layout": dict(height=370, margin=dict(l=70, r=20, t=40, b=55), shapes=shapes,
                        xaxis=dict(title=dict(text=f"outputs F (equations), K = {K} entries")),
                        yaxis=dict(title=dict(text="nonzeros of the sparse vector")),
-                       annotations=[dict(x=float(pinv.min()) - 0.5 if len(pinv) else K, y=1.02,
-                                         yref="paper", showarrow=False, xanchor="right",
-                                         text="pinv succeeds from here (F >= K)",
-                                         font=dict(size=11, color="#c53030"))],
+                       annotations=[dict(x=float(pinv.min()) - 0.5 if len(pinv) else K, y=1.0,
+                                         yref="paper", yanchor="bottom", showarrow=False,
+                                         xanchor="right", text="pinv succeeds from here (F >= K)",
+                                         font=dict(size=11, color="#c53030"),
+                                         bgcolor="rgba(255,255,255,0.9)")],
                        uirevision="pt"),
     }
 

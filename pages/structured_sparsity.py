@@ -132,7 +132,7 @@ def _pattern_section() -> html.Section:
                      html.Div(dcc.Slider(id=ID.sparsity, min=0.0, max=0.99, step=0.01, value=0.75,
                                          marks={v: f"{v:g}" for v in (0, 0.25, 0.5, 0.75, 0.9)},
                                          tooltip={"placement": "top", "always_visible": True}),
-                              style={"paddingTop": "30px"}),
+                              style={"paddingTop": "42px"}),
                      help="for unstructured and block; N:M fixes its own"),
             labelled("Block size b (b x b)",
                      dcc.Slider(id=ID.block, min=0, max=len(BLOCK_SIZES) - 1, step=1, value=3,

@@ -19,8 +19,8 @@ from components.pure_callback import PURE_LAYOUT, pure_callback
 from components.tables import csv_download, data_table, register_csv_download, table_columns, table_with_csv
 from engine.bench.matrix_sweep import (K_LIMITS, KIND, REPEATS_LIMITS, MatrixSweepConfig,
                                        efficiency_table, recommendation)
-from engine.bench.roofline import (OFF_ROOFLINE, CalibrationPlan, Structure, calibrate,
-                                   load_calibration, predict)
+from engine.bench.roofline import (ABOVE_ROOFLINE, OFF_ROOFLINE, CalibrationPlan, Structure,
+                                   calibrate, load_calibration, predict)
 from engine.runtime.device import describe_device
 from engine.sparse.formats import DTYPES
 from engine.sparse.user_matrix import (FACT_LABELS, SUFFIXES, LoadedMatrix, check_file_size,
@@ -198,7 +198,9 @@ def _measure_section() -> html.Section:
         html.H3("Efficiency (predicted / measured)"),
         *table_with_csv(ID("eff"), ID("eff-csv"), page_size=15),
         note=f"Efficiency 1 means the backend runs at its roofline; below {OFF_ROOFLINE:g} it is "
-             "named far off it. Every product is checked against scipy in float64 before it is "
+             f"named far below it; above {ABOVE_ROOFLINE:g} it beat its prediction because its "
+             "operands stayed in cache (the calibrated bandwidth is memory's, measured with copies "
+             "larger than the cache), so read the prediction as a floor there. Every product is checked against scipy in float64 before it is "
              "timed. The measurement panel's 'Download CSV' has every row.")
 
 

@@ -319,20 +319,24 @@ def recommendation(rows: list[dict], op: str | None = None) -> str:
 
 
 def efficiency_table(rows: list[dict]) -> list[dict]:
-    """Per measured row: predicted, measured, efficiency and whether it is far off."""
-    from engine.bench.roofline import OFF_ROOFLINE
+    """Per measured row: predicted, measured, efficiency and the roofline's verdict: "far
+    below" (efficiency < OFF_ROOFLINE), "above: served from cache" (> ABOVE_ROOFLINE: the
+    prediction's bandwidth is DRAM's, measured with copies larger than the cache) or "near"."""
+    from engine.bench.roofline import ABOVE_ROOFLINE, OFF_ROOFLINE
 
     out = []
     for r in rows:
         if r.get("status") not in ("ok", "reused"):
             continue
         eff = r.get("efficiency")
+        known = isinstance(eff, float) and math.isfinite(eff)
+        verdict = ("" if not known else f"far below (< {OFF_ROOFLINE:g})" if eff < OFF_ROOFLINE
+                   else f"above (> {ABOVE_ROOFLINE:g}): served from cache" if eff > ABOVE_ROOFLINE
+                   else "near")
         out.append({"op": r["op"], "candidate": r["candidate"], "bound": r.get("bound"),
                     "predicted (us)": 1e6 * r["predicted_s"], "measured (us)": 1e6 * r["median_s"],
                     "efficiency (predicted / measured)": eff,
-                    "speedup vs dense": r.get("speedup"),
-                    "far off roofline": bool(isinstance(eff, float) and math.isfinite(eff)
-                                             and eff < OFF_ROOFLINE)})
+                    "speedup vs dense": r.get("speedup"), "roofline": verdict})
     return out
 
 

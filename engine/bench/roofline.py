@@ -40,6 +40,8 @@ from engine.validate import check_choice, check_int
 
 CAL_DTYPES = ("float32", "float64", "float16", "bfloat16")
 OFF_ROOFLINE = 0.25  # efficiency below this names a backend "far off its roofline"
+ABOVE_ROOFLINE = 1.5  # above this a backend beat its prediction: its operands were served from
+# cache, which the calibration (copies larger than the last-level cache) does not model
 
 
 # -- byte and FLOP models ---------------------------------------------------------------

@@ -212,3 +212,16 @@ def test_cli_matrix_run_records_pid_and_host_so_a_killed_one_shows_died(tmp_path
     assert mark_dead_runs(store) == [run["run_id"]]
     meta = store.meta(run["run_id"])
     assert meta["status"] == "died" and meta["n_rows"] >= 1
+
+
+def test_efficiency_table_names_rows_below_and_above_the_roofline():
+    def row(cand, eff):
+        return {"op": "spmv", "status": "ok", "candidate": cand, "predicted_s": 1e-6 * eff,
+                "median_s": 1e-6, "efficiency": eff, "speedup": 1.0}
+    table = efficiency_table([row("torch-dense", 2.35), row("torch-csr", 0.9),
+                              row("torch-bsr b32", 0.01), {"status": "unsupported"}])
+    verdicts = {t["candidate"]: t["roofline"] for t in table}
+    assert verdicts["torch-dense"].startswith("above") and "cache" in verdicts["torch-dense"]
+    assert verdicts["torch-csr"] == "near"
+    assert verdicts["torch-bsr b32"].startswith("far below")
+    assert len(table) == 3
