@@ -7,7 +7,7 @@ import dash
 from dash import Input, Output, State, dcc, html, no_update
 
 from components import figures_structured as figs
-from components.compact_table import columns, compact_table
+from components.compact_table import Col, columns, compact_table
 from components.ids import page_ids
 from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
@@ -29,7 +29,7 @@ ID = page_ids(P, "target", "size", "budget", "target_info", "target_label", "bud
               "heatmaps", "source", "show_dtype", "timing_msg", "timing", "timing_rows", "pivot",
               "pivot_data", "pivot_rows", "pivot_csv", "compare", "compare_data", "compare_rows",
               "compare_csv", "reference", "reference_data", "reference_rows", "reference_csv", "guide",
-              "guide_rows", "guide_csv")
+              "guide_rows", "guide_csv", "compare_whose", "reference_whose", "pivot_whose")
 SID = page_ids(SWEEP, "n", "batches", "dtypes", "rank", "blocks")
 SWEEP_JOB = job_ids(SWEEP)
 # The chapter's decision guide: (problem, best approach, the page of this lab that shows it).
@@ -142,23 +142,25 @@ def layout(**_kwargs):
                 dcc.Graph(id=ID.timing, config={"displaylogo": False}),
                 dcc.Store(id=ID.timing_rows, data=[]),
                 html.H3("Speedup vs dense (same dtype) by batch"),
-                html.Div(id=ID.pivot), dcc.Store(id=ID.pivot_rows, data=[]),
+                html.Div(id=ID.pivot_whose), html.Div(id=ID.pivot), dcc.Store(id=ID.pivot_rows, data=[]),
                 csv_download(ID.pivot_csv, "Download CSV")),
         section("The chapter's comparison table, measured",
-                html.Div(id=ID.compare), dcc.Store(id=ID.compare_rows, data=[]),
+                html.Div(id=ID.compare_whose), html.Div(id=ID.compare), dcc.Store(id=ID.compare_rows, data=[]),
                 csv_download(ID.compare_csv, "Download CSV"),
                 note="Columns headed 'chapter' are the chapter's estimates; 'measured' columns come "
                      "from the sweep shown above at its largest batch. Efficiency = measured "
-                     "speedup / FLOP ratio."),
+                     "speedup / FLOP ratio. A speedup that rests on a noisy time (its own or "
+                     "dense's) is grey and italic, and its status says so."),
         section("The lab's goal figures beside the measured ones",
-                html.Div(id=ID.reference), dcc.Store(id=ID.reference_rows, data=[]),
+                html.Div(id=ID.reference_whose), html.Div(id=ID.reference), dcc.Store(id=ID.reference_rows, data=[]),
                 csv_download(ID.reference_csv, "Download CSV"),
                 note="The goal: speedups measured on an NVIDIA H200 at n = 8192, batch 4096, that a "
                      "like-for-like run here should come close to: low-rank r = 32 15.3x faster "
                      "than dense in fp16 (128x by FLOPs), a naive Monarch with 64 blocks 2.7x (32x "
                      "by FLOPs), circulant by FFT 28x faster than dense fp32. They are not the "
-                     "chapter's numbers; a run on another device or size is a different comparison "
-                     "(the 'lab at' and 'lab device' columns say which)."),
+                     "chapter's numbers. A run on another device, size, batch or configuration "
+                     "is not comparable, and its status names what differs; a noisy lab speedup "
+                     "is not a finding."),
         section("When to use each approach (the chapter's decision guide)", _decision_guide()),
     ])
 
@@ -181,7 +183,7 @@ measured: time (ms)          | time (ms)            | measured median apply time
 measured: speedup vs dense   | speedup (x)          | t(dense) / t, same dtype and batch
 measured: FLOP ratio         | FLOP ratio (x)       | dense FLOPs / FLOPs
 measured: efficiency         | efficiency           | measured speedup / FLOP ratio
-measured: status             | status               | ok, or why not measured
+measured: status             | status               | ok; noisy (the time or dense's: not a finding); or why not measured
 """)
 GOAL_COLUMNS = columns("""
 comparison          | comparison     | what is compared (and against which dense)
@@ -190,11 +192,26 @@ goal speedup (H200) | goal (x)       | the lab's goal: measured on an H200 at n 
 lab speedup         | lab (x)        | measured here
 goal FLOP ratio     | goal FLOPs (x) | dense FLOPs / FLOPs at the goal's shape
 lab FLOP ratio      | lab FLOPs (x)  | dense FLOPs / FLOPs at the lab's shape
+goal config         | goal config    | the configuration of the goal's operator
 lab config          | lab config     | the measured operator's configuration
 lab at              | lab at         | the measured shape
 lab device          | lab device     | where it ran
-status              | status         | ok, or why not measured
+status              | status         | like for like; not comparable (what differs, goal vs lab); noisy; or why not measured
 """)
+NOISY_CELL = {"color": "#a0a7b4", "fontStyle": "italic"}  # components.figures_common.NOISY_COLOR
+
+
+def _noisy_table(id_: str, rows: list[dict], cols, flags: dict[str, str]):
+    """compact_table of ``rows`` whose cells rest on a noisy timing are grey and italic:
+    ``flags`` maps a shown column (the rows' key) to the rows' field that is True when
+    that cell is noisy (carried in the table's data as ``noisy0``, ``noisy1``, ...)."""
+    table = compact_table(id_, rows, cols)
+    header = {c.key: c.header for c in cols}
+    table.data = [{**shown, **{f"noisy{i}": int(bool(r.get(f))) for i, f in enumerate(flags.values())}}
+                  for shown, r in zip(table.data, rows)]
+    table.style_data_conditional = [{"if": {"filter_query": f"{{noisy{i}}} = 1", "column_id": header.get(k, k)},
+                                     **NOISY_CELL} for i, k in enumerate(flags)]
+    return table
 
 
 @pure_callback(Output(ID.target_info, "children"), Output(ID.pareto, "figure"), Output(ID.pareto_rows, "data"),
@@ -246,6 +263,8 @@ register_job(SWEEP, [State(SID.n, "value"), State(SID.batches, "value"), State(S
 @pure_reference_callback(Output(ID.timing, "figure"), Output(ID.timing_rows, "data"), Output(ID.timing_msg, "children"),
           Output(ID.compare, "children"), Output(ID.compare_rows, "data"), Output(ID.reference, "children"),
           Output(ID.reference_rows, "data"), Output(ID.pivot, "children"), Output(ID.pivot_rows, "data"),
+          Output(ID.compare_whose, "children"), Output(ID.reference_whose, "children"),
+          Output(ID.pivot_whose, "children"),
           Input(SWEEP_JOB.rows, "data"), Input(ID.source, "value"), Input(ID.show_dtype, "value"))
 def update_timing(run_rows, source, dtype):
     rows, label, dtype, failed = _timing_source(run_rows, source, dtype)
@@ -255,9 +274,24 @@ def update_timing(run_rows, source, dtype):
     compare = tables.comparison_table(rows, dtype=dtype) if rows else []
     goal, pivot = tables.reference_comparison(rows), tables.speedup_pivot(rows, dtype)
     fig = figs.empty_figure(str(failed)) if failed else figs.timing_figure(rows, dtype)
-    return (fig, rows, notes, compact_table(ID.compare_data, compare, COMPARE_COLUMNS), compare,
-            compact_table(ID.reference_data, goal, GOAL_COLUMNS), goal,
-            compact_table(ID.pivot_data, pivot, ()), pivot)
+    whose = tables.numbers_of(rows, label)
+    at = compare[0]["at"] if compare else ""
+    batches = [k for k in (pivot[0] if pivot else {}) if k.startswith("batch ") and not k.endswith(" noisy")]
+    pivot_cols = tuple(Col(k, k if not k.startswith("batch ") else f"{k} (x)",
+                           "speedup vs dense at this batch" if k.startswith("batch ") else k)
+                       for k in ("operator", "config", "params", *batches, "status"))
+    return (fig, rows, notes,
+            _noisy_table(ID.compare_data, compare, COMPARE_COLUMNS,
+                         {"measured: speedup vs dense": "measured: noisy", "measured: efficiency": "measured: noisy"}),
+            compare,
+            _noisy_table(ID.reference_data, goal, GOAL_COLUMNS, {"lab speedup": "lab noisy"}), goal,
+            _noisy_table(ID.pivot_data, pivot, pivot_cols, {b: f"{b} noisy" for b in batches}), pivot,
+            message(f"Measured columns: {whose}, at {at}." if at else f"Measured columns: {whose}.", "info"),
+            message(f"Goal columns: the lab's goal run on an {tables.GOAL_DEVICE} ({tables.GOAL_DATE}), "
+                    f"n = {tables.GOAL_DIMS['n']}, batch {tables.GOAL_DIMS['batch']}. Lab columns: {whose}.",
+                    "info"),
+            message(f"Speedups of {whose}, {dtype}; grey italic cells rest on a noisy time "
+                    "(the operator's or dense's): rough, not a finding.", "info"))
 
 
 def _timing_source(run_rows, source, dtype):
@@ -266,7 +300,8 @@ def _timing_source(run_rows, source, dtype):
         dtype = check_choice("dtype", dtype, sweep.DTYPES)
         if source == THIS_RUN:
             return sweep.check_rows(run_rows), "this session's run", dtype, None
-        return sweep.load_run(str(source)), f"reference {Path(str(source)).name}", dtype, None
+        return (sweep.load_run(str(source)), f"reference {Path(str(source)).name} ({sweep.run_date(str(source))})",
+                dtype, None)
     except (ValueError, OSError, KeyError, TypeError) as exc:
         return [], "", "float32", exc
 

@@ -203,6 +203,13 @@ def check_rows(rows) -> list[dict]:
     return rows
 
 
+def run_date(path: str | Path, root: Path | None = None) -> str:
+    """The committed sweep's own date ("2026-11-22 06:36"), "undated" when it has none."""
+    from engine.bench.reference import find
+
+    return find(str(path), "structured-matrices", root).date or "undated"
+
+
 def run_label(path: Path, root: Path | None = None) -> str:
     """"reference: structured/structured_timing.csv (NVIDIA H100 80GB HBM3, 2026-11-22 06:36)"."""
     from engine.bench.reference import find

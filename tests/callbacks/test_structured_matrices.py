@@ -110,7 +110,7 @@ def test_plan_sizes_the_job_and_its_rows_run_on_cpu():
 
 
 def test_timing_view_from_this_run(sweep_rows):
-    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows, *_whose = page.update_timing(sweep_rows, page.THIS_RUN, "float32")
     assert len(rows) == len(sweep_rows)
     assert fig.layout.xaxis.title.text.startswith("batch")
     assert any("dense" in (t.name or "").lower() for t in fig.data)
@@ -122,11 +122,11 @@ def test_timing_view_from_this_run(sweep_rows):
     assert ref.data[2]["lab (x)"] == goal["Circulant by FFT vs dense fp32"]["lab speedup"]
     assert {r["operator"] for r in pivot.data} == {r["name"] for r in sweep_rows}
     dense = next(r for r in pivot.data if r["operator"] == "dense")
-    assert dense["batch 1"] == pytest.approx(1.0) and dense["batch 4"] == pytest.approx(1.0)
+    assert dense["batch 1 (x)"] == pytest.approx(1.0) and dense["batch 4 (x)"] == pytest.approx(1.0)
 
 
 def test_timing_view_empty_and_bad_source():
-    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing([], page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows, *_whose = page.update_timing([], page.THIS_RUN, "float32")
     assert rows == [] and "No sweep rows yet" in str(msgs)
     fig, rows, msgs, *_ = page.update_timing([], "/etc/passwd", "float32")
     assert "msg-error" in msgs.className and "expected a committed structured-matrices run" in str(msgs.children)
@@ -143,7 +143,7 @@ def test_reference_csv_is_listed_and_loaded(results_dir, sweep_rows):
         tmp_path / "structured_sparsity_timing.csv", index=False)
     assert sweep.committed_runs() == [path]
     assert "test cpu" in sweep.run_label(path)
-    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing([], str(path), "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows, *_whose = page.update_timing([], str(path), "float32")
     assert len(rows) == len(sweep_rows) and "test cpu" in str(msgs)
 
 
@@ -162,7 +162,7 @@ def test_budget_params():
 
 @pytest.mark.parametrize("junk", [5, {"a": 1}, [1, 2], [{"family": "dense"}]])
 def test_timing_view_survives_junk_rows(junk):
-    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows = page.update_timing(junk, page.THIS_RUN, "float32")
+    fig, rows, msgs, compare, _compare_rows, ref, ref_rows, pivot, _pivot_rows, *_whose = page.update_timing(junk, page.THIS_RUN, "float32")
     text = str(msgs)
     assert "No sweep rows yet" in text or "expected the columns" in text
 
@@ -196,3 +196,20 @@ def test_a_speedup_over_a_noisy_dense_time_is_drawn_noisy(sweep_rows):
     at4 = list(low_speedup.x).index(4)
     assert list(low_speedup.marker.symbol)[at4] == "circle-open"  # ... but dense at batch 4 is not
     assert sum(s == "circle-open" for s in low_speedup.marker.symbol) == 1
+
+
+def test_tables_say_whose_numbers_and_grey_their_noisy_cells(sweep_rows):
+    rows = [dict(r, noisy=(r["name"] == "lowrank" and r["batch"] == 4)) for r in sweep_rows]
+    out = page.update_timing(rows, page.THIS_RUN, "float32")
+    compare, goal, pivot, compare_whose, goal_whose, pivot_whose = out[3], out[5], out[7], out[9], out[10], out[11]
+    assert "this session's run (test cpu; n = 64)" in str(compare_whose.children)
+    assert "NVIDIA H200" in str(goal_whose.children) and "test cpu" in str(goal_whose.children)
+    low = next(r for r in pivot.data if r["operator"] == "lowrank")
+    dense = next(r for r in pivot.data if r["operator"] == "dense")
+    style = next(s for s in pivot.style_data_conditional if s["if"]["column_id"] == "batch 4 (x)")
+    field = style["if"]["filter_query"].split("}")[0].strip("{")
+    assert low[field] == 1 and dense[field] == 0 and style["fontStyle"] == "italic"
+    low_cmp = next(r for r in compare.data if r["matrix type"].startswith("Low-rank"))
+    assert low_cmp["status"] == "noisy: not a finding"    # the largest batch, 4, is the noisy one
+    # the goal figures are H200 at n = 8192: a 64 x 64 CPU run is never "ok" beside them
+    assert all(r["status"].startswith(("not comparable", "no row", "unavailable")) for r in goal.data)

@@ -262,10 +262,12 @@ def test_timing_sweep_yields_rows_and_reports_unavailable():
     low = next(r for r in rows if r["name"] == "lowrank")
     assert low["theoretical_speedup"] == pytest.approx(64 * 64 / (2 * 64 * 4))
     table = tables.comparison_table(rows, dtype="float32")
-    assert [t["matrix type"] for t in table] == [c[0] for c in tables.CHAPTER_TABLE]
+    assert all(t["matrix type"].startswith(c[0]) for t, c in zip(table, tables.CHAPTER_TABLE))
+    assert len(table) == len(tables.CHAPTER_TABLE)
     pivot = {r["operator"]: r for r in tables.speedup_pivot(rows, "float16")}
     assert pivot["dense"]["batch 8"] == pytest.approx(1.0)
-    assert all((r["batch 1"] is None) == (r["status"] != "ok") for r in pivot.values())
+    assert all((r["batch 1"] is None) == r["status"].startswith("unavailable") for r in pivot.values())
+    assert all(r["status"].startswith(("ok", "unavailable", "noisy at batch")) for r in pivot.values())
     ref = tables.reference_comparison(rows, n=64, batch=8)
     assert ref[0]["goal speedup (H200)"] == 15.3 and ref[0]["lab speedup"] is not None
 
@@ -287,3 +289,61 @@ def test_engine_structured_has_no_page_routes():
 def test_the_sweep_budget_counts_host_memory_only_so_a_gpu_can_run_the_goal_point():
     spec = sweep.SweepSpec(n=8192, batches=(1, 16, 256, 4096), dtypes=("float32", "float16"))
     assert spec.memory_bytes("cuda") < 4 * 2**30 < spec.memory_bytes("cpu")   # the default budget
+
+
+def _rows(n=1024, batch=256, rank=16, blocks=16, device_name="CPU: Test Xeon", noisy=()):
+    """Sweep rows of dense, low-rank and Monarch (float32 and float16) with chosen noisy names."""
+    configs = {"dense": "", "lowrank": f"r={rank}", "monarch": f"{blocks} blocks of {n // blocks}", "circulant": ""}
+    out = []
+    for dtype in ("float32", "float16"):
+        for name, speed in (("dense", 1.0), ("lowrank", 6.0), ("monarch", 2.0), ("circulant", 9.0)):
+            out.append({"name": name, "family": name, "label": name, "config": configs[name], "n": n,
+                        "batch": batch, "dtype": dtype, "device": "cpu", "device_name": device_name,
+                        "median_s": 1e-3 / speed, "status": "ok", "speedup_vs_dense": speed,
+                        "speedup_vs_dense_fp32": speed, "theoretical_speedup": 10.0, "params": 1,
+                        "flops": 1.0, "efficiency": speed / 10, "method": "eager per call",
+                        "noisy": (name, dtype) in noisy or name in noisy})
+    return out
+
+
+def test_chapter_table_labels_come_from_what_was_measured():
+    table = {r["matrix type"].split(" (")[0]: r for r in tables.comparison_table(_rows(rank=16, blocks=16))}
+    assert table["Low-rank"]["matrix type"] == "Low-rank (measured r=16; chapter r=32)"
+    assert table["Monarch"]["matrix type"] == "Monarch (16 blocks of 64)"
+    at32 = {r["matrix type"] for r in tables.comparison_table(_rows(rank=32))}
+    assert "Low-rank (r=32)" in at32
+
+
+def test_goal_rows_of_another_device_shape_or_config_are_not_comparable():
+    goal = {r["comparison"]: r for r in tables.reference_comparison(_rows())}
+    low = goal["Low-rank r=32 vs dense"]
+    assert low["status"].startswith("not comparable: ")
+    for part in ("device H200 vs CPU", "n 8192 vs 1024", "batch 4096 vs 256", "r=32 vs r=16"):
+        assert part in low["status"]
+    assert "64 blocks of 128 vs 16 blocks of 64" in goal["Monarch, 64 blocks (naive) vs dense"]["status"]
+    assert not any(r["status"] in ("ok", "like for like") for r in goal.values())
+
+
+def test_a_like_for_like_goal_row_says_so_and_a_noisy_one_is_not_a_finding():
+    like = dict(n=8192, batch=4096, rank=32, blocks=64, device_name="NVIDIA H200")
+    goal = {r["comparison"]: r for r in tables.reference_comparison(_rows(**like))}
+    assert goal["Low-rank r=32 vs dense"]["status"] == "like for like"
+    assert goal["Monarch, 64 blocks (naive) vs dense"]["status"] == "like for like"
+    # dense fp16 noisy: every fp16 speedup over it is noisy; the fp32 circulant is not
+    goal = {r["comparison"]: r for r in tables.reference_comparison(_rows(**like, noisy={("dense", "float16")}))}
+    assert goal["Low-rank r=32 vs dense"]["status"] == tables.NOISY_STATUS
+    assert goal["Low-rank r=32 vs dense"]["lab noisy"] is True
+    assert goal["Circulant by FFT vs dense fp32"]["status"] == "like for like"
+
+
+def test_noisy_speedups_are_marked_per_cell_and_no_status_rests_on_them():
+    rows = _rows(noisy={"lowrank"})
+    table = {r["matrix type"].split(" (")[0]: r for r in tables.comparison_table(rows, dtype="float32")}
+    assert table["Low-rank"]["measured: noisy"] is True and table["Low-rank"]["measured: status"] == tables.NOISY_STATUS
+    assert table["Monarch"]["measured: noisy"] is False and table["Monarch"]["measured: status"] == "ok"
+    pivot = {r["operator"]: r for r in tables.speedup_pivot(rows, "float32")}
+    assert pivot["lowrank"]["batch 256 noisy"] is True and pivot["lowrank"]["status"].startswith("noisy at batch 256")
+    assert pivot["monarch"]["batch 256 noisy"] is False and pivot["monarch"]["status"] == "ok"
+    # a noisy dense time makes every speedup of its (dtype, batch) noisy
+    pivot = {r["operator"]: r for r in tables.speedup_pivot(_rows(noisy={("dense", "float32")}), "float32")}
+    assert all(r["batch 256 noisy"] for r in pivot.values())
