@@ -146,11 +146,14 @@ def support_figure(support: np.ndarray, title: str, height: int = 320) -> go.Fig
 SWEEP_COLORS = ["#2f6fdb", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#5c940d", "#d6336c"]
 
 
-def timing_figure(frames: dict[str, pd.DataFrame], height: int = 400) -> go.Figure:
-    """matrix time / native time against channels, one line per (source, image, batch).
+def timing_figure(frames: dict[str, pd.DataFrame], height: int = 560) -> go.Figure:
+    """matrix time / native time against channels, one line per (source, image, batch),
+    named "<source>: <image>, batch <b>" (the page's source labels name device and method).
 
     Rows whose timing stayed noisy (IQR/median > 0.1) are drawn hollow and grey, with a
-    legend entry saying so; the reference (committed run) is dotted."""
+    legend entry saying so; the reference (a label starting "reference") is dotted. The
+    legend sits below the plot; the "equal time" label at the right end, under its line,
+    where a matrix would be faster than the native conv at many channels (no point there)."""
     fig = new_figure(height)
     fig.update_xaxes(title="channels (C_in = C_out)", type="log", tickvals=[1, 2, 4, 8, 16, 32, 64, 128])
     fig.update_yaxes(title="time ratio matrix / native (×)", type="log")
@@ -169,7 +172,9 @@ def timing_figure(frames: dict[str, pd.DataFrame], height: int = 400) -> go.Figu
             i += 1
     if not fig.data:
         return empty_figure("no timing rows yet: run the sweep or load the reference CSV", height)
-    reference_line(fig, "equal time (ratio 1)", y=1.0, along=0.01)
+    reference_line(fig, "equal time (ratio 1)", y=1.0, along=0.99, side="bottom")
     fig.update_layout(title=dict(text="Sparse matrix time / native conv time (lower is better for the matrix)",
-                                 font_size=14), legend=dict(font_size=11))
+                                 font_size=14), legend=dict(font_size=11, orientation="h", x=0, xanchor="left",
+                                                            y=-0.2, yanchor="top"),
+                      margin=dict(l=60, r=20, t=50, b=170))
     return fig

@@ -234,14 +234,25 @@ def _refused(exc: ValueError, n_figures: int = 3) -> tuple:
     return (e,) * n_figures + ([], [], error_message(exc))
 
 
+NOISY_STAT = {"fontSize": "14px", "fontWeight": 400, "color": "#a0a7b4"}  # figures_common.NOISY_COLOR
+
+
+def _timing_stat(label: str, value: str, noisy: bool) -> html.Div:
+    """A timing in large type; a noisy one small and grey, labelled "noisy: not a finding"."""
+    if not noisy:
+        return stat(label, value)
+    return html.Div([html.Div(value, className="stat-value stat-noisy", style=NOISY_STAT),
+                     html.Div(f"{label} (noisy: not a finding)", className="stat-label")], className="stat")
+
+
 def _stats(view: dict, extra: list | None = None) -> list:
-    """max |difference|, both medians and their ratio; a noisy timing says so."""
+    """max |difference|, both medians and their ratio; a noisy timing (and a ratio resting
+    on one) is shown small and grey as "noisy: not a finding", never as a headline."""
     (n0, t0), (n1, t1) = view["times"].items()
-    ratio = f"{view['ratio']:.2f}x" + (" (noisy)" if view["noisy"] else "")
     return [stat("max |native - matrix|", f"{view['diff']:.2e}"),
-            stat(f"{n0} (median)", f"{t0.median_s * 1e3:.3f} ms"),
-            stat(f"{n1} (median)", f"{t1.median_s * 1e3:.3f} ms"),
-            stat("matrix / native time", ratio)] + list(extra or [])
+            _timing_stat(f"{n0} (median)", f"{t0.median_s * 1e3:.3f} ms", t0.noisy),
+            _timing_stat(f"{n1} (median)", f"{t1.median_s * 1e3:.3f} ms", t1.noisy),
+            _timing_stat("matrix / native time", f"{view['ratio']:.2f}x", view["noisy"])] + list(extra or [])
 
 
 TIMING_SHOWN = ["path", "median_ms", "iqr_ms", "runs", "noisy", "method"]  # the CSV adds device, dtype, nnz, batch
@@ -457,13 +468,14 @@ register_job(f"{P}-sweep", [State("iso-sweep-channels", "value"), State("iso-swe
           Output("iso-sweep-summary", "children"), Input(SWEEP.rows, "data"), Input("iso-ref-show", "value"))
 def draw_sweep(rows, show_ref):
     """This run's rows (and the reference's) drawn; sentences only from rows that are not noisy."""
-    frames = {"this run": pd.DataFrame(rows)} if rows else {}
+    ref = newest("isomorphism") if "ref" in (show_ref or []) else None
+    side = low.reference_beside(rows or [], ref) if ref is not None else {"local": low.run_label(rows or [])}
+    frames = {side["local"]: pd.DataFrame(rows)} if rows else {}
     note = None
     if "ref" in (show_ref or []):
-        ref = newest("isomorphism")
-        note = message(f"Reference: {ref.description}." if ref else
-                       "No committed GPU reference run yet (benchmarks/results/isomorphism/).", "info")
+        note = message(side["text"], side["kind"]) if ref else message(
+            "No committed GPU reference run yet (benchmarks/results/isomorphism/).", "info")
         if ref is not None:
-            frames[f"reference ({ref.device_name or 'GPU'})"] = ref.frame()
+            frames[side["reference"]] = ref.frame()
     summary = [message(t, k) for k, t in low.sweep_summary(rows or [])]
     return figs.timing_figure(frames), note, summary

@@ -758,6 +758,49 @@ def sweep_summary(rows: list[dict]) -> list[tuple[str, str]]:
     return lines
 
 
+def run_label(rows: list[dict]) -> str:
+    """The legend prefix of a run's lines: "this run (CPU)", "this run (H100 80GB HBM3)"."""
+    from engine.bench.reference import short_device
+
+    device = next((str(r.get("device_name") or "") for r in rows or [] if r.get("device_name")), "")
+    return f"this run ({short_device(device)})" if device else "this run"
+
+
+def reference_beside(rows: list[dict], ref: Any) -> dict:
+    """How a committed reference (engine.bench.reference.Reference) is drawn beside a run's
+    rows: {"local": ..., "reference": ...} (the legend prefixes of each side's lines),
+    "text" and "kind" (the note). Every way the two differ (device, channels, batch, image,
+    dtype, timing method: engine.bench.reference.compare) is named in the note; the legend
+    names each side's device and any dtype or method that differs (each line names its own
+    image and batch)."""
+    from engine.bench.measurement import normalise_method
+    from engine.bench.reference import compare, short_device
+
+    ok = [r for r in rows or [] if r.get("status", "ok") == "ok" and "matrix_over_native" in r]
+    ref_dev = short_device(ref.device_name)
+    if not ok:
+        return {"local": "this run", "reference": f"reference ({ref_dev})", "kind": "info",
+                "text": f"Reference: {ref.description}."}
+    device = str(ok[0].get("device_name") or ok[0].get("device") or "")
+    method = next((m for m in (normalise_method(r.get("method")) for r in ok) if m), None)
+    dims = {"channels": sorted({int(r["channels"]) for r in ok}), "batch": sorted({int(r["batch"]) for r in ok}),
+            "image": sorted({str(r["image"]) for r in ok})}
+    match = compare(ref, device_name=device, dims=dims, dtype=str(ok[0].get("dtype") or "float32"), method=method)
+    ref_side, local_side = [ref_dev], [short_device(device) if device else "this device"]
+    if "dtype" in match.mismatches:
+        ref_side.append(", ".join(ref.dtypes))
+        local_side.append(str(ok[0].get("dtype")))
+    if "method" in match.mismatches:
+        ref_side.append(", ".join(ref.methods) or "method not recorded")
+        local_side.append(str(method))
+    labels = {"local": f"this run ({', '.join(local_side)})", "reference": f"reference ({', '.join(ref_side)})"}
+    if match.same:
+        return {**labels, "kind": "info", "text": f"Reference: {match.label}; {ref.description}."}
+    return {**labels, "kind": "warn",
+            "text": f"Not like for like: {match.label}. Compare the shapes of the curves, not their values; "
+                    f"reference: {ref.description}."}
+
+
 def sweep_size(channels: Sequence[int], images: Sequence[int], batches: Sequence[int]) -> int:
     return len(channels) * len(images) * len(batches)
 

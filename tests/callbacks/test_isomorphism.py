@@ -201,7 +201,7 @@ def test_plan_sweep_rows_and_validation(tmp_path, monkeypatch):
     assert all(isinstance(r["settled"], bool) and (r["runs"] >= 3 or r["noisy"]) for r in rows)
     fig, note, summary = iso.draw_sweep(rows, [])
     assert note is None
-    assert [t.name for t in fig.data if "this run" in (t.name or "")] == ["this run: 8x8, batch 2"]
+    assert [t.name for t in fig.data if "this run" in (t.name or "")] == ["this run (CPU): 8x8, batch 2"]
 
 
 def test_noisy_sweep_rows_are_drawn_hollow_and_never_quoted():
@@ -228,7 +228,7 @@ def test_reference_csv_is_drawn_beside_a_run(results_dir):
         results / "gpu_isomorphism_summary.csv", index=False)          # a summary is not the rows
     fig, note, _summary = iso.draw_sweep([], ["ref"])
     assert "NVIDIA H100" in _text(note)
-    assert "reference (NVIDIA H100 80GB HBM3)" in fig.data[0].name
+    assert fig.data[0].name == "reference (H100 80GB HBM3): 32x32, batch 32"
     assert list(fig.data[0].y) == [0.5, 4.0]
 
 
@@ -303,3 +303,45 @@ def test_inline_timing_is_bounded_for_the_request_path(monkeypatch):
     assert iso.ex.low.INLINE_BUDGET_S <= 0.05
     # timed calls stop once the budget is spent: at most the budget plus one run per path
     assert len(seen) == 1 and seen[0] <= 2 * (iso.ex.low.INLINE_BUDGET_S + 0.05)
+
+
+def test_a_reference_unlike_the_run_names_the_device_and_every_mismatch(results_dir):
+    """Beside a CPU run at 16x16, batch 8, an H100 reference at 32x32 / 64x64, batch 32-256
+    timed by wall clock: the note names all of it, the legend names both devices and the methods."""
+    pd.DataFrame({"channels": [1, 16, 1], "image": ["32x32", "32x32", "64x64"], "batch": [32, 32, 256],
+                  "matrix_over_native": [0.5, 4.0, 0.9], "status": ["ok"] * 3, "dtype": ["float32"] * 3,
+                  "method": ["median of repeats after 2 warm-ups, synchronised"] * 3,
+                  "device_name": ["NVIDIA H100 80GB HBM3"] * 3}).to_csv(results_dir / "gpu_isomorphism.csv",
+                                                                         index=False)
+    rows = [{"channels": c, "image": "16x16", "batch": 8, "status": "ok", "matrix_over_native": r,
+             "noisy": False, "device_name": "CPU: Test Xeon", "method": "eager per call", "dtype": "float32"}
+            for c, r in ((1, 0.2), (16, 5.0))]
+    fig, note, _summary = iso.draw_sweep(rows, ["ref"])
+    text = _text(note)
+    assert text.startswith("Not like for like") and "msg-warn" in note.className
+    for part in ("H100 80GB HBM3", "this CPU", "batch = 32, 256", "batch = 8", "image = 32x32, 64x64",
+                 "image = 16x16", "wall clock", "eager per call"):
+        assert part in text
+    names = [t.name for t in fig.data]
+    assert "this run (CPU, eager per call): 16x16, batch 8" in names
+    assert "reference (H100 80GB HBM3, wall clock): 64x64, batch 256" in names
+    # the ratio-1 label sits at the right end under its line, away from the points at 1 channel
+    label = next(a for a in fig.layout.annotations if "equal time" in a.text)
+    assert label.x > 0.9 and label.yanchor == "top" and label.y == 0.0
+    assert fig.layout.legend.orientation == "h" and fig.layout.margin.b >= 150
+
+
+def test_a_noisy_headline_ratio_is_small_grey_and_not_a_finding():
+    from engine.bench.measurement import Measurement, Task
+
+    def m(times):
+        return Measurement(task=Task(op="conv", device="cpu"), times_s=tuple(times), method="eager per call",
+                           repeats=len(times))
+
+    steady, noisy = m([1e-3] * 9), m([1e-3, 3e-3, 1e-3, 4e-3, 1e-3, 5e-3, 1e-3, 2e-3, 6e-3])
+    assert noisy.noisy and not steady.noisy
+    view = {"times": {"native": steady, "matrix": noisy}, "diff": 1e-7, "ratio": 0.21, "noisy": True}
+    text = str(iso._stats(view))
+    assert "matrix / native time (noisy: not a finding)" in text and "stat-noisy" in text
+    quiet = {"times": {"native": steady, "matrix": steady}, "diff": 1e-7, "ratio": 1.0, "noisy": False}
+    assert "not a finding" not in str(iso._stats(quiet)) and "stat-noisy" not in str(iso._stats(quiet))
