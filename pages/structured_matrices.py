@@ -282,7 +282,8 @@ def update_timing(run_rows, source, dtype):
                        for k in ("operator", "config", "params", *batches, "status"))
     return (fig, rows, notes,
             _noisy_table(ID.compare_data, compare, COMPARE_COLUMNS,
-                         {"measured: speedup vs dense": "measured: noisy", "measured: efficiency": "measured: noisy"}),
+                         {"measured: time (ms)": "measured: time noisy", "measured: speedup vs dense": "measured: noisy",
+                          "measured: efficiency": "measured: noisy"}),
             compare,
             _noisy_table(ID.reference_data, goal, GOAL_COLUMNS, {"lab speedup": "lab noisy"}), goal,
             _noisy_table(ID.pivot_data, pivot, pivot_cols, {b: f"{b} noisy" for b in batches}), pivot,

@@ -51,8 +51,8 @@ def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str 
 
     A family's label names the configuration measured (Monarch's blocks, low-rank's r:
     "Low-rank (measured r=16; chapter r=32)" when it is not the chapter's). ``measured:
-    noisy`` is True when the time or the dense time under its speedup is noisy; then the
-    status is NOISY_STATUS, not "ok"."""
+    noisy`` is True when the time or the dense time under its speedup is noisy (``measured:
+    time noisy``: the time itself); then the status is NOISY_STATUS, not "ok"."""
     if not rows:
         return []
     dtypes = {r["dtype"] for r in rows}
@@ -89,6 +89,7 @@ def comparison_table(rows: Sequence[dict], batch: int | None = None, dtype: str 
                         "measured: speedup vs dense": r["speedup_vs_dense"],
                         "measured: FLOP ratio": r["theoretical_speedup"],
                         "measured: efficiency": r["efficiency"], "measured: noisy": noisy,
+                        "measured: time noisy": measured and noisy_flag(r.get("noisy")),
                         "measured: status": NOISY_STATUS if noisy and status == "ok" else status})
         row["at"] = f"n={n_of}, batch={batch}, {dtype}"
         out.append(row)

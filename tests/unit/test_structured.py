@@ -340,6 +340,7 @@ def test_noisy_speedups_are_marked_per_cell_and_no_status_rests_on_them():
     rows = _rows(noisy={"lowrank"})
     table = {r["matrix type"].split(" (")[0]: r for r in tables.comparison_table(rows, dtype="float32")}
     assert table["Low-rank"]["measured: noisy"] is True and table["Low-rank"]["measured: status"] == tables.NOISY_STATUS
+    assert table["Low-rank"]["measured: time noisy"] is True
     assert table["Monarch"]["measured: noisy"] is False and table["Monarch"]["measured: status"] == "ok"
     pivot = {r["operator"]: r for r in tables.speedup_pivot(rows, "float32")}
     assert pivot["lowrank"]["batch 256 noisy"] is True and pivot["lowrank"]["status"].startswith("noisy at batch 256")
