@@ -80,3 +80,12 @@ def test_every_download_of_every_tab_and_the_sweep(app_server, page):
     page.click("#iso-sweep-job-run")
     wait_for_job(page, "#iso-sweep-job-status", timeout=120_000)
     every_download_gives_rows(page, {"#iso-sweep-job-csv": 1})
+    # beside the committed H100 reference (batch 32-256, 32x32 / 64x64) this CPU run at batch 8,
+    # 16x16 is not like for like: the note and the legend name the devices and what differs
+    if page.is_checked("#iso-ref-show input"):
+        wait_for_text(page, "#iso-ref-note", "Not like for like")
+        note = page.inner_text("#iso-ref-note")
+        assert "H100" in note and "batch = 8" in note and "image = 16x16" in note
+        names = page.evaluate("() => document.querySelector('#iso-sweep-plot .js-plotly-plot').data.map(t => t.name)")
+        assert any(n.startswith("this run (CPU") for n in names)
+        assert any(n.startswith("reference (H100 80GB HBM3") for n in names)

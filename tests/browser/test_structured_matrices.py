@@ -70,6 +70,11 @@ def test_pick_target_move_budget_run_sweep_and_download(app_server, page):
     compare = download_csv(page, "#sm-compare-csv-button")
     assert "chapter: hardware efficiency" in compare.columns
     assert compare.loc[compare["matrix type"] == "Low-rank (r=32)", "measured: time (ms)"].iloc[0] > 0
+    # the H200 goal at n = 8192 beside a 256 x 256 CPU run: never "ok", always what differs
+    goal = download_csv(page, "#sm-reference-csv-button")
+    measured = goal[goal["lab speedup"].notna()]
+    assert len(measured) and measured.status.str.startswith("not comparable: device H200 vs CPU; n 8192 vs 256").all()
+    wait_for_text(page, "#sm-reference-whose", "this session's run")
     # the decision guide links to the lab's pages
     hrefs = page.eval_on_selector_all("#sm-guide a", "els => els.map(e => e.getAttribute('href'))")
     assert {"/structured-sparsity", "/moe", "/attention", "/structured-matrices", "/isomorphism"} <= set(hrefs)
