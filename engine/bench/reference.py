@@ -219,16 +219,25 @@ def read_reference(path: Path, root: Path) -> Reference | None:
     except (OSError, ValueError, pd.errors.ParserError):
         return None
     txt_date, txt_device = _device_txt(path.parent)
-    device = next((str(v) for c in kind.device if c in frame for v in frame[c].dropna()[:1]), "") or txt_device
-    date = next((d for c in kind.date if c in frame
+    return describe(kind, frame, path=path, name=path.relative_to(root).as_posix(), device_name=txt_device,
+                    date=txt_date)
+
+
+def describe(kind: Kind, frame: pd.DataFrame, path: Path | None = None, name: str = "", device_name: str = "",
+             date: str = "") -> Reference:
+    """What the rows ``frame`` of ``kind`` measured (device, shapes, dtypes, timing method,
+    date) as a Reference, read from its own columns; ``device_name`` / ``date`` when the
+    rows name none. /runs describes a stored run (or part of one) this way to compare it."""
+    device = next((str(v) for c in kind.device if c in frame for v in frame[c].dropna()[:1]), "") or device_name
+    when = next((d for c in kind.date if c in frame
                  for d in [max((run_date(v) for v in frame[c].dropna().unique()), default="")] if d), "")
     methods = (tuple(sorted({normalise_method(m) for m in frame[kind.method].dropna()} - {""}))
                if kind.method and kind.method in frame else ())
-    return Reference(kind=kind.name, path=path, name=path.relative_to(root).as_posix(), device_name=device,
+    return Reference(kind=kind.name, path=path or Path(name or "."), name=name, device_name=device,
                      dims=tuple((d, _values(frame[d])) for d in kind.dims if d in frame),
                      dtypes=tuple(sorted(str(v) for v in frame["dtype"].dropna().unique())) if "dtype" in frame else (),
                      methods=methods or ((kind.fixed_method,) if kind.fixed_method else ()),
-                     date=date or txt_date, rows=len(frame))
+                     date=when or date, rows=len(frame))
 
 
 def folder_signature(root: Path) -> tuple:
@@ -317,11 +326,14 @@ class Match:
         return not self.mismatches
 
     def _sides(self) -> tuple[str, str]:
-        kind = KINDS[self.reference.kind]
+        kind = KINDS.get(self.reference.kind)
         ref, loc = self.reference, self.local
-        dims = [m for m in self.mismatches if m in kind.dims]
-        left = [short_device(ref.device_name)]
-        right = [local_device_label(loc.get("device_name", ""))]
+        dims = [m for m in self.mismatches if kind and m in kind.dims]
+        device = loc.get("device_name", "")
+        left, right = [short_device(ref.device_name)], [loc.get("name") or local_device_label(device)]
+        if "device" in self.mismatches and short_device(ref.device_name) == short_device(device):
+            # two CPU models (both short to "CPU"): named in full
+            left, right = [str(ref.device_name)], [device if loc.get("name") else f"this {device}"]
         if dims:
             left.append(_dims_text(kind, ref.shape, dims))
             right.append(_dims_text(kind, loc.get("dims", {}), dims))
@@ -353,11 +365,22 @@ class Match:
         return f"{left} · {right}"
 
 
+def same_device(a, b) -> bool:
+    """Whether two device names name the same device: the same GPU model, or the same CPU
+    model ("CPU: AMD EPYC" and "CPU: Intel Xeon" are two devices, though both short to "CPU")."""
+    if short_device(a) != short_device(b):
+        return False
+    return short_device(a) != "CPU" or str(a).strip().lower() == str(b).strip().lower()
+
+
 def compare(ref: Reference, device_name: str | None = None, dims: dict | None = None,
-            dtype: str | None = None, method: str | None = None) -> Match:
-    """Where ``ref`` differs from a local spec (each of device, dims, dtype, method given)."""
+            dtype: str | None = None, method: str | None = None, local_name: str | None = None) -> Match:
+    """Where ``ref`` differs from a local spec (each of device, dims, dtype, method given).
+
+    ``local_name``: how labels name the local side's device (default "this CPU", ...);
+    /runs compares two stored runs and names the second by its device, not "this"."""
     miss = []
-    if device_name is not None and short_device(device_name) != short_device(ref.device_name):
+    if device_name is not None and not same_device(device_name, ref.device_name):
         miss.append("device")
     shape = ref.shape
     for d, v in (dims or {}).items():
@@ -369,7 +392,7 @@ def compare(ref: Reference, device_name: str | None = None, dims: dict | None = 
     if method is not None and normalise_method(method) not in ref.methods:
         miss.append("method")
     return Match(ref, tuple(miss), {"device_name": device_name or "", "dims": dict(dims or {}),
-                                    "dtype": dtype, "method": method})
+                                    "dtype": dtype, "method": method, "name": local_name})
 
 
 def comparable(kind: str, device_name: str | None = None, dims: dict | None = None, dtype: str | None = None,
