@@ -208,11 +208,35 @@ RUN_SYMBOLS = ("circle", "diamond-open", "square", "triangle-up")
 
 
 def _run_trace(fig: go.Figure, i: int, label: str, name, x, y, noisy=None) -> None:
-    """Series ``name`` of run ``i`` (``label``) as a line with markers, noisy points
-    (``noisy``: one flag per point) hollow and grey."""
-    add_points(fig, x, y, name=f"{label}: {name}" if name != "" else label, noisy=noisy,
-               color=color_of(str(name)) if name != "" else EXTRA[i % len(EXTRA)],
-               dash=RUN_DASHES[i % len(RUN_DASHES)], symbol=RUN_SYMBOLS[i % len(RUN_SYMBOLS)])
+    """Series ``name`` of run ``i`` as a line with markers in the legend group ``label``
+    (titled so), noisy points (``noisy``: one flag per point) hollow and grey."""
+    add_points(fig, x, y, name=str(name) if name != "" else "all rows", noisy=noisy,
+               color=_series_color(fig, str(name)) if name != "" else EXTRA[i % len(EXTRA)],
+               dash=RUN_DASHES[i % len(RUN_DASHES)], symbol=RUN_SYMBOLS[i % len(RUN_SYMBOLS)],
+               legendgroup=label, legendgrouptitle_text=label)
+
+
+def _series_name(series: str, value) -> str:
+    """A curve's legend name: the backend (pattern, ...) itself, or "block 16" for a number."""
+    return f"{series} {value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else str(value)
+
+
+SERIES_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                  "#bcbd22", "#7f7f7f")
+
+
+def _series_color(fig: go.Figure, name: str) -> str:
+    """A backend's own colour (COLORS); any other series (a pattern, a family) the colour
+    the figure already gave that name, else the next unused one of SERIES_PALETTE."""
+    if name in COLORS:
+        return COLORS[name]
+    given = {t.name: t.line.color for t in fig.data if t.name and t.line.color}
+    if name in given:
+        return given[name]
+    used = set(given.values())
+    free = [c for c in SERIES_PALETTE if c not in used]
+    return free[0] if free else SERIES_PALETTE[len(given) % len(SERIES_PALETTE)]
 
 
 def _median_per(g: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -225,18 +249,27 @@ def _median_per(g: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def _compare_layout(fig: go.Figure, title: str) -> None:
+    """Title, and the legend below the plot (its group titles are long): the plot keeps the width."""
+    groups = len({t.legendgroup for t in fig.data})
     fig.update_layout(title={"text": title, "font": {"size": 15}},
-                      height=440, margin={"l": 70, "r": 20, "t": 50, "b": 60})
+                      height=470 + 40 * groups, margin={"l": 70, "r": 20, "t": 50, "b": 60},
+                      legend={"font": {"size": 11}, "groupclick": "toggleitem", "orientation": "h",
+                              "x": 0, "y": -0.25, "yanchor": "top", "tracegroupgap": 4})
 
 
 def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
-                   series: str | None = "backend") -> go.Figure:
-    """Two (or more) runs in one plot: y against x, a line per (run, series)."""
+                   series: str | None = "backend", shown: str = "") -> go.Figure:
+    """Two (or more) runs in one plot: y against x, a line per (run, series).
+
+    Each run's lines are one legend group titled with its label (the page names there
+    how the runs differ); ``shown`` ("spmv, float16") titles the legend and the plot with
+    the op and dtype the rows drawn are of. A trace's legendgroup is its run's label."""
     frames = [(label, f) for label, f in frames if f is not None and len(f)]
     if not frames:
         return empty_figure("Open a run to plot it.")
     if x == "sparsity":
-        return compare_figure_sparsity(frames, y, series)
+        fig = compare_figure_sparsity(frames, y, series)
+        return _shown(fig, shown)
     fig = go.Figure()
     for i, (label, f) in enumerate(frames):
         f = f.copy()
@@ -248,7 +281,8 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
         xs = pd.to_numeric(f[x], errors="coerce")
         if xs.notna().all():
             f[x] = xs
-        groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
+        groups = [(_series_name(series, k), g) for k, g in f.groupby(series, sort=False)] \
+            if series and series in f else [("", f)]
         for name, g in groups:
             g = _median_per(g, x, y)
             if g.empty:
@@ -261,6 +295,14 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
     fig.update_yaxes(title_text=axis_title(y))
     if y in LOG_COLUMNS:
         fig.update_yaxes(type="log")
+    return _shown(fig, shown)
+
+
+def _shown(fig: go.Figure, shown: str) -> go.Figure:
+    """The op and dtype drawn, in the plot's title and as the legend's title."""
+    if shown and fig.data:
+        fig.update_layout(title_text=f"{fig.layout.title.text} · {shown} rows",
+                          legend_title_text=f"{shown} rows")
     return fig
 
 
@@ -273,7 +315,8 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
         if y not in f or "sparsity" not in f or f.empty:
             continue
         f[y] = pd.to_numeric(f[y], errors="coerce")
-        groups = f.groupby(series, sort=False) if series and series in f else [("", f)]
+        groups = [(_series_name(series, k), g) for k, g in f.groupby(series, sort=False)] \
+            if series and series in f else [("", f)]
         for name, g in groups:
             g = _median_per(g, "sparsity", y)
             g = g[g[y] > 0] if y in LOG_COLUMNS else g
@@ -285,8 +328,23 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
         return empty_figure(f"No numeric values of {y} in these runs.")
     _compare_layout(fig, f"{y} against sparsity")
     fig.update_yaxes(title_text=axis_title(y), type="log" if y in LOG_COLUMNS else "linear")
-    _sparsity_axis(fig, all_s)
+    _sparsity_axis(fig, _apart(all_s))
     return fig
+
+
+def _apart(sparsities, gap: float = 0.03) -> list[float]:
+    """The sparsities whose ticks do not overlap: a tick closer than ``gap`` (a fraction of
+    the log axis) to the last one kept is left out (0.9004 beside 0.9 on 1/density)."""
+    ticks = sorted({float(s) for s in sparsities if s is not None and not math.isnan(float(s))})
+    if len(ticks) < 2:
+        return ticks
+    pos = np.log10(_x(ticks))
+    span = max(float(pos[-1] - pos[0]), 1e-9)
+    kept = [0]
+    for i in range(1, len(ticks)):
+        if (pos[i] - pos[kept[-1]]) / span >= gap:
+            kept.append(i)
+    return [ticks[i] for i in kept]
 
 
 LOG_COLUMNS = {"speedup", "median_s", "iqr_s", "gflops", "gbs", "efficiency", "prepare_s", "theoretical"}
@@ -295,11 +353,21 @@ AXIS_TITLES = {"speedup": "speedup over dense (x)", "median_s": "median time (s)
                "gflops": "useful GFLOP/s", "gbs": "GB/s (minimum-traffic model)", "efficiency": "efficiency (fraction)",
                "prepare_s": "conversion time (s)", "theoretical": "theoretical speedup (x)",
                "pct_peak_bw": "% of peak bandwidth", "sparsity": "sparsity (fraction of zeros)",
-               "rows": "rows (m)", "k": "k (columns of B)", "density": "density (fraction of non-zeros)"}
+               "rows": "rows (m)", "k": "k (columns of B)", "density": "density (fraction of non-zeros)",
+               "target_sparsity": "target sparsity (fraction of zeros)",
+               "acc_dense": "accuracy of the dense model (fraction)", "acc_pruned": "accuracy after pruning (fraction)",
+               "acc_finetuned": "accuracy after fine-tuning (fraction)",
+               "speedup_vs_dense": "speedup over dense (x)", "matrix_over_native": "sparse-matrix time / native time (x)",
+               "ratio_vs_dense_1x": "time / dense FFN time (x)", "speedup_vs_torch_bsr": "speedup over torch BSR (x)"}
 
 
 def axis_title(col: str) -> str:
-    return AXIS_TITLES.get(col, col)
+    """An axis title with its unit: AXIS_TITLES, else the column and its table unit."""
+    from components.tables import COLUMN_UNITS
+
+    if col in AXIS_TITLES:
+        return AXIS_TITLES[col]
+    return f"{col} ({COLUMN_UNITS[col]})" if col in COLUMN_UNITS else col
 
 
 def measured_vs_chapter(local: pd.DataFrame | None) -> pd.DataFrame:

@@ -14,7 +14,9 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
 from components.tables import COLUMN_UNITS, csv_payload, data_table, shown_columns, table_columns
-from engine.bench.reference import find, references
+from engine.bench.reference import find, references, short_device
+from engine.bench.run_compare import (PREFERRED_X, PREFERRED_Y, choose_slices, compare_runs, numeric_columns,
+                                      other_values, pick_axis, select, series_column, slice_text, why_not_drawn)
 from engine.bench.schema import KIND_OK_REQUIRED, KIND_STATUSES, SCHEMAS, kind_of_columns
 from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, check_header, csv_header, import_csv,
                                   mark_dead_runs)
@@ -165,6 +167,7 @@ def layout(run=None, **_kwargs):
             ], className="control"),
         ), html.Div(id=f"{P}-facts"),
             dcc.Graph(id=f"{P}-plot", config={"displaylogo": False}),
+            html.Div(id=f"{P}-note"),
             data_table(f"{P}-rows", [], page_size=10),
             note="The table under the plot shows the opened run's main columns (those that differ between rows "
                  "first); Export CSV has every column."),
@@ -243,7 +246,7 @@ def load_run(store: RunStore, key: str):
             return None
         return ({"run_id": Path(ref.name).name, "kind": ref.kind, "status": "committed reference",
                  "created": ref.date, "device_name": ref.device_name, "n_rows": len(frame),
-                 "params": {"file": ref.name, "dtypes": ", ".join(ref.dtypes),
+                 "params": {"file": ref.name, **({"dtypes": ", ".join(ref.dtypes)} if ref.dtypes else {}),
                             "timing": ", ".join(ref.methods) or "not recorded"}}, frame)
     try:
         return store.meta(key), store.frame(key)
@@ -261,58 +264,140 @@ def _trigger():
     return ctx.triggered_id
 
 
-def _filtered(frame: pd.DataFrame, op, dtype) -> pd.DataFrame:
-    if op and "op" in frame:
-        frame = frame[frame["op"] == op]
-    if dtype and "dtype" in frame:
-        frame = frame[frame["dtype"] == dtype]
-    return frame
+ROWS_TABLE_PX = 1150  # the rows table's box at a 1280 px wide window
+CHAR_PX, CELL_PX = 8, 18  # a character of a 13 px cell and a cell's padding (sort arrow on headers)
+
+
+def fitting_columns(frame: pd.DataFrame, names: list[str], budget: int = ROWS_TABLE_PX) -> list[str]:
+    """The first of ``names`` that fit ``budget`` px side by side (headers and text wrap at
+    spaces, numbers show 4 significant digits); the CSV keeps every column."""
+    out, total = [], 0
+    for name in names:
+        header = f"{name} ({COLUMN_UNITS[name]})" if name in COLUMN_UNITS else str(name)
+        values = frame[name].dropna().head(200)
+        numeric = pd.to_numeric(values, errors="coerce").notna().all()
+        words = [len(w) for v in values.astype(str) for w in v.split()] or [0]
+        width = CELL_PX + CHAR_PX * max(max(len(w) for w in header.split()) + 2,
+                                        min(max(words), 10 if numeric else 30))
+        if out and total + width > budget:
+            break
+        out.append(name)
+        total += width
+    return out
+
+
+def whose(meta: dict) -> str:
+    """Whose rows a run's are: "reference, 2026-11-22" or "run c1d8b3" (imported ones say so)."""
+    if meta.get("status") == "committed reference":
+        return f"committed reference, {str(meta.get('created') or 'undated')[:10]}"
+    return f"{'imported ' if meta.get('status') == 'imported' else ''}run {str(meta['run_id'])[-6:]}"
+
+
+def run_labels(frames: list[tuple[dict, pd.DataFrame]], match, slices: list[dict]) -> list[str]:
+    """The legend group title of each run: its device (and, when the two differ, every way
+    they differ: shape, dtype, timing method, from ``match``; the op when the runs draw
+    different ones) and whose rows they are."""
+    ops = {s.get("op") for s in slices}
+    sides = []
+    for i, ((meta, _f), s) in enumerate(zip(frames, slices)):
+        device = short_device(meta.get("device_name")) if meta.get("device_name") else meta.get("kind", "")
+        if match is not None and not match.same:
+            device = match.reference_text if i == 0 else match.local_text
+        op = f", {s['op']}" if len(ops) > 1 and s.get("op") else ""
+        sides.append(f"{device}{op} ({whose(meta)}{', opened' if i == 0 and len(frames) > 1 else ''})")
+    return sides
+
+
+def compare_note(frames, drawn, slices, match, figure, labels, x, y, filtered):
+    """The sentences under the plot: which op and dtype are drawn, whether the two runs are
+    like for like (every mismatch named), and why a run adds nothing to the plot."""
+    out = []
+    shown = {slice_text(s) for s in slices if s}
+    others = other_values([f for _m, f in frames], slices)
+    if shown and not filtered:
+        also = "; ".join(f"{col} {', '.join(v)}" for col, v in others.items())
+        drawn_text = (f"the {shown.copy().pop()} rows only" if len(shown) == 1 else
+                      f"the opened run's {slice_text(slices[0])} rows and the compared run's {slice_text(slices[1])} "
+                      "rows (they have none in common)")
+        out.append(message(f"Drawn: {drawn_text}, one op and one dtype per curve"
+                           + (f"; the run{'s also have' if len(frames) > 1 else ' also has'} {also}: pick "
+                              "them under Filter op / Filter dtype." if also
+                              else "."), "info"))
+    if len(frames) == 2:
+        if match is None:
+            kinds = {m["kind"] for m, _f in frames}
+            out.append(message(f"Not like for like: a {' run and a '.join(sorted(kinds))} run measure different "
+                               "things; nothing is matched between them." if len(kinds) > 1 else
+                               "Not like for like: what these runs measured (device, shape, dtype, timing "
+                               "method) cannot be read from their rows.", "warn"))
+        elif match.same:
+            out.append(message(f"Like for like: {match.label}"
+                               + (f" ({' and '.join(sorted(shown))} rows)." if shown else "."), "info"))
+        else:
+            out.append(message(f"Not like for like: {match.label}. Compare the shapes of the curves, not their "
+                               "values.", "warn"))
+    groups = {t.legendgroup for t in figure.data}
+    for (meta, rows), part, s, label in zip(frames, drawn, slices, labels):
+        if label not in groups:
+            which = "The opened run" if meta is frames[0][0] else "The compared run"
+            out.append(message(f"{which} ({meta['kind']}, {label}) adds nothing to this plot of {y} against {x}: "
+                               f"{why_not_drawn(rows, part, s, x, y)}.", "warn"))
+    return out
 
 
 @callback(Output(f"{P}-facts", "children"), Output(f"{P}-plot", "figure"),
           Output(f"{P}-rows", "data"), Output(f"{P}-rows", "columns"),
           Output(f"{P}-x", "options"), Output(f"{P}-y", "options"),
           Output(f"{P}-op", "options"), Output(f"{P}-dtype", "options"),
+          Output(f"{P}-x", "value"), Output(f"{P}-y", "value"), Output(f"{P}-note", "children"),
           Input(f"{P}-open", "value"), Input(f"{P}-compare", "value"), Input(f"{P}-x", "value"),
           Input(f"{P}-y", "value"), Input(f"{P}-op", "value"), Input(f"{P}-dtype", "value"),
           Input(f"{P}-version", "data"))
 def show(run_id, other_id, x, y, op, dtype, _version):
-    """The opened run's facts, rows and a plot (with the compared run in the same plot)."""
+    """The opened run's facts, rows and a plot (with the compared run in the same plot):
+    x and y from the opened run's numeric columns, one op and one dtype per curve, and a
+    note naming how the two runs differ."""
     run_id, other_id, op, dtype = _text(run_id), _text(other_id), _text(op), _text(dtype)
-    x, y = _text(x) or "sparsity", _text(y) or "speedup"
+    x, y = _text(x), _text(y)
     with closing(RunStore()) as store:
         frames = [loaded for rid in (run_id, other_id) if rid
                   for loaded in [load_run(store, rid)] if loaded is not None]
-        if not frames:
-            empty = compare_figure([], x or "sparsity", y or "speedup")
-            keep = [v for v in (x, y) if v]
-            return message("Choose a run above to open it.", "info"), empty, [], [], [x] if x else keep, \
-                [y] if y else keep, [], []
-        meta0, frame0 = frames[0]
-        both = pd.concat([f for _, f in frames], ignore_index=True)
-        numeric = [c for c in both.columns if pd.to_numeric(both[c], errors="coerce").notna().any()
-                   and c not in ("seed",)]
-        labels = [f"{m.get('device_name') or m['kind']} [{m['run_id'][-6:]}]"
-                  if m["status"] != "committed reference"
-                  else f"{m['device_name'].replace('NVIDIA ', '')} (reference)"
-                  for m, _ in frames]
-        fig = compare_figure([(lab, _filtered(f, op, dtype)) for lab, (_m, f) in zip(labels, frames)],
-                             x or "sparsity", y or "speedup")
-        facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (
-            ("run", meta0["run_id"]), ("kind", meta0["kind"]), ("status", meta0["status"]),
-            ("created", meta0.get("created", "")), ("finished", meta0.get("finished", "")),
-            ("device", meta0.get("device_name", "")), ("rows", meta0["n_rows"]),
-            ("parameters", ", ".join(f"{k}={v}" for k, v in (meta0.get("params") or {}).items())[:300]),
-        )], className="facts")
-        shown = _filtered(frame0, op, dtype)
-        clean = shown.replace([float("inf"), float("-inf")], None).astype(object)
-        clean = clean.where(clean.notna(), None)
-        ops = sorted(both["op"].dropna().unique()) if "op" in both else []
-        dtypes = sorted(both["dtype"].dropna().unique()) if "dtype" in both else []
-        xs = numeric + [v for v in (x,) if v and v not in numeric]
-        ys = numeric + [v for v in (y,) if v and v not in numeric]
-        return (facts, fig, clean.to_dict("records"), table_columns(shown, COLUMN_UNITS, only=shown_columns(shown)),
-                xs, ys, ops, dtypes)
+    if not frames:
+        keep = [v for v in (x, y) if v]
+        return (message("Choose a run above to open it.", "info"), compare_figure([], x or "sparsity", y or "speedup"),
+                [], [], [x] if x else keep, [y] if y else keep, [], [], no_update, no_update, [])
+    meta0, frame0 = frames[0]
+    numeric = numeric_columns(frame0)
+    x = pick_axis(x, numeric, PREFERRED_X)
+    y = pick_axis(y, numeric, PREFERRED_Y, avoid=x)
+    slices = choose_slices([f for _m, f in frames], {"op": op, "dtype": dtype})
+    drawn = [select(f, s) for (_m, f), s in zip(frames, slices)]
+    match = compare_runs(meta0, drawn[0], frames[1][0], drawn[1]) if len(frames) == 2 else None
+    labels = run_labels(frames, match, slices)
+    shown = {slice_text(s) for s in slices if s}
+    if x and y:
+        fig = compare_figure(list(zip(labels, drawn)), x, y, series=series_column(drawn),
+                             shown=shown.pop() if len(shown) == 1 else "")
+    else:
+        fig = compare_figure([], "sparsity", "speedup")
+    note = compare_note(frames, drawn, slices, match, fig, labels, x, y, bool(op or dtype)) if x and y else \
+        [message(f"The opened run ({meta0['kind']}) has no numeric column to plot; its rows are below.", "info")]
+    facts = html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in (
+        ("run", meta0["run_id"]), ("kind", meta0["kind"]), ("status", meta0["status"]),
+        ("created", meta0.get("created", "")), ("finished", meta0.get("finished", "")),
+        ("device", meta0.get("device_name", "")), ("rows", meta0["n_rows"]),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in (meta0.get("params") or {}).items()
+                                 if v not in ("", None, [], ()))[:300]),
+    )], className="facts")
+    shown_rows = select(frame0, {c: v for c, v in (("op", op), ("dtype", dtype)) if v})
+    clean = shown_rows.replace([float("inf"), float("-inf")], None).astype(object)
+    clean = clean.where(clean.notna(), None)
+    both = pd.concat([f for _, f in frames], ignore_index=True)
+    ops = sorted(both["op"].dropna().astype(str).unique()) if "op" in both else []
+    dtypes = sorted(both["dtype"].dropna().astype(str).unique()) if "dtype" in both else []
+    return (facts, fig, clean.to_dict("records"),
+            table_columns(shown_rows, COLUMN_UNITS, only=fitting_columns(shown_rows, shown_columns(shown_rows))),
+            numeric, numeric, ops, dtypes, x, y, note)
 
 
 @callback(Output(f"{P}-download", "data"), Input(f"{P}-export", "n_clicks"),

@@ -48,9 +48,10 @@ def test_import_then_list_open_compare_export(store, monkeypatch):
     for r in sample_rows():
         store.append(second, dict(r, device_name="CPU: test", speedup=r["speedup"] / 2))
     store.finish(second, "done")
-    facts, fig, rows, _c, xs, ys, ops, dtypes = runs.show(opened, second, "sparsity", "speedup", None, None, 1)
-    assert len(rows) == 4 and "speedup" in ys and ops == ["spmv"]
-    assert len({t.name.split(":")[0] for t in fig.data}) == 2  # both runs in one plot
+    facts, fig, rows, _c, xs, ys, ops, dtypes, x, y, _note = runs.show(opened, second, "sparsity", "speedup", None,
+                                                                        None, 1)
+    assert len(rows) == 4 and "speedup" in ys and ops == ["spmv"] and (x, y) == ("sparsity", "speedup")
+    assert len({t.legendgroup for t in fig.data if t.legendgroup}) == 2  # both runs in one plot
     assert fig.layout.yaxis.type == "log"
     payload = runs.export(1, opened)
     assert payload["filename"] == f"run_{opened}.csv" and "torch-csr" in payload["content"]
@@ -90,8 +91,8 @@ def test_compare_with_committed_reference(store, results_dir):
     assert compare_opts[0]["value"] == "ref:paradox_h100.csv" and len(opts) == 2
     assert opts[1]["value"] == "ref:paradox_h100.csv"  # a reference opens under "Run" too
     _f, fig, rows, *_ = runs.show(local, compare_opts[0]["value"], "sparsity", "speedup", "spmv", None, 0)
-    names = {t.name for t in fig.data}
-    assert any("(reference)" in n for n in names) and any(n.startswith("CPU: test") for n in names)
+    groups = {t.legendgroup for t in fig.data if t.legendgroup}
+    assert any("committed reference" in g for g in groups) and any(g.startswith("CPU (run") for g in groups)
     assert len(rows) == 4
     facts, _fig, ref_rows, *_ = runs.show("ref:paradox_h100.csv", None, "sparsity", "speedup", None, None, 0)
     assert len(ref_rows) == 4 and "committed reference" in str(facts)
@@ -211,7 +212,7 @@ def test_callbacks_survive_hostile_values(tmp_path_factory, v):
     os.environ["SPARSITY_LAB_CACHE"] = str(tmp_path_factory.mktemp("fuzz"))
     try:
         assert len(runs.list_runs(v[0], v[1], v[2], v[3])) == 5
-        assert len(runs.show(*v)) == 8
+        assert len(runs.show(*v)) == 11
         runs.export(v[0], v[1])
         runs.ask_delete(v[0], v[1])
         runs._trigger, saved = (lambda: "runs-upload"), runs._trigger
@@ -234,3 +235,96 @@ def test_run_device_comes_from_metadata_else_the_first_row(store):
     bare = store.create_run("paradox")
     devices = {r["run_id"]: r["device"] for r in runs.run_table_rows(store)}
     assert devices == {named: "NVIDIA H200", from_row: "AMD EPYC", bare: runs.NOT_RECORDED}
+
+
+def _store_rows(store, frame, device_name):
+    run_id = store.create_run("paradox", meta={"device_name": device_name})
+    for r in frame.to_dict("records"):
+        store.append(run_id, r)
+    store.finish(run_id, "done")
+    return run_id
+
+
+H100_REF = "ref:paradox/paradox_h100_80gb_hbm3.csv"
+
+
+def test_compare_names_every_mismatch_in_legend_and_note(store):
+    """Walk item 1: the H100 n = 8192 reference beside this CPU's n = 512 float16 run: the
+    legend and the note under the plot name the device and the size; a like-for-like pair says so."""
+    from tests.unit.test_run_compare import paradox_rows
+
+    cpu = _store_rows(store, paradox_rows("CPU: Xeon", 512, dtypes=("float16",)), "CPU: Xeon")
+    out = runs.show(H100_REF, cpu, "sparsity", "speedup", None, None, 0)
+    groups = {t.legendgroup for t in out[1].data if t.legendgroup}
+    assert any(g.startswith("H100 80GB HBM3, n = 8192 (committed reference") for g in groups), groups
+    assert any(g.startswith("CPU, n = 512 (run") for g in groups), groups
+    note = " ".join(str(m.children) for m in out[10])
+    assert "Not like for like: H100 80GB HBM3, n = 8192 · CPU, n = 512" in note
+    # the dtype both have (float16) is drawn; with float32 picked, the CPU run has none: said so
+    assert out[1].layout.legend.title.text.endswith("float16 rows")
+    f32 = runs.show(H100_REF, cpu, "sparsity", "speedup", "spmv", "float32", 0)
+    assert "has no rows of spmv, float32" in " ".join(str(m.children) for m in f32[10])
+    twin = _store_rows(store, paradox_rows("CPU: Xeon", 512, dtypes=("float16",)), "CPU: Xeon")
+    same = " ".join(str(m.children) for m in runs.show(cpu, twin, "sparsity", "speedup", None, None, 0)[10])
+    assert "Like for like: CPU: same device, shape, dtype and method" in same and "Not like" not in same
+
+
+def test_curves_never_mix_ops_or_dtypes(store):
+    """Walk item 2: with the filters on "all", a run of float16 + float32 and SpMV + SpMM
+    rows is drawn one op and one dtype per curve, and the legend names which."""
+    from tests.unit.test_run_compare import paradox_rows
+
+    rows = paradox_rows("CPU: Xeon", 512)  # float32 speedups are 10x the float16 ones
+    run = _store_rows(store, rows, "CPU: Xeon")
+    out = runs.show(run, None, "sparsity", "speedup", None, None, 0)
+    fig, note = out[1], " ".join(str(m.children) for m in out[10])
+    op, dtype = fig.layout.legend.title.text.removesuffix(" rows").split(", ")
+    want = rows[(rows["op"] == op) & (rows["dtype"] == dtype)]
+    for t in fig.data:
+        if t.legendgroup:
+            mine = want[want["backend"] == t.name].groupby("sparsity")["speedup"].median()
+            assert list(t.y) == pytest.approx(list(mine)), t.name
+    assert f"Drawn: the {op}, {dtype} rows only" in note and "Filter op" in note
+    assert len([t for t in fig.data if t.legendgroup]) == rows["backend"].nunique()
+
+
+def test_comparing_with_a_run_that_cannot_be_drawn_says_why(store, tmp_path):
+    """Walk item 3: a /your-matrix run has no sparsity column; the note says so."""
+    from tests.unit.test_run_compare import paradox_rows
+
+    cpu = _store_rows(store, paradox_rows("CPU: Xeon", 512, dtypes=("float32",), ops=("spmv",)), "CPU: Xeon")
+    matrix = store.create_run("your-matrix", meta={"device_name": "CPU: Xeon"})
+    store.append(matrix, {"sweep": "your-matrix", "status": "ok", "op": "spmv", "backend": "torch-csr",
+                          "dtype": "float32", "median_s": 1e-4, "speedup": 2.0, "matrix_hash": "ab"})
+    store.finish(matrix, "done")
+    out = runs.show(cpu, matrix, "sparsity", "speedup", None, None, 0)
+    note = " ".join(str(m.children) for m in out[10])
+    assert "The compared run (your-matrix" in note and "adds nothing" in note
+    assert "its rows have no sparsity column" in note
+    assert {t.legendgroup for t in out[1].data if t.legendgroup} == {"CPU (run " + cpu[-6:] + ", opened)"}
+
+
+def test_every_shipped_reference_draws_with_a_y_it_has(store):
+    """Walk item 4: a reference without "speedup" (the structured-accuracy one) picks a y
+    it has; its parameters never show an empty "dtypes="."""
+    from engine.bench.reference import references
+
+    for ref in references():
+        facts, fig, _rows, _c, _xs, ys, *_r, x, y, _note = runs.show("ref:" + ref.name, None, "sparsity",
+                                                                      "speedup", None, None, 0)
+        assert y in ys and x in ys and fig.data, (ref.name, x, y)
+        assert "dtypes=," not in str(facts) and "dtypes=')" not in str(facts), ref.name
+    acc = next(r for r in references("structured-accuracy"))
+    facts, fig, *_r, x, y, _note = runs.show("ref:" + acc.name, None, "sparsity", "speedup", None, None, 0)
+    assert y == "acc_finetuned" and "dtypes" not in str(facts)
+    assert fig.layout.yaxis.title.text == "accuracy after fine-tuning (fraction)"
+
+
+def test_the_rows_table_shows_only_columns_that_fit(store):
+    """Walk item 5: the opened run's table shows the columns that fit 1280 px; the CSV has all."""
+    from engine.bench.reference import references
+
+    acc = next(r for r in references("structured-accuracy"))
+    _f, _fig, rows, cols, *_ = runs.show("ref:" + acc.name, None, "sparsity", "speedup", None, None, 0)
+    assert 0 < len(cols) < len(rows[0])
+    assert len(runs.export(1, "ref:" + acc.name)["content"].splitlines()[0].split(",")) == len(rows[0])

@@ -28,10 +28,10 @@ CASES = [("sparsity", "speedup", 0.9, None, [False, True]),
 @pytest.mark.parametrize("x,y,noisy_at,dense_at,want", CASES)
 def test_compare_figure_draws_noisy_points_hollow(x, y, noisy_at, dense_at, want):
     fig = compare_figure([("run A", _run(noisy_at, dense_at)), ("run B", _run(None))], x, y)
-    csr = next(t for t in fig.data if t.name == "run A: torch-csr")
+    csr = next(t for t in fig.data if t.legendgroup == "run A" and t.name == "torch-csr")
     assert [c == NOISY_COLOR for c in csr.marker.color] == want
     assert (NOISY_LABEL in {t.name for t in fig.data}) == any(
         any(c == NOISY_COLOR for c in t.marker.color) for t in fig.data
         if t.name != NOISY_LABEL and not isinstance(t.marker.color, str))
-    steady = next(t for t in fig.data if t.name == "run B: torch-csr")
+    steady = next(t for t in fig.data if t.legendgroup == "run B" and t.name == "torch-csr")
     assert NOISY_COLOR not in steady.marker.color
