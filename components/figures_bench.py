@@ -357,7 +357,8 @@ AXIS_TITLES = {"speedup": "speedup over dense (x)", "median_s": "median time (s)
                "target_sparsity": "target sparsity (fraction of zeros)",
                "acc_dense": "accuracy of the dense model (fraction)", "acc_pruned": "accuracy after pruning (fraction)",
                "acc_finetuned": "accuracy after fine-tuning (fraction)",
-               "speedup_vs_dense": "speedup over dense (x)", "matrix_over_native": "sparse-matrix time / native time (x)",
+               "speedup_vs_dense": "speedup over dense (x)",
+               "matrix_over_native": "sparse-matrix time / native time (x)",
                "ratio_vs_dense_1x": "time / dense FFN time (x)", "speedup_vs_torch_bsr": "speedup over torch BSR (x)"}
 
 

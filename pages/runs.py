@@ -316,9 +316,10 @@ def compare_note(frames, drawn, slices, match, figure, labels, x, y, filtered):
     others = other_values([f for _m, f in frames], slices)
     if shown and not filtered:
         also = "; ".join(f"{col} {', '.join(v)}" for col, v in others.items())
+        apart = " or ".join(c for c in ("op", "dtype") if len({s.get(c) for s in slices}) > 1)
         drawn_text = (f"the {shown.copy().pop()} rows only" if len(shown) == 1 else
                       f"the opened run's {slice_text(slices[0])} rows and the compared run's {slice_text(slices[1])} "
-                      "rows (they have none in common)")
+                      f"rows (they have no {apart} in common)")
         out.append(message(f"Drawn: {drawn_text}, one op and one dtype per curve"
                            + (f"; the run{'s also have' if len(frames) > 1 else ' also has'} {also}: pick "
                               "them under Filter op / Filter dtype." if also
@@ -339,8 +340,9 @@ def compare_note(frames, drawn, slices, match, figure, labels, x, y, filtered):
     groups = {t.legendgroup for t in figure.data}
     for (meta, rows), part, s, label in zip(frames, drawn, slices, labels):
         if label not in groups:
-            which = "The opened run" if meta is frames[0][0] else "The compared run"
-            out.append(message(f"{which} ({meta['kind']}, {label}) adds nothing to this plot of {y} against {x}: "
+            which = "opened" if meta is frames[0][0] else "compared"
+            out.append(message(f"The {which} {meta['kind']} run, {label}, adds nothing to this plot of {y} "
+                               f"against {x}: "
                                f"{why_not_drawn(rows, part, s, x, y)}.", "warn"))
     return out
 

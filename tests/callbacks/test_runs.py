@@ -299,7 +299,7 @@ def test_comparing_with_a_run_that_cannot_be_drawn_says_why(store, tmp_path):
     store.finish(matrix, "done")
     out = runs.show(cpu, matrix, "sparsity", "speedup", None, None, 0)
     note = " ".join(str(m.children) for m in out[10])
-    assert "The compared run (your-matrix" in note and "adds nothing" in note
+    assert "The compared your-matrix run, CPU (run " in note and "adds nothing" in note
     assert "its rows have no sparsity column" in note
     assert {t.legendgroup for t in out[1].data if t.legendgroup} == {"CPU (run " + cpu[-6:] + ", opened)"}
 
