@@ -148,7 +148,10 @@ def layout(run=None, **_kwargs):
                  "crashed) shows 'died'. Both keep every finished row. Imports are checked (columns, "
                  "types, empty numbers, size, spreadsheet formulas); a bad file stores nothing."),
         section("Open and compare", controls_row(
-            wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[], value=opened, placeholder="choose a run")),
+            # the opened run is an option from the start (the list fills in after the page loads,
+            # and a dropdown whose value is not among its options shows none)
+            wide_control("Run", dcc.Dropdown(id=f"{P}-open", options=[opened] if opened else [], value=opened,
+                                             placeholder="choose a run")),
             wide_control("Compare with", dcc.Dropdown(id=f"{P}-compare", options=[], placeholder="(none)")),
         ), controls_row(
             labelled("x", dcc.Dropdown(id=f"{P}-x", options=["sparsity"], value="sparsity", clearable=False,
