@@ -327,7 +327,7 @@ def compare_note(frames, drawn, slices, match, figure, labels, x, y, filtered):
                            + (f"; the run{'s also have' if len(frames) > 1 else ' also has'} {also}: pick "
                               "them under Filter op / Filter dtype." if also
                               else "."), "info"))
-    if len(frames) == 2:
+    if len(frames) == 2 and all(len(d) for d in drawn):  # else the run that has nothing is named below
         if match is None:
             kinds = {m["kind"] for m, _f in frames}
             out.append(message(f"Not like for like: a {' run and a '.join(sorted(kinds))} run measure different "
@@ -377,7 +377,8 @@ def show(run_id, other_id, x, y, op, dtype, _version):
     y = pick_axis(y, numeric, PREFERRED_Y, avoid=x)
     slices = choose_slices([f for _m, f in frames], {"op": op, "dtype": dtype})
     drawn = [select(f, s) for (_m, f), s in zip(frames, slices)]
-    match = compare_runs(meta0, drawn[0], frames[1][0], drawn[1]) if len(frames) == 2 else None
+    both_drawn = len(frames) == 2 and all(len(d) for d in drawn)
+    match = compare_runs(meta0, drawn[0], frames[1][0], drawn[1]) if both_drawn else None
     labels = run_labels(frames, match, slices)
     shown = {slice_text(s) for s in slices if s}
     if x and y:
