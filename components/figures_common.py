@@ -84,11 +84,15 @@ _ANCHORS = {"top": ("bottom", 0), "bottom": ("top", 0)}
 
 def reference_line(fig: go.Figure, text: str, *, y: float | None = None, x: float | None = None,
                    color: str = MUTED, dash: str = "dash", width: float = 1, log: bool | None = None,
-                   side: str = "top", along: float = 0.99, xref: str = "x", yref: str = "y") -> go.Figure:
+                   side: str = "top", along: float = 0.99, xref: str = "x", yref: str = "y",
+                   hovertext: str | None = None) -> go.Figure:
     """A horizontal (``y=``) or vertical (``x=``) line with ``text`` sitting on it.
 
     side: "top" (label just above a horizontal line / right of a vertical one) or "bottom";
-    along: where along the line, as a fraction of the plot (0 left/bottom .. 1 right/top).
+    along: where along the line, as a fraction of the plot (0 left/bottom .. 1 right/top);
+    above 1 a horizontal line's label sits in the right margin, clear of the data (keep
+    the label short and the margin wide enough: ``margin.r``).
+    hovertext: shown on hover over the label (the longer story of a short label).
     log: whether the value's axis is log; None reads it from the figure's layout.
     xref / yref: the axes of a subplot ("x2", "y3", ...).
     """
@@ -101,16 +105,62 @@ def reference_line(fig: go.Figure, text: str, *, y: float | None = None, x: floa
     if y is not None:
         log = _is_log(fig, "y", yref) if log is None else log
         fig.add_shape(type="line", xref=paper_x, x0=0, x1=1, yref=yref, y0=y, y1=y, line=line)
-        fig.add_annotation(text=text, xref=paper_x, x=along, xanchor="right" if along > 0.5 else "left",
-                           yref=yref, y=axis_coordinate(y, log), yanchor=_ANCHORS[side][0],
-                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)")
+        outside = along > 1
+        fig.add_annotation(text=text, xref=paper_x, x=1 if outside else along,
+                           xanchor="right" if 0.5 < along <= 1 else "left", xshift=4 if outside else 0,
+                           yref=yref, y=axis_coordinate(y, log),
+                           yanchor="middle" if outside else _ANCHORS[side][0], align="left",
+                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)",
+                           hovertext=hovertext)
     else:
         log = _is_log(fig, "x", xref) if log is None else log
         fig.add_shape(type="line", yref=paper_y, y0=0, y1=1, xref=xref, x0=x, x1=x, line=line)
         fig.add_annotation(text=text, yref=paper_y, y=along, yanchor="top" if along > 0.5 else "bottom",
                            xref=xref, x=axis_coordinate(x, log),
                            xanchor="left" if side == "top" else "right", textangle=-90,
-                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)")
+                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)",
+                           hovertext=hovertext)
+    return fig
+
+
+def _tick_text(value: float) -> str:
+    """A tick label that reads as the whole number it is: 0.002, 0.5, 20, 5000, 20k."""
+    if value >= 1e4:
+        return f"{value / 1e3:g}k"
+    return np.format_float_positional(value, trim="-") if value < 1 else f"{value:g}"
+
+
+def log_ticks(values, *, steps_within: float = 2.5) -> dict:
+    """tickvals / ticktext for a log axis over ``values`` (non-positive and NaN skipped),
+    each tick labelled with its full number: 1-2-5 per decade when the values span at most
+    ``steps_within`` decades, else one tick per decade (1, 10, 100). Plotly's own log
+    ticks label the steps within a decade with a bare "2" and "5", which read as 2 and 5.
+
+        fig.update_yaxes(type="log", **log_ticks(frame["time_ms"]))
+    """
+    v = np.asarray([x for x in np.asarray(values, dtype=float).ravel() if np.isfinite(x) and x > 0])
+    if not v.size:
+        return {}
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    mantissas = (1, 2, 5) if math.log10(v.max() / v.min()) <= steps_within else (1,)
+    ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in mantissas]
+    step = 2.5 if len(mantissas) > 1 else 10.0  # the widest gap between two ticks
+    ticks = [float(f"{t:.6g}") for t in ticks if v.min() / step <= t <= v.max() * step]
+    return dict(tickmode="array", tickvals=ticks, ticktext=[_tick_text(t) for t in ticks])
+
+
+def legend_below(fig: go.Figure, plot_height: int, *, top: int = 50, axis_px: int = 62,
+                 row_px: int = 20, left: int = 60, right: int = 20) -> go.Figure:
+    """One legend entry a row below the plot, under the x-axis ticks and title
+    (``axis_px`` of them), the figure made tall enough that the plot keeps
+    ``plot_height`` px and no entry is cut: the bottom margin grows with the entries (an
+    entry of two lines, "<br>", counts twice). Keep each entry narrower than the figure."""
+    rows = sum(1 + t.name.count("<br>") for t in fig.data if t.showlegend is not False and t.name)
+    legend_px = rows * row_px + 8
+    fig.update_layout(height=top + plot_height + axis_px + legend_px,
+                      margin=dict(l=left, r=right, t=top, b=axis_px + legend_px),
+                      legend=dict(orientation="v", x=0, xanchor="left", y=-axis_px / plot_height,
+                                  yanchor="top", yref="paper", tracegroupgap=0, font=dict(size=11)))
     return fig
 
 
