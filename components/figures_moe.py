@@ -10,8 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from components.figures_common import MUTED, add_points, empty_figure, reference_line
-from engine.bench.measurement import ratio_noisy
+from components.figures_common import (MUTED, add_points, empty_figure, legend_below, log_ticks,
+                                       reference_line)
+from engine.bench.measurement import NOISY_LABEL, ratio_noisy
 from engine.runtime.cache import pure_cache
 
 COLORS = {"dense_1x": "#7a8599", "dense_active": "#2f6fdb", "dense_total": "#b7791f",
@@ -158,6 +159,58 @@ def _batch_axis(fig: go.Figure, batches) -> None:
                      ticktext=[f"{t // 1024}k" if t >= 1024 and t % 1024 == 0 else str(t) for t in ticks])
 
 
+SOURCE_DASH = ("solid", "dash")  # this run, the committed reference
+PLOT_HEIGHT = 330  # px of the sweep figures' plot area; their legends go below it
+RIGHT_MARGIN = 96  # room for the "ideal: k" labels right of the ratio plot
+
+
+def _wrap(text: str, width: int = 64) -> str:
+    """``text`` broken at ", " into lines of about ``width`` characters (a legend entry
+    that fits half the page)."""
+    lines, line = [], ""
+    for part in text.split(", "):
+        if line and len(line) + len(part) + 2 > width:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = f"{line}, {part}" if line else part
+    return "<br>".join(lines + [line])
+
+
+def _sweep_lines(fig: go.Figure, df: pd.DataFrame, local_label: str, y: str, unit: str,
+                 skip=(), noisy=None) -> None:
+    """One line per (run, variant): colour says the variant, the line style the run (solid:
+    this run, dashed: the reference). The legend names each variant once (clicking it
+    shows or hides the variant in both runs) and each run once, with its device, dtype,
+    shape and date; the hover repeats both for every point."""
+    sources = list(dict.fromkeys(df["source"]))
+    shown = set()
+    for (source, variant), part in df.groupby(["source", "variant"], sort=False):
+        if variant in skip:
+            continue
+        name = LABELS.get(variant, variant)
+        dash = SOURCE_DASH[0] if source == local_label else SOURCE_DASH[1]
+        add_points(fig, part["batch"], part[y], name=name, color=COLORS.get(variant, MUTED), size=7, dash=dash,
+                   legendgroup=variant, showlegend=variant not in shown,
+                   noisy=noisy(part) if noisy else part["noisy"] if "noisy" in part else None,
+                   hovertemplate=f"{name}<br>{source}<br>batch %{{x}} tokens: %{{y:.3g}} {unit}<extra></extra>")
+        shown.add(variant)
+    for source in sources:  # the runs' own entries: which line style is whose
+        local = source == local_label
+        fig.add_trace(go.Scatter(
+            x=[None], y=[None], mode="lines", hoverinfo="skip",
+            name=_wrap(source if local else f"{source} (committed reference)"),
+            line=dict(color=MUTED, dash=SOURCE_DASH[0] if local else SOURCE_DASH[1]), legendrank=1002))
+    for trace in fig.data:  # the noisy marker's entry after the variants, before the runs
+        if trace.name == NOISY_LABEL:
+            trace.legendrank = 1001
+
+
+def _sweep_layout(fig: go.Figure, right: int = 20) -> go.Figure:
+    _base(fig, 500)
+    return legend_below(fig, PLOT_HEIGHT, top=30, right=right)
+
+
 def sweep_time(local: list[dict], reference: list[dict] | None = None,
                ref_label: str = "reference", local_label: str = "this run") -> go.Figure:
     """Time per forward vs batch (log-log), local solid, reference dashed; noisy rows
@@ -169,20 +222,17 @@ def sweep_time(local: list[dict], reference: list[dict] | None = None,
     if df is None:
         return empty_figure("Run the sweep (or commit a GPU reference CSV) to see timings.")
     fig = go.Figure()
-    for (source, variant), part in df.groupby(["source", "variant"], sort=False):
-        add_points(fig, part["batch"], part["time_ms"], name=f"{LABELS.get(variant, variant)} [{source}]",
-                   color=COLORS.get(variant, MUTED), noisy=part["noisy"] if "noisy" in part else None,
-                   size=7, dash="solid" if source == local_label else "dash")
+    _sweep_lines(fig, df, local_label, "time_ms", "ms")
     _batch_axis(fig, df["batch"])
-    fig.update_yaxes(title="time per forward (ms)", type="log")
-    return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
+    fig.update_yaxes(title="time per forward (ms)", type="log", **log_ticks(df["time_ms"]))
+    return _sweep_layout(fig)
 
 
 def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
                 ref_label: str = "reference", local_label: str = "this run", k: int = 2) -> go.Figure:
     """Time relative to one dense FFN of width h, per batch; ideal for the MoE is k (one line
-    per top-k of the runs drawn; ``k`` when the rows carry none). A ratio
-    is drawn noisy when its row or the dense FFN's row at that batch is noisy."""
+    per top-k of the runs drawn; ``k`` when the rows carry none), labelled right of the
+    plot. A ratio is drawn noisy when its row or the dense FFN's row at that batch is noisy."""
     frames = [_sweep_frame(local, local_label)]
     if reference:
         frames.append(_sweep_frame(reference, ref_label))
@@ -192,22 +242,23 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
     df = pd.concat(frames)
     fig = go.Figure()
     base = df[df["variant"] == "dense_1x"].to_dict("records")
-    for (source, variant), part in df.groupby(["source", "variant"], sort=False):
-        if variant == "dense_1x":
-            continue
-        add_points(fig, part["batch"], part["ratio_vs_dense_1x"], name=f"{LABELS.get(variant, variant)} [{source}]",
-                   color=COLORS.get(variant, MUTED), size=7, dash="solid" if source == local_label else "dash",
-                   noisy=ratio_noisy(part.to_dict("records"), base, on=("source", "batch")))
+    _sweep_lines(fig, df, local_label, "ratio_vs_dense_1x", "x one dense FFN", skip=("dense_1x",),
+                 noisy=lambda part: ratio_noisy(part.to_dict("records"), base, on=("source", "batch")))
     _batch_axis(fig, df["batch"])
-    fig.update_yaxes(title="time / time of one dense FFN (x)", type="log")
-    # one ideal line per top-k among the runs drawn (on the log axis add_hline's label
-    # would sit at 10**k, not at k)
-    ks = sorted({int(v) for v in df["k"].dropna()}) if "k" in df else [k]
-    for i, kk in enumerate(ks or [k]):
-        who = "" if len(ks) < 2 else " (" + ", ".join(sorted(set(df.loc[df["k"] == kk, "source"]))) + ")"
-        reference_line(fig, f"ideal MoE = k = {kk}{who}", y=float(kk), color="#1d2330", dash="dot",
-                       along=0.01 + 0.3 * i)
-    return _base(fig, 500, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)))
+    ks = sorted({int(v) for v in df["k"].dropna()}) if "k" in df else []
+    ks = ks or [k]
+    ratios = df.loc[df["variant"] != "dense_1x", "ratio_vs_dense_1x"]
+    fig.update_yaxes(title="time / one dense FFN's (x)", type="log",
+                     **log_ticks(list(pd.to_numeric(ratios, errors="coerce")) + ks))
+    # one ideal line per top-k among the runs drawn, labelled in the right margin, clear of
+    # the lines (on the log axis add_hline's label would sit at 10**k, not at k)
+    for kk in ks:
+        runs = sorted(set(df.loc[df["k"] == kk, "source"])) if "k" in df else sorted(set(df["source"]))
+        who = "" if len(ks) < 2 else "<br>(" + ", ".join(
+            "this run" if r == local_label else "reference" for r in runs) + ")"
+        reference_line(fig, f"ideal: k = {kk}{who}", y=float(kk), color="#1d2330", dash="dot", along=1.01,
+                       hovertext=f"ideal MoE = k = {kk}: the cost of k dense FFNs ({'; '.join(runs) or 'top-k'})")
+    return _sweep_layout(fig, right=RIGHT_MARGIN)
 
 
 def params_bars(rows: list[dict]) -> go.Figure:

@@ -99,3 +99,24 @@ def test_tables_fit_at_1280_and_every_download_gives_rows(app_server, page):
     frame = download_csv(page, "#moe-train-job-csv")
     assert (frame["device"] == "cpu").all() and frame["device_name"].str.startswith("CPU").all()
     wait_for_text(page, "#moe-train-summary", "trained on CPU")
+
+
+def test_sweep_figures_legends_and_titles_fit_and_do_not_overlap(app_server, page):
+    """The committed reference is drawn on load: every legend entry, axis title and tick of
+    both sweep figures is whole and clear of the others; the ideal-k label sits right of the
+    plot, off the data; log ticks read as whole numbers (no bare "2" / "5" inside a decade)."""
+    from engine.moe import timing
+    from tests.browser.figure_layout import assert_figure_fits
+
+    if not timing.load_reference_sweep():
+        pytest.skip("no committed MoE reference to draw")
+    page.goto(app_server + "/moe")
+    page.wait_for_selector("#moe-sweep-ratio g.legend")
+    for sel in ("#moe-sweep-time", "#moe-sweep-ratio"):
+        boxes = assert_figure_fits(page, sel, min_legend=5)
+        assert any("committed reference" in name for name, _ in boxes["legend"])
+        ys = [float(t.replace("k", "e3")) for t, b in boxes["ticks"] if b[0] < boxes["plot"][0][0]]
+        assert len(ys) >= 3 and all(b > a for a, b in zip(ys, ys[1:])), ys  # increasing: no repeated "2"
+    boxes = assert_figure_fits(page, "#moe-sweep-ratio")
+    ideal = [b for text, b in boxes["notes"] if text.startswith("ideal")]
+    assert ideal and all(b[0] >= boxes["plot"][0][2] for b in ideal), (ideal, boxes["plot"])

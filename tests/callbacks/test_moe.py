@@ -154,8 +154,8 @@ def test_draw_sweep_shows_a_committed_reference(results_dir):
                   for b in (1, 16384) for v, t in (("dense_1x", 1.0), ("moe_grouped", 2.2))]
                  ).to_csv(tmp_path / "moe" / "moe_timing.csv", index=False)
     time_fig, ratio_fig, text, note = page.draw_sweep([])
-    # the "ideal MoE = k" label sits on its line at k = 2 on the log axis (log10 units), not at 10**2
-    label = next(a for a in ratio_fig.layout.annotations if a.text.startswith("ideal MoE"))
+    # the "ideal: k" label sits at its line's height k = 2 on the log axis (log10 units), not at 10**2
+    label = next(a for a in ratio_fig.layout.annotations if a.text.startswith("ideal: k = 2"))
     assert ratio_fig.layout.yaxis.type == "log" and abs(label.y - np.log10(2)) < 1e-9
     assert "NVIDIA H100 80GB HBM3" in str(note.children)
     assert any("NVIDIA H100" in t.name for t in time_fig.data)

@@ -449,5 +449,33 @@ def test_the_ratio_figure_draws_each_runs_own_ideal_and_names_the_local_run():
     here = f"this run ({timing.run_label(local)})"
     assert here == "this run (CPU: X, float32, d=64, E/k=8/8)"
     fig = figs.sweep_ratio(local, ref, "H100 reference", here)
-    ideals = sorted(a.text for a in fig.layout.annotations if a.text.startswith("ideal"))
-    assert ideals == ["ideal MoE = k = 2 (H100 reference)", f"ideal MoE = k = 8 ({here})"]
+    ideals = sorted((a for a in fig.layout.annotations if a.text.startswith("ideal")), key=lambda a: a.text)
+    # short labels right of the plot (x = 1 on the plot's domain, anchored left: off the data),
+    # the run each belongs to in full on hover
+    assert [a.text for a in ideals] == ["ideal: k = 2<br>(reference)", "ideal: k = 8<br>(this run)"]
+    assert all(a.x == 1 and a.xanchor == "left" for a in ideals)
+    assert "H100 reference" in ideals[0].hovertext and here in ideals[1].hovertext
+    assert fig.layout.margin.r >= 90  # room for the labels
+
+
+def test_sweep_legend_names_each_variant_once_and_each_run_with_its_device():
+    from components import figures_moe as figs
+
+    def run(device, dtype):
+        return [{"variant": v, "batch": b, "time_ms": t * b, "ratio_vs_dense_1x": t, "k": 2, "experts": 8,
+                 "d_model": 64, "dtype": dtype, "device": device, "status": "ok", "noisy": "False"}
+                for b in (1, 4) for v, t in (("dense_1x", 1.0), ("moe_grouped", 3.0), ("moe_loop", 4.0))]
+    local, ref = run("CPU: X", "float32"), run("NVIDIA H100", "bfloat16")
+    here = f"this run ({timing.run_label(local)})"
+    ref_label = timing.run_label(ref) + ", 2026-11-22"
+    fig = figs.sweep_time(local, ref, ref_label, here)
+    legend = [t.name.replace("<br>", " ") for t in fig.data if t.showlegend is not False]  # long ones wrap
+    assert legend == [figs.LABELS[v] for v in ("dense_1x", "moe_grouped", "moe_loop")] + [
+        here, ref_label + " (committed reference)"]
+    dashes = {(t.legendgroup, t.line.dash) for t in fig.data if t.legendgroup in figs.LABELS}
+    assert dashes == {(v, d) for v in ("dense_1x", "moe_grouped", "moe_loop") for d in ("solid", "dash")}
+    assert all(ref_label in t.hovertemplate for t in fig.data if t.line.dash == "dash" and t.hovertemplate)
+    # the legend sits below the plot in a bottom margin that grows with its entries: none is cut
+    assert fig.layout.legend.orientation == "v" and fig.layout.legend.y < 0
+    assert fig.layout.margin.b >= 62 + 20 * len(legend)
+    assert fig.layout.height - fig.layout.margin.t - fig.layout.margin.b == figs.PLOT_HEIGHT
