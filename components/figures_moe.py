@@ -184,17 +184,22 @@ def _sweep_lines(fig: go.Figure, df: pd.DataFrame, local_label: str, y: str, uni
     shows or hides the variant in both runs) and each run once, with its device, dtype,
     shape and date; the hover repeats both for every point."""
     sources = list(dict.fromkeys(df["source"]))
-    shown = set()
+    variants = []
     for (source, variant), part in df.groupby(["source", "variant"], sort=False):
         if variant in skip:
             continue
         name = LABELS.get(variant, variant)
         dash = SOURCE_DASH[0] if source == local_label else SOURCE_DASH[1]
         add_points(fig, part["batch"], part[y], name=name, color=COLORS.get(variant, MUTED), size=7, dash=dash,
-                   legendgroup=variant, showlegend=variant not in shown,
+                   legendgroup=variant, showlegend=False,
                    noisy=noisy(part) if noisy else part["noisy"] if "noisy" in part else None,
                    hovertemplate=f"{name}<br>{source}<br>batch %{{x}} tokens: %{{y:.3g}} {unit}<extra></extra>")
-        shown.add(variant)
+        variants += [variant] * (variant not in variants)
+    for variant in variants:  # the variant's entry: its colour, filled (a hollow point means noisy)
+        color = COLORS.get(variant, MUTED)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=LABELS.get(variant, variant),
+                                 legendgroup=variant, hoverinfo="skip", line=dict(color=color),
+                                 marker=dict(color=color, size=7)))
     for source in sources:  # the runs' own entries: which line style is whose
         local = source == local_label
         fig.add_trace(go.Scatter(
@@ -248,7 +253,7 @@ def sweep_ratio(local: list[dict], reference: list[dict] | None = None,
     ks = sorted({int(v) for v in df["k"].dropna()}) if "k" in df else []
     ks = ks or [k]
     ratios = df.loc[df["variant"] != "dense_1x", "ratio_vs_dense_1x"]
-    fig.update_yaxes(title="time / one dense FFN's (x)", type="log",
+    fig.update_yaxes(title="time / one dense FFN's time (x)", type="log",
                      **log_ticks(list(pd.to_numeric(ratios, errors="coerce")) + ks))
     # one ideal line per top-k among the runs drawn, labelled in the right margin, clear of
     # the lines (on the log axis add_hline's label would sit at 10**k, not at k)

@@ -472,9 +472,13 @@ def test_sweep_legend_names_each_variant_once_and_each_run_with_its_device():
     legend = [t.name.replace("<br>", " ") for t in fig.data if t.showlegend is not False]  # long ones wrap
     assert legend == [figs.LABELS[v] for v in ("dense_1x", "moe_grouped", "moe_loop")] + [
         here, ref_label + " (committed reference)"]
-    dashes = {(t.legendgroup, t.line.dash) for t in fig.data if t.legendgroup in figs.LABELS}
+    drawn = [t for t in fig.data if t.legendgroup in figs.LABELS and t.showlegend is False]
+    dashes = {(t.legendgroup, t.line.dash) for t in drawn}
     assert dashes == {(v, d) for v in ("dense_1x", "moe_grouped", "moe_loop") for d in ("solid", "dash")}
-    assert all(ref_label in t.hovertemplate for t in fig.data if t.line.dash == "dash" and t.hovertemplate)
+    assert all(ref_label in t.hovertemplate for t in drawn if t.line.dash == "dash")
+    # a variant's own entry is filled in its colour (a hollow point means noisy)
+    entry = next(t for t in fig.data if t.name == figs.LABELS["moe_grouped"] and t.showlegend is not False)
+    assert entry.marker.color == figs.COLORS["moe_grouped"] and entry.legendgroup == "moe_grouped"
     # the legend sits below the plot in a bottom margin that grows with its entries: none is cut
     assert fig.layout.legend.orientation == "v" and fig.layout.legend.y < 0
     assert fig.layout.margin.b >= 62 + 20 * len(legend)
