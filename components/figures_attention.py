@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.figures_common import add_points, reference_line
-
-from components.figures_common import empty_figure
+from components.figures_common import add_points, empty_figure, legend_below, log_ticks, reference_line
 from engine.attention.views import BASELINE_IMPLS, BASELINES
 from engine.bench.measurement import ratio_noisy
 
@@ -143,15 +141,19 @@ def crossover_figure(rows, title: str | None = None, baseline: str = "causal") -
                                          mode="lines", name=f"{mask} · theory (blocks)", opacity=0.5,
                                          line=dict(color=color, dash="dash", width=1)))
         fig.update_xaxes(type="log", dtick=math.log10(2), tickformat="d")
-        fig.update_yaxes(type="log")
+        shown = [frame[speed_col]] + ([pd.to_numeric(frame[theory_col], errors="coerce")]
+                                      if theory_col in frame else [])
+        fig.update_yaxes(type="log", **log_ticks(pd.concat(shown).tolist() + [1.0]))
         reference_line(fig, f"as fast as {base_text}", y=1.0, color="#868e96", dash="solid", along=0.01)
     fig.update_xaxes(title="sequence length S (tokens)")
     fig.update_yaxes(title=f"speedup vs {base_name} (x)")
-    fig.update_layout(legend=dict(font=dict(size=11), orientation="h", x=0, y=-0.22,
-                                  yanchor="top"))
     fig = _base(fig, title or f"Speedup over {base_text} attention ({base_name})", height=560)
-    fig.update_layout(margin=dict(l=60, r=20, t=50, b=40))
-    return fig
+    # one entry a row under the axis title: the legend never runs into it, nor is it cut
+    return legend_below(fig, CROSSOVER_PLOT_HEIGHT) if not frame.empty and speed_col in frame else fig
+
+
+CROSSOVER_PLOT_HEIGHT = 380  # px of the speedup plot; its legend goes below it
+BREAKDOWN_LABEL_PX = 6.4  # about one character of a 12 px tick label, for the bottom margin
 
 
 def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
@@ -163,15 +165,24 @@ def time_breakdown_figure(rows, title: str | None = None) -> go.Figure:
         return _base(empty_figure("no measured rows yet"), title or "Where the time goes", height=560)
     s = int(frame["seq_len"].max())
     sub = frame[frame["seq_len"] == s]
-    labels = [f"{m} · {i}" for m, i in zip(sub["mask"], sub["impl"])]
+    # the tick says the mask's kind and the implementation; its parameters are in the hover
+    ticks = [f"{str(m).split('(')[0]} · {i}" for m, i in zip(sub["mask"], sub["impl"])]
+    full = [f"{m} · {i}" for m, i in zip(sub["mask"], sub["impl"])]
+    values = []
     for name, col, scale, color in (("mask build", "mask_build_ms", 1.0, "#adb5bd"),
                                     ("compile", "compile_s", 1e3, "#e67700"),
                                     ("kernel (median)", "kernel_ms", 1.0, BLUE)):
-        fig.add_trace(go.Bar(x=labels, y=sub[col] * scale, name=name, marker_color=color))
+        y = pd.to_numeric(sub[col], errors="coerce") * scale
+        values += y.tolist()
+        fig.add_trace(go.Bar(x=full, y=y, name=name, marker_color=color,
+                             hovertemplate=f"%{{x}}<br>{name}: %{{y:.3g}} ms<extra></extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(type="log", title="time (ms)")
-    fig.update_xaxes(title="mask · implementation", tickangle=-30, automargin=True)
+    fig.update_yaxes(type="log", title="time (ms)", **log_ticks(values))
+    # rotated ticks take about (longest label) x sin(45 deg); the axis title goes below them
+    tick_px = int(max(map(len, ticks)) * BREAKDOWN_LABEL_PX * 0.71) + 16
+    fig.update_xaxes(title=dict(text="mask · implementation", standoff=12), tickangle=-45,
+                     tickvals=full, ticktext=ticks, automargin=False)
     fig = _base(fig, title or f"Where the time goes at S = {s} (ms, log scale)", height=560)
     fig.update_layout(legend=dict(orientation="h", x=0, y=1.01, yanchor="bottom"),
-                      margin=dict(l=60, r=20, t=80, b=50))
+                      margin=dict(l=60, r=20, t=80, b=tick_px + 40))
     return fig

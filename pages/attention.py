@@ -310,8 +310,28 @@ def crossover_text(rows, baseline="causal") -> html.Div | None:
     return message(*verdict) if verdict else None
 
 
+STATUS_WIDTH = "150px"  # the status column: one line, the full text on hover and under the table
+MASK_WIDTH = "210px"  # the mask column: wide enough for "sliding_window(w=256)" on one line
+
+
 def sweep_table(rows, table_id: str = ID.sweep_rows):
-    return compact_table(table_id, rows, SWEEP_COLUMNS) if rows else None
+    """The sweep's rows, one line each at 1280 px: a long status ("unavailable: ...") is cut
+    to one line (whole on hover) and said once, in full, under the table."""
+    if not rows:
+        return None
+    table = compact_table(table_id, rows, SWEEP_COLUMNS)
+    table.style_cell_conditional = [*table.style_cell_conditional,
+                                    {"if": {"column_id": "status"}, "maxWidth": STATUS_WIDTH},
+                                    {"if": {"column_id": "mask"}, "minWidth": MASK_WIDTH, "maxWidth": MASK_WIDTH}]
+    table.style_data_conditional = [{"if": {"column_id": c}, "whiteSpace": "nowrap", "overflow": "hidden",
+                                     "textOverflow": "ellipsis"} for c in ("status", "impl.")]
+    statuses = [str(r.get("status", "")) for r in rows]
+    why = [html.Li(f"{text} ({statuses.count(text)} row{'s' * (statuses.count(text) > 1)})")
+           for text in dict.fromkeys(statuses) if text != "ok" and len(text) > 20]
+    if not why:
+        return table
+    return html.Div([table, html.Div(["Status, in full:", html.Ul(why)], className="section-note",
+                                     id=f"{table_id}-status")])
 
 
 @pure_callback(Output(ID.crossover, "figure"), Output(ID.breakdown, "figure"), Output(ID.sweep_table, "children"),

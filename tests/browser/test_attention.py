@@ -98,3 +98,25 @@ def _has_reference() -> bool:
     from engine.bench.reference import references
 
     return bool(references("attention"))
+
+
+def test_reference_figures_legends_and_titles_fit_and_do_not_overlap(app_server, page):
+    """The committed reference run's speedup figure: its legend (one entry a row, below the
+    axis title) and titles are whole and clear of each other; the time breakdown's rotated
+    mask labels stay clear of its axis title; log ticks read as whole numbers."""
+    from tests.browser.figure_layout import assert_figure_fits, figure_boxes
+
+    if not _has_reference():
+        pytest.skip("no committed attention reference to draw")
+    page.goto(app_server + "/attention")
+    page.wait_for_selector("#attention-ref-plot g.legend")
+    boxes = assert_figure_fits(page, "#attention-ref-plot", min_legend=3)
+    ys = [float(t) for t, b in boxes["ticks"] if b[0] < boxes["plot"][0][0]]
+    assert len(ys) >= 3 and all(b > a for a, b in zip(ys, ys[1:])), ys
+    page.wait_for_selector("#attention-ref-breakdown g.xtick")
+    bars = figure_boxes(page, "#attention-ref-breakdown")
+    title = next(b for t, b in bars["titles"] if t.startswith("mask"))
+    for text, b in bars["ticks"]:
+        assert not any(b[0] < title[2] and title[0] < b[2] and b[1] < title[3] and title[1] < b[3]
+                       for _ in [0]), f"tick {text!r} {b} runs into the axis title {title}"
+    assert all(b[3] <= bars["figure"][3] for _, b in bars["ticks"])

@@ -203,3 +203,41 @@ def test_noisy_points_are_hollow_and_the_reference_label_sits_on_its_line():
     assert any(t.name == NOISY_LABEL for t in fig.data)
     label = next(a for a in fig.layout.annotations if a.text.startswith("as fast as"))
     assert fig.layout.yaxis.type == "log" and label.y == 0.0  # log10(1): on the line, not at 10
+
+
+def test_the_sweep_table_keeps_a_long_status_to_one_line_and_says_it_once_below():
+    reason = ("unavailable: on CPU, FlexAttention without torch.compile is an unfused reference that "
+              "materialises every score")
+    rows = [{"seq_len": s, "mask": "sliding_window(w=256)", "impl": impl, "status": st, "kernel_ms": k}
+            for s in (256, 512) for impl, st, k in (("sdpa-masked", "ok", 1.0), ("flex", reason, None))]
+    out = attention.sweep_table(rows)
+    table, note = out.children
+    assert table.id == attention.ID.sweep_rows
+    one_line = {s["if"]["column_id"] for s in table.style_data_conditional if s.get("whiteSpace") == "nowrap"}
+    assert "status" in one_line
+    widths = {s["if"]["column_id"]: s for s in table.style_cell_conditional if "minWidth" in s}
+    assert widths["mask"]["minWidth"] == attention.MASK_WIDTH
+    assert str(note).count(reason) == 1 and "(2 rows)" in str(note)
+    # the cell's whole text is still on hover
+    assert any(cell.get("status", {}).get("value") == reason for cell in table.tooltip_data)
+    # all ok: just the table
+    assert attention.sweep_table([dict(r, status="ok") for r in rows]).id == attention.ID.sweep_rows
+
+
+def test_figures_legend_below_the_axis_title_and_short_bar_labels():
+    from components import figures_attention as figs
+
+    rows = [{"impl": impl, "status": "ok", "mask": m, "seq_len": s, "speedup_vs_causal": sp,
+             "block_theory_vs_causal": 2.0, "kernel_ms": 1.0, "mask_build_ms": 0.5, "compile_s": 2.0}
+            for s in (512, 1024) for impl, m, sp in (("sdpa-causal", "causal", 1.0),
+                                                      ("flex", "bigbird(w=256, g=16, r=2, seed=0, block=128)", 0.8),
+                                                      ("sdpa-masked", "bigbird(w=256, g=16, r=2, seed=0, block=128)", 0.5))]
+    fig = figs.crossover_figure(rows)
+    entries = [t for t in fig.data if t.showlegend is not False and t.name]
+    assert fig.layout.legend.orientation == "v" and fig.layout.legend.y < 0
+    assert fig.layout.margin.b >= 62 + 20 * len(entries)
+    assert "2" not in fig.layout.yaxis.ticktext[1:] or fig.layout.yaxis.ticktext.count("2") == 1
+    bars = figs.time_breakdown_figure(rows)
+    assert list(bars.layout.xaxis.ticktext) == ["causal · sdpa-causal", "bigbird · flex", "bigbird · sdpa-masked"]
+    assert bars.layout.xaxis.tickvals[1] == "bigbird(w=256, g=16, r=2, seed=0, block=128) · flex"  # hover: in full
+    assert bars.layout.margin.b > 0.71 * 6.4 * len("bigbird · sdpa-masked")
