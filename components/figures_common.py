@@ -107,9 +107,9 @@ def reference_line(fig: go.Figure, text: str, *, y: float | None = None, x: floa
         fig.add_shape(type="line", xref=paper_x, x0=0, x1=1, yref=yref, y0=y, y1=y, line=line)
         outside = along > 1
         fig.add_annotation(text=text, xref=paper_x, x=1 if outside else along,
-                           xanchor="right" if 0.5 < along <= 1 else "left", xshift=4 if outside else 0,
+                           xanchor="right" if 0.5 < along <= 1 else "left", xshift=4 if outside else None,
                            yref=yref, y=axis_coordinate(y, log),
-                           yanchor="middle" if outside else _ANCHORS[side][0], align="left",
+                           yanchor="middle" if outside else _ANCHORS[side][0], align="left" if outside else None,
                            showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.7)",
                            hovertext=hovertext)
     else:
