@@ -184,12 +184,9 @@ def add_points(fig: go.Figure, x: Sequence, y: Sequence, *, name: str, color: st
     Extra keyword arguments go to go.Scatter (hovertemplate, customdata, xaxis, ...).
     """
     flags = noisy_mask(noisy, len(x))
-    symbols = [f"{symbol}-open" if f and not symbol.endswith("-open") else symbol for f in flags]
-    colors = [NOISY_COLOR if f else color for f in flags]
     fig.add_trace(go.Scatter(x=list(x), y=list(y), mode=mode, name=name, legendgroup=legendgroup or name,
                              line=dict(color=color, dash=dash),
-                             marker=dict(symbol=symbols, color=colors, size=size,
-                                         line=dict(color=colors, width=1.5)), **trace))
+                             marker=point_marker(flags, color, symbol, size), **trace))
     if flags.any():
         add_noisy_legend(fig)
     return fig
@@ -199,10 +196,25 @@ def add_noisy_legend(fig: go.Figure) -> go.Figure:
     """The legend entry for noisy points, once per figure (an invisible point)."""
     if any(getattr(t, "name", None) == NOISY_LABEL for t in fig.data):
         return fig
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=NOISY_LABEL, hoverinfo="skip",
-                             marker=dict(symbol="circle-open", color=NOISY_COLOR, size=9,
-                                         line=dict(color=NOISY_COLOR, width=1.5))))
+    fig.add_trace(go.Scatter(**{k: v for k, v in noisy_legend_trace().items() if k != "type"}))
     return fig
+
+
+def point_marker(flags, color: str, symbol: str = "circle", size: int = 8) -> dict:
+    """The marker of a series whose points ``flags`` (booleans, one per point) marks noisy:
+    those hollow and grey, the others ``symbol`` in ``color``. For figures built as plain
+    dicts (add_points uses it too)."""
+    symbols = [f"{symbol}-open" if f and not symbol.endswith("-open") else symbol for f in flags]
+    colors = [NOISY_COLOR if f else color for f in flags]
+    return dict(symbol=symbols, color=colors, size=size, line=dict(color=colors, width=1.5))
+
+
+def noisy_legend_trace(**extra) -> dict:
+    """The NOISY_LABEL legend entry as a plain trace dict (an invisible point), for figures
+    built as dicts; add_noisy_legend adds it to a go.Figure."""
+    return dict(type="scatter", x=[None], y=[None], mode="markers", name=NOISY_LABEL, hoverinfo="skip",
+                marker=dict(symbol="circle-open", color=NOISY_COLOR, size=9,
+                            line=dict(color=NOISY_COLOR, width=1.5)), **extra)
 
 
 def subplot_grid(rows: int, cols: int, titles: Sequence[str], **spacing) -> dict:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 from plotly.subplots import make_subplots
 
-from components.figures_common import empty_figure
+from components.figures_common import empty_figure, noisy_legend_trace, point_marker
 
 COLORS = {"native": "#2f6fdb", "tied": "#e8590c", "free": "#2b8a3e"}
 DASHES = {"native": "solid", "tied": "dash", "free": "dot"}
@@ -41,10 +41,24 @@ def _grid_layout(titles: tuple[str, ...]) -> str:
     return json.dumps(fig.to_dict()["layout"])
 
 
-def curves_figure(rows: list[dict]):
+def _noisy_seeds(summary: list[dict] | None) -> dict[tuple[str, str], tuple[int, int]]:
+    """(task, variant) -> (seeds whose epoch times are noisy, seeds), from engine.layers.paper.summarise."""
+    out = {}
+    for rec in summary or []:
+        for key, value in rec.items():
+            if key.endswith("_noisy_seeds"):
+                v = key.removesuffix("_noisy_seeds")
+                out[(rec["task"], v)] = (int(value), int(rec.get(f"{v}_seeds", 0)))
+    return out
+
+
+def curves_figure(rows: list[dict], summary: list[dict] | None = None):
     """Per task: training / test loss, test metric and seconds per epoch, against epoch.
 
     With several seeds each curve is the mean over seeds, with ± one standard deviation bars.
+    ``summary`` (engine.layers.paper.summarise(rows)) says whose epoch times are noisy: a
+    model's time-per-epoch points are drawn hollow and grey (the lab's noisy style, one
+    legend entry) when its epoch times were noisy in any seed.
     Returned as a plain figure dict (data, layout): it is redrawn on every streamed row, and
     plotly's object validation would cost more than the job's progress interval."""
     frame = pd.DataFrame(rows or [])
@@ -56,7 +70,8 @@ def curves_figure(rows: list[dict]):
         name = frame.loc[frame["task"] == t, "metric_name"].iloc[0]
         titles += [f"{t}: loss (solid train, faint test)", f"{t}: {name}", f"{t}: time per epoch"]
     layout = json.loads(_grid_layout(tuple(titles)))
-    data, shown = [], set()
+    data, shown, noisy = [], set(), _noisy_seeds(summary)
+    any_noisy = False
     for r, task in enumerate(tasks):
         sub = frame[frame["task"] == task]
         for variant, g in sub.groupby("variant", sort=False):
@@ -79,6 +94,14 @@ def curves_figure(rows: list[dict]):
                                            f"%{{customdata}} seeds) epoch %{{x}}<extra></extra>", **kw)
                 if many:
                     trace["error_y"] = dict(type="data", array=g[f"{column}_sd"].to_numpy(), thickness=1)
+                if column == "epoch_s":
+                    bad, seeds = noisy.get((task, variant), (0, 0))
+                    if bad:
+                        any_noisy = True
+                        trace["marker"] = point_marker([True] * len(g), style["color"])
+                        trace["hovertemplate"] = (f"{variant} epoch s %{{y:.4g}} s (mean of %{{customdata}} seeds) "
+                                                  f"epoch %{{x}}<br>noisy: epoch times noisy in {bad} of {seeds} "
+                                                  f"seeds<extra></extra>")
                 data.append(trace)
         name = sub["metric_name"].iloc[0]
         for col, title in ((1, LOSS_TITLES.get(task, "loss")), (2, METRIC_TITLES.get(name, name)),
@@ -88,5 +111,7 @@ def curves_figure(rows: list[dict]):
             layout[f"yaxis{suffix}"] = {**layout.get(f"yaxis{suffix}", {}), "title": {"text": title},
                                         **({"rangemode": "tozero"} if col == 3 else {})}
             layout[f"xaxis{suffix}"] = {**layout.get(f"xaxis{suffix}", {}), "title": {"text": "epoch"}}
+    if any_noisy:
+        data.append(noisy_legend_trace())
     layout["template"] = "plotly_white"
     return {"data": data, "layout": layout}

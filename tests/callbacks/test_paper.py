@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 import app  # noqa: F401  (registers the pages)
+from components.figures_common import NOISY_COLOR
+from engine.bench.measurement import NOISY_LABEL
 from engine.layers import paper as pp
 from pages import paper as page
 
@@ -20,9 +22,10 @@ def _rows():
 
 def test_draw_run_gives_curves_paper_table_cost_and_verdict():
     fig, table, cols, cost, cost_cols, verdict = page.draw_run(_rows())
-    assert len(fig["data"]) == 12                                  # 3 models x 4 traces
+    # 3 models x 4 traces, and the noisy legend entry: 2 epochs are too few runs to call steady
+    assert len(fig["data"]) == 13 and fig["data"][-1]["name"] == NOISY_LABEL
     row = table[0]
-    assert (row["dataset"], row["metric"], row["seeds"]) == ("digits", "accuracy", 1)
+    assert (row["dataset"], row["metric"], row["seeds"]) == ("digits", "accuracy (%)", 1)
     assert (row["native"], row["native epoch"], row["tied"], row["free"]) == (70.0, 2, 70.0, 65.0)
     assert {c["id"] for c in cols} >= {"native", "native sd", "tied epoch"}
     assert next(c for c in cols if c["id"] == "native")["format"]["specifier"] == ".4~g"
@@ -69,3 +72,26 @@ def test_their_table_is_labelled_and_complete():
     rows = page._paper_table_rows()
     assert len(rows) == len(pp.PAPER_RESULTS) == 9
     assert rows[0]["original"] == 90.6 and rows[1]["original"] == "lost in extraction"
+
+
+def _timed_rows(times: dict) -> list[dict]:
+    """Rows of a 3-seed vision run: epoch times per variant (the same for each seed)."""
+    return [{"task": "vision", "dataset": "digits", "variant": v, "seed": sd, "epoch": e, "train_loss": 1.0 / e,
+             "test_loss": 1.1 / e, "metric_name": "accuracy", "metric": 50.0 + e, "epoch_s": t,
+             "params": 100, "max_abs_diff_vs_native": 0.0}
+            for v, ts in times.items() for sd in range(3) for e, t in enumerate(ts, start=1)]
+
+
+def test_time_per_epoch_points_are_drawn_noisy_when_the_epoch_times_are():
+    steady, jumpy = [1.0, 1.01, 0.99, 1.0, 1.02], [0.5, 3.0, 0.5, 3.0, 0.5]
+    fig = page.draw_run(_timed_rows({"native": steady, "free": jumpy}))[0]
+    time_traces = {t["name"]: t for t in fig["data"] if t.get("yaxis") == "y3"}
+    free, native = time_traces["free"], time_traces["native"]
+    assert set(free["marker"]["color"]) == {NOISY_COLOR}
+    assert all(s.endswith("-open") for s in free["marker"]["symbol"])
+    assert "noisy in 3 of 3 seeds" in free["hovertemplate"]
+    assert "marker" not in native or NOISY_COLOR not in native["marker"].get("color", [])
+    assert [t["name"] for t in fig["data"]].count(NOISY_LABEL) == 1
+    # all steady: no point drawn noisy, no noisy legend entry
+    fig = page.draw_run(_timed_rows({"native": steady, "free": [2 * t for t in steady]}))[0]
+    assert NOISY_LABEL not in [t["name"] for t in fig["data"]]
