@@ -30,7 +30,8 @@ line that also occurs in training is dropped), and the run reports how many test
 occur verbatim in training beside what a module left out of training shows by chance.
 
 Epoch times: each (task, variant, seed) is one ``Measurement`` (wall clock, one run per
-epoch, after one warm-up step); a time ratio in the verdict uses only non-noisy ones.
+epoch, after one warm-up step); a time ratio in the verdict uses only non-noisy ones, and
+only when they are most of the seeds (``enough_steady``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,16 @@ VARIANTS = ("native", "tied", "free")
 METRICS = {"vision": ("accuracy", "max"), "timeseries": ("mse", "min"), "text": ("perplexity", "min")}
 VARIANT_LABELS = {"native": "native torch layers", "tied": "sparse matrix, weight-tied",
                   "free": "sparse matrix, free entries"}
+# each task's metric with its unit, as the tables name it (one row per task or model)
+METRIC_UNITS = {"accuracy": "accuracy (%)", "mse": "MSE (standardised units²)",
+                "perplexity": "perplexity (per character)"}
+
+
+def enough_steady(steady: int, seeds: int) -> bool:
+    """Whether ``steady`` of ``seeds`` seeds with steady epoch times (both models) are enough
+    to state a time ratio: more than half of the seeds, so a ratio never rests on one steady
+    seed among noisy ones (1 of 1 is enough; 1 of 2 or 1 of 3 is not)."""
+    return steady > 0 and 2 * steady > seeds
 
 # The paper's own results table (theirs, for context). Metric values the extracted
 # text lost are None; the epochs survived. Accuracy in percent.
@@ -937,6 +948,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                           and native[sd]["time"].median_s > 0]
                 rec.update({f"{v}_time_ratio_mean": float(np.mean(steady)) if steady else float("nan"),
                             f"{v}_time_ratio_sd": _sd(steady), f"{v}_time_ratio_seeds": len(steady),
+                            f"{v}_time_ratio_enough": enough_steady(len(steady), len(vals)),
                             f"{v}_max_abs_diff_vs_native": max(r["diff"] for r in vals)})
         out.append(rec)
     return out
@@ -948,7 +960,8 @@ def paper_form(rows: list[dict], summary: list[dict] | None = None) -> list[dict
     when the caller has it already."""
     out = []
     for rec in summarise(rows) if summary is None else summary:
-        row = {"dataset": rec["dataset"], "metric": rec["metric"], "seeds": rec["seeds"]}
+        row = {"dataset": rec["dataset"], "metric": METRIC_UNITS.get(rec["metric"], rec["metric"]),
+               "seeds": rec["seeds"]}
         for v in VARIANTS:
             if f"{v}_best_mean" in rec:
                 row[v] = rec[f"{v}_best_mean"]                   # mean over seeds
@@ -960,19 +973,25 @@ def paper_form(rows: list[dict], summary: list[dict] | None = None) -> list[dict
 
 def cost_table(rows: list[dict], summary: list[dict] | None = None) -> list[dict]:
     """Per task and model: parameters, seconds per epoch (median), how steady the epoch times
-    were, the time ratio to native over the steady seeds, max |output - native|, final metric."""
+    were, the time ratio to native over the steady seeds (blank when most seeds were not
+    steady: ``enough_steady``), max |output - native|, and the final metric with its unit
+    ("metric": "accuracy (%)", "MSE (standardised units²)", ...)."""
     out = []
     for rec in summarise(rows) if summary is None else summary:
         for v in VARIANTS:
             if f"{v}_best_mean" not in rec:
                 continue
+            enough = v == "native" or rec.get(f"{v}_time_ratio_enough", False)
             out.append({"task": rec["task"], "model": v, "params": rec[f"{v}_params"],
                         "s/epoch": rec[f"{v}_s_per_epoch"],               # median over seeds
                         "IQR/median": rec[f"{v}_rel_iqr"],                # of the epoch times, mean over seeds
                         "noisy seeds": f"{rec[f'{v}_noisy_seeds']} of {rec[f'{v}_seeds']}",
-                        "x native": rec.get(f"{v}_time_ratio_mean", 1.0),  # steady seeds only
-                        "x native sd": rec.get(f"{v}_time_ratio_sd", float("nan")),
+                        "x native": rec.get(f"{v}_time_ratio_mean", 1.0) if enough else float("nan"),
+                        "x native sd": rec.get(f"{v}_time_ratio_sd", float("nan")) if enough else float("nan"),
+                        "x native from": (None if v == "native" else
+                                          f"{rec[f'{v}_time_ratio_seeds']} of {rec[f'{v}_seeds']} seeds"),
                         "max |diff|": rec.get(f"{v}_max_abs_diff_vs_native", 0.0),
+                        "metric": METRIC_UNITS.get(rec["metric"], rec["metric"]),
                         "final": rec[f"{v}_final_mean"]})
     return out
 
@@ -984,11 +1003,16 @@ def _pm(rec: dict, v: str, unit: str) -> str:
 
 
 def _time_text(rec: dict, v: str) -> str:
-    """The epoch-time ratio, from steady seeds only; otherwise why it is not given."""
+    """The epoch-time ratio, from steady seeds only and only when most seeds were steady
+    (``enough_steady``); otherwise why it is not given."""
     n, total = rec[f"{v}_time_ratio_seeds"], rec[f"{v}_seeds"]
     if not n:
         return (f"its time per epoch is not compared: the epoch times were {NOISY_LABEL} in every seed; "
                 f"more epochs give a steadier median")
+    if not enough_steady(n, total):
+        return (f"its time per epoch is not compared: only {n} of {total} seeds had steady epoch times "
+                f"(both models), too few to rest a ratio on; the others were {NOISY_LABEL}, and more epochs "
+                f"give a steadier median")
     sd = rec[f"{v}_time_ratio_sd"]
     spread = f" ± {sd:.2g}" if math.isfinite(sd) else ""
     return (f"it took {rec[f'{v}_time_ratio_mean']:.2g}x{spread} native's time per epoch "
