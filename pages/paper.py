@@ -52,46 +52,48 @@ def layout(**_kwargs):
             seed=SEED),
         section(
             "Run",
-            controls_row(
-                labelled("Tasks", dcc.Checklist(id="paper-tasks", value=["vision"], inline=True, options=[
-                    {"label": " vision (CNN, digits)", "value": "vision"},
-                    {"label": " time series (linear RNN)", "value": "timeseries"},
-                    {"label": " text (linear attention LM)", "value": "text"}])),
-                labelled("Sparse variants (native always runs)", dcc.Checklist(
-                    id="paper-variants", value=["tied", "free"], inline=True,
-                    options=[{"label": " weight-tied", "value": "tied"},
-                             {"label": " free entries", "value": "free"}])),
-                labelled("Epochs", dcc.Slider(id="paper-epochs", min=1, max=60, step=1, value=10,
-                                              marks={1: "1", 10: "10", 30: "30", 60: "60"},
-                                              tooltip={"placement": "bottom"})),
-            ),
-            controls_row(
-                labelled("Learning rate (Adam)", dcc.Dropdown(id="paper-lr", value=3e-3, clearable=False,
-                                                              options=[1e-3, 3e-3, 1e-2])),
-                labelled("Batch size", dcc.Dropdown(id="paper-batch", value=64, clearable=False,
-                                                    options=[16, 32, 64, 128])),
-                labelled("Max training examples", dcc.Input(id="paper-max-train", type="number", min=8,
-                                                            step=1, value=None, placeholder="all"),
-                         help="text: sequences of 8 characters; blank = all (on a CPU the text "
-                              "tensor models take minutes per epoch on all ~13k sequences: try 1000)"),
-                labelled("Series", dcc.Dropdown(id="paper-series", value="co2", clearable=False, options=[
-                    {"label": "CO2 (statsmodels)", "value": "co2"},
-                    {"label": "sunspots (statsmodels)", "value": "sunspots"}])),
-                labelled("Seed", dcc.Input(id="paper-seed", type="number", min=0, step=1, value=0)),
-                labelled("Seeds per task", dcc.Input(id="paper-seeds", type="number", min=1, max=pp.SEEDS_MAX,
-                                                     step=1, value=3),
-                         help="seed, seed + 1, ...: initial weights and batch order; same data split"),
-            ),
-            controls_row(
-                labelled("MNIST folder (optional)", dcc.Input(id="paper-mnist", type="text", value="",
-                                                              placeholder="folder with *-idx3-ubyte files",
-                                                              debounce=True),
-                         help=f"inside the data folder ({DATA_DIR_ENV}); local IDX files replace the digits"),
-                labelled("Text file (optional)", dcc.Input(id="paper-text", type="text", value="",
-                                                           placeholder="path to a UTF-8 file", debounce=True),
-                         help=f"inside the data folder ({DATA_DIR_ENV}); blank: Python stdlib docstrings, "
-                              "held out by module"),
-            ),
+            html.Div(className="paper-controls", children=[
+                controls_row(
+                    labelled("Tasks", dcc.Checklist(id="paper-tasks", value=["vision"], inline=True, options=[
+                        {"label": " vision (CNN, digits)", "value": "vision"},
+                        {"label": " time series (linear RNN)", "value": "timeseries"},
+                        {"label": " text (linear attention LM)", "value": "text"}])),
+                    labelled("Sparse variants (native always runs)", dcc.Checklist(
+                        id="paper-variants", value=["tied", "free"], inline=True,
+                        options=[{"label": " weight-tied", "value": "tied"},
+                                 {"label": " free entries", "value": "free"}])),
+                    labelled("Epochs", dcc.Slider(id="paper-epochs", min=1, max=60, step=1, value=10,
+                                                  marks={1: "1", 10: "10", 30: "30", 60: "60"},
+                                                  tooltip={"placement": "bottom"})),
+                ),
+                controls_row(
+                    labelled("Learning rate (Adam)", dcc.Dropdown(id="paper-lr", value=3e-3, clearable=False,
+                                                                  options=[1e-3, 3e-3, 1e-2])),
+                    labelled("Batch size", dcc.Dropdown(id="paper-batch", value=64, clearable=False,
+                                                        options=[16, 32, 64, 128])),
+                    labelled("Max training examples", dcc.Input(id="paper-max-train", type="number", min=8,
+                                                                step=1, value=None, placeholder="all"),
+                             help="text: sequences of 8 characters; blank = all (on a CPU the text "
+                                  "tensor models take minutes per epoch on all ~13k sequences: try 1000)"),
+                    labelled("Series (statsmodels)", dcc.Dropdown(id="paper-series", value="co2", clearable=False,
+                                                                 options=[{"label": "CO2", "value": "co2"},
+                                                                          {"label": "sunspots", "value": "sunspots"}])),
+                    labelled("Seed", dcc.Input(id="paper-seed", type="number", min=0, step=1, value=0)),
+                    labelled("Seeds per task", dcc.Input(id="paper-seeds", type="number", min=1, max=pp.SEEDS_MAX,
+                                                         step=1, value=3),
+                             help="seed, seed + 1, ...: initial weights and batch order; same data split"),
+                ),
+                controls_row(
+                    labelled("MNIST folder (optional)", dcc.Input(id="paper-mnist", type="text", value="",
+                                                                  placeholder="folder with *-idx3-ubyte files",
+                                                                  debounce=True),
+                             help=f"inside the data folder ({DATA_DIR_ENV}); local IDX files replace the digits"),
+                    labelled("Text file (optional)", dcc.Input(id="paper-text", type="text", value="",
+                                                               placeholder="path to a UTF-8 file", debounce=True),
+                             help=f"inside the data folder ({DATA_DIR_ENV}); blank: Python stdlib docstrings, "
+                                  "held out by module"),
+                ),
+            ]),
             job_panel(f"{P}-train", "Train",
                       note="One row per epoch and model, stored as it finishes (see Runs). Runs on the "
                            "GPU when the job host has one."),
@@ -106,8 +108,10 @@ def layout(**_kwargs):
                     note="Best test metric per model (native, weight-tied sparse, free sparse): mean and "
                          "standard deviation (sd) over the seeds, and the mean epoch it was reached. Cost: "
                          "seconds per epoch (median over seeds), the spread of epoch times (IQR/median), "
-                         "how many seeds were noisy, time as a multiple of native's (x native, steady seeds "
-                         "only), max |output - native| over the run, and the final metric."),
+                         "how many seeds were noisy, time as a multiple of native's (x native: mean over the "
+                         "seeds where both models' epoch times were steady, 'x native from' says how many; "
+                         "blank when that is not most of the seeds), max |output - native| over the run, and "
+                         "the final metric (mean over seeds) in the unit its 'metric' column names."),
             section("The paper's table (theirs, for context)",
                     *table_with_csv("paper-theirs", "paper-theirs-csv", "Their table CSV", page_size=9,
                                     rows=_paper_table_rows()),
@@ -157,7 +161,7 @@ def draw_run(rows):
     """Curves, the paper-form table, the cost table and the verdict from the rows so far."""
     rows = rows or []
     summary = pp.summarise(rows)
-    return (figs.curves_figure(rows), *_table(pp.paper_form(rows, summary)), *_table(pp.cost_table(rows, summary)),
+    return (figs.curves_figure(rows, summary), *_table(pp.paper_form(rows, summary)), *_table(pp.cost_table(rows, summary)),
             verdict_children(rows, summary))
 
 

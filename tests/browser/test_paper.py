@@ -48,3 +48,23 @@ def test_paper_start_watch_cancel_download(app_server, page):
 
     every_download_gives_rows(page, {"#paper-final-csv-button": 1, "#paper-cost-csv-button": 1,
                                      "#paper-theirs-csv-button": 1})
+
+
+def test_run_form_fields_line_up_at_1280(app_server, page):
+    """Fields with a help line under them ("Max training examples", "Seeds per task") sit at
+    the same height as their neighbours: label tops and input tops agree within a row."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(app_server + "/paper")
+    for sel in ("#paper-lr", "#paper-batch", "#paper-max-train", "#paper-series", "#paper-seed", "#paper-seeds"):
+        page.wait_for_selector(sel)
+    tops = page.evaluate("""() => ['#paper-lr', '#paper-batch', '#paper-max-train', '#paper-series',
+                                    '#paper-seed', '#paper-seeds'].map(s => {
+        const box = document.querySelector(s).closest('.control');
+        return {id: s, label: box.querySelector('.control-label').getBoundingClientRect().top,
+                field: document.querySelector(s).getBoundingClientRect().top}; })""")
+    lefts = [page.eval_on_selector(t["id"], "e => e.getBoundingClientRect().left") for t in tops]
+    assert lefts == sorted(lefts)        # at 1280 px the six fields share one line
+    labels = [t["label"] for t in tops]
+    fields = [t["field"] for t in tops]
+    assert max(labels) - min(labels) <= 2, tops
+    assert max(fields) - min(fields) <= 4, tops
