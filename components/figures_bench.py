@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.figures_common import add_points, empty_figure, noisy_mask, reference_line
-from engine.bench.measurement import NOISY_LABEL, ratio_noisy
+from components.figures_common import (NOISY_COLOR, add_noisy_legend, add_points, empty_figure, noisy_mask,
+                                       point_marker, reference_line)
+from engine.bench.measurement import NOISY_LABEL, noisy_flag, ratio_noisy
+from engine.bench.sweeps import DENSE_KEYS  # the dense row a speedup divides by (one definition)
 
 RATIO_VALUES = ("speedup", "efficiency")  # columns that divide by the dense time
 COLORS = {"torch-dense": "#555555", "torch-csr": "#1f77b4", "torch-coo": "#ff7f0e",
@@ -31,8 +33,6 @@ def color_of(backend: str) -> str:
     return EXTRA[sum(map(ord, backend)) % len(EXTRA)]
 
 
-# the columns that name the dense row a sweep row's speedup is taken against (same matrix)
-DENSE_KEYS = ("op", "rows", "cols", "k", "dtype", "sparsity", "pattern", "block", "device_name")
 
 
 def _ok(frame: pd.DataFrame | None) -> pd.DataFrame:
@@ -139,7 +139,9 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
 
     ref_label / local_label: how the legend names the reference run and this run (the
     page names their mismatch: "reference: H100 80GB HBM3, n = 8192", "this CPU, n = 512").
-    The chapter's measured speedups (1.1 / 1.8 / 2.3 / 3.5x) are drawn as stars.
+    The chapter's measured speedups (1.1 / 1.8 / 2.3 / 3.5x) are drawn as stars. A break-even
+    whose ``noisy`` flag is set (engine.bench.sweeps.break_even) is drawn hollow and grey and
+    named "from noisy timings".
     """
     loc, ref = _ok(local), _ok(reference)
     if loc.empty and ref.empty:
@@ -158,14 +160,22 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
     reference_line(fig, "break-even (speedup 1)", y=1.0, color="#c00", dash="dot", side="bottom")
     _local_and_reference(fig, loc, ref, "speedup", ref_label, local_label)
     if breakeven is not None and len(breakeven):
+        mine, _theirs = _groups(ref, ref_label, local_label)
+        group = {"legendgroup": mine} if mine else {}  # this run's break-evens under this run's title
         for _, r in breakeven.iterrows():
             be = r.get("break_even")
             if be is None or not np.isfinite(be):
                 continue
-            fig.add_vline(x=float(_x(be)), line={"color": color_of(r["backend"]), "width": 1, "dash": "dot"})
+            # a break-even read off a noisy speedup is drawn in the noisy style and named so
+            noisy = noisy_flag(r.get("noisy"))
+            color = NOISY_COLOR if noisy else color_of(r["backend"])
+            fig.add_vline(x=float(_x(be)), line={"color": color, "width": 1, "dash": "dot"})
             fig.add_trace(go.Scatter(x=[float(_x(be))], y=[1.0], mode="markers",
-                                     marker={"symbol": "x", "size": 12, "color": color_of(r["backend"])},
-                                     name=f"break-even {r['backend']} ({100 * be:.3g}%)"))
+                                     marker=point_marker([noisy], color_of(r["backend"]), "x", 12),
+                                     name=f"break-even {r['backend']} ({100 * be:.3g}%"
+                                          + (", from noisy timings)" if noisy else ")"), **group))
+            if noisy:
+                add_noisy_legend(fig)
     _sparsity_axis(fig, pd.concat([sp, CHAPTER["sparsity"]]))
     return fig
 

@@ -23,13 +23,15 @@ import numpy as np
 
 from engine.bench.schema import PARADOX_COLUMNS
 from engine.bench.spec import BenchmarkSpec
-from engine.bench.measurement import Measurement, Task
+from engine.bench.measurement import NOISY_LABEL, Measurement, Task, ratio_noisy
 from engine.bench.timer import _sync, measure
 from engine.sparse.formats import (DTYPE_BYTES, DTYPES, OPS, PATTERNS, backend_names, estimate_bytes, generate_matrix,
                             get_backend, torch_dtype, unsupported_reason)
 from engine.validate import check_choice, check_float, check_int
 
 DENSE = "torch-dense"
+# the columns that name the dense row a sweep row's speedup is taken against (same matrix)
+DENSE_KEYS = ("op", "rows", "cols", "k", "dtype", "sparsity", "pattern", "block", "device_name")
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
 DEFAULT_BACKENDS = ("torch-dense", "torch-csr", "torch-coo", "torch-bsr")
 # The one set of limits of a paradox sweep (and the structured-sparsity sweep built on it):
@@ -188,8 +190,8 @@ def base_row(spec: BenchmarkSpec, device_name: str, vers: dict) -> dict:
     row = {c: None for c in PARADOX_COLUMNS}
     row.update({"sweep": "paradox", "spec_key": spec.key, **spec.as_dict(),
                 "device_name": device_name, **vers,
-                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "noisy": False, "message": ""})
-    return row
+                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "noisy": None, "message": ""})
+    return row  # noisy stays blank (no timing, no noise verdict) unless a measurement fills it
 
 
 def free_bytes(device: str) -> int:
@@ -367,35 +369,48 @@ def break_even(frame, dense: str = DENSE):
 
     frame: rows of a sweep (pandas DataFrame). Returns a DataFrame with columns
     backend, op, dtype, device_name, rows, k, break_even (NaN when the speedup never
-    reaches 1 in the range measured), note.
+    reaches 1 in the range measured), noisy, note.
     Interpolation is linear in log10(1 - sparsity) against log10(speedup).
+    noisy: the value rests on a noisy speedup (the backend's time or the dense time it is
+    divided by, ``ratio_noisy``): either measured sparsity around the crossing, the lowest
+    one when it is already faster, any of them when it is never faster. Its note then ends
+    "from noisy timings (IQR/median > 0.1)": a reading of noisy timings, not a finding.
     """
     import pandas as pd
 
-    cols = ["backend", "op", "dtype", "device_name", "rows", "k", "break_even", "note"]
+    cols = ["backend", "op", "dtype", "device_name", "rows", "k", "break_even", "noisy", "note"]
     if frame is None or len(frame) == 0 or "speedup" not in frame:
         return pd.DataFrame(columns=cols)
-    ok = frame[(frame["status"].isin(["ok", "reused"])) & (frame["backend"] != dense)].copy()
+    measured = frame[frame["status"].isin(["ok", "reused"])].copy()
+    keys = [c for c in DENSE_KEYS if c in measured]
+    measured["speedup_noisy"] = ratio_noisy(measured.to_dict("records"),
+                                            measured[measured["backend"] == dense].to_dict("records"), keys)
+    ok = measured[measured["backend"] != dense].copy()
     ok["speedup"] = pd.to_numeric(ok["speedup"], errors="coerce")
     ok["sparsity"] = pd.to_numeric(ok["sparsity"], errors="coerce")
     ok = ok[np.isfinite(ok["speedup"]) & (ok["speedup"] > 0)]
     out = []
-    for keys, g in ok.groupby(["backend", "op", "dtype", "device_name", "rows", "k"], sort=True):
-        g = g.groupby("sparsity", as_index=False)["speedup"].median().sort_values("sparsity")
+    for group, g in ok.groupby(["backend", "op", "dtype", "device_name", "rows", "k"], sort=True):
+        g = g.groupby("sparsity", as_index=False).agg(speedup=("speedup", "median"),
+                                                      noisy=("speedup_noisy", "any")).sort_values("sparsity")
         s = g["sparsity"].to_numpy(float)
         y = np.log10(g["speedup"].to_numpy(float))
-        value, note = float("nan"), "never faster than dense in the range measured"
+        flags = g["noisy"].to_numpy(bool)
+        value, note, noisy = float("nan"), "never faster than dense in the range measured", bool(flags.any())
         if len(s) and y[0] >= 0:
             value, note = float(s[0]), f"already faster than dense at the lowest sparsity ({s[0]:g})"
+            noisy = bool(flags[0])
         else:
             for i in range(1, len(s)):
                 if y[i - 1] < 0 <= y[i]:
                     u0, u1 = math.log10(max(1 - s[i - 1], 1e-12)), math.log10(max(1 - s[i], 1e-12))
                     t = -y[i - 1] / (y[i] - y[i - 1])
                     value = 1 - 10 ** (u0 + t * (u1 - u0))
-                    note = f"between {s[i - 1]:g} and {s[i]:g}"
+                    note, noisy = f"between {s[i - 1]:g} and {s[i]:g}", bool(flags[i - 1] or flags[i])
                     break
-        out.append(dict(zip(cols[:6], keys), break_even=value, note=note))
+        if noisy:
+            note += f", from noisy timings ({NOISY_LABEL.removeprefix('noisy (').rstrip(')')})"
+        out.append(dict(zip(cols[:6], group), break_even=value, noisy=noisy, note=note))
     return pd.DataFrame(out, columns=cols)
 
 

@@ -363,7 +363,9 @@ def validate_import(text: str | bytes, columns: dict, max_bytes: int = IMPORT_MA
             if bad.any():
                 i = int(bad.idxmax())
                 problems.append(f"column {col}: expected true/false, got {raw[i]!r} on data row {i + 1}")
-            out[col] = low.isin(["true", "1", "yes"])
+            # a blank cell stays blank (None: e.g. no noise verdict on a row that was never
+            # timed), never False
+            out[col] = low.isin(["true", "1", "yes"]).astype(object).where(low != "", None)
         else:
             if required:
                 blank = raw.str.strip() == ""

@@ -151,3 +151,46 @@ def test_partly_stored_matrix_is_measured_again():
     again = list(paradox_sweep(config, reuse=lambda s: dense_only.get(s.key)))
     assert [r["status"] for r in again] == ["ok"] * len(first)
     assert all(math.isfinite(r["speedup"]) for r in again)
+
+
+def test_unsupported_and_refused_rows_have_no_noise_verdict(monkeypatch):
+    """No timing, no noise verdict: the noisy cell is blank, never False, on a row that was
+    not measured; a measured row has a real True/False."""
+    config = ParadoxConfig(**TINY, dtypes=("float16",), ops=("spmv",), backends=("torch-dense", "torch-csr"))
+    rows = list(paradox_sweep(config))
+    skipped = [r for r in rows if r["status"] == "unsupported"]
+    assert skipped and all(r["noisy"] is None and r["median_s"] is None for r in skipped)
+    assert all(isinstance(r["noisy"], bool) for r in rows if r["status"] == "ok")
+    refused = list(paradox_sweep(ParadoxConfig(sizes=(4096,), sparsities=(0.5,), ops=("spmv",), repeats=1,
+                                               backends=("torch-dense", "torch-csr")),
+                                 free_memory=lambda dev: 10 * 2**20))
+    assert [r["noisy"] for r in refused] == [None, None]
+
+
+def _be_rows(speedups, noisy=(), dense_noisy=()):
+    """A torch-coo sweep at 0.5, 0.9, 0.95, 0.99 with its dense rows; ``noisy`` / ``dense_noisy``:
+    the sparsities whose coo / dense time is noisy."""
+    rows = []
+    for s, v in zip((0.5, 0.9, 0.95, 0.99), speedups):
+        base = {"status": "ok", "op": "spmv", "dtype": "float32", "device_name": "d", "rows": 64, "cols": 64,
+                "k": 1, "pattern": "uniform", "block": 16, "sparsity": s}
+        rows += [dict(base, backend="torch-dense", speedup=1.0, noisy=s in dense_noisy),
+                 dict(base, backend="torch-coo", speedup=v, noisy=s in noisy)]
+    return pd.DataFrame(rows)
+
+
+def test_a_break_even_read_off_a_noisy_speedup_is_marked_noisy():
+    """The walk's case: crossing between 0.95 (noisy) and 0.99 gave 'torch-coo (98.8%)' as a
+    finding. A noisy time on either side of the crossing, the backend's or dense's, makes
+    the break-even noisy and its note says so; a noisy point away from it does not."""
+    speedups = (0.02, 0.15, 0.1, 1.4)
+    steady = break_even(_be_rows(speedups)).iloc[0]
+    assert 0.95 < steady["break_even"] < 0.99 and not steady["noisy"] and "noisy" not in steady["note"]
+    for kw in (dict(noisy=(0.95,)), dict(dense_noisy=(0.99,))):
+        got = break_even(_be_rows(speedups, **kw)).iloc[0]
+        assert got["break_even"] == pytest.approx(steady["break_even"]) and got["noisy"]
+        assert got["note"] == "between 0.95 and 0.99, from noisy timings (IQR/median > 0.1)"
+    away = break_even(_be_rows(speedups, noisy=(0.5,))).iloc[0]
+    assert not away["noisy"]
+    never = break_even(_be_rows((0.1, 0.2, 0.3, 0.4), noisy=(0.9,))).iloc[0]
+    assert math.isnan(never["break_even"]) and never["noisy"] and "from noisy timings" in never["note"]
