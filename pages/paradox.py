@@ -20,7 +20,7 @@ from components.tables import (COLUMN_UNITS, register_csv_download, shown_column
                                table_records, table_with_csv)
 from engine.bench.bsr_runs import side_by_side
 from engine.bench.measurement import NOISE_THRESHOLD, NOISY_LABEL, normalise_method
-from engine.bench.reference import compare, find, references, short_device
+from engine.bench.reference import compare, find, local_device_label, references, short_device
 from engine.bench.sweeps import LIMITS, ParadoxConfig, break_even, paradox_sweep
 from engine.runtime.device import describe_device
 from engine.sparse.formats import (DTYPES, PATTERN_LABELS, SimpleSpec, backend_names, bytes_break_even,
@@ -179,7 +179,10 @@ def layout(**_kwargs):
                          "the plotted op and the sweep's dtype."),
             section("Break-even sparsity", *table_with_csv(ID("breakeven"), ID("breakeven-csv")),
                     note="Sparsity where a format's time equals dense time, interpolated between "
-                         "the two measured sparsities around it."),
+                         "the two measured sparsities around it. 'noisy': it rests on a noisy speedup (the "
+                         f"format's time or dense's has {NOISY_LABEL.removeprefix('noisy (').rstrip(')')}), "
+                         "so it is a reading of noisy timings, not a finding (the plot draws it hollow and "
+                         "grey)."),
         ], className="two-col"),
         section("lab-bsr on a GPU: per call and kernel only, side by side",
                 html.Div(id=ID("percall-note")),
@@ -294,8 +297,9 @@ def draw(rows, op, ref_path):
     shown_be = be.drop(columns=["device_name"]) if "device_name" in be else be
     out = [speedup_figure(local, reference, be, **labels), efficiency_figure(local, reference, **labels),
            bandwidth_figure(local, reference, **labels)]
-    for t in (measured_vs_chapter(local), shown_be, measured_table(local)):
-        out += [table_records(t), table_columns(t)]
+    for t, units in ((measured_vs_chapter(local), None), (shown_be, {"break_even": "fraction of zeros"}),
+                     (measured_table(local), None)):
+        out += [table_records(t), table_columns(t, units)]
     out += [table_records(frame), table_columns(frame, COLUMN_UNITS, only=shown_columns(frame))]
     return (*out, note)
 
@@ -322,6 +326,7 @@ def reference_beside(local: pd.DataFrame, op: str, name: str):
         dtype = str(rows["dtype"].iloc[0])  # the reference never ran this dtype: show its own (named below)
     rows = rows[rows["dtype"] == dtype] if "dtype" in rows else rows
     where = f"{ref.name} ({ref.date}, {len(rows)} rows of {dtype} {op}; the GPU script, see docs/paradox.md)"
+    common = shared_backends(ok, rows, ref.device_name)
     if not len(ok):
         text, kind = f"Reference: {short_device(ref.device_name)}, from {where}.", "info"
         labels = {"ref_label": f"reference: {short_device(ref.device_name)}"}
@@ -333,7 +338,28 @@ def reference_beside(local: pd.DataFrame, op: str, name: str):
                 f"reference from {where}.")
         kind = "warn"
         labels = {"ref_label": f"reference: {match.reference_text}", "local_label": match.local_text}
+    if common:
+        text, kind = f"{text} {common}", "warn"
     return rows, labels, message(text, kind)
+
+
+def shared_backends(local: pd.DataFrame, reference: pd.DataFrame, ref_device: str) -> str | None:
+    """None when this run and the reference drew a sparse backend in common (or either drew
+    none); else the sentence that says they did not: "No backend in common: this CPU ran
+    torch-coo, the reference torch-csr (each against its own dense)." """
+    def drawn(frame: pd.DataFrame) -> list[str]:
+        if not len(frame) or "backend" not in frame:
+            return []
+        measured = frame[frame["status"].isin(["ok", "reused"])] if "status" in frame else frame
+        return sorted(set(measured["backend"]) - {"torch-dense"})
+
+    mine, theirs = drawn(local), drawn(reference)
+    if not mine or not theirs or set(mine) & set(theirs):
+        return None
+    who = local_device_label(str(local["device_name"].iloc[0])) if "device_name" in local else "this run"
+    return (f"No backend in common: {who} ran {', '.join(mine)}, the reference "
+            f"({short_device(ref_device)}) {', '.join(theirs)} (each against its own dense); no line "
+            f"of one has a line of the other to compare with.")
 
 
 def rows_frame(rows) -> pd.DataFrame:

@@ -291,3 +291,49 @@ def test_any_value_in_the_spec_store_is_a_config_or_a_message(key, value):
         paradox.spec_of(data)
     except ValueError as exc:
         assert "expected" in str(exc)
+
+
+def test_a_noisy_break_even_is_drawn_noisy_and_named_so():
+    """A break-even interpolated from a noisy speedup is a hollow grey cross named "from noisy
+    timings" (and its table row says noisy), never a coloured finding."""
+    from components.figures_common import NOISY_COLOR
+
+    base = {"status": "ok", "op": "spmv", "dtype": "float32", "device_name": "CPU: test", "rows": 512,
+            "cols": 512, "k": 1, "pattern": "uniform", "block": 16, "format": "coo", "method": "eager per call"}
+    rows = []
+    for s, v in ((0.5, 0.02), (0.9, 0.15), (0.95, 0.1), (0.99, 1.4)):
+        common = dict(base, sparsity=s, density=1 - s, theoretical=1 / (1 - s), gbs=1.0, median_s=1e-3)
+        rows += [dict(common, backend="torch-dense", speedup=1.0, efficiency=1 - s, noisy=False),
+                 dict(common, backend="torch-coo", speedup=v, efficiency=v * (1 - s), noisy=s == 0.95)]
+    out = paradox.draw(rows, "spmv", None)
+    cross = next(t for t in out[0].data if t.name.startswith("break-even torch-coo"))
+    assert cross.name.endswith(", from noisy timings)") and list(cross.marker.color) == [NOISY_COLOR]
+    assert list(cross.marker.symbol) == ["x-open"]
+    assert out[5][0]["noisy"] is True and "from noisy timings" in out[5][0]["note"]
+    steady = paradox.draw([dict(r, noisy=False) for r in rows], "spmv", None)
+    cross = next(t for t in steady[0].data if t.name.startswith("break-even torch-coo"))
+    assert "noisy" not in cross.name and NOISY_COLOR not in list(cross.marker.color)
+
+
+def test_unsupported_rows_show_a_blank_noisy_cell(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSITY_LAB_CACHE", str(tmp_path))
+    rows = list(paradox.plan(_spec(dtype="float16", size=64, block=16,
+                                   backends=["torch-dense", "torch-csr", "torch-coo"]), []).rows)
+    table = paradox.draw(rows, "spmv", None)[9]
+    skipped = [r for r in table if r["status"] == "unsupported"]
+    assert skipped and all(r["noisy"] is None for r in skipped)
+    assert all(r["noisy"] in (True, False) for r in table if r["status"] == "ok")
+
+
+def test_no_backend_in_common_with_the_reference_is_said(rows, results_dir):
+    """This run drew torch-coo only, the reference torch-csr only: the note says they share
+    no backend and names what each ran."""
+    from engine.runtime.store import to_csv_text
+
+    ref_rows = [dict(r, device_name="NVIDIA H100 80GB HBM3") for r in rows if r["backend"] != "torch-coo"]
+    (results_dir / "paradox_h100.csv").write_text(to_csv_text(ref_rows))
+    local = [r for r in rows if r["backend"] != "torch-csr"]
+    note = str(paradox.draw(local, "spmv", "paradox_h100.csv")[-1].children)
+    assert "No backend in common: this CPU ran torch-coo, the reference (H100 80GB HBM3) torch-csr" in note
+    shared = str(paradox.draw(rows, "spmv", "paradox_h100.csv")[-1].children)
+    assert "No backend in common" not in shared
