@@ -13,7 +13,7 @@ from components.jobs import JobPlan, job_ids, job_panel, register_job
 from components.layout import (controls_row, error_message, labelled, message, page_header,
                                section, stat)
 from components.pure_callback import PURE_LAYOUT_READING_REFERENCES, pure_callback, pure_reference_callback
-from components.tables import csv_download, register_csv_download
+from components.tables import csv_download, register_csv_download, table_slot
 from engine.structured import pareto, sweep, tables, targets
 from engine.validate import check_budget, check_choice
 
@@ -142,18 +142,15 @@ def layout(**_kwargs):
                 dcc.Graph(id=ID.timing, config={"displaylogo": False}),
                 dcc.Store(id=ID.timing_rows, data=[]),
                 html.H3("Speedup vs dense (same dtype) by batch"),
-                html.Div(id=ID.pivot_whose), html.Div(id=ID.pivot), dcc.Store(id=ID.pivot_rows, data=[]),
-                csv_download(ID.pivot_csv, "Download CSV")),
+                html.Div(id=ID.pivot_whose), *table_slot(ID.pivot, ID.pivot_csv, ID.pivot_rows)),
         section("The chapter's comparison table, measured",
-                html.Div(id=ID.compare_whose), html.Div(id=ID.compare), dcc.Store(id=ID.compare_rows, data=[]),
-                csv_download(ID.compare_csv, "Download CSV"),
+                html.Div(id=ID.compare_whose), *table_slot(ID.compare, ID.compare_csv, ID.compare_rows),
                 note="Columns headed 'chapter' are the chapter's estimates; 'measured' columns come "
                      "from the sweep shown above at its largest batch. Efficiency = measured "
                      "speedup / FLOP ratio. A speedup that rests on a noisy time (its own or "
                      "dense's) is grey and italic, and its status says so."),
         section("The lab's goal figures beside the measured ones",
-                html.Div(id=ID.reference_whose), html.Div(id=ID.reference), dcc.Store(id=ID.reference_rows, data=[]),
-                csv_download(ID.reference_csv, "Download CSV"),
+                html.Div(id=ID.reference_whose), *table_slot(ID.reference, ID.reference_csv, ID.reference_rows),
                 note="The goal: speedups measured on an NVIDIA H200 at n = 8192, batch 4096, that a "
                      "like-for-like run here should come close to: low-rank r = 32 15.3x faster "
                      "than dense in fp16 (128x by FLOPs), a naive Monarch with 64 blocks 2.7x (32x "
