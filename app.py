@@ -335,6 +335,11 @@ dash.clientside_callback(ClientsideFunction("lab", "hideErrorBar"), Output(ERROR
 with server.test_request_context("/"):
     app._setup_server()
 
+# torch imports torch.fx's symbolic shapes (and sympy) on a process's first autograd call:
+# half a second here, which the first /scanner or /generator change on each gunicorn worker
+# paid (0.6 s against 0.03 s after). A worker pays it at its start instead.
+import torch.fx.experimental.symbolic_shapes  # noqa: E402,F401
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the Sparsity Lab dashboard.")

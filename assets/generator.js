@@ -525,9 +525,22 @@
     if (cy && cy.nodes().length && frames.gkey) { colourReverse(cy, frames, t); }
   }
 
+  /* The transpose graph's elements: laying out a few hundred of them was a third of the
+   * browser's work per change, for a graph below the fold. They go to cytoscape when it is
+   * on screen, else when it scrolls into view (then coloured at the clock's phase). */
+  var scanGraph = {latest: null, shown: null};
+  var lastScan = null;
+  function showScanGraph() {
+    if (!scanGraph.latest || scanGraph.latest === scanGraph.shown) { return; }
+    scanGraph.shown = scanGraph.latest;
+    window.dash_clientside.set_props("scan-cyto", {elements: scanGraph.latest});
+    window.setTimeout(function () { if (lastScan) { colourScanGraph(lastScan.frames, lastScan.t); } }, 120);
+  }
+
   function drawScan(t) {
     var frames = clocks.scan.frames, T = frames.T;
     t = ((t % T) + T) % T;
+    lastScan = {frames: frames, t: t};
     var box = document.getElementById("scan-pipeline");
     if (box) { box.innerHTML = drawReverse(frames, t); }
     colourScanGraph(frames, t);
@@ -552,6 +565,13 @@
       window.setTimeout(function () { colourScanGraph(frames, ((t % frames.T) + frames.T) % frames.T); }, 120);
       return NO();
     },
-    play: function (_n, tps, phase) { return clocks.scan.control(phase, tps); }
+    play: function (_n, tps, phase) { return clocks.scan.control(phase, tps); },
+    graph: function (elements) {
+      if (!elements) { return NO(); }
+      scanGraph.latest = elements;
+      if (!onScreen("scan-cyto", showScanGraph)) { return NO(); }
+      scanGraph.shown = elements;
+      return elements;
+    }
   };
 })();

@@ -103,6 +103,7 @@ def layout(**query):
                                userZoomingEnabled=False, userPanningEnabled=False,
                                boxSelectionEnabled=False,
                                style={"width": "100%", "height": "500px"}),
+                dcc.Store(id="scan-cyto-elements"),
                 html.P(id="scan-graph-note", className="section-note"),
                 note="The Generator's graph with every edge reversed: same nodes, same "
                      "positions, the wires flow right to left. The reverse pass is message "
@@ -213,7 +214,7 @@ N_OUT = 20
     Output("scan-cond", "data"), Output("scan-cond", "columns"), Output("scan-recovery", "data"),
     Output("scan-recovery", "columns"), Output("scan-recovery-stat", "children"),
     Output("scan-table", "data"), Output("scan-table", "columns"), Output("scan-frames", "data"),
-    Output("scan-cyto", "elements"), Output("scan-graph-note", "children"),
+    Output("scan-cyto-elements", "data"), Output("scan-graph-note", "children"),
     Output("scan-weights-note", "children"),
     *[Input(i, p) for i, p in chain_inputs(PREFIX)], Input("scan-weights", "value"),
     Input("scan-mode", "value"), Input("scan-lam", "value"), Input("scan-noise", "value"),
@@ -261,3 +262,6 @@ register_csv_download("scan-cond-csv", ("scan-cond", "data"), "scanner_condition
 register_csv_download("scan-recovery-csv", ("scan-recovery", "data"), "scanner_recovery.csv")
 
 register_clock("scan", "scanner")
+# the transpose graph takes its elements when it is on screen (or scrolls into view)
+clientside_callback(ClientsideFunction("scanner", "graph"), Output("scan-cyto", "elements"),
+                    Input("scan-cyto-elements", "data"))

@@ -62,6 +62,8 @@ def test_scanner_heatmap_noise_modes_clock_and_csv(app_server, page):
     wait_for_text(page, "#scan-phase-text", "/ 16")
 
     # the reverse pass animates with the clock, in the pipeline and on the transpose graph
+    # (which takes its elements once it is on screen)
+    page.locator("#scan-cyto").scroll_into_view_if_needed()
     page.wait_for_function("() => { const c = document.getElementById('scan-cyto')._cyreg;"
                            " return c && c.cy.nodes('.L6.within').length === 6; }")
     page.click("#scan-fwd")
@@ -102,3 +104,23 @@ def test_every_download_button_of_the_scanner(app_server, page):
     page.wait_for_selector("#scan-recovery .dash-cell")
     every_download_gives_rows(page, {"#scan-csv-button": 16 * 7, "#scan-summary-csv-button": 7,
                                      "#scan-cond-csv-button": 3, "#scan-recovery-csv-button": 16})
+
+
+def test_transpose_graph_takes_new_elements_when_it_is_on_screen(app_server, page):
+    """Off screen, the graph keeps its elements while the chain changes (laying them out was
+    a third of the browser's work per change); scrolled into view, it shows the new chain."""
+    count = ("const e = document.getElementById('scan-cyto'), c = e && e._cyreg;"
+             " const n = c ? c.cy.nodes().length : -1;")
+    page.goto(app_server + "/scanner?k=16")
+    page.wait_for_function("() => { " + count + " return n > 0; }")
+    page.wait_for_timeout(500)  # the observer has seen the graph below the fold
+    before = page.evaluate("() => { " + count + " return n; }")
+    why = page.inner_text("#scan-why")
+    page.fill("#scan-k", "20")
+    page.keyboard.press("Enter")
+    # the page above shows the chain of K = 20
+    page.wait_for_function("w => document.getElementById('scan-why').innerText !== w", arg=why)
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => { " + count + " return n; }") == before
+    page.locator("#scan-cyto").scroll_into_view_if_needed()
+    page.wait_for_function("b => { " + count + " return n > b; }", arg=before)  # K = 20: more nodes
