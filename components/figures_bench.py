@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.figures_common import (NOISY_COLOR, add_noisy_legend, add_points, empty_figure, noisy_mask,
-                                       point_marker, reference_line)
+                                       label_log_axis, point_marker, reference_line)
 from engine.bench.measurement import NOISY_LABEL, noisy_flag, ratio_noisy
 from engine.bench.sweeps import DENSE_KEYS  # the dense row a speedup divides by (one definition)
 
@@ -177,7 +177,7 @@ def speedup_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = 
             if noisy:
                 add_noisy_legend(fig)
     _sparsity_axis(fig, pd.concat([sp, CHAPTER["sparsity"]]))
-    return fig
+    return label_log_axis(fig, also=(1.0,))
 
 
 def _value_figure(loc: pd.DataFrame, ref: pd.DataFrame, value: str, title: str, ytitle: str,
@@ -188,7 +188,7 @@ def _value_figure(loc: pd.DataFrame, ref: pd.DataFrame, value: str, title: str, 
     fig = _base(title, ytitle, legend_below=True)
     _local_and_reference(fig, loc, ref, value, ref_label, local_label, **kw)
     _sparsity_axis(fig, _sparsities(loc, ref))
-    return fig
+    return label_log_axis(fig)
 
 
 def efficiency_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None = None,
@@ -205,11 +205,13 @@ def bandwidth_figure(local: pd.DataFrame | None, reference: pd.DataFrame | None 
     loc, ref = _ok(local), _ok(reference)
     fig = _value_figure(loc, ref, "gbs", "Achieved memory bandwidth (minimum-traffic model)",
                         "GB/s (log scale)", ref_label, local_label, skip_dense=False)
+    peaks = []
     for d, label in ((loc, "this device"), (ref, "reference")):
         if not d.empty and "peak_gbs" in d and np.isfinite(d["peak_gbs"]).any():
             peak = float(d["peak_gbs"].dropna().iloc[0])
             reference_line(fig, f"{label}'s peak {peak:.0f} GB/s", y=peak, color="#000", along=0.99)
-    return fig
+            peaks.append(peak)
+    return label_log_axis(fig, also=peaks) if fig.data else fig
 
 
 # run i of a comparison: its line dash and marker (the colour is the series')
@@ -304,7 +306,7 @@ def compare_figure(frames: list[tuple[str, pd.DataFrame]], x: str, y: str,
     fig.update_xaxes(title_text=axis_title(x))
     fig.update_yaxes(title_text=axis_title(y))
     if y in LOG_COLUMNS:
-        fig.update_yaxes(type="log")
+        label_log_axis(fig.update_yaxes(type="log"))
     return _shown(fig, shown)
 
 
@@ -339,7 +341,7 @@ def compare_figure_sparsity(frames, y: str, series: str | None) -> go.Figure:
     _compare_layout(fig, f"{y} against sparsity")
     fig.update_yaxes(title_text=axis_title(y), type="log" if y in LOG_COLUMNS else "linear")
     _sparsity_axis(fig, _apart(all_s))
-    return fig
+    return label_log_axis(fig) if y in LOG_COLUMNS else fig
 
 
 def _apart(sparsities, gap: float = 0.03) -> list[float]:
@@ -447,7 +449,7 @@ def per_call_figures(table: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
         reference_line(fig, "as fast as dense", y=1.0, color="#c00", dash="dot", side="bottom")
         fig.update_xaxes(type="log", title_text="k (columns of B)", tickvals=sorted(set(table["k"])))
         fig.update_yaxes(range=[math.log10(0.5), math.log10(top * 1.6)])
-        figs.append(fig)
+        figs.append(label_log_axis(fig, also=(0.5, top * 1.6)))
     return figs[0], figs[1]
 
 

@@ -149,6 +149,21 @@ def log_ticks(values, *, steps_within: float = 2.5) -> dict:
     return dict(tickmode="array", tickvals=ticks, ticktext=[_tick_text(t) for t in ticks])
 
 
+def label_log_axis(fig: go.Figure, letter: str = "y", also: Sequence[float] = ()) -> go.Figure:
+    """Give ``fig``'s log ``letter`` axis the ``log_ticks`` of what its traces draw there
+    (and of ``also``: a reference line's value, say), so every tick reads as its number.
+    Call it once the traces are in: ``return label_log_axis(fig, also=(1.0,))``."""
+    values = list(also)
+    for trace in fig.data:
+        for v in getattr(trace, letter, None) if getattr(trace, letter, None) is not None else ():
+            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+                values.append(float(v))
+    ticks = log_ticks(values)
+    if ticks:
+        (fig.update_yaxes if letter == "y" else fig.update_xaxes)(**ticks)
+    return fig
+
+
 def legend_below(fig: go.Figure, plot_height: int, *, top: int = 50, axis_px: int = 62,
                  row_px: int = 20, left: int = 60, right: int = 20) -> go.Figure:
     """One legend entry a row below the plot, under the x-axis ticks and title

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.figures_common import add_points, empty_figure, new_figure, reference_line
+from components.figures_common import add_points, empty_figure, label_log_axis, new_figure, reference_line
 
 MARGIN = dict(l=60, r=20, t=40, b=50)
 
@@ -129,7 +129,7 @@ def lines_figure(x: list, series: dict[str, list], x_title: str, y_title: str, t
                       legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
-    return fig
+    return label_log_axis(fig) if log_y else fig
 
 
 def support_figure(support: np.ndarray, title: str, height: int = 320) -> go.Figure:
@@ -177,4 +177,4 @@ def timing_figure(frames: dict[str, pd.DataFrame], height: int = 560) -> go.Figu
                                  font_size=14), legend=dict(font_size=11, orientation="h", x=0, xanchor="left",
                                                             y=-0.2, yanchor="top"),
                       margin=dict(l=60, r=20, t=50, b=170))
-    return fig
+    return label_log_axis(fig, also=(1.0,))

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from components.figures_common import add_points, empty_figure, new_figure
+from components.figures_common import add_points, empty_figure, label_log_axis, new_figure
 
 LEVELS = 255
 
@@ -124,4 +124,4 @@ def predicted_measured_figure(predictions: list[dict] | None, rows: list[dict] |
                      title_text="backend (block size, RCM = after reverse Cuthill-McKee)")
     fig.update_yaxes(type="log", title_text="time per product (us, log)")
     name = {"spmv": "SpMV (A x)", "spmm": "SpMM (A B)"}.get(op, op)
-    return _layout(fig, f"{name}: predicted vs measured", height=460)
+    return _layout(label_log_axis(fig), f"{name}: predicted vs measured", height=460)

@@ -39,3 +39,17 @@ def test_a_reference_label_past_the_right_edge_sits_in_the_margin():
     assert note.y == pytest.approx(0.30103, abs=1e-5)  # log10(2) on the log axis
     reference_line(fig, "inside", y=2.0, along=0.99)
     assert (fig.layout.annotations[1].x, fig.layout.annotations[1].xanchor) == (0.99, "right")
+
+
+def test_label_log_axis_reads_the_traces_and_the_extra_values():
+    from components.figures_common import label_log_axis
+
+    fig = go.Figure([go.Scatter(x=[1, 2, 3], y=[0.3, None, 4.0]), go.Scatter(x=[1], y=[float("nan")])])
+    fig.update_yaxes(type="log")
+    label_log_axis(fig, also=(0.12,))
+    vals, text = list(fig.layout.yaxis.tickvals), list(fig.layout.yaxis.ticktext)
+    assert min(vals) <= 0.12 and max(vals) >= 4.0 and 1.0 in vals
+    assert "0.2" in text and "2" in text and "5" in text and not any(t == "" for t in text)
+    assert fig.layout.xaxis.tickvals is None  # only the axis asked for
+    empty = label_log_axis(go.Figure().update_yaxes(type="log"))
+    assert empty.layout.yaxis.tickvals is None  # nothing drawn: plotly's own ticks
