@@ -46,7 +46,10 @@ def ID(key: str) -> str:
     return control_id(P, key)
 
 
-STATES = [State(ID("spec"), "data"), State(ID("reuse"), "value")]
+# The job takes the page's one spec, and the widget values it must have been built from: a
+# click on Run right after an edit (the edit's blur sends the spec callback, the click the
+# job, in the same instant) would otherwise start the spec of the values before the edit.
+STATES = [State(ID("spec"), "data"), State(ID("reuse"), "value"), *[State(ID(w), "value") for w in FORM]]
 
 
 def _num(what: str, value, step=1) -> dcc.Input:
@@ -76,13 +79,16 @@ def spec_of(data, device: str | None = None) -> ParadoxConfig:
     return ParadoxConfig.from_dict(config, memory_budget_bytes=memory_budget_bytes())
 
 
-def plan(spec, reuse) -> JobPlan:
+def plan(data, reuse, *form) -> JobPlan:
     """Runs inside the background job (so it may look at the GPU): the page's one spec
-    (the ``spec`` store), for the device the job runs on."""
+    (the ``spec`` store), for the device the job runs on; built again by ``spec`` from the
+    widgets when the store is older than what they show (``form``)."""
     from engine.runtime.device import job_device, runtime_device_name
 
+    if form and (not isinstance(data, dict) or data.get("form") != list(form)):
+        data = spec(*form)
     dev = job_device("auto")
-    config = spec_of(spec, device=dev.type)
+    config = spec_of(data, device=dev.type)
     name = runtime_device_name(dev)
     stored = {}
     if reuse:
@@ -230,9 +236,10 @@ for _id, _name in (("chapter", "paradox_chapter_vs_measured.csv"), ("breakeven",
 def spec(*values):
     """The page's widgets -> ONE validated sweep config (or its error), for every callback below."""
     try:
-        return {"config": build_config(*values, device=describe_device().kind).to_dict()}
+        return {"config": build_config(*values, device=describe_device().kind).to_dict(),
+                "form": list(values)}
     except ValueError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), "form": list(values)}
 
 
 @callback(Output(ID("notes"), "children"), Input(ID("spec"), "data"))

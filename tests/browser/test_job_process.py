@@ -1,6 +1,7 @@
 """A job's process in a real browser: a normal run never flashes an error on its way
 to "done"; a job process killed half way says so (Dash alone would keep "running")."""
 import os
+import time
 import signal
 
 import psutil
@@ -51,8 +52,11 @@ def test_finished_job_never_shows_an_error_and_a_killed_one_says_it_died(app_ser
     _fill(page, "#paradox-repeats", "30")
     page.click("#paradox-job-run")
     wait_for_text(page, "#paradox-job-status", "running: 2", timeout=60_000)
-    jobs = _job_processes()
-    assert len(jobs) == 1, jobs
+    jobs, deadline = _job_processes(), time.monotonic() + 10
+    while len(jobs) != 1 and time.monotonic() < deadline:  # a busy machine lists it late
+        time.sleep(0.2)
+        jobs = _job_processes()
+    assert len(jobs) == 1, (jobs, page.inner_text("#paradox-job-status"))
     os.kill(jobs[0].pid, signal.SIGKILL)
     wait_for_text(page, "#paradox-job-status", "error: the job's process ended without a result",
                   timeout=30_000)

@@ -77,8 +77,9 @@ def test_notes_report_unavailable_backends_and_errors(tmp_path, monkeypatch):
 
 
 def test_one_spec_from_the_widgets_feeds_every_other_callback():
-    """Only ``spec`` reads the widgets; the job, the notes and the storage model take the
-    spec it built (the job checks it again for the device it runs on)."""
+    """Only ``spec`` reads the widgets to build; the notes and the storage model take the
+    spec it built, and so does the job (checked again for the device it runs on), which
+    also gets the widget values to tell a spec older than them (see the next test)."""
     import app
     from dash._callback import GLOBAL_CALLBACK_LIST
 
@@ -86,13 +87,13 @@ def test_one_spec_from_the_widgets_feeds_every_other_callback():
     widgets = {paradox.ID(w) for w in paradox.FORM}
     readers = {cb["output"] for cb in callbacks
                if widgets & {d["id"] for d in cb["inputs"] + cb["state"]}}
-    assert readers == {paradox.ID("spec") + ".data"}
+    assert readers == {paradox.ID("spec") + ".data", paradox.IDS.result + ".data"}
     job = [cb for cb in callbacks if cb["output"] == paradox.IDS.result + ".data"][0]
     assert paradox.ID("spec") in {d["id"] for d in job["state"]}
     data = _spec()
     assert data["config"]["sparsities"] == [0.5, 0.9] and "memory_budget_bytes" not in data["config"]
     assert paradox.spec_of(data) == paradox.build_config(*GOOD.values())
-    assert _spec(size=8) == {"error": "size: expected an integer in [16, 16384], got 8"}
+    assert _spec(size=8)["error"] == "size: expected an integer in [16, 16384], got 8"
 
 
 # (what a browser could put in the spec store, expected words): checked again, refused
@@ -337,3 +338,16 @@ def test_no_backend_in_common_with_the_reference_is_said(rows, results_dir):
     assert "No backend in common: this CPU ran torch-coo, the reference (H100 80GB HBM3) torch-csr" in note
     shared = str(paradox.draw(rows, "spmv", "paradox_h100.csv")[-1].children)
     assert "No backend in common" not in shared
+
+
+def test_the_job_runs_what_the_widgets_show_even_before_the_spec_store_caught_up():
+    """A Run click right after an edit reaches the job with the store of the values before
+    the edit: the job builds the spec again, with the same ``spec``, from what is shown."""
+    stale = _spec(size=64)
+    shown = {**GOOD, "size": 128}
+    job = paradox.plan(stale, False, *shown.values())
+    assert job.params["size"] == 128
+    fresh = paradox.plan(_spec(size=128), False, *shown.values())
+    assert fresh.params == job.params and fresh.total == job.total
+    with pytest.raises(ValueError, match="size: expected an integer"):
+        paradox.plan(stale, False, *{**GOOD, "size": 8}.values())
