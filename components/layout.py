@@ -54,11 +54,14 @@ def controls_row(*controls: Any) -> html.Div:
     return html.Div(list(controls), className="controls-row")
 
 
-def stat(label: str, value: Any, id: str | None = None) -> html.Div:
-    """A big number with a small label (``id`` goes on the value)."""
+def stat(label: str, value: Any, id: str | None = None, noisy: bool = False) -> html.Div:
+    """A big number with a small label (``id`` goes on the value); a ``noisy`` one (a timing
+    with IQR/median over the threshold, or a number resting on one) small and grey, its
+    label saying "noisy: not a finding", never a headline."""
     kwargs = {"id": id} if id else {}
-    return html.Div([html.Div(value, className="stat-value", **kwargs),
-                     html.Div(label, className="stat-label")], className="stat")
+    return html.Div([html.Div(value, className="stat-value stat-noisy" if noisy else "stat-value", **kwargs),
+                     html.Div(f"{label} (noisy: not a finding)" if noisy else label, className="stat-label")],
+                    className="stat")
 
 
 def still_graph(id: str) -> dcc.Graph:

@@ -158,3 +158,25 @@ def register_csv_download(id: str, source: tuple[str, str], filename: str) -> No
 def csv_payload(rows: Any, filename: str) -> dict:
     """What a dcc.Download needs to save ``rows`` as a CSV file."""
     return dcc.send_string(to_csv_text(_frame(rows)), filename)
+
+
+ROWS_TABLE_PX = 1150  # a full-width table's box at a 1280 px wide window
+CHAR_PX, CELL_PX = 8, 18  # a character of a 13 px cell and a cell's padding (sort arrow on headers)
+
+
+def fitting_columns(frame: pd.DataFrame, names: list[str], budget: int = ROWS_TABLE_PX) -> list[str]:
+    """The first of ``names`` that fit ``budget`` px side by side (headers and text wrap at
+    spaces, numbers show 4 significant digits); the CSV keeps every column."""
+    out, total = [], 0
+    for name in names:
+        header = f"{name} ({COLUMN_UNITS[name]})" if name in COLUMN_UNITS else str(name)
+        values = frame[name].dropna().head(200)
+        numeric = pd.to_numeric(values, errors="coerce").notna().all()
+        words = [len(w) for v in values.astype(str) for w in v.split()] or [0]
+        width = CELL_PX + CHAR_PX * max(max(len(w) for w in header.split()) + 2,
+                                        min(max(words), 10 if numeric else 30))
+        if out and total + width > budget:
+            break
+        out.append(name)
+        total += width
+    return out

@@ -234,25 +234,14 @@ def _refused(exc: ValueError, n_figures: int = 3) -> tuple:
     return (e,) * n_figures + ([], [], error_message(exc))
 
 
-NOISY_STAT = {"fontSize": "14px", "fontWeight": 400, "color": "#a0a7b4"}  # figures_common.NOISY_COLOR
-
-
-def _timing_stat(label: str, value: str, noisy: bool) -> html.Div:
-    """A timing in large type; a noisy one small and grey, labelled "noisy: not a finding"."""
-    if not noisy:
-        return stat(label, value)
-    return html.Div([html.Div(value, className="stat-value stat-noisy", style=NOISY_STAT),
-                     html.Div(f"{label} (noisy: not a finding)", className="stat-label")], className="stat")
-
-
 def _stats(view: dict, extra: list | None = None) -> list:
     """max |difference|, both medians and their ratio; a noisy timing (and a ratio resting
     on one) is shown small and grey as "noisy: not a finding", never as a headline."""
     (n0, t0), (n1, t1) = view["times"].items()
     return [stat("max |native - matrix|", f"{view['diff']:.2e}"),
-            _timing_stat(f"{n0} (median)", f"{t0.median_s * 1e3:.3f} ms", t0.noisy),
-            _timing_stat(f"{n1} (median)", f"{t1.median_s * 1e3:.3f} ms", t1.noisy),
-            _timing_stat("matrix / native time", f"{view['ratio']:.2f}x", view["noisy"])] + list(extra or [])
+            stat(f"{n0} (median)", f"{t0.median_s * 1e3:.3f} ms", noisy=t0.noisy),
+            stat(f"{n1} (median)", f"{t1.median_s * 1e3:.3f} ms", noisy=t1.noisy),
+            stat("matrix / native time", f"{view['ratio']:.2f}x", noisy=view["noisy"])] + list(extra or [])
 
 
 TIMING_SHOWN = ["path", "median_ms", "iqr_ms", "runs", "noisy", "method"]  # the CSV adds device, dtype, nnz, batch

@@ -341,8 +341,7 @@ def reference_beside(local: pd.DataFrame, op: str, name: str):
         text, kind = f"Reference: {match.label}, from {where}.", "info"
         labels = {"ref_label": f"reference: {short_device(ref.device_name)}", "local_label": "this run"}
     else:
-        text = (f"Not like for like: {match.label}. Compare the shapes of the curves, not their values; "
-                f"reference from {where}.")
+        text = f"{match.unlike_text}; reference from {where}."
         kind = "warn"
         labels = {"ref_label": f"reference: {match.reference_text}", "local_label": match.local_text}
     if common:

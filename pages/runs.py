@@ -13,10 +13,12 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from components.figures_bench import compare_figure
 from components.layout import controls_row, labelled, message, page_header, section
-from components.tables import COLUMN_UNITS, csv_payload, data_table, shown_columns, table_columns
-from engine.bench.reference import find, references, short_device
+from components.run_views import compare_note, run_labels
+from components.tables import (COLUMN_UNITS, csv_payload, data_table, fitting_columns, shown_columns,
+                               table_columns)
+from engine.bench.reference import find, references
 from engine.bench.run_compare import (PREFERRED_X, PREFERRED_Y, choose_slices, compare_runs, numeric_columns,
-                                      other_values, pick_axis, select, series_column, slice_text, why_not_drawn)
+                                      pick_axis, select, series_column, slice_text)
 from engine.bench.schema import KIND_OK_REQUIRED, KIND_STATUSES, SCHEMAS, kind_of_columns
 from engine.runtime.store import (IMPORT_MAX_BYTES, RunStore, check_header, csv_header, import_csv,
                                   mark_dead_runs)
@@ -265,89 +267,6 @@ def _text(value):
 def _trigger():
     """Id of the input that fired the running callback (a function so tests can replace it)."""
     return ctx.triggered_id
-
-
-ROWS_TABLE_PX = 1150  # the rows table's box at a 1280 px wide window
-CHAR_PX, CELL_PX = 8, 18  # a character of a 13 px cell and a cell's padding (sort arrow on headers)
-
-
-def fitting_columns(frame: pd.DataFrame, names: list[str], budget: int = ROWS_TABLE_PX) -> list[str]:
-    """The first of ``names`` that fit ``budget`` px side by side (headers and text wrap at
-    spaces, numbers show 4 significant digits); the CSV keeps every column."""
-    out, total = [], 0
-    for name in names:
-        header = f"{name} ({COLUMN_UNITS[name]})" if name in COLUMN_UNITS else str(name)
-        values = frame[name].dropna().head(200)
-        numeric = pd.to_numeric(values, errors="coerce").notna().all()
-        words = [len(w) for v in values.astype(str) for w in v.split()] or [0]
-        width = CELL_PX + CHAR_PX * max(max(len(w) for w in header.split()) + 2,
-                                        min(max(words), 10 if numeric else 30))
-        if out and total + width > budget:
-            break
-        out.append(name)
-        total += width
-    return out
-
-
-def whose(meta: dict) -> str:
-    """Whose rows a run's are: "reference, 2026-11-22" or "run c1d8b3" (imported ones say so)."""
-    if meta.get("status") == "committed reference":
-        return f"committed reference, {str(meta.get('created') or 'undated')[:10]}"
-    return f"{'imported ' if meta.get('status') == 'imported' else ''}run {str(meta['run_id'])[-6:]}"
-
-
-def run_labels(frames: list[tuple[dict, pd.DataFrame]], match, slices: list[dict]) -> list[str]:
-    """The legend group title of each run: its device (and, when the two differ, every way
-    they differ: shape, dtype, timing method, from ``match``; the op when the runs draw
-    different ones) and whose rows they are."""
-    ops = {s.get("op") for s in slices}
-    sides = []
-    for i, ((meta, _f), s) in enumerate(zip(frames, slices)):
-        device = short_device(meta.get("device_name")) if meta.get("device_name") else meta.get("kind", "")
-        if match is not None and not match.same:
-            device = match.reference_text if i == 0 else match.local_text
-        op = f", {s['op']}" if len(ops) > 1 and s.get("op") else ""
-        sides.append(f"{device}{op} ({whose(meta)}{', opened' if i == 0 and len(frames) > 1 else ''})")
-    return sides
-
-
-def compare_note(frames, drawn, slices, match, figure, labels, x, y, filtered):
-    """The sentences under the plot: which op and dtype are drawn, whether the two runs are
-    like for like (every mismatch named), and why a run adds nothing to the plot."""
-    out = []
-    shown = {slice_text(s) for s in slices if s}
-    others = other_values([f for _m, f in frames], slices)
-    if shown and not filtered:
-        also = "; ".join(f"{col} {', '.join(v)}" for col, v in others.items())
-        apart = " or ".join(c for c in ("op", "dtype") if len({s.get(c) for s in slices}) > 1)
-        drawn_text = (f"the {shown.copy().pop()} rows only" if len(shown) == 1 else
-                      f"the opened run's {slice_text(slices[0])} rows and the compared run's {slice_text(slices[1])} "
-                      f"rows (they have no {apart} in common)")
-        out.append(message(f"Drawn: {drawn_text}, one op and one dtype per curve"
-                           + (f"; the run{'s also have' if len(frames) > 1 else ' also has'} {also}: pick "
-                              "them under Filter op / Filter dtype." if also
-                              else "."), "info"))
-    if len(frames) == 2 and all(len(d) for d in drawn):  # else the run that has nothing is named below
-        if match is None:
-            kinds = {m["kind"] for m, _f in frames}
-            out.append(message(f"Not like for like: a {' run and a '.join(sorted(kinds))} run measure different "
-                               "things; nothing is matched between them." if len(kinds) > 1 else
-                               "Not like for like: what these runs measured (device, shape, dtype, timing "
-                               "method) cannot be read from their rows.", "warn"))
-        elif match.same:
-            out.append(message(f"Like for like: {match.label}"
-                               + (f" ({' and '.join(sorted(shown))} rows)." if shown else "."), "info"))
-        else:
-            out.append(message(f"Not like for like: {match.label}. Compare the shapes of the curves, not their "
-                               "values.", "warn"))
-    groups = {t.legendgroup for t in figure.data}
-    for (meta, rows), part, s, label in zip(frames, drawn, slices, labels):
-        if label not in groups:
-            which = "opened" if meta is frames[0][0] else "compared"
-            out.append(message(f"The {which} {meta['kind']} run, {label}, adds nothing to this plot of {y} "
-                               f"against {x}: "
-                               f"{why_not_drawn(rows, part, s, x, y)}.", "warn"))
-    return out
 
 
 @callback(Output(f"{P}-facts", "children"), Output(f"{P}-plot", "figure"),

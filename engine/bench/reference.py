@@ -364,6 +364,13 @@ class Match:
         left, right = self._sides()
         return f"{left} · {right}"
 
+    @property
+    def unlike_text(self) -> str:
+        """The note's sentence for a mismatched pair (no final stop): "Not like for like:
+        H100 80GB HBM3, n = 8192 · this CPU, n = 512. Compare the shapes of the curves, not
+        their values"."""
+        return f"Not like for like: {self.label}. Compare the shapes of the curves, not their values"
+
 
 def same_device(a, b) -> bool:
     """Whether two device names name the same device: the same GPU model, or the same CPU

@@ -797,8 +797,7 @@ def reference_beside(rows: list[dict], ref: Any) -> dict:
     if match.same:
         return {**labels, "kind": "info", "text": f"Reference: {match.label}; {ref.description}."}
     return {**labels, "kind": "warn",
-            "text": f"Not like for like: {match.label}. Compare the shapes of the curves, not their values; "
-                    f"reference: {ref.description}."}
+            "text": f"{match.unlike_text}; reference: {ref.description}."}
 
 
 def sweep_size(channels: Sequence[int], images: Sequence[int], batches: Sequence[int]) -> int:
