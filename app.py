@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import logging
 
@@ -260,6 +261,25 @@ def relative_paths_in_callbacks(response):
     return response
 
 
+def start_server_timing():
+    """Stamp the request's start, for ``add_server_timing``."""
+    from flask import g
+
+    g.lab_started = time.perf_counter()
+
+
+def add_server_timing(response):
+    """``Server-Timing: app;dur=<ms>``: how long this process spent on the request (hooks,
+    callback, serialisation; not the wait for a worker thread nor the transfer). Shown in the
+    browser's network panel; benchmarks/settle_test.py splits a change's time with it."""
+    from flask import g
+
+    started = getattr(g, "lab_started", None)
+    if started is not None:
+        response.headers["Server-Timing"] = f"app;dur={1e3 * (time.perf_counter() - started):.1f}"
+    return response
+
+
 def add_security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
@@ -301,6 +321,7 @@ def create_app(celery_app=None) -> Dash:
         html.Main(dash.page_container, className="content"),
     ])
     app.server.config["MAX_CONTENT_LENGTH"] = max_request_bytes()
+    app.server.before_request(start_server_timing)
     app.server.before_request(check_host_and_origin)
     app.server.before_request(FORK_GATE.enter)
     # small ops: one torch thread (engine/runtime/threads.py); inside the fork gate, so no job
@@ -312,6 +333,7 @@ def create_app(celery_app=None) -> Dash:
     ResponseCache(app).install(app.server)
     app.server.after_request(relative_paths_in_callbacks)
     app.server.after_request(add_security_headers)
+    app.server.after_request(add_server_timing)  # registered last: runs first, measures the callback
     app.server.register_error_handler(Exception, answer_unexpected_error)
     return app
 

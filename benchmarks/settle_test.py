@@ -79,14 +79,23 @@ MONITOR_JS = r"""
     if (!url.includes('_dash-update-component')) return fetch0.apply(this, arguments);
     let output = '?';
     try { output = JSON.parse(init.body).output; } catch (e) {}
-    const call = {output, start: performance.now(), ms: null, bytes: 0, failed: false};
+    const call = {output, start: performance.now(), ms: null, app_ms: null, bytes: 0, failed: false};
     L.calls.push(call); L.inflight++;
     const p = fetch0.apply(this, arguments);
-    p.then(r => { call.failed = r.status >= 400; return r.clone().arrayBuffer(); })
+    p.then(r => { call.failed = r.status >= 400;
+                  const st = /app;dur=([0-9.]+)/.exec(r.headers.get('server-timing') || '');
+                  call.app_ms = st ? +st[1] : null;
+                  return r.clone().arrayBuffer(); })
      .then(b => { call.bytes = b.byteLength; }, () => { call.failed = true; })
      .finally(() => { call.ms = performance.now() - call.start; L.inflight--; });
     return p;
   };
+  // the browser's main thread: tasks over 50 ms (drawing figures, the Dash renderer)
+  L.long = [];
+  try {
+    new PerformanceObserver(list => { for (const e of list.getEntries()) L.long.push(e); })
+      .observe({type: 'longtask', buffered: true});
+  } catch (e) {}
   const stamp = () => { if (L.armed) { L.armed = false; L.t0 = performance.now(); } };
   for (const ev of ['keydown', 'pointerdown', 'mousedown'])
     window.addEventListener(ev, stamp, true);
@@ -100,8 +109,10 @@ MONITOR_JS = r"""
     const start = performance.now();
     let clean = 0, settledAt = null;
     const done = (at, timeout) => resolve({t0: L.t0, settled: at, timeout,
-        calls: L.calls.slice(L.from || 0).map(({output, ms, bytes, failed}) =>
-                                                ({output, ms, bytes, failed}))});
+        long_ms: L.long.filter(e => L.t0 !== null && e.startTime >= L.t0 && e.startTime < at)
+                       .reduce((sum, e) => sum + e.duration, 0),
+        calls: L.calls.slice(L.from || 0).map(({output, ms, app_ms, bytes, failed}) =>
+                                                ({output, ms, app_ms, bytes, failed}))});
     const frame = () => {
       const now = performance.now();
       if (busy()) { clean = 0; settledAt = null; }
@@ -275,6 +286,10 @@ def sample(settled: dict, what: str) -> dict:
             "bytes": sum(c["bytes"] for c in calls), "failed": sum(c["failed"] for c in calls),
             "timeout": settled["timeout"],
             "server_ms": round(longest["ms"] or 0, 1) if longest else 0.0,
+            # the app's own time on that request (its Server-Timing header): the rest of
+            # server_ms is the wait for a worker, the transfer and the browser reading it
+            "app_ms": round(longest["app_ms"] or 0, 1) if longest else 0.0,
+            "browser_long_ms": round(settled.get("long_ms") or 0, 1),
             "slowest_callback": short_name(longest["output"]) if longest else ""}
 
 
@@ -331,6 +346,8 @@ def measure_control(page, cid: str, repeats: int, quiet_ms: float, timeout_ms: f
             "callbacks": max(x["callbacks"] for x in samples),
             "bytes": max(x["bytes"] for x in samples),
             "server_ms": round(statistics.median(x["server_ms"] for x in samples), 1),
+            "app_ms": round(statistics.median(x.get("app_ms", 0.0) for x in samples), 1),
+            "browser_long_ms": round(statistics.median(x.get("browser_long_ms", 0.0) for x in samples), 1),
             "slowest_callback": max(samples, key=lambda x: x["server_ms"])["slowest_callback"],
             "failed": sum(x["failed"] for x in samples),
             "timeouts": sum(x["timeout"] for x in samples)}
@@ -429,7 +446,10 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
              f"pointer event of the change (quiet window {args.quiet_ms:g} ms, not counted); "
              "callbacks and bytes are the most one change of the control caused; the longest "
              "request (sent to answered: server time plus transfer) and its callback's output "
-             "id say how much of the time is the server's.", ""]
+             "id say how much of the time is the server's; its app ms is the app's own time on "
+             "that request (its `Server-Timing` header: the rest is the wait, the transfer and the "
+             "browser reading it) and browser long tasks ms the main thread's tasks over 50 ms "
+             "during the change (drawing figures, the Dash renderer).", ""]
     if env["load_average_before"][0] > 1.0:
         lines += [f"The machine was busy (load {env['load_average_before'][0]} before the run): "
                   "these are upper bounds for it, not its quiet figures.", ""]
@@ -443,11 +463,11 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
                   key=lambda row: -row[2]["median_ms"])
     lines += ["", f"## Slowest {min(slowest, len(rows))} controls", "",
               "| page | control | mode | change | median ms | max ms | callbacks | bytes | "
-              "longest request ms | its callback (output) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "longest request ms | its app ms | its callback (output) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for path, mode, c in rows[:slowest]:
         lines.append(f"| {path} | `{c['control']}` | {mode} | {c['change']} | {c['median_ms']} | "
                      f"{c['max_ms']} | {c['callbacks']} | {c['bytes']:,} | {c['server_ms']} | "
-                     f"`{c['slowest_callback']}` |")
+                     f"{c.get('app_ms', '')} | `{c['slowest_callback']}` |")
     for r in results:
         lines += ["", f"## {r['page']} ({r['mode']})", "",
                   f"Load to settled: {r.get('load_ms', '?')} ms."
@@ -456,10 +476,12 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
                   + (f" URL query: `{LARGEST[r['page']]}`." if r["mode"] == "largest"
                      and isinstance(LARGEST.get(r["page"]), str) else ""), "",
                   "| control | kind | change (last) | median ms | max ms | callbacks | bytes "
-                  "received | longest request ms | failed |", "|---|---|---|---|---|---|---|---|---|"]
+                  "received | longest request ms | its app ms | browser long tasks ms | failed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in r["controls"]:
             lines.append(f"| `{c['control']}` | {c['kind']} | {c['change']} | {c['median_ms']} | "
                          f"{c['max_ms']} | {c['callbacks']} | {c['bytes']:,} | {c['server_ms']} | "
+                         f"{c.get('app_ms', '')} | {c.get('browser_long_ms', '')} | "
                          f"{c['failed'] + c['timeouts']} |")
         if r["skipped"]:
             lines += ["", "Not measured: " + ", ".join(f"`{k}` ({v})" for k, v in r["skipped"].items())]

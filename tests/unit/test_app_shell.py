@@ -11,6 +11,15 @@ def test_security_headers_on_every_response():
     assert "frame-ancestors 'self'" in csp and "object-src 'none'" in csp
 
 
+def test_server_timing_says_how_long_the_app_took(monkeypatch):
+    # a request that takes 50 ms of the app's time says about that much, not the wall clock
+    # of whatever came before it
+    clock = iter([100.0, 100.05])
+    monkeypatch.setattr(lab.time, "perf_counter", lambda: next(clock))
+    resp = lab.server.test_client().get("/_dash-layout")
+    assert resp.headers["Server-Timing"] == "app;dur=50.0"
+
+
 def test_callback_error_becomes_a_short_message(monkeypatch):
     shown = {}
     monkeypatch.setattr(lab, "set_props", lambda cid, props: shown.update({cid: props}))
