@@ -346,8 +346,8 @@ def measure_control(page, cid: str, repeats: int, quiet_ms: float, timeout_ms: f
             "callbacks": max(x["callbacks"] for x in samples),
             "bytes": max(x["bytes"] for x in samples),
             "server_ms": round(statistics.median(x["server_ms"] for x in samples), 1),
-            "app_ms": round(statistics.median(x.get("app_ms", 0.0) for x in samples), 1),
-            "browser_long_ms": round(statistics.median(x.get("browser_long_ms", 0.0) for x in samples), 1),
+            "app_ms": round(statistics.median(x["app_ms"] for x in samples), 1),
+            "browser_long_ms": round(statistics.median(x["browser_long_ms"] for x in samples), 1),
             "slowest_callback": max(samples, key=lambda x: x["server_ms"])["slowest_callback"],
             "failed": sum(x["failed"] for x in samples),
             "timeouts": sum(x["timeout"] for x in samples)}
@@ -467,7 +467,7 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
     for path, mode, c in rows[:slowest]:
         lines.append(f"| {path} | `{c['control']}` | {mode} | {c['change']} | {c['median_ms']} | "
                      f"{c['max_ms']} | {c['callbacks']} | {c['bytes']:,} | {c['server_ms']} | "
-                     f"{c.get('app_ms', '')} | `{c['slowest_callback']}` |")
+                     f"{c['app_ms']} | `{c['slowest_callback']}` |")
     for r in results:
         lines += ["", f"## {r['page']} ({r['mode']})", "",
                   f"Load to settled: {r.get('load_ms', '?')} ms."
@@ -481,7 +481,7 @@ def markdown(env: dict, args, results: list[dict], slowest: int = 15) -> str:
         for c in r["controls"]:
             lines.append(f"| `{c['control']}` | {c['kind']} | {c['change']} | {c['median_ms']} | "
                          f"{c['max_ms']} | {c['callbacks']} | {c['bytes']:,} | {c['server_ms']} | "
-                         f"{c.get('app_ms', '')} | {c.get('browser_long_ms', '')} | "
+                         f"{c['app_ms']} | {c['browser_long_ms']} | "
                          f"{c['failed'] + c['timeouts']} |")
         if r["skipped"]:
             lines += ["", "Not measured: " + ", ".join(f"`{k}` ({v})" for k, v in r["skipped"].items())]
